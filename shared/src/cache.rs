@@ -1,0 +1,68 @@
+//! The Redis cache of each room's recent messages. Workers add to it after
+//! commit; gateways read it to fill delivery gaps before asking Postgres.
+//! Messages never change once stored, so entries never need invalidating.
+
+use chat_proto::v1::Message;
+use prost::Message as _;
+use redis::aio::ConnectionManager;
+
+use crate::{ids::RoomId, keys, Seq};
+
+/// How long an idle room's recent messages stay in Redis.
+const RECENT_TTL_SECS: i64 = 24 * 3600;
+
+/// Adds stored messages to their rooms' recent sets, keeping the newest `keep`.
+pub async fn remember(
+    redis: &mut ConnectionManager,
+    messages: &[(RoomId, Message)],
+    keep: usize,
+) -> redis::RedisResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (room, msg) in messages {
+        pipe.zadd(keys::recent(room), msg.encode_to_vec(), msg.seq).ignore();
+    }
+    let mut rooms: Vec<&RoomId> = messages.iter().map(|(r, _)| r).collect();
+    rooms.sort();
+    rooms.dedup();
+    for room in rooms {
+        let key = keys::recent(room);
+        pipe.zremrangebyrank(&key, 0, -(keep as isize) - 1).ignore();
+        pipe.expire(&key, RECENT_TTL_SECS).ignore();
+    }
+    pipe.query_async(redis).await
+}
+
+/// Messages with `after < seq <= up_to` that are still cached, in seq order.
+pub async fn between(
+    redis: &mut ConnectionManager,
+    room: &RoomId,
+    after: Seq,
+    up_to: Seq,
+) -> redis::RedisResult<Vec<Message>> {
+    let raw: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+        .arg(keys::recent(room))
+        .arg(format!("({after}"))
+        .arg(up_to)
+        .arg("BYSCORE")
+        .query_async(redis)
+        .await?;
+    Ok(raw
+        .iter()
+        .filter_map(|b| Message::decode(b.as_slice()).ok())
+        .collect())
+}
+
+/// The highest cached seq of the room: a hint that messages up to it exist.
+pub async fn head_hint(redis: &mut ConnectionManager, room: &RoomId) -> redis::RedisResult<Seq> {
+    let top: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
+        .arg(keys::recent(room))
+        .arg(-1)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(redis)
+        .await?;
+    Ok(top.first().map_or(0, |(_, score)| *score as Seq))
+}

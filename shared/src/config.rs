@@ -1,0 +1,241 @@
+//! Layered configuration: defaults < optional TOML file < environment.
+//!
+//! Each binary owns one struct; this module loads it and reports every bad
+//! field by name before the binary starts anything.
+
+use std::fmt;
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// Environment variable that names an optional TOML file.
+pub const CONFIG_FILE_ENV: &str = "CHAT_CONFIG";
+
+/// A value that must never reach a log line or a Debug print.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Why the configuration was refused; lists every bad field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// A configuration struct that can check itself after loading.
+pub trait Validate {
+    /// Appends one line per bad field, each naming the field.
+    fn validate(&self, problems: &mut Vec<String>);
+}
+
+/// Loads `T` from its defaults, then `$CHAT_CONFIG` (TOML) if set, then
+/// environment variables starting with `env_prefix` (`__` separates nested
+/// fields: `CHAT_GATEWAY_JWT__HS256_SECRET`), and validates the result.
+pub fn load<T>(env_prefix: &str) -> Result<T, ConfigError>
+where
+    T: Default + Serialize + DeserializeOwned + Validate,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Ok(path) = std::env::var(CONFIG_FILE_ENV) {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let config: T = figment
+        .merge(Env::prefixed(env_prefix).split("__"))
+        .extract()
+        .map_err(Box::new)?;
+    let mut problems = Vec::new();
+    config.validate(&mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// Settings of the JetStream ingest stream, shared by gateway and worker so
+/// that whichever starts first creates the same stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// Copies of each message in a NATS cluster (1 for a single server).
+    pub replicas: usize,
+    /// How long JetStream remembers `Nats-Msg-Id`s to drop quick resends.
+    pub duplicate_window_secs: u64,
+    /// Oldest unconsumed send kept before JetStream discards it.
+    pub max_age_secs: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window_secs: 120,
+            max_age_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl Validate for StreamConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if !(1..=5).contains(&self.replicas) {
+            problems.push(format!("stream.replicas must be 1..=5, got {}", self.replicas));
+        }
+        if self.duplicate_window_secs == 0 {
+            problems.push("stream.duplicate_window_secs must be > 0".into());
+        }
+        if self.max_age_secs < self.duplicate_window_secs {
+            problems.push("stream.max_age_secs must be >= stream.duplicate_window_secs".into());
+        }
+    }
+}
+
+/// Postgres connection settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresConfig {
+    /// libpq-style URL, e.g. `postgres://chat@127.0.0.1:5432/chat`.
+    pub url: Secret,
+    /// Largest number of pooled connections.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
+            pool_size: 16,
+        }
+    }
+}
+
+impl Validate for PostgresConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
+            problems.push(format!("postgres.url is not a valid connection string: {e}"));
+        }
+        if self.pool_size == 0 {
+            problems.push("postgres.pool_size must be > 0".into());
+        }
+    }
+}
+
+/// Log output settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `json` for production, `pretty` for people.
+    pub format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,chat_gateway=debug`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Checks a URL-like setting has one of the given schemes.
+pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>) {
+    let ok = schemes
+        .iter()
+        .any(|s| value.strip_prefix(s).is_some_and(|rest| rest.starts_with("://")));
+    if !ok {
+        problems.push(format!(
+            "{field} must be a URL starting with {}, got {value:?}",
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Demo {
+        postgres: PostgresConfig,
+        stream: StreamConfig,
+    }
+
+    impl Validate for Demo {
+        fn validate(&self, problems: &mut Vec<String>) {
+            self.postgres.validate(problems);
+            self.stream.validate(problems);
+        }
+    }
+
+    #[test]
+    fn environment_overrides_defaults_and_bad_fields_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DEMO_POSTGRES__POOL_SIZE", "0");
+            jail.set_env("DEMO_STREAM__REPLICAS", "9");
+            let err = load::<Demo>("DEMO_").err().expect("invalid");
+            let text = err.to_string();
+            assert!(text.contains("postgres.pool_size"), "{text}");
+            assert!(text.contains("stream.replicas"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_sits_between_defaults_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[postgres]\npool_size = 3\n[stream]\nreplicas = 2\n")?;
+            jail.set_env(CONFIG_FILE_ENV, "c.toml");
+            jail.set_env("DEMO_STREAM__REPLICAS", "3");
+            let demo = load::<Demo>("DEMO_").expect("valid");
+            assert_eq!(demo.postgres.pool_size, 3);
+            assert_eq!(demo.stream.replicas, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret([redacted])");
+    }
+}

@@ -1,0 +1,164 @@
+//! Newtype ids, validated once where they enter the system.
+//!
+//! Room ids become NATS subject tokens and Redis key parts, so they are
+//! restricted to a safe alphabet; user ids come from signed tokens and never
+//! enter a subject.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an id was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error("{0} is longer than {1} bytes")]
+    TooLong(&'static str, usize),
+    #[error("{0} may only contain ASCII letters, digits, '-' and '_'")]
+    BadChar(&'static str),
+}
+
+/// A room's id: 1–64 of `[A-Za-z0-9_-]`, safe as a NATS token and Redis key part.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RoomId(String);
+
+impl RoomId {
+    pub const MAX_LEN: usize = 64;
+
+    /// Parses a room id from untrusted input.
+    pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(IdError::Empty("room"));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong("room", Self::MAX_LEN));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(IdError::BadChar("room"));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RoomId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<RoomId> for String {
+    fn from(id: RoomId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user's id: the `sub` of a verified token, 1–128 bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(IdError::Empty("user"));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong("user", Self::MAX_LEN));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<UserId> for String {
+    fn from(id: UserId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The client's idempotency key for a `send`: 1–64 printable ASCII bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientMsgId(String);
+
+impl ClientMsgId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(IdError::Empty("client_msg_id"));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong("client_msg_id", Self::MAX_LEN));
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(IdError::BadChar("client_msg_id"));
+        }
+        Ok(Self(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A room's sequence number: the n-th stored message of the room has seq n.
+pub type Seq = u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_ids_are_subject_safe() {
+        assert!(RoomId::parse("general-1_x").is_ok());
+        assert_eq!(RoomId::parse(""), Err(IdError::Empty("room")));
+        assert_eq!(RoomId::parse("a.b"), Err(IdError::BadChar("room")));
+        assert_eq!(RoomId::parse("a*"), Err(IdError::BadChar("room")));
+        assert_eq!(RoomId::parse("a b"), Err(IdError::BadChar("room")));
+        assert!(RoomId::parse("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn client_msg_ids_are_printable() {
+        assert!(ClientMsgId::parse("0192f0c4-8e0a-7c1e-b7a4-1f2e3d4c5b6a").is_ok());
+        assert!(ClientMsgId::parse("a b").is_err());
+        assert!(ClientMsgId::parse("").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Every Redis key, built in one place. All keys start with `chat:`.
+
+use crate::ids::{RoomId, UserId};
+
+/// `chat:member:<room>:<user>` → "1" or "0": cached membership, with a TTL,
+/// deleted whenever membership changes.
+pub fn membership(room: &RoomId, user: &UserId) -> String {
+    format!("chat:member:{room}:{user}")
+}
+
+/// `chat:ticket:<ticket>` → user id: a one-time WebSocket ticket, deleted on use.
+pub fn ticket(ticket: &str) -> String {
+    format!("chat:ticket:{ticket}")
+}
+
+/// `chat:recent:<room>`: sorted set of the room's latest stored messages
+/// (protobuf `Message`, scored by seq). Gateways fill gaps from it and read
+/// its top score as a cheap hint of the room's head.
+pub fn recent(room: &RoomId) -> String {
+    format!("chat:recent:{room}")
+}

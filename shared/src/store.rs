@@ -1,0 +1,308 @@
+//! Postgres: the schema migrations and every SQL statement of the system.
+//!
+//! Gateways read (membership, heads, history); workers write (`persist`);
+//! the admin seam creates rooms and members.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chat_proto::v1::Message;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::{config::PostgresConfig, ids::RoomId, ids::UserId, Seq};
+
+refinery::embed_migrations!("migrations");
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no Postgres connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("Postgres: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+    #[error("bad Postgres configuration: {0}")]
+    Config(String),
+}
+
+/// Every statement, named for what it does.
+mod sql {
+    pub const IS_MEMBER: &str = "SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2";
+    pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
+    pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
+    pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
+    pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
+    pub const ADD_MEMBER: &str =
+        "INSERT INTO members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+    pub const REMOVE_MEMBER: &str = "DELETE FROM members WHERE room_id = $1 AND user_id = $2";
+    /// Columns in the order `message_from_row` reads them.
+    const COLUMNS: &str = "room_id, seq, id, sender_id, body, \
+        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id";
+    pub fn messages_between() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3 \
+             ORDER BY seq LIMIT $4"
+        )
+    }
+    pub fn find_sent() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM messages \
+             WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
+        )
+    }
+    pub fn find_sent_many() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND (sender_id, client_msg_id) IN \
+             (SELECT * FROM unnest($2::text[], $3::text[]))"
+        )
+    }
+    pub const INSERT_MANY: &str = "INSERT INTO messages \
+        (room_id, seq, id, sender_id, client_msg_id, body, created_at) \
+        SELECT $1, s, i, snd, c, b, to_timestamp(t / 1000.0) \
+        FROM unnest($2::int8[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
+        AS u (s, i, snd, c, b, t)";
+}
+
+fn message_from_row(row: &Row) -> Message {
+    Message {
+        room: row.get(0),
+        seq: row.get::<_, i64>(1) as Seq,
+        id: row.get::<_, Uuid>(2).to_string(),
+        sender: row.get(3),
+        body: row.get(4),
+        ts_ms: row.get(5),
+        client_msg_id: row.get(6),
+    }
+}
+
+/// A send to store, as the worker received it.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub room: RoomId,
+    pub sender: String,
+    pub client_msg_id: String,
+    pub body: String,
+}
+
+/// What became of one `NewMessage` of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Persisted {
+    /// Stored by this call (`fresh`) or found stored by an earlier one.
+    Stored { message: Message, fresh: bool },
+    /// The room does not exist; retrying cannot help.
+    RoomMissing,
+}
+
+/// A cheap-to-clone handle on the Postgres pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Builds the pool; connections are opened on first use.
+    pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let pg: tokio_postgres::Config = config
+            .url
+            .expose()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations on a connection of its own.
+    pub async fn migrate(config: &PostgresConfig) -> Result<(), StoreError> {
+        let (mut client, connection) = tokio_postgres::connect(config.url.expose(), NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let report = migrations::runner().run_async(&mut client).await?;
+        for m in report.applied_migrations() {
+            tracing::info!(migration = %m, "applied migration");
+        }
+        drop(client);
+        let _ = driver.await;
+        Ok(())
+    }
+
+    /// Pool usage: (connections open, connections idle).
+    pub fn pool_status(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available)
+    }
+
+    /// Checks that Postgres answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::IS_MEMBER).await?;
+        Ok(client
+            .query_opt(&stmt, &[&room.as_str(), &user.as_str()])
+            .await?
+            .is_some())
+    }
+
+    /// The room's highest stored seq, or `None` if the room does not exist.
+    pub async fn room_head(&self, room: &RoomId) -> Result<Option<Seq>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::ROOM_HEAD).await?;
+        Ok(client
+            .query_opt(&stmt, &[&room.as_str()])
+            .await?
+            .map(|row| row.get::<_, i64>(0) as Seq))
+    }
+
+    /// Stored messages with `after < seq <= up_to`, in seq order, at most `limit`.
+    pub async fn messages_between(
+        &self,
+        room: &RoomId,
+        after: Seq,
+        up_to: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(&sql::messages_between()).await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&room.as_str(), &(after as i64), &(up_to as i64), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
+    /// The message `sender` stored in `room` under `client_msg_id`, if any.
+    pub async fn find_sent(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(&sql::find_sent()).await?;
+        Ok(client
+            .query_opt(&stmt, &[&room.as_str(), &sender.as_str(), &client_msg_id])
+            .await?
+            .as_ref()
+            .map(message_from_row))
+    }
+
+    /// Creates a room; returns false if it already existed.
+    pub async fn create_room(&self, room: &RoomId) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute(sql::CREATE_ROOM, &[&room.as_str()]).await? == 1)
+    }
+
+    pub async fn add_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(sql::ADD_MEMBER, &[&room.as_str(), &user.as_str()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(sql::REMOVE_MEMBER, &[&room.as_str(), &user.as_str()])
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a batch in one transaction, idempotently on (room, sender,
+    /// client_msg_id). Each room's row is locked (rooms in id order, so two
+    /// workers never deadlock) and its new messages get the next seqs, in
+    /// batch order. Returns one outcome per input, in input order. An error
+    /// means nothing is known: the caller must not acknowledge the batch.
+    pub async fn persist(&self, batch: &[NewMessage]) -> Result<Vec<Persisted>, StoreError> {
+        let mut by_room: BTreeMap<&RoomId, Vec<usize>> = BTreeMap::new();
+        for (i, m) in batch.iter().enumerate() {
+            by_room.entry(&m.room).or_default().push(i);
+        }
+        let mut client = self.pool.get().await?;
+        let lock_room = client.prepare_cached(sql::LOCK_ROOM).await?;
+        let find_many = client.prepare_cached(&sql::find_sent_many()).await?;
+        let insert_many = client.prepare_cached(sql::INSERT_MANY).await?;
+        let set_head = client.prepare_cached(sql::SET_ROOM_HEAD).await?;
+        let tx = client.transaction().await?;
+        let mut out = vec![Persisted::RoomMissing; batch.len()];
+        for (room, indexes) in by_room {
+            let Some(row) = tx.query_opt(&lock_room, &[&room.as_str()]).await? else {
+                continue;
+            };
+            let mut head: i64 = row.get(0);
+            let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
+            let ids: Vec<&str> = indexes.iter().map(|&i| batch[i].client_msg_id.as_str()).collect();
+            let mut known: HashMap<(String, String), Message> = tx
+                .query(&find_many, &[&room.as_str(), &senders, &ids])
+                .await?
+                .iter()
+                .map(message_from_row)
+                .map(|m| ((m.sender.clone(), m.client_msg_id.clone()), m))
+                .collect();
+            let mut fresh = Vec::new();
+            for i in indexes {
+                let m = &batch[i];
+                let key = (m.sender.clone(), m.client_msg_id.clone());
+                if let Some(message) = known.get(&key) {
+                    out[i] = Persisted::Stored {
+                        message: message.clone(),
+                        fresh: false,
+                    };
+                    continue;
+                }
+                head += 1;
+                let message = Message {
+                    room: room.to_string(),
+                    seq: head as Seq,
+                    id: Uuid::now_v7().to_string(),
+                    sender: m.sender.clone(),
+                    body: m.body.clone(),
+                    ts_ms: crate::now_ms(),
+                    client_msg_id: m.client_msg_id.clone(),
+                };
+                known.insert(key, message.clone());
+                fresh.push(message.clone());
+                out[i] = Persisted::Stored {
+                    message,
+                    fresh: true,
+                };
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let seqs: Vec<i64> = fresh.iter().map(|m| m.seq as i64).collect();
+            let uuids: Vec<Uuid> = fresh
+                .iter()
+                .map(|m| Uuid::parse_str(&m.id).expect("generated above"))
+                .collect();
+            let senders: Vec<&str> = fresh.iter().map(|m| m.sender.as_str()).collect();
+            let cmids: Vec<&str> = fresh.iter().map(|m| m.client_msg_id.as_str()).collect();
+            let bodies: Vec<&str> = fresh.iter().map(|m| m.body.as_str()).collect();
+            let stamps: Vec<i64> = fresh.iter().map(|m| m.ts_ms).collect();
+            tx.execute(
+                &insert_many,
+                &[&room.as_str(), &seqs, &uuids, &senders, &cmids, &bodies, &stamps],
+            )
+            .await?;
+            tx.execute(&set_head, &[&room.as_str(), &head]).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,71 @@
+//! Every NATS subject, stream and consumer name, built in one place.
+
+use crate::ids::RoomId;
+
+/// JetStream stream that holds accepted sends until a worker stores them.
+pub const INGEST_STREAM: &str = "CHAT_INGEST";
+/// Durable pull consumer shared by all workers.
+pub const WORKER_CONSUMER: &str = "workers";
+/// JetStream stream that keeps messages that could not be stored.
+pub const DEAD_LETTER_STREAM: &str = "CHAT_DEAD";
+
+const INGEST_PREFIX: &str = "chat.in";
+const FANOUT_PREFIX: &str = "chat.room";
+const RECEIPT_PREFIX: &str = "chat.receipt";
+const DEAD_PREFIX: &str = "chat.dead";
+
+/// `chat.in.<room>`: a gateway publishes a client's send here (JetStream).
+pub fn ingest(room: &RoomId) -> String {
+    format!("{INGEST_PREFIX}.{room}")
+}
+
+/// Wildcard the ingest stream captures.
+pub fn ingest_all() -> String {
+    format!("{INGEST_PREFIX}.>")
+}
+
+/// `chat.room.<room>`: a worker publishes each stored message here (core NATS);
+/// gateways with members of the room subscribe.
+pub fn fanout(room: &RoomId) -> String {
+    format!("{FANOUT_PREFIX}.{room}")
+}
+
+/// `chat.receipt.<gateway>`: commit receipts for sends a gateway accepted.
+pub fn receipts(gateway_id: &str) -> String {
+    format!("{RECEIPT_PREFIX}.{gateway_id}")
+}
+
+/// `chat.dead.<room>`: where a worker parks a message it gave up on.
+pub fn dead_letter(room: &str) -> String {
+    format!("{DEAD_PREFIX}.{room}")
+}
+
+/// Wildcard the dead-letter stream captures.
+pub fn dead_letter_all() -> String {
+    format!("{DEAD_PREFIX}.>")
+}
+
+/// JetStream de-duplication id of a send. Scoped by room and sender so that
+/// one user cannot suppress another's message by guessing its client_msg_id.
+pub fn dedup_id(room: &RoomId, sender: &str, client_msg_id: &str) -> String {
+    format!("{room}/{}:{sender}/{client_msg_id}", sender.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_per_room() {
+        let room = RoomId::parse("lobby").unwrap();
+        assert_eq!(ingest(&room), "chat.in.lobby");
+        assert_eq!(fanout(&room), "chat.room.lobby");
+        assert_eq!(receipts("gw-1"), "chat.receipt.gw-1");
+    }
+
+    #[test]
+    fn dedup_ids_cannot_collide_across_senders() {
+        let room = RoomId::parse("r").unwrap();
+        assert_ne!(dedup_id(&room, "a/b", "c"), dedup_id(&room, "a", "b/c"));
+    }
+}
