@@ -1,0 +1,18 @@
+//! The chat gateway: terminates WebSockets, authenticates, checks membership,
+//! publishes sends to JetStream and delivers each room's stored messages to
+//! its local sockets in seq order. It keeps no state another gateway needs.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod delivery;
+pub mod error;
+pub mod hub;
+pub mod ingest;
+pub mod membership;
+pub mod room;
+pub mod session;
+
+pub use app::Application;
+pub use config::GatewayConfig;

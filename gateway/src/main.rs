@@ -1,1 +1,56 @@
-fn main(){}
+use anyhow::Context;
+use chat_gateway::{Application, GatewayConfig};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "Chat gateway: WebSocket front door of the chat system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve WebSockets (the default).
+    Serve,
+    /// Print an HS256 access token for a user, signed with the configured secret.
+    DevToken {
+        user: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 24 * 3600)]
+        ttl: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = GatewayConfig::load().context("loading gateway configuration")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::DevToken { user, ttl } => {
+            anyhow::ensure!(
+                !config.jwt.hs256_secret.is_empty(),
+                "dev-token needs jwt.hs256_secret"
+            );
+            println!(
+                "{}",
+                chat_shared::auth::mint_hs256(config.jwt.hs256_secret.expose(), &user, ttl)
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            chat_shared::telemetry::init(&config.log);
+            let shutdown = CancellationToken::new();
+            let app = Application::build(config, shutdown.clone())
+                .await
+                .context("starting gateway")?;
+            tokio::spawn(async move {
+                chat_shared::telemetry::terminated().await;
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            });
+            app.run().await.context("serving")
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod error_code;
 pub mod ids;
 pub mod keys;
 pub mod store;
+pub mod streams;
 pub mod subjects;
 pub mod telemetry;
 

@@ -19,3 +19,19 @@ pub fn init(log: &LogConfig) {
         eprintln!("tracing subscriber already installed: {e}");
     }
 }
+
+/// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
+pub async fn terminated() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,212 @@
+//! Builds the gateway from its configuration and serves it. `main` and the
+//! tests both go through `Application::build`.
+
+use std::{
+    net::SocketAddr,
+    ops::Deref,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::{
+    extract::{Query, State, WebSocketUpgrade},
+    http::HeaderMap,
+    response::Response,
+    routing::{get, post},
+    Json, Router,
+};
+use chat_shared::{
+    codec::{Encoding, JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL},
+    store::Store,
+    streams,
+};
+use redis::aio::ConnectionManager;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    admin,
+    auth::{self, bearer, Verifier},
+    config::GatewayConfig,
+    error::GatewayError,
+    hub::{Hub, RoomDeps},
+    ingest::Ingest,
+    membership::Membership,
+    session::{self, SessionInfo},
+};
+
+/// How long open sockets get to close after shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a request handler may touch; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: GatewayConfig,
+    pub verifier: Verifier,
+    pub store: Store,
+    pub redis: ConnectionManager,
+    pub membership: Membership,
+    pub hub: Hub,
+    pub ingest: Arc<Ingest>,
+    pub shutdown: CancellationToken,
+    /// Open sockets, so shutdown can wait for them to close.
+    pub sessions: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to NATS, Postgres and Redis, declares the streams and binds
+    /// the listener. Sockets are served once `run` is called.
+    pub async fn build(config: GatewayConfig, shutdown: CancellationToken) -> Result<Self, GatewayError> {
+        let verifier = Verifier::new(&config.jwt).map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
+        let nats = async_nats::ConnectOptions::new()
+            .name(format!("chat-gateway-{}", config.gateway_id))
+            .connect(&config.nats_url)
+            .await
+            .map_err(GatewayError::nats)?;
+        let js = async_nats::jetstream::new(nats.clone());
+        streams::ensure(&js, &config.stream).await.map_err(GatewayError::nats)?;
+        let store = Store::new(&config.postgres)?;
+        let redis = redis::Client::open(config.redis_url.as_str())?
+            .get_connection_manager()
+            .await?;
+        let membership = Membership::new(
+            store.clone(),
+            redis.clone(),
+            config.delivery.membership_ttl_secs,
+        );
+        let hub = Hub::new(RoomDeps {
+            nats: nats.clone(),
+            store: store.clone(),
+            redis: redis.clone(),
+            config: config.delivery.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let ingest = Ingest::new(
+            js,
+            store.clone(),
+            &config.gateway_id,
+            Duration::from_millis(config.limits.ack_timeout_ms),
+        );
+        ingest.listen(&nats, shutdown.clone()).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
+        let state = AppState(Arc::new(Inner {
+            config,
+            verifier,
+            store,
+            redis,
+            membership,
+            hub,
+            ingest,
+            shutdown,
+            sessions: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        }));
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    /// Serves until the shutdown token fires, then closes every socket
+    /// (close code 1012: reconnect elsewhere) and waits for them to drain.
+    pub async fn run(self) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let shutdown = state.shutdown.clone();
+        tracing::info!(addr = %self.local_addr(), gateway_id = %state.config.gateway_id, "gateway listening");
+        axum::serve(self.listener, router(state.clone()))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await?;
+        state.sessions.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.sessions.wait()).await.is_err() {
+            tracing::warn!("sockets still open after the drain timeout");
+        }
+        Ok(())
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/ws", get(upgrade))
+        .route("/v1/ws/ticket", post(ticket))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(admin::router())
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct UpgradeQuery {
+    ticket: Option<String>,
+}
+
+/// `GET /v1/ws`: everything that can refuse a client happens here, before
+/// the upgrade, so a refused client gets a plain HTTP status.
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<UpgradeQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, GatewayError> {
+    if state.shutdown.is_cancelled() {
+        return Err(GatewayError::ShuttingDown);
+    }
+    auth::check_origin(&headers, &state.config.allowed_origins)?;
+    let user = match (bearer(&headers), query.ticket) {
+        (Some(_), _) => state.verifier.verify_bearer(&headers)?,
+        (None, Some(ticket)) => auth::redeem_ticket(&mut state.redis.clone(), &ticket).await?,
+        (None, None) => return Err(GatewayError::Unauthorized("missing bearer token or ticket")),
+    };
+    let ws = ws.protocols([JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL]);
+    let encoding = ws
+        .selected_protocol()
+        .and_then(|p| p.to_str().ok())
+        .and_then(Encoding::from_subprotocol)
+        .unwrap_or(Encoding::Json);
+    let info = SessionInfo {
+        conn: state.next_conn.fetch_add(1, Ordering::Relaxed),
+        user,
+        encoding,
+    };
+    let limits = &state.config.limits;
+    let drain_token = state.sessions.token();
+    Ok(ws
+        .read_buffer_size(limits.ws_buffer_bytes)
+        .write_buffer_size(limits.ws_buffer_bytes)
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            session::serve(socket, info, state).await;
+            drop(drain_token);
+        }))
+}
+
+/// `POST /v1/ws/ticket`: trades a bearer token for a one-time ticket, for
+/// browsers, which cannot set headers on a WebSocket request.
+async fn ticket(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, GatewayError> {
+    auth::check_origin(&headers, &state.config.allowed_origins)?;
+    let user = state.verifier.verify_bearer(&headers)?;
+    let ttl = state.config.jwt.ticket_ttl_secs;
+    let ticket = auth::issue_ticket(&mut state.redis.clone(), &user, ttl).await?;
+    Ok(Json(serde_json::json!({ "ticket": ticket, "expires_in_secs": ttl })))
+}

@@ -1,0 +1,199 @@
+//! The gateway's configuration: defaults < `$CHAT_CONFIG` file < `CHAT_GATEWAY_*`.
+
+use std::net::SocketAddr;
+
+use chat_shared::config::{
+    check_url, LogConfig, PostgresConfig, Secret, StreamConfig, Validate,
+};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the gateway's environment variables.
+pub const ENV_PREFIX: &str = "CHAT_GATEWAY_";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Address for WebSocket, admin and health traffic.
+    pub listen: SocketAddr,
+    /// Unique per running gateway; names its receipt subject. Empty: a random id.
+    pub gateway_id: String,
+    pub nats_url: String,
+    pub redis_url: String,
+    pub postgres: PostgresConfig,
+    pub jwt: JwtConfig,
+    /// Browser origins allowed to open sockets; requests without `Origin`
+    /// (non-browser clients) are not affected.
+    pub allowed_origins: Vec<String>,
+    /// Bearer token for `/v1/admin`; empty disables the admin API.
+    pub admin_token: Secret,
+    pub limits: Limits,
+    pub delivery: DeliveryConfig,
+    pub stream: StreamConfig,
+    pub log: LogConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".parse().expect("valid address"),
+            gateway_id: String::new(),
+            nats_url: "nats://127.0.0.1:4222".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            postgres: PostgresConfig::default(),
+            jwt: JwtConfig::default(),
+            allowed_origins: Vec::new(),
+            admin_token: Secret::default(),
+            limits: Limits::default(),
+            delivery: DeliveryConfig::default(),
+            stream: StreamConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// How access tokens are checked. Exactly one key must be set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JwtConfig {
+    /// Shared secret for HS256 tokens.
+    pub hs256_secret: Secret,
+    /// PEM public key for RS256 tokens.
+    pub rs256_public_key_pem: String,
+    /// Clock skew tolerated on `exp`, in seconds.
+    pub leeway_secs: u64,
+    /// Lifetime of a one-time WebSocket ticket, in seconds.
+    pub ticket_ttl_secs: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: Secret::default(),
+            rs256_public_key_pem: String::new(),
+            leeway_secs: 30,
+            ticket_ttl_secs: 30,
+        }
+    }
+}
+
+/// Per-socket limits: what one client may cost the gateway.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest WebSocket frame or message accepted; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest message body accepted in a `send`.
+    pub max_body_bytes: usize,
+    /// Frames queued for one socket before it counts as a slow consumer.
+    pub socket_queue: usize,
+    /// Sends of one socket awaiting their commit at once.
+    pub max_inflight_sends: usize,
+    /// WebSocket read and write buffer sizes; small buffers keep idle sockets cheap.
+    pub ws_buffer_bytes: usize,
+    /// How long a send may wait for its commit before the client gets `timeout`.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            max_body_bytes: 16 * 1024,
+            socket_queue: 4096,
+            max_inflight_sends: 256,
+            ws_buffer_bytes: 4096,
+            ack_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// How rooms deliver in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// How long a message that arrived ahead of a missing one waits before
+    /// the gap is filled from the store.
+    pub gap_fill_after_ms: u64,
+    /// How often a room checks the store for a lost tail (messages published
+    /// but never received, with nothing after them to reveal the gap).
+    pub head_probe_ms: u64,
+    /// How long a membership answer stays in Redis.
+    pub membership_ttl_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            gap_fill_after_ms: 100,
+            head_probe_ms: 1000,
+            membership_ttl_secs: 60,
+        }
+    }
+}
+
+impl Validate for GatewayConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        check_url("nats_url", &self.nats_url, &["nats", "tls"], problems);
+        check_url("redis_url", &self.redis_url, &["redis", "rediss"], problems);
+        self.postgres.validate(problems);
+        self.stream.validate(problems);
+        if !self
+            .gateway_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            problems.push("gateway_id may only contain ASCII letters, digits, '-' and '_'".into());
+        }
+        match (
+            self.jwt.hs256_secret.is_empty(),
+            self.jwt.rs256_public_key_pem.is_empty(),
+        ) {
+            (true, true) => problems
+                .push("jwt.hs256_secret or jwt.rs256_public_key_pem must be set".into()),
+            (false, false) => problems.push(
+                "set only one of jwt.hs256_secret and jwt.rs256_public_key_pem".into(),
+            ),
+            (false, true) if self.jwt.hs256_secret.expose().len() < 32 => {
+                problems.push("jwt.hs256_secret must be at least 32 bytes".into())
+            }
+            _ => {}
+        }
+        if self.jwt.ticket_ttl_secs == 0 {
+            problems.push("jwt.ticket_ttl_secs must be > 0".into());
+        }
+        let l = &self.limits;
+        if l.max_frame_bytes < 1024 {
+            problems.push("limits.max_frame_bytes must be >= 1024".into());
+        }
+        if l.max_body_bytes == 0 || l.max_body_bytes >= l.max_frame_bytes {
+            problems.push("limits.max_body_bytes must be > 0 and < limits.max_frame_bytes".into());
+        }
+        for (name, value) in [
+            ("limits.socket_queue", l.socket_queue),
+            ("limits.max_inflight_sends", l.max_inflight_sends),
+            ("limits.ws_buffer_bytes", l.ws_buffer_bytes),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be > 0"));
+            }
+        }
+        if l.ack_timeout_ms == 0 {
+            problems.push("limits.ack_timeout_ms must be > 0".into());
+        }
+        if self.delivery.gap_fill_after_ms == 0 || self.delivery.head_probe_ms == 0 {
+            problems.push("delivery.gap_fill_after_ms and delivery.head_probe_ms must be > 0".into());
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Loads and validates the configuration.
+    pub fn load() -> Result<Self, chat_shared::config::ConfigError> {
+        let mut config: Self = chat_shared::config::load(ENV_PREFIX)?;
+        if config.gateway_id.is_empty() {
+            config.gateway_id = uuid::Uuid::new_v4().simple().to_string();
+        }
+        Ok(config)
+    }
+}
+

@@ -1,0 +1,127 @@
+//! What flows to a socket: replies, and stored messages encoded at most once
+//! per encoding however many sockets receive them.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
+use bytes::Bytes;
+use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
+use chat_shared::{
+    codec::{Encoding, Payload},
+    ErrorCode, Seq,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A stored message on its way to many sockets.
+pub struct Delivery {
+    pub message: Message,
+    json: OnceLock<Utf8Bytes>,
+    proto: OnceLock<Bytes>,
+}
+
+impl Delivery {
+    pub fn new(message: Message) -> Arc<Self> {
+        Arc::new(Self {
+            message,
+            json: OnceLock::new(),
+            proto: OnceLock::new(),
+        })
+    }
+
+    pub fn seq(&self) -> Seq {
+        self.message.seq
+    }
+
+    /// The frame in the socket's encoding, encoded by the first socket that needs it.
+    pub fn to_ws(&self, encoding: Encoding) -> WsMessage {
+        let frame = || ServerFrame {
+            request_id: String::new(),
+            kind: Some(Kind::Message(self.message.clone())),
+        };
+        match encoding {
+            Encoding::Json => WsMessage::Text(
+                self.json
+                    .get_or_init(|| match encoding.encode(&frame()) {
+                        Payload::Text(t) => t.into(),
+                        Payload::Binary(_) => unreachable!("json encodes text"),
+                    })
+                    .clone(),
+            ),
+            Encoding::Proto => WsMessage::Binary(
+                self.proto
+                    .get_or_init(|| match encoding.encode(&frame()) {
+                        Payload::Binary(b) => b,
+                        Payload::Text(_) => unreachable!("proto encodes binary"),
+                    })
+                    .clone(),
+            ),
+        }
+    }
+}
+
+/// One item of a socket's outgoing queue.
+pub enum Outbound {
+    Frame(ServerFrame),
+    Message(Arc<Delivery>),
+}
+
+/// Encodes a reply frame for a socket.
+pub fn frame_to_ws(encoding: Encoding, frame: &ServerFrame) -> WsMessage {
+    match encoding.encode(frame) {
+        Payload::Text(t) => WsMessage::Text(t.into()),
+        Payload::Binary(b) => WsMessage::Binary(b),
+    }
+}
+
+/// Asks a socket to close, once, with the first reason given.
+#[derive(Default)]
+pub struct CloseSignal {
+    token: CancellationToken,
+    reason: OnceLock<(ErrorCode, String)>,
+}
+
+impl CloseSignal {
+    pub fn close(&self, code: ErrorCode, why: impl Into<String>) {
+        let _ = self.reason.set((code, why.into()));
+        self.token.cancel();
+    }
+
+    /// Closes normally (1000), unless a reason was given before.
+    pub fn finish(&self) {
+        self.token.cancel();
+    }
+
+    pub async fn closed(&self) {
+        self.token.cancelled().await
+    }
+
+    pub fn reason(&self) -> Option<&(ErrorCode, String)> {
+        self.reason.get()
+    }
+}
+
+/// A room's handle on one socket.
+#[derive(Clone)]
+pub struct Member {
+    pub conn: u64,
+    pub out: mpsc::Sender<Outbound>,
+    pub close: Arc<CloseSignal>,
+}
+
+impl Member {
+    /// Queues without waiting: a socket that cannot keep up is closed
+    /// (`slow_consumer`) rather than skipped, so it never sees a gap; it
+    /// reconnects and resumes from its last seq.
+    pub fn offer(&self, item: Outbound) -> bool {
+        match self.out.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close
+                    .close(ErrorCode::SlowConsumer, "socket queue full; resume with since_seq");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The gateway's errors, mapped once to protocol codes and HTTP responses.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use chat_shared::{codec::DecodeError, ids::IdError, store::StoreError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("malformed frame: {0}")]
+    BadFrame(#[from] DecodeError),
+    #[error("frame kind not supported")]
+    Unsupported,
+    #[error("{0}")]
+    InvalidId(#[from] IdError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("no such room")]
+    NotFound,
+    #[error("too many sends in flight on this socket")]
+    RateLimited,
+    #[error("the commit was not confirmed in time; resend with the same client_msg_id")]
+    Timeout,
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("nats: {0}")]
+    Nats(String),
+    #[error("cannot start: {0}")]
+    Startup(String),
+}
+
+impl GatewayError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadFrame(_) => ErrorCode::BadFrame,
+            Self::Unsupported => ErrorCode::Unsupported,
+            Self::InvalidId(_) | Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::Timeout => ErrorCode::Timeout,
+            Self::ShuttingDown | Self::Store(_) | Self::Redis(_) | Self::Nats(_) => {
+                ErrorCode::Unavailable
+            }
+            Self::Startup(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What a client may read: dependency failures stay in the logs.
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Unavailable | ErrorCode::Internal => {
+                tracing::warn!(error = %self, "request failed");
+                "temporarily unavailable, retry".into()
+            }
+            _ => self.to_string(),
+        }
+    }
+
+    pub fn nats(e: impl std::fmt::Display) -> Self {
+        Self::Nats(e.to_string())
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({ "code": code.as_str(), "message": self.public_message() });
+        (status, Json(body)).into_response()
+    }
+}

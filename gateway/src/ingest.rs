@@ -1,0 +1,178 @@
+//! The send path: publish a client's message to JetStream, then wait for the
+//! worker's commit receipt. A send is acknowledged to the client only with
+//! the stored message's seq, never on JetStream's word alone.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use async_nats::{header::NATS_MESSAGE_ID, jetstream, HeaderMap};
+use bytes::Bytes;
+use chat_proto::{
+    internal::{Envelope, Receipt},
+    v1::Message,
+};
+use chat_shared::{store::Store, subjects, ClientMsgId, RoomId, UserId};
+use futures::StreamExt;
+use prost::Message as _;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::GatewayError;
+
+/// Sends waiting for their receipt, by ticket.
+type Waiting = Mutex<HashMap<u64, oneshot::Sender<Message>>>;
+
+pub struct Ingest {
+    js: jetstream::Context,
+    store: Store,
+    receipts_subject: String,
+    waiting: Waiting,
+    next_ticket: AtomicU64,
+    timeout: Duration,
+}
+
+impl Ingest {
+    pub fn new(
+        js: jetstream::Context,
+        store: Store,
+        gateway_id: &str,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            js,
+            store,
+            receipts_subject: subjects::receipts(gateway_id),
+            waiting: Mutex::new(HashMap::new()),
+            next_ticket: AtomicU64::new(1),
+            timeout,
+        })
+    }
+
+    /// Subscribes to this gateway's receipts; must run before the first send.
+    pub async fn listen(
+        self: &Arc<Self>,
+        nats: &async_nats::Client,
+        shutdown: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, GatewayError> {
+        let mut sub = nats
+            .subscribe(self.receipts_subject.clone())
+            .await
+            .map_err(GatewayError::nats)?;
+        let this = Arc::clone(self);
+        Ok(tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    msg = sub.next() => msg,
+                    () = shutdown.cancelled() => None,
+                };
+                let Some(msg) = msg else { break };
+                match Receipt::decode(msg.payload) {
+                    Ok(Receipt {
+                        ticket,
+                        message: Some(message),
+                    }) => {
+                        let waiter = this.waiting.lock().expect("poisoned").remove(&ticket);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(message);
+                        }
+                    }
+                    _ => tracing::warn!("undecodable receipt"),
+                }
+            }
+        }))
+    }
+
+    /// Publishes a send and returns the stored message once it is committed.
+    #[tracing::instrument(skip_all, fields(room = %room), err(level = "debug"))]
+    pub async fn submit(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &ClientMsgId,
+        body: String,
+    ) -> Result<Message, GatewayError> {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().expect("poisoned").insert(ticket, tx);
+        let result = self.publish_and_wait(ticket, rx, room, sender, client_msg_id, body).await;
+        self.waiting.lock().expect("poisoned").remove(&ticket);
+        result
+    }
+
+    async fn publish_and_wait(
+        &self,
+        ticket: u64,
+        receipt: oneshot::Receiver<Message>,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &ClientMsgId,
+        body: String,
+    ) -> Result<Message, GatewayError> {
+        let envelope = Envelope {
+            room: room.to_string(),
+            sender: sender.to_string(),
+            client_msg_id: client_msg_id.as_str().to_owned(),
+            body,
+            received_ts_ms: chat_shared::now_ms(),
+            reply_to: self.receipts_subject.clone(),
+            ticket,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            NATS_MESSAGE_ID,
+            subjects::dedup_id(room, sender.as_str(), client_msg_id.as_str()).as_str(),
+        );
+        let ack = self
+            .js
+            .publish_with_headers(
+                subjects::ingest(room),
+                headers,
+                Bytes::from(envelope.encode_to_vec()),
+            )
+            .await
+            .map_err(GatewayError::nats)?
+            .await
+            .map_err(GatewayError::nats)?;
+        if ack.duplicate {
+            // JetStream dropped a quick resend: the first copy's receipt went
+            // to whoever sent it, so look for the stored row instead.
+            return self.await_stored(room, sender, client_msg_id).await;
+        }
+        match tokio::time::timeout(self.timeout, receipt).await {
+            Ok(Ok(message)) => Ok(message),
+            // The receipt may be lost (it is core NATS); the store knows.
+            _ => self
+                .store
+                .find_sent(room, sender, client_msg_id.as_str())
+                .await?
+                .ok_or(GatewayError::Timeout),
+        }
+    }
+
+    /// Polls the store until the message appears or the deadline passes.
+    async fn await_stored(
+        &self,
+        room: &RoomId,
+        sender: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Message, GatewayError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(m) = self.store.find_sent(room, sender, client_msg_id.as_str()).await? {
+                return Ok(m);
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(GatewayError::Timeout);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}

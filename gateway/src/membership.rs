@@ -1,0 +1,54 @@
+//! Who may enter a room: Postgres is the truth, Redis caches each answer for
+//! a while, and every change deletes the cached answer.
+
+use chat_shared::{keys, store::Store, RoomId, UserId};
+use redis::{aio::ConnectionManager, AsyncCommands};
+
+use crate::error::GatewayError;
+
+#[derive(Clone)]
+pub struct Membership {
+    store: Store,
+    redis: ConnectionManager,
+    ttl_secs: u64,
+}
+
+impl Membership {
+    pub fn new(store: Store, redis: ConnectionManager, ttl_secs: u64) -> Self {
+        Self {
+            store,
+            redis,
+            ttl_secs,
+        }
+    }
+
+    pub async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, GatewayError> {
+        let key = keys::membership(room, user);
+        let mut redis = self.redis.clone();
+        if let Some(cached) = redis.get::<_, Option<String>>(&key).await? {
+            return Ok(cached == "1");
+        }
+        let member = self.store.is_member(room, user).await?;
+        let _: () = redis
+            .set_ex(&key, if member { "1" } else { "0" }, self.ttl_secs)
+            .await?;
+        Ok(member)
+    }
+
+    /// Adds a member and drops the cached answer.
+    pub async fn add(&self, room: &RoomId, user: &UserId) -> Result<(), GatewayError> {
+        self.store.add_member(room, user).await?;
+        self.forget(room, user).await
+    }
+
+    /// Removes a member and drops the cached answer.
+    pub async fn remove(&self, room: &RoomId, user: &UserId) -> Result<(), GatewayError> {
+        self.store.remove_member(room, user).await?;
+        self.forget(room, user).await
+    }
+
+    async fn forget(&self, room: &RoomId, user: &UserId) -> Result<(), GatewayError> {
+        let _: () = self.redis.clone().del(keys::membership(room, user)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! One WebSocket: a reader that turns frames into requests and a writer that
+//! drains the socket's bounded queue, joined so that either ending ends both.
+
+use std::{collections::HashSet, sync::Arc};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use chat_proto::v1::{
+    client_frame, server_frame::Kind, Ack, ClientFrame, Error as ErrorFrame, Left, Pong,
+    ServerFrame,
+};
+use chat_shared::{
+    codec::{Encoding, Payload},
+    ClientMsgId, ErrorCode, RoomId, UserId,
+};
+use futures::{stream::SplitSink, SinkExt, StreamExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_tungstenite::tungstenite;
+
+use crate::{
+    app::AppState,
+    delivery::{frame_to_ws, CloseSignal, Member, Outbound},
+    error::GatewayError,
+};
+
+/// Who is on the socket and how it speaks; settled before the upgrade.
+pub struct SessionInfo {
+    pub conn: u64,
+    pub user: UserId,
+    pub encoding: Encoding,
+}
+
+/// Serves a socket until the client leaves, misbehaves beyond repair, reads
+/// too slowly, or the gateway shuts down.
+pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
+    let (sink, mut stream) = socket.split();
+    let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
+    let close = Arc::new(CloseSignal::default());
+    let writer = tokio::spawn(write_loop(sink, queue, Arc::clone(&close), info.encoding));
+    let mut session = Session {
+        member: Member {
+            conn: info.conn,
+            out,
+            close: Arc::clone(&close),
+        },
+        user: info.user,
+        encoding: info.encoding,
+        joined: HashSet::new(),
+        inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
+        state: state.clone(),
+    };
+    tracing::debug!(conn = info.conn, user = %session.user, "socket open");
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = close.closed() => break,
+            () = state.shutdown.cancelled() => {
+                close.close(ErrorCode::Unavailable, "gateway shutting down; reconnect");
+                break;
+            }
+        };
+        match next {
+            Some(Ok(msg)) => {
+                let payload = match msg {
+                    WsMessage::Text(t) => Payload::Text(t.to_string()),
+                    WsMessage::Binary(b) => Payload::Binary(b),
+                    WsMessage::Close(_) => break,
+                    WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                };
+                session.on_payload(payload).await;
+            }
+            Some(Err(e)) => {
+                if is_too_large(e) {
+                    close.close(ErrorCode::TooLarge, "frame exceeds the size limit");
+                }
+                break;
+            }
+            None => break,
+        }
+    }
+    for room in std::mem::take(&mut session.joined) {
+        state.hub.leave(&room, info.conn).await;
+    }
+    close.finish();
+    drop(session);
+    let _ = writer.await;
+    tracing::debug!(conn = info.conn, "socket closed");
+}
+
+fn is_too_large(e: axum::Error) -> bool {
+    matches!(
+        e.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut queue: mpsc::Receiver<Outbound>,
+    close: Arc<CloseSignal>,
+    encoding: Encoding,
+) {
+    let to_ws = |item: Outbound| match item {
+        Outbound::Frame(frame) => frame_to_ws(encoding, &frame),
+        Outbound::Message(delivery) => delivery.to_ws(encoding),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            item = queue.recv() => {
+                let Some(item) = item else { break };
+                if sink.feed(to_ws(item)).await.is_err() {
+                    return;
+                }
+                // Batch whatever else is queued into one flush.
+                while let Ok(item) = queue.try_recv() {
+                    if sink.feed(to_ws(item)).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+            () = close.closed() => break,
+        }
+    }
+    // Flush replies queued before the close (an error frame, say), then close.
+    while let Ok(item) = queue.try_recv() {
+        if sink.feed(to_ws(item)).await.is_err() {
+            return;
+        }
+    }
+    let frame = match close.reason() {
+        Some((code, reason)) => CloseFrame {
+            code: code.close_code(),
+            reason: reason.as_str().into(),
+        },
+        None => CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        },
+    };
+    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+struct Session {
+    member: Member,
+    user: UserId,
+    encoding: Encoding,
+    /// Rooms this socket joined; left when the socket ends.
+    joined: HashSet<RoomId>,
+    /// Caps sends awaiting commit, so one client cannot queue unbounded work.
+    inflight: Arc<Semaphore>,
+    state: AppState,
+}
+
+impl Session {
+    async fn on_payload(&mut self, payload: Payload) {
+        let frame: ClientFrame = match self.encoding.decode(&payload) {
+            Ok(frame) => frame,
+            Err(e) => return self.reply_error(String::new(), GatewayError::from(e)).await,
+        };
+        let request_id = frame.request_id;
+        let result = match frame.kind {
+            None => Err(GatewayError::Unsupported),
+            Some(client_frame::Kind::Ping(_)) => {
+                self.reply(request_id.clone(), Kind::Pong(Pong {})).await;
+                Ok(())
+            }
+            Some(client_frame::Kind::Join(join)) => self.join(request_id.clone(), join).await,
+            Some(client_frame::Kind::Leave(leave)) => self.leave(request_id.clone(), leave).await,
+            Some(client_frame::Kind::Send(send)) => self.send(request_id.clone(), send).await,
+        };
+        if let Err(e) = result {
+            self.reply_error(request_id, e).await;
+        }
+    }
+
+    async fn join(&mut self, request_id: String, join: chat_proto::v1::Join) -> Result<(), GatewayError> {
+        let room = RoomId::parse(join.room)?;
+        self.ensure_member(&room).await?;
+        self.joined.insert(room.clone());
+        self.state
+            .hub
+            .join(room, self.member.clone(), request_id, join.since_seq)
+            .await;
+        Ok(())
+    }
+
+    async fn leave(&mut self, request_id: String, leave: chat_proto::v1::Leave) -> Result<(), GatewayError> {
+        let room = RoomId::parse(leave.room)?;
+        if self.joined.remove(&room) {
+            self.state.hub.leave(&room, self.member.conn).await;
+        }
+        self.reply(request_id, Kind::Left(Left { room: room.to_string() })).await;
+        Ok(())
+    }
+
+    async fn send(&mut self, request_id: String, send: chat_proto::v1::Send) -> Result<(), GatewayError> {
+        let room = RoomId::parse(send.room)?;
+        let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
+        let limit = self.state.config.limits.max_body_bytes;
+        if send.body.len() > limit {
+            return Err(GatewayError::InvalidArgument(format!(
+                "body is {} bytes; the limit is {limit}",
+                send.body.len()
+            )));
+        }
+        let permit = Arc::clone(&self.inflight)
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::RateLimited)?;
+        self.ensure_member(&room).await?;
+        let state = self.state.clone();
+        let out = self.member.out.clone();
+        let user = self.user.clone();
+        tokio::spawn(async move {
+            let result = state
+                .ingest
+                .submit(&room, &user, &client_msg_id, send.body)
+                .await;
+            let kind = match result {
+                Ok(m) => Kind::Ack(Ack {
+                    room: m.room,
+                    client_msg_id: m.client_msg_id,
+                    message_id: m.id,
+                    seq: m.seq,
+                    server_ts_ms: m.ts_ms,
+                }),
+                Err(e) => error_kind(&e),
+            };
+            let _ = out.send(Outbound::Frame(ServerFrame { request_id, kind: Some(kind) })).await;
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    async fn ensure_member(&self, room: &RoomId) -> Result<(), GatewayError> {
+        if self.joined.contains(room) || self.state.membership.is_member(room, &self.user).await? {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden("not a member of this room"))
+        }
+    }
+
+    async fn reply(&self, request_id: String, kind: Kind) {
+        let frame = ServerFrame {
+            request_id,
+            kind: Some(kind),
+        };
+        let _ = self.member.out.send(Outbound::Frame(frame)).await;
+    }
+
+    async fn reply_error(&self, request_id: String, e: GatewayError) {
+        self.reply(request_id, error_kind(&e)).await;
+    }
+}
+
+fn error_kind(e: &GatewayError) -> Kind {
+    Kind::Error(ErrorFrame {
+        code: e.code().as_str().into(),
+        message: e.public_message(),
+    })
+}
