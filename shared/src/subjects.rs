@@ -35,6 +35,14 @@ pub fn receipts(gateway_id: &str) -> String {
     format!("{RECEIPT_PREFIX}.{gateway_id}")
 }
 
+/// Whether a subject is a gateway's receipt subject (workers reply only there).
+pub fn is_receipts(subject: &str) -> bool {
+    subject
+        .strip_prefix(RECEIPT_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
+}
+
 /// `chat.dead.<room>`: where a worker parks a message it gave up on.
 pub fn dead_letter(room: &str) -> String {
     format!("{DEAD_PREFIX}.{room}")
@@ -61,6 +69,9 @@ mod tests {
         assert_eq!(ingest(&room), "chat.in.lobby");
         assert_eq!(fanout(&room), "chat.room.lobby");
         assert_eq!(receipts("gw-1"), "chat.receipt.gw-1");
+        assert!(is_receipts(&receipts("gw-1")));
+        assert!(!is_receipts("chat.receipt.>"));
+        assert!(!is_receipts("chat.room.lobby"));
     }
 
     #[test]

@@ -1,0 +1,13 @@
+//! The chat worker: consumes accepted sends from JetStream (any number of
+//! workers share one durable consumer), stores them in Postgres with a
+//! gap-free per-room seq, keeps the Redis cache, fans out, and only then acks.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod fanout;
+pub mod persist;
+pub mod retry;
+
+pub use app::Worker;
+pub use config::WorkerConfig;

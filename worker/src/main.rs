@@ -1,1 +1,42 @@
-fn main(){}
+use anyhow::Context;
+use chat_shared::store::Store;
+use chat_worker::{Worker, WorkerConfig};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "Chat worker: stores sends and fans them out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, then consume (the default).
+    Run,
+    /// Apply pending schema migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = WorkerConfig::load().context("loading worker configuration")?;
+    chat_shared::telemetry::init(&config.log);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Migrate => Store::migrate(&config.postgres).await.context("migrating"),
+        Command::Run => {
+            let shutdown = CancellationToken::new();
+            let worker = Worker::build(config, shutdown.clone())
+                .await
+                .context("starting worker")?;
+            tokio::spawn(async move {
+                chat_shared::telemetry::terminated().await;
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            });
+            worker.run().await.context("consuming")
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The worker's configuration: defaults < `$CHAT_CONFIG` file < `CHAT_WORKER_*`.
+
+use chat_shared::config::{check_url, LogConfig, PostgresConfig, StreamConfig, Validate};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the worker's environment variables.
+pub const ENV_PREFIX: &str = "CHAT_WORKER_";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    pub nats_url: String,
+    pub redis_url: String,
+    pub postgres: PostgresConfig,
+    pub stream: StreamConfig,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    /// Recent messages kept per room in Redis for gateways' gap fills.
+    pub recent_cache_len: usize,
+    pub log: LogConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            postgres: PostgresConfig::default(),
+            stream: StreamConfig::default(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+            recent_cache_len: 1000,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// How sends are grouped into transactions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchConfig {
+    /// Most sends stored in one transaction.
+    pub max_messages: usize,
+    /// Transactions in flight at once (each holds one Postgres connection).
+    pub concurrency: usize,
+    /// Seconds JetStream waits for an ack before redelivering.
+    pub ack_wait_secs: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 256,
+            concurrency: 4,
+            ack_wait_secs: 30,
+        }
+    }
+}
+
+/// How failed sends are retried before they are dead-lettered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetryConfig {
+    /// Deliveries of one send before it goes to the dead-letter stream.
+    pub max_attempts: u32,
+    /// First redelivery delay; doubles with each attempt.
+    pub base_delay_ms: u64,
+    /// Longest redelivery delay.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            base_delay_ms: 100,
+            max_delay_ms: 10_000,
+        }
+    }
+}
+
+impl Validate for WorkerConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        check_url("nats_url", &self.nats_url, &["nats", "tls"], problems);
+        check_url("redis_url", &self.redis_url, &["redis", "rediss"], problems);
+        self.postgres.validate(problems);
+        self.stream.validate(problems);
+        if self.batch.max_messages == 0 || self.batch.max_messages > 10_000 {
+            problems.push("batch.max_messages must be 1..=10000".into());
+        }
+        if self.batch.concurrency == 0 {
+            problems.push("batch.concurrency must be > 0".into());
+        }
+        if self.batch.concurrency > self.postgres.pool_size {
+            problems.push("batch.concurrency must not exceed postgres.pool_size".into());
+        }
+        if self.batch.ack_wait_secs == 0 {
+            problems.push("batch.ack_wait_secs must be > 0".into());
+        }
+        if self.retry.max_attempts == 0 {
+            problems.push("retry.max_attempts must be > 0".into());
+        }
+        if self.retry.base_delay_ms == 0 || self.retry.max_delay_ms < self.retry.base_delay_ms {
+            problems.push("retry.base_delay_ms must be > 0 and <= retry.max_delay_ms".into());
+        }
+        if self.recent_cache_len == 0 {
+            problems.push("recent_cache_len must be > 0".into());
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn load() -> Result<Self, chat_shared::config::ConfigError> {
+        chat_shared::config::load(ENV_PREFIX)
+    }
+}

@@ -1,0 +1,92 @@
+//! Stores a batch of sends in one transaction, then fans out, updates the
+//! cache and acks. The order is the guarantee: nothing is acked before its
+//! commit is known, and a crash anywhere means redelivery, which finds the
+//! stored row (idempotent on room, sender, client_msg_id) and fans out again.
+
+use async_nats::jetstream;
+use chat_proto::internal::Envelope;
+use chat_shared::{
+    cache,
+    store::{NewMessage, Persisted},
+    RoomId,
+};
+use prost::Message as _;
+
+use crate::{app::Ctx, error::WorkerError, fanout, retry};
+
+struct Item {
+    msg: jetstream::Message,
+    envelope: Envelope,
+    room: RoomId,
+}
+
+fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
+    let envelope =
+        Envelope::decode(msg.payload.clone()).map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
+    let room = RoomId::parse(envelope.room.clone())
+        .map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
+    Ok((envelope, room))
+}
+
+#[tracing::instrument(skip_all, fields(size = chunk.len()))]
+pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
+    let mut items = Vec::with_capacity(chunk.len());
+    for msg in chunk {
+        match decode(&msg) {
+            Ok((envelope, room)) => items.push(Item { msg, envelope, room }),
+            Err(e) => retry::fail(&ctx.js, &ctx.config.retry, &msg, "undecodable", &e).await,
+        }
+    }
+    if items.is_empty() {
+        return;
+    }
+    let batch: Vec<NewMessage> = items
+        .iter()
+        .map(|it| NewMessage {
+            room: it.room.clone(),
+            sender: it.envelope.sender.clone(),
+            client_msg_id: it.envelope.client_msg_id.clone(),
+            body: it.envelope.body.clone(),
+        })
+        .collect();
+    let outcomes = match ctx.store.persist(&batch).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            let e = WorkerError::from(e);
+            for it in &items {
+                retry::fail(&ctx.js, &ctx.config.retry, &it.msg, it.room.as_str(), &e).await;
+            }
+            return;
+        }
+    };
+    let mut fresh = Vec::new();
+    let mut stored = Vec::with_capacity(items.len());
+    for (item, outcome) in items.into_iter().zip(outcomes) {
+        match outcome {
+            Persisted::Stored { message, fresh: is_new } => {
+                if let Err(e) = fanout::publish(&ctx.nats, &item.room, &item.envelope, &message).await {
+                    retry::fail(&ctx.js, &ctx.config.retry, &item.msg, item.room.as_str(), &e).await;
+                    continue;
+                }
+                if is_new {
+                    fresh.push((item.room.clone(), message));
+                }
+                stored.push(item.msg);
+            }
+            Persisted::RoomMissing => {
+                let e = WorkerError::RoomMissing;
+                retry::fail(&ctx.js, &ctx.config.retry, &item.msg, item.room.as_str(), &e).await;
+            }
+        }
+    }
+    if let Err(e) = cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await {
+        // Only a cache: gateways fall back to Postgres.
+        tracing::warn!(error = %e, "recent-message cache not updated");
+    }
+    for msg in stored {
+        if let Err(e) = msg.ack().await {
+            // Redelivery will find the row and fan out again; harmless.
+            tracing::warn!(error = %e, "ack failed");
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What happens to a send that could not be stored this time.
+
+use std::time::Duration;
+
+use async_nats::{
+    jetstream::{self, AckKind},
+    HeaderMap,
+};
+
+use crate::{config::RetryConfig, error::WorkerError};
+
+/// Header naming why a message was dead-lettered.
+pub const DEAD_REASON_HEADER: &str = "Chat-Dead-Reason";
+/// Header counting the deliveries a dead-lettered message had.
+pub const ATTEMPTS_HEADER: &str = "Chat-Attempts";
+
+/// The decision for one failed delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Redeliver after this delay.
+    Retry(Duration),
+    /// Park on the dead-letter stream, then ack.
+    DeadLetter,
+}
+
+/// Exponential backoff by delivery count; permanent errors and exhausted
+/// retries go to the dead-letter stream.
+pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decision {
+    if error.is_permanent() || attempts >= config.max_attempts {
+        return Decision::DeadLetter;
+    }
+    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    let delay = config.base_delay_ms.saturating_mul(factor).min(config.max_delay_ms);
+    Decision::Retry(Duration::from_millis(delay))
+}
+
+/// Applies the decision for a failed message. A message is acked only once
+/// its dead letter is safely stored.
+pub async fn fail(
+    js: &jetstream::Context,
+    config: &RetryConfig,
+    msg: &jetstream::Message,
+    room: &str,
+    error: &WorkerError,
+) {
+    let attempts = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    match decide(config, error, attempts) {
+        Decision::Retry(delay) => {
+            tracing::warn!(error = %error, attempts, ?delay, "send not stored; retrying");
+            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+        Decision::DeadLetter => {
+            tracing::error!(error = %error, attempts, "send dead-lettered");
+            let mut headers = HeaderMap::new();
+            headers.insert(DEAD_REASON_HEADER, error.label());
+            headers.insert(ATTEMPTS_HEADER, attempts.to_string().as_str());
+            let subject = chat_shared::subjects::dead_letter(room);
+            let stored = match js
+                .publish_with_headers(subject, headers, msg.payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            };
+            let kind = if stored {
+                AckKind::Ack
+            } else {
+                AckKind::Nak(Some(Duration::from_millis(config.max_delay_ms)))
+            };
+            let _ = msg.ack_with(kind).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> RetryConfig {
+        RetryConfig {
+            max_attempts: 4,
+            base_delay_ms: 100,
+            max_delay_ms: 250,
+        }
+    }
+
+    #[test]
+    fn transient_errors_back_off_then_dead_letter() {
+        let e = WorkerError::Nats("down".into());
+        assert_eq!(decide(&config(), &e, 1), Decision::Retry(Duration::from_millis(100)));
+        assert_eq!(decide(&config(), &e, 2), Decision::Retry(Duration::from_millis(200)));
+        assert_eq!(decide(&config(), &e, 3), Decision::Retry(Duration::from_millis(250)));
+        assert_eq!(decide(&config(), &e, 4), Decision::DeadLetter);
+    }
+
+    #[test]
+    fn permanent_errors_dead_letter_at_once() {
+        assert_eq!(decide(&config(), &WorkerError::RoomMissing, 1), Decision::DeadLetter);
+    }
+}
