@@ -29,6 +29,8 @@ pub enum StoreError {
 
 /// Every statement, named for what it does.
 mod sql {
+    /// Session-level advisory lock held while migrating (dropped with the connection).
+    pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7245186)";
     pub const IS_MEMBER: &str = "SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2";
     pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
     pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
@@ -123,10 +125,12 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Applies pending migrations on a connection of its own.
+    /// Applies pending migrations on a connection of its own. An advisory
+    /// lock lets several workers start at once without racing.
     pub async fn migrate(config: &PostgresConfig) -> Result<(), StoreError> {
         let (mut client, connection) = tokio_postgres::connect(config.url.expose(), NoTls).await?;
         let driver = tokio::spawn(connection);
+        client.execute(sql::MIGRATION_LOCK, &[]).await?;
         let report = migrations::runner().run_async(&mut client).await?;
         for m in report.applied_migrations() {
             tracing::info!(migration = %m, "applied migration");

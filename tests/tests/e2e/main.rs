@@ -1,1 +1,7 @@
+//! End-to-end tests: real NATS, Postgres and Redis, real gateway and worker
+//! processes, real WebSocket clients. One binary, one module per concern.
 
+mod bad_input;
+mod message_path;
+mod resilience;
+mod support;

@@ -1,0 +1,219 @@
+//! A whole chat system on one machine: services, gateways and workers as
+//! real processes, and helpers that read like what a user does.
+
+use std::{path::PathBuf, process::Command, time::Duration};
+
+use chat_client::{connect, ConnectOptions, Reader, Writer};
+use chat_shared::codec::Encoding;
+use tempfile::TempDir;
+
+use crate::{
+    free_port,
+    process::Process,
+    services::{Nats, Postgres, Redis},
+    wait_for,
+};
+
+pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The only browser origin the test gateways allow.
+pub const ALLOWED_ORIGIN: &str = "https://chat.example";
+
+/// What to start.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub gateways: usize,
+    pub workers: usize,
+    /// Extra `CHAT_GATEWAY_*` variables.
+    pub gateway_env: Vec<(String, String)>,
+    /// Extra `CHAT_WORKER_*` variables.
+    pub worker_env: Vec<(String, String)>,
+}
+
+impl ClusterOptions {
+    pub fn new(gateways: usize, workers: usize) -> Self {
+        Self {
+            gateways,
+            workers,
+            gateway_env: Vec::new(),
+            worker_env: Vec::new(),
+        }
+    }
+
+    pub fn gateway_env(mut self, key: &str, value: &str) -> Self {
+        self.gateway_env.push((key.into(), value.into()));
+        self
+    }
+}
+
+pub struct Gateway {
+    pub port: u16,
+    pub process: Process,
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub nats: Nats,
+    pub postgres: Postgres,
+    pub redis: Redis,
+    pub gateways: Vec<Gateway>,
+    pub workers: Vec<Process>,
+    options: ClusterOptions,
+    spawned: usize,
+}
+
+/// Where cargo put the workspace binaries (next to this test's `deps/`).
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+impl Cluster {
+    pub async fn start(options: ClusterOptions) -> Self {
+        let dir = tempfile::Builder::new().prefix("chat-e2e-").tempdir().unwrap();
+        let (nats, postgres, redis) = tokio::join!(
+            Nats::start(dir.path()),
+            Postgres::start(dir.path()),
+            Redis::start(dir.path()),
+        );
+        let mut cluster = Self {
+            dir,
+            nats,
+            postgres,
+            redis,
+            gateways: Vec::new(),
+            workers: Vec::new(),
+            options: options.clone(),
+            spawned: 0,
+        };
+        for _ in 0..options.workers {
+            cluster.start_worker().await;
+        }
+        for _ in 0..options.gateways {
+            cluster.start_gateway().await;
+        }
+        cluster
+    }
+
+    /// Starts one more worker and waits until it consumes.
+    pub async fn start_worker(&mut self) -> usize {
+        let n = self.next_name();
+        let mut cmd = Command::new(bin("worker"));
+        cmd.env("CHAT_WORKER_NATS_URL", self.nats.url())
+            .env("CHAT_WORKER_REDIS_URL", self.redis.url())
+            .env("CHAT_WORKER_POSTGRES__URL", self.postgres.url())
+            .env("CHAT_WORKER_POSTGRES__POOL_SIZE", "8")
+            .env("RUST_LOG", "info");
+        for (k, v) in &self.options.worker_env {
+            cmd.env(k, v);
+        }
+        let log = self.dir.path().join(format!("worker-{n}.log"));
+        let mut process = Process::spawn(&format!("worker-{n}"), cmd, &log);
+        wait_for("worker to start consuming", Duration::from_secs(30), || {
+            let ready = process.log().contains("worker consuming");
+            assert!(process.is_running(), "worker exited:\n{}", process.log());
+            async move { ready.then_some(()) }
+        })
+        .await;
+        self.workers.push(process);
+        self.workers.len() - 1
+    }
+
+    /// Starts one more gateway and waits until it answers `/healthz`.
+    pub async fn start_gateway(&mut self) -> usize {
+        let n = self.next_name();
+        let port = free_port();
+        let mut cmd = Command::new(bin("gateway"));
+        cmd.env("CHAT_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CHAT_GATEWAY_GATEWAY_ID", format!("gw{n}"))
+            .env("CHAT_GATEWAY_NATS_URL", self.nats.url())
+            .env("CHAT_GATEWAY_REDIS_URL", self.redis.url())
+            .env("CHAT_GATEWAY_POSTGRES__URL", self.postgres.url())
+            .env("CHAT_GATEWAY_POSTGRES__POOL_SIZE", "8")
+            .env("CHAT_GATEWAY_JWT__HS256_SECRET", JWT_SECRET)
+            .env("CHAT_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("CHAT_GATEWAY_ALLOWED_ORIGINS", format!("[\"{ALLOWED_ORIGIN}\"]"))
+            .env("RUST_LOG", "info");
+        for (k, v) in &self.options.gateway_env {
+            cmd.env(k, v);
+        }
+        let log = self.dir.path().join(format!("gateway-{n}.log"));
+        let mut process = Process::spawn(&format!("gateway-{n}"), cmd, &log);
+        let health = format!("http://127.0.0.1:{port}/healthz");
+        wait_for("gateway to answer /healthz", Duration::from_secs(30), || {
+            assert!(process.is_running(), "gateway exited:\n{}", process.log());
+            let health = health.clone();
+            async move { reqwest::get(&health).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        self.gateways.push(Gateway { port, process });
+        self.gateways.len() - 1
+    }
+
+    fn next_name(&mut self) -> usize {
+        self.spawned += 1;
+        self.spawned
+    }
+
+    pub fn ws_url(&self, gateway: usize) -> String {
+        format!("ws://127.0.0.1:{}/v1/ws", self.gateways[gateway].port)
+    }
+
+    pub fn http_url(&self, gateway: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateways[gateway].port)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        chat_shared::auth::mint_hs256(JWT_SECRET, user, 3600)
+    }
+
+    pub fn options(&self, gateway: usize, user: &str, encoding: Encoding) -> ConnectOptions {
+        ConnectOptions::new(self.ws_url(gateway), self.token(user), encoding)
+    }
+
+    /// Opens a socket for `user` on `gateway`.
+    pub async fn connect(&self, gateway: usize, user: &str, encoding: Encoding) -> (Writer, Reader) {
+        connect(&self.options(gateway, user, encoding))
+            .await
+            .unwrap_or_else(|e| panic!("{user} could not connect to gateway {gateway}: {e}"))
+    }
+
+    /// Creates a room with members through the admin API.
+    pub async fn create_room(&self, room: &str, members: &[&str]) {
+        let response = reqwest::Client::new()
+            .post(self.http_url(0, "/v1/admin/rooms"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "room": room, "members": members }))
+            .send()
+            .await
+            .expect("admin request");
+        assert!(
+            response.status().is_success(),
+            "create room failed: {}",
+            response.status()
+        );
+    }
+
+    /// Messages stored for a room: (seq, sender, client_msg_id, body), by seq.
+    pub async fn stored(&self, room: &str) -> Vec<(i64, String, String, String)> {
+        self.postgres
+            .client()
+            .await
+            .query(
+                "SELECT seq, sender_id, client_msg_id, body FROM messages WHERE room_id = $1 ORDER BY seq",
+                &[&room],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+}

@@ -1,0 +1,187 @@
+//! Bad input gets a clear answer, never a panic, and costs nobody else
+//! anything: after each one, the other member of the room still chats.
+
+use chat_client::{ClientError, ConnectOptions, Credentials, Reader, Writer};
+use chat_proto::v1::server_frame::Kind;
+use chat_shared::codec::Encoding;
+use chat_tests::{Cluster, ClusterOptions};
+use tokio_tungstenite::tungstenite::Message as RawMessage;
+
+use crate::support::*;
+
+/// A room with a victim (who misbehaves) and a bystander on the same gateway.
+struct Scene {
+    cluster: Cluster,
+    victim: (Writer, Reader),
+    bystander: (Writer, Reader),
+}
+
+async fn scene(encoding: Encoding) -> Scene {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__MAX_FRAME_BYTES", "4096")
+        .gateway_env("CHAT_GATEWAY_LIMITS__MAX_BODY_BYTES", "1024");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["victim", "bystander"]).await;
+    cluster.create_room("private", &["owner"]).await;
+    let (mut vw, mut vr) = cluster.connect(0, "victim", encoding).await;
+    let (mut bw, mut br) = cluster.connect(0, "bystander", Encoding::Json).await;
+    join(&mut vw, &mut vr, "room", None).await;
+    join(&mut bw, &mut br, "room", None).await;
+    Scene {
+        cluster,
+        victim: (vw, vr),
+        bystander: (bw, br),
+    }
+}
+
+impl Scene {
+    /// The bystander can still send, and the room still delivers to both
+    /// (to the victim too, unless its socket was closed).
+    async fn room_still_works(&mut self, victim_open: bool, expected_seq: u64) {
+        let (bw, br) = &mut self.bystander;
+        let ack = send_and_wait(bw, br, "room", &format!("after-{expected_seq}"), "still here").await.unwrap();
+        assert_eq!(ack.seq, expected_seq);
+        if victim_open {
+            let (vw, vr) = &mut self.victim;
+            let (got, _) = collect_messages(vr, 1, STEP).await;
+            assert_eq!(got[0].seq, expected_seq);
+            let own = send_and_wait(vw, vr, "room", &format!("victim-{expected_seq}"), "me too").await.unwrap();
+            assert_eq!(own.seq, expected_seq + 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_json_frame_gets_bad_frame_and_the_socket_stays_open() {
+    let mut s = scene(Encoding::Json).await;
+    let (vw, vr) = &mut s.victim;
+    vw.raw(RawMessage::Text("{\"send\": {\"room\": ".into())).await.unwrap();
+    let (_, e) = next_error(vr).await;
+    assert_eq!(e.code, "bad_frame");
+    // Wrong field types are malformed too.
+    vw.raw(RawMessage::Text(r#"{"requestId":"7","send":{"room":5}}"#.into())).await.unwrap();
+    assert_eq!(next_error(vr).await.1.code, "bad_frame");
+    s.room_still_works(true, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_protobuf_frame_gets_bad_frame_and_the_socket_stays_open() {
+    let mut s = scene(Encoding::Proto).await;
+    let (vw, vr) = &mut s.victim;
+    // Field 4 (send), length-delimited, claims 100 bytes but has 2.
+    vw.raw(RawMessage::Binary(vec![0x22, 100, 0x0a, 0x01].into())).await.unwrap();
+    assert_eq!(next_error(vr).await.1.code, "bad_frame");
+    // A text frame on a protobuf socket is malformed as well.
+    vw.raw(RawMessage::Text("hello".into())).await.unwrap();
+    assert_eq!(next_error(vr).await.1.code, "bad_frame");
+    s.room_still_works(true, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_frame_closes_the_socket_with_1009_and_others_carry_on() {
+    let mut s = scene(Encoding::Json).await;
+    let (vw, vr) = &mut s.victim;
+    let huge = format!(r#"{{"requestId":"1","send":{{"room":"room","clientMsgId":"x","body":"{}"}}}}"#, "a".repeat(8000));
+    vw.raw(RawMessage::Text(huge.into())).await.unwrap();
+    let close = expect_close(vr).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1009);
+    s.room_still_works(false, 1).await;
+    assert_eq!(s.cluster.stored("room").await.len(), 1, "only the bystander's message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_gets_invalid_argument_and_is_not_stored() {
+    let mut s = scene(Encoding::Json).await;
+    let (vw, vr) = &mut s.victim;
+    let e = send_and_wait(vw, vr, "room", "big", &"b".repeat(2000)).await.unwrap_err();
+    assert_eq!(e.code, "invalid_argument");
+    s.room_still_works(true, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sending_to_a_room_one_is_not_a_member_of_is_forbidden_and_stores_nothing() {
+    let mut s = scene(Encoding::Proto).await;
+    let (vw, vr) = &mut s.victim;
+    let e = send_and_wait(vw, vr, "private", "sneak", "let me in").await.unwrap_err();
+    assert_eq!(e.code, "forbidden");
+    let request_id = vw.join("private", None).await.unwrap();
+    let (rid, e) = next_error(vr).await;
+    assert_eq!((rid, e.code.as_str()), (request_id, "forbidden"));
+    // A room that does not exist is no different from one you are not in.
+    let e = send_and_wait(vw, vr, "nowhere", "x", "hello?").await.unwrap_err();
+    assert_eq!(e.code, "forbidden");
+    assert!(s.cluster.stored("private").await.is_empty());
+    s.room_still_works(true, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_frame_type_gets_unsupported() {
+    let mut s = scene(Encoding::Json).await;
+    let (vw, vr) = &mut s.victim;
+    vw.raw(RawMessage::Text(r#"{"requestId":"42","dance":{"style":"tango"}}"#.into())).await.unwrap();
+    let (rid, e) = next_error(vr).await;
+    assert_eq!((rid.as_str(), e.code.as_str()), ("42", "unsupported"));
+    s.room_still_works(true, 1).await;
+
+    // The same on a protobuf socket: a field number the schema does not have.
+    let (mut pw, mut pr) = s.cluster.connect(0, "victim", Encoding::Proto).await;
+    pw.raw(RawMessage::Binary(vec![0x0a, 0x01, b'9', 0x7a, 0x00].into())).await.unwrap();
+    let (rid, e) = next_error(&mut pr).await;
+    assert_eq!((rid.as_str(), e.code.as_str()), ("9", "unsupported"));
+    assert!(matches!(next_frame_after_ping(&mut pw, &mut pr).await, Kind::Pong(_)));
+}
+
+async fn next_frame_after_ping(w: &mut Writer, r: &mut Reader) -> Kind {
+    let id = w.ping().await.unwrap();
+    let frame = next_frame(r).await;
+    assert_eq!(frame.request_id, id);
+    frame.kind.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_expired_or_missing_tokens_are_refused_with_401_before_the_upgrade() {
+    let mut s = scene(Encoding::Json).await;
+    let url = s.cluster.ws_url(0);
+    let forged = chat_shared::auth::mint_hs256("another-secret-of-at-least-32-bytes!", "victim", 60);
+    for (what, credentials) in [
+        ("forged", Credentials::Bearer(forged)),
+        ("expired", Credentials::Bearer(expired_token())),
+        ("garbage", Credentials::Bearer("not.a.jwt".into())),
+        ("missing", Credentials::None),
+        ("unknown ticket", Credentials::Ticket("00".repeat(24))),
+    ] {
+        let options = ConnectOptions {
+            credentials,
+            ..ConnectOptions::new(url.clone(), "", Encoding::Json)
+        };
+        let err = chat_client::connect(&options).await.err();
+        assert!(matches!(err, Some(ClientError::Refused(401))), "{what}: {err:?}");
+    }
+    s.room_still_works(true, 1).await;
+}
+
+fn expired_token() -> String {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let claims = chat_shared::auth::Claims {
+        sub: "victim".into(),
+        exp: 1_000_000,
+        iat: 999_000,
+    };
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(chat_tests::cluster::JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_from_an_origin_not_allowed_is_refused_with_403() {
+    let mut s = scene(Encoding::Json).await;
+    let mut options = s.cluster.options(0, "victim", Encoding::Json);
+    options.origin = Some("https://evil.example".into());
+    assert!(matches!(chat_client::connect(&options).await, Err(ClientError::Refused(403))));
+    options.origin = Some(chat_tests::cluster::ALLOWED_ORIGIN.into());
+    assert!(chat_client::connect(&options).await.is_ok());
+    s.room_still_works(true, 1).await;
+}
