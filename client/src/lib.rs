@@ -159,7 +159,11 @@ impl Writer {
         Ok(request_id)
     }
 
-    pub async fn join(&mut self, room: &str, since_seq: Option<u64>) -> Result<String, ClientError> {
+    pub async fn join(
+        &mut self,
+        room: &str,
+        since_seq: Option<u64>,
+    ) -> Result<String, ClientError> {
         self.request(Kind::Join(Join {
             room: room.into(),
             since_seq,
@@ -171,7 +175,12 @@ impl Writer {
         self.request(Kind::Leave(Leave { room: room.into() })).await
     }
 
-    pub async fn send(&mut self, room: &str, client_msg_id: &str, body: &str) -> Result<String, ClientError> {
+    pub async fn send(
+        &mut self,
+        room: &str,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<String, ClientError> {
         self.request(Kind::Send(Send {
             room: room.into(),
             client_msg_id: client_msg_id.into(),

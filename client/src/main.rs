@@ -28,7 +28,11 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let encoding = if cli.proto { Encoding::Proto } else { Encoding::Json };
+    let encoding = if cli.proto {
+        Encoding::Proto
+    } else {
+        Encoding::Json
+    };
     let (mut writer, mut reader) = connect(&ConnectOptions::new(&cli.url, &cli.token, encoding))
         .await
         .context("connecting")?;

@@ -75,15 +75,21 @@ pub struct Application {
 impl Application {
     /// Connects to NATS, Postgres and Redis, declares the streams and binds
     /// the listener. Sockets are served once `run` is called.
-    pub async fn build(config: GatewayConfig, shutdown: CancellationToken) -> Result<Self, GatewayError> {
-        let verifier = Verifier::new(&config.jwt).map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
+    pub async fn build(
+        config: GatewayConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, GatewayError> {
+        let verifier = Verifier::new(&config.jwt)
+            .map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
         let nats = async_nats::ConnectOptions::new()
             .name(format!("chat-gateway-{}", config.gateway_id))
             .connect(&config.nats_url)
             .await
             .map_err(GatewayError::nats)?;
         let js = async_nats::jetstream::new(nats.clone());
-        streams::ensure(&js, &config.stream).await.map_err(GatewayError::nats)?;
+        streams::ensure(&js, &config.stream)
+            .await
+            .map_err(GatewayError::nats)?;
         let store = Store::new(&config.postgres)?;
         let redis = redis::Client::open(config.redis_url.as_str())?
             .get_connection_manager()
@@ -139,7 +145,10 @@ impl Application {
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         state.sessions.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, state.sessions.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.sessions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("sockets still open after the drain timeout");
         }
         Ok(())
@@ -203,10 +212,15 @@ async fn upgrade(
 
 /// `POST /v1/ws/ticket`: trades a bearer token for a one-time ticket, for
 /// browsers, which cannot set headers on a WebSocket request.
-async fn ticket(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, GatewayError> {
+async fn ticket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, GatewayError> {
     auth::check_origin(&headers, &state.config.allowed_origins)?;
     let user = state.verifier.verify_bearer(&headers)?;
     let ttl = state.config.jwt.ticket_ttl_secs;
     let ticket = auth::issue_ticket(&mut state.redis.clone(), &user, ttl).await?;
-    Ok(Json(serde_json::json!({ "ticket": ticket, "expires_in_secs": ttl })))
+    Ok(Json(
+        serde_json::json!({ "ticket": ticket, "expires_in_secs": ttl }),
+    ))
 }

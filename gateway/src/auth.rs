@@ -84,7 +84,9 @@ pub async fn redeem_ticket(
         return Err(GatewayError::Unauthorized("invalid ticket"));
     }
     let user: Option<String> = redis.get_del(keys::ticket(ticket)).await?;
-    let user = user.ok_or(GatewayError::Unauthorized("unknown, expired or used ticket"))?;
+    let user = user.ok_or(GatewayError::Unauthorized(
+        "unknown, expired or used ticket",
+    ))?;
     UserId::parse(user).map_err(|_| GatewayError::Unauthorized("invalid ticket"))
 }
 

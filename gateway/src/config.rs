@@ -2,9 +2,7 @@
 
 use std::net::SocketAddr;
 
-use chat_shared::config::{
-    check_url, LogConfig, PostgresConfig, Secret, StreamConfig, Validate,
-};
+use chat_shared::config::{check_url, LogConfig, PostgresConfig, Secret, StreamConfig, Validate};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the gateway's environment variables.
@@ -148,11 +146,11 @@ impl Validate for GatewayConfig {
             self.jwt.hs256_secret.is_empty(),
             self.jwt.rs256_public_key_pem.is_empty(),
         ) {
-            (true, true) => problems
-                .push("jwt.hs256_secret or jwt.rs256_public_key_pem must be set".into()),
-            (false, false) => problems.push(
-                "set only one of jwt.hs256_secret and jwt.rs256_public_key_pem".into(),
-            ),
+            (true, true) => {
+                problems.push("jwt.hs256_secret or jwt.rs256_public_key_pem must be set".into())
+            }
+            (false, false) => problems
+                .push("set only one of jwt.hs256_secret and jwt.rs256_public_key_pem".into()),
             (false, true) if self.jwt.hs256_secret.expose().len() < 32 => {
                 problems.push("jwt.hs256_secret must be at least 32 bytes".into())
             }
@@ -181,7 +179,8 @@ impl Validate for GatewayConfig {
             problems.push("limits.ack_timeout_ms must be > 0".into());
         }
         if self.delivery.gap_fill_after_ms == 0 || self.delivery.head_probe_ms == 0 {
-            problems.push("delivery.gap_fill_after_ms and delivery.head_probe_ms must be > 0".into());
+            problems
+                .push("delivery.gap_fill_after_ms and delivery.head_probe_ms must be > 0".into());
         }
     }
 }
@@ -196,4 +195,3 @@ impl GatewayConfig {
         Ok(config)
     }
 }
-

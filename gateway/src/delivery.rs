@@ -117,8 +117,10 @@ impl Member {
         match self.out.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close
-                    .close(ErrorCode::SlowConsumer, "socket queue full; resume with since_seq");
+                self.close.close(
+                    ErrorCode::SlowConsumer,
+                    "socket queue full; resume with since_seq",
+                );
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

@@ -82,7 +82,13 @@ impl Hub {
     /// Removes a socket from a room; returns once nothing more of the room
     /// will be queued for it.
     pub async fn leave(&self, room: &RoomId, conn: u64) {
-        let tx = self.inner.rooms.lock().expect("poisoned").get(room).cloned();
+        let tx = self
+            .inner
+            .rooms
+            .lock()
+            .expect("poisoned")
+            .get(room)
+            .cloned();
         if let Some(tx) = tx {
             let (done, wait) = oneshot::channel();
             let cmd = RoomCmd::Leave {

@@ -100,7 +100,9 @@ impl Ingest {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().expect("poisoned").insert(ticket, tx);
-        let result = self.publish_and_wait(ticket, rx, room, sender, client_msg_id, body).await;
+        let result = self
+            .publish_and_wait(ticket, rx, room, sender, client_msg_id, body)
+            .await;
         self.waiting.lock().expect("poisoned").remove(&ticket);
         result
     }
@@ -165,7 +167,11 @@ impl Ingest {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut pause = Duration::from_millis(10);
         loop {
-            if let Some(m) = self.store.find_sent(room, sender, client_msg_id.as_str()).await? {
+            if let Some(m) = self
+                .store
+                .find_sent(room, sender, client_msg_id.as_str())
+                .await?
+            {
                 return Ok(m);
             }
             if tokio::time::Instant::now() + pause > deadline {

@@ -187,20 +187,32 @@ impl Room {
     async fn replay(&self, member: &Member, since: Seq, up_to: Seq) -> bool {
         let mut after = since;
         while after < up_to {
-            let page = match self.deps.store.messages_between(&self.id, after, up_to, PAGE).await {
+            let page = match self
+                .deps
+                .store
+                .messages_between(&self.id, after, up_to, PAGE)
+                .await
+            {
                 Ok(page) if !page.is_empty() => page,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(room = %self.id, error = %e, "replay failed");
-                    member.close.close(chat_shared::ErrorCode::Unavailable, "replay failed; retry");
+                    member
+                        .close
+                        .close(chat_shared::ErrorCode::Unavailable, "replay failed; retry");
                     return false;
                 }
             };
             for m in page {
                 after = m.seq;
-                let sent = member.out.send_timeout(Outbound::Message(Delivery::new(m)), REPLAY_SEND_TIMEOUT);
+                let sent = member
+                    .out
+                    .send_timeout(Outbound::Message(Delivery::new(m)), REPLAY_SEND_TIMEOUT);
                 if sent.await.is_err() {
-                    member.close.close(chat_shared::ErrorCode::SlowConsumer, "replay not read in time");
+                    member.close.close(
+                        chat_shared::ErrorCode::SlowConsumer,
+                        "replay not read in time",
+                    );
                     return false;
                 }
             }

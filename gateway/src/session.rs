@@ -177,7 +177,11 @@ impl Session {
         }
     }
 
-    async fn join(&mut self, request_id: String, join: chat_proto::v1::Join) -> Result<(), GatewayError> {
+    async fn join(
+        &mut self,
+        request_id: String,
+        join: chat_proto::v1::Join,
+    ) -> Result<(), GatewayError> {
         let room = RoomId::parse(join.room)?;
         self.ensure_member(&room).await?;
         self.joined.insert(room.clone());
@@ -188,16 +192,30 @@ impl Session {
         Ok(())
     }
 
-    async fn leave(&mut self, request_id: String, leave: chat_proto::v1::Leave) -> Result<(), GatewayError> {
+    async fn leave(
+        &mut self,
+        request_id: String,
+        leave: chat_proto::v1::Leave,
+    ) -> Result<(), GatewayError> {
         let room = RoomId::parse(leave.room)?;
         if self.joined.remove(&room) {
             self.state.hub.leave(&room, self.member.conn).await;
         }
-        self.reply(request_id, Kind::Left(Left { room: room.to_string() })).await;
+        self.reply(
+            request_id,
+            Kind::Left(Left {
+                room: room.to_string(),
+            }),
+        )
+        .await;
         Ok(())
     }
 
-    async fn send(&mut self, request_id: String, send: chat_proto::v1::Send) -> Result<(), GatewayError> {
+    async fn send(
+        &mut self,
+        request_id: String,
+        send: chat_proto::v1::Send,
+    ) -> Result<(), GatewayError> {
         let room = RoomId::parse(send.room)?;
         let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
         let limit = self.state.config.limits.max_body_bytes;
@@ -229,7 +247,12 @@ impl Session {
                 }),
                 Err(e) => error_kind(&e),
             };
-            let _ = out.send(Outbound::Frame(ServerFrame { request_id, kind: Some(kind) })).await;
+            let _ = out
+                .send(Outbound::Frame(ServerFrame {
+                    request_id,
+                    kind: Some(kind),
+                }))
+                .await;
             drop(permit);
         });
         Ok(())

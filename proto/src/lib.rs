@@ -18,8 +18,8 @@ mod chat {
     }
 }
 
-/// Client-facing protocol, version 1.
-pub use chat::v1;
 /// Gateway ↔ worker messages.
 pub use chat::internal::v1 as internal;
+/// Client-facing protocol, version 1.
+pub use chat::v1;
 pub use prost::Message as ProstMessage;

@@ -22,7 +22,8 @@ pub async fn remember(
     }
     let mut pipe = redis::pipe();
     for (room, msg) in messages {
-        pipe.zadd(keys::recent(room), msg.encode_to_vec(), msg.seq).ignore();
+        pipe.zadd(keys::recent(room), msg.encode_to_vec(), msg.seq)
+            .ignore();
     }
     let mut rooms: Vec<&RoomId> = messages.iter().map(|(r, _)| r).collect();
     rooms.sort();

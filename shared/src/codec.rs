@@ -56,9 +56,9 @@ impl Encoding {
 
     pub fn encode<M: Message + Serialize>(self, msg: &M) -> Payload {
         match self {
-            Self::Json => Payload::Text(
-                serde_json::to_string(msg).expect("generated types always serialize"),
-            ),
+            Self::Json => {
+                Payload::Text(serde_json::to_string(msg).expect("generated types always serialize"))
+            }
             Self::Proto => Payload::Binary(Bytes::from(msg.encode_to_vec())),
         }
     }

@@ -105,7 +105,10 @@ impl Default for StreamConfig {
 impl Validate for StreamConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         if !(1..=5).contains(&self.replicas) {
-            problems.push(format!("stream.replicas must be 1..=5, got {}", self.replicas));
+            problems.push(format!(
+                "stream.replicas must be 1..=5, got {}",
+                self.replicas
+            ));
         }
         if self.duplicate_window_secs == 0 {
             problems.push("stream.duplicate_window_secs must be > 0".into());
@@ -138,7 +141,9 @@ impl Default for PostgresConfig {
 impl Validate for PostgresConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
-            problems.push(format!("postgres.url is not a valid connection string: {e}"));
+            problems.push(format!(
+                "postgres.url is not a valid connection string: {e}"
+            ));
         }
         if self.pool_size == 0 {
             problems.push("postgres.pool_size must be > 0".into());
@@ -175,9 +180,11 @@ pub enum LogFormat {
 
 /// Checks a URL-like setting has one of the given schemes.
 pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>) {
-    let ok = schemes
-        .iter()
-        .any(|s| value.strip_prefix(s).is_some_and(|rest| rest.starts_with("://")));
+    let ok = schemes.iter().any(|s| {
+        value
+            .strip_prefix(s)
+            .is_some_and(|rest| rest.starts_with("://"))
+    });
     if !ok {
         problems.push(format!(
             "{field} must be a URL starting with {}, got {value:?}",
@@ -224,7 +231,10 @@ mod tests {
     #[test]
     fn file_sits_between_defaults_and_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("c.toml", "[postgres]\npool_size = 3\n[stream]\nreplicas = 2\n")?;
+            jail.create_file(
+                "c.toml",
+                "[postgres]\npool_size = 3\n[stream]\nreplicas = 2\n",
+            )?;
             jail.set_env(CONFIG_FILE_ENV, "c.toml");
             jail.set_env("DEMO_STREAM__REPLICAS", "3");
             let demo = load::<Demo>("DEMO_").expect("valid");
@@ -236,6 +246,9 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret([redacted])");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret([redacted])"
+        );
     }
 }

@@ -184,7 +184,12 @@ impl Store {
         let rows = client
             .query(
                 &stmt,
-                &[&room.as_str(), &(after as i64), &(up_to as i64), &(limit as i64)],
+                &[
+                    &room.as_str(),
+                    &(after as i64),
+                    &(up_to as i64),
+                    &(limit as i64),
+                ],
             )
             .await?;
         Ok(rows.iter().map(message_from_row).collect())
@@ -251,7 +256,10 @@ impl Store {
             };
             let mut head: i64 = row.get(0);
             let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
-            let ids: Vec<&str> = indexes.iter().map(|&i| batch[i].client_msg_id.as_str()).collect();
+            let ids: Vec<&str> = indexes
+                .iter()
+                .map(|&i| batch[i].client_msg_id.as_str())
+                .collect();
             let mut known: HashMap<(String, String), Message> = tx
                 .query(&find_many, &[&room.as_str(), &senders, &ids])
                 .await?
@@ -301,7 +309,15 @@ impl Store {
             let stamps: Vec<i64> = fresh.iter().map(|m| m.ts_ms).collect();
             tx.execute(
                 &insert_many,
-                &[&room.as_str(), &seqs, &uuids, &senders, &cmids, &bodies, &stamps],
+                &[
+                    &room.as_str(),
+                    &seqs,
+                    &uuids,
+                    &senders,
+                    &cmids,
+                    &bodies,
+                    &stamps,
+                ],
             )
             .await?;
             tx.execute(&set_head, &[&room.as_str(), &head]).await?;

@@ -77,7 +77,10 @@ fn bin(name: &str) -> PathBuf {
 
 impl Cluster {
     pub async fn start(options: ClusterOptions) -> Self {
-        let dir = tempfile::Builder::new().prefix("chat-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("chat-e2e-")
+            .tempdir()
+            .unwrap();
         let (nats, postgres, redis) = tokio::join!(
             Nats::start(dir.path()),
             Postgres::start(dir.path()),
@@ -139,7 +142,10 @@ impl Cluster {
             .env("CHAT_GATEWAY_POSTGRES__POOL_SIZE", "8")
             .env("CHAT_GATEWAY_JWT__HS256_SECRET", JWT_SECRET)
             .env("CHAT_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("CHAT_GATEWAY_ALLOWED_ORIGINS", format!("[\"{ALLOWED_ORIGIN}\"]"))
+            .env(
+                "CHAT_GATEWAY_ALLOWED_ORIGINS",
+                format!("[\"{ALLOWED_ORIGIN}\"]"),
+            )
             .env("RUST_LOG", "info");
         for (k, v) in &self.options.gateway_env {
             cmd.env(k, v);
@@ -147,11 +153,21 @@ impl Cluster {
         let log = self.dir.path().join(format!("gateway-{n}.log"));
         let mut process = Process::spawn(&format!("gateway-{n}"), cmd, &log);
         let health = format!("http://127.0.0.1:{port}/healthz");
-        wait_for("gateway to answer /healthz", Duration::from_secs(30), || {
-            assert!(process.is_running(), "gateway exited:\n{}", process.log());
-            let health = health.clone();
-            async move { reqwest::get(&health).await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
+        wait_for(
+            "gateway to answer /healthz",
+            Duration::from_secs(30),
+            || {
+                assert!(process.is_running(), "gateway exited:\n{}", process.log());
+                let health = health.clone();
+                async move {
+                    reqwest::get(&health)
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
         .await;
         self.gateways.push(Gateway { port, process });
         self.gateways.len() - 1
@@ -179,7 +195,12 @@ impl Cluster {
     }
 
     /// Opens a socket for `user` on `gateway`.
-    pub async fn connect(&self, gateway: usize, user: &str, encoding: Encoding) -> (Writer, Reader) {
+    pub async fn connect(
+        &self,
+        gateway: usize,
+        user: &str,
+        encoding: Encoding,
+    ) -> (Writer, Reader) {
         connect(&self.options(gateway, user, encoding))
             .await
             .unwrap_or_else(|e| panic!("{user} could not connect to gateway {gateway}: {e}"))

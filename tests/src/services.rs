@@ -46,8 +46,15 @@ impl Nats {
     pub async fn restart(&mut self) {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let mut cmd = Command::new(bin);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
-            .arg(&self.store);
+        cmd.args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-sd",
+        ])
+        .arg(&self.store);
         self.process = Some(Process::spawn("nats", cmd, &self.log));
         let url = self.url();
         wait_for("nats to accept connections", STARTUP, || {
@@ -82,7 +89,9 @@ impl Redis {
         .arg(dir);
         let process = Process::spawn("redis", cmd, &dir.join("redis.log"));
         wait_for("redis to accept connections", STARTUP, || async move {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
         })
         .await;
         Self {
@@ -109,7 +118,9 @@ impl Postgres {
         std::fs::create_dir_all(&data).unwrap();
         std::fs::create_dir_all(&sockets).unwrap();
         // Postgres refuses to run as root: run it as the `postgres` user then.
-        let as_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
         let as_user = |program: &str| {
             if as_root {
                 let mut c = Command::new("runuser");
@@ -126,7 +137,15 @@ impl Postgres {
             chown(&sockets, Some(uid), None).unwrap();
         }
         let status = as_user("initdb")
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data)
             .stdout(std::process::Stdio::null())
             .status()
@@ -153,7 +172,9 @@ impl Postgres {
         let client = wait_for("postgres to accept connections", STARTUP, || {
             let admin = admin.clone();
             async move {
-                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.ok()?;
+                let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
                 tokio::spawn(conn);
                 Some(client)
             }
@@ -181,6 +202,12 @@ impl Postgres {
 }
 
 fn postgres_uid() -> u32 {
-    let out = Command::new("id").args(["-u", "postgres"]).output().expect("id -u postgres");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("postgres user exists")
+    let out = Command::new("id")
+        .args(["-u", "postgres"])
+        .output()
+        .expect("id -u postgres");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("postgres user exists")
 }

@@ -27,7 +27,10 @@ pub struct Worker {
 
 impl Worker {
     /// Migrates the schema, connects, and joins the shared consumer.
-    pub async fn build(config: WorkerConfig, shutdown: CancellationToken) -> Result<Self, WorkerError> {
+    pub async fn build(
+        config: WorkerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, WorkerError> {
         Store::migrate(&config.postgres).await?;
         let store = Store::new(&config.postgres)?;
         let nats = async_nats::ConnectOptions::new()
@@ -36,7 +39,9 @@ impl Worker {
             .await
             .map_err(WorkerError::nats)?;
         let js = jetstream::new(nats.clone());
-        let stream = streams::ensure(&js, &config.stream).await.map_err(WorkerError::nats)?;
+        let stream = streams::ensure(&js, &config.stream)
+            .await
+            .map_err(WorkerError::nats)?;
         let consumer = stream
             .get_or_create_consumer(
                 subjects::WORKER_CONSUMER,
@@ -77,7 +82,8 @@ impl Worker {
         messages
             .take_until(self.shutdown.cancelled())
             .filter_map(|m| async move {
-                m.map_err(|e| tracing::warn!(error = %e, "consumer error")).ok()
+                m.map_err(|e| tracing::warn!(error = %e, "consumer error"))
+                    .ok()
             })
             .ready_chunks(batch.max_messages)
             .for_each_concurrent(batch.concurrency, |chunk| persist::handle_batch(ctx, chunk))

@@ -52,7 +52,7 @@ impl Default for BatchConfig {
         Self {
             max_messages: 256,
             concurrency: 4,
-            ack_wait_secs: 30,
+            ack_wait_secs: 5,
         }
     }
 }

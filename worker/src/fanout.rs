@@ -28,9 +28,12 @@ pub async fn publish(
             ticket: envelope.ticket,
             message: Some(message.clone()),
         };
-        nats.publish(envelope.reply_to.clone(), Bytes::from(receipt.encode_to_vec()))
-            .await
-            .map_err(WorkerError::nats)?;
+        nats.publish(
+            envelope.reply_to.clone(),
+            Bytes::from(receipt.encode_to_vec()),
+        )
+        .await
+        .map_err(WorkerError::nats)?;
     }
     Ok(())
 }

@@ -21,8 +21,8 @@ struct Item {
 }
 
 fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
-    let envelope =
-        Envelope::decode(msg.payload.clone()).map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
+    let envelope = Envelope::decode(msg.payload.clone())
+        .map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
     let room = RoomId::parse(envelope.room.clone())
         .map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
     Ok((envelope, room))
@@ -33,7 +33,11 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
     let mut items = Vec::with_capacity(chunk.len());
     for msg in chunk {
         match decode(&msg) {
-            Ok((envelope, room)) => items.push(Item { msg, envelope, room }),
+            Ok((envelope, room)) => items.push(Item {
+                msg,
+                envelope,
+                room,
+            }),
             Err(e) => retry::fail(&ctx.js, &ctx.config.retry, &msg, "undecodable", &e).await,
         }
     }
@@ -63,9 +67,21 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
     let mut stored = Vec::with_capacity(items.len());
     for (item, outcome) in items.into_iter().zip(outcomes) {
         match outcome {
-            Persisted::Stored { message, fresh: is_new } => {
-                if let Err(e) = fanout::publish(&ctx.nats, &item.room, &item.envelope, &message).await {
-                    retry::fail(&ctx.js, &ctx.config.retry, &item.msg, item.room.as_str(), &e).await;
+            Persisted::Stored {
+                message,
+                fresh: is_new,
+            } => {
+                if let Err(e) =
+                    fanout::publish(&ctx.nats, &item.room, &item.envelope, &message).await
+                {
+                    retry::fail(
+                        &ctx.js,
+                        &ctx.config.retry,
+                        &item.msg,
+                        item.room.as_str(),
+                        &e,
+                    )
+                    .await;
                     continue;
                 }
                 if is_new {
@@ -75,11 +91,20 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
             }
             Persisted::RoomMissing => {
                 let e = WorkerError::RoomMissing;
-                retry::fail(&ctx.js, &ctx.config.retry, &item.msg, item.room.as_str(), &e).await;
+                retry::fail(
+                    &ctx.js,
+                    &ctx.config.retry,
+                    &item.msg,
+                    item.room.as_str(),
+                    &e,
+                )
+                .await;
             }
         }
     }
-    if let Err(e) = cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await {
+    if let Err(e) =
+        cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await
+    {
         // Only a cache: gateways fall back to Postgres.
         tracing::warn!(error = %e, "recent-message cache not updated");
     }

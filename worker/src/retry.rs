@@ -30,7 +30,10 @@ pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decis
         return Decision::DeadLetter;
     }
     let factor = 1u64 << attempts.saturating_sub(1).min(20);
-    let delay = config.base_delay_ms.saturating_mul(factor).min(config.max_delay_ms);
+    let delay = config
+        .base_delay_ms
+        .saturating_mul(factor)
+        .min(config.max_delay_ms);
     Decision::Retry(Duration::from_millis(delay))
 }
 
@@ -87,14 +90,26 @@ mod tests {
     #[test]
     fn transient_errors_back_off_then_dead_letter() {
         let e = WorkerError::Nats("down".into());
-        assert_eq!(decide(&config(), &e, 1), Decision::Retry(Duration::from_millis(100)));
-        assert_eq!(decide(&config(), &e, 2), Decision::Retry(Duration::from_millis(200)));
-        assert_eq!(decide(&config(), &e, 3), Decision::Retry(Duration::from_millis(250)));
+        assert_eq!(
+            decide(&config(), &e, 1),
+            Decision::Retry(Duration::from_millis(100))
+        );
+        assert_eq!(
+            decide(&config(), &e, 2),
+            Decision::Retry(Duration::from_millis(200))
+        );
+        assert_eq!(
+            decide(&config(), &e, 3),
+            Decision::Retry(Duration::from_millis(250))
+        );
         assert_eq!(decide(&config(), &e, 4), Decision::DeadLetter);
     }
 
     #[test]
     fn permanent_errors_dead_letter_at_once() {
-        assert_eq!(decide(&config(), &WorkerError::RoomMissing, 1), Decision::DeadLetter);
+        assert_eq!(
+            decide(&config(), &WorkerError::RoomMissing, 1),
+            Decision::DeadLetter
+        );
     }
 }

@@ -39,13 +39,23 @@ impl Scene {
     /// (to the victim too, unless its socket was closed).
     async fn room_still_works(&mut self, victim_open: bool, expected_seq: u64) {
         let (bw, br) = &mut self.bystander;
-        let ack = send_and_wait(bw, br, "room", &format!("after-{expected_seq}"), "still here").await.unwrap();
+        let ack = send_and_wait(
+            bw,
+            br,
+            "room",
+            &format!("after-{expected_seq}"),
+            "still here",
+        )
+        .await
+        .unwrap();
         assert_eq!(ack.seq, expected_seq);
         if victim_open {
             let (vw, vr) = &mut self.victim;
             let (got, _) = collect_messages(vr, 1, STEP).await;
             assert_eq!(got[0].seq, expected_seq);
-            let own = send_and_wait(vw, vr, "room", &format!("victim-{expected_seq}"), "me too").await.unwrap();
+            let own = send_and_wait(vw, vr, "room", &format!("victim-{expected_seq}"), "me too")
+                .await
+                .unwrap();
             assert_eq!(own.seq, expected_seq + 1);
         }
     }
@@ -55,11 +65,17 @@ impl Scene {
 async fn a_malformed_json_frame_gets_bad_frame_and_the_socket_stays_open() {
     let mut s = scene(Encoding::Json).await;
     let (vw, vr) = &mut s.victim;
-    vw.raw(RawMessage::Text("{\"send\": {\"room\": ".into())).await.unwrap();
+    vw.raw(RawMessage::Text("{\"send\": {\"room\": ".into()))
+        .await
+        .unwrap();
     let (_, e) = next_error(vr).await;
     assert_eq!(e.code, "bad_frame");
     // Wrong field types are malformed too.
-    vw.raw(RawMessage::Text(r#"{"requestId":"7","send":{"room":5}}"#.into())).await.unwrap();
+    vw.raw(RawMessage::Text(
+        r#"{"requestId":"7","send":{"room":5}}"#.into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_error(vr).await.1.code, "bad_frame");
     s.room_still_works(true, 1).await;
 }
@@ -69,7 +85,9 @@ async fn a_malformed_protobuf_frame_gets_bad_frame_and_the_socket_stays_open() {
     let mut s = scene(Encoding::Proto).await;
     let (vw, vr) = &mut s.victim;
     // Field 4 (send), length-delimited, claims 100 bytes but has 2.
-    vw.raw(RawMessage::Binary(vec![0x22, 100, 0x0a, 0x01].into())).await.unwrap();
+    vw.raw(RawMessage::Binary(vec![0x22, 100, 0x0a, 0x01].into()))
+        .await
+        .unwrap();
     assert_eq!(next_error(vr).await.1.code, "bad_frame");
     // A text frame on a protobuf socket is malformed as well.
     vw.raw(RawMessage::Text("hello".into())).await.unwrap();
@@ -81,19 +99,28 @@ async fn a_malformed_protobuf_frame_gets_bad_frame_and_the_socket_stays_open() {
 async fn an_oversize_frame_closes_the_socket_with_1009_and_others_carry_on() {
     let mut s = scene(Encoding::Json).await;
     let (vw, vr) = &mut s.victim;
-    let huge = format!(r#"{{"requestId":"1","send":{{"room":"room","clientMsgId":"x","body":"{}"}}}}"#, "a".repeat(8000));
+    let huge = format!(
+        r#"{{"requestId":"1","send":{{"room":"room","clientMsgId":"x","body":"{}"}}}}"#,
+        "a".repeat(8000)
+    );
     vw.raw(RawMessage::Text(huge.into())).await.unwrap();
     let close = expect_close(vr).await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1009);
     s.room_still_works(false, 1).await;
-    assert_eq!(s.cluster.stored("room").await.len(), 1, "only the bystander's message");
+    assert_eq!(
+        s.cluster.stored("room").await.len(),
+        1,
+        "only the bystander's message"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_gets_invalid_argument_and_is_not_stored() {
     let mut s = scene(Encoding::Json).await;
     let (vw, vr) = &mut s.victim;
-    let e = send_and_wait(vw, vr, "room", "big", &"b".repeat(2000)).await.unwrap_err();
+    let e = send_and_wait(vw, vr, "room", "big", &"b".repeat(2000))
+        .await
+        .unwrap_err();
     assert_eq!(e.code, "invalid_argument");
     s.room_still_works(true, 1).await;
 }
@@ -102,13 +129,17 @@ async fn a_body_over_the_limit_gets_invalid_argument_and_is_not_stored() {
 async fn sending_to_a_room_one_is_not_a_member_of_is_forbidden_and_stores_nothing() {
     let mut s = scene(Encoding::Proto).await;
     let (vw, vr) = &mut s.victim;
-    let e = send_and_wait(vw, vr, "private", "sneak", "let me in").await.unwrap_err();
+    let e = send_and_wait(vw, vr, "private", "sneak", "let me in")
+        .await
+        .unwrap_err();
     assert_eq!(e.code, "forbidden");
     let request_id = vw.join("private", None).await.unwrap();
     let (rid, e) = next_error(vr).await;
     assert_eq!((rid, e.code.as_str()), (request_id, "forbidden"));
     // A room that does not exist is no different from one you are not in.
-    let e = send_and_wait(vw, vr, "nowhere", "x", "hello?").await.unwrap_err();
+    let e = send_and_wait(vw, vr, "nowhere", "x", "hello?")
+        .await
+        .unwrap_err();
     assert_eq!(e.code, "forbidden");
     assert!(s.cluster.stored("private").await.is_empty());
     s.room_still_works(true, 1).await;
@@ -118,17 +149,28 @@ async fn sending_to_a_room_one_is_not_a_member_of_is_forbidden_and_stores_nothin
 async fn an_unknown_frame_type_gets_unsupported() {
     let mut s = scene(Encoding::Json).await;
     let (vw, vr) = &mut s.victim;
-    vw.raw(RawMessage::Text(r#"{"requestId":"42","dance":{"style":"tango"}}"#.into())).await.unwrap();
+    vw.raw(RawMessage::Text(
+        r#"{"requestId":"42","dance":{"style":"tango"}}"#.into(),
+    ))
+    .await
+    .unwrap();
     let (rid, e) = next_error(vr).await;
     assert_eq!((rid.as_str(), e.code.as_str()), ("42", "unsupported"));
     s.room_still_works(true, 1).await;
 
     // The same on a protobuf socket: a field number the schema does not have.
     let (mut pw, mut pr) = s.cluster.connect(0, "victim", Encoding::Proto).await;
-    pw.raw(RawMessage::Binary(vec![0x0a, 0x01, b'9', 0x7a, 0x00].into())).await.unwrap();
+    pw.raw(RawMessage::Binary(
+        vec![0x0a, 0x01, b'9', 0x7a, 0x00].into(),
+    ))
+    .await
+    .unwrap();
     let (rid, e) = next_error(&mut pr).await;
     assert_eq!((rid.as_str(), e.code.as_str()), ("9", "unsupported"));
-    assert!(matches!(next_frame_after_ping(&mut pw, &mut pr).await, Kind::Pong(_)));
+    assert!(matches!(
+        next_frame_after_ping(&mut pw, &mut pr).await,
+        Kind::Pong(_)
+    ));
 }
 
 async fn next_frame_after_ping(w: &mut Writer, r: &mut Reader) -> Kind {
@@ -142,7 +184,8 @@ async fn next_frame_after_ping(w: &mut Writer, r: &mut Reader) -> Kind {
 async fn bad_expired_or_missing_tokens_are_refused_with_401_before_the_upgrade() {
     let mut s = scene(Encoding::Json).await;
     let url = s.cluster.ws_url(0);
-    let forged = chat_shared::auth::mint_hs256("another-secret-of-at-least-32-bytes!", "victim", 60);
+    let forged =
+        chat_shared::auth::mint_hs256("another-secret-of-at-least-32-bytes!", "victim", 60);
     for (what, credentials) in [
         ("forged", Credentials::Bearer(forged)),
         ("expired", Credentials::Bearer(expired_token())),
@@ -155,7 +198,10 @@ async fn bad_expired_or_missing_tokens_are_refused_with_401_before_the_upgrade()
             ..ConnectOptions::new(url.clone(), "", Encoding::Json)
         };
         let err = chat_client::connect(&options).await.err();
-        assert!(matches!(err, Some(ClientError::Refused(401))), "{what}: {err:?}");
+        assert!(
+            matches!(err, Some(ClientError::Refused(401))),
+            "{what}: {err:?}"
+        );
     }
     s.room_still_works(true, 1).await;
 }
@@ -180,7 +226,10 @@ async fn a_browser_from_an_origin_not_allowed_is_refused_with_403() {
     let mut s = scene(Encoding::Json).await;
     let mut options = s.cluster.options(0, "victim", Encoding::Json);
     options.origin = Some("https://evil.example".into());
-    assert!(matches!(chat_client::connect(&options).await, Err(ClientError::Refused(403))));
+    assert!(matches!(
+        chat_client::connect(&options).await,
+        Err(ClientError::Refused(403))
+    ));
     options.origin = Some(chat_tests::cluster::ALLOWED_ORIGIN.into());
     assert!(chat_client::connect(&options).await.is_ok());
     s.room_still_works(true, 1).await;

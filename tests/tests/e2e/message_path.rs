@@ -1,11 +1,12 @@
 //! The path of a message: send → JetStream → worker → Postgres → fan-out →
 //! every member's socket, in seq order, exactly once.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chat_client::Writer;
 use chat_shared::codec::Encoding;
 use chat_tests::{Cluster, ClusterOptions};
+use tokio::sync::Semaphore;
 
 use crate::support::*;
 
@@ -18,8 +19,13 @@ async fn a_message_is_acked_with_its_seq_and_delivered_to_members() {
     assert_eq!(join(&mut aw, &mut ar, "lobby", None).await, 0);
     assert_eq!(join(&mut bw, &mut br, "lobby", None).await, 0);
 
-    let ack = send_and_wait(&mut aw, &mut ar, "lobby", "m-1", "hello").await.unwrap();
-    assert_eq!((ack.seq, ack.client_msg_id.as_str(), ack.room.as_str()), (1, "m-1", "lobby"));
+    let ack = send_and_wait(&mut aw, &mut ar, "lobby", "m-1", "hello")
+        .await
+        .unwrap();
+    assert_eq!(
+        (ack.seq, ack.client_msg_id.as_str(), ack.room.as_str()),
+        (1, "m-1", "lobby")
+    );
 
     let (got, _) = collect_messages(&mut br, 1, STEP).await;
     assert_eq!(got[0].body, "hello");
@@ -37,6 +43,9 @@ async fn two_thousand_messages_over_two_gateways_and_two_workers_arrive_in_one_o
     run_mixed_load(&cluster, 2000, |_| {}).await;
 }
 
+/// Sends a client keeps in flight, well under the gateway's per-socket cap.
+const WINDOW: usize = 64;
+
 /// Runs the 4-client, 3-sender load and checks every guarantee. `midway`
 /// is called once half of the messages were sent (to inject a fault).
 pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce(usize) + Send) {
@@ -45,15 +54,32 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
     let mut readers = Vec::new();
     let mut writers: Vec<Writer> = Vec::new();
     for (i, user) in users.iter().enumerate() {
-        let encoding = if i % 2 == 0 { Encoding::Json } else { Encoding::Proto };
+        let encoding = if i % 2 == 0 {
+            Encoding::Json
+        } else {
+            Encoding::Proto
+        };
         let (mut w, mut r) = cluster.connect(i % 2, user, encoding).await;
         join(&mut w, &mut r, "big", None).await;
         writers.push(w);
         readers.push(r);
     }
+    // Each sender keeps at most WINDOW sends awaiting their ack.
+    let windows: Vec<Arc<Semaphore>> = (0..3).map(|_| Arc::new(Semaphore::new(WINDOW))).collect();
     let collectors: Vec<_> = readers
         .into_iter()
-        .map(|mut r| tokio::spawn(async move { collect_messages(&mut r, total, Duration::from_secs(120)).await }))
+        .enumerate()
+        .map(|(i, mut r)| {
+            let acks = if i < 3 {
+                (0..total).filter(|n| n % 3 == i).count()
+            } else {
+                0
+            };
+            let window = windows.get(i).cloned();
+            tokio::spawn(async move {
+                collect(&mut r, total, acks, window, Duration::from_secs(120)).await
+            })
+        })
         .collect();
     // Three senders; the fourth only listens. Sends are pipelined.
     let mut sent: HashMap<String, String> = HashMap::new();
@@ -61,15 +87,16 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
     for n in 0..total {
         let sender = n % 3;
         let id = format!("{}-{n}", users[sender]);
-        writers[sender].send("big", &id, &format!("body {n}")).await.unwrap();
+        windows[sender].acquire().await.unwrap().forget();
+        writers[sender]
+            .send("big", &id, &format!("body {n}"))
+            .await
+            .unwrap();
         sent.insert(id, users[sender].to_string());
         if n == total / 2 {
             if let Some(f) = midway.take() {
                 f(n);
             }
-        }
-        if n % 50 == 49 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -78,7 +105,11 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
         let (messages, acks) = c.await.expect("collector panicked");
         assert_gap_free(&messages, total, users[i]);
         for (_, ack) in acks {
-            assert!(acked.insert(ack.client_msg_id.clone(), ack.seq).is_none(), "acked twice: {}", ack.client_msg_id);
+            assert!(
+                acked.insert(ack.client_msg_id.clone(), ack.seq).is_none(),
+                "acked twice: {}",
+                ack.client_msg_id
+            );
         }
         all.push(messages);
     }
@@ -89,10 +120,17 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
         }
     }
     // Every send acked, with the seq it was stored under.
-    let by_id: HashMap<&str, u64> = all[0].iter().map(|m| (m.client_msg_id.as_str(), m.seq)).collect();
+    let by_id: HashMap<&str, u64> = all[0]
+        .iter()
+        .map(|m| (m.client_msg_id.as_str(), m.seq))
+        .collect();
     assert_eq!(acked.len(), total, "every send is acked");
     for (id, seq) in &acked {
-        assert_eq!(by_id.get(id.as_str()), Some(seq), "ack of {id} carries its stored seq");
+        assert_eq!(
+            by_id.get(id.as_str()),
+            Some(seq),
+            "ack of {id} carries its stored seq"
+        );
     }
     // Postgres holds exactly these rows.
     let stored = cluster.stored("big").await;
@@ -108,16 +146,30 @@ async fn a_resent_client_msg_id_is_stored_once_and_acked_with_the_same_seq() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
     cluster.create_room("dup", &["carol"]).await;
     let (mut w, mut r) = cluster.connect(0, "carol", Encoding::Json).await;
-    let first = send_and_wait(&mut w, &mut r, "dup", "same-id", "once").await.unwrap();
-    let again = send_and_wait(&mut w, &mut r, "dup", "same-id", "once").await.unwrap();
-    assert_eq!((again.seq, &again.message_id), (first.seq, &first.message_id));
+    let first = send_and_wait(&mut w, &mut r, "dup", "same-id", "once")
+        .await
+        .unwrap();
+    let again = send_and_wait(&mut w, &mut r, "dup", "same-id", "once")
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.seq, &again.message_id),
+        (first.seq, &first.message_id)
+    );
     w.close().await;
 
     // After a reconnect, on the other gateway, in the other encoding.
     let (mut w, mut r) = cluster.connect(1, "carol", Encoding::Proto).await;
-    let third = send_and_wait(&mut w, &mut r, "dup", "same-id", "once").await.unwrap();
-    assert_eq!((third.seq, &third.message_id), (first.seq, &first.message_id));
-    let next = send_and_wait(&mut w, &mut r, "dup", "other-id", "twice").await.unwrap();
+    let third = send_and_wait(&mut w, &mut r, "dup", "same-id", "once")
+        .await
+        .unwrap();
+    assert_eq!(
+        (third.seq, &third.message_id),
+        (first.seq, &first.message_id)
+    );
+    let next = send_and_wait(&mut w, &mut r, "dup", "other-id", "twice")
+        .await
+        .unwrap();
     assert_eq!(next.seq, first.seq + 1);
     assert_eq!(cluster.stored("dup").await.len(), 2);
 }
@@ -130,20 +182,26 @@ async fn a_reconnecting_client_resumes_from_its_last_seq_without_gaps() {
     let (mut ew, mut er) = cluster.connect(0, "erin", Encoding::Proto).await;
     join(&mut ew, &mut er, "resume", None).await;
     for n in 0..5 {
-        send_and_wait(&mut dw, &mut dr, "resume", &format!("a{n}"), "x").await.unwrap();
+        send_and_wait(&mut dw, &mut dr, "resume", &format!("a{n}"), "x")
+            .await
+            .unwrap();
     }
     let (seen, _) = collect_messages(&mut er, 5, STEP).await;
     let last = seen.last().unwrap().seq;
     drop((ew, er));
     // Erin is away while ten more arrive.
     for n in 0..10 {
-        send_and_wait(&mut dw, &mut dr, "resume", &format!("b{n}"), "y").await.unwrap();
+        send_and_wait(&mut dw, &mut dr, "resume", &format!("b{n}"), "y")
+            .await
+            .unwrap();
     }
     let (mut ew, mut er) = cluster.connect(1, "erin", Encoding::Json).await;
     let head = join(&mut ew, &mut er, "resume", Some(last)).await;
     assert_eq!(head, 15);
     for n in 0..3 {
-        send_and_wait(&mut dw, &mut dr, "resume", &format!("c{n}"), "z").await.unwrap();
+        send_and_wait(&mut dw, &mut dr, "resume", &format!("c{n}"), "z")
+            .await
+            .unwrap();
     }
     let (rest, _) = collect_messages(&mut er, 13, STEP).await;
     let seqs: Vec<u64> = rest.iter().map(|m| m.seq).collect();
@@ -169,13 +227,27 @@ async fn browsers_trade_their_token_for_a_one_time_ticket() {
     let mut options = cluster.options(0, "frank", Encoding::Json);
     options.credentials = chat_client::Credentials::Ticket(ticket);
     options.origin = Some(chat_tests::cluster::ALLOWED_ORIGIN.into());
-    let (mut w, mut r) = chat_client::connect(&options).await.expect("ticket accepted");
-    let ack = send_and_wait(&mut w, &mut r, "web", "t1", "via ticket").await.unwrap();
+    let (mut w, mut r) = chat_client::connect(&options)
+        .await
+        .expect("ticket accepted");
+    let ack = send_and_wait(&mut w, &mut r, "web", "t1", "via ticket")
+        .await
+        .unwrap();
     assert_eq!(ack.seq, 1);
     // The ticket was used up.
-    let again = chat_client::connect(&options).await.err().expect("reuse refused");
-    assert!(matches!(again, chat_client::ClientError::Refused(401)), "{again:?}");
+    let again = chat_client::connect(&options)
+        .await
+        .err()
+        .expect("reuse refused");
+    assert!(
+        matches!(again, chat_client::ClientError::Refused(401)),
+        "{again:?}"
+    );
     // The ticket endpoint itself wants a valid token.
-    let response = http.post(cluster.http_url(0, "/v1/ws/ticket")).send().await.unwrap();
+    let response = http
+        .post(cluster.http_url(0, "/v1/ws/ticket"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
 }

@@ -1,9 +1,10 @@
 //! Client-side helpers that read like what a chat user does.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chat_client::{Event, Reader, Writer};
 use chat_proto::v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame};
+use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 
 pub const STEP: Duration = Duration::from_secs(15);
@@ -39,7 +40,13 @@ pub async fn join(writer: &mut Writer, reader: &mut Reader, room: &str, since: O
 }
 
 /// Sends and waits for the reply to that request (skipping pushed messages).
-pub async fn send_and_wait(writer: &mut Writer, reader: &mut Reader, room: &str, id: &str, body: &str) -> Result<Ack, ErrorFrame> {
+pub async fn send_and_wait(
+    writer: &mut Writer,
+    reader: &mut Reader,
+    room: &str,
+    id: &str,
+    body: &str,
+) -> Result<Ack, ErrorFrame> {
     let request_id = writer.send(room, id, body).await.unwrap();
     reply_to(reader, &request_id).await
 }
@@ -70,22 +77,45 @@ pub async fn next_error(reader: &mut Reader) -> (String, ErrorFrame) {
 }
 
 /// Reads until `count` messages of the room arrived; also returns acks seen.
-pub async fn collect_messages(reader: &mut Reader, count: usize, within: Duration) -> (Vec<Message>, Vec<(String, Ack)>) {
+pub async fn collect_messages(
+    reader: &mut Reader,
+    count: usize,
+    within: Duration,
+) -> (Vec<Message>, Vec<(String, Ack)>) {
+    collect(reader, count, 0, None, within).await
+}
+
+/// Reads until `count` messages and at least `acks_expected` acks arrived.
+/// Each ack returns a permit to `window`, as a client that caps its sends
+/// in flight would.
+pub async fn collect(
+    reader: &mut Reader,
+    count: usize,
+    acks_expected: usize,
+    window: Option<Arc<Semaphore>>,
+    within: Duration,
+) -> (Vec<Message>, Vec<(String, Ack)>) {
     let mut messages = Vec::new();
     let mut acks = Vec::new();
     let deadline = tokio::time::Instant::now() + within;
-    while messages.len() < count {
+    while messages.len() < count || acks.len() < acks_expected {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match tokio::time::timeout(left, reader.next()).await {
             Ok(Some(Ok(Event::Frame(frame)))) => match frame.kind {
                 Some(Kind::Message(m)) => messages.push(m),
-                Some(Kind::Ack(a)) => acks.push((frame.request_id, a)),
+                Some(Kind::Ack(a)) => {
+                    acks.push((frame.request_id, a));
+                    if let Some(w) = &window {
+                        w.add_permits(1);
+                    }
+                }
                 Some(Kind::Error(e)) => panic!("error frame while collecting: {e:?}"),
                 _ => {}
             },
             other => panic!(
-                "stopped after {} of {count} messages: {other:?}",
-                messages.len()
+                "stopped after {} of {count} messages and {} of {acks_expected} acks: {other:?}",
+                messages.len(),
+                acks.len()
             ),
         }
     }
