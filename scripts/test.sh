@@ -6,4 +6,11 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 cargo build --workspace --bins
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
-cargo test --workspace -- --test-threads=3
+log=$(mktemp)
+status=0
+cargo test --workspace --all-targets -- --test-threads=3 2>&1 | tee "$log" || status=$?
+passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo "$passed passed, $failed failed"
+exit $status

@@ -268,9 +268,10 @@ impl Room {
             return;
         }
         let mut redis = self.deps.redis.clone();
+        // Redis answers cheaply; Postgres when Redis is down or has no copy.
         let head = match cache::head_hint(&mut redis, &self.id).await {
-            Ok(hint) => hint,
-            Err(_) => match self.deps.store.room_head(&self.id).await {
+            Ok(hint) if hint > 0 => hint,
+            _ => match self.deps.store.room_head(&self.id).await {
                 Ok(head) => head.unwrap_or(0),
                 Err(_) => return,
             },

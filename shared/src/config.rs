@@ -198,6 +198,7 @@ pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 

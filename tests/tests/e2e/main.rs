@@ -3,5 +3,6 @@
 
 mod bad_input;
 mod message_path;
+mod ordering;
 mod resilience;
 mod support;
