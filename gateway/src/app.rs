@@ -5,7 +5,7 @@ use std::{
     net::SocketAddr,
     ops::Deref,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -23,6 +23,7 @@ use chat_shared::{
     store::Store,
     streams,
 };
+use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -33,6 +34,7 @@ use crate::{
     auth::{self, bearer, Verifier},
     config::GatewayConfig,
     error::GatewayError,
+    health,
     hub::{Hub, RoomDeps},
     ingest::Ingest,
     membership::Membership,
@@ -54,10 +56,25 @@ pub struct Inner {
     pub membership: Membership,
     pub hub: Hub,
     pub ingest: Arc<Ingest>,
+    pub nats: async_nats::Client,
+    pub metrics: PrometheusHandle,
     pub shutdown: CancellationToken,
+    /// Set on SIGTERM: `/readyz` fails so no new sockets are sent here.
+    draining: AtomicBool,
     /// Open sockets, so shutdown can wait for them to close.
     pub sessions: TaskTracker,
     next_conn: AtomicU64,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) || self.shutdown.is_cancelled()
+    }
+
+    /// Fails readiness from now on; sockets stay open until shutdown.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Deref for AppState {
@@ -78,11 +95,19 @@ impl Application {
     pub async fn build(
         config: GatewayConfig,
         shutdown: CancellationToken,
+        metrics: PrometheusHandle,
     ) -> Result<Self, GatewayError> {
+        crate::metrics::describe();
         let verifier = Verifier::new(&config.jwt)
             .map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
         let nats = async_nats::ConnectOptions::new()
             .name(format!("chat-gateway-{}", config.gateway_id))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::SlowConsumer(_) => crate::metrics::nats_slow_consumer(),
+                    other => tracing::info!(event = %other, "nats"),
+                }
+            })
             .connect(&config.nats_url)
             .await
             .map_err(GatewayError::nats)?;
@@ -124,11 +149,18 @@ impl Application {
             membership,
             hub,
             ingest,
+            nats,
+            metrics,
             shutdown,
+            draining: AtomicBool::new(false),
             sessions: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         }));
         Ok(Self { listener, state })
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -159,7 +191,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(upgrade))
         .route("/v1/ws/ticket", post(ticket))
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(health::router())
         .merge(admin::router())
         .with_state(state)
 }
@@ -172,12 +204,26 @@ struct UpgradeQuery {
 /// `GET /v1/ws`: everything that can refuse a client happens here, before
 /// the upgrade, so a refused client gets a plain HTTP status.
 async fn upgrade(
+    state: State<AppState>,
+    headers: HeaderMap,
+    query: Query<UpgradeQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, GatewayError> {
+    let result = accept(state, headers, query, ws).await;
+    crate::metrics::connect(match &result {
+        Ok(_) => "accepted",
+        Err(e) => e.code().as_str(),
+    });
+    result
+}
+
+async fn accept(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<UpgradeQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, GatewayError> {
-    if state.shutdown.is_cancelled() {
+    if state.is_draining() {
         return Err(GatewayError::ShuttingDown);
     }
     auth::check_origin(&headers, &state.config.allowed_origins)?;

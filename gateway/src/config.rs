@@ -2,7 +2,10 @@
 
 use std::net::SocketAddr;
 
-use chat_shared::config::{check_url, LogConfig, PostgresConfig, Secret, StreamConfig, Validate};
+use chat_shared::{
+    config::{check_url, LogConfig, PostgresConfig, Secret, StreamConfig, Validate},
+    telemetry::TracingConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the gateway's environment variables.
@@ -28,6 +31,10 @@ pub struct GatewayConfig {
     pub delivery: DeliveryConfig,
     pub stream: StreamConfig,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
+    /// After SIGTERM, how long the gateway reports not-ready (so the load
+    /// balancer stops sending new sockets) before it closes its sockets.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +52,8 @@ impl Default for GatewayConfig {
             delivery: DeliveryConfig::default(),
             stream: StreamConfig::default(),
             log: LogConfig::default(),
+            tracing: TracingConfig::default(),
+            drain_delay_ms: 5000,
         }
     }
 }
@@ -135,6 +144,7 @@ impl Validate for GatewayConfig {
         check_url("redis_url", &self.redis_url, &["redis", "rediss"], problems);
         self.postgres.validate(problems);
         self.stream.validate(problems);
+        self.tracing.validate(problems);
         if !self
             .gateway_id
             .bytes()

@@ -117,6 +117,7 @@ impl Member {
         match self.out.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::queue_drop();
                 self.close.close(
                     ErrorCode::SlowConsumer,
                     "socket queue full; resume with since_seq",

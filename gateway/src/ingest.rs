@@ -130,6 +130,7 @@ impl Ingest {
             NATS_MESSAGE_ID,
             subjects::dedup_id(room, sender.as_str(), client_msg_id.as_str()).as_str(),
         );
+        chat_shared::telemetry::inject_trace(&mut headers);
         let ack = self
             .js
             .publish_with_headers(

@@ -8,9 +8,11 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod health;
 pub mod hub;
 pub mod ingest;
 pub mod membership;
+pub mod metrics;
 pub mod room;
 pub mod session;
 

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use anyhow::Context;
 use chat_gateway::{Application, GatewayConfig};
 use clap::{Parser, Subcommand};
@@ -40,17 +42,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            chat_shared::telemetry::init(&config.log);
+            let telemetry =
+                chat_shared::telemetry::init("chat-gateway", &config.log, &config.tracing);
+            let drain_delay = Duration::from_millis(config.drain_delay_ms);
             let shutdown = CancellationToken::new();
-            let app = Application::build(config, shutdown.clone())
+            let app = Application::build(config, shutdown.clone(), telemetry.metrics.clone())
                 .await
                 .context("starting gateway")?;
+            let state = app.state();
             tokio::spawn(async move {
                 chat_shared::telemetry::terminated().await;
-                tracing::info!("shutting down");
+                tracing::info!(?drain_delay, "draining: not ready, then closing sockets");
+                state.begin_drain();
+                tokio::time::sleep(drain_delay).await;
                 shutdown.cancel();
             });
-            app.run().await.context("serving")
+            let served = app.run().await.context("serving");
+            drop(telemetry);
+            served
         }
     }
 }

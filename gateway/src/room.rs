@@ -15,7 +15,7 @@ use std::{
 };
 
 use chat_proto::v1::{server_frame::Kind, Joined, Message, ServerFrame};
-use chat_shared::{cache, subjects, RoomId, Seq};
+use chat_shared::{cache, subjects, telemetry, RoomId, Seq};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::{sync::mpsc, time::Instant};
@@ -23,6 +23,7 @@ use tokio::{sync::mpsc, time::Instant};
 use crate::{
     delivery::{Delivery, Member, Outbound},
     hub::{Hub, RoomCmd, RoomDeps},
+    metrics,
 };
 
 /// Largest number of messages read from the store in one query.
@@ -76,10 +77,7 @@ pub async fn run(id: RoomId, deps: RoomDeps, mut rx: mpsc::Receiver<RoomCmd>, hu
                 None => break,
             },
             msg = sub.next() => match msg {
-                Some(msg) => match Message::decode(msg.payload) {
-                    Ok(m) => room.accept(Delivery::new(m)),
-                    Err(e) => tracing::warn!(room = %room.id, error = %e, "undecodable fan-out message"),
-                },
+                Some(msg) => room.on_fanout(msg),
                 None => break,
             },
             () = sleep_until(gap_deadline) => room.fill_gap().await,
@@ -220,6 +218,26 @@ impl Room {
         true
     }
 
+    fn on_fanout(&mut self, msg: async_nats::Message) {
+        let message = match Message::decode(msg.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(room = %self.id, error = %e, "undecodable fan-out message");
+                return;
+            }
+        };
+        // Continue the sender's trace only when there is one: no span per
+        // delivered message otherwise.
+        if telemetry::has_trace(msg.headers.as_ref()) {
+            let span = tracing::info_span!("deliver", room = %self.id, seq = message.seq);
+            telemetry::continue_trace(&span, msg.headers.as_ref());
+            let _entered = span.enter();
+            self.accept(Delivery::new(message));
+        } else {
+            self.accept(Delivery::new(message));
+        }
+    }
+
     /// Takes a message from any source; delivers everything now in order.
     fn accept(&mut self, delivery: Arc<Delivery>) {
         if delivery.seq() >= self.next {
@@ -286,11 +304,13 @@ impl Room {
     async fn fetch_up_to(&mut self, up_to: Seq) {
         let mut redis = self.deps.redis.clone();
         if let Ok(cached) = cache::between(&mut redis, &self.id, self.next - 1, up_to).await {
+            let before = self.next;
             for m in cached {
                 if m.seq == self.next {
                     self.accept(Delivery::new(m));
                 }
             }
+            metrics::gap_filled("redis", (self.next - before) as usize);
         }
         while self.next <= up_to {
             let before = self.next;
@@ -308,6 +328,7 @@ impl Room {
                         tracing::error!(room = %self.id, seq = before, "store has a hole");
                         break;
                     }
+                    metrics::gap_filled("postgres", (self.next - before) as usize);
                 }
                 Ok(_) => break,
                 Err(e) => {

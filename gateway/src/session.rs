@@ -3,6 +3,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
+use ::metrics::{Counter, Histogram};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use chat_proto::v1::{
     client_frame, server_frame::Kind, Ack, ClientFrame, Error as ErrorFrame, Left, Pong,
@@ -13,13 +14,18 @@ use chat_shared::{
     ClientMsgId, ErrorCode, RoomId, UserId,
 };
 use futures::{stream::SplitSink, SinkExt, StreamExt};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::{
+    sync::{mpsc, Semaphore},
+    time::Instant,
+};
 use tokio_tungstenite::tungstenite;
+use tracing::Instrument;
 
 use crate::{
     app::AppState,
-    delivery::{frame_to_ws, CloseSignal, Member, Outbound},
+    delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
+    metrics,
 };
 
 /// Who is on the socket and how it speaks; settled before the upgrade.
@@ -30,12 +36,22 @@ pub struct SessionInfo {
 }
 
 /// Serves a socket until the client leaves, misbehaves beyond repair, reads
-/// too slowly, or the gateway shuts down.
+/// too slowly, or the gateway shuts down. Every log line of the socket
+/// carries its connection id.
 pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
+    let span = tracing::info_span!("session", conn = info.conn);
+    metrics::opened();
+    let reason = serve_socket(socket, info, state).instrument(span).await;
+    metrics::closed(reason);
+}
+
+/// Runs the socket; returns why it closed, as a metrics label.
+async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> &'static str {
     let (sink, mut stream) = socket.split();
     let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
     let close = Arc::new(CloseSignal::default());
-    let writer = tokio::spawn(write_loop(sink, queue, Arc::clone(&close), info.encoding));
+    let writer =
+        tokio::spawn(write_loop(sink, queue, Arc::clone(&close), info.encoding).in_current_span());
     let mut session = Session {
         member: Member {
             conn: info.conn,
@@ -48,7 +64,7 @@ pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
         inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
         state: state.clone(),
     };
-    tracing::debug!(conn = info.conn, user = %session.user, "socket open");
+    tracing::debug!(user = %session.user, "socket open");
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
@@ -83,7 +99,9 @@ pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
     close.finish();
     drop(session);
     let _ = writer.await;
-    tracing::debug!(conn = info.conn, "socket closed");
+    let reason = close.reason().map_or("normal", |(code, _)| code.as_str());
+    tracing::debug!(reason, "socket closed");
+    reason
 }
 
 fn is_too_large(e: axum::Error) -> bool {
@@ -99,9 +117,16 @@ async fn write_loop(
     close: Arc<CloseSignal>,
     encoding: Encoding,
 ) {
+    let counted = OutCounters::new(encoding);
     let to_ws = |item: Outbound| match item {
-        Outbound::Frame(frame) => frame_to_ws(encoding, &frame),
-        Outbound::Message(delivery) => delivery.to_ws(encoding),
+        Outbound::Frame(frame) => {
+            counted.reply(&frame);
+            frame_to_ws(encoding, &frame)
+        }
+        Outbound::Message(delivery) => {
+            counted.message(&delivery);
+            delivery.to_ws(encoding)
+        }
     };
     loop {
         tokio::select! {
@@ -144,6 +169,38 @@ async fn write_loop(
     let _ = sink.close().await;
 }
 
+/// A socket's outgoing-frame counters, fetched once so the hot path only
+/// increments.
+struct OutCounters {
+    message: Counter,
+    reply: Counter,
+    error: Counter,
+    delivery: Histogram,
+}
+
+impl OutCounters {
+    fn new(encoding: Encoding) -> Self {
+        Self {
+            message: metrics::frames_out("message", encoding),
+            reply: metrics::frames_out("reply", encoding),
+            error: metrics::frames_out("error", encoding),
+            delivery: metrics::delivery_latency(),
+        }
+    }
+
+    fn message(&self, delivery: &Delivery) {
+        self.message.increment(1);
+        metrics::record_delivery(&self.delivery, delivery.message.ts_ms);
+    }
+
+    fn reply(&self, frame: &ServerFrame) {
+        match frame.kind {
+            Some(Kind::Error(_)) => self.error.increment(1),
+            _ => self.reply.increment(1),
+        }
+    }
+}
+
 struct Session {
     member: Member,
     user: UserId,
@@ -157,10 +214,22 @@ struct Session {
 
 impl Session {
     async fn on_payload(&mut self, payload: Payload) {
+        let received = Instant::now();
         let frame: ClientFrame = match self.encoding.decode(&payload) {
             Ok(frame) => frame,
-            Err(e) => return self.reply_error(String::new(), GatewayError::from(e)).await,
+            Err(e) => {
+                metrics::frame_in("malformed", self.encoding);
+                return self.reply_error(String::new(), GatewayError::from(e)).await;
+            }
         };
+        let kind = match &frame.kind {
+            None => "unknown",
+            Some(client_frame::Kind::Ping(_)) => "ping",
+            Some(client_frame::Kind::Join(_)) => "join",
+            Some(client_frame::Kind::Leave(_)) => "leave",
+            Some(client_frame::Kind::Send(_)) => "send",
+        };
+        metrics::frame_in(kind, self.encoding);
         let request_id = frame.request_id;
         let result = match frame.kind {
             None => Err(GatewayError::Unsupported),
@@ -170,7 +239,9 @@ impl Session {
             }
             Some(client_frame::Kind::Join(join)) => self.join(request_id.clone(), join).await,
             Some(client_frame::Kind::Leave(leave)) => self.leave(request_id.clone(), leave).await,
-            Some(client_frame::Kind::Send(send)) => self.send(request_id.clone(), send).await,
+            Some(client_frame::Kind::Send(send)) => {
+                self.send(request_id.clone(), send, received).await
+            }
         };
         if let Err(e) = result {
             self.reply_error(request_id, e).await;
@@ -215,6 +286,7 @@ impl Session {
         &mut self,
         request_id: String,
         send: chat_proto::v1::Send,
+        received: Instant,
     ) -> Result<(), GatewayError> {
         let room = RoomId::parse(send.room)?;
         let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
@@ -232,19 +304,23 @@ impl Session {
         let state = self.state.clone();
         let out = self.member.out.clone();
         let user = self.user.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!("send", room = %room, request_id = %request_id);
+        let task = async move {
             let result = state
                 .ingest
                 .submit(&room, &user, &client_msg_id, send.body)
                 .await;
             let kind = match result {
-                Ok(m) => Kind::Ack(Ack {
-                    room: m.room,
-                    client_msg_id: m.client_msg_id,
-                    message_id: m.id,
-                    seq: m.seq,
-                    server_ts_ms: m.ts_ms,
-                }),
+                Ok(m) => {
+                    metrics::send_acked(received.elapsed());
+                    Kind::Ack(Ack {
+                        room: m.room,
+                        client_msg_id: m.client_msg_id,
+                        message_id: m.id,
+                        seq: m.seq,
+                        server_ts_ms: m.ts_ms,
+                    })
+                }
                 Err(e) => error_kind(&e),
             };
             let _ = out
@@ -254,7 +330,8 @@ impl Session {
                 }))
                 .await;
             drop(permit);
-        });
+        };
+        tokio::spawn(task.instrument(span));
         Ok(())
     }
 

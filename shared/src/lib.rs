@@ -7,6 +7,7 @@ pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error_code;
+pub mod health;
 pub mod ids;
 pub mod keys;
 pub mod store;

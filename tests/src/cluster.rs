@@ -30,6 +30,13 @@ pub struct ClusterOptions {
     pub worker_env: Vec<(String, String)>,
 }
 
+/// Which processes an environment variable is for.
+pub enum Role {
+    Gateways,
+    Workers,
+    Both,
+}
+
 impl ClusterOptions {
     pub fn new(gateways: usize, workers: usize) -> Self {
         Self {
@@ -40,8 +47,20 @@ impl ClusterOptions {
         }
     }
 
-    pub fn gateway_env(mut self, key: &str, value: &str) -> Self {
-        self.gateway_env.push((key.into(), value.into()));
+    pub fn gateway_env(self, key: &str, value: &str) -> Self {
+        self.env(Role::Gateways, key, value)
+    }
+
+    pub fn env(mut self, role: Role, key: &str, value: &str) -> Self {
+        let pair = (key.to_string(), value.to_string());
+        match role {
+            Role::Gateways => self.gateway_env.push(pair),
+            Role::Workers => self.worker_env.push(pair),
+            Role::Both => {
+                self.gateway_env.push(pair.clone());
+                self.worker_env.push(pair);
+            }
+        }
         self
     }
 }
@@ -51,13 +70,19 @@ pub struct Gateway {
     pub process: Process,
 }
 
+pub struct Worker {
+    /// Port of its `/metrics`, `/healthz`, `/readyz`.
+    pub http_port: u16,
+    pub process: Process,
+}
+
 pub struct Cluster {
     pub dir: TempDir,
     pub nats: Nats,
     pub postgres: Postgres,
     pub redis: Redis,
     pub gateways: Vec<Gateway>,
-    pub workers: Vec<Process>,
+    pub workers: Vec<Worker>,
     options: ClusterOptions,
     spawned: usize,
 }
@@ -108,8 +133,10 @@ impl Cluster {
     /// Starts one more worker and waits until it consumes.
     pub async fn start_worker(&mut self) -> usize {
         let n = self.next_name();
+        let http_port = free_port();
         let mut cmd = Command::new(bin("worker"));
-        cmd.env("CHAT_WORKER_NATS_URL", self.nats.url())
+        cmd.env("CHAT_WORKER_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("CHAT_WORKER_NATS_URL", self.nats.url())
             .env("CHAT_WORKER_REDIS_URL", self.redis.url())
             .env("CHAT_WORKER_POSTGRES__URL", self.postgres.url())
             .env("CHAT_WORKER_POSTGRES__POOL_SIZE", "8")
@@ -125,7 +152,7 @@ impl Cluster {
             async move { ready.then_some(()) }
         })
         .await;
-        self.workers.push(process);
+        self.workers.push(Worker { http_port, process });
         self.workers.len() - 1
     }
 
@@ -184,6 +211,10 @@ impl Cluster {
 
     pub fn http_url(&self, gateway: usize, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.gateways[gateway].port)
+    }
+
+    pub fn worker_url(&self, worker: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.workers[worker].http_port)
     }
 
     pub fn token(&self, user: &str) -> String {

@@ -7,7 +7,7 @@ pub mod cluster;
 pub mod process;
 pub mod services;
 
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{Cluster, ClusterOptions, Role};
 
 use std::{future::Future, time::Duration};
 

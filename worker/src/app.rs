@@ -5,10 +5,14 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream;
 use chat_shared::{store::Store, streams, subjects};
 use futures::StreamExt;
+use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::WorkerConfig, error::WorkerError, persist};
+use crate::{config::WorkerConfig, error::WorkerError, health, persist};
+
+type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
 /// What a batch needs; shared by the concurrent batches.
 pub struct Ctx {
@@ -17,11 +21,13 @@ pub struct Ctx {
     pub js: jetstream::Context,
     pub store: Store,
     pub redis: ConnectionManager,
+    pub metrics: PrometheusHandle,
 }
 
 pub struct Worker {
     ctx: Arc<Ctx>,
-    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    http: TcpListener,
+    consumer: PullConsumer,
     shutdown: CancellationToken,
 }
 
@@ -30,7 +36,12 @@ impl Worker {
     pub async fn build(
         config: WorkerConfig,
         shutdown: CancellationToken,
+        metrics: PrometheusHandle,
     ) -> Result<Self, WorkerError> {
+        crate::metrics::describe();
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|e| WorkerError::Startup(format!("bind {}: {e}", config.http_listen)))?;
         Store::migrate(&config.postgres).await?;
         let store = Store::new(&config.postgres)?;
         let nats = async_nats::ConnectOptions::new()
@@ -59,7 +70,9 @@ impl Worker {
                 js,
                 store,
                 redis,
+                metrics,
             }),
+            http,
             consumer,
             shutdown,
         })
@@ -77,6 +90,10 @@ impl Worker {
             .messages()
             .await
             .map_err(WorkerError::nats)?;
+        let http = axum::serve(self.http, health::router(Arc::clone(&self.ctx)))
+            .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
+        let http = tokio::spawn(async move { http.await });
+        let lag = tokio::spawn(report_lag(self.consumer.clone(), self.shutdown.clone()));
         tracing::info!("worker consuming");
         let ctx = &self.ctx;
         messages
@@ -89,7 +106,23 @@ impl Worker {
             .for_each_concurrent(batch.concurrency, |chunk| persist::handle_batch(ctx, chunk))
             .await;
         let _ = ctx.nats.flush().await;
+        let _ = tokio::join!(http, lag);
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Publishes the consumer's backlog (not yet delivered + delivered but not
+/// acked) as a gauge, for dashboards and autoscaling on lag.
+async fn report_lag(consumer: PullConsumer, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Ok(info) = consumer.get_info().await {
+            crate::metrics::pending(info.num_pending + info.num_ack_pending as u64);
+        }
     }
 }

@@ -1,6 +1,11 @@
 //! The worker's configuration: defaults < `$CHAT_CONFIG` file < `CHAT_WORKER_*`.
 
-use chat_shared::config::{check_url, LogConfig, PostgresConfig, StreamConfig, Validate};
+use std::net::SocketAddr;
+
+use chat_shared::{
+    config::{check_url, LogConfig, PostgresConfig, StreamConfig, Validate},
+    telemetry::TracingConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the worker's environment variables.
@@ -17,7 +22,10 @@ pub struct WorkerConfig {
     pub retry: RetryConfig,
     /// Recent messages kept per room in Redis for gateways' gap fills.
     pub recent_cache_len: usize,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub http_listen: SocketAddr,
     pub log: LogConfig,
+    pub tracing: TracingConfig,
 }
 
 impl Default for WorkerConfig {
@@ -30,7 +38,9 @@ impl Default for WorkerConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             recent_cache_len: 1000,
+            http_listen: "0.0.0.0:9091".parse().expect("valid address"),
             log: LogConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -85,6 +95,7 @@ impl Validate for WorkerConfig {
         check_url("redis_url", &self.redis_url, &["redis", "rediss"], problems);
         self.postgres.validate(problems);
         self.stream.validate(problems);
+        self.tracing.validate(problems);
         if self.batch.max_messages == 0 || self.batch.max_messages > 10_000 {
             problems.push("batch.max_messages must be 1..=10000".into());
         }

@@ -1,12 +1,13 @@
 //! After commit: tell every gateway with members of the room, and the
 //! sender's gateway, that the message is stored.
 
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use chat_proto::{
     internal::{Envelope, Receipt},
     v1::Message,
 };
-use chat_shared::{subjects, RoomId};
+use chat_shared::{subjects, telemetry, RoomId};
 use prost::Message as _;
 
 use crate::error::WorkerError;
@@ -14,26 +15,34 @@ use crate::error::WorkerError;
 /// Publishes the stored message on the room's fan-out subject and the commit
 /// receipt on the accepting gateway's subject. Both are core NATS: a lost
 /// one is recovered by the gateway (gap fill, or store lookup on timeout).
+/// The current span's trace context rides along in headers when tracing is on.
 pub async fn publish(
     nats: &async_nats::Client,
     room: &RoomId,
     envelope: &Envelope,
     message: &Message,
 ) -> Result<(), WorkerError> {
-    nats.publish(subjects::fanout(room), Bytes::from(message.encode_to_vec()))
-        .await
-        .map_err(WorkerError::nats)?;
+    let mut headers = HeaderMap::new();
+    telemetry::inject_trace(&mut headers);
+    let headers = telemetry::has_trace(Some(&headers)).then_some(headers);
+    let send = |subject: String, payload: Vec<u8>| {
+        let headers = headers.clone();
+        async move {
+            let payload = Bytes::from(payload);
+            match headers {
+                Some(headers) => nats.publish_with_headers(subject, headers, payload).await,
+                None => nats.publish(subject, payload).await,
+            }
+            .map_err(WorkerError::nats)
+        }
+    };
+    send(subjects::fanout(room), message.encode_to_vec()).await?;
     if subjects::is_receipts(&envelope.reply_to) {
         let receipt = Receipt {
             ticket: envelope.ticket,
             message: Some(message.clone()),
         };
-        nats.publish(
-            envelope.reply_to.clone(),
-            Bytes::from(receipt.encode_to_vec()),
-        )
-        .await
-        .map_err(WorkerError::nats)?;
+        send(envelope.reply_to.clone(), receipt.encode_to_vec()).await?;
     }
     Ok(())
 }

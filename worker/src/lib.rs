@@ -6,6 +6,8 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod fanout;
+pub mod health;
+pub mod metrics;
 pub mod persist;
 pub mod retry;
 

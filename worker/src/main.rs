@@ -23,12 +23,12 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = WorkerConfig::load().context("loading worker configuration")?;
-    chat_shared::telemetry::init(&config.log);
+    let telemetry = chat_shared::telemetry::init("chat-worker", &config.log, &config.tracing);
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => Store::migrate(&config.postgres).await.context("migrating"),
         Command::Run => {
             let shutdown = CancellationToken::new();
-            let worker = Worker::build(config, shutdown.clone())
+            let worker = Worker::build(config, shutdown.clone(), telemetry.metrics.clone())
                 .await
                 .context("starting worker")?;
             tokio::spawn(async move {
@@ -36,7 +36,9 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!("shutting down");
                 shutdown.cancel();
             });
-            worker.run().await.context("consuming")
+            let run = worker.run().await.context("consuming");
+            drop(telemetry);
+            run
         }
     }
 }

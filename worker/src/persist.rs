@@ -5,19 +5,24 @@
 
 use async_nats::jetstream;
 use chat_proto::internal::Envelope;
+use chat_shared::telemetry;
 use chat_shared::{
     cache,
     store::{NewMessage, Persisted},
     RoomId,
 };
 use prost::Message as _;
+use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
-use crate::{app::Ctx, error::WorkerError, fanout, retry};
+use crate::{app::Ctx, error::WorkerError, fanout, metrics, retry};
 
 struct Item {
     msg: jetstream::Message,
     envelope: Envelope,
     room: RoomId,
+    /// Continues the sender's trace, when the send carried one.
+    span: Option<Span>,
 }
 
 fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
@@ -33,11 +38,19 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
     let mut items = Vec::with_capacity(chunk.len());
     for msg in chunk {
         match decode(&msg) {
-            Ok((envelope, room)) => items.push(Item {
-                msg,
-                envelope,
-                room,
-            }),
+            Ok((envelope, room)) => {
+                let span = telemetry::has_trace(msg.headers.as_ref()).then(|| {
+                    let span = tracing::info_span!("store", room = %room);
+                    telemetry::continue_trace(&span, msg.headers.as_ref());
+                    span
+                });
+                items.push(Item {
+                    msg,
+                    envelope,
+                    room,
+                    span,
+                })
+            }
             Err(e) => retry::fail(&ctx.js, &ctx.config.retry, &msg, "undecodable", &e).await,
         }
     }
@@ -53,7 +66,10 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
             body: it.envelope.body.clone(),
         })
         .collect();
-    let outcomes = match ctx.store.persist(&batch).await {
+    let started = Instant::now();
+    let persisted = ctx.store.persist(&batch).await;
+    metrics::batch(batch.len(), started.elapsed());
+    let outcomes = match persisted {
         Ok(outcomes) => outcomes,
         Err(e) => {
             let e = WorkerError::from(e);
@@ -71,9 +87,13 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
                 message,
                 fresh: is_new,
             } => {
-                if let Err(e) =
-                    fanout::publish(&ctx.nats, &item.room, &item.envelope, &message).await
-                {
+                metrics::envelope(if is_new { "stored" } else { "duplicate" });
+                let publish = fanout::publish(&ctx.nats, &item.room, &item.envelope, &message);
+                let published = match &item.span {
+                    Some(span) => publish.instrument(span.clone()).await,
+                    None => publish.await,
+                };
+                if let Err(e) = published {
                     retry::fail(
                         &ctx.js,
                         &ctx.config.retry,

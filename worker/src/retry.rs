@@ -50,10 +50,12 @@ pub async fn fail(
     match decide(config, error, attempts) {
         Decision::Retry(delay) => {
             tracing::warn!(error = %error, attempts, ?delay, "send not stored; retrying");
+            crate::metrics::retried(error.label());
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         }
         Decision::DeadLetter => {
             tracing::error!(error = %error, attempts, "send dead-lettered");
+            crate::metrics::dead_lettered(error.label());
             let mut headers = HeaderMap::new();
             headers.insert(DEAD_REASON_HEADER, error.label());
             headers.insert(ATTEMPTS_HEADER, attempts.to_string().as_str());

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod message_path;
+mod observability;
 mod ordering;
 mod resilience;
 mod support;

@@ -11,7 +11,7 @@ use crate::{message_path::run_mixed_load, support::*};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_and_duplicates_nothing() {
     let cluster = Cluster::start(ClusterOptions::new(2, 2)).await;
-    let victim = cluster.workers[0].pid();
+    let victim = cluster.workers[0].process.pid();
     run_mixed_load(&cluster, 2000, move |_| {
         let status = Command::new("kill")
             .args(["-KILL", &victim.to_string()])

@@ -1,0 +1,37 @@
+//! `/healthz` (alive), `/readyz` (dependencies reachable and not draining)
+//! and `/metrics` (Prometheus text).
+
+use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+
+use crate::{app::AppState, metrics};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let mut failing = chat_shared::health::failing(&state.nats, &state.store, &state.redis).await;
+    if state.is_draining() {
+        failing.push("draining");
+    }
+    if failing.is_empty() {
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not_ready", "failing": failing })),
+        )
+    }
+}
+
+async fn render_metrics(State(state): State<AppState>) -> String {
+    metrics::pool(&state.store);
+    metrics::rooms(state.hub.room_count());
+    state.metrics.render()
+}

@@ -1,0 +1,128 @@
+//! The gateway's metrics: names, help texts and label values in one place.
+//! Labels are bounded sets (never room or user ids).
+
+use std::time::Duration;
+
+use chat_shared::{codec::Encoding, store::Store};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram, Unit,
+};
+
+/// Open WebSocket connections: the gauge the autoscaler reads.
+pub const CONNECTIONS: &str = "chat_gateway_connections";
+const CONNECTS: &str = "chat_gateway_connects_total";
+const DISCONNECTS: &str = "chat_gateway_disconnects_total";
+const FRAMES_IN: &str = "chat_gateway_frames_in_total";
+const FRAMES_OUT: &str = "chat_gateway_frames_out_total";
+const SEND_ACK: &str = "chat_gateway_send_ack_seconds";
+const DELIVERY: &str = "chat_gateway_delivery_seconds";
+const QUEUE_DROPS: &str = "chat_gateway_queue_drops_total";
+const ROOMS: &str = "chat_gateway_rooms";
+const SLOW_CONSUMER: &str = "chat_gateway_nats_slow_consumer_total";
+const GAP_FILLS: &str = "chat_gateway_gap_fills_total";
+const PG_POOL: &str = "chat_gateway_postgres_pool_connections";
+
+pub fn describe() {
+    describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
+    describe_counter!(
+        CONNECTS,
+        "Connection attempts by result (accepted, unauthorized, forbidden, unavailable)."
+    );
+    describe_counter!(DISCONNECTS, "Closed connections by reason.");
+    describe_counter!(FRAMES_IN, "Frames received by type and encoding.");
+    describe_counter!(FRAMES_OUT, "Frames sent by type and encoding.");
+    describe_histogram!(
+        SEND_ACK,
+        Unit::Seconds,
+        "From a send frame's arrival to its ack being queued."
+    );
+    describe_histogram!(
+        DELIVERY,
+        Unit::Seconds,
+        "From a message's commit to its write to a socket."
+    );
+    describe_counter!(
+        QUEUE_DROPS,
+        "Sockets closed because their queue was full (slow consumers)."
+    );
+    describe_gauge!(
+        ROOMS,
+        "Rooms with members here, each with a fan-out subscription."
+    );
+    describe_counter!(
+        SLOW_CONSUMER,
+        "NATS slow-consumer events (fan-out messages dropped by the client library)."
+    );
+    describe_counter!(
+        GAP_FILLS,
+        "Messages filled into a room's order from the store, by source."
+    );
+    describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+}
+
+pub fn encoding_label(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "json",
+        Encoding::Proto => "proto",
+    }
+}
+
+pub fn connect(result: &'static str) {
+    counter!(CONNECTS, "result" => result).increment(1);
+}
+
+pub fn opened() {
+    gauge!(CONNECTIONS).increment(1.0);
+}
+
+pub fn closed(reason: &'static str) {
+    gauge!(CONNECTIONS).decrement(1.0);
+    counter!(DISCONNECTS, "reason" => reason).increment(1);
+}
+
+pub fn frame_in(kind: &'static str, encoding: Encoding) {
+    counter!(FRAMES_IN, "type" => kind, "encoding" => encoding_label(encoding)).increment(1);
+}
+
+/// Handle for a socket's outgoing frames of one type, fetched once per socket.
+pub fn frames_out(kind: &'static str, encoding: Encoding) -> Counter {
+    counter!(FRAMES_OUT, "type" => kind, "encoding" => encoding_label(encoding))
+}
+
+pub fn send_acked(elapsed: Duration) {
+    histogram!(SEND_ACK).record(elapsed.as_secs_f64());
+}
+
+/// Handle on the commit-to-socket latency histogram, fetched once per socket.
+pub fn delivery_latency() -> Histogram {
+    histogram!(DELIVERY)
+}
+
+/// Records commit-to-socket latency from the message's commit timestamp.
+pub fn record_delivery(histogram: &Histogram, committed_ms: i64) {
+    let ms = (chat_shared::now_ms() - committed_ms).max(0);
+    histogram.record(ms as f64 / 1000.0);
+}
+
+pub fn queue_drop() {
+    counter!(QUEUE_DROPS).increment(1);
+}
+
+pub fn rooms(count: usize) {
+    gauge!(ROOMS).set(count as f64);
+}
+
+pub fn nats_slow_consumer() {
+    counter!(SLOW_CONSUMER).increment(1);
+}
+
+pub fn gap_filled(source: &'static str, messages: usize) {
+    counter!(GAP_FILLS, "source" => source).increment(messages as u64);
+}
+
+pub fn pool(store: &Store) {
+    let (size, idle) = store.pool_status();
+    gauge!(PG_POOL, "state" => "idle").set(idle as f64);
+    gauge!(PG_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
+}

@@ -1,0 +1,297 @@
+//! What operators see: metrics that agree with the traffic, readiness that
+//! follows the dependencies, and one trace across both binaries.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{body::Bytes, extract::State, routing::post, Router};
+use chat_shared::codec::Encoding;
+use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,
+};
+use prometheus_parse::{Scrape, Value};
+use prost::Message as _;
+
+use crate::support::*;
+
+async fn scrape(url: &str) -> Scrape {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text format")
+}
+
+/// Sum of a counter, gauge or histogram count over samples whose labels match.
+fn total(scrapes: &[Scrape], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrapes
+        .iter()
+        .flat_map(|s| &s.samples)
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+/// A body that must never appear in a log.
+const BODY: &str = "very-private-body-7f3a";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
+    const N: usize = 40;
+    let options = ClusterOptions::new(2, 2)
+        .env(Role::Gateways, "CHAT_GATEWAY_LOG__FORMAT", "json")
+        .env(Role::Workers, "CHAT_WORKER_LOG__FORMAT", "json")
+        .env(
+            Role::Both,
+            "RUST_LOG",
+            "debug,hyper=info,async_nats=info,tokio_postgres=info",
+        );
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("m", &["s", "r1", "r2"]).await;
+    let (mut sw, mut sr) = cluster.connect(0, "s", Encoding::Json).await;
+    let (mut w1, mut r1) = cluster.connect(0, "r1", Encoding::Proto).await;
+    let (mut w2, mut r2) = cluster.connect(1, "r2", Encoding::Json).await;
+    join(&mut w1, &mut r1, "m", None).await;
+    join(&mut w2, &mut r2, "m", None).await;
+    for n in 0..N {
+        send_and_wait(&mut sw, &mut sr, "m", &format!("k{n}"), BODY)
+            .await
+            .unwrap();
+    }
+    collect_messages(&mut r1, N, STEP).await;
+    collect_messages(&mut r2, N, STEP).await;
+
+    let gateways = [
+        scrape(&cluster.http_url(0, "/metrics")).await,
+        scrape(&cluster.http_url(1, "/metrics")).await,
+    ];
+    let workers = [
+        scrape(&cluster.worker_url(0, "/metrics")).await,
+        scrape(&cluster.worker_url(1, "/metrics")).await,
+    ];
+    assert_eq!(total(&gateways, "chat_gateway_connections", &[]), 3.0);
+    assert_eq!(
+        total(
+            &gateways,
+            "chat_gateway_connects_total",
+            &[("result", "accepted")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        total(
+            &gateways,
+            "chat_gateway_frames_in_total",
+            &[("type", "send"), ("encoding", "json")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        total(
+            &gateways,
+            "chat_gateway_frames_in_total",
+            &[("type", "join")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        total(
+            &gateways,
+            "chat_gateway_frames_out_total",
+            &[("type", "message")]
+        ),
+        2.0 * N as f64
+    );
+    assert_eq!(
+        total(
+            &gateways,
+            "chat_gateway_frames_out_total",
+            &[("type", "message"), ("encoding", "proto")]
+        ),
+        N as f64
+    );
+    assert_eq!(
+        total(&gateways, "chat_gateway_send_ack_seconds", &[]),
+        N as f64
+    );
+    assert_eq!(
+        total(&gateways, "chat_gateway_delivery_seconds", &[]),
+        2.0 * N as f64
+    );
+    assert_eq!(total(&gateways, "chat_gateway_rooms", &[]), 2.0);
+    assert_eq!(
+        total(
+            &workers,
+            "chat_worker_envelopes_total",
+            &[("outcome", "stored")]
+        ),
+        N as f64
+    );
+    assert_eq!(total(&workers, "chat_worker_dead_letters_total", &[]), 0.0);
+    assert!(total(&workers, "chat_worker_batch_size", &[]) >= 1.0);
+
+    // Logs are JSON lines, carry connection ids, and never a token or a body.
+    let token = cluster.token("s");
+    let logs: Vec<String> = cluster
+        .gateways
+        .iter()
+        .map(|g| g.process.log())
+        .chain(cluster.workers.iter().map(|w| w.process.log()))
+        .collect();
+    let mut with_conn = 0;
+    for line in logs.iter().flat_map(|l| l.lines()) {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        with_conn += entry["span"]["conn"].is_number() as usize;
+        assert!(!line.contains(BODY), "a message body was logged: {line}");
+        assert!(!line.contains(&token[..40]), "a token was logged: {line}");
+    }
+    assert!(with_conn >= 3, "socket log lines carry the connection id");
+
+    // A closed socket leaves the connections gauge.
+    drop((w1, r1));
+    wait_for("the closed socket to be counted", STEP, || async {
+        let gateways = [
+            scrape(&cluster.http_url(0, "/metrics")).await,
+            scrape(&cluster.http_url(1, "/metrics")).await,
+        ];
+        (total(&gateways, "chat_gateway_connections", &[]) == 2.0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_nats_down_and_back() {
+    let mut cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    let gateway = cluster.http_url(0, "/readyz");
+    let worker = cluster.worker_url(0, "/readyz");
+    let status = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(status(gateway.clone()).await, 200);
+    assert_eq!(status(worker.clone()).await, 200);
+    assert_eq!(status(cluster.http_url(0, "/healthz")).await, 200);
+
+    cluster.nats.stop();
+    for url in [&gateway, &worker] {
+        wait_for("not ready without NATS", STEP, || async {
+            (status(url.clone()).await == 503).then_some(())
+        })
+        .await;
+    }
+    let body: serde_json::Value = reqwest::get(&gateway).await.unwrap().json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["nats"]));
+    assert_eq!(
+        status(cluster.http_url(0, "/healthz")).await,
+        200,
+        "alive all the same"
+    );
+
+    cluster.nats.restart().await;
+    for url in [&gateway, &worker] {
+        wait_for(
+            "ready again with NATS back",
+            Duration::from_secs(30),
+            || async { (status(url.clone()).await == 200).then_some(()) },
+        )
+        .await;
+    }
+}
+
+/// Spans received by the test's OTLP/HTTP receiver: (service, trace id, span name).
+type Spans = Arc<Mutex<Vec<(String, Vec<u8>, String)>>>;
+
+async fn receive_traces(State(spans): State<Spans>, body: Bytes) -> &'static str {
+    let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+    let mut spans = spans.lock().unwrap();
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+            .map(|v| match v {
+                AnyValue::StringValue(s) => s.clone(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                spans.push((service.clone(), span.trace_id, span.name));
+            }
+        }
+    }
+    "ok"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_is_one_trace_across_gateway_worker_and_delivering_gateway() {
+    let spans: Spans = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new()
+        .route("/v1/traces", post(receive_traces))
+        .with_state(Arc::clone(&spans));
+    let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let options = ClusterOptions::new(2, 1)
+        .env(
+            Role::Gateways,
+            "CHAT_GATEWAY_TRACING__OTLP_ENDPOINT",
+            &endpoint,
+        )
+        .env(
+            Role::Workers,
+            "CHAT_WORKER_TRACING__OTLP_ENDPOINT",
+            &endpoint,
+        )
+        .env(Role::Both, "OTEL_BSP_SCHEDULE_DELAY", "200");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("t", &["a", "b"]).await;
+    let (mut bw, mut br) = cluster.connect(1, "b", Encoding::Proto).await;
+    join(&mut bw, &mut br, "t", None).await;
+    let (mut aw, mut ar) = cluster.connect(0, "a", Encoding::Json).await;
+    send_and_wait(&mut aw, &mut ar, "t", "traced", "follow me")
+        .await
+        .unwrap();
+    collect_messages(&mut br, 1, STEP).await;
+
+    let wanted = [
+        ("chat-gateway", "send"),
+        ("chat-worker", "store"),
+        ("chat-gateway", "deliver"),
+    ];
+    wait_for(
+        "one trace with spans from both binaries",
+        Duration::from_secs(20),
+        || {
+            let spans = spans.lock().unwrap().clone();
+            async move {
+                let mut by_trace: HashMap<Vec<u8>, HashSet<(String, String)>> = HashMap::new();
+                for (service, trace, name) in spans {
+                    by_trace.entry(trace).or_default().insert((service, name));
+                }
+                by_trace
+                    .values()
+                    .any(|names| {
+                        wanted
+                            .iter()
+                            .all(|(s, n)| names.contains(&(s.to_string(), n.to_string())))
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    receiver.abort();
+}

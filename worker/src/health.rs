@@ -1,0 +1,35 @@
+//! The worker's small HTTP surface: `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+
+use crate::{app::Ctx, metrics};
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(ctx)
+}
+
+async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, Json<serde_json::Value>) {
+    let failing = chat_shared::health::failing(&ctx.nats, &ctx.store, &ctx.redis).await;
+    if failing.is_empty() {
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ready" })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not_ready", "failing": failing })),
+        )
+    }
+}
+
+async fn render_metrics(State(ctx): State<Arc<Ctx>>) -> String {
+    metrics::pool(&ctx.store);
+    ctx.metrics.render()
+}

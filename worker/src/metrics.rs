@@ -1,0 +1,69 @@
+//! The worker's metrics: names, help texts and label values in one place.
+
+use std::time::Duration;
+
+use chat_shared::store::Store;
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+const ENVELOPES: &str = "chat_worker_envelopes_total";
+const BATCH_SIZE: &str = "chat_worker_batch_size";
+const PERSIST: &str = "chat_worker_persist_seconds";
+const RETRIES: &str = "chat_worker_retries_total";
+const DEAD_LETTERS: &str = "chat_worker_dead_letters_total";
+const PENDING: &str = "chat_worker_consumer_pending";
+const PG_POOL: &str = "chat_worker_postgres_pool_connections";
+
+pub fn describe() {
+    describe_counter!(
+        ENVELOPES,
+        "Sends handled, by outcome (stored, duplicate, retried, dead_lettered)."
+    );
+    describe_histogram!(BATCH_SIZE, "Sends per storing transaction.");
+    describe_histogram!(
+        PERSIST,
+        Unit::Seconds,
+        "Duration of one storing transaction."
+    );
+    describe_counter!(RETRIES, "Redeliveries asked for, by reason.");
+    describe_counter!(
+        DEAD_LETTERS,
+        "Sends parked on the dead-letter stream, by reason."
+    );
+    describe_gauge!(
+        PENDING,
+        "Sends in the ingest stream not yet delivered or acked (consumer lag)."
+    );
+    describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+}
+
+/// A send's fate: `stored` (new row), `duplicate` (row already there).
+pub fn envelope(outcome: &'static str) {
+    counter!(ENVELOPES, "outcome" => outcome).increment(1);
+}
+
+pub fn batch(size: usize, took: Duration) {
+    histogram!(BATCH_SIZE).record(size as f64);
+    histogram!(PERSIST).record(took.as_secs_f64());
+}
+
+pub fn retried(reason: &'static str) {
+    envelope("retried");
+    counter!(RETRIES, "reason" => reason).increment(1);
+}
+
+pub fn dead_lettered(reason: &'static str) {
+    envelope("dead_lettered");
+    counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+}
+
+pub fn pending(count: u64) {
+    gauge!(PENDING).set(count as f64);
+}
+
+pub fn pool(store: &Store) {
+    let (size, idle) = store.pool_status();
+    gauge!(PG_POOL, "state" => "idle").set(idle as f64);
+    gauge!(PG_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
+}
