@@ -295,3 +295,40 @@ async fn one_message_is_one_trace_across_gateway_worker_and_delivering_gateway()
     .await;
     receiver.abort();
 }
+
+/// The Grafana dashboard only queries metrics that the binaries define.
+#[test]
+fn the_dashboard_queries_only_metrics_the_binaries_export() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let names = |text: &str| -> HashSet<String> {
+        let mut found = HashSet::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("chat_") {
+            let tail = &rest[i..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            found.insert(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        found
+    };
+    let exported: HashSet<String> = names(&(read("gateway/src/metrics.rs") + &read("worker/src/metrics.rs")));
+    let dashboard: serde_json::Value = serde_json::from_str(&read("deploy/grafana/chat-dashboard.json")).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 10);
+    for expr in exprs {
+        for name in names(&expr) {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| exported.contains(*b)))
+                .unwrap_or(&name);
+            assert!(exported.contains(base), "dashboard queries unknown metric {name}");
+        }
+    }
+}
