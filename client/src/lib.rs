@@ -10,9 +10,11 @@ use futures::{
     stream::{SplitSink, SplitStream},
     SinkExt, StreamExt,
 };
-use tokio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::{
-    connect_async_with_config,
+    client_async_with_config, connect_async_with_config,
     tungstenite::{
         self,
         client::IntoClientRequest,
@@ -60,6 +62,9 @@ pub struct ConnectOptions {
     pub origin: Option<String>,
     /// WebSocket read buffer size.
     pub read_buffer: usize,
+    /// Local address to connect from: load tests spread sockets over
+    /// 127.0.0.x to get past one address's ephemeral ports (plain `ws://` only).
+    pub local_addr: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -70,6 +75,7 @@ impl ConnectOptions {
             encoding,
             origin: None,
             read_buffer: 64 * 1024,
+            local_addr: None,
         }
     }
 }
@@ -121,7 +127,14 @@ pub async fn connect(options: &ConnectOptions) -> Result<(Writer, Reader), Clien
     let config = WebSocketConfig::default()
         .read_buffer_size(options.read_buffer)
         .max_message_size(Some(16 << 20));
-    let (socket, _) = match connect_async_with_config(request, Some(config), true).await {
+    let connected = match options.local_addr {
+        None => connect_async_with_config(request, Some(config), true).await,
+        Some(ip) => {
+            let stream = connect_from(ip, request.uri()).await?;
+            client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config)).await
+        }
+    };
+    let (socket, _) = match connected {
         Ok(ok) => ok,
         Err(tungstenite::Error::Http(response)) => {
             return Err(ClientError::Refused(response.status().as_u16()))
@@ -140,6 +153,39 @@ pub async fn connect(options: &ConnectOptions) -> Result<(Writer, Reader), Clien
             encoding: options.encoding,
         },
     ))
+}
+
+/// Opens a TCP connection to the URI's host from a chosen local address.
+pub async fn connect_from(
+    ip: IpAddr,
+    uri: &tungstenite::http::Uri,
+) -> Result<TcpStream, ClientError> {
+    let host = uri
+        .host()
+        .ok_or_else(|| ClientError::Url("no host".into()))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let remote = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ClientError::Url(e.to_string()))?
+        .next()
+        .ok_or_else(|| ClientError::Url(format!("{host} does not resolve")))?;
+    let socket = if ip.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| ClientError::Ws(e.into()))?;
+    socket
+        .bind(SocketAddr::new(ip, 0))
+        .map_err(|e| ClientError::Ws(e.into()))?;
+    let stream = socket
+        .connect(remote)
+        .await
+        .map_err(|e| ClientError::Ws(e.into()))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| ClientError::Ws(e.into()))?;
+    Ok(stream)
 }
 
 impl Writer {

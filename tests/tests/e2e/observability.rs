@@ -306,14 +306,18 @@ fn the_dashboard_queries_only_metrics_the_binaries_export() {
         let mut rest = text;
         while let Some(i) = rest.find("chat_") {
             let tail = &rest[i..];
-            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
             found.insert(tail[..end].to_string());
             rest = &tail[end..];
         }
         found
     };
-    let exported: HashSet<String> = names(&(read("gateway/src/metrics.rs") + &read("worker/src/metrics.rs")));
-    let dashboard: serde_json::Value = serde_json::from_str(&read("deploy/grafana/chat-dashboard.json")).unwrap();
+    let exported: HashSet<String> =
+        names(&(read("gateway/src/metrics.rs") + &read("worker/src/metrics.rs")));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/chat-dashboard.json")).unwrap();
     let exprs: Vec<String> = dashboard["panels"]
         .as_array()
         .unwrap()
@@ -328,7 +332,10 @@ fn the_dashboard_queries_only_metrics_the_binaries_export() {
                 .iter()
                 .find_map(|s| name.strip_suffix(s).filter(|b| exported.contains(*b)))
                 .unwrap_or(&name);
-            assert!(exported.contains(base), "dashboard queries unknown metric {name}");
+            assert!(
+                exported.contains(base),
+                "dashboard queries unknown metric {name}"
+            );
         }
     }
 }
