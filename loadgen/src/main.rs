@@ -69,6 +69,9 @@ struct Cli {
     /// Server process ids whose CPU, memory and open files are measured.
     #[arg(long = "watch-pid", value_delimiter = ',')]
     watch: Vec<u32>,
+    /// CPUs the servers are pinned to; their busy time counts as server CPU.
+    #[arg(long, value_delimiter = ',')]
+    server_cpus: Vec<usize>,
     /// Name of this run in the report.
     #[arg(long)]
     label: Option<String>,
@@ -143,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         local_addrs: cli.local_addrs.clone(),
         prefix,
         watch: cli.watch.clone(),
+        server_cpus: cli.server_cpus.clone(),
         quiet: cli.quiet,
     };
     let outcome = run::run(&params, &setup).await?;

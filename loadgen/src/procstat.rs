@@ -16,6 +16,26 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SEC)
 }
 
+/// Busy seconds (everything but idle and iowait) of the given CPUs so far,
+/// from /proc/stat: with the servers pinned there, their whole cost.
+pub fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let mut busy = 0.0;
+    for cpu in cpus {
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with(&format!("cpu{cpu} ")))?;
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        busy += v.iter().take(8).sum::<f64>() - v.get(3)? - v.get(4)?;
+    }
+    Some(busy / TICKS_PER_SEC)
+}
+
 /// Resident set size in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -33,8 +33,10 @@ pub struct Setup {
     pub local_addrs: Vec<IpAddr>,
     /// Makes room and user names unique to this run.
     pub prefix: String,
-    /// Server processes whose CPU and memory are measured.
+    /// Server processes whose memory (and, without `server_cpus`, CPU) are measured.
     pub watch: Vec<u32>,
+    /// CPUs the servers are pinned to: their busy time is the servers' CPU.
+    pub server_cpus: Vec<usize>,
     pub quiet: bool,
 }
 
@@ -327,6 +329,7 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
                 local_addrs: Vec::new(),
                 prefix,
                 watch: Vec::new(),
+                server_cpus: Vec::new(),
                 quiet: true,
             };
             let mut held: Vec<(Tx, Rx)> = Vec::new();
@@ -364,11 +367,18 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
     tokio::time::sleep(Duration::from_micros(window_start.saturating_sub(now_us()))).await;
     let me = std::process::id();
     let cpu_start = procstat::cpu_seconds(me).unwrap_or(0.0);
-    let server_cpu_start: f64 = setup
-        .watch
-        .iter()
-        .filter_map(|p| procstat::cpu_seconds(*p))
-        .sum();
+    let server_cpu = || -> f64 {
+        if setup.server_cpus.is_empty() {
+            setup
+                .watch
+                .iter()
+                .filter_map(|p| procstat::cpu_seconds(*p))
+                .sum()
+        } else {
+            procstat::cpus_busy_seconds(&setup.server_cpus).unwrap_or(0.0)
+        }
+    };
+    let server_cpu_start = server_cpu();
     let mut peak_rss = 0u64;
     let mut peak_files = 0usize;
     let mut samples = Vec::new();
@@ -409,12 +419,7 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
         }
     }
     let loadgen_cpu = procstat::cpu_seconds(me).unwrap_or(0.0) - cpu_start;
-    let server_cpu = setup
-        .watch
-        .iter()
-        .filter_map(|p| procstat::cpu_seconds(*p))
-        .sum::<f64>()
-        - server_cpu_start;
+    let server_cpu = server_cpu() - server_cpu_start;
 
     for s in senders {
         let _ = s.await;

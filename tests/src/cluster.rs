@@ -88,7 +88,7 @@ pub struct Cluster {
 }
 
 /// Where cargo put the workspace binaries (next to this test's `deps/`).
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join(name);

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Benchmarks this system side by side with its peers and floors, on one
+# machine: servers pinned to CPU 0, the load generator to CPU 1, the same
+# loadgen and parameters for everyone.
+#
+#   bench/run.sh                 every scenario
+#   bench/run.sh high fanout     some scenarios
+#   TARGETS="ours socketio" bench/run.sh high      some targets
+#   SWEEP=1 bench/run.sh high    also sweep the rate to find throughput at P99_BOUND_MS
+#
+# Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
+# Reports, charts and the table land in bench/out/<timestamp>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(baseline moderate high extreme fanout ingest connections churn spike slow-consumer soak)
+TARGETS=${TARGETS:-"ours socketio fastapi wsfloor nats"}
+P99_BOUND_MS=${P99_BOUND_MS:-100}
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+OUT=bench/out/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+TMP=$(mktemp -d /tmp/chat-bench-XXXX)
+as_pg=(); [ "$(id -u)" = 0 ] && as_pg=(runuser -u postgres --)
+chmod 755 "$TMP"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -d "$TMP/pg" ] && "${as_pg[@]}" pg_ctl -D "$TMP/pg" stop -m fast >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# --- tools -----------------------------------------------------------------
+command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-contrib >/dev/null || true; }
+command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+(cd bench/peers/socketio && npm install --no-audit --no-fund --silent >/dev/null)
+VENV=bench/peers/fastapi/.venv
+[ -x $VENV/bin/uvicorn ] || { python3 -m venv $VENV && $VENV/bin/pip install -q -r bench/peers/fastapi/requirements.txt; }
+cargo build --release -p chat-gateway -p chat-worker -p loadgen
+BIN=target/release
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { for _ in $(seq 150); do listening "$1" && return 0; sleep 0.2; done; echo "nothing on port $1" >&2; exit 1; }
+on_server() { taskset -c "$SERVER_CPU" "$@"; }
+# spawn LOG CMD...: starts CMD on the server CPU; its pid is left in $LAST.
+spawn() { local log=$1; shift; on_server "$@" >"$TMP/$log.log" 2>&1 & LAST=$!; pids+=("$LAST"); }
+stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; sleep 0.5; }
+
+# --- shared services: Postgres (durable: fsync on), Redis, NATS -------------
+PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port)
+mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
+"${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
+spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
+spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no
+spawn nats "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
+wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
+psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
+export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+SECRET=bench-secret-bench-secret-bench-secret
+ADMIN=bench-admin
+
+start_ours() {
+  export CHAT_WORKER_NATS_URL=nats://127.0.0.1:$NATS_PORT CHAT_WORKER_REDIS_URL=$REDIS_URL
+  export CHAT_WORKER_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/chat CHAT_WORKER_HTTP_LISTEN=127.0.0.1:$(free_port)
+  export CHAT_GATEWAY_NATS_URL=$CHAT_WORKER_NATS_URL CHAT_GATEWAY_REDIS_URL=$REDIS_URL
+  export CHAT_GATEWAY_POSTGRES__URL=$CHAT_WORKER_POSTGRES__URL CHAT_GATEWAY_JWT__HS256_SECRET=$SECRET CHAT_GATEWAY_ADMIN_TOKEN=$ADMIN
+  export CHAT_GATEWAY_LOG__FILTER=warn CHAT_WORKER_LOG__FILTER=warn
+  spawn worker $BIN/worker; SERVER_PIDS=("$LAST")
+  G1=$(free_port); G2=$(free_port)
+  export CHAT_GATEWAY_LISTEN=127.0.0.1:$G1; spawn gateway1 $BIN/gateway; SERVER_PIDS+=("$LAST")
+  export CHAT_GATEWAY_LISTEN=127.0.0.1:$G2; spawn gateway2 $BIN/gateway; SERVER_PIDS+=("$LAST")
+  wait_port $G1; wait_port $G2
+  URLS=(--url ws://127.0.0.1:$G1/v1/ws --url ws://127.0.0.1:$G2/v1/ws --admin-url http://127.0.0.1:$G1 --admin-token $ADMIN --jwt-secret $SECRET)
+  WATCH=${SERVER_PIDS[1]},${SERVER_PIDS[2]}
+}
+start_socketio() {
+  P1=$(free_port); P2=$(free_port)
+  spawn sio1 node bench/peers/socketio/server.js $P1; SERVER_PIDS=("$LAST")
+  spawn sio2 node bench/peers/socketio/server.js $P2; SERVER_PIDS+=("$LAST")
+  wait_port $P1; wait_port $P2
+  URLS=(--url ws://127.0.0.1:$P1 --url ws://127.0.0.1:$P2); WATCH=${SERVER_PIDS[0]},${SERVER_PIDS[1]}
+}
+start_fastapi() {
+  P1=$(free_port); P2=$(free_port); SERVER_PIDS=()
+  for port in $P1 $P2; do
+    spawn "fastapi-$port" bash -c "cd bench/peers/fastapi && exec .venv/bin/uvicorn app:app --host 127.0.0.1 --port $port --log-level warning"
+    SERVER_PIDS+=("$LAST")
+  done
+  wait_port $P1; wait_port $P2
+  URLS=(--url ws://127.0.0.1:$P1 --url ws://127.0.0.1:$P2); WATCH=${SERVER_PIDS[0]},${SERVER_PIDS[1]}
+}
+start_wsfloor() {
+  P1=$(free_port)
+  spawn wsfloor $BIN/wsfloor 127.0.0.1:$P1; SERVER_PIDS=("$LAST"); wait_port $P1
+  URLS=(--url ws://127.0.0.1:$P1); WATCH=${SERVER_PIDS[0]}
+}
+start_nats() { SERVER_PIDS=(); URLS=(--url nats://127.0.0.1:$NATS_PORT); WATCH=$NATS_PID; }
+
+loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
+
+run_one() { # scenario target label [extra loadgen args...]
+  local scenario=$1 target=$2 label=$3; shift 3
+  "start_$target"
+  echo "== $scenario / $label"
+  taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario "$scenario" --target "$(loadgen_target "$target")" "${URLS[@]}" \
+    --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "$label" \
+    --report "$OUT/$scenario--$label.json" --chart "$OUT/$scenario--$label.svg" ${LOADGEN_ARGS:-} "$@" \
+    || echo "   $label failed on $scenario (see $TMP logs)"
+  stop "${SERVER_PIDS[@]}"
+}
+
+targets_for() {
+  case $1 in
+    ingest) echo ours;;                       # peers persist nothing; the floor is pgbench below
+    connections) echo "$TARGETS" | sed 's/ nats//; s/^nats //';;
+    *) echo "$TARGETS";;
+  esac
+}
+
+for scenario in "${SCENARIOS[@]}"; do
+  for target in $(targets_for "$scenario"); do
+    run_one "$scenario" "$target" "$target"
+  done
+  if [ "$scenario" = ingest ] && command -v pgbench >/dev/null; then
+    echo "== ingest / pgbench floor (same schema, one row per transaction, fsync on)"
+    cat >"$TMP/insert.sql" <<'SQL'
+\set r random(1, 1000)
+BEGIN;
+UPDATE rooms SET last_seq = last_seq + 1 WHERE id = 'pgb' || :r;
+INSERT INTO messages (room_id, seq, id, sender_id, client_msg_id, body, created_at)
+  SELECT id, last_seq, gen_random_uuid(), 'bench', gen_random_uuid()::text, repeat('x', 64), now() FROM rooms WHERE id = 'pgb' || :r;
+COMMIT;
+SQL
+    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'pgb' || g FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
+    taskset -c "$LOADGEN_CPU" pgbench -h 127.0.0.1 -p $PG_PORT -U postgres -n -c 8 -j 1 -T 10 -f "$TMP/insert.sql" chat 2>&1 \
+      | tee "$OUT/ingest--pgbench.txt" | grep -E "^tps" || true
+  fi
+  if [ "${SWEEP:-0}" = 1 ]; then
+    for target in $(targets_for "$scenario"); do
+      for factor in 0.5 2 4 8; do
+        rate=$(python3 -c "import sys; sys.path.insert(0,'bench'); from table import preset_rate; print(preset_rate('$scenario') * $factor)")
+        run_one "$scenario" "$target" "$target@x$factor" --rate "$rate"
+      done
+    done
+  fi
+done
+
+python3 bench/table.py "$OUT" --p99-bound "$P99_BOUND_MS" | tee "$OUT/table.md"
+echo "reports, charts and table in $OUT"
