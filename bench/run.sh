@@ -46,16 +46,16 @@ BIN=target/release
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for _ in $(seq 150); do listening "$1" && return 0; sleep 0.2; done; echo "nothing on port $1" >&2; exit 1; }
-on_server() { taskset -c "$SERVER_CPU" "$@"; }
-# spawn LOG CMD...: starts CMD on the server CPU; its pid is left in $LAST.
-spawn() { local log=$1; shift; on_server "$@" >"$TMP/$log.log" 2>&1 & LAST=$!; pids+=("$LAST"); }
+# spawn LOG CMD...: starts CMD on the server CPU (taskset execs it, so $LAST
+# is the server's own pid, whose memory the loadgen watches).
+spawn() { local log=$1; shift; taskset -c "$SERVER_CPU" "$@" >"$TMP/$log.log" 2>&1 & LAST=$!; pids+=("$LAST"); }
 stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; sleep 0.5; }
 
 # --- shared services: Postgres (durable: fsync on), Redis, NATS -------------
 PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port)
 mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
-spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
+spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
 spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no
 spawn nats "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1

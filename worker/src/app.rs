@@ -1,13 +1,17 @@
 //! Builds the worker from its configuration and runs its consume loop.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_nats::jetstream;
 use chat_shared::{store::Store, streams, subjects};
 use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{config::WorkerConfig, error::WorkerError, health, persist};
@@ -94,21 +98,56 @@ impl Worker {
             .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
         let http = tokio::spawn(async move { http.await });
         let lag = tokio::spawn(report_lag(self.consumer.clone(), self.shutdown.clone()));
-        tracing::info!("worker consuming");
-        let ctx = &self.ctx;
-        messages
-            .take_until(self.shutdown.cancelled())
-            .filter_map(|m| async move {
-                m.map_err(|e| tracing::warn!(error = %e, "consumer error"))
-                    .ok()
+        // One lane per unit of concurrency; a room always maps to the same
+        // lane, so one worker stores and publishes each room's messages in
+        // order (gateways then rarely wait on a gap) while rooms proceed in
+        // parallel.
+        let (lanes, lane_tasks): (Vec<_>, Vec<_>) = (0..batch.concurrency)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(batch.max_messages * 2);
+                (tx, tokio::spawn(lane(Arc::clone(&self.ctx), rx)))
             })
-            .ready_chunks(batch.max_messages)
-            .for_each_concurrent(batch.concurrency, |chunk| persist::handle_batch(ctx, chunk))
-            .await;
-        let _ = ctx.nats.flush().await;
+            .unzip();
+        tracing::info!("worker consuming");
+        let messages = messages.take_until(self.shutdown.cancelled());
+        tokio::pin!(messages);
+        while let Some(msg) = messages.next().await {
+            match msg {
+                Ok(msg) => {
+                    let mut hasher = DefaultHasher::new();
+                    msg.subject.as_str().hash(&mut hasher);
+                    let lane = (hasher.finish() % lanes.len() as u64) as usize;
+                    if lanes[lane].send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+        }
+        drop(lanes);
+        for task in lane_tasks {
+            let _ = task.await;
+        }
+        let _ = self.ctx.nats.flush().await;
         let _ = tokio::join!(http, lag);
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Stores whatever sends are queued on this lane (up to a batch) in one
+/// transaction, then the next batch.
+async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<jetstream::Message>) {
+    let max = ctx.config.batch.max_messages;
+    while let Some(first) = rx.recv().await {
+        let mut chunk = vec![first];
+        while chunk.len() < max {
+            match rx.try_recv() {
+                Ok(msg) => chunk.push(msg),
+                Err(_) => break,
+            }
+        }
+        persist::handle_batch(&ctx, chunk).await;
     }
 }
 

@@ -51,7 +51,8 @@ impl Default for WorkerConfig {
 pub struct BatchConfig {
     /// Most sends stored in one transaction.
     pub max_messages: usize,
-    /// Transactions in flight at once (each holds one Postgres connection).
+    /// Transactions in flight at once (each holds one Postgres connection);
+    /// sends are spread over them by room, so each room stays in order.
     pub concurrency: usize,
     /// Seconds JetStream waits for an ack before redelivering.
     pub ack_wait_secs: u64,

@@ -15,9 +15,17 @@ async fn loadgen_smoke_run_delivers_everything_once() {
         let status = tokio::process::Command::new(bin("loadgen"))
             .args(["--scenario", "smoke", "--target", target, "--quiet"])
             .args(["--url", &cluster.ws_url(0), "--url", &cluster.ws_url(1)])
-            .args(["--admin-url", &cluster.http_url(0, ""), "--admin-token", ADMIN_TOKEN])
+            .args([
+                "--admin-url",
+                &cluster.http_url(0, ""),
+                "--admin-token",
+                ADMIN_TOKEN,
+            ])
             .args(["--jwt-secret", JWT_SECRET])
-            .args(["--watch-pid", &cluster.gateways[0].process.pid().to_string()])
+            .args([
+                "--watch-pid",
+                &cluster.gateways[0].process.pid().to_string(),
+            ])
             .arg("--report")
             .arg(&report)
             .arg("--chart")
@@ -26,13 +34,18 @@ async fn loadgen_smoke_run_delivers_everything_once() {
             .await
             .unwrap();
         assert!(status.success(), "loadgen failed for {target}");
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         let sent = r["sent"].as_u64().unwrap();
         assert!(sent >= 200, "{target}: sent only {sent}");
         assert_eq!(r["missing"], 0, "{target}: {r}");
         assert_eq!(r["duplicates"], 0, "{target}");
         assert_eq!(r["connected"], 20);
-        assert_eq!(r["ack_latency"]["count"].as_u64(), Some(sent), "{target}: every send acked");
+        assert_eq!(
+            r["ack_latency"]["count"].as_u64(),
+            Some(sent),
+            "{target}: every send acked"
+        );
         // Rooms of 5: each message reaches its 5 members.
         assert_eq!(r["deliveries"].as_u64(), Some(sent * 5), "{target}");
         assert!(std::fs::read_to_string(&chart).unwrap().contains("<svg"));
