@@ -16,6 +16,7 @@ use axum::{
     http::HeaderMap,
     response::Response,
     routing::{get, post},
+    serve::ListenerExt,
     Json, Router,
 };
 use chat_shared::{
@@ -172,8 +173,14 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
-        tracing::info!(addr = %self.local_addr(), gateway_id = %state.config.gateway_id, "gateway listening");
-        axum::serve(self.listener, router(state.clone()))
+        let addr = self.local_addr();
+        tracing::info!(addr = %addr, gateway_id = %state.config.gateway_id, "gateway listening");
+        // Small frames must leave at once: without TCP_NODELAY, Nagle's
+        // algorithm meets the client's delayed ACK and adds ~40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         state.sessions.close();
