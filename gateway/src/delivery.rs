@@ -60,10 +60,18 @@ impl Delivery {
     }
 }
 
-/// One item of a socket's outgoing queue.
+/// One item of a socket's outgoing queue. Both variants are one pointer
+/// wide: the queue's slots are allocated per socket, so small slots keep
+/// idle sockets cheap.
 pub enum Outbound {
-    Frame(ServerFrame),
+    Frame(Box<ServerFrame>),
     Message(Arc<Delivery>),
+}
+
+impl Outbound {
+    pub fn frame(frame: ServerFrame) -> Self {
+        Self::Frame(Box::new(frame))
+    }
 }
 
 /// Encodes a reply frame for a socket.

@@ -154,7 +154,7 @@ impl Room {
 
     async fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
         let head = self.next - 1;
-        let joined = Outbound::Frame(ServerFrame {
+        let joined = Outbound::frame(ServerFrame {
             request_id,
             kind: Some(Kind::Joined(Joined {
                 room: self.id.to_string(),

@@ -324,7 +324,7 @@ impl Session {
                 Err(e) => error_kind(&e),
             };
             let _ = out
-                .send(Outbound::Frame(ServerFrame {
+                .send(Outbound::frame(ServerFrame {
                     request_id,
                     kind: Some(kind),
                 }))
@@ -348,7 +348,7 @@ impl Session {
             request_id,
             kind: Some(kind),
         };
-        let _ = self.member.out.send(Outbound::Frame(frame)).await;
+        let _ = self.member.out.send(Outbound::frame(frame)).await;
     }
 
     async fn reply_error(&self, request_id: String, e: GatewayError) {

@@ -13,6 +13,10 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 broadcast = Broadcast(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"))
 app = FastAPI(on_startup=[broadcast.connect], on_shutdown=[broadcast.disconnect])
+# broadcaster 0.3.1 races when two sockets subscribe to a new channel at once
+# (the second replaces the first's queue, which then never hears a thing);
+# serialising the subscribe step is the workaround a team would ship.
+subscribe_lock = asyncio.Lock()
 
 
 @app.websocket("/ws")
@@ -21,10 +25,15 @@ async def chat(websocket: WebSocket):
     relays = []
 
     async def relay(room: str):
-        async with broadcast.subscribe(channel=room) as subscriber:
+        subscription = broadcast.subscribe(channel=room)
+        async with subscribe_lock:
+            subscriber = await subscription.__aenter__()
+        try:
             await websocket.send_text(json.dumps({"type": "joined", "room": room}))
             async for event in subscriber:
                 await websocket.send_text(event.message)
+        finally:
+            await subscription.__aexit__(None, None, None)
 
     try:
         while True:
