@@ -3,8 +3,6 @@
 //! Gateways read (membership, heads, history); workers write (`persist`);
 //! the admin seam creates rooms and members.
 
-use std::collections::{BTreeMap, HashMap};
-
 use chat_proto::v1::Message;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
@@ -33,8 +31,6 @@ mod sql {
     pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7245186)";
     pub const IS_MEMBER: &str = "SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2";
     pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
-    pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
-    pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
     pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
     pub const ADD_MEMBER: &str =
         "INSERT INTO members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
@@ -54,17 +50,9 @@ mod sql {
              WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
         )
     }
-    pub fn find_sent_many() -> String {
-        format!(
-            "SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND (sender_id, client_msg_id) IN \
-             (SELECT * FROM unnest($2::text[], $3::text[]))"
-        )
-    }
-    pub const INSERT_MANY: &str = "INSERT INTO messages \
-        (room_id, seq, id, sender_id, client_msg_id, body, created_at) \
-        SELECT $1, s, i, snd, c, b, to_timestamp(t / 1000.0) \
-        FROM unnest($2::int8[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
-        AS u (s, i, snd, c, b, t)";
+    /// One round trip per batch: see `migrations/V2__persist_function.sql`.
+    pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh \
+        FROM persist_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[])";
 }
 
 fn message_from_row(row: &Row) -> Message {
@@ -233,96 +221,42 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a batch in one transaction, idempotently on (room, sender,
-    /// client_msg_id). Each room's row is locked (rooms in id order, so two
-    /// workers never deadlock) and its new messages get the next seqs, in
-    /// batch order. Returns one outcome per input, in input order. An error
-    /// means nothing is known: the caller must not acknowledge the batch.
+    /// Stores a batch in one statement (`persist_messages`, see migration
+    /// V2), idempotently on (room, sender, client_msg_id). Each room's row is
+    /// locked (rooms in id order, so two workers never deadlock) and its new
+    /// messages get the next seqs, in batch order. Returns one outcome per
+    /// input, in input order. An error means nothing is known: the caller
+    /// must not acknowledge the batch.
     pub async fn persist(&self, batch: &[NewMessage]) -> Result<Vec<Persisted>, StoreError> {
-        let mut by_room: BTreeMap<&RoomId, Vec<usize>> = BTreeMap::new();
-        for (i, m) in batch.iter().enumerate() {
-            by_room.entry(&m.room).or_default().push(i);
-        }
-        let mut client = self.pool.get().await?;
-        let lock_room = client.prepare_cached(sql::LOCK_ROOM).await?;
-        let find_many = client.prepare_cached(&sql::find_sent_many()).await?;
-        let insert_many = client.prepare_cached(sql::INSERT_MANY).await?;
-        let set_head = client.prepare_cached(sql::SET_ROOM_HEAD).await?;
-        let tx = client.transaction().await?;
-        let mut out = vec![Persisted::RoomMissing; batch.len()];
-        for (room, indexes) in by_room {
-            let Some(row) = tx.query_opt(&lock_room, &[&room.as_str()]).await? else {
-                continue;
-            };
-            let mut head: i64 = row.get(0);
-            let senders: Vec<&str> = indexes.iter().map(|&i| batch[i].sender.as_str()).collect();
-            let ids: Vec<&str> = indexes
-                .iter()
-                .map(|&i| batch[i].client_msg_id.as_str())
-                .collect();
-            let mut known: HashMap<(String, String), Message> = tx
-                .query(&find_many, &[&room.as_str(), &senders, &ids])
-                .await?
-                .iter()
-                .map(message_from_row)
-                .map(|m| ((m.sender.clone(), m.client_msg_id.clone()), m))
-                .collect();
-            let mut fresh = Vec::new();
-            for i in indexes {
-                let m = &batch[i];
-                let key = (m.sender.clone(), m.client_msg_id.clone());
-                if let Some(message) = known.get(&key) {
-                    out[i] = Persisted::Stored {
-                        message: message.clone(),
-                        fresh: false,
-                    };
-                    continue;
-                }
-                head += 1;
-                let message = Message {
-                    room: room.to_string(),
-                    seq: head as Seq,
-                    id: Uuid::now_v7().to_string(),
-                    sender: m.sender.clone(),
-                    body: m.body.clone(),
-                    ts_ms: crate::now_ms(),
-                    client_msg_id: m.client_msg_id.clone(),
-                };
-                known.insert(key, message.clone());
-                fresh.push(message.clone());
-                out[i] = Persisted::Stored {
-                    message,
-                    fresh: true,
-                };
-            }
-            if fresh.is_empty() {
-                continue;
-            }
-            let seqs: Vec<i64> = fresh.iter().map(|m| m.seq as i64).collect();
-            let uuids: Vec<Uuid> = fresh
-                .iter()
-                .map(|m| Uuid::parse_str(&m.id).expect("generated above"))
-                .collect();
-            let senders: Vec<&str> = fresh.iter().map(|m| m.sender.as_str()).collect();
-            let cmids: Vec<&str> = fresh.iter().map(|m| m.client_msg_id.as_str()).collect();
-            let bodies: Vec<&str> = fresh.iter().map(|m| m.body.as_str()).collect();
-            let stamps: Vec<i64> = fresh.iter().map(|m| m.ts_ms).collect();
-            tx.execute(
-                &insert_many,
-                &[
-                    &room.as_str(),
-                    &seqs,
-                    &uuids,
-                    &senders,
-                    &cmids,
-                    &bodies,
-                    &stamps,
-                ],
-            )
+        let now = crate::now_ms();
+        let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
+        let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
+        let cmids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
+        let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+        let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
+        let stamps: Vec<i64> = vec![now; batch.len()];
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::PERSIST).await?;
+        let rows = client
+            .query(&stmt, &[&rooms, &senders, &cmids, &bodies, &ids, &stamps])
             .await?;
-            tx.execute(&set_head, &[&room.as_str(), &head]).await?;
+        let mut out = vec![Persisted::RoomMissing; batch.len()];
+        for row in rows {
+            let i = (row.get::<_, i32>(0) - 1) as usize;
+            let m = &batch[i];
+            out[i] = Persisted::Stored {
+                message: Message {
+                    room: m.room.to_string(),
+                    seq: row.get::<_, i64>(1) as Seq,
+                    id: row.get::<_, Uuid>(2).to_string(),
+                    sender: m.sender.clone(),
+                    body: row.get(3),
+                    ts_ms: row.get(4),
+                    client_msg_id: m.client_msg_id.clone(),
+                },
+                fresh: row.get(5),
+            };
         }
-        tx.commit().await?;
         Ok(out)
     }
 }

@@ -7,4 +7,5 @@ mod message_path;
 mod observability;
 mod ordering;
 mod resilience;
+mod store;
 mod support;

@@ -1,0 +1,74 @@
+//! The storing statement itself, against a real Postgres: seqs, idempotency
+//! inside one batch and across batches, and rooms that do not exist.
+
+use chat_shared::{
+    config::{PostgresConfig, Secret},
+    store::{NewMessage, Persisted, Store},
+    RoomId,
+};
+use chat_tests::{Cluster, ClusterOptions};
+
+fn send(room: &str, sender: &str, id: &str) -> NewMessage {
+    NewMessage {
+        room: RoomId::parse(room).unwrap(),
+        sender: sender.into(),
+        client_msg_id: id.into(),
+        body: format!("{sender}:{id}"),
+    }
+}
+
+fn seq_of(p: &Persisted) -> (u64, bool) {
+    match p {
+        Persisted::Stored { message, fresh } => (message.seq, *fresh),
+        Persisted::RoomMissing => panic!("room missing"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("a", &[]).await;
+    cluster.create_room("b", &[]).await;
+    let store = Store::new(&PostgresConfig {
+        url: Secret::new(cluster.postgres.url()),
+        pool_size: 2,
+    })
+    .unwrap();
+    let out = store
+        .persist(&[
+            send("b", "u1", "x"),
+            send("a", "u1", "x"),
+            send("b", "u2", "x"),
+            send("b", "u1", "x"), // the same key again, in the same batch
+            send("nope", "u1", "x"),
+            send("a", "u1", "y"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(seq_of(&out[0]), (1, true));
+    assert_eq!(seq_of(&out[1]), (1, true));
+    assert_eq!(seq_of(&out[2]), (2, true));
+    assert_eq!(seq_of(&out[3]), (1, false));
+    assert_eq!(out[4], Persisted::RoomMissing);
+    assert_eq!(seq_of(&out[5]), (2, true));
+
+    // A later batch: a resend finds its row (with the stored body), new keys continue the count.
+    let mut resend = send("a", "u1", "y");
+    resend.body = "changed".into();
+    let again = store
+        .persist(&[resend, send("a", "u3", "z")])
+        .await
+        .unwrap();
+    match &again[0] {
+        Persisted::Stored { message, fresh } => {
+            assert_eq!(
+                (message.seq, *fresh, message.body.as_str()),
+                (2, false, "u1:y")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(seq_of(&again[1]), (3, true));
+    assert_eq!(cluster.stored("a").await.len(), 3);
+    assert_eq!(cluster.stored("b").await.len(), 2);
+}
