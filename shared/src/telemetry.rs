@@ -105,9 +105,12 @@ pub fn init(service: &'static str, log: &LogConfig, tracing: &TracingConfig) -> 
             .boxed(),
         LogFormat::Pretty => fmt::layer().compact().boxed(),
     };
+    // One global filter: spans and events it rejects are never built, for
+    // logs and traces alike (a per-layer filter would still build them).
     let result = tracing_subscriber::registry()
+        .with(filter)
         .with(otel)
-        .with(logs.with_filter(filter))
+        .with(logs)
         .try_init();
     if let Err(e) = result {
         eprintln!("tracing subscriber already installed: {e}");
