@@ -73,15 +73,16 @@ pub async fn run(id: RoomId, deps: RoomDeps, mut rx: mpsc::Receiver<RoomCmd>, hu
         tokio::select! {
             biased;
             cmd = rx.recv() => match cmd {
-                Some(cmd) => room.handle(cmd).await,
+                // The slow paths are boxed so an idle room's task stays small.
+                Some(cmd) => Box::pin(room.handle(cmd)).await,
                 None => break,
             },
             msg = sub.next() => match msg {
                 Some(msg) => room.on_fanout(msg),
                 None => break,
             },
-            () = sleep_until(gap_deadline) => room.fill_gap().await,
-            _ = probe.tick() => room.probe().await,
+            () = sleep_until(gap_deadline) => Box::pin(room.fill_gap()).await,
+            _ = probe.tick() => Box::pin(room.probe()).await,
             () = shutdown.cancelled() => break,
         }
         if room.members.is_empty() && hub.retire(&room.id, &rx) {

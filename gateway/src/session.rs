@@ -82,7 +82,9 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
                     WsMessage::Close(_) => break,
                     WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
                 };
-                session.on_payload(payload).await;
+                // Boxed: the request path's futures (Redis, Postgres, NATS)
+                // would otherwise sit inline in every idle socket's task.
+                Box::pin(session.on_payload(payload)).await;
             }
             Some(Err(e)) => {
                 if is_too_large(e) {
