@@ -7,6 +7,7 @@
 #   bench/run.sh high fanout     some scenarios
 #   TARGETS="ours socketio" bench/run.sh high      some targets
 #   SWEEP=1 bench/run.sh high    also sweep the rate to find throughput at P99_BOUND_MS
+#   CONNS=100000 bench/run.sh connections-many   idle sockets beyond one process's file limit
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 # Reports, charts and the table land in bench/out/<timestamp>/.
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(baseline moderate high extreme fanout ingest connections churn spike slow-consumer soak)
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(baseline moderate high extreme fanout ingest connections connections-many churn spike slow-consumer soak)
 TARGETS=${TARGETS:-"ours socketio fastapi wsfloor nats"}
 P99_BOUND_MS=${P99_BOUND_MS:-100}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -101,6 +102,56 @@ start_wsfloor() {
 }
 start_nats() { SERVER_PIDS=(); URLS=(--url nats://127.0.0.1:$NATS_PORT); WATCH=$NATS_PID; }
 
+rss_sum() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0))); done; echo $t; }
+
+# `connections-many`: more idle sockets than one process may hold (20,000
+# open files each): CONNS sockets over one gateway and one loadgen per
+# PER_PROCESS sockets, each loadgen from its own 127.0.0.x address.
+run_connections_many() {
+  local conns=${CONNS:-100000} per=${PER_PROCESS:-15000}
+  local n=$(( (conns + per - 1) / per )) gateways=() urls=() i
+  export CHAT_WORKER_NATS_URL=nats://127.0.0.1:$NATS_PORT CHAT_WORKER_REDIS_URL=$REDIS_URL
+  export CHAT_WORKER_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/chat CHAT_WORKER_HTTP_LISTEN=127.0.0.1:$(free_port)
+  export CHAT_GATEWAY_NATS_URL=$CHAT_WORKER_NATS_URL CHAT_GATEWAY_REDIS_URL=$REDIS_URL
+  export CHAT_GATEWAY_POSTGRES__URL=$CHAT_WORKER_POSTGRES__URL CHAT_GATEWAY_JWT__HS256_SECRET=$SECRET CHAT_GATEWAY_ADMIN_TOKEN=$ADMIN
+  export CHAT_GATEWAY_LOG__FILTER=warn CHAT_WORKER_LOG__FILTER=warn CHAT_GATEWAY_POSTGRES__POOL_SIZE=4
+  spawn worker $BIN/worker; local worker=$LAST
+  for i in $(seq 0 $((n - 1))); do
+    local port; port=$(free_port); export CHAT_GATEWAY_LISTEN=127.0.0.1:$port
+    spawn "gateway-many-$i" $BIN/gateway; gateways+=("$LAST"); urls+=("$port")
+  done
+  for port in "${urls[@]}"; do wait_port "$port"; done
+  local before; before=$(rss_sum "${gateways[@]}")
+  echo "== connections-many / ours: $conns sockets over $n gateways and $n loadgen processes"
+  local loadgens=()
+  for i in $(seq 0 $((n - 1))); do
+    local count=$(( i == n - 1 ? conns - per * (n - 1) : per ))
+    taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario connections --conns "$count" --warmup 20 --duration 10 --quiet \
+      --url "ws://127.0.0.1:${urls[$i]}/v1/ws" --admin-url "http://127.0.0.1:${urls[$i]}" --admin-token $ADMIN --jwt-secret $SECRET \
+      --local-addrs "127.0.0.$((i + 2))" --label "ours-part$i" --report "$OUT/connections-many--part$i.json.part" \
+      >"$TMP/loadgen-many-$i.log" 2>&1 &
+    loadgens+=($!)
+  done
+  local peak=0
+  while kill -0 "${loadgens[@]}" 2>/dev/null; do
+    local now; now=$(rss_sum "${gateways[@]}"); [ "$now" -gt "$peak" ] && peak=$now
+    sleep 1
+  done
+  wait "${loadgens[@]}" || true
+  python3 - "$OUT" "$before" "$peak" "$n" <<'PY' | tee "$OUT/connections-many.txt"
+import glob, json, sys
+out, before, peak, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+parts = [json.load(open(p)) for p in glob.glob(f"{out}/connections-many--part*.json.part")]
+connected = sum(p["connected"] for p in parts)
+failed = sum(p["connect_failures"] for p in parts)
+pongs = sum(p["pongs"] for p in parts)
+print(f"connections-many: {connected} sockets open at once over {n} gateways ({failed} failed), "
+      f"{pongs} pings answered, gateway RSS {before/1024:.0f} -> {peak/1024:.0f} MiB: "
+      f"{(peak - before) / max(connected, 1):.1f} KiB per socket")
+PY
+  stop "${loadgens[@]}" "${gateways[@]}" "$worker"
+}
+
 loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 run_one() { # scenario target label [extra loadgen args...]
@@ -123,6 +174,10 @@ targets_for() {
 }
 
 for scenario in "${SCENARIOS[@]}"; do
+  if [ "$scenario" = connections-many ]; then
+    run_connections_many
+    continue
+  fi
   for target in $(targets_for "$scenario"); do
     run_one "$scenario" "$target" "$target"
   done
