@@ -17,17 +17,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
     if state.is_draining() {
         failing.push("draining");
     }
-    if failing.is_empty() {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready" })),
-        )
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "not_ready", "failing": failing })),
-        )
-    }
+    let (status, body) = chat_shared::health::readiness(&failing);
+    (
+        StatusCode::from_u16(status).expect("valid status"),
+        Json(body),
+    )
 }
 
 async fn render_metrics(State(state): State<AppState>) -> String {

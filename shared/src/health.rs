@@ -34,3 +34,16 @@ pub async fn failing(
     }
     failing
 }
+
+/// The `/readyz` answer for a list of failing dependencies: HTTP status and
+/// JSON body, the same for every binary.
+pub fn readiness(failing: &[&str]) -> (u16, serde_json::Value) {
+    if failing.is_empty() {
+        (200, serde_json::json!({ "status": "ready" }))
+    } else {
+        (
+            503,
+            serde_json::json!({ "status": "not_ready", "failing": failing }),
+        )
+    }
+}

@@ -16,17 +16,11 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
 
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, Json<serde_json::Value>) {
     let failing = chat_shared::health::failing(&ctx.nats, &ctx.store, &ctx.redis).await;
-    if failing.is_empty() {
-        (
-            StatusCode::OK,
-            Json(serde_json::json!({ "status": "ready" })),
-        )
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "not_ready", "failing": failing })),
-        )
-    }
+    let (status, body) = chat_shared::health::readiness(&failing);
+    (
+        StatusCode::from_u16(status).expect("valid status"),
+        Json(body),
+    )
 }
 
 async fn render_metrics(State(ctx): State<Arc<Ctx>>) -> String {
