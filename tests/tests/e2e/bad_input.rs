@@ -234,3 +234,52 @@ async fn a_browser_from_an_origin_not_allowed_is_refused_with_403() {
     assert!(chat_client::connect(&options).await.is_ok());
     s.room_still_works(true, 1).await;
 }
+
+/// With an RS256 public key configured, tokens signed by its private key get
+/// in and HS256 tokens (even with the old secret) do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_tokens_are_checked_against_the_configured_public_key() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "openssl {args:?}");
+        status.stdout
+    };
+    run(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+    let public = String::from_utf8(run(&["rsa", "-in", key.to_str().unwrap(), "-pubout"])).unwrap();
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_JWT__HS256_SECRET", "")
+        .gateway_env("CHAT_GATEWAY_JWT__RS256_PUBLIC_KEY_PEM", &public);
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("rsa", &["rita"]).await;
+    let claims = chat_shared::auth::Claims {
+        sub: "rita".into(),
+        exp: (chat_shared::now_ms() / 1000) as u64 + 600,
+        iat: 0,
+    };
+    let private = std::fs::read(&key).unwrap();
+    let token = encode(
+        &Header::new(Algorithm::RS256),
+        &claims,
+        &EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let options = ConnectOptions::new(cluster.ws_url(0), token, Encoding::Proto);
+    let (mut w, mut r) = chat_client::connect(&options)
+        .await
+        .expect("RS256 token accepted");
+    let ack = send_and_wait(&mut w, &mut r, "rsa", "r1", "signed with RSA")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+    let hs = ConnectOptions::new(cluster.ws_url(0), cluster.token("rita"), Encoding::Json);
+    assert!(matches!(
+        chat_client::connect(&hs).await,
+        Err(ClientError::Refused(401))
+    ));
+}
