@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use chat_shared::{
-    config::{check_url, LogConfig, PostgresConfig, Secret, StreamConfig, Validate},
+    config::{check_backend_urls, LogConfig, PostgresConfig, Secret, StreamConfig, Validate},
     telemetry::TracingConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -143,8 +143,7 @@ impl Default for DeliveryConfig {
 
 impl Validate for GatewayConfig {
     fn validate(&self, problems: &mut Vec<String>) {
-        check_url("nats_url", &self.nats_url, &["nats", "tls"], problems);
-        check_url("redis_url", &self.redis_url, &["redis", "rediss"], problems);
+        check_backend_urls(&self.nats_url, &self.redis_url, problems);
         self.postgres.validate(problems);
         self.stream.validate(problems);
         self.tracing.validate(problems);

@@ -200,79 +200,70 @@ pub fn chart(r: &Report, path: &Path) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 620)).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(310);
-    let t_max = r.timeline.last().map_or(1, |p| p.t + 1) as f64;
-    let lat_max = r.timeline.iter().map(|p| p.p99_ms).fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            format!("{} — {}: delivery latency", r.label, r.params.scenario),
-            ("sans-serif", 18),
-        )
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..lat_max)?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("ms")
-        .draw()?;
-    for (name, color, pick) in [
-        ("p50", BLUE, (|p: &Point| p.p50_ms) as fn(&Point) -> f64),
-        ("p99", RED, |p: &Point| p.p99_ms),
-    ] {
-        chart
-            .draw_series(LineSeries::new(
-                r.timeline.iter().map(|p| (p.t as f64, pick(p))),
-                color.stroke_width(2),
-            ))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
-    let rate_max = r
-        .timeline
-        .iter()
-        .map(|p| p.deliveries.max(p.sent))
-        .max()
-        .unwrap_or(1) as f64
-        * 1.1;
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("throughput", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..t_max, 0.0..rate_max.max(1.0))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("per second")
-        .draw()?;
-    for (name, color, pick) in [
-        (
-            "deliveries/s",
-            GREEN,
-            (|p: &Point| p.deliveries) as fn(&Point) -> u64,
-        ),
-        ("sends/s", MAGENTA, |p: &Point| p.sent),
-        ("acks/s", BLACK, |p: &Point| p.acks),
-    ] {
-        chart
-            .draw_series(LineSeries::new(
-                r.timeline.iter().map(|p| (p.t as f64, pick(p) as f64)),
-                color.stroke_width(2),
-            ))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()?;
+    let title = format!("{} — {}: delivery latency", r.label, r.params.scenario);
+    panel(
+        &top,
+        &title,
+        "ms",
+        &r.timeline,
+        &[("p50", BLUE, |p| p.p50_ms), ("p99", RED, |p| p.p99_ms)],
+    )?;
+    panel(
+        &bottom,
+        "throughput",
+        "per second",
+        &r.timeline,
+        &[
+            ("deliveries/s", GREEN, |p| p.deliveries as f64),
+            ("sends/s", MAGENTA, |p| p.sent as f64),
+            ("acks/s", BLACK, |p| p.acks as f64),
+        ],
+    )?;
     root.present()?;
+    Ok(())
+}
+
+/// A named, coloured line and how to read its value from a second.
+type Series<'a> = (&'a str, RGBColor, fn(&Point) -> f64);
+
+/// One chart of per-second series over the run.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    y_desc: &str,
+    timeline: &[Point],
+    series: &[Series<'_>],
+) -> anyhow::Result<()> {
+    let t_max = timeline.last().map_or(1, |p| p.t + 1) as f64;
+    let y_max = series
+        .iter()
+        .flat_map(|(_, _, pick)| timeline.iter().map(pick))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc(y_desc)
+        .draw()?;
+    for &(name, color, pick) in series {
+        chart
+            .draw_series(LineSeries::new(
+                timeline.iter().map(|p| (p.t as f64, pick(p))),
+                color.stroke_width(2),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()?;
     Ok(())
 }

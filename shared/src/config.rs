@@ -178,6 +178,12 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Checks the NATS and Redis URLs every binary needs.
+pub fn check_backend_urls(nats_url: &str, redis_url: &str, problems: &mut Vec<String>) {
+    check_url("nats_url", nats_url, &["nats", "tls"], problems);
+    check_url("redis_url", redis_url, &["redis", "rediss"], problems);
+}
+
 /// Checks a URL-like setting has one of the given schemes.
 pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>) {
     let ok = schemes.iter().any(|s| {

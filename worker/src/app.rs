@@ -28,6 +28,13 @@ pub struct Ctx {
     pub metrics: PrometheusHandle,
 }
 
+impl Ctx {
+    /// Hands a message that could not be stored to the retry policy.
+    pub async fn fail(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
+        crate::retry::fail(&self.js, &self.config.retry, msg, room, error).await
+    }
+}
+
 pub struct Worker {
     ctx: Arc<Ctx>,
     http: TcpListener,

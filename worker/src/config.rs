@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use chat_shared::{
-    config::{check_url, LogConfig, PostgresConfig, StreamConfig, Validate},
+    config::{check_backend_urls, LogConfig, PostgresConfig, StreamConfig, Validate},
     telemetry::TracingConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -92,8 +92,7 @@ impl Default for RetryConfig {
 
 impl Validate for WorkerConfig {
     fn validate(&self, problems: &mut Vec<String>) {
-        check_url("nats_url", &self.nats_url, &["nats", "tls"], problems);
-        check_url("redis_url", &self.redis_url, &["redis", "rediss"], problems);
+        check_backend_urls(&self.nats_url, &self.redis_url, problems);
         self.postgres.validate(problems);
         self.stream.validate(problems);
         self.tracing.validate(problems);

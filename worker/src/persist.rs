@@ -15,7 +15,7 @@ use prost::Message as _;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
-use crate::{app::Ctx, error::WorkerError, fanout, metrics, retry};
+use crate::{app::Ctx, error::WorkerError, fanout, metrics};
 
 struct Item {
     msg: jetstream::Message,
@@ -51,7 +51,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
                     span,
                 })
             }
-            Err(e) => retry::fail(&ctx.js, &ctx.config.retry, &msg, "undecodable", &e).await,
+            Err(e) => ctx.fail(&msg, "undecodable", &e).await,
         }
     }
     if items.is_empty() {
@@ -74,7 +74,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
         Err(e) => {
             let e = WorkerError::from(e);
             for it in &items {
-                retry::fail(&ctx.js, &ctx.config.retry, &it.msg, it.room.as_str(), &e).await;
+                ctx.fail(&it.msg, it.room.as_str(), &e).await;
             }
             return;
         }
@@ -94,14 +94,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
                     None => publish.await,
                 };
                 if let Err(e) = published {
-                    retry::fail(
-                        &ctx.js,
-                        &ctx.config.retry,
-                        &item.msg,
-                        item.room.as_str(),
-                        &e,
-                    )
-                    .await;
+                    ctx.fail(&item.msg, item.room.as_str(), &e).await;
                     continue;
                 }
                 if is_new {
@@ -111,14 +104,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
             }
             Persisted::RoomMissing => {
                 let e = WorkerError::RoomMissing;
-                retry::fail(
-                    &ctx.js,
-                    &ctx.config.retry,
-                    &item.msg,
-                    item.room.as_str(),
-                    &e,
-                )
-                .await;
+                ctx.fail(&item.msg, item.room.as_str(), &e).await;
             }
         }
     }
