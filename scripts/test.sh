@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-cargo build --workspace --bins
+# Test builds compile in failpoints (fault injection driven by $FAILPOINTS);
+# build and test must agree on features or cargo rebuilds the binaries.
+features=(--features chat-gateway/failpoints)
+cargo build --workspace --bins "${features[@]}"
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
 status=0
-cargo test --workspace --all-targets -- --test-threads=3 2>&1 | tee "$log" || status=$?
+cargo test --workspace --all-targets "${features[@]}" -- --test-threads=3 2>&1 | tee "$log" || status=$?
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"

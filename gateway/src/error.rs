@@ -37,6 +37,9 @@ pub enum GatewayError {
     Nats(String),
     #[error("cannot start: {0}")]
     Startup(String),
+    /// A bug: a task serving a request panicked (caught, counted, logged).
+    #[error("internal error while serving the request")]
+    Panicked,
 }
 
 impl GatewayError {
@@ -50,9 +53,11 @@ impl GatewayError {
             Self::NotFound => ErrorCode::NotFound,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::Timeout => ErrorCode::Timeout,
-            Self::ShuttingDown | Self::Store(_) | Self::Redis(_) | Self::Nats(_) => {
-                ErrorCode::Unavailable
-            }
+            Self::ShuttingDown
+            | Self::Store(_)
+            | Self::Redis(_)
+            | Self::Nats(_)
+            | Self::Panicked => ErrorCode::Unavailable,
             Self::Startup(_) => ErrorCode::Internal,
         }
     }

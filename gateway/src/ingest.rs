@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    str::FromStr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -11,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{header::NATS_MESSAGE_ID, jetstream, HeaderMap};
+use async_nats::{
+    header::{HeaderValue, NATS_MESSAGE_ID},
+    jetstream, HeaderMap,
+};
 use bytes::Bytes;
 use chat_proto::{
     internal::{Envelope, Receipt},
@@ -25,8 +29,26 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
 
+/// A send waiting for its receipt.
+struct Waiter {
+    room: RoomId,
+    sender: UserId,
+    client_msg_id: ClientMsgId,
+    reply: oneshot::Sender<Message>,
+}
+
+impl Waiter {
+    /// Whether a receipt's message is this send's: a ticket alone could be
+    /// stale (an envelope accepted by an earlier run of this gateway).
+    fn matches(&self, m: &Message) -> bool {
+        m.room == self.room.as_str()
+            && m.sender == self.sender.as_str()
+            && m.client_msg_id == self.client_msg_id.as_str()
+    }
+}
+
 /// Sends waiting for their receipt, by ticket.
-type Waiting = Mutex<HashMap<u64, oneshot::Sender<Message>>>;
+type Waiting = Mutex<HashMap<u64, Waiter>>;
 
 pub struct Ingest {
     js: jetstream::Context,
@@ -49,7 +71,10 @@ impl Ingest {
             store,
             receipts_subject: subjects::receipts(gateway_id),
             waiting: Mutex::new(HashMap::new()),
-            next_ticket: AtomicU64::new(1),
+            // Tickets start at a random point so that a receipt for an
+            // envelope accepted before a restart (gateway ids are stable)
+            // does not carry a ticket this run has handed out.
+            next_ticket: AtomicU64::new(rand::random::<u64>() >> 1),
             timeout,
         })
     }
@@ -76,16 +101,23 @@ impl Ingest {
                     Ok(Receipt {
                         ticket,
                         message: Some(message),
-                    }) => {
-                        let waiter = this.waiting.lock().expect("poisoned").remove(&ticket);
-                        if let Some(waiter) = waiter {
-                            let _ = waiter.send(message);
-                        }
-                    }
+                    }) => this.on_receipt(ticket, message),
                     _ => tracing::warn!("undecodable receipt"),
                 }
             }
         }))
+    }
+
+    fn on_receipt(&self, ticket: u64, message: Message) {
+        let mut waiting = self.waiting.lock().expect("poisoned");
+        match waiting.get(&ticket) {
+            Some(waiter) if waiter.matches(&message) => {
+                let waiter = waiting.remove(&ticket).expect("present");
+                let _ = waiter.reply.send(message);
+            }
+            Some(_) => tracing::warn!(ticket, "receipt for another send; ignored"),
+            None => {}
+        }
     }
 
     /// Publishes a send and returns the stored message once it is committed.
@@ -98,8 +130,17 @@ impl Ingest {
         body: String,
     ) -> Result<Message, GatewayError> {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.waiting.lock().expect("poisoned").insert(ticket, tx);
+        let (reply, rx) = oneshot::channel();
+        let waiter = Waiter {
+            room: room.clone(),
+            sender: sender.clone(),
+            client_msg_id: client_msg_id.clone(),
+            reply,
+        };
+        self.waiting
+            .lock()
+            .expect("poisoned")
+            .insert(ticket, waiter);
         let result = self
             .publish_and_wait(ticket, rx, room, sender, client_msg_id, body)
             .await;
@@ -126,10 +167,11 @@ impl Ingest {
             ticket,
         };
         let mut headers = HeaderMap::new();
-        headers.insert(
-            NATS_MESSAGE_ID,
-            subjects::dedup_id(room, sender.as_str(), client_msg_id.as_str()).as_str(),
-        );
+        // The fallible constructor: the infallible one panics on CR/LF.
+        let dedup = subjects::dedup_id(room, sender.as_str(), client_msg_id.as_str());
+        let dedup = HeaderValue::from_str(&dedup)
+            .map_err(|_| GatewayError::InvalidArgument("id not allowed in a header".into()))?;
+        headers.insert(NATS_MESSAGE_ID, dedup);
         chat_shared::telemetry::inject_trace(&mut headers);
         let ack = self
             .js

@@ -42,6 +42,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
+            // Test builds only (feature `failpoints`): faults named in $FAILPOINTS.
+            let _failpoints = fail::FailScenario::setup();
             let telemetry =
                 chat_shared::telemetry::init("chat-gateway", &config.log, &config.tracing);
             let drain_delay = Duration::from_millis(config.drain_delay_ms);

@@ -22,6 +22,7 @@ const ROOMS: &str = "chat_gateway_rooms";
 const SLOW_CONSUMER: &str = "chat_gateway_nats_slow_consumer_total";
 const GAP_FILLS: &str = "chat_gateway_gap_fills_total";
 const PG_POOL: &str = "chat_gateway_postgres_pool_connections";
+const PANICS: &str = "chat_gateway_panics_total";
 
 pub fn describe() {
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
@@ -59,6 +60,10 @@ pub fn describe() {
         "Messages filled into a room's order from the store, by source."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    describe_counter!(
+        PANICS,
+        "Panics caught while serving a socket, by task (each one a bug)."
+    );
 }
 
 pub fn encoding_label(encoding: Encoding) -> &'static str {
@@ -125,4 +130,9 @@ pub fn pool(store: &Store) {
     let (size, idle) = store.pool_status();
     gauge!(PG_POOL, "state" => "idle").set(idle as f64);
     gauge!(PG_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
+}
+
+pub fn panicked(task: &'static str) {
+    tracing::error!(task, "panic while serving a socket");
+    counter!(PANICS, "task" => task).increment(1);
 }

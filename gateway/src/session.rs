@@ -1,7 +1,7 @@
 //! One WebSocket: a reader that turns frames into requests and a writer that
 //! drains the socket's bounded queue, joined so that either ending ends both.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc};
 
 use ::metrics::{Counter, Histogram};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
@@ -13,7 +13,7 @@ use chat_shared::{
     codec::{Encoding, Payload},
     ClientMsgId, ErrorCode, RoomId, UserId,
 };
-use futures::{stream::SplitSink, SinkExt, StreamExt};
+use futures::{stream::SplitSink, FutureExt, SinkExt, StreamExt};
 use tokio::{
     sync::{mpsc, Semaphore},
     time::Instant,
@@ -84,7 +84,10 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
                 };
                 // Boxed: the request path's futures (Redis, Postgres, NATS)
                 // would otherwise sit inline in every idle socket's task.
-                Box::pin(session.on_payload(payload)).await;
+                let handled = AssertUnwindSafe(Box::pin(session.on_payload(payload)));
+                if handled.catch_unwind().await.is_err() {
+                    session.on_panic("session").await;
+                }
             }
             Some(Err(e)) => {
                 if is_too_large(e) {
@@ -215,7 +218,17 @@ struct Session {
 }
 
 impl Session {
+    /// A bug met while serving a frame: the client hears `unavailable`
+    /// instead of silence, the socket and everyone else carry on. (The
+    /// frame's request id went down with the panic.)
+    async fn on_panic(&self, task: &'static str) {
+        metrics::panicked(task);
+        self.reply_error(String::new(), GatewayError::Panicked)
+            .await;
+    }
+
     async fn on_payload(&mut self, payload: Payload) {
+        fail::fail_point!("session-frame");
         let received = Instant::now();
         let frame: ClientFrame = match self.encoding.decode(&payload) {
             Ok(frame) => frame,
@@ -299,6 +312,12 @@ impl Session {
                 send.body.len()
             )));
         }
+        // Postgres text cannot hold NUL; refused here, it never reaches a batch.
+        if send.body.contains('\0') {
+            return Err(GatewayError::InvalidArgument(
+                "body must not contain NUL characters".into(),
+            ));
+        }
         let permit = Arc::clone(&self.inflight)
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
@@ -308,10 +327,20 @@ impl Session {
         let user = self.user.clone();
         let span = tracing::info_span!("send", room = %room, request_id = %request_id);
         let task = async move {
-            let result = state
-                .ingest
-                .submit(&room, &user, &client_msg_id, send.body)
-                .await;
+            let submit = async {
+                fail::fail_point!("send-task");
+                state
+                    .ingest
+                    .submit(&room, &user, &client_msg_id, send.body)
+                    .await
+            };
+            let result = match AssertUnwindSafe(submit).catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => {
+                    metrics::panicked("send");
+                    Err(GatewayError::Panicked)
+                }
+            };
             let kind = match result {
                 Ok(m) => {
                     metrics::send_acked(received.elapsed());

@@ -1,8 +1,9 @@
 //! Newtype ids, validated once where they enter the system.
 //!
-//! Room ids become NATS subject tokens and Redis key parts, so they are
-//! restricted to a safe alphabet; user ids come from signed tokens and never
-//! enter a subject.
+//! Room ids become NATS subject tokens and Redis key parts, and user ids
+//! become NATS header values and Redis key parts, so both are restricted to a
+//! safe alphabet checked once here: a control character in either could
+//! break a header or a key (a CR/LF in a header value panics the NATS client).
 
 use std::fmt;
 
@@ -17,6 +18,8 @@ pub enum IdError {
     TooLong(&'static str, usize),
     #[error("{0} may only contain ASCII letters, digits, '-' and '_'")]
     BadChar(&'static str),
+    #[error("{0} may only contain ASCII letters, digits, '-', '_', '.' and '@'")]
+    BadUserChar(&'static str),
 }
 
 /// A room's id: 1–64 of `[A-Za-z0-9_-]`, safe as a NATS token and Redis key part.
@@ -30,16 +33,8 @@ impl RoomId {
     /// Parses a room id from untrusted input.
     pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
         let s = s.into();
-        if s.is_empty() {
-            return Err(IdError::Empty("room"));
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong("room", Self::MAX_LEN));
-        }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        check_len("room", &s, Self::MAX_LEN)?;
+        if !s.bytes().all(is_token_byte) {
             return Err(IdError::BadChar("room"));
         }
         Ok(Self(s))
@@ -69,7 +64,8 @@ impl fmt::Display for RoomId {
     }
 }
 
-/// A user's id: the `sub` of a verified token, 1–128 bytes.
+/// A user's id: the `sub` of a verified token, 1–128 of `[A-Za-z0-9_.@-]`
+/// (the room alphabet plus the '.' and '@' of e-mail-like subjects).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
@@ -79,11 +75,12 @@ impl UserId {
 
     pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
         let s = s.into();
-        if s.is_empty() {
-            return Err(IdError::Empty("user"));
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong("user", Self::MAX_LEN));
+        check_len("user", &s, Self::MAX_LEN)?;
+        if !s
+            .bytes()
+            .all(|b| is_token_byte(b) || b == b'.' || b == b'@')
+        {
+            return Err(IdError::BadUserChar("user"));
         }
         Ok(Self(s))
     }
@@ -121,12 +118,7 @@ impl ClientMsgId {
 
     pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
         let s = s.into();
-        if s.is_empty() {
-            return Err(IdError::Empty("client_msg_id"));
-        }
-        if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong("client_msg_id", Self::MAX_LEN));
-        }
+        check_len("client_msg_id", &s, Self::MAX_LEN)?;
         if !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(IdError::BadChar("client_msg_id"));
         }
@@ -136,6 +128,20 @@ impl ClientMsgId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn check_len(what: &'static str, s: &str, max: usize) -> Result<(), IdError> {
+    if s.is_empty() {
+        Err(IdError::Empty(what))
+    } else if s.len() > max {
+        Err(IdError::TooLong(what, max))
+    } else {
+        Ok(())
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 /// A room's sequence number: the n-th stored message of the room has seq n.
@@ -153,6 +159,21 @@ mod tests {
         assert_eq!(RoomId::parse("a*"), Err(IdError::BadChar("room")));
         assert_eq!(RoomId::parse("a b"), Err(IdError::BadChar("room")));
         assert!(RoomId::parse("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn user_ids_cannot_carry_control_characters() {
+        assert!(UserId::parse("alice.smith@example.com").is_ok());
+        assert!(UserId::parse("user-42_x").is_ok());
+        for bad in ["a\r\nb", "a\nb", "a\0b", "a b", "a:b", "ä"] {
+            assert_eq!(
+                UserId::parse(bad),
+                Err(IdError::BadUserChar("user")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(UserId::parse(""), Err(IdError::Empty("user")));
+        assert!(UserId::parse("u".repeat(129)).is_err());
     }
 
     #[test]

@@ -283,3 +283,63 @@ async fn rs256_tokens_are_checked_against_the_configured_public_key() {
         Err(ClientError::Refused(401))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_subject_could_break_a_header_is_refused_with_401() {
+    let mut s = scene(Encoding::Json).await;
+    for sub in ["victim\r\nX-Evil: 1", "victim\n", "vic tim", "victim\0"] {
+        let token = chat_shared::auth::mint_hs256(chat_tests::cluster::JWT_SECRET, sub, 60);
+        let options = ConnectOptions::new(s.cluster.ws_url(0), token, Encoding::Json);
+        let err = chat_client::connect(&options).await.err();
+        assert!(
+            matches!(err, Some(ClientError::Refused(401))),
+            "{sub:?}: {err:?}"
+        );
+    }
+    s.room_still_works(true, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_with_a_nul_character_gets_invalid_argument_and_is_not_stored() {
+    let mut s = scene(Encoding::Proto).await;
+    let (vw, vr) = &mut s.victim;
+    let e = send_and_wait(vw, vr, "room", "nul", "a\0b")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "invalid_argument");
+    s.room_still_works(true, 1).await;
+    assert_eq!(s.cluster.stored("room").await.len(), 2);
+}
+
+/// A bug that panics while a frame is served (injected with failpoints,
+/// which the test build compiles in) answers `unavailable`, is counted, and
+/// leaves the socket and the room working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_serving_a_frame_answers_unavailable_and_is_counted() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("FAILPOINTS", "session-frame=1*panic;send-task=1*panic");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["victim"]).await;
+    let (mut w, mut r) = cluster.connect(0, "victim", Encoding::Json).await;
+    // The first frame panics in the socket's own task.
+    w.ping().await.unwrap();
+    let (rid, e) = next_error(&mut r).await;
+    assert_eq!((rid.as_str(), e.code.as_str()), ("", "unavailable"));
+    join(&mut w, &mut r, "room", None).await;
+    // The first send panics in its commit-waiting task.
+    let e = send_and_wait(&mut w, &mut r, "room", "lost", "boom")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "unavailable");
+    let ack = send_and_wait(&mut w, &mut r, "room", "kept", "fine")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+    let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
+    let panics = "chat_gateway_panics_total";
+    assert_eq!(total(&metrics, panics, &[("task", "session")]), 1.0);
+    assert_eq!(total(&metrics, panics, &[("task", "send")]), 1.0);
+    let stored = cluster.stored("room").await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].2, "kept");
+}

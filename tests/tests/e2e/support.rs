@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use chat_client::{Event, Reader, Writer};
 use chat_proto::v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame};
+use prometheus_parse::{Scrape, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 
@@ -133,4 +134,25 @@ pub fn assert_gap_free(messages: &[Message], n: usize, who: &str) {
             seqs.len()
         );
     }
+}
+
+/// One scrape of a `/metrics` endpoint.
+pub async fn scrape(url: &str) -> Scrape {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text format")
+}
+
+/// Sum of a counter, gauge or histogram count over samples whose labels match.
+pub fn total(scrapes: &[Scrape], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrapes
+        .iter()
+        .flat_map(|s| &s.samples)
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+            Value::Summary(_) => 0.0,
+        })
+        .sum()
 }
