@@ -2,10 +2,10 @@
 //! configured service token. Off when no token is configured.
 
 use axum::{
-    extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    extract::{FromRequest, FromRequestParts, State},
+    http::{request::Parts, StatusCode},
     routing::{post, put},
-    Json, Router,
+    Router,
 };
 use chat_shared::{RoomId, UserId};
 use serde::Deserialize;
@@ -21,13 +21,32 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
-    let expected = state.config.admin_token.expose();
-    match bearer(headers) {
-        Some(token) if !expected.is_empty() && constant_time_eq(token, expected) => Ok(()),
-        _ => Err(GatewayError::Unauthorized("admin token required")),
+/// Proof that the request carries the admin token. Handlers take it as
+/// their first argument, so a caller without the token is refused (401)
+/// before its path or body is even parsed.
+struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, GatewayError> {
+        let expected = state.config.admin_token.expose();
+        match bearer(&parts.headers) {
+            Some(token) if !expected.is_empty() && constant_time_eq(token, expected) => Ok(Admin),
+            _ => Err(GatewayError::Unauthorized("admin token required")),
+        }
     }
 }
+
+/// A JSON body whose rejection is our `invalid_argument`, not axum's text.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(GatewayError))]
+struct Body<T>(T);
+
+/// Path parameters, refused the same way.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(GatewayError))]
+struct Params<T>(T);
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -45,11 +64,10 @@ struct CreateRoom {
 }
 
 async fn create_room(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Json(req): Json<CreateRoom>,
+    Body(req): Body<CreateRoom>,
 ) -> Result<StatusCode, GatewayError> {
-    authorize(&state, &headers)?;
     let room = RoomId::parse(req.room)?;
     let members = req
         .members
@@ -68,11 +86,10 @@ async fn create_room(
 }
 
 async fn add_member(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((room, user)): Path<(String, String)>,
+    Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
-    authorize(&state, &headers)?;
     let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
     if state.store.room_head(&room).await?.is_none() {
         return Err(GatewayError::NotFound);
@@ -82,11 +99,10 @@ async fn add_member(
 }
 
 async fn remove_member(
+    _: Admin,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((room, user)): Path<(String, String)>,
+    Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
-    authorize(&state, &headers)?;
     let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
     state.membership.remove(&room, &user).await?;
     Ok(StatusCode::NO_CONTENT)

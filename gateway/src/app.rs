@@ -197,7 +197,10 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/ws", get(upgrade))
-        .route("/v1/ws/ticket", post(ticket))
+        .route(
+            "/v1/ws/ticket",
+            post(ticket).layer(auth::ticket_cors(&state.config.allowed_origins)),
+        )
         .merge(health::router())
         .merge(admin::router())
         .with_state(state)

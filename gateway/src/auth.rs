@@ -1,11 +1,12 @@
 //! Who is connecting: JWT verification, one-time tickets for browsers, and
 //! the Origin allowlist. All of it happens before the WebSocket upgrade.
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use chat_shared::{auth::Claims, keys, UserId};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use rand::RngCore;
 use redis::{aio::ConnectionManager, AsyncCommands};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{config::JwtConfig, error::GatewayError};
 
@@ -30,11 +31,13 @@ impl Verifier {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = config.leeway_secs;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self { key, validation })
     }
 
-    /// The user a token names, if it is well-formed, correctly signed and unexpired.
+    /// The user a token names, if it is well-formed, correctly signed, already
+    /// valid (`nbf`) and not expired (`exp`), give or take the leeway.
     pub fn verify(&self, token: &str) -> Result<UserId, GatewayError> {
         let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
             tracing::debug!(error = %e, "token refused");
@@ -88,6 +91,21 @@ pub async fn redeem_ticket(
         "unknown, expired or used ticket",
     ))?;
     UserId::parse(user).map_err(|_| GatewayError::Unauthorized("invalid ticket"))
+}
+
+/// CORS for the ticket endpoint: a page served from an allowlisted origin
+/// may call it (preflight included); no other origin gets CORS headers, so
+/// browsers keep other pages from reading a ticket.
+pub fn ticket_cors(allowed: &[String]) -> CorsLayer {
+    let origin = if allowed.iter().any(|a| a == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(allowed.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 /// Refuses browsers whose `Origin` is not allowlisted. Clients that send no

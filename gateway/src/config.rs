@@ -66,7 +66,7 @@ pub struct JwtConfig {
     pub hs256_secret: Secret,
     /// PEM public key for RS256 tokens.
     pub rs256_public_key_pem: String,
-    /// Clock skew tolerated on `exp`, in seconds.
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
     /// Lifetime of a one-time WebSocket ticket, in seconds.
     pub ticket_ttl_secs: u64,

@@ -1,6 +1,7 @@
 //! The gateway's errors, mapped once to protocol codes and HTTP responses.
 
 use axum::{
+    extract::rejection::{JsonRejection, PathRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
@@ -75,6 +76,18 @@ impl GatewayError {
 
     pub fn nats(e: impl std::fmt::Display) -> Self {
         Self::Nats(e.to_string())
+    }
+}
+
+impl From<JsonRejection> for GatewayError {
+    fn from(e: JsonRejection) -> Self {
+        Self::InvalidArgument(e.body_text())
+    }
+}
+
+impl From<PathRejection> for GatewayError {
+    fn from(e: PathRejection) -> Self {
+        Self::InvalidArgument(e.body_text())
     }
 }
 

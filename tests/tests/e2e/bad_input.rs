@@ -343,3 +343,109 @@ async fn a_panic_while_serving_a_frame_answers_unavailable_and_is_counted() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].2, "kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_not_valid_yet_is_refused_with_401() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let mut s = scene(Encoding::Json).await;
+    let now = (chat_shared::now_ms() / 1000) as u64;
+    // `Claims` has no `nbf`: a JSON object carries it.
+    let claims = |nbf: u64| serde_json::json!({ "sub": "victim", "exp": now + 600, "nbf": nbf });
+    let key = EncodingKey::from_secret(chat_tests::cluster::JWT_SECRET.as_bytes());
+    let token = |nbf| encode(&Header::default(), &claims(nbf), &key).unwrap();
+    let options = |token| ConnectOptions::new(s.cluster.ws_url(0), token, Encoding::Json);
+    // An hour ahead is far outside the 30 s leeway.
+    let err = chat_client::connect(&options(token(now + 3600)))
+        .await
+        .err();
+    assert!(matches!(err, Some(ClientError::Refused(401))), "{err:?}");
+    assert!(chat_client::connect(&options(token(now - 10)))
+        .await
+        .is_ok());
+    s.room_still_works(true, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_authenticates_before_it_reads_the_request() {
+    let s = scene(Encoding::Json).await;
+    let http = reqwest::Client::new();
+    let url = s.cluster.http_url(0, "/v1/admin/rooms");
+    let member_url = s.cluster.http_url(0, "/v1/admin/rooms/room/members/x%0Ay");
+    // Without the token, whatever the body: 401, and nothing about the body.
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        ("text/plain", "hello"),
+        ("application/json", r#"{"rooms": 5}"#),
+    ] {
+        let r = http
+            .post(&url)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{body}");
+        let json: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(json["code"], "unauthorized");
+    }
+    let r = http.delete(&member_url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // With it, a bad body is our `invalid_argument`, in our JSON shape.
+    let r = http
+        .post(&url)
+        .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["code"], "invalid_argument");
+    let r = http
+        .delete(&member_url)
+        .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a user id with a line break");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ticket_endpoint_answers_cors_preflights_from_allowed_origins_only() {
+    let s = scene(Encoding::Json).await;
+    let http = reqwest::Client::new();
+    let url = s.cluster.http_url(0, "/v1/ws/ticket");
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+    };
+    let allowed = chat_tests::cluster::ALLOWED_ORIGIN;
+    let ok = preflight(allowed).await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    let h = ok.headers();
+    assert_eq!(h["access-control-allow-origin"], allowed);
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    let evil = preflight("https://evil.example").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+    // The real request from the allowed page can read its ticket.
+    let r = http
+        .post(&url)
+        .header("Origin", allowed)
+        .bearer_auth(s.cluster.token("victim"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], allowed);
+}
