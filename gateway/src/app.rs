@@ -27,7 +27,7 @@ use chat_shared::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -36,9 +36,11 @@ use crate::{
     config::GatewayConfig,
     error::GatewayError,
     health,
+    history::History,
     hub::{Hub, RoomDeps},
     ingest::Ingest,
     membership::Membership,
+    probe::Prober,
     session::{self, SessionInfo},
 };
 
@@ -101,12 +103,26 @@ impl Application {
         crate::metrics::describe();
         let verifier = Verifier::new(&config.jwt)
             .map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
+        // Fan-out lost to a slow subscription or a reconnect: every room
+        // checks for a lost tail at once.
+        let resync = Arc::new(Notify::new());
+        let on_event = Arc::clone(&resync);
         let nats = async_nats::ConnectOptions::new()
             .name(format!("chat-gateway-{}", config.gateway_id))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::SlowConsumer(_) => crate::metrics::nats_slow_consumer(),
-                    other => tracing::info!(event = %other, "nats"),
+            .event_callback(move |event| {
+                let resync = Arc::clone(&on_event);
+                async move {
+                    match event {
+                        async_nats::Event::SlowConsumer(_) => {
+                            crate::metrics::nats_slow_consumer();
+                            resync.notify_one();
+                        }
+                        async_nats::Event::Connected => {
+                            tracing::info!("nats connected");
+                            resync.notify_one();
+                        }
+                        other => tracing::info!(event = %other, "nats"),
+                    }
                 }
             })
             .connect(&config.nats_url)
@@ -125,13 +141,19 @@ impl Application {
             redis.clone(),
             config.delivery.membership_ttl_secs,
         );
-        let hub = Hub::new(RoomDeps {
-            nats: nats.clone(),
+        let history = History {
             store: store.clone(),
             redis: redis.clone(),
+        };
+        let hub = Hub::new(RoomDeps {
+            nats: nats.clone(),
+            history: history.clone(),
             config: config.delivery.clone(),
             shutdown: shutdown.clone(),
         });
+        tokio::spawn(
+            Prober::new(hub.clone(), history, &config.delivery).run(resync, shutdown.clone()),
+        );
         let ingest = Ingest::new(
             js,
             store.clone(),

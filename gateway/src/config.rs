@@ -124,9 +124,19 @@ pub struct DeliveryConfig {
     /// How long a message that arrived ahead of a missing one waits before
     /// the gap is filled from the store.
     pub gap_fill_after_ms: u64,
-    /// How often a room checks the store for a lost tail (messages published
-    /// but never received, with nothing after them to reveal the gap).
+    /// How soon after its last message a room checks the store for a lost
+    /// tail (messages published but never received, with nothing after them
+    /// to reveal the gap). Quiet rooms are checked at doubling intervals.
     pub head_probe_ms: u64,
+    /// Longest interval between lost-tail checks of a quiet room. NATS
+    /// slow-consumer and reconnect events check every room at once.
+    pub idle_probe_max_ms: u64,
+    /// Messages a room buffers while waiting for a missing one; beyond it
+    /// the room drops the newest and refills from the store.
+    pub max_pending: usize,
+    /// Messages a resuming socket's replay reads per page, and the most it
+    /// has queued for the socket at once: its memory bound.
+    pub replay_page: usize,
     /// How long a membership answer stays in Redis.
     pub membership_ttl_secs: u64,
 }
@@ -136,6 +146,9 @@ impl Default for DeliveryConfig {
         Self {
             gap_fill_after_ms: 100,
             head_probe_ms: 1000,
+            idle_probe_max_ms: 30_000,
+            max_pending: 10_000,
+            replay_page: 64,
             membership_ttl_secs: 60,
         }
     }
@@ -190,9 +203,19 @@ impl Validate for GatewayConfig {
         if l.ack_timeout_ms == 0 {
             problems.push("limits.ack_timeout_ms must be > 0".into());
         }
-        if self.delivery.gap_fill_after_ms == 0 || self.delivery.head_probe_ms == 0 {
-            problems
-                .push("delivery.gap_fill_after_ms and delivery.head_probe_ms must be > 0".into());
+        let d = &self.delivery;
+        for (name, value) in [
+            ("delivery.gap_fill_after_ms", d.gap_fill_after_ms),
+            ("delivery.head_probe_ms", d.head_probe_ms),
+            ("delivery.max_pending", d.max_pending as u64),
+            ("delivery.replay_page", d.replay_page as u64),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name} must be > 0"));
+            }
+        }
+        if d.idle_probe_max_ms < d.head_probe_ms {
+            problems.push("delivery.idle_probe_max_ms must be >= delivery.head_probe_ms".into());
         }
     }
 }

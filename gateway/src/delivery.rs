@@ -10,7 +10,7 @@ use chat_shared::{
     codec::{Encoding, Payload},
     ErrorCode, Seq,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 /// A stored message on its way to many sockets.
@@ -66,11 +66,18 @@ impl Delivery {
 pub enum Outbound {
     Frame(Box<ServerFrame>),
     Message(Arc<Delivery>),
+    /// A replayed message; its permit bounds how many of a replay's messages
+    /// sit in the queue at once, and is released once it is written.
+    Replay(Box<(Arc<Delivery>, OwnedSemaphorePermit)>),
 }
 
 impl Outbound {
     pub fn frame(frame: ServerFrame) -> Self {
         Self::Frame(Box::new(frame))
+    }
+
+    pub fn replayed(delivery: Arc<Delivery>, permit: OwnedSemaphorePermit) -> Self {
+        Self::Replay(Box::new((delivery, permit)))
     }
 }
 

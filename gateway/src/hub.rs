@@ -6,22 +6,23 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
-use chat_shared::{store::Store, RoomId, Seq};
-use redis::aio::ConnectionManager;
+use chat_shared::{RoomId, Seq};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::DeliveryConfig, delivery::Member, room};
+use crate::{config::DeliveryConfig, delivery::Member, history::History, room};
 
 /// What a room task needs from the outside world.
 #[derive(Clone)]
 pub struct RoomDeps {
     pub nats: async_nats::Client,
-    pub store: Store,
-    pub redis: ConnectionManager,
+    pub history: History,
     pub config: DeliveryConfig,
     pub shutdown: CancellationToken,
 }
@@ -37,6 +38,29 @@ pub enum RoomCmd {
         conn: u64,
         done: Option<oneshot::Sender<()>>,
     },
+    /// A replaying socket has everything up to `after`: the room makes it
+    /// live (answers `None`) or names the seq the replay must reach first.
+    CaughtUp {
+        conn: u64,
+        after: Seq,
+        reply: oneshot::Sender<Option<Seq>>,
+    },
+    /// The prober saw the room's head at this seq (messages up to it exist).
+    Head(Seq),
+}
+
+/// A running room task, as the registry sees it.
+struct Entry {
+    tx: mpsc::Sender<RoomCmd>,
+    /// The next seq the room will deliver, published by the room task.
+    next: Arc<AtomicU64>,
+}
+
+/// A room as the prober sees it.
+pub struct RoomView {
+    pub id: RoomId,
+    pub tx: mpsc::Sender<RoomCmd>,
+    pub next: Seq,
 }
 
 /// Cheap-to-clone handle on the room registry.
@@ -46,9 +70,9 @@ pub struct Hub {
 }
 
 struct HubInner {
-    /// Senders of running room tasks. A task removes its own entry, under
-    /// this lock, when it has no members and no queued commands.
-    rooms: Mutex<HashMap<RoomId, mpsc::Sender<RoomCmd>>>,
+    /// Running room tasks. A task removes its own entry, and closes its
+    /// inbox, under this lock, when it has no members and no queued commands.
+    rooms: Mutex<HashMap<RoomId, Entry>>,
     deps: RoomDeps,
 }
 
@@ -88,7 +112,7 @@ impl Hub {
             .lock()
             .expect("poisoned")
             .get(room)
-            .cloned();
+            .map(|e| e.tx.clone());
         if let Some(tx) = tx {
             let (done, wait) = oneshot::channel();
             let cmd = RoomCmd::Leave {
@@ -106,26 +130,54 @@ impl Hub {
         self.inner.rooms.lock().expect("poisoned").len()
     }
 
+    /// Every running room with its delivery position, for the prober.
+    pub fn rooms(&self) -> Vec<RoomView> {
+        let rooms = self.inner.rooms.lock().expect("poisoned");
+        rooms
+            .iter()
+            .map(|(id, e)| RoomView {
+                id: id.clone(),
+                tx: e.tx.clone(),
+                next: e.next.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
     fn room_task(&self, room: &RoomId) -> mpsc::Sender<RoomCmd> {
         let mut rooms = self.inner.rooms.lock().expect("poisoned");
-        if let Some(tx) = rooms.get(room).filter(|tx| !tx.is_closed()) {
-            return tx.clone();
+        if let Some(e) = rooms.get(room).filter(|e| !e.tx.is_closed()) {
+            return e.tx.clone();
         }
         let (tx, rx) = mpsc::channel(256);
-        rooms.insert(room.clone(), tx.clone());
+        let next = Arc::new(AtomicU64::new(0));
+        rooms.insert(
+            room.clone(),
+            Entry {
+                tx: tx.clone(),
+                next: Arc::clone(&next),
+            },
+        );
         tokio::spawn(room::run(
             room.clone(),
             self.inner.deps.clone(),
-            rx,
+            room::Inbox {
+                rx,
+                tx: tx.downgrade(),
+                next,
+            },
             self.clone(),
         ));
         tx
     }
 
     /// Called by an idle room task: forgets it unless a command is queued.
-    pub(crate) fn retire(&self, room: &RoomId, rx: &mpsc::Receiver<RoomCmd>) -> bool {
+    /// The inbox is closed under the registry's lock, so from then on a
+    /// sender either fails (and starts a new task) or got in before the
+    /// close, and the retiring task hands what it finds on.
+    pub(crate) fn retire(&self, room: &RoomId, rx: &mut mpsc::Receiver<RoomCmd>) -> bool {
         let mut rooms = self.inner.rooms.lock().expect("poisoned");
         if rx.is_empty() {
+            rx.close();
             rooms.remove(room);
             true
         } else {

@@ -9,10 +9,13 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod hub;
 pub mod ingest;
 pub mod membership;
 pub mod metrics;
+pub mod probe;
+pub mod replay;
 pub mod room;
 pub mod session;
 

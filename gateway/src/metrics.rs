@@ -23,6 +23,9 @@ const SLOW_CONSUMER: &str = "chat_gateway_nats_slow_consumer_total";
 const GAP_FILLS: &str = "chat_gateway_gap_fills_total";
 const PG_POOL: &str = "chat_gateway_postgres_pool_connections";
 const PANICS: &str = "chat_gateway_panics_total";
+const REPLAYED: &str = "chat_gateway_replayed_total";
+const PROBES: &str = "chat_gateway_head_probes_total";
+const PENDING_OVERFLOWS: &str = "chat_gateway_pending_overflows_total";
 
 pub fn describe() {
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
@@ -60,6 +63,18 @@ pub fn describe() {
         "Messages filled into a room's order from the store, by source."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    describe_counter!(
+        REPLAYED,
+        "Messages replayed to resuming sockets, by source."
+    );
+    describe_counter!(
+        PROBES,
+        "Room heads probed for lost tails, by where the head was read."
+    );
+    describe_counter!(
+        PENDING_OVERFLOWS,
+        "Times a room's reorder buffer overflowed and was refilled from the store."
+    );
     describe_counter!(
         PANICS,
         "Panics caught while serving a socket, by task (each one a bug)."
@@ -135,4 +150,18 @@ pub fn pool(store: &Store) {
 pub fn panicked(task: &'static str) {
     tracing::error!(task, "panic while serving a socket");
     counter!(PANICS, "task" => task).increment(1);
+}
+
+pub fn replayed(source: &'static str, messages: usize) {
+    counter!(REPLAYED, "source" => source).increment(messages as u64);
+}
+
+/// One probe round: `rooms` heads read, `from_postgres` of them from Postgres.
+pub fn probed(rooms: usize, from_postgres: usize) {
+    counter!(PROBES, "source" => "redis").increment((rooms - from_postgres) as u64);
+    counter!(PROBES, "source" => "postgres").increment(from_postgres as u64);
+}
+
+pub fn pending_overflow() {
+    counter!(PENDING_OVERFLOWS).increment(1);
 }

@@ -5,51 +5,75 @@
 //! order, and core NATS may drop messages to a slow subscriber. So the room
 //! delivers strictly in seq order: a message that arrives early waits in
 //! `pending`; a gap that does not close within `gap_fill_after_ms` is filled
-//! from Redis (recent messages) or Postgres; a lost tail is found by probing
-//! the room's head every `head_probe_ms`.
+//! from Redis (recent messages) or Postgres; a lost tail is found by the
+//! gateway's prober (`probe`), which sends the room the head it saw.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
 use chat_proto::v1::{server_frame::Kind, Joined, Message, ServerFrame};
-use chat_shared::{cache, subjects, telemetry, RoomId, Seq};
+use chat_shared::{subjects, telemetry, RoomId, Seq};
 use futures::StreamExt;
 use prost::Message as _;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     delivery::{Delivery, Member, Outbound},
     hub::{Hub, RoomCmd, RoomDeps},
     metrics,
+    replay::Replay,
 };
 
 /// Largest number of messages read from the store in one query.
 const PAGE: usize = 500;
-/// How long a replay to a resuming socket may wait for room in its queue.
-const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A room task's end of the registry: its commands, and where it publishes
+/// its delivery position for the prober.
+pub struct Inbox {
+    pub rx: mpsc::Receiver<RoomCmd>,
+    /// The inbox's own sender, for replays; weak so it never keeps it open.
+    pub tx: mpsc::WeakSender<RoomCmd>,
+    pub next: Arc<AtomicU64>,
+}
 
 struct Slot {
     member: Member,
     /// Highest seq this socket has been given (or had seen, when resuming).
     after: Seq,
+    /// Set while the socket replays what it missed: live delivery skips it
+    /// until the replay hands over. Cancelled when the socket leaves.
+    replay: Option<CancellationToken>,
 }
 
 struct Room {
     id: RoomId,
     deps: RoomDeps,
+    /// Where replays send `CaughtUp`.
+    tx: mpsc::WeakSender<RoomCmd>,
     members: HashMap<u64, Slot>,
     /// The next seq to deliver; everything below it has been delivered.
     next: Seq,
+    shared_next: Arc<AtomicU64>,
     pending: BTreeMap<Seq, Arc<Delivery>>,
+    /// The highest seq known to exist (received, or seen by the prober).
+    known_head: Seq,
     /// When the oldest unfilled gap was noticed.
     gap_since: Option<Instant>,
 }
 
 /// Runs a room until it has no members left (or the gateway shuts down).
-pub async fn run(id: RoomId, deps: RoomDeps, mut rx: mpsc::Receiver<RoomCmd>, hub: Hub) {
+pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, hub: Hub) {
+    let Inbox { mut rx, tx, next } = inbox;
     let Some(mut sub) = subscribe(&id, &deps).await else {
         return;
     };
@@ -57,35 +81,50 @@ pub async fn run(id: RoomId, deps: RoomDeps, mut rx: mpsc::Receiver<RoomCmd>, hu
         return;
     };
     let gap_fill_after = Duration::from_millis(deps.config.gap_fill_after_ms);
-    let mut probe = tokio::time::interval(Duration::from_millis(deps.config.head_probe_ms));
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = deps.shutdown.clone();
+    next.store(head + 1, Ordering::Relaxed);
     let mut room = Room {
         id,
         deps,
+        tx,
         members: HashMap::new(),
         next: head + 1,
+        shared_next: next,
         pending: BTreeMap::new(),
+        known_head: head,
         gap_since: None,
     };
     loop {
         let gap_deadline = room.gap_since.map(|t| t + gap_fill_after);
+        // Gap fill comes before fan-out: under a steady stream fan-out is
+        // always ready, and a gap must still be filled.
         tokio::select! {
             biased;
+            () = shutdown.cancelled() => break,
             cmd = rx.recv() => match cmd {
                 // The slow paths are boxed so an idle room's task stays small.
                 Some(cmd) => Box::pin(room.handle(cmd)).await,
                 None => break,
             },
+            () = sleep_until(gap_deadline) => Box::pin(room.fill_gap()).await,
             msg = sub.next() => match msg {
                 Some(msg) => room.on_fanout(msg),
                 None => break,
             },
-            () = sleep_until(gap_deadline) => Box::pin(room.fill_gap()).await,
-            _ = probe.tick() => Box::pin(room.probe()).await,
-            () = shutdown.cancelled() => break,
         }
-        if room.members.is_empty() && hub.retire(&room.id, &rx) {
+        if room.members.is_empty() && hub.retire(&room.id, &mut rx) {
+            // Commands that got in before the inbox closed go to the room's
+            // next task.
+            while let Ok(cmd) = rx.try_recv() {
+                if let RoomCmd::Join {
+                    member,
+                    request_id,
+                    since,
+                } = cmd
+                {
+                    Box::pin(hub.join(room.id.clone(), member, request_id, since)).await;
+                }
+            }
             break;
         }
     }
@@ -118,7 +157,7 @@ async fn subscribe(id: &RoomId, deps: &RoomDeps) -> Option<async_nats::Subscribe
 
 async fn initial_head(id: &RoomId, deps: &RoomDeps) -> Option<Seq> {
     loop {
-        match deps.store.room_head(id).await {
+        match deps.history.store.room_head(id).await {
             Ok(head) => return Some(head.unwrap_or(0)),
             Err(e) => tracing::warn!(room = %id, error = %e, "reading room head failed"),
         }
@@ -143,17 +182,26 @@ impl Room {
                 member,
                 request_id,
                 since,
-            } => self.join(member, request_id, since).await,
+            } => self.join(member, request_id, since),
             RoomCmd::Leave { conn, done } => {
-                self.members.remove(&conn);
+                if let Some(replay) = self.members.remove(&conn).and_then(|s| s.replay) {
+                    replay.cancel();
+                }
                 if let Some(done) = done {
                     let _ = done.send(());
+                }
+            }
+            RoomCmd::CaughtUp { conn, after, reply } => self.caught_up(conn, after, reply),
+            RoomCmd::Head(head) => {
+                if head >= self.next {
+                    self.known_head = self.known_head.max(head);
+                    self.fetch_up_to(head).await;
                 }
             }
         }
     }
 
-    async fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
+    fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
         let head = self.next - 1;
         let joined = Outbound::frame(ServerFrame {
             request_id,
@@ -169,54 +217,60 @@ impl Room {
         if !member.offer(joined) {
             return;
         }
-        let after = match since {
+        let slot = match since {
             Some(since) if since < head => {
-                if !self.replay(&member, since, head).await {
+                let cancel = CancellationToken::new();
+                let Some(room_tx) = self.tx.upgrade() else {
                     return;
+                };
+                tokio::spawn(
+                    Replay {
+                        member: member.clone(),
+                        room: self.id.clone(),
+                        after: since,
+                        target: head,
+                        history: self.deps.history.clone(),
+                        page: self.deps.config.replay_page,
+                        room_tx,
+                        cancel: cancel.clone(),
+                    }
+                    .run(),
+                );
+                Slot {
+                    member,
+                    after: since,
+                    replay: Some(cancel),
                 }
-                head
             }
-            Some(since) => since,
-            None => head,
+            Some(since) => Slot {
+                member,
+                after: since,
+                replay: None,
+            },
+            None => Slot {
+                member,
+                after: head,
+                replay: None,
+            },
         };
-        self.members.insert(member.conn, Slot { member, after });
+        self.members.insert(slot.member.conn, slot);
     }
 
-    /// Sends a resuming socket what it missed, (since, up_to], from the store.
-    async fn replay(&self, member: &Member, since: Seq, up_to: Seq) -> bool {
-        let mut after = since;
-        while after < up_to {
-            let page = match self
-                .deps
-                .store
-                .messages_between(&self.id, after, up_to, PAGE)
-                .await
-            {
-                Ok(page) if !page.is_empty() => page,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(room = %self.id, error = %e, "replay failed");
-                    member
-                        .close
-                        .close(chat_shared::ErrorCode::Unavailable, "replay failed; retry");
-                    return false;
-                }
-            };
-            for m in page {
-                after = m.seq;
-                let sent = member
-                    .out
-                    .send_timeout(Outbound::Message(Delivery::new(m)), REPLAY_SEND_TIMEOUT);
-                if sent.await.is_err() {
-                    member.close.close(
-                        chat_shared::ErrorCode::SlowConsumer,
-                        "replay not read in time",
-                    );
-                    return false;
-                }
-            }
+    /// A replay reached `after`: live from here if the room has delivered
+    /// nothing beyond it, else the replay goes on to what the room has.
+    fn caught_up(&mut self, conn: u64, after: Seq, reply: oneshot::Sender<Option<Seq>>) {
+        let Some(slot) = self.members.get_mut(&conn) else {
+            let _ = reply.send(None);
+            return;
+        };
+        let delivered = self.next - 1;
+        if after < delivered {
+            let _ = reply.send(Some(delivered));
+        } else {
+            slot.after = after;
+            slot.replay = None;
+            let _ = reply.send(None);
         }
-        true
     }
 
     fn on_fanout(&mut self, msg: async_nats::Message) {
@@ -241,8 +295,10 @@ impl Room {
 
     /// Takes a message from any source; delivers everything now in order.
     fn accept(&mut self, delivery: Arc<Delivery>) {
-        if delivery.seq() >= self.next {
-            self.pending.entry(delivery.seq()).or_insert(delivery);
+        let seq = delivery.seq();
+        self.known_head = self.known_head.max(seq);
+        if seq >= self.next {
+            self.pending.entry(seq).or_insert(delivery);
         }
         while let Some(entry) = self.pending.first_entry() {
             if *entry.key() != self.next {
@@ -252,16 +308,36 @@ impl Room {
             self.deliver(&delivery);
             self.next += 1;
         }
-        if self.pending.is_empty() {
+        self.shared_next.store(self.next, Ordering::Relaxed);
+        if !self.behind() {
             self.gap_since = None;
+            return;
+        }
+        if self.pending.len() > self.deps.config.max_pending {
+            // Far behind (the store unreachable for long?): drop the newest
+            // and fill from the store now; `known_head` remembers they exist.
+            metrics::pending_overflow();
+            while self.pending.len() > self.deps.config.max_pending {
+                self.pending.pop_last();
+            }
+            self.gap_since = Some(Instant::now() - self.gap_fill_after());
         } else if self.gap_since.is_none() {
             self.gap_since = Some(Instant::now());
         }
     }
 
+    /// Whether messages known to exist are not delivered yet.
+    fn behind(&self) -> bool {
+        !self.pending.is_empty() || self.known_head >= self.next
+    }
+
+    fn gap_fill_after(&self) -> Duration {
+        Duration::from_millis(self.deps.config.gap_fill_after_ms)
+    }
+
     fn deliver(&mut self, delivery: &Arc<Delivery>) {
         self.members.retain(|_, slot| {
-            if delivery.seq() <= slot.after {
+            if slot.replay.is_some() || delivery.seq() <= slot.after {
                 return true;
             }
             slot.after = delivery.seq();
@@ -270,58 +346,31 @@ impl Room {
     }
 
     async fn fill_gap(&mut self) {
-        let Some(&first_pending) = self.pending.keys().next() else {
-            self.gap_since = None;
-            return;
+        // Up to the first buffered message; after an overflow dropped the
+        // newest, up to the highest known.
+        let up_to = match (
+            self.pending.first_key_value(),
+            self.pending.last_key_value(),
+        ) {
+            (Some((&first, _)), Some((&last, _))) if self.known_head <= last => first - 1,
+            _ => self.known_head,
         };
-        self.fetch_up_to(first_pending - 1).await;
-        if !self.pending.is_empty() {
-            // Still missing (store unreachable?): try again after another wait.
-            self.gap_since = Some(Instant::now());
-        }
-    }
-
-    /// Looks for a lost tail: messages stored but never received here.
-    async fn probe(&mut self) {
-        if self.members.is_empty() || !self.pending.is_empty() {
-            return;
-        }
-        let mut redis = self.deps.redis.clone();
-        // Redis answers cheaply; Postgres when Redis is down or has no copy.
-        let head = match cache::head_hint(&mut redis, &self.id).await {
-            Ok(hint) if hint > 0 => hint,
-            _ => match self.deps.store.room_head(&self.id).await {
-                Ok(head) => head.unwrap_or(0),
-                Err(_) => return,
-            },
-        };
-        if head >= self.next {
-            tracing::debug!(room = %self.id, from = self.next, to = head, "filling lost tail");
-            self.fetch_up_to(head).await;
-        }
+        self.fetch_up_to(up_to).await;
+        // Still behind (store unreachable?): try again after another wait.
+        self.gap_since = self.behind().then(Instant::now);
     }
 
     /// Fetches [next, up_to] from Redis, then Postgres for what Redis lacks.
     async fn fetch_up_to(&mut self, up_to: Seq) {
-        let mut redis = self.deps.redis.clone();
-        if let Ok(cached) = cache::between(&mut redis, &self.id, self.next - 1, up_to).await {
-            let before = self.next;
-            for m in cached {
-                if m.seq == self.next {
-                    self.accept(Delivery::new(m));
-                }
-            }
-            metrics::gap_filled("redis", (self.next - before) as usize);
-        }
         while self.next <= up_to {
             let before = self.next;
-            match self
+            let page = self
                 .deps
-                .store
-                .messages_between(&self.id, self.next - 1, up_to, PAGE)
-                .await
-            {
-                Ok(page) if !page.is_empty() => {
+                .history
+                .page(&self.id, self.next - 1, up_to, PAGE)
+                .await;
+            match page {
+                Ok((page, source)) if !page.is_empty() => {
                     for m in page {
                         self.accept(Delivery::new(m));
                     }
@@ -329,7 +378,7 @@ impl Room {
                         tracing::error!(room = %self.id, seq = before, "store has a hole");
                         break;
                     }
-                    metrics::gap_filled("postgres", (self.next - before) as usize);
+                    metrics::gap_filled(source, (self.next - before) as usize);
                 }
                 Ok(_) => break,
                 Err(e) => {

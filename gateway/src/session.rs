@@ -132,6 +132,11 @@ async fn write_loop(
             counted.message(&delivery);
             delivery.to_ws(encoding)
         }
+        // Not in the delivery-latency histogram: replays are old by design.
+        Outbound::Replay(replayed) => {
+            counted.message.increment(1);
+            replayed.0.to_ws(encoding)
+        }
     };
     loop {
         tokio::select! {

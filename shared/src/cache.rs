@@ -36,18 +36,23 @@ pub async fn remember(
     pipe.query_async(redis).await
 }
 
-/// Messages with `after < seq <= up_to` that are still cached, in seq order.
+/// At most `limit` messages with `after < seq <= up_to` that are still
+/// cached, in seq order.
 pub async fn between(
     redis: &mut ConnectionManager,
     room: &RoomId,
     after: Seq,
     up_to: Seq,
+    limit: usize,
 ) -> redis::RedisResult<Vec<Message>> {
     let raw: Vec<Vec<u8>> = redis::cmd("ZRANGE")
         .arg(keys::recent(room))
         .arg(format!("({after}"))
         .arg(up_to)
         .arg("BYSCORE")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(limit)
         .query_async(redis)
         .await?;
     Ok(raw
@@ -56,14 +61,27 @@ pub async fn between(
         .collect())
 }
 
-/// The highest cached seq of the room: a hint that messages up to it exist.
-pub async fn head_hint(redis: &mut ConnectionManager, room: &RoomId) -> redis::RedisResult<Seq> {
-    let top: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
-        .arg(keys::recent(room))
-        .arg(-1)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(redis)
-        .await?;
-    Ok(top.first().map_or(0, |(_, score)| *score as Seq))
+/// The highest cached seq of each room, in one round trip: a hint that
+/// messages up to it exist. `None` where Redis holds nothing for the room
+/// (no message yet, expired, or Redis restarted empty).
+pub async fn head_hints(
+    redis: &mut ConnectionManager,
+    rooms: &[RoomId],
+) -> redis::RedisResult<Vec<Option<Seq>>> {
+    if rooms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for room in rooms {
+        pipe.cmd("ZRANGE")
+            .arg(keys::recent(room))
+            .arg(-1)
+            .arg(-1)
+            .arg("WITHSCORES");
+    }
+    let tops: Vec<Vec<(Vec<u8>, f64)>> = pipe.query_async(redis).await?;
+    Ok(tops
+        .iter()
+        .map(|top| top.first().map(|(_, score)| *score as Seq))
+        .collect())
 }

@@ -31,6 +31,7 @@ mod sql {
     pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7245186)";
     pub const IS_MEMBER: &str = "SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2";
     pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
+    pub const ROOM_HEADS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1)";
     pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
     pub const ADD_MEMBER: &str =
         "INSERT INTO members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
@@ -157,6 +158,22 @@ impl Store {
             .query_opt(&stmt, &[&room.as_str()])
             .await?
             .map(|row| row.get::<_, i64>(0) as Seq))
+    }
+
+    /// The highest stored seq of each of `rooms` that exists, in one query.
+    pub async fn room_heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, Seq)>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::ROOM_HEADS).await?;
+        let ids: Vec<&str> = rooms.iter().map(RoomId::as_str).collect();
+        Ok(client
+            .query(&stmt, &[&ids])
+            .await?
+            .iter()
+            .filter_map(|row| {
+                let id = RoomId::parse(row.get::<_, String>(0)).ok()?;
+                Some((id, row.get::<_, i64>(1) as Seq))
+            })
+            .collect())
     }
 
     /// Stored messages with `after < seq <= up_to`, in seq order, at most `limit`.
