@@ -66,6 +66,8 @@ impl ClusterOptions {
 }
 
 pub struct Gateway {
+    /// Names its id (`gw<n>`) and log file.
+    n: usize,
     pub port: u16,
     pub process: Process,
 }
@@ -159,7 +161,20 @@ impl Cluster {
     /// Starts one more gateway and waits until it answers `/healthz`.
     pub async fn start_gateway(&mut self) -> usize {
         let n = self.next_name();
-        let port = free_port();
+        let gateway = self.spawn_gateway(n, free_port()).await;
+        self.gateways.push(gateway);
+        self.gateways.len() - 1
+    }
+
+    /// Kills gateway `i` (SIGKILL) and starts it again with the same id and
+    /// port, as an orchestrator restarts a crashed pod.
+    pub async fn restart_gateway(&mut self, i: usize) {
+        self.gateways[i].process.kill();
+        let (n, port) = (self.gateways[i].n, self.gateways[i].port);
+        self.gateways[i] = self.spawn_gateway(n, port).await;
+    }
+
+    async fn spawn_gateway(&self, n: usize, port: u16) -> Gateway {
         let mut cmd = Command::new(bin("gateway"));
         cmd.env("CHAT_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("CHAT_GATEWAY_GATEWAY_ID", format!("gw{n}"))
@@ -196,8 +211,7 @@ impl Cluster {
             },
         )
         .await;
-        self.gateways.push(Gateway { port, process });
-        self.gateways.len() - 1
+        Gateway { n, port, process }
     }
 
     fn next_name(&mut self) -> usize {

@@ -7,5 +7,6 @@ mod message_path;
 mod observability;
 mod ordering;
 mod resilience;
+mod rooms;
 mod store;
 mod support;

@@ -3,36 +3,10 @@
 //! dropped the fan-out, and check that every member still gets them in order.
 
 use chat_shared::codec::Encoding;
-use chat_shared::{
-    cache,
-    config::{PostgresConfig, Secret},
-    store::{NewMessage, Store},
-    RoomId,
-};
+use chat_shared::{cache, RoomId};
 use chat_tests::{Cluster, ClusterOptions};
 
 use crate::support::*;
-
-async fn store_without_fanout(cluster: &Cluster, room: &str, id: &str) -> chat_proto::v1::Message {
-    let store = Store::new(&PostgresConfig {
-        url: Secret::new(cluster.postgres.url()),
-        pool_size: 1,
-    })
-    .unwrap();
-    let outcome = store
-        .persist(&[NewMessage {
-            room: RoomId::parse(room).unwrap(),
-            sender: "ghost".into(),
-            client_msg_id: id.into(),
-            body: "dropped fan-out".into(),
-        }])
-        .await
-        .unwrap();
-    match outcome.into_iter().next().unwrap() {
-        chat_shared::store::Persisted::Stored { message, .. } => message,
-        other => panic!("not stored: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_fan_out_was_lost_is_filled_in_before_the_next_one() {

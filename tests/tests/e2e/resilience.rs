@@ -1,6 +1,9 @@
 //! Crashes do not lose, duplicate or reorder anything.
 
-use std::{collections::HashSet, process::Command};
+use std::{
+    collections::{HashMap, HashSet},
+    process::Command,
+};
 
 use chat_proto::v1::server_frame::Kind;
 use chat_shared::codec::Encoding;
@@ -80,4 +83,45 @@ async fn clients_of_a_lost_gateway_resume_on_another_without_gaps_or_duplicates(
     let (all, _) = collect_messages(&mut or, TOTAL, STEP).await;
     assert_gap_free(&all, TOTAL, "observer");
     assert_eq!(cluster.stored("g").await.len(), TOTAL);
+}
+
+/// Receipts for envelopes that a gateway accepted before it restarted (same
+/// gateway id) reach the restarted gateway while it waits for new sends of
+/// its own: each new send is acked with its own stored message, never with
+/// an older one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_acks_each_send_with_its_own_message() {
+    let mut cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("r", &["ada"]).await;
+    // The worker hangs, so what the old gateway accepted waits on the stream.
+    cluster.workers[0].process.pause();
+    let (mut w, _r) = cluster.connect(0, "ada", Encoding::Json).await;
+    for n in 0..20 {
+        w.send("r", &format!("old-{n}"), "before the restart")
+            .await
+            .unwrap();
+    }
+    // Let the gateway publish them all before it dies.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    cluster.restart_gateway(0).await;
+    let (mut w, mut r) = cluster.connect(0, "ada", Encoding::Proto).await;
+    let mut sent = HashMap::new();
+    for n in 0..20 {
+        let id = format!("new-{n}");
+        sent.insert(w.send("r", &id, "after the restart").await.unwrap(), id);
+    }
+    cluster.workers[0].process.resume();
+    let (_, acks) = collect(&mut r, 0, sent.len(), None, STEP).await;
+    let stored: HashMap<String, i64> = cluster
+        .stored("r")
+        .await
+        .into_iter()
+        .map(|(seq, _, id, _)| (id, seq))
+        .collect();
+    assert_eq!(stored.len(), 40, "old and new sends stored once each");
+    for (request_id, ack) in acks {
+        let id = &sent[&request_id];
+        assert_eq!(&ack.client_msg_id, id, "ack for another send");
+        assert_eq!(ack.seq as i64, stored[id], "{id} acked with a wrong seq");
+    }
 }

@@ -4,6 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use chat_client::{Event, Reader, Writer};
 use chat_proto::v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame};
+use chat_shared::{
+    config::{PostgresConfig, Secret},
+    store::{NewMessage, Store},
+    RoomId,
+};
+use chat_tests::Cluster;
 use prometheus_parse::{Scrape, Value};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -155,4 +161,31 @@ pub fn total(scrapes: &[Scrape], metric: &str, labels: &[(&str, &str)]) -> f64 {
             Value::Summary(_) => 0.0,
         })
         .sum()
+}
+
+/// Stores a message the way a worker does but never publishes its fan-out,
+/// as if NATS had dropped it.
+pub async fn store_without_fanout(
+    cluster: &Cluster,
+    room: &str,
+    id: &str,
+) -> chat_proto::v1::Message {
+    let store = Store::new(&PostgresConfig {
+        url: Secret::new(cluster.postgres.url()),
+        pool_size: 1,
+    })
+    .unwrap();
+    let outcome = store
+        .persist(&[NewMessage {
+            room: RoomId::parse(room).unwrap(),
+            sender: "ghost".into(),
+            client_msg_id: id.into(),
+            body: "dropped fan-out".into(),
+        }])
+        .await
+        .unwrap();
+    match outcome.into_iter().next().unwrap() {
+        chat_shared::store::Persisted::Stored { message, .. } => message,
+        other => panic!("not stored: {other:?}"),
+    }
 }

@@ -1,0 +1,228 @@
+//! A room's delivery on a gateway under stress: joins racing the room's
+//! retirement, replays to sockets that do not read, gaps under a steady
+//! stream.
+
+use std::{sync::Arc, time::Duration};
+
+use chat_client::{Reader, Writer};
+use chat_proto::v1::server_frame::Kind;
+use chat_shared::codec::Encoding;
+use chat_tests::{wait_for, Cluster, ClusterOptions};
+use tokio::{sync::Semaphore, time::Instant};
+
+use crate::support::*;
+
+/// Writes `count` messages of `size` bytes straight into a room's history.
+async fn fill_history(cluster: &Cluster, room: &str, count: i64, size: i32) {
+    let pg = cluster.postgres.client().await;
+    pg.execute(
+        "INSERT INTO messages (room_id, seq, id, sender_id, client_msg_id, body, created_at) \
+         SELECT $1, g, gen_random_uuid(), 'filler', 'fill-' || g, repeat('x', $3), now() \
+         FROM generate_series(1::int8, $2::int8) g",
+        &[&room, &count, &size],
+    )
+    .await
+    .unwrap();
+    pg.execute(
+        "UPDATE rooms SET last_seq = $2 WHERE id = $1",
+        &[&room, &count],
+    )
+    .await
+    .unwrap();
+}
+
+/// The next frame within `within`, or `None` on silence.
+async fn frame_within(reader: &mut Reader, within: Duration) -> Option<Kind> {
+    match tokio::time::timeout(within, reader.next()).await {
+        Ok(Some(Ok(chat_client::Event::Frame(frame)))) => frame.kind,
+        Ok(other) => panic!("expected a frame, got {other:?}"),
+        Err(_) => None,
+    }
+}
+
+/// Several sockets join and leave one room as fast as they can, so the
+/// room's task keeps retiring and starting while joins arrive: every join
+/// is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_and_leaving_in_a_tight_loop_never_loses_a_joined() {
+    let users = ["u0", "u1", "u2", "u3"];
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("door", &users).await;
+    let mut tasks = Vec::new();
+    for user in users {
+        let (mut w, mut r) = cluster.connect(0, user, Encoding::Proto).await;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..150 {
+                w.join("door", None).await.unwrap();
+                match frame_within(&mut r, Duration::from_secs(5)).await {
+                    Some(Kind::Joined(_)) => {}
+                    other => panic!("{user} round {round}: no joined, got {other:?}"),
+                }
+                w.leave("door").await.unwrap();
+                match frame_within(&mut r, Duration::from_secs(5)).await {
+                    Some(Kind::Left(_)) => {}
+                    other => panic!("{user} round {round}: no left, got {other:?}"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// A socket that resumes from seq 0 of a long history and does not read it.
+async fn stalled_replayer(cluster: &Cluster, user: &str) -> (Writer, Reader) {
+    let (mut w, mut r) = cluster.connect(0, user, Encoding::Json).await;
+    w.join("busy", Some(0)).await.unwrap();
+    assert!(matches!(
+        frame_within(&mut r, STEP).await,
+        Some(Kind::Joined(_))
+    ));
+    (w, r)
+}
+
+const HISTORY: i64 = 1500;
+const BODY: i32 = 16_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_to_sockets_that_do_not_read_never_delay_the_room() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster
+        .create_room("busy", &["by", "jo", "rp0", "rp1", "tx"])
+        .await;
+    fill_history(&cluster, "busy", HISTORY, BODY).await;
+    let (mut bw, mut br) = cluster.connect(0, "by", Encoding::Proto).await;
+    join(&mut bw, &mut br, "busy", None).await;
+    let _stalled = [
+        stalled_replayer(&cluster, "rp0").await,
+        stalled_replayer(&cluster, "rp1").await,
+    ];
+    // A live message reaches the bystander at once.
+    let (mut tw, mut tr) = cluster.connect(0, "tx", Encoding::Json).await;
+    let started = Instant::now();
+    send_and_wait(&mut tw, &mut tr, "busy", "live", "now")
+        .await
+        .unwrap();
+    let (got, _) = collect_messages(&mut br, 1, STEP).await;
+    let live = started.elapsed();
+    assert_eq!(got[0].seq, HISTORY as u64 + 1);
+    // Another member's join is answered at once.
+    let (mut jw, mut jr) = cluster.connect(0, "jo", Encoding::Json).await;
+    let started = Instant::now();
+    join(&mut jw, &mut jr, "busy", None).await;
+    let joined = started.elapsed();
+    println!("while two sockets stall a replay: live message {live:?}, join {joined:?}");
+    assert!(live < Duration::from_secs(1), "live message took {live:?}");
+    assert!(joined < Duration::from_secs(1), "join took {joined:?}");
+}
+
+/// Eight sockets resume from seq 0 of 1,500 × 16 KB messages and never
+/// read: each holds at most a replay window, not its history. After they
+/// leave, the memory goes back to the allocator for reuse: a second round
+/// of stalled replays ends where the first ended. (The allocator keeps the
+/// first round's pages mapped, so RSS is compared round to round.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_hold_bounded_memory_that_returns_after_the_sockets_leave() {
+    let replayers: Vec<String> = (0..8).map(|i| format!("rp{i}")).collect();
+    let mut members: Vec<&str> = replayers.iter().map(String::as_str).collect();
+    members.push("reader");
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("busy", &members).await;
+    fill_history(&cluster, "busy", HISTORY, BODY).await;
+    // Warm up: one socket replays the whole history and reads it.
+    let (mut w, mut r) = cluster.connect(0, "reader", Encoding::Json).await;
+    w.join("busy", Some(0)).await.unwrap();
+    let (got, _) = collect_messages(&mut r, HISTORY as usize, STEP).await;
+    assert_gap_free(&got, HISTORY as usize, "reader");
+    drop((w, r));
+    let gateway = &cluster.gateways[0].process;
+    let gone = || {
+        let url = cluster.http_url(0, "/metrics");
+        async move {
+            let m = [scrape(&url).await];
+            (total(&m, "chat_gateway_connections", &[]) == 0.0).then_some(())
+        }
+    };
+    wait_for("the reader to go", STEP, gone).await;
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let before = gateway.rss_kib();
+        let mut stalled = Vec::new();
+        for user in &replayers {
+            stalled.push(stalled_replayer(&cluster, user).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let during = gateway.rss_kib();
+        drop(stalled);
+        wait_for("the replayers to go", STEP, gone).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rounds.push((before, during, gateway.rss_kib()));
+    }
+    println!("gateway RSS KiB (before, 8 stalled replays, after) per round: {rounds:?}");
+    let (before, during, first_after) = rounds[0];
+    let per_socket = during.saturating_sub(before) / 8;
+    assert!(per_socket < 4 * 1024, "{per_socket} KiB per stalled replay");
+    let (_, _, after) = rounds[1];
+    assert!(
+        after <= first_after + first_after / 10,
+        "RSS grew from {first_after} KiB to {after} KiB over a second round"
+    );
+}
+
+/// One fan-out message is lost while a sender streams into the room: the
+/// gap is filled within a second even though fan-out never pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("stream", &["tx", "rx", "ghost"]).await;
+    let (mut rw, mut rr) = cluster.connect(0, "rx", Encoding::Proto).await;
+    join(&mut rw, &mut rr, "stream", None).await;
+    let (mut tw, mut tr) = cluster.connect(0, "tx", Encoding::Proto).await;
+    let window = Arc::new(Semaphore::new(64));
+    let streaming = Duration::from_secs(4);
+    let sender = {
+        let window = Arc::clone(&window);
+        tokio::spawn(async move {
+            let until = Instant::now() + streaming;
+            let mut n = 0;
+            while Instant::now() < until {
+                window.acquire().await.unwrap().forget();
+                tw.send("stream", &format!("s{n}"), "steady").await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let acks = tokio::spawn(async move {
+        // Acks return window permits; the sender's own copies are ignored.
+        while let Some(Ok(chat_client::Event::Frame(f))) = tr.next().await {
+            if matches!(f.kind, Some(Kind::Ack(_))) {
+                window.add_permits(1);
+            }
+        }
+    });
+    // The member reads as it arrives, until the stream has been quiet a while.
+    let receiver = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(kind) = frame_within(&mut rr, Duration::from_secs(3)).await {
+            if let Kind::Message(m) = kind {
+                seen.push((m, chat_shared::now_ms()));
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lost = store_without_fanout(&cluster, "stream", "lost").await;
+    let sent = sender.await.unwrap();
+    let seen = receiver.await.unwrap();
+    acks.abort();
+    let (messages, arrivals): (Vec<_>, Vec<_>) = seen.into_iter().unzip();
+    assert_gap_free(&messages, sent + 1, "rx");
+    let latency = arrivals[lost.seq as usize - 1] - lost.ts_ms;
+    println!(
+        "{sent} streamed; the lost seq {} was filled {latency} ms after its commit",
+        lost.seq
+    );
+    assert!(latency <= 1000, "gap filled after {latency} ms");
+}
