@@ -16,7 +16,6 @@ use axum::{
     http::HeaderMap,
     response::Response,
     routing::{get, post},
-    serve::ListenerExt,
     Json, Router,
 };
 use chat_shared::{
@@ -27,7 +26,10 @@ use chat_shared::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, Semaphore},
+};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -41,11 +43,9 @@ use crate::{
     ingest::Ingest,
     membership::Membership,
     probe::Prober,
+    server,
     session::{self, SessionInfo},
 };
-
-/// How long open sockets get to close after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything a request handler may touch; cheap to clone.
 #[derive(Clone)]
@@ -66,6 +66,8 @@ pub struct Inner {
     draining: AtomicBool,
     /// Open sockets, so shutdown can wait for them to close.
     pub sessions: TaskTracker,
+    /// One permit per open socket, up to `limits.max_connections`.
+    sockets: Arc<Semaphore>,
     next_conn: AtomicU64,
 }
 
@@ -164,6 +166,7 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
+        let sockets = Arc::new(Semaphore::new(config.limits.max_connections));
         let state = AppState(Arc::new(Inner {
             config,
             verifier,
@@ -176,6 +179,7 @@ impl Application {
             metrics,
             shutdown,
             draining: AtomicBool::new(false),
+            sockets,
             sessions: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         }));
@@ -192,27 +196,26 @@ impl Application {
 
     /// Serves until the shutdown token fires, then closes every socket
     /// (close code 1012: reconnect elsewhere) and waits for them to drain.
-    pub async fn run(self) -> std::io::Result<()> {
+    pub async fn run(self) {
         let state = self.state.clone();
-        let shutdown = state.shutdown.clone();
         let addr = self.local_addr();
         tracing::info!(addr = %addr, gateway_id = %state.config.gateway_id, "gateway listening");
-        // Small frames must leave at once: without TCP_NODELAY, Nagle's
-        // algorithm meets the client's delayed ACK and adds ~40 ms.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        let limits = &state.config.limits;
+        server::serve(
+            self.listener,
+            router(state.clone()),
+            Duration::from_millis(limits.handshake_timeout_ms),
+            state.shutdown.clone(),
+        )
+        .await;
         state.sessions.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, state.sessions.wait())
+        let drain = Duration::from_millis(state.config.drain_timeout_ms);
+        if tokio::time::timeout(drain, state.sessions.wait())
             .await
             .is_err()
         {
             tracing::warn!("sockets still open after the drain timeout");
         }
-        Ok(())
     }
 }
 
@@ -244,6 +247,7 @@ async fn upgrade(
     let result = accept(state, headers, query, ws).await;
     crate::metrics::connect(match &result {
         Ok(_) => "accepted",
+        Err(GatewayError::AtCapacity) => "at_capacity",
         Err(e) => e.code().as_str(),
     });
     result
@@ -259,6 +263,9 @@ async fn accept(
         return Err(GatewayError::ShuttingDown);
     }
     auth::check_origin(&headers, &state.config.allowed_origins)?;
+    let slot = Arc::clone(&state.sockets)
+        .try_acquire_owned()
+        .map_err(|_| GatewayError::AtCapacity)?;
     let user = match (bearer(&headers), query.ticket) {
         (Some(_), _) => state.verifier.verify_bearer(&headers)?,
         (None, Some(ticket)) => auth::redeem_ticket(&mut state.redis.clone(), &ticket).await?,
@@ -284,7 +291,7 @@ async fn accept(
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| async move {
             session::serve(socket, info, state).await;
-            drop(drain_token);
+            drop((slot, drain_token));
         }))
 }
 

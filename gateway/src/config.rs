@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     /// After SIGTERM, how long the gateway reports not-ready (so the load
     /// balancer stops sending new sockets) before it closes its sockets.
     pub drain_delay_ms: u64,
+    /// Then how long open sockets get to close (sends in flight to finish)
+    /// before the gateway exits anyway.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +57,7 @@ impl Default for GatewayConfig {
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
             drain_delay_ms: 5000,
+            drain_timeout_ms: 10_000,
         }
     }
 }
@@ -102,6 +106,21 @@ pub struct Limits {
     pub ws_buffer_bytes: usize,
     /// How long a send may wait for its commit before the client gets `timeout`.
     pub ack_timeout_ms: u64,
+    /// How long a new TCP connection may take to send its complete HTTP
+    /// request (the upgrade) before it is dropped.
+    pub handshake_timeout_ms: u64,
+    /// How often the gateway pings a quiet socket.
+    pub ping_interval_ms: u64,
+    /// A socket from which nothing (not even a pong) arrived for
+    /// `ping_interval_ms + pong_timeout_ms` is closed (4000, `timeout`).
+    pub pong_timeout_ms: u64,
+    /// How long one write to a socket may block before the socket is closed
+    /// (a peer that stopped reading at the TCP level).
+    pub write_timeout_ms: u64,
+    /// Open sockets per gateway; the next upgrade is refused with 503.
+    pub max_connections: usize,
+    /// Rooms one socket may have joined at once (`limit_exceeded` beyond).
+    pub max_rooms_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -113,6 +132,12 @@ impl Default for Limits {
             max_inflight_sends: 256,
             ws_buffer_bytes: 2048,
             ack_timeout_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            ping_interval_ms: 30_000,
+            pong_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            max_connections: 50_000,
+            max_rooms_per_connection: 100,
         }
     }
 }
@@ -192,16 +217,24 @@ impl Validate for GatewayConfig {
             problems.push("limits.max_body_bytes must be > 0 and < limits.max_frame_bytes".into());
         }
         for (name, value) in [
-            ("limits.socket_queue", l.socket_queue),
-            ("limits.max_inflight_sends", l.max_inflight_sends),
-            ("limits.ws_buffer_bytes", l.ws_buffer_bytes),
+            ("limits.socket_queue", l.socket_queue as u64),
+            ("limits.max_inflight_sends", l.max_inflight_sends as u64),
+            ("limits.ws_buffer_bytes", l.ws_buffer_bytes as u64),
+            ("limits.ack_timeout_ms", l.ack_timeout_ms),
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.ping_interval_ms", l.ping_interval_ms),
+            ("limits.pong_timeout_ms", l.pong_timeout_ms),
+            ("limits.write_timeout_ms", l.write_timeout_ms),
+            ("limits.max_connections", l.max_connections as u64),
+            (
+                "limits.max_rooms_per_connection",
+                l.max_rooms_per_connection as u64,
+            ),
+            ("drain_timeout_ms", self.drain_timeout_ms),
         ] {
             if value == 0 {
                 problems.push(format!("{name} must be > 0"));
             }
-        }
-        if l.ack_timeout_ms == 0 {
-            problems.push("limits.ack_timeout_ms must be > 0".into());
         }
         let d = &self.delivery;
         for (name, value) in [

@@ -69,6 +69,8 @@ pub enum Outbound {
     /// A replayed message; its permit bounds how many of a replay's messages
     /// sit in the queue at once, and is released once it is written.
     Replay(Box<(Arc<Delivery>, OwnedSemaphorePermit)>),
+    /// A WebSocket ping, to see that a quiet peer is still there.
+    Ping,
 }
 
 impl Outbound {

@@ -30,6 +30,10 @@ pub enum GatewayError {
     Timeout,
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error("the gateway has as many sockets as it may hold; try another")]
+    AtCapacity,
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("redis: {0}")]
@@ -54,7 +58,9 @@ impl GatewayError {
             Self::NotFound => ErrorCode::NotFound,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::Timeout => ErrorCode::Timeout,
+            Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
             Self::ShuttingDown
+            | Self::AtCapacity
             | Self::Store(_)
             | Self::Redis(_)
             | Self::Nats(_)

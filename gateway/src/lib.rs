@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod probe;
 pub mod replay;
 pub mod room;
+pub mod server;
 pub mod session;
 
 pub use app::Application;

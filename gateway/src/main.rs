@@ -59,9 +59,9 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(drain_delay).await;
                 shutdown.cancel();
             });
-            let served = app.run().await.context("serving");
+            app.run().await;
             drop(telemetry);
-            served
+            Ok(())
         }
     }
 }

@@ -23,6 +23,7 @@ const SLOW_CONSUMER: &str = "chat_gateway_nats_slow_consumer_total";
 const GAP_FILLS: &str = "chat_gateway_gap_fills_total";
 const PG_POOL: &str = "chat_gateway_postgres_pool_connections";
 const PANICS: &str = "chat_gateway_panics_total";
+const WRITE_TIMEOUTS: &str = "chat_gateway_write_timeouts_total";
 const REPLAYED: &str = "chat_gateway_replayed_total";
 const PROBES: &str = "chat_gateway_head_probes_total";
 const PENDING_OVERFLOWS: &str = "chat_gateway_pending_overflows_total";
@@ -31,7 +32,7 @@ pub fn describe() {
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
     describe_counter!(
         CONNECTS,
-        "Connection attempts by result (accepted, unauthorized, forbidden, unavailable)."
+        "Connection attempts by result (accepted, unauthorized, forbidden, unavailable, at_capacity, handshake_timeout)."
     );
     describe_counter!(DISCONNECTS, "Closed connections by reason.");
     describe_counter!(FRAMES_IN, "Frames received by type and encoding.");
@@ -74,6 +75,10 @@ pub fn describe() {
     describe_counter!(
         PENDING_OVERFLOWS,
         "Times a room's reorder buffer overflowed and was refilled from the store."
+    );
+    describe_counter!(
+        WRITE_TIMEOUTS,
+        "Sockets closed because a write blocked past limits.write_timeout_ms."
     );
     describe_counter!(
         PANICS,
@@ -164,4 +169,8 @@ pub fn probed(rooms: usize, from_postgres: usize) {
 
 pub fn pending_overflow() {
     counter!(PENDING_OVERFLOWS).increment(1);
+}
+
+pub fn write_timeout() {
+    counter!(WRITE_TIMEOUTS).increment(1);
 }

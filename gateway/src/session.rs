@@ -1,7 +1,7 @@
 //! One WebSocket: a reader that turns frames into requests and a writer that
 //! drains the socket's bounded queue, joined so that either ending ends both.
 
-use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc};
+use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use ::metrics::{Counter, Histogram};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
@@ -50,8 +50,25 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
     let (sink, mut stream) = socket.split();
     let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
     let close = Arc::new(CloseSignal::default());
-    let writer =
-        tokio::spawn(write_loop(sink, queue, Arc::clone(&close), info.encoding).in_current_span());
+    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
+    let writer = {
+        let close = Arc::clone(&close);
+        let write = write_loop(
+            sink,
+            queue,
+            Arc::clone(&close),
+            info.encoding,
+            write_timeout,
+        );
+        // A writer that stopped (peer gone, write timed out) ends the reader too.
+        tokio::spawn(
+            async move {
+                write.await;
+                close.finish()
+            }
+            .in_current_span(),
+        )
+    };
     let mut session = Session {
         member: Member {
             conn: info.conn,
@@ -65,15 +82,31 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
         state: state.clone(),
     };
     tracing::debug!(user = %session.user, "socket open");
+    let limits = &state.config.limits;
+    let ping_every = Duration::from_millis(limits.ping_interval_ms);
+    let silence_limit = ping_every + Duration::from_millis(limits.pong_timeout_ms);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let mut last_heard = Instant::now();
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= silence_limit {
+                    close.close(ErrorCode::Timeout, "no pong in time");
+                    break;
+                }
+                if last_heard.elapsed() >= ping_every {
+                    session.member.offer(Outbound::Ping);
+                }
+                continue;
+            }
             () = close.closed() => break,
             () = state.shutdown.cancelled() => {
                 close.close(ErrorCode::Unavailable, "gateway shutting down; reconnect");
                 break;
             }
         };
+        last_heard = Instant::now();
         match next {
             Some(Ok(msg)) => {
                 let payload = match msg {
@@ -116,12 +149,20 @@ fn is_too_large(e: axum::Error) -> bool {
     )
 }
 
+/// Drains the socket's queue into the socket. A write that blocks longer
+/// than `write_timeout` (the peer stopped reading at the TCP level) ends
+/// the socket.
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, WsMessage>,
+    sink: SplitSink<WebSocket, WsMessage>,
     mut queue: mpsc::Receiver<Outbound>,
     close: Arc<CloseSignal>,
     encoding: Encoding,
+    write_timeout: Duration,
 ) {
+    let mut sink = TimedSink {
+        sink,
+        timeout: write_timeout,
+    };
     let counted = OutCounters::new(encoding);
     let to_ws = |item: Outbound| match item {
         Outbound::Frame(frame) => {
@@ -137,6 +178,7 @@ async fn write_loop(
             counted.message.increment(1);
             replayed.0.to_ws(encoding)
         }
+        Outbound::Ping => WsMessage::Ping(Default::default()),
     };
     loop {
         tokio::select! {
@@ -177,6 +219,43 @@ async fn write_loop(
     };
     let _ = sink.send(WsMessage::Close(Some(frame))).await;
     let _ = sink.close().await;
+}
+
+/// The socket's sink with a deadline on every operation.
+struct TimedSink {
+    sink: SplitSink<WebSocket, WsMessage>,
+    timeout: Duration,
+}
+
+impl TimedSink {
+    async fn feed(&mut self, msg: WsMessage) -> Result<(), ()> {
+        timed(self.timeout, self.sink.feed(msg)).await
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        timed(self.timeout, self.sink.flush()).await
+    }
+
+    async fn send(&mut self, msg: WsMessage) -> Result<(), ()> {
+        timed(self.timeout, self.sink.send(msg)).await
+    }
+
+    async fn close(&mut self) -> Result<(), ()> {
+        timed(self.timeout, self.sink.close()).await
+    }
+}
+
+async fn timed(
+    timeout: Duration,
+    op: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(result) => result.map_err(drop),
+        Err(_) => {
+            metrics::write_timeout();
+            Err(())
+        }
+    }
 }
 
 /// A socket's outgoing-frame counters, fetched once so the hot path only
@@ -274,6 +353,12 @@ impl Session {
         join: chat_proto::v1::Join,
     ) -> Result<(), GatewayError> {
         let room = RoomId::parse(join.room)?;
+        let limit = self.state.config.limits.max_rooms_per_connection;
+        if !self.joined.contains(&room) && self.joined.len() >= limit {
+            return Err(GatewayError::LimitExceeded(format!(
+                "a socket may join at most {limit} rooms; leave one first"
+            )));
+        }
         self.ensure_member(&room).await?;
         self.joined.insert(room.clone());
         self.state

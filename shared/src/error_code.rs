@@ -21,6 +21,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The message is over the configured size limit.
     TooLarge,
+    /// A per-connection quota is used up (rooms joined at once).
+    LimitExceeded,
     /// The socket did not read its messages fast enough and was closed; reconnect and resume.
     SlowConsumer,
     /// A dependency is down or the server is shutting down; retry later.
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::RateLimited => "rate_limited",
             Self::TooLarge => "too_large",
+            Self::LimitExceeded => "limit_exceeded",
             Self::SlowConsumer => "slow_consumer",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
@@ -58,7 +61,7 @@ impl ErrorCode {
             Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::TooLarge => 413,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::LimitExceeded => 429,
             Self::Internal => 500,
             Self::Unavailable | Self::SlowConsumer => 503,
             Self::Timeout => 504,
@@ -72,7 +75,9 @@ impl ErrorCode {
             Self::TooLarge => 1009,
             Self::Internal => 1011,
             Self::Unavailable => 1012,
-            Self::BadFrame | Self::Unsupported | Self::InvalidArgument => 1008,
+            Self::BadFrame | Self::Unsupported | Self::InvalidArgument | Self::LimitExceeded => {
+                1008
+            }
             Self::Unauthorized => 4001,
             Self::Forbidden => 4003,
             Self::NotFound => 4004,

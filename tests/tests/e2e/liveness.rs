@@ -1,0 +1,180 @@
+//! Every connection is bounded in time and number: handshakes, silent
+//! peers, peers that stop reading, sockets per gateway, rooms per socket.
+
+use std::time::Duration;
+
+use chat_client::ClientError;
+use chat_proto::v1::server_frame::Kind;
+use chat_shared::codec::Encoding;
+use chat_tests::{wait_for, Cluster, ClusterOptions};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    time::Instant,
+};
+
+use crate::support::*;
+
+async fn gauge(cluster: &Cluster, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    total(
+        &[scrape(&cluster.http_url(0, "/metrics")).await],
+        metric,
+        labels,
+    )
+}
+
+/// How long the gateway keeps a raw TCP connection that sent `prefix`.
+async fn held_for(cluster: &Cluster, prefix: &[u8]) -> Duration {
+    let mut tcp = TcpStream::connect(("127.0.0.1", cluster.gateways[0].port))
+        .await
+        .unwrap();
+    tcp.write_all(prefix).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(STEP, tcp.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "expected the gateway to hang up, got {read:?}"
+    );
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_never_completes_is_dropped_after_the_timeout() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__HANDSHAKE_TIMEOUT_MS", "1000");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["ok"]).await;
+    for (what, prefix) in [
+        ("nothing", &b""[..]),
+        ("half a request line", &b"GET /v1/ws HT"[..]),
+        (
+            "headers without their end",
+            &b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n"[..],
+        ),
+    ] {
+        let held = held_for(&cluster, prefix).await;
+        println!("{what}: dropped after {held:?}");
+        assert!(
+            held >= Duration::from_millis(800) && held < Duration::from_secs(5),
+            "{what}: held {held:?}"
+        );
+    }
+    let (mut w, mut r) = cluster.connect(0, "ok", Encoding::Json).await;
+    send_and_wait(&mut w, &mut r, "room", "m1", "still open for business")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_answers_no_ping_is_closed_and_one_that_does_stays() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__PING_INTERVAL_MS", "300")
+        .gateway_env("CHAT_GATEWAY_LIMITS__PONG_TIMEOUT_MS", "300");
+    let cluster = Cluster::start(options).await;
+    let (_silent_w, mut silent) = cluster.connect(0, "mute", Encoding::Json).await;
+    let (mut w, mut r) = cluster.connect(0, "chatty", Encoding::Proto).await;
+    // The chatty client reads all along (its library answers pings).
+    let reader = tokio::spawn(async move {
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            let _ = tokio::time::timeout(Duration::from_millis(100), r.next()).await;
+        }
+        r
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut r = reader.await.unwrap();
+    let id = w.ping().await.unwrap();
+    let frame = next_frame(&mut r).await;
+    assert_eq!(frame.request_id, id);
+    assert!(matches!(frame.kind, Some(Kind::Pong(_))));
+    // The silent one read nothing, so it answered nothing: closed, 4000.
+    let close = expect_close(&mut silent).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__WRITE_TIMEOUT_MS", "1000");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("big", &["stuck"]).await;
+    let pg = cluster.postgres.client().await;
+    pg.execute(
+        "INSERT INTO messages (room_id, seq, id, sender_id, client_msg_id, body, created_at) \
+         SELECT 'big', g, gen_random_uuid(), 'x', 'f' || g, repeat('x', 16000), now() \
+         FROM generate_series(1, 500) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    pg.execute("UPDATE rooms SET last_seq = 500 WHERE id = 'big'", &[])
+        .await
+        .unwrap();
+    // Asks for 8 MB and reads none of it: the gateway's writes block.
+    let (mut w, _r) = cluster.connect(0, "stuck", Encoding::Json).await;
+    w.join("big", Some(0)).await.unwrap();
+    let started = Instant::now();
+    wait_for(
+        "the stuck socket to be closed",
+        Duration::from_secs(10),
+        || async { (gauge(&cluster, "chat_gateway_connections", &[]).await == 0.0).then_some(()) },
+    )
+    .await;
+    println!("closed {:?} after the join", started.elapsed());
+    assert_eq!(
+        gauge(&cluster, "chat_gateway_write_timeouts_total", &[]).await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_beyond_the_gateways_maximum_are_refused_with_503() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS", "2");
+    let cluster = Cluster::start(options).await;
+    let first = cluster.connect(0, "a", Encoding::Json).await;
+    let _second = cluster.connect(0, "b", Encoding::Json).await;
+    let refused = chat_client::connect(&cluster.options(0, "c", Encoding::Json)).await;
+    assert!(
+        matches!(refused, Err(ClientError::Refused(503))),
+        "{:?}",
+        refused.err()
+    );
+    let at_capacity = [("result", "at_capacity")];
+    assert_eq!(
+        gauge(&cluster, "chat_gateway_connects_total", &at_capacity).await,
+        1.0
+    );
+    drop(first);
+    wait_for("a slot to free up", STEP, || async {
+        (gauge(&cluster, "chat_gateway_connections", &[]).await == 1.0).then_some(())
+    })
+    .await;
+    cluster.connect(0, "c", Encoding::Json).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_may_join_only_so_many_rooms_at_once() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_ROOMS_PER_CONNECTION", "2");
+    let cluster = Cluster::start(options).await;
+    for room in ["a", "b", "c"] {
+        cluster.create_room(room, &["u"]).await;
+    }
+    let (mut w, mut r) = cluster.connect(0, "u", Encoding::Json).await;
+    join(&mut w, &mut r, "a", None).await;
+    join(&mut w, &mut r, "b", None).await;
+    let id = w.join("c", None).await.unwrap();
+    let (rid, e) = next_error(&mut r).await;
+    assert_eq!((rid, e.code.as_str()), (id, "limit_exceeded"));
+    // Joining a room already joined is not a new one.
+    join(&mut w, &mut r, "b", None).await;
+    w.leave("a").await.unwrap();
+    assert!(matches!(next_frame(&mut r).await.kind, Some(Kind::Left(_))));
+    join(&mut w, &mut r, "c", None).await;
+    let ack = send_and_wait(&mut w, &mut r, "c", "m", "in c")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 1);
+}
