@@ -127,7 +127,7 @@ impl Application {
                     }
                 }
             })
-            .connect(&config.nats_url)
+            .connect(config.nats_url.expose())
             .await
             .map_err(GatewayError::nats)?;
         let js = async_nats::jetstream::new(nats.clone());
@@ -135,7 +135,7 @@ impl Application {
             .await
             .map_err(GatewayError::nats)?;
         let store = Store::new(&config.postgres)?;
-        let redis = redis::Client::open(config.redis_url.as_str())?
+        let redis = redis::Client::open(config.redis_url.expose())?
             .get_connection_manager()
             .await?;
         let membership = Membership::new(

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 
 use chat_shared::{
-    config::{check_backend_urls, LogConfig, PostgresConfig, Secret, StreamConfig, Validate},
+    config::{
+        check_backend_urls, BackendUrl, LogConfig, PostgresConfig, Secret, StreamConfig, Validate,
+    },
     telemetry::TracingConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -18,8 +20,8 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Unique per running gateway; names its receipt subject. Empty: a random id.
     pub gateway_id: String,
-    pub nats_url: String,
-    pub redis_url: String,
+    pub nats_url: BackendUrl,
+    pub redis_url: BackendUrl,
     pub postgres: PostgresConfig,
     pub jwt: JwtConfig,
     /// Browser origins allowed to open sockets; requests without `Origin`
@@ -45,8 +47,8 @@ impl Default for GatewayConfig {
         Self {
             listen: "0.0.0.0:8080".parse().expect("valid address"),
             gateway_id: String::new(),
-            nats_url: "nats://127.0.0.1:4222".into(),
-            redis_url: "redis://127.0.0.1:6379".into(),
+            nats_url: BackendUrl::new("nats://127.0.0.1:4222"),
+            redis_url: BackendUrl::new("redis://127.0.0.1:6379"),
             postgres: PostgresConfig::default(),
             jwt: JwtConfig::default(),
             allowed_origins: Vec::new(),
@@ -254,12 +256,13 @@ impl Validate for GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// Loads and validates the configuration.
-    pub fn load() -> Result<Self, chat_shared::config::ConfigError> {
-        let mut config: Self = chat_shared::config::load(ENV_PREFIX)?;
+    /// Loads and validates the configuration, or exits (status 2) saying
+    /// what is wrong on one line.
+    pub fn load_or_exit() -> Self {
+        let mut config: Self = chat_shared::config::load_or_exit("gateway", ENV_PREFIX);
         if config.gateway_id.is_empty() {
             config.gateway_id = uuid::Uuid::new_v4().simple().to_string();
         }
-        Ok(config)
+        config
     }
 }

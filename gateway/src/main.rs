@@ -28,7 +28,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = GatewayConfig::load().context("loading gateway configuration")?;
+    let config = GatewayConfig::load_or_exit();
     match cli.command.unwrap_or(Command::Serve) {
         Command::DevToken { user, ttl } => {
             anyhow::ensure!(

@@ -40,13 +40,72 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Why the configuration was refused; lists every bad field.
+/// A backend URL (NATS, Redis) that may carry credentials: used as is,
+/// printed (Debug, Display, error messages) with them redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackendUrl(String);
+
+impl BackendUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The URL itself, credentials included; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackendUrl {
+    /// `scheme://user:***@host/...`; a user-info without ':' (a NATS token)
+    /// is hidden whole.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return f.write_str("<not a URL>");
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let shown = match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***"),
+                    None => "***".into(),
+                };
+                write!(f, "{scheme}://{shown}@{host}{path}")
+            }
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for BackendUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackendUrl({self})")
+    }
+}
+
+/// Why the configuration was refused; lists every bad field, on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration could not be read: {0}")]
     Load(#[from] Box<figment::Error>),
-    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    #[error("invalid configuration: {}", .0.join("; "))]
     Invalid(Vec<String>),
+}
+
+/// Loads a binary's configuration, or prints why not on one line of stderr
+/// and exits with status 2 (a usage error: restarting will not help).
+pub fn load_or_exit<T>(program: &str, env_prefix: &str) -> T
+where
+    T: Default + Serialize + DeserializeOwned + Validate,
+{
+    match load(env_prefix) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{program}: {}", e.to_string().replace('\n', " "));
+            std::process::exit(2)
+        }
+    }
 }
 
 /// A configuration struct that can check itself after loading.
@@ -179,12 +238,22 @@ pub enum LogFormat {
 }
 
 /// Checks the NATS and Redis URLs every binary needs.
-pub fn check_backend_urls(nats_url: &str, redis_url: &str, problems: &mut Vec<String>) {
-    check_url("nats_url", nats_url, &["nats", "tls"], problems);
-    check_url("redis_url", redis_url, &["redis", "rediss"], problems);
+pub fn check_backend_urls(
+    nats_url: &BackendUrl,
+    redis_url: &BackendUrl,
+    problems: &mut Vec<String>,
+) {
+    check_url("nats_url", nats_url.expose(), &["nats", "tls"], problems);
+    check_url(
+        "redis_url",
+        redis_url.expose(),
+        &["redis", "rediss"],
+        problems,
+    );
 }
 
-/// Checks a URL-like setting has one of the given schemes.
+/// Checks a URL-like setting has one of the given schemes; the message
+/// shows the value with any credentials redacted.
 pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<String>) {
     let ok = schemes.iter().any(|s| {
         value
@@ -193,12 +262,13 @@ pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<
     });
     if !ok {
         problems.push(format!(
-            "{field} must be a URL starting with {}, got {value:?}",
+            "{field} must be a URL starting with {}, got \"{}\"",
             schemes
                 .iter()
                 .map(|s| format!("{s}://"))
                 .collect::<Vec<_>>()
-                .join(" or ")
+                .join(" or "),
+            BackendUrl::new(value)
         ));
     }
 }
@@ -257,5 +327,24 @@ mod tests {
             format!("{:?}", Secret::new("hunter2")),
             "Secret([redacted])"
         );
+    }
+
+    #[test]
+    fn backend_urls_print_without_credentials() {
+        for (url, shown) in [
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://app:hunter2@nats:4222", "nats://app:***@nats:4222"),
+            ("nats://hunter2@nats:4222", "nats://***@nats:4222"),
+            ("redis://:hunter2@redis:6379/0", "redis://:***@redis:6379/0"),
+            ("hunter2", "<not a URL>"),
+        ] {
+            let url = BackendUrl::new(url);
+            assert_eq!(url.to_string(), shown);
+            assert!(!format!("{url:?}").contains("hunter2"));
+        }
+        let mut problems = Vec::new();
+        check_url("nats_url", "http://u:hunter2@x", &["nats"], &mut problems);
+        assert!(problems[0].starts_with("nats_url must be"));
+        assert!(!problems[0].contains("hunter2"), "{}", problems[0]);
     }
 }

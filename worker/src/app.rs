@@ -57,7 +57,7 @@ impl Worker {
         let store = Store::new(&config.postgres)?;
         let nats = async_nats::ConnectOptions::new()
             .name("chat-worker")
-            .connect(&config.nats_url)
+            .connect(config.nats_url.expose())
             .await
             .map_err(WorkerError::nats)?;
         let js = jetstream::new(nats.clone());
@@ -71,7 +71,7 @@ impl Worker {
             )
             .await
             .map_err(WorkerError::nats)?;
-        let redis = redis::Client::open(config.redis_url.as_str())?
+        let redis = redis::Client::open(config.redis_url.expose())?
             .get_connection_manager()
             .await?;
         Ok(Self {

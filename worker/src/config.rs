@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use chat_shared::{
-    config::{check_backend_urls, LogConfig, PostgresConfig, StreamConfig, Validate},
+    config::{check_backend_urls, BackendUrl, LogConfig, PostgresConfig, StreamConfig, Validate},
     telemetry::TracingConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,8 @@ pub const ENV_PREFIX: &str = "CHAT_WORKER_";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerConfig {
-    pub nats_url: String,
-    pub redis_url: String,
+    pub nats_url: BackendUrl,
+    pub redis_url: BackendUrl,
     pub postgres: PostgresConfig,
     pub stream: StreamConfig,
     pub batch: BatchConfig,
@@ -31,8 +31,8 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            nats_url: "nats://127.0.0.1:4222".into(),
-            redis_url: "redis://127.0.0.1:6379".into(),
+            nats_url: BackendUrl::new("nats://127.0.0.1:4222"),
+            redis_url: BackendUrl::new("redis://127.0.0.1:6379"),
             postgres: PostgresConfig::default(),
             stream: StreamConfig::default(),
             batch: BatchConfig::default(),
@@ -121,7 +121,9 @@ impl Validate for WorkerConfig {
 }
 
 impl WorkerConfig {
-    pub fn load() -> Result<Self, chat_shared::config::ConfigError> {
-        chat_shared::config::load(ENV_PREFIX)
+    /// Loads and validates the configuration, or exits (status 2) saying
+    /// what is wrong on one line.
+    pub fn load_or_exit() -> Self {
+        chat_shared::config::load_or_exit("worker", ENV_PREFIX)
     }
 }

@@ -22,7 +22,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = WorkerConfig::load().context("loading worker configuration")?;
+    let config = WorkerConfig::load_or_exit();
     let telemetry = chat_shared::telemetry::init("chat-worker", &config.log, &config.tracing);
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => Store::migrate(&config.postgres).await.context("migrating"),

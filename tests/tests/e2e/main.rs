@@ -9,5 +9,6 @@ mod observability;
 mod ordering;
 mod resilience;
 mod rooms;
+mod startup;
 mod store;
 mod support;

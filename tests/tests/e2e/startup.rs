@@ -1,0 +1,112 @@
+//! A binary started with a bad configuration says what is wrong on one line
+//! and exits with status 2; no credential ever reaches its output.
+
+use std::process::Command;
+
+use chat_tests::cluster::bin;
+
+/// Runs `program` with `env` and returns (exit code, stderr).
+fn run(program: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(bin(program));
+    // Whatever the caller's environment says, these runs see only `env`.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SECRET: (&str, &str) = (
+    "CHAT_GATEWAY_JWT__HS256_SECRET",
+    "test-secret-that-is-at-least-32-bytes-long",
+);
+
+#[test]
+fn each_invalid_setting_is_named_on_one_line_with_exit_status_2() {
+    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        ("gateway", &[], "jwt.hs256_secret"),
+        (
+            "gateway",
+            &[
+                SECRET,
+                ("CHAT_GATEWAY_NATS_URL", "http://app:hunter2@nats:4222"),
+            ],
+            "nats_url",
+        ),
+        (
+            "gateway",
+            &[SECRET, ("CHAT_GATEWAY_REDIS_URL", "hunter2")],
+            "redis_url",
+        ),
+        (
+            "gateway",
+            &[SECRET, ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS", "0")],
+            "limits.max_connections",
+        ),
+        (
+            "gateway",
+            &[SECRET, ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS", "many")],
+            "max_connections",
+        ),
+        (
+            "gateway",
+            &[SECRET, ("CHAT_GATEWAY_DRAIN_TIMEOUT_MS", "0")],
+            "drain_timeout_ms",
+        ),
+        (
+            "gateway",
+            &[
+                SECRET,
+                (
+                    "CHAT_GATEWAY_POSTGRES__URL",
+                    "postgres://u:hunter2@x:notaport/db",
+                ),
+            ],
+            "postgres.url",
+        ),
+        (
+            "worker",
+            &[("CHAT_WORKER_BATCH__MAX_MESSAGES", "0")],
+            "batch.max_messages",
+        ),
+        (
+            "worker",
+            &[("CHAT_WORKER_NATS_URL", "nats:/hunter2@x")],
+            "nats_url",
+        ),
+    ];
+    for (program, env, field) in cases {
+        let (code, stderr) = run(program, env);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(code, Some(2), "{program} {env:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{program} {env:?}: not one line: {stderr}");
+        let named = lines[0].to_lowercase().contains(field);
+        assert!(named, "{program} {env:?}: {field} not named: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "{program} {env:?} printed a secret: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_backend_that_cannot_be_reached_is_reported_without_its_credentials() {
+    let port = chat_tests::free_port().to_string();
+    let nats = format!("nats://app:hunter2@127.0.0.1:{port}");
+    let (code, stderr) = run(
+        "gateway",
+        &[
+            SECRET,
+            ("CHAT_GATEWAY_NATS_URL", &nats),
+            ("CHAT_GATEWAY_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_ne!(code, Some(0));
+    assert!(!stderr.is_empty());
+    assert!(!stderr.contains("hunter2"), "printed a secret: {stderr}");
+}
