@@ -6,6 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use chat_proto::v1::{server_frame::Kind, Error as ErrorFrame};
 use chat_shared::{codec::DecodeError, ids::IdError, store::StoreError, ErrorCode};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +79,14 @@ impl GatewayError {
             }
             _ => self.to_string(),
         }
+    }
+
+    /// The `error` frame a client gets for this.
+    pub fn to_kind(&self) -> Kind {
+        Kind::Error(ErrorFrame {
+            code: self.code().as_str().into(),
+            message: self.public_message(),
+        })
     }
 
     pub fn nats(e: impl std::fmt::Display) -> Self {

@@ -24,7 +24,7 @@ use chat_proto::{
 use chat_shared::{store::Store, subjects, ClientMsgId, RoomId, UserId};
 use futures::StreamExt;
 use prost::Message as _;
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
@@ -45,6 +45,25 @@ impl Waiter {
             && m.sender == self.sender.as_str()
             && m.client_msg_id == self.client_msg_id.as_str()
     }
+}
+
+/// A client's send, checked and ready to publish.
+pub struct Submission {
+    pub room: RoomId,
+    pub sender: UserId,
+    pub client_msg_id: ClientMsgId,
+    pub body: String,
+}
+
+/// A send JetStream holds, waiting for its commit.
+pub struct Published {
+    ticket: u64,
+    receipt: oneshot::Receiver<Message>,
+    /// JetStream had it already (a resend within the duplicate window).
+    duplicate: bool,
+    room: RoomId,
+    sender: UserId,
+    client_msg_id: ClientMsgId,
 }
 
 /// Sends waiting for their receipt, by ticket.
@@ -120,84 +139,115 @@ impl Ingest {
         }
     }
 
-    /// Publishes a send and returns the stored message once it is committed.
-    #[tracing::instrument(skip_all, fields(room = %room), err(level = "debug"))]
-    pub async fn submit(
+    /// Hands a send to JetStream and returns once JetStream holds it. A
+    /// failed publish is retried with the same `Nats-Msg-Id` (JetStream drops
+    /// a copy it already has) until `deadline`; only then does the send fail.
+    #[tracing::instrument(skip_all, fields(room = %send.room), err(level = "debug"))]
+    pub async fn publish(
         &self,
-        room: &RoomId,
-        sender: &UserId,
-        client_msg_id: &ClientMsgId,
-        body: String,
-    ) -> Result<Message, GatewayError> {
+        send: Submission,
+        deadline: Instant,
+    ) -> Result<Published, GatewayError> {
+        let mut headers = HeaderMap::new();
+        // The fallible constructor: the infallible one panics on CR/LF.
+        let dedup = subjects::dedup_id(
+            &send.room,
+            send.sender.as_str(),
+            send.client_msg_id.as_str(),
+        );
+        let dedup = HeaderValue::from_str(&dedup)
+            .map_err(|_| GatewayError::InvalidArgument("id not allowed in a header".into()))?;
+        headers.insert(NATS_MESSAGE_ID, dedup);
+        chat_shared::telemetry::inject_trace(&mut headers);
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let (reply, rx) = oneshot::channel();
+        let envelope = Envelope {
+            room: send.room.to_string(),
+            sender: send.sender.to_string(),
+            client_msg_id: send.client_msg_id.as_str().to_owned(),
+            body: send.body,
+            received_ts_ms: chat_shared::now_ms(),
+            reply_to: self.receipts_subject.clone(),
+            ticket,
+        };
+        let payload = Bytes::from(envelope.encode_to_vec());
+        let subject = subjects::ingest(&send.room);
+        let (reply, receipt) = oneshot::channel();
         let waiter = Waiter {
-            room: room.clone(),
-            sender: sender.clone(),
-            client_msg_id: client_msg_id.clone(),
+            room: send.room,
+            sender: send.sender,
+            client_msg_id: send.client_msg_id,
             reply,
+        };
+        let published = Published {
+            ticket,
+            receipt,
+            duplicate: false,
+            room: waiter.room.clone(),
+            sender: waiter.sender.clone(),
+            client_msg_id: waiter.client_msg_id.clone(),
         };
         self.waiting
             .lock()
             .expect("poisoned")
             .insert(ticket, waiter);
-        let result = self
-            .publish_and_wait(ticket, rx, room, sender, client_msg_id, body)
-            .await;
-        self.waiting.lock().expect("poisoned").remove(&ticket);
-        result
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let ack = match self
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map_err(GatewayError::nats),
+                Err(e) => Err(GatewayError::nats(e)),
+            };
+            match ack {
+                Ok(ack) => {
+                    return Ok(Published {
+                        duplicate: ack.duplicate,
+                        ..published
+                    })
+                }
+                Err(e) if Instant::now() + pause < deadline => {
+                    tracing::debug!(error = %e, "publish failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    self.waiting.lock().expect("poisoned").remove(&ticket);
+                    return Err(e);
+                }
+            }
+        }
     }
 
-    async fn publish_and_wait(
-        &self,
-        ticket: u64,
-        receipt: oneshot::Receiver<Message>,
-        room: &RoomId,
-        sender: &UserId,
-        client_msg_id: &ClientMsgId,
-        body: String,
-    ) -> Result<Message, GatewayError> {
-        let envelope = Envelope {
-            room: room.to_string(),
-            sender: sender.to_string(),
-            client_msg_id: client_msg_id.as_str().to_owned(),
-            body,
-            received_ts_ms: chat_shared::now_ms(),
-            reply_to: self.receipts_subject.clone(),
+    /// Waits for a published send's commit and returns the stored message.
+    pub async fn committed(&self, published: Published) -> Result<Message, GatewayError> {
+        let Published {
             ticket,
-        };
-        let mut headers = HeaderMap::new();
-        // The fallible constructor: the infallible one panics on CR/LF.
-        let dedup = subjects::dedup_id(room, sender.as_str(), client_msg_id.as_str());
-        let dedup = HeaderValue::from_str(&dedup)
-            .map_err(|_| GatewayError::InvalidArgument("id not allowed in a header".into()))?;
-        headers.insert(NATS_MESSAGE_ID, dedup);
-        chat_shared::telemetry::inject_trace(&mut headers);
-        let ack = self
-            .js
-            .publish_with_headers(
-                subjects::ingest(room),
-                headers,
-                Bytes::from(envelope.encode_to_vec()),
-            )
-            .await
-            .map_err(GatewayError::nats)?
-            .await
-            .map_err(GatewayError::nats)?;
-        if ack.duplicate {
+            receipt,
+            duplicate,
+            room,
+            sender,
+            client_msg_id,
+        } = published;
+        let result = if duplicate {
             // JetStream dropped a quick resend: the first copy's receipt went
             // to whoever sent it, so look for the stored row instead.
-            return self.await_stored(room, sender, client_msg_id).await;
-        }
-        match tokio::time::timeout(self.timeout, receipt).await {
-            Ok(Ok(message)) => Ok(message),
-            // The receipt may be lost (it is core NATS); the store knows.
-            _ => self
-                .store
-                .find_sent(room, sender, client_msg_id.as_str())
-                .await?
-                .ok_or(GatewayError::Timeout),
-        }
+            self.await_stored(&room, &sender, &client_msg_id).await
+        } else {
+            match tokio::time::timeout(self.timeout, receipt).await {
+                Ok(Ok(message)) => Ok(message),
+                // The receipt may be lost (it is core NATS); the store knows.
+                _ => self
+                    .store
+                    .find_sent(&room, &sender, client_msg_id.as_str())
+                    .await
+                    .map_err(GatewayError::from)
+                    .and_then(|m| m.ok_or(GatewayError::Timeout)),
+            }
+        };
+        self.waiting.lock().expect("poisoned").remove(&ticket);
+        result
     }
 
     /// Polls the store until the message appears or the deadline passes.

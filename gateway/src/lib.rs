@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod membership;
 pub mod metrics;
 pub mod probe;
+pub mod publisher;
 pub mod replay;
 pub mod room;
 pub mod server;

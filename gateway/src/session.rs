@@ -5,10 +5,7 @@ use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Durati
 
 use ::metrics::{Counter, Histogram};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use chat_proto::v1::{
-    client_frame, server_frame::Kind, Ack, ClientFrame, Error as ErrorFrame, Left, Pong,
-    ServerFrame,
-};
+use chat_proto::v1::{client_frame, server_frame::Kind, ClientFrame, Left, Pong, ServerFrame};
 use chat_shared::{
     codec::{Encoding, Payload},
     ClientMsgId, ErrorCode, RoomId, UserId,
@@ -25,7 +22,9 @@ use crate::{
     app::AppState,
     delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
+    ingest::Submission,
     metrics,
+    publisher::{self, Outgoing},
 };
 
 /// Who is on the socket and how it speaks; settled before the upgrade.
@@ -79,6 +78,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
         encoding: info.encoding,
         joined: HashSet::new(),
         inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
+        publisher: None,
         state: state.clone(),
     };
     tracing::debug!(user = %session.user, "socket open");
@@ -298,6 +298,9 @@ struct Session {
     joined: HashSet<RoomId>,
     /// Caps sends awaiting commit, so one client cannot queue unbounded work.
     inflight: Arc<Semaphore>,
+    /// Publishes this socket's sends in order; started on its first send so
+    /// that sockets that only read cost no task.
+    publisher: Option<mpsc::UnboundedSender<Outgoing>>,
     state: AppState,
 }
 
@@ -412,47 +415,26 @@ impl Session {
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
         self.ensure_member(&room).await?;
-        let state = self.state.clone();
-        let out = self.member.out.clone();
-        let user = self.user.clone();
         let span = tracing::info_span!("send", room = %room, request_id = %request_id);
-        let task = async move {
-            let submit = async {
-                fail::fail_point!("send-task");
-                state
-                    .ingest
-                    .submit(&room, &user, &client_msg_id, send.body)
-                    .await
-            };
-            let result = match AssertUnwindSafe(submit).catch_unwind().await {
-                Ok(result) => result,
-                Err(_) => {
-                    metrics::panicked("send");
-                    Err(GatewayError::Panicked)
-                }
-            };
-            let kind = match result {
-                Ok(m) => {
-                    metrics::send_acked(received.elapsed());
-                    Kind::Ack(Ack {
-                        room: m.room,
-                        client_msg_id: m.client_msg_id,
-                        message_id: m.id,
-                        seq: m.seq,
-                        server_ts_ms: m.ts_ms,
-                    })
-                }
-                Err(e) => error_kind(&e),
-            };
-            let _ = out
-                .send(Outbound::frame(ServerFrame {
-                    request_id,
-                    kind: Some(kind),
-                }))
-                .await;
-            drop(permit);
+        let outgoing = Outgoing {
+            request_id,
+            submission: Submission {
+                room,
+                sender: self.user.clone(),
+                client_msg_id,
+                body: send.body,
+            },
+            received,
+            permit,
+            span,
         };
-        tokio::spawn(task.instrument(span));
+        let state = &self.state;
+        let member = &self.member;
+        let publisher = self
+            .publisher
+            .get_or_insert_with(|| publisher::start(state.clone(), member.clone()));
+        // Fails only once the publisher has closed the socket.
+        let _ = publisher.send(outgoing);
         Ok(())
     }
 
@@ -473,13 +455,6 @@ impl Session {
     }
 
     async fn reply_error(&self, request_id: String, e: GatewayError) {
-        self.reply(request_id, error_kind(&e)).await;
+        self.reply(request_id, e.to_kind()).await;
     }
-}
-
-fn error_kind(e: &GatewayError) -> Kind {
-    Kind::Error(ErrorFrame {
-        code: e.code().as_str().into(),
-        message: e.public_message(),
-    })
 }
