@@ -62,6 +62,8 @@ pub struct Inner {
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,
     pub shutdown: CancellationToken,
+    /// Stops the receipt listener once every socket has drained.
+    receipts_done: CancellationToken,
     /// Set on SIGTERM: `/readyz` fails so no new sockets are sent here.
     draining: AtomicBool,
     /// Open sockets, so shutdown can wait for them to close.
@@ -162,7 +164,9 @@ impl Application {
             &config.gateway_id,
             Duration::from_millis(config.limits.ack_timeout_ms),
         );
-        ingest.listen(&nats, shutdown.clone()).await?;
+        // Receipts keep coming while sockets drain, so their sends get acked.
+        let receipts_done = CancellationToken::new();
+        ingest.listen(&nats, receipts_done.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
@@ -178,6 +182,7 @@ impl Application {
             nats,
             metrics,
             shutdown,
+            receipts_done,
             draining: AtomicBool::new(false),
             sockets,
             sessions: TaskTracker::new(),
@@ -216,6 +221,7 @@ impl Application {
         {
             tracing::warn!("sockets still open after the drain timeout");
         }
+        state.receipts_done.cancel();
     }
 }
 

@@ -29,6 +29,7 @@ const PROBES: &str = "chat_gateway_head_probes_total";
 const PENDING_OVERFLOWS: &str = "chat_gateway_pending_overflows_total";
 
 pub fn describe() {
+    zero_event_counters();
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
     describe_counter!(
         CONNECTS,
@@ -84,6 +85,28 @@ pub fn describe() {
         PANICS,
         "Panics caught while serving a socket, by task (each one a bug)."
     );
+}
+
+/// Event counters start at zero, so dashboards and alerts see a series
+/// (and a rate of 0) before the first event instead of nothing.
+pub fn zero_event_counters() {
+    for name in [
+        QUEUE_DROPS,
+        SLOW_CONSUMER,
+        WRITE_TIMEOUTS,
+        PENDING_OVERFLOWS,
+    ] {
+        counter!(name).absolute(0);
+    }
+    for source in ["redis", "postgres"] {
+        counter!(GAP_FILLS, "source" => source).absolute(0);
+        counter!(REPLAYED, "source" => source).absolute(0);
+        counter!(PROBES, "source" => source).absolute(0);
+    }
+    for task in ["session", "send"] {
+        counter!(PANICS, "task" => task).absolute(0);
+    }
+    counter!(DISCONNECTS, "reason" => "normal").absolute(0);
 }
 
 pub fn encoding_label(encoding: Encoding) -> &'static str {

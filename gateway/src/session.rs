@@ -102,6 +102,11 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
             }
             () = close.closed() => break,
             () = state.shutdown.cancelled() => {
+                // Read nothing more, but answer the sends already accepted
+                // before asking the client to go elsewhere.
+                let all = state.config.limits.max_inflight_sends as u32;
+                let drain = Duration::from_millis(state.config.drain_timeout_ms);
+                let _ = tokio::time::timeout(drain, session.inflight.acquire_many(all)).await;
                 close.close(ErrorCode::Unavailable, "gateway shutting down; reconnect");
                 break;
             }

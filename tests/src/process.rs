@@ -58,6 +58,11 @@ impl Process {
         self.signal("-STOP");
     }
 
+    /// SIGTERM without waiting: the process drains while the test watches.
+    pub fn sigterm(&self) {
+        self.signal("-TERM");
+    }
+
     /// SIGCONT after `pause`.
     pub fn resume(&self) {
         self.signal("-CONT");

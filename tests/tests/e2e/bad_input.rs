@@ -20,17 +20,22 @@ async fn scene(encoding: Encoding) -> Scene {
     let options = ClusterOptions::new(1, 1)
         .gateway_env("CHAT_GATEWAY_LIMITS__MAX_FRAME_BYTES", "4096")
         .gateway_env("CHAT_GATEWAY_LIMITS__MAX_BODY_BYTES", "1024");
-    let cluster = Cluster::start(options).await;
-    cluster.create_room("room", &["victim", "bystander"]).await;
-    cluster.create_room("private", &["owner"]).await;
-    let (mut vw, mut vr) = cluster.connect(0, "victim", encoding).await;
-    let (mut bw, mut br) = cluster.connect(0, "bystander", Encoding::Json).await;
-    join(&mut vw, &mut vr, "room", None).await;
-    join(&mut bw, &mut br, "room", None).await;
-    Scene {
-        cluster,
-        victim: (vw, vr),
-        bystander: (bw, br),
+    Scene::from(Cluster::start(options).await, encoding).await
+}
+
+impl Scene {
+    async fn from(cluster: Cluster, encoding: Encoding) -> Self {
+        cluster.create_room("room", &["victim", "bystander"]).await;
+        cluster.create_room("private", &["owner"]).await;
+        let (mut vw, mut vr) = cluster.connect(0, "victim", encoding).await;
+        let (mut bw, mut br) = cluster.connect(0, "bystander", Encoding::Json).await;
+        join(&mut vw, &mut vr, "room", None).await;
+        join(&mut bw, &mut br, "room", None).await;
+        Scene {
+            cluster,
+            victim: (vw, vr),
+            bystander: (bw, br),
+        }
     }
 }
 
@@ -448,4 +453,102 @@ async fn the_ticket_endpoint_answers_cors_preflights_from_allowed_origins_only()
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["access-control-allow-origin"], allowed);
+}
+
+/// A member that does not read while its room is busy is closed with 4008
+/// once its queue is full, and resumes from its last seq without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_does_not_read_is_closed_with_4008_and_resumes() {
+    let options = ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__SOCKET_QUEUE", "8");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["sleepy", "talker"]).await;
+    let (mut sw, mut sr) = cluster.connect(0, "sleepy", Encoding::Proto).await;
+    join(&mut sw, &mut sr, "room", None).await;
+    let (mut tw, tr) = cluster.connect(0, "talker", Encoding::Json).await;
+    // 16 KB bodies fill the socket's TCP buffers (megabytes on loopback),
+    // then its 8-slot queue. Sent 64 at a time.
+    let body = "z".repeat(16 * 1024);
+    let total_sent = 1200;
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let acks = {
+        let window = std::sync::Arc::clone(&window);
+        let mut tr = tr;
+        tokio::spawn(async move { collect(&mut tr, 0, total_sent, Some(window), STEP * 2).await })
+    };
+    for n in 0..total_sent {
+        window.acquire().await.unwrap().forget();
+        tw.send("room", &format!("t{n:04}"), &body).await.unwrap();
+    }
+    acks.await.unwrap();
+    let (got, _) = collect_until_close(&mut sr).await;
+    let close = got.1.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4008);
+    let last = got.0.last().map_or(0, |m| m.seq);
+    assert!((last as usize) < total_sent, "closed before the end");
+    assert_gap_free(&got.0, last as usize, "sleepy before the close");
+    let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
+    assert_eq!(total(&metrics, "chat_gateway_queue_drops_total", &[]), 1.0);
+    // Resume from the last seq seen: the rest, once each.
+    let (mut sw, mut sr) = cluster.connect(0, "sleepy", Encoding::Proto).await;
+    sw.join("room", Some(last)).await.unwrap();
+    let (rest, _) = collect_messages(&mut sr, total_sent - last as usize, STEP).await;
+    let seqs: Vec<u64> = rest.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (last + 1..=total_sent as u64).collect::<Vec<_>>());
+}
+
+/// Messages until the server closes the socket, and the close frame.
+async fn collect_until_close(
+    reader: &mut Reader,
+) -> (
+    (
+        Vec<chat_proto::v1::Message>,
+        Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    ),
+    (),
+) {
+    let mut messages = Vec::new();
+    loop {
+        match tokio::time::timeout(STEP, reader.next()).await {
+            Ok(Some(Ok(chat_client::Event::Frame(f)))) => {
+                if let Some(Kind::Message(m)) = f.kind {
+                    messages.push(m);
+                }
+            }
+            Ok(Some(Ok(chat_client::Event::Closed(frame)))) => return ((messages, frame), ()),
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    }
+}
+
+/// More sends in flight than allowed get `rate_limited`; the ones within
+/// the cap are stored and acked once the worker catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_beyond_the_in_flight_cap_get_rate_limited() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "2");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["eager"]).await;
+    let (mut w, mut r) = cluster.connect(0, "eager", Encoding::Json).await;
+    // The worker hangs: nothing is acked, so sends stay in flight.
+    cluster.workers[0].process.pause();
+    let first = w.send("room", "f1", "one").await.unwrap();
+    let second = w.send("room", "f2", "two").await.unwrap();
+    let third = w.send("room", "f3", "three").await.unwrap();
+    let frame = next_frame(&mut r).await;
+    assert_eq!(frame.request_id, third);
+    assert!(matches!(frame.kind, Some(Kind::Error(e)) if e.code == "rate_limited"));
+    cluster.workers[0].process.resume();
+    assert_eq!(reply_to(&mut r, &first).await.unwrap().seq, 1);
+    assert_eq!(reply_to(&mut r, &second).await.unwrap().seq, 2);
+    let ack = send_and_wait(&mut w, &mut r, "room", "f4", "four")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, 3);
+    let ids: Vec<String> = cluster
+        .stored("room")
+        .await
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(ids, ["f1", "f2", "f4"]);
 }

@@ -70,27 +70,48 @@ async fn a_handshake_that_never_completes_is_dropped_after_the_timeout() {
 async fn a_peer_that_answers_no_ping_is_closed_and_one_that_does_stays() {
     let options = ClusterOptions::new(1, 1)
         .gateway_env("CHAT_GATEWAY_LIMITS__PING_INTERVAL_MS", "300")
-        .gateway_env("CHAT_GATEWAY_LIMITS__PONG_TIMEOUT_MS", "300");
+        .gateway_env("CHAT_GATEWAY_LIMITS__PONG_TIMEOUT_MS", "700");
     let cluster = Cluster::start(options).await;
     let (_silent_w, mut silent) = cluster.connect(0, "mute", Encoding::Json).await;
     let (mut w, mut r) = cluster.connect(0, "chatty", Encoding::Proto).await;
-    // The chatty client reads all along (its library answers pings).
-    let reader = tokio::spawn(async move {
-        let until = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < until {
-            let _ = tokio::time::timeout(Duration::from_millis(100), r.next()).await;
+    // The chatty client reads all along (its library answers pings), well
+    // past the silence limit, then asks for a pong.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        match tokio::time::timeout(Duration::from_millis(50), r.next()).await {
+            Err(_) => {}
+            Ok(other) => panic!("the chatty client got {other:?}"),
         }
-        r
-    });
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut r = reader.await.unwrap();
+    }
     let id = w.ping().await.unwrap();
     let frame = next_frame(&mut r).await;
     assert_eq!(frame.request_id, id);
     assert!(matches!(frame.kind, Some(Kind::Pong(_))));
-    // The silent one read nothing, so it answered nothing: closed, 4000.
-    let close = expect_close(&mut silent).await.expect("a close frame");
-    assert_eq!(u16::from(close.code), 4000);
+    // The silent one read nothing, so it answered nothing: closed with
+    // `timeout` (4000). Its own reads now fail on the answers to the pings
+    // its library tries to send, so the gateway's count is the witness.
+    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
+    let timed_out = total(
+        &m,
+        "chat_gateway_disconnects_total",
+        &[("reason", "timeout")],
+    );
+    assert_eq!(timed_out, 1.0);
+    assert_eq!(total(&m, "chat_gateway_connections", &[]), 1.0);
+    let gone = tokio::time::timeout(STEP, async {
+        loop {
+            match silent.next().await {
+                Some(Ok(chat_client::Event::Frame(_))) => continue,
+                Some(Ok(chat_client::Event::Closed(frame))) => {
+                    return frame.map(|f| u16::from(f.code));
+                }
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the silent socket ends");
+    assert!(matches!(gone, None | Some(4000)), "closed with {gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

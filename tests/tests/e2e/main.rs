@@ -2,6 +2,7 @@
 //! processes, real WebSocket clients. One binary, one module per concern.
 
 mod bad_input;
+mod lifecycle;
 mod liveness;
 mod loadgen_smoke;
 mod message_path;

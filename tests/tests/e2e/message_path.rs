@@ -4,6 +4,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chat_client::Writer;
+use chat_proto::v1::server_frame::Kind;
 use chat_shared::codec::Encoding;
 use chat_tests::{Cluster, ClusterOptions};
 use tokio::sync::Semaphore;
@@ -250,4 +251,41 @@ async fn browsers_trade_their_token_for_a_one_time_ticket() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+}
+
+/// After `left`, nothing of the room reaches the socket, though the room
+/// goes on; joining again brings it back from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_leave_nothing_of_the_room_is_delivered() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("l", &["stay", "go"]).await;
+    let (mut gw, mut gr) = cluster.connect(0, "go", Encoding::Json).await;
+    let (mut sw, mut sr) = cluster.connect(0, "stay", Encoding::Proto).await;
+    join(&mut gw, &mut gr, "l", None).await;
+    join(&mut sw, &mut sr, "l", None).await;
+    send_and_wait(&mut sw, &mut sr, "l", "m1", "before")
+        .await
+        .unwrap();
+    assert_eq!(collect_messages(&mut gr, 1, STEP).await.0[0].seq, 1);
+    let id = gw.leave("l").await.unwrap();
+    let frame = next_frame(&mut gr).await;
+    assert_eq!(frame.request_id, id);
+    assert!(matches!(frame.kind, Some(Kind::Left(_))));
+    for n in 2..=4 {
+        send_and_wait(&mut sw, &mut sr, "l", &format!("m{n}"), "after")
+            .await
+            .unwrap();
+    }
+    // The next frame the leaver gets is the answer to its ping: nothing of
+    // the room came in between.
+    let ping = gw.ping().await.unwrap();
+    let frame = next_frame(&mut gr).await;
+    assert_eq!(
+        frame.request_id, ping,
+        "got {:?} instead of the pong",
+        frame.kind
+    );
+    gw.join("l", Some(1)).await.unwrap();
+    let (back, _) = collect_messages(&mut gr, 3, STEP).await;
+    assert_eq!(back.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3, 4]);
 }

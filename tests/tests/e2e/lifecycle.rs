@@ -1,0 +1,151 @@
+//! A gateway's life: draining on SIGTERM without losing what it accepted,
+//! and connection churn that leaves nothing behind.
+
+use std::{collections::HashMap, time::Duration};
+
+use chat_client::Event;
+use chat_proto::v1::server_frame::Kind;
+use chat_shared::codec::Encoding;
+use chat_tests::{wait_for, Cluster, ClusterOptions};
+use tokio::time::Instant;
+
+use crate::support::*;
+
+/// SIGTERM one of two gateways while a client streams sends through it:
+/// the gateway answers what it accepted, closes with 1012, and the client
+/// resends its unacknowledged sends on the other gateway. Every send is
+/// stored once and the room's reader sees every seq once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
+    let options = ClusterOptions::new(2, 1).gateway_env("CHAT_GATEWAY_DRAIN_DELAY_MS", "300");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("d", &["s", "r"]).await;
+    let (mut rw, mut rr) = cluster.connect(1, "r", Encoding::Proto).await;
+    join(&mut rw, &mut rr, "d", None).await;
+    let (mut w, mut r) = cluster.connect(0, "s", Encoding::Json).await;
+    // Stream sends (32 in flight) until the gateway closes the socket.
+    let mut unacked: HashMap<String, String> = HashMap::new();
+    let mut acked = Vec::new();
+    let mut sent = Vec::new();
+    let mut terminated_at = None;
+    let started = Instant::now();
+    let close = loop {
+        while unacked.len() < 32 {
+            let id = format!("d{:05}", sent.len());
+            match w.send("d", &id, "draining").await {
+                Ok(request_id) => {
+                    unacked.insert(request_id, id.clone());
+                    sent.push(id);
+                }
+                Err(_) => break,
+            }
+        }
+        if terminated_at.is_none() && started.elapsed() > Duration::from_millis(500) {
+            cluster.gateways[0].process.sigterm();
+            terminated_at = Some(acked.len());
+        }
+        match tokio::time::timeout(STEP, r.next()).await {
+            Ok(Some(Ok(Event::Frame(f)))) => {
+                if let Some(Kind::Ack(_)) = f.kind {
+                    acked.push(unacked.remove(&f.request_id).expect("ack for a send"));
+                } else if let Some(Kind::Error(e)) = f.kind {
+                    panic!("error while draining: {e:?}");
+                }
+            }
+            Ok(Some(Ok(Event::Closed(frame)))) => break frame,
+            other => panic!("expected a frame or a close, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1012);
+    let before = terminated_at.unwrap();
+    println!(
+        "{} sent, {before} acked before SIGTERM, {} after, {} unanswered at the close",
+        sent.len(),
+        acked.len() - before,
+        unacked.len()
+    );
+    assert!(acked.len() > before, "the draining gateway kept acking");
+    // The client resends what was not acked, in order, on the other gateway.
+    let (mut w, mut r) = cluster.connect(1, "s", Encoding::Json).await;
+    let mut rest: Vec<String> = unacked.into_values().collect();
+    rest.sort();
+    for id in &rest {
+        send_and_wait(&mut w, &mut r, "d", id, "draining")
+            .await
+            .unwrap();
+    }
+    let stored = cluster.stored("d").await;
+    let ids: Vec<&String> = stored.iter().map(|(_, _, id, _)| id).collect();
+    assert_eq!(ids.len(), sent.len(), "every send stored exactly once");
+    assert_eq!(ids, sent.iter().collect::<Vec<_>>(), "in the order sent");
+    let (seen, _) = collect_messages(&mut rr, sent.len(), STEP).await;
+    assert_gap_free(&seen, sent.len(), "reader");
+}
+
+/// Sockets opened and closed as fast as 16 clients can for 5 seconds: the
+/// connection gauge and the gateway's memory come back to where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_leaves_nothing_behind() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    let gauge = || async {
+        let m = [scrape(&cluster.http_url(0, "/metrics")).await];
+        total(&m, "chat_gateway_connections", &[])
+    };
+    let churn = |secs: u64| {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let options = cluster.options(0, &format!("c{i}"), Encoding::Json);
+                tokio::spawn(async move {
+                    let until = Instant::now() + Duration::from_secs(secs);
+                    let mut n = 0u32;
+                    while Instant::now() < until {
+                        let (w, _r) = chat_client::connect(&options).await.unwrap();
+                        w.close().await;
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        async move {
+            let mut n = 0;
+            for t in tasks {
+                n += t.await.unwrap();
+            }
+            n
+        }
+    };
+    let settle = || async {
+        wait_for("every socket to be gone", STEP, || async {
+            (gauge().await == 0.0).then_some(())
+        })
+        .await
+    };
+    // Warm up, so the allocator's pools are as big as churn makes them.
+    churn(1).await;
+    settle().await;
+    let gateway = &cluster.gateways[0].process;
+    let before = gateway.rss_kib();
+    let opened = churn(5).await;
+    settle().await;
+    let limit = before + before / 10;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = gateway.rss_kib();
+    while after > limit && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = gateway.rss_kib();
+    }
+    println!(
+        "{opened} connections in 5 s ({}/s); RSS {before} KiB before, {after} KiB after",
+        opened / 5
+    );
+    assert!(
+        after <= limit,
+        "RSS {after} KiB after churn, {before} KiB before"
+    );
+    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
+    let accepted = total(&m, "chat_gateway_connects_total", &[("result", "accepted")]);
+    let closed = total(&m, "chat_gateway_disconnects_total", &[]);
+    assert_eq!(accepted, closed, "every accepted socket was counted closed");
+}
