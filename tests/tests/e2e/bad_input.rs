@@ -5,7 +5,7 @@ use chat_client::{ClientError, ConnectOptions, Credentials, Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
 use chat_shared::codec::Encoding;
 use chat_tests::{Cluster, ClusterOptions};
-use tokio_tungstenite::tungstenite::Message as RawMessage;
+use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message as RawMessage};
 
 use crate::support::*;
 
@@ -480,12 +480,11 @@ async fn a_member_that_does_not_read_is_closed_with_4008_and_resumes() {
         tw.send("room", &format!("t{n:04}"), &body).await.unwrap();
     }
     acks.await.unwrap();
-    let (got, _) = collect_until_close(&mut sr).await;
-    let close = got.1.expect("a close frame");
-    assert_eq!(u16::from(close.code), 4008);
-    let last = got.0.last().map_or(0, |m| m.seq);
+    let (got, close) = collect_until_close(&mut sr).await;
+    assert_eq!(u16::from(close.expect("a close frame").code), 4008);
+    let last = got.last().map_or(0, |m| m.seq);
     assert!((last as usize) < total_sent, "closed before the end");
-    assert_gap_free(&got.0, last as usize, "sleepy before the close");
+    assert_gap_free(&got, last as usize, "sleepy before the close");
     let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
     assert_eq!(total(&metrics, "chat_gateway_queue_drops_total", &[]), 1.0);
     // Resume from the last seq seen: the rest, once each.
@@ -499,13 +498,7 @@ async fn a_member_that_does_not_read_is_closed_with_4008_and_resumes() {
 /// Messages until the server closes the socket, and the close frame.
 async fn collect_until_close(
     reader: &mut Reader,
-) -> (
-    (
-        Vec<chat_proto::v1::Message>,
-        Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
-    ),
-    (),
-) {
+) -> (Vec<chat_proto::v1::Message>, Option<CloseFrame>) {
     let mut messages = Vec::new();
     loop {
         match tokio::time::timeout(STEP, reader.next()).await {
@@ -514,7 +507,7 @@ async fn collect_until_close(
                     messages.push(m);
                 }
             }
-            Ok(Some(Ok(chat_client::Event::Closed(frame)))) => return ((messages, frame), ()),
+            Ok(Some(Ok(chat_client::Event::Closed(frame)))) => return (messages, frame),
             other => panic!("expected frames then a close, got {other:?}"),
         }
     }

@@ -26,9 +26,12 @@ const SECRET: (&str, &str) = (
     "test-secret-that-is-at-least-32-bytes-long",
 );
 
+/// (binary, environment, the field its error must name)
+type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn each_invalid_setting_is_named_on_one_line_with_exit_status_2() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         ("gateway", &[], "jwt.hs256_secret"),
         (
             "gateway",
