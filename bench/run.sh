@@ -8,6 +8,7 @@
 #   TARGETS="ours socketio" bench/run.sh high      some targets
 #   SWEEP=1 bench/run.sh high    also sweep the rate to find throughput at P99_BOUND_MS
 #   CONNS=100000 bench/run.sh connections-many   idle sockets beyond one process's file limit
+#   bench/run.sh idle-rooms      what 10,000 joined, silent rooms cost at rest
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 # Reports, charts and the table land in bench/out/<timestamp>/.
@@ -152,6 +153,45 @@ PY
   stop "${loadgens[@]}" "${gateways[@]}" "$worker"
 }
 
+# `idle-rooms`: IDLE_ROOMS rooms (default 10,000) joined over both gateways
+# and silent. Prints what they cost at rest: the gateways' CPU (share of a
+# core), Postgres statements/s and Redis commands/s, over IDLE_SECS after
+# the lost-tail prober has backed off (its longest interval, 30 s).
+run_idle_rooms() {
+  local rooms=${IDLE_ROOMS:-10000} secs=${IDLE_SECS:-60}
+  start_ours
+  # The worker creates the schema as it starts.
+  for _ in $(seq 60); do
+    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'idle-' || g FROM generate_series(0, $rooms - 1) g ON CONFLICT DO NOTHING" 2>/dev/null && break
+    sleep 1
+  done
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO members (room_id, user_id) SELECT 'idle-' || g, 'idle-' || (g / 100) FROM generate_series(0, $rooms - 1) g ON CONFLICT DO NOTHING"
+  echo "== idle-rooms / ours: $rooms silent rooms over 2 gateways"
+  taskset -c "$LOADGEN_CPU" $BIN/idlerooms --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
+    --jwt-secret $SECRET --rooms "$rooms" --per-socket 100 --hold $((secs + 60)) >"$TMP/idlerooms.log" 2>&1 &
+  local client=$!
+  for _ in $(seq 120); do grep -q ready "$TMP/idlerooms.log" && break; sleep 1; done
+  grep ready "$TMP/idlerooms.log" || { echo "   idle-rooms: the client did not get ready"; cat "$TMP/idlerooms.log"; }
+  sleep 40
+  local g1=${SERVER_PIDS[1]} g2=${SERVER_PIDS[2]}
+  ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+  statements() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database"; }
+  commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
+  local t1=$(( $(ticks $g1) + $(ticks $g2) )) q1; q1=$(statements); local r1; r1=$(commands)
+  sleep "$secs"
+  local t2=$(( $(ticks $g1) + $(ticks $g2) )) q2; q2=$(statements); local r2; r2=$(commands)
+  python3 - "$rooms" "$secs" "$t1" "$t2" "$q1" "$q2" "$r1" "$r2" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/idle-rooms.txt"
+import sys
+rooms, secs, t1, t2, q1, q2, r1, r2, hz = map(float, sys.argv[1:])
+# Each statements() reading is itself one transaction, and one commands()
+# reading is one Redis command: both taken out.
+print(f"idle-rooms: {rooms:.0f} joined silent rooms over 2 gateways for {secs:.0f} s: "
+      f"gateways {100 * (t2 - t1) / hz / secs:.2f}% of a core, "
+      f"Postgres {(q2 - q1 - 1) / secs:.2f} statements/s, Redis {(r2 - r1 - 1) / secs:.1f} commands/s")
+PY
+  stop "$client" "${SERVER_PIDS[@]}"
+}
+
 loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 run_one() { # scenario target label [extra loadgen args...]
@@ -176,6 +216,10 @@ targets_for() {
 for scenario in "${SCENARIOS[@]}"; do
   if [ "$scenario" = connections-many ]; then
     run_connections_many
+    continue
+  fi
+  if [ "$scenario" = idle-rooms ]; then
+    run_idle_rooms
     continue
   fi
   for target in $(targets_for "$scenario"); do
