@@ -154,7 +154,7 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<jetstream::Message>) {
                 Err(_) => break,
             }
         }
-        persist::handle_batch(&ctx, chunk).await;
+        persist::handle_batch(&ctx, &chunk).await;
     }
 }
 

@@ -11,6 +11,7 @@ const ENVELOPES: &str = "chat_worker_envelopes_total";
 const BATCH_SIZE: &str = "chat_worker_batch_size";
 const PERSIST: &str = "chat_worker_persist_seconds";
 const RETRIES: &str = "chat_worker_retries_total";
+const SPLITS: &str = "chat_worker_batch_splits_total";
 const DEAD_LETTERS: &str = "chat_worker_dead_letters_total";
 const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
@@ -20,13 +21,20 @@ pub fn describe() {
         ENVELOPES,
         "Sends handled, by outcome (stored, duplicate, retried, dead_lettered)."
     );
-    describe_histogram!(BATCH_SIZE, "Sends per storing transaction.");
+    describe_histogram!(
+        BATCH_SIZE,
+        "Sends per storing transaction (parts of a split batch each count)."
+    );
     describe_histogram!(
         PERSIST,
         Unit::Seconds,
         "Duration of one storing transaction."
     );
     describe_counter!(RETRIES, "Redeliveries asked for, by reason.");
+    describe_counter!(
+        SPLITS,
+        "Batches split in halves because Postgres refused a send in them."
+    );
     describe_counter!(
         DEAD_LETTERS,
         "Sends parked on the dead-letter stream, by reason."
@@ -51,6 +59,10 @@ pub fn batch(size: usize, took: Duration) {
 pub fn retried(reason: &'static str) {
     envelope("retried");
     counter!(RETRIES, "reason" => reason).increment(1);
+}
+
+pub fn split() {
+    counter!(SPLITS).increment(1);
 }
 
 pub fn dead_lettered(reason: &'static str) {

@@ -2,6 +2,7 @@
 //! processes, real WebSocket clients. One binary, one module per concern.
 
 mod bad_input;
+mod dead_letters;
 mod loadgen_smoke;
 mod message_path;
 mod observability;

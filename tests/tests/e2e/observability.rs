@@ -13,30 +13,9 @@ use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,
 };
-use prometheus_parse::{Scrape, Value};
 use prost::Message as _;
 
 use crate::support::*;
-
-async fn scrape(url: &str) -> Scrape {
-    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text format")
-}
-
-/// Sum of a counter, gauge or histogram count over samples whose labels match.
-fn total(scrapes: &[Scrape], metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrapes
-        .iter()
-        .flat_map(|s| &s.samples)
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
-            Value::Summary(_) => 0.0,
-        })
-        .sum()
-}
 
 /// A body that must never appear in a log.
 const BODY: &str = "very-private-body-7f3a";
