@@ -11,7 +11,9 @@ const ENVELOPES: &str = "chat_worker_envelopes_total";
 const BATCH_SIZE: &str = "chat_worker_batch_size";
 const PERSIST: &str = "chat_worker_persist_seconds";
 const RETRIES: &str = "chat_worker_retries_total";
+const REDELIVERIES: &str = "chat_worker_redeliveries_total";
 const SPLITS: &str = "chat_worker_batch_splits_total";
+const IN_PROGRESS: &str = "chat_worker_in_progress_acks_total";
 const DEAD_LETTERS: &str = "chat_worker_dead_letters_total";
 const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
@@ -32,8 +34,16 @@ pub fn describe() {
     );
     describe_counter!(RETRIES, "Redeliveries asked for, by reason.");
     describe_counter!(
+        REDELIVERIES,
+        "Sends pulled that JetStream had delivered before (nak'd, or not acked within ack_wait)."
+    );
+    describe_counter!(
         SPLITS,
         "Batches split in halves because Postgres refused a send in them."
+    );
+    describe_counter!(
+        IN_PROGRESS,
+        "In-progress acks sent for sends held (queued or being stored) for half of ack_wait."
     );
     describe_counter!(
         DEAD_LETTERS,
@@ -61,8 +71,16 @@ pub fn retried(reason: &'static str) {
     counter!(RETRIES, "reason" => reason).increment(1);
 }
 
+pub fn redelivered() {
+    counter!(REDELIVERIES).increment(1);
+}
+
 pub fn split() {
     counter!(SPLITS).increment(1);
+}
+
+pub fn in_progress_ack() {
+    counter!(IN_PROGRESS).increment(1);
 }
 
 pub fn dead_lettered(reason: &'static str) {

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod dead_letters;
+mod lanes;
 mod loadgen_smoke;
 mod message_path;
 mod observability;
