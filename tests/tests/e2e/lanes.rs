@@ -1,6 +1,6 @@
 //! The worker's lanes: a busy room (a flood, a slow transaction) delays only
 //! its own lane; sends held past `ack_wait` are kept alive rather than
-//! redelivered.
+//! redelivered; a backlog is stored in full batches.
 
 use std::{
     sync::{
@@ -273,4 +273,47 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
         0.0
     );
     assert!(total(&worker, "chat_worker_in_progress_acks_total", &[]) >= SENDS as f64);
+}
+
+/// Sends queued while no worker runs are stored, once one starts, in full
+/// batches: ceil(N / max_messages) transactions holding N sends in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_stored_in_full_batches() {
+    const SENDS: usize = 50;
+    const MAX: usize = 16;
+    let options = ClusterOptions::new(1, 1).env(
+        Role::Workers,
+        "CHAT_WORKER_BATCH__MAX_MESSAGES",
+        &MAX.to_string(),
+    );
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("backlog", &["b"]).await;
+    let js = jetstream(&cluster).await;
+    let (mut w, mut r) = cluster.connect(0, "b", Encoding::Json).await;
+
+    cluster.workers[0].process.terminate();
+    for n in 0..SENDS {
+        w.send("backlog", &format!("m{n}"), "queued").await.unwrap();
+    }
+    wait_for("the backlog to be queued", STEP, || async {
+        (consumer_state(&js).await.0 == SENDS as u64).then_some(())
+    })
+    .await;
+    let worker = cluster.start_worker().await;
+    let (_, acks) = collect(&mut r, 0, SENDS, None, STEP).await;
+    assert_eq!(acks.len(), SENDS);
+
+    // Each batch is recorded before its sends are acked.
+    let metrics = [worker_metrics(&cluster, worker).await];
+    assert_eq!(
+        total(&metrics, "chat_worker_batch_size", &[]),
+        SENDS.div_ceil(MAX) as f64,
+        "batches"
+    );
+    assert_eq!(
+        total(&metrics, "chat_worker_batch_size_sum", &[]),
+        SENDS as f64,
+        "sends in them"
+    );
+    assert_eq!(cluster.stored("backlog").await.len(), SENDS);
 }
