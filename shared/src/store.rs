@@ -25,6 +25,33 @@ pub enum StoreError {
     Config(String),
 }
 
+impl StoreError {
+    /// Whether the same operation may succeed if tried again later. Only a
+    /// refusal of the input itself fails the same way every time: SQLSTATE
+    /// class 22 (data exception, e.g. a NUL byte in a text value) and class
+    /// 23 (integrity constraint violation). Everything else that can fail a
+    /// statement is worth retrying: lost or refused connections, pool
+    /// timeouts, serialization failures (40001) and deadlocks (40P01), a
+    /// `COMMIT` whose outcome is unknown, and any error not known to be about
+    /// the input, so that an unforeseen failure delays messages instead of
+    /// discarding good ones. Configuration and migration failures need an
+    /// operator, not a retry.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Db(e) | Self::Pool(deadpool_postgres::PoolError::Backend(e)) => !refuses_input(e),
+            Self::Pool(_) => true,
+            Self::Migrate(_) | Self::Config(_) => false,
+        }
+    }
+}
+
+/// SQLSTATE classes 22 (data exception) and 23 (integrity constraint
+/// violation): Postgres refuses these values, however often they are sent.
+fn refuses_input(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
 /// Every statement, named for what it does.
 mod sql {
     /// Session-level advisory lock held while migrating (dropped with the connection).
@@ -243,7 +270,9 @@ impl Store {
     /// locked (rooms in id order, so two workers never deadlock) and its new
     /// messages get the next seqs, in batch order. Returns one outcome per
     /// input, in input order. An error means nothing is known: the caller
-    /// must not acknowledge the batch.
+    /// must not acknowledge the batch. A batch is one statement, so one
+    /// value Postgres refuses (see [`StoreError::is_retryable`]) fails all of
+    /// it and stores nothing.
     pub async fn persist(&self, batch: &[NewMessage]) -> Result<Vec<Persisted>, StoreError> {
         let now = crate::now_ms();
         let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();

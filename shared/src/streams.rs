@@ -44,14 +44,15 @@ pub async fn ensure(
     Ok(stream)
 }
 
-/// The durable pull consumer all workers share.
-pub fn worker_consumer(ack_wait: Duration) -> pull::Config {
+/// The durable pull consumer all workers share. `max_ack_pending` caps the
+/// sends delivered to workers and not yet acknowledged, all workers together.
+pub fn worker_consumer(ack_wait: Duration, max_ack_pending: i64) -> pull::Config {
     pull::Config {
         durable_name: Some(subjects::WORKER_CONSUMER.into()),
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait,
-        max_ack_pending: 20_000,
+        max_ack_pending,
         ..Default::default()
     }
 }

@@ -1,20 +1,16 @@
 //! Builds the worker from its configuration and runs its consume loop.
 
-use std::{
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use chat_shared::{store::Store, streams, subjects};
+use chat_shared::{store::Store, streams};
 use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
-use tokio::{net::TcpListener, sync::mpsc};
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::WorkerConfig, error::WorkerError, health, persist};
+use crate::{config::WorkerConfig, error::WorkerError, health, lanes::Lanes};
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
@@ -39,6 +35,8 @@ pub struct Worker {
     ctx: Arc<Ctx>,
     http: TcpListener,
     consumer: PullConsumer,
+    /// Changes each time the NATS connection is (re)established.
+    reconnected: watch::Receiver<()>,
     shutdown: CancellationToken,
 }
 
@@ -55,8 +53,15 @@ impl Worker {
             .map_err(|e| WorkerError::Startup(format!("bind {}: {e}", config.http_listen)))?;
         Store::migrate(&config.postgres).await?;
         let store = Store::new(&config.postgres)?;
+        let (connected, reconnected) = watch::channel(());
         let nats = async_nats::ConnectOptions::new()
             .name("chat-worker")
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    connected.send_replace(());
+                }
+                std::future::ready(())
+            })
             .connect(config.nats_url.expose())
             .await
             .map_err(WorkerError::nats)?;
@@ -64,11 +69,14 @@ impl Worker {
         let stream = streams::ensure(&js, &config.stream)
             .await
             .map_err(WorkerError::nats)?;
+        // Create or update: the lanes' in-progress acks are timed by
+        // ack_wait, and max_ack_pending bounds what they queue, so the shared
+        // consumer must carry this worker's values, not a stale creator's.
         let consumer = stream
-            .get_or_create_consumer(
-                subjects::WORKER_CONSUMER,
-                streams::worker_consumer(Duration::from_secs(config.batch.ack_wait_secs)),
-            )
+            .create_consumer(streams::worker_consumer(
+                Duration::from_secs(config.batch.ack_wait_secs),
+                config.batch.max_ack_pending,
+            ))
             .await
             .map_err(WorkerError::nats)?;
         let redis = redis::Client::open(config.redis_url.expose())?
@@ -85,56 +93,34 @@ impl Worker {
             }),
             http,
             consumer,
+            reconnected,
             shutdown,
         })
     }
 
-    /// Consumes until shutdown: takes whatever sends are ready (up to a
-    /// batch), stores each batch in one transaction, several batches at once.
-    /// On shutdown it stops pulling and finishes the batches in flight.
+    /// Consumes until shutdown: pulls sends and hands them to their rooms'
+    /// lanes, which store each batch in one transaction, several lanes at
+    /// once. On shutdown it stops pulling and lets the lanes store what they
+    /// hold.
     pub async fn run(self) -> Result<(), WorkerError> {
-        let batch = &self.ctx.config.batch;
-        let messages = self
-            .consumer
-            .stream()
-            .max_messages_per_batch(batch.max_messages)
-            .messages()
-            .await
-            .map_err(WorkerError::nats)?;
         let http = axum::serve(self.http, health::router(Arc::clone(&self.ctx)))
             .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
         let http = tokio::spawn(async move { http.await });
         let lag = tokio::spawn(report_lag(self.consumer.clone(), self.shutdown.clone()));
-        // One lane per unit of concurrency; a room always maps to the same
-        // lane, so one worker stores and publishes each room's messages in
-        // order (gateways then rarely wait on a gap) while rooms proceed in
-        // parallel.
-        let (lanes, lane_tasks): (Vec<_>, Vec<_>) = (0..batch.concurrency)
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(batch.max_messages * 2);
-                (tx, tokio::spawn(lane(Arc::clone(&self.ctx), rx)))
-            })
-            .unzip();
+        // The consumer's own ack_wait (which this worker just set) times the
+        // lanes' in-progress acks.
+        let ack_wait = self.consumer.cached_info().config.ack_wait;
+        let lanes = Lanes::start(&self.ctx, ack_wait);
         tracing::info!("worker consuming");
-        let messages = messages.take_until(self.shutdown.cancelled());
-        tokio::pin!(messages);
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(msg) => {
-                    let mut hasher = DefaultHasher::new();
-                    msg.subject.as_str().hash(&mut hasher);
-                    let lane = (hasher.finish() % lanes.len() as u64) as usize;
-                    if lanes[lane].send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
-            }
-        }
-        drop(lanes);
-        for task in lane_tasks {
-            let _ = task.await;
-        }
+        pull(
+            &self.consumer,
+            &lanes,
+            self.ctx.config.batch.max_messages,
+            self.reconnected,
+            &self.shutdown,
+        )
+        .await;
+        lanes.finish().await;
         let _ = self.ctx.nats.flush().await;
         let _ = tokio::join!(http, lag);
         tracing::info!("worker stopped");
@@ -142,20 +128,109 @@ impl Worker {
     }
 }
 
-/// Stores whatever sends are queued on this lane (up to a batch) in one
-/// transaction, then the next batch.
-async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<jetstream::Message>) {
-    let max = ctx.config.batch.max_messages;
-    while let Some(first) = rx.recv().await {
-        let mut chunk = vec![first];
-        while chunk.len() < max {
-            match rx.try_recv() {
-                Ok(msg) => chunk.push(msg),
-                Err(_) => break,
+/// How long a waiting pull request lasts.
+const LONG_POLL: Duration = Duration::from_secs(5);
+/// Longest a round of pulling may take: a long poll whose end JetStream
+/// never sent (without a reconnect to tell) must not idle the worker.
+const ROUND_LIMIT: Duration = Duration::from_secs(6);
+/// Pause after a failed pull (NATS down, consumer gone) before the next.
+const PULL_RETRY: Duration = Duration::from_millis(250);
+
+/// Pulls sends for the lanes until shutdown; a failed pull (NATS down,
+/// consumer gone) is logged and tried again shortly.
+async fn pull(
+    consumer: &PullConsumer,
+    lanes: &Lanes,
+    max: usize,
+    mut reconnected: watch::Receiver<()>,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        reconnected.borrow_and_update();
+        let round = tokio::select! {
+            round = tokio::time::timeout(ROUND_LIMIT, pull_round(consumer, lanes, max)) => {
+                round.unwrap_or(Ok(true))
+            }
+            // A pull request does not outlive the connection it was sent on:
+            // pull again at once rather than wait for it to expire.
+            Ok(()) = reconnected.changed() => continue,
+            () = shutdown.cancelled() => return,
+        };
+        match round {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull failed");
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_RETRY) => {}
+                    () = shutdown.cancelled() => return,
+                }
             }
         }
-        persist::handle_batch(&ctx, chunk).await;
     }
+}
+
+/// One round of pulling. What is already waiting is fetched in one answer,
+/// up to a batch, and handed over together, so a backlog is stored in full
+/// batches whatever the timing. Unless that was a full batch, a long poll
+/// then hands sends over as they arrive, without delay. False once the
+/// lanes are gone.
+async fn pull_round(
+    consumer: &PullConsumer,
+    lanes: &Lanes,
+    max: usize,
+) -> Result<bool, WorkerError> {
+    let waiting: Vec<_> = consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .map_err(WorkerError::nats)?
+        .collect()
+        .await;
+    let full = waiting.len() == max;
+    if !hand_over(lanes, waiting)? {
+        return Ok(false);
+    }
+    if full {
+        return Ok(true);
+    }
+    let arriving = consumer
+        .batch()
+        .max_messages(max)
+        .expires(LONG_POLL)
+        .messages()
+        .await
+        .map_err(WorkerError::nats)?
+        .ready_chunks(max);
+    tokio::pin!(arriving);
+    while let Some(ready) = arriving.next().await {
+        if !hand_over(lanes, ready)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Hands the sends of a pull to the lanes. A failure within the pull is
+/// returned once the sends delivered before it are handed over. False once
+/// the lanes are gone.
+fn hand_over(
+    lanes: &Lanes,
+    pulled: Vec<Result<jetstream::Message, async_nats::Error>>,
+) -> Result<bool, WorkerError> {
+    let mut sends = Vec::with_capacity(pulled.len());
+    let mut failed = None;
+    for msg in pulled {
+        match msg {
+            Ok(msg) => sends.push(msg),
+            Err(e) => failed = Some(e),
+        }
+    }
+    if !lanes.dispatch(sends) {
+        return Ok(false);
+    }
+    failed.map_or(Ok(true), |e| Err(WorkerError::nats(e)))
 }
 
 /// Publishes the consumer's backlog (not yet delivered + delivered but not

@@ -54,8 +54,18 @@ pub struct BatchConfig {
     /// Transactions in flight at once (each holds one Postgres connection);
     /// sends are spread over them by room, so each room stays in order.
     pub concurrency: usize,
-    /// Seconds JetStream waits for an ack before redelivering.
+    /// Seconds JetStream waits for an ack before redelivering. Sends a lane
+    /// holds longer (queued behind a busy room, or in a slow transaction) are
+    /// kept alive with in-progress acks, so this only bounds how soon a
+    /// crashed worker's sends go to another.
     pub ack_wait_secs: u64,
+    /// Sends delivered to the workers and not yet acknowledged, all workers
+    /// together (the consumer's `max_ack_pending`): JetStream delivers no
+    /// more until some are acked. This, not a channel, bounds what the lanes
+    /// queue, so a full lane never holds up the others. Each worker applies
+    /// this and `ack_wait_secs` to the shared consumer when it starts, so
+    /// all workers should agree on both.
+    pub max_ack_pending: i64,
 }
 
 impl Default for BatchConfig {
@@ -64,6 +74,7 @@ impl Default for BatchConfig {
             max_messages: 256,
             concurrency: 4,
             ack_wait_secs: 5,
+            max_ack_pending: 20_000,
         }
     }
 }
@@ -107,6 +118,9 @@ impl Validate for WorkerConfig {
         }
         if self.batch.ack_wait_secs == 0 {
             problems.push("batch.ack_wait_secs must be > 0".into());
+        }
+        if self.batch.max_ack_pending < self.batch.max_messages as i64 {
+            problems.push("batch.max_ack_pending must be >= batch.max_messages".into());
         }
         if self.retry.max_attempts == 0 {
             problems.push("retry.max_attempts must be > 0".into());

@@ -29,15 +29,52 @@ impl WorkerError {
 
     /// Whether another delivery could succeed. Permanent failures go to the
     /// dead-letter stream at once; transient ones are retried with backoff.
+    /// What Postgres refuses as input is permanent (see
+    /// [`StoreError::is_retryable`]): in a batch it fails every send, so the
+    /// batch is split until the refused send is alone (`persist`).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::BadEnvelope(_) | Self::RoomMissing)
+        match self {
+            Self::BadEnvelope(_) | Self::RoomMissing => true,
+            Self::Store(e) => !e.is_retryable(),
+            Self::Nats(_) | Self::Redis(_) | Self::Startup(_) => false,
+        }
     }
 
-    /// Short, stable label for dead-letter headers and logs.
+    /// The error with its causes, for people: `Display` alone can stop
+    /// short (a Postgres error shows as "db error", its message being the
+    /// source). May span lines.
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            // Most layers already print their source; add only what is new.
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
+    }
+
+    /// Short, stable label for dead-letter headers, metrics and logs.
+    /// Every label a failed send can carry (`label` of all but `Startup`),
+    /// so its counters can start at zero.
+    pub const SEND_FAILURE_LABELS: [&'static str; 6] = [
+        "bad_envelope",
+        "room_missing",
+        "refused_by_store",
+        "store",
+        "nats",
+        "redis",
+    ];
+
     pub fn label(&self) -> &'static str {
         match self {
             Self::BadEnvelope(_) => "bad_envelope",
             Self::RoomMissing => "room_missing",
+            Self::Store(e) if !e.is_retryable() => "refused_by_store",
             Self::Store(_) => "store",
             Self::Nats(_) => "nats",
             Self::Redis(_) => "redis",

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod fanout;
 pub mod health;
+pub mod lanes;
 pub mod metrics;
 pub mod persist;
 pub mod retry;

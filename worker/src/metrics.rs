@@ -7,10 +7,15 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
 
+use crate::error::WorkerError;
+
 const ENVELOPES: &str = "chat_worker_envelopes_total";
 const BATCH_SIZE: &str = "chat_worker_batch_size";
 const PERSIST: &str = "chat_worker_persist_seconds";
 const RETRIES: &str = "chat_worker_retries_total";
+const REDELIVERIES: &str = "chat_worker_redeliveries_total";
+const SPLITS: &str = "chat_worker_batch_splits_total";
+const IN_PROGRESS: &str = "chat_worker_in_progress_acks_total";
 const DEAD_LETTERS: &str = "chat_worker_dead_letters_total";
 const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
@@ -20,13 +25,28 @@ pub fn describe() {
         ENVELOPES,
         "Sends handled, by outcome (stored, duplicate, retried, dead_lettered)."
     );
-    describe_histogram!(BATCH_SIZE, "Sends per storing transaction.");
+    describe_histogram!(
+        BATCH_SIZE,
+        "Sends per storing transaction (parts of a split batch each count)."
+    );
     describe_histogram!(
         PERSIST,
         Unit::Seconds,
         "Duration of one storing transaction."
     );
     describe_counter!(RETRIES, "Redeliveries asked for, by reason.");
+    describe_counter!(
+        REDELIVERIES,
+        "Sends pulled that JetStream had delivered before (nak'd, or not acked within ack_wait)."
+    );
+    describe_counter!(
+        SPLITS,
+        "Batches split in halves because Postgres refused a send in them."
+    );
+    describe_counter!(
+        IN_PROGRESS,
+        "In-progress acks sent for sends held (queued or being stored) for half of ack_wait."
+    );
     describe_counter!(
         DEAD_LETTERS,
         "Sends parked on the dead-letter stream, by reason."
@@ -36,6 +56,15 @@ pub fn describe() {
         "Sends in the ingest stream not yet delivered or acked (consumer lag)."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    // Event counters start at zero, so dashboards and alerts see a series
+    // (and a rate of 0) before the first event instead of nothing.
+    for name in [REDELIVERIES, SPLITS, IN_PROGRESS] {
+        counter!(name).absolute(0);
+    }
+    for reason in WorkerError::SEND_FAILURE_LABELS {
+        counter!(RETRIES, "reason" => reason).absolute(0);
+        counter!(DEAD_LETTERS, "reason" => reason).absolute(0);
+    }
 }
 
 /// A send's fate: `stored` (new row), `duplicate` (row already there).
@@ -51,6 +80,18 @@ pub fn batch(size: usize, took: Duration) {
 pub fn retried(reason: &'static str) {
     envelope("retried");
     counter!(RETRIES, "reason" => reason).increment(1);
+}
+
+pub fn redelivered() {
+    counter!(REDELIVERIES).increment(1);
+}
+
+pub fn split() {
+    counter!(SPLITS).increment(1);
+}
+
+pub fn in_progress_ack() {
+    counter!(IN_PROGRESS).increment(1);
 }
 
 pub fn dead_lettered(reason: &'static str) {

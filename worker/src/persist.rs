@@ -2,6 +2,13 @@
 //! cache and acks. The order is the guarantee: nothing is acked before its
 //! commit is known, and a crash anywhere means redelivery, which finds the
 //! stored row (idempotent on room, sender, client_msg_id) and fans out again.
+//!
+//! One send Postgres refuses (a NUL byte in its body, say) fails the whole
+//! statement. Such a batch is split in halves, stored first half first, until
+//! the refused send is alone: every other send is stored, in order, and only
+//! that one is dead-lettered.
+
+use std::ops::Range;
 
 use async_nats::jetstream;
 use chat_proto::internal::Envelope;
@@ -17,12 +24,23 @@ use tracing::{Instrument, Span};
 
 use crate::{app::Ctx, error::WorkerError, fanout, metrics};
 
-struct Item {
-    msg: jetstream::Message,
+struct Item<'a> {
+    msg: &'a jetstream::Message,
     envelope: Envelope,
     room: RoomId,
     /// Continues the sender's trace, when the send carried one.
     span: Option<Span>,
+}
+
+impl Item<'_> {
+    fn to_store(&self) -> NewMessage {
+        NewMessage {
+            room: self.room.clone(),
+            sender: self.envelope.sender.clone(),
+            client_msg_id: self.envelope.client_msg_id.clone(),
+            body: self.envelope.body.clone(),
+        }
+    }
 }
 
 fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
@@ -33,11 +51,13 @@ fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
     Ok((envelope, room))
 }
 
+/// Stores, publishes and acks a batch of sends pulled for one lane; each
+/// send that cannot be stored is handed to the retry policy instead.
 #[tracing::instrument(skip_all, fields(size = chunk.len()))]
-pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
+pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
     let mut items = Vec::with_capacity(chunk.len());
     for msg in chunk {
-        match decode(&msg) {
+        match decode(msg) {
             Ok((envelope, room)) => {
                 let span = telemetry::has_trace(msg.headers.as_ref()).then(|| {
                     let span = tracing::info_span!("store", room = %room);
@@ -51,37 +71,16 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
                     span,
                 })
             }
-            Err(e) => ctx.fail(&msg, "undecodable", &e).await,
+            Err(e) => ctx.fail(msg, "undecodable", &e).await,
         }
     }
     if items.is_empty() {
         return;
     }
-    let batch: Vec<NewMessage> = items
-        .iter()
-        .map(|it| NewMessage {
-            room: it.room.clone(),
-            sender: it.envelope.sender.clone(),
-            client_msg_id: it.envelope.client_msg_id.clone(),
-            body: it.envelope.body.clone(),
-        })
-        .collect();
-    let started = Instant::now();
-    let persisted = ctx.store.persist(&batch).await;
-    metrics::batch(batch.len(), started.elapsed());
-    let outcomes = match persisted {
-        Ok(outcomes) => outcomes,
-        Err(e) => {
-            let e = WorkerError::from(e);
-            for it in &items {
-                ctx.fail(&it.msg, it.room.as_str(), &e).await;
-            }
-            return;
-        }
-    };
     let mut fresh = Vec::new();
     let mut stored = Vec::with_capacity(items.len());
-    for (item, outcome) in items.into_iter().zip(outcomes) {
+    for (i, outcome) in store(ctx, &items).await {
+        let item = &items[i];
         match outcome {
             Persisted::Stored {
                 message,
@@ -94,7 +93,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
                     None => publish.await,
                 };
                 if let Err(e) = published {
-                    ctx.fail(&item.msg, item.room.as_str(), &e).await;
+                    ctx.fail(item.msg, item.room.as_str(), &e).await;
                     continue;
                 }
                 if is_new {
@@ -104,7 +103,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
             }
             Persisted::RoomMissing => {
                 let e = WorkerError::RoomMissing;
-                ctx.fail(&item.msg, item.room.as_str(), &e).await;
+                ctx.fail(item.msg, item.room.as_str(), &e).await;
             }
         }
     }
@@ -120,4 +119,48 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<jetstream::Message>) {
             tracing::warn!(error = %e, "ack failed");
         }
     }
+}
+
+/// Stores the items and returns the outcome of each one stored, by index,
+/// in item order; the others are handed to the retry policy. A part that
+/// Postgres refuses is split in halves, the first stored first, so each
+/// room keeps its order. A failure worth retrying hands back that part and
+/// everything after it: storing later sends first would reorder their room.
+async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
+    let mut done = Vec::with_capacity(items.len());
+    // Parts still to store; the next one is last.
+    let all: Range<usize> = 0..items.len();
+    let mut todo = vec![all];
+    while let Some(part) = todo.pop() {
+        let batch: Vec<NewMessage> = items[part.clone()].iter().map(Item::to_store).collect();
+        let started = Instant::now();
+        let persisted = ctx.store.persist(&batch).await;
+        metrics::batch(batch.len(), started.elapsed());
+        let e = match persisted {
+            Ok(outcomes) => {
+                done.extend(part.zip(outcomes));
+                continue;
+            }
+            Err(e) => WorkerError::from(e),
+        };
+        if e.is_permanent() && part.len() > 1 {
+            tracing::warn!(error = %e.detail(), size = part.len(), "batch refused; splitting it");
+            metrics::split();
+            let middle = part.start + part.len() / 2;
+            todo.push(middle..part.end);
+            todo.push(part.start..middle);
+            continue;
+        }
+        let failed = if e.is_permanent() {
+            part
+        } else {
+            // The parts still to do are exactly the items after this one.
+            todo.clear();
+            part.start..items.len()
+        };
+        for item in &items[failed] {
+            ctx.fail(item.msg, item.room.as_str(), &e).await;
+        }
+    }
+    done
 }

@@ -4,15 +4,19 @@ use std::time::Duration;
 
 use async_nats::{
     jetstream::{self, AckKind},
-    HeaderMap,
+    HeaderMap, HeaderValue,
 };
 
 use crate::{config::RetryConfig, error::WorkerError};
 
-/// Header naming why a message was dead-lettered.
+/// Header naming why a message was dead-lettered: the error's stable label.
 pub const DEAD_REASON_HEADER: &str = "Chat-Dead-Reason";
+/// Header with the error itself, for a person reading the dead letter.
+pub const DEAD_DETAIL_HEADER: &str = "Chat-Dead-Detail";
 /// Header counting the deliveries a dead-lettered message had.
 pub const ATTEMPTS_HEADER: &str = "Chat-Attempts";
+/// Longest `Chat-Dead-Detail`: enough for a Postgres message, small beside the payload.
+const MAX_DETAIL_BYTES: usize = 512;
 
 /// The decision for one failed delivery.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,16 +53,17 @@ pub async fn fail(
     let attempts = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
     match decide(config, error, attempts) {
         Decision::Retry(delay) => {
-            tracing::warn!(error = %error, attempts, ?delay, "send not stored; retrying");
+            tracing::warn!(error = %error.detail(), attempts, ?delay, "send not stored; retrying");
             crate::metrics::retried(error.label());
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         }
         Decision::DeadLetter => {
-            tracing::error!(error = %error, attempts, "send dead-lettered");
+            tracing::error!(error = %error.detail(), attempts, "send dead-lettered");
             crate::metrics::dead_lettered(error.label());
             let mut headers = HeaderMap::new();
             headers.insert(DEAD_REASON_HEADER, error.label());
-            headers.insert(ATTEMPTS_HEADER, attempts.to_string().as_str());
+            headers.insert(DEAD_DETAIL_HEADER, detail(error));
+            headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
             let subject = chat_shared::subjects::dead_letter(room);
             let stored = match js
                 .publish_with_headers(subject, headers, msg.payload.clone())
@@ -75,6 +80,24 @@ pub async fn fail(
             let _ = msg.ack_with(kind).await;
         }
     }
+}
+
+/// The error and its causes as one header line. Errors can span lines
+/// (Postgres adds `DETAIL:` and `HINT:` lines) and a header value must not
+/// contain CR or LF (`HeaderMap::insert` with a `&str` panics on them), so
+/// line breaks become spaces; the text is cut at a character boundary to a
+/// bounded size.
+fn detail(error: &WorkerError) -> HeaderValue {
+    let mut text = error.detail().replace(['\r', '\n'], " ");
+    if text.len() > MAX_DETAIL_BYTES {
+        let mut end = MAX_DETAIL_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    // Cannot fail once CR and LF are gone; an empty detail is still a dead letter.
+    text.parse().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -105,6 +128,17 @@ mod tests {
             Decision::Retry(Duration::from_millis(250))
         );
         assert_eq!(decide(&config(), &e, 4), Decision::DeadLetter);
+    }
+
+    #[test]
+    fn a_multi_line_error_makes_a_one_line_bounded_detail() {
+        let e = WorkerError::BadEnvelope(format!("line one\r\nDETAIL: {}", "é".repeat(400)));
+        let value = detail(&e);
+        assert!(value
+            .as_str()
+            .starts_with("undecodable envelope: line one  DETAIL: é"));
+        assert!(!value.as_str().contains(['\r', '\n']));
+        assert!(value.as_str().len() <= MAX_DETAIL_BYTES);
     }
 
     #[test]

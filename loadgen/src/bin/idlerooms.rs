@@ -3,7 +3,8 @@
 //!
 //! User `idle-<i>` joins rooms `idle-<i*per>` .. `idle-<i*per + per - 1>` on
 //! gateway `i % urls`; the rooms and memberships must exist already. Prints
-//! `ready` once every join is answered, then holds the sockets.
+//! `ready` once every join is answered, then holds the sockets (reading, so
+//! that they answer the gateway's pings).
 
 use std::time::Duration;
 
@@ -52,7 +53,12 @@ async fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("{user}: expected joined, got {other:?}"),
             }
         }
-        held.push((w, r));
+        // Keep reading: the library answers the gateway's pings while it
+        // reads, and a socket that answers none is closed as dead.
+        held.push((
+            w,
+            tokio::spawn(async move { while let Some(Ok(_)) = r.next().await {} }),
+        ));
     }
     println!("ready: {} rooms joined over {sockets} sockets", cli.rooms);
     tokio::time::sleep(Duration::from_secs(cli.hold)).await;

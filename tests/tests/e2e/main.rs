@@ -2,6 +2,8 @@
 //! processes, real WebSocket clients. One binary, one module per concern.
 
 mod bad_input;
+mod dead_letters;
+mod lanes;
 mod lifecycle;
 mod liveness;
 mod loadgen_smoke;

@@ -113,7 +113,9 @@ async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
         N as f64
     );
     assert_eq!(total(&workers, "chat_worker_dead_letters_total", &[]), 0.0);
-    assert!(total(&workers, "chat_worker_batch_size", &[]) >= 1.0);
+    // Each send waited for the previous one's ack, so each was a batch of its own.
+    assert_eq!(total(&workers, "chat_worker_batch_size", &[]), N as f64);
+    assert_eq!(total(&workers, "chat_worker_batch_size_sum", &[]), N as f64);
 
     // Logs are JSON lines, carry connection ids, and never a token or a body.
     let token = cluster.token("s");

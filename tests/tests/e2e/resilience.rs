@@ -7,7 +7,7 @@ use std::{
 
 use chat_proto::v1::server_frame::Kind;
 use chat_shared::codec::Encoding;
-use chat_tests::{Cluster, ClusterOptions};
+use chat_tests::{wait_for, Cluster, ClusterOptions};
 
 use crate::{message_path::run_mixed_load, support::*};
 
@@ -124,4 +124,39 @@ async fn a_restarted_gateway_acks_each_send_with_its_own_message() {
         assert_eq!(&ack.client_msg_id, id, "ack for another send");
         assert_eq!(ack.seq as i64, stored[id], "{id} acked with a wrong seq");
     }
+}
+
+/// NATS restarts (keeping its store). Pull requests die with the connection,
+/// so the worker must pull again as soon as it reconnects: a send made once
+/// everything is ready again is stored within the gateway's ack timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_pulls_again_as_soon_as_nats_is_back() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "3000");
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("n", &["nina"]).await;
+    let (mut w, mut r) = cluster.connect(0, "nina", Encoding::Json).await;
+    send_and_wait(&mut w, &mut r, "n", "before", "x")
+        .await
+        .unwrap();
+
+    cluster.nats.stop();
+    cluster.nats.restart().await;
+    for url in [
+        cluster.http_url(0, "/readyz"),
+        cluster.worker_url(0, "/readyz"),
+    ] {
+        wait_for("ready again with NATS back", STEP, || {
+            let url = url.clone();
+            async move {
+                let status = reqwest::get(url).await.ok()?.status();
+                status.is_success().then_some(())
+            }
+        })
+        .await;
+    }
+    let ack = send_and_wait(&mut w, &mut r, "n", "after", "y")
+        .await
+        .expect("stored within the ack timeout");
+    assert_eq!(ack.seq, 2);
 }

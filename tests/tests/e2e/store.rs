@@ -1,12 +1,14 @@
 //! The storing statement itself, against a real Postgres: seqs, idempotency
-//! inside one batch and across batches, and rooms that do not exist.
+//! inside one batch and across batches, rooms that do not exist, and which
+//! failures are worth retrying.
 
 use chat_shared::{
     config::{PostgresConfig, Secret},
-    store::{NewMessage, Persisted, Store},
+    store::{NewMessage, Persisted, Store, StoreError},
     RoomId,
 };
 use chat_tests::{Cluster, ClusterOptions};
+use tokio_postgres::error::SqlState;
 
 fn send(room: &str, sender: &str, id: &str) -> NewMessage {
     NewMessage {
@@ -71,4 +73,46 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     assert_eq!(seq_of(&again[1]), (3, true));
     assert_eq!(cluster.stored("a").await.len(), 3);
     assert_eq!(cluster.stored("b").await.len(), 2);
+}
+
+/// What Postgres refuses as input (here a NUL byte, SQLSTATE 22021) fails
+/// the whole batch, stores none of it, and is not worth retrying; a store
+/// that cannot be reached is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_input_is_not_retryable_and_an_unreachable_store_is() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("a", &[]).await;
+    let store = Store::new(&PostgresConfig {
+        url: Secret::new(cluster.postgres.url()),
+        pool_size: 1,
+    })
+    .unwrap();
+    let mut refused = send("a", "u1", "nul");
+    refused.body = "before \0 after".into();
+    let e = store
+        .persist(&[send("a", "u1", "fine"), refused])
+        .await
+        .expect_err("Postgres refuses a NUL byte in text");
+    let code = match &e {
+        StoreError::Db(db) => db.code().cloned(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code, Some(SqlState::CHARACTER_NOT_IN_REPERTOIRE));
+    assert!(!e.is_retryable());
+    assert!(
+        cluster.stored("a").await.is_empty(),
+        "nothing of the batch is stored"
+    );
+
+    let closed_port = chat_tests::free_port();
+    let unreachable = Store::new(&PostgresConfig {
+        url: Secret::new(format!("postgres://postgres@127.0.0.1:{closed_port}/chat")),
+        pool_size: 1,
+    })
+    .unwrap();
+    let e = unreachable
+        .persist(&[send("a", "u1", "later")])
+        .await
+        .expect_err("nothing listens there");
+    assert!(e.is_retryable(), "{e:?}");
 }

@@ -1,17 +1,29 @@
 //! Client-side helpers that read like what a chat user does.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
+use async_nats::jetstream::{self, consumer::pull, message::StreamMessage};
 use chat_client::{Event, Reader, Writer};
-use chat_proto::v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame};
+use chat_proto::{
+    internal::Envelope,
+    v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame},
+};
 use chat_shared::{
+    codec::Encoding,
     config::{PostgresConfig, Secret},
     store::{NewMessage, Store},
-    RoomId,
+    subjects, RoomId,
 };
-use chat_tests::Cluster;
+use chat_tests::{wait_for, Cluster};
 use prometheus_parse::{Scrape, Value};
-use tokio::sync::Semaphore;
+use prost::Message as _;
+use tokio::{sync::Semaphore, task::JoinHandle};
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 
 pub const STEP: Duration = Duration::from_secs(15);
@@ -71,6 +83,28 @@ pub async fn reply_to(reader: &mut Reader, request_id: &str) -> Result<Ack, Erro
             other => panic!("unexpected reply {other:?}"),
         };
     }
+}
+
+/// A user on gateway 0 who sends to `room` one message at a time, each
+/// after the previous one's reply, until `stop` is set. The task returns
+/// each send's client_msg_id and reply, in order.
+pub async fn chat_steadily(
+    cluster: &Cluster,
+    user: &str,
+    room: &str,
+    stop: &Arc<AtomicBool>,
+) -> JoinHandle<Vec<(String, Result<Ack, ErrorFrame>)>> {
+    let (mut writer, mut reader) = cluster.connect(0, user, Encoding::Json).await;
+    let (user, room, stop) = (user.to_owned(), room.to_owned(), Arc::clone(stop));
+    tokio::spawn(async move {
+        let mut replies = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let id = format!("{user}-{}", replies.len());
+            let reply = send_and_wait(&mut writer, &mut reader, &room, &id, "steady").await;
+            replies.push((id, reply));
+        }
+        replies
+    })
 }
 
 /// The next error frame (skipping pushed messages).
@@ -148,7 +182,8 @@ pub async fn scrape(url: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text format")
 }
 
-/// Sum of a counter, gauge or histogram count over samples whose labels match.
+/// Sum of a counter, gauge or histogram count over samples whose labels match
+/// (a histogram's sum is the untyped sample `<name>_sum`).
 pub fn total(scrapes: &[Scrape], metric: &str, labels: &[(&str, &str)]) -> f64 {
     scrapes
         .iter()
@@ -188,4 +223,88 @@ pub async fn store_without_fanout(
         chat_shared::store::Persisted::Stored { message, .. } => message,
         other => panic!("not stored: {other:?}"),
     }
+}
+
+/// The metrics of worker `n`.
+pub async fn worker_metrics(cluster: &Cluster, n: usize) -> Scrape {
+    scrape(&cluster.worker_url(n, "/metrics")).await
+}
+
+/// A JetStream context on the cluster's NATS, as a gateway or an operator has.
+pub async fn jetstream(cluster: &Cluster) -> jetstream::Context {
+    jetstream::new(async_nats::connect(cluster.nats.url()).await.unwrap())
+}
+
+/// An envelope as a gateway publishes it, with nobody waiting for its receipt.
+pub fn envelope(room: &str, sender: &str, client_msg_id: &str, body: &str) -> Vec<u8> {
+    Envelope {
+        room: room.into(),
+        sender: sender.into(),
+        client_msg_id: client_msg_id.into(),
+        body: body.into(),
+        received_ts_ms: chat_shared::now_ms(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Publishes raw bytes on a room's ingest subject, straight to JetStream
+/// (not through a gateway), and waits until the stream has stored them.
+pub async fn publish_ingest(js: &jetstream::Context, room: &str, payload: Vec<u8>) {
+    js.publish(format!("chat.in.{room}"), payload.into())
+        .await
+        .unwrap()
+        .await
+        .expect("ingest stream stored the send");
+}
+
+/// The workers' consumer as JetStream sees it: (sends not yet delivered,
+/// delivered and not acked, of those delivered more than once).
+pub async fn consumer_state(js: &jetstream::Context) -> (u64, usize, usize) {
+    let mut consumer: jetstream::consumer::Consumer<pull::Config> = js
+        .get_stream(subjects::INGEST_STREAM)
+        .await
+        .unwrap()
+        .get_consumer(subjects::WORKER_CONSUMER)
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    (info.num_pending, info.num_ack_pending, info.num_redelivered)
+}
+
+/// Waits until JetStream has delivered every send to the workers and at
+/// least `held` of them are not acked yet.
+pub async fn wait_until_workers_hold(js: &jetstream::Context, held: usize) {
+    wait_for("the workers to hold the sends", STEP, || async {
+        let (pending, unacked, _) = consumer_state(js).await;
+        (pending == 0 && unacked >= held).then_some(())
+    })
+    .await;
+}
+
+/// Waits until every accepted send was handled: none left to deliver or ack.
+pub async fn wait_until_drained(js: &jetstream::Context) {
+    wait_for("the workers to handle every send", STEP, || async {
+        let (pending, unacked, _) = consumer_state(js).await;
+        (pending == 0 && unacked == 0).then_some(())
+    })
+    .await;
+}
+
+/// Every message on the dead-letter stream, oldest first.
+pub async fn dead_letters(js: &jetstream::Context) -> Vec<StreamMessage> {
+    let stream = js.get_stream(subjects::DEAD_LETTER_STREAM).await.unwrap();
+    let state = stream.cached_info().state.clone();
+    let mut letters = Vec::new();
+    if state.messages > 0 {
+        for seq in state.first_sequence..=state.last_sequence {
+            letters.push(stream.get_raw_message(seq).await.unwrap());
+        }
+    }
+    letters
+}
+
+/// A header of a stored message, as text.
+pub fn header<'a>(msg: &'a StreamMessage, name: &str) -> Option<&'a str> {
+    msg.headers.get(name).map(|v| v.as_str())
 }

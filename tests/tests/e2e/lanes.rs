@@ -1,0 +1,319 @@
+//! The worker's lanes: a busy room (a flood, a slow transaction) delays only
+//! its own lane; sends held past `ack_wait` are kept alive rather than
+//! redelivered; a backlog is stored in full batches.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use chat_client::{Reader, Writer};
+use chat_proto::v1::server_frame::Kind;
+use chat_shared::{codec::Encoding, subjects, RoomId};
+use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
+use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
+
+use crate::support::*;
+
+/// A room named `hot` and another whose sends a worker with `lanes` lanes
+/// stores on a different lane.
+fn rooms_on_different_lanes(lanes: usize) -> (String, String) {
+    let lane = |room: &str| {
+        chat_worker::lanes::lane_of(&subjects::ingest(&RoomId::parse(room).unwrap()), lanes)
+    };
+    let quiet = (0..)
+        .map(|n| format!("quiet{n}"))
+        .find(|room| lane(room) != lane("hot"))
+        .unwrap();
+    ("hot".into(), quiet)
+}
+
+/// Send-to-ack latency of `count` sends, one after another.
+async fn latencies(
+    writer: &mut Writer,
+    reader: &mut Reader,
+    room: &str,
+    tag: &str,
+    count: usize,
+) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(count);
+    for n in 0..count {
+        let started = Instant::now();
+        send_and_wait(writer, reader, room, &format!("{tag}-{n}"), "ping")
+            .await
+            .unwrap_or_else(|e| panic!("{tag}-{n} not acked: {e:?}"));
+        took.push(started.elapsed());
+    }
+    took
+}
+
+fn p99(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 99).div_ceil(100) - 1]
+}
+
+/// Senders that each keep `window` sends in flight to one room, as fast as
+/// acks come back, until stopped.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+    senders: Vec<JoinHandle<()>>,
+}
+
+impl Flood {
+    async fn start(cluster: &Cluster, room: &str, users: &[&str], window: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicUsize::new(0));
+        let mut senders = Vec::new();
+        for user in users {
+            let (writer, reader) = cluster.connect(0, user, Encoding::Proto).await;
+            senders.push(tokio::spawn(flood_sender(
+                writer,
+                reader,
+                format!("{room}/{user}"),
+                room.to_owned(),
+                window,
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+            )));
+        }
+        Self {
+            stop,
+            acked,
+            senders,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Stops sending, waits for every send in flight to be acked, and
+    /// returns how many were.
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        for sender in self.senders {
+            sender.await.expect("flood sender panicked");
+        }
+        self.acked.load(Ordering::Relaxed)
+    }
+}
+
+async fn flood_sender(
+    mut writer: Writer,
+    mut reader: Reader,
+    tag: String,
+    room: String,
+    window: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicUsize>,
+) {
+    let permits = Arc::new(Semaphore::new(window));
+    let mut acks = {
+        let permits = Arc::clone(&permits);
+        tokio::spawn(async move {
+            loop {
+                match next_frame(&mut reader).await.kind {
+                    Some(Kind::Ack(_)) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        permits.add_permits(1);
+                    }
+                    Some(Kind::Error(e)) => panic!("flood send refused: {e:?}"),
+                    _ => {}
+                }
+            }
+        })
+    };
+    // A window slot, or the ack reader's failure (it never ends otherwise).
+    macro_rules! or_reader_failed {
+        ($wait:expr) => {
+            tokio::select! {
+                permit = $wait => permit.unwrap(),
+                failed = &mut acks => panic!("flood ack reader stopped: {failed:?}"),
+            }
+        };
+    }
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        or_reader_failed!(permits.acquire()).forget();
+        writer
+            .send(&room, &format!("{tag}-{n}"), "flood")
+            .await
+            .unwrap();
+        n += 1;
+    }
+    let _all_back = or_reader_failed!(permits.acquire_many(window as u32));
+    acks.abort();
+}
+
+/// One room is flooded by pipelining senders while another room's user
+/// sends one message at a time. The quiet room's sends are stored on their
+/// own lane, so the flood hardly changes their latency. (The old dispatcher
+/// waited for room in the flooded lane's channel, two batches long, and so
+/// stalled every room behind it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
+    const SAMPLES: usize = 200;
+    const WINDOW: usize = 64;
+    let options = ClusterOptions::new(1, 1)
+        .env(Role::Workers, "CHAT_WORKER_BATCH__CONCURRENCY", "2")
+        .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "8");
+    let cluster = Cluster::start(options).await;
+    let (hot, quiet) = rooms_on_different_lanes(2);
+    let flooders = ["f0", "f1", "f2", "f3"];
+    cluster.create_room(&hot, &flooders).await;
+    cluster.create_room(&quiet, &["q"]).await;
+    // Storing in the hot room is slow (2 ms a row, as behind a contended
+    // lock): the flood then piles up in its lane, not on the box's two
+    // cores, which every room shares whatever the worker does.
+    cluster
+        .postgres
+        .client()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$; \
+             CREATE TRIGGER slow_hot_room BEFORE INSERT ON messages FOR EACH ROW \
+               WHEN (NEW.room_id = '{hot}') EXECUTE FUNCTION slow_row();"
+        ))
+        .await
+        .unwrap();
+    let (mut qw, mut qr) = cluster.connect(0, "q", Encoding::Json).await;
+
+    latencies(&mut qw, &mut qr, &quiet, "warm", 20).await;
+    let idle = p99(latencies(&mut qw, &mut qr, &quiet, "idle", SAMPLES).await);
+
+    let flood = Flood::start(&cluster, &hot, &flooders, WINDOW).await;
+    wait_for("the flood to be under way", STEP, || async {
+        (flood.acked() >= 500).then_some(())
+    })
+    .await;
+    let before = flood.acked();
+    let loaded = p99(latencies(&mut qw, &mut qr, &quiet, "loaded", SAMPLES).await);
+    let during = flood.acked() - before;
+    let flooded = flood.stop().await;
+
+    let limit = idle * 2 + Duration::from_millis(20);
+    println!(
+        "quiet room p99: idle {idle:?}, during the flood {loaded:?} (limit {limit:?}); \
+         flood: {during} sends acked meanwhile, {flooded} in all"
+    );
+    assert!(
+        loaded <= limit,
+        "p99 {loaded:?} during the flood exceeds {limit:?}"
+    );
+    assert_eq!(cluster.stored(&hot).await.len(), flooded);
+}
+
+/// A room's transaction is stuck (its row is locked) for longer than
+/// `ack_wait` while its sends pile up in the lane. Other rooms carry on; the
+/// stuck sends are kept alive with in-progress acks, so JetStream redelivers
+/// none of them, and once the lock goes they are stored once each, in the
+/// order they were published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
+    const SENDS: usize = 100;
+    const ACK_WAIT: Duration = Duration::from_secs(2);
+    let options = ClusterOptions::new(1, 1)
+        .env(
+            Role::Workers,
+            "CHAT_WORKER_BATCH__ACK_WAIT_SECS",
+            &ACK_WAIT.as_secs().to_string(),
+        )
+        .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
+    let cluster = Cluster::start(options).await;
+    let (hot, quiet) = rooms_on_different_lanes(4);
+    cluster.create_room(&hot, &[]).await;
+    cluster.create_room(&quiet, &["q"]).await;
+    let js = jetstream(&cluster).await;
+    let (mut qw, mut qr) = cluster.connect(0, "q", Encoding::Json).await;
+
+    let pg = cluster.postgres.client().await;
+    pg.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM rooms WHERE id = '{hot}' FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    // Published one after another, so this is the stream's order.
+    let sent: Vec<String> = (0..SENDS).map(|n| format!("h{n}")).collect();
+    for id in &sent {
+        publish_ingest(&js, &hot, envelope(&hot, "h", id, "stuck")).await;
+    }
+    wait_until_workers_hold(&js, SENDS).await;
+    for n in 0..5 {
+        send_and_wait(&mut qw, &mut qr, &quiet, &format!("q{n}"), "meanwhile")
+            .await
+            .expect("another room's send is stored while the hot room is stuck");
+    }
+    // Long enough for JetStream to redeliver anything not kept alive.
+    tokio::time::sleep(ACK_WAIT * 3).await;
+    let (_, held, redelivered) = consumer_state(&js).await;
+    assert_eq!((held, redelivered), (SENDS, 0), "(held, redelivered)");
+    pg.batch_execute("COMMIT").await.unwrap();
+
+    wait_until_drained(&js).await;
+    let stored: Vec<String> = cluster
+        .stored(&hot)
+        .await
+        .into_iter()
+        .map(|(_, _, id, _)| id)
+        .collect();
+    assert_eq!(stored, sent, "stored once each, in stream order");
+    let worker = [worker_metrics(&cluster, 0).await];
+    assert_eq!(total(&worker, "chat_worker_redeliveries_total", &[]), 0.0);
+    assert_eq!(
+        total(
+            &worker,
+            "chat_worker_envelopes_total",
+            &[("outcome", "duplicate")]
+        ),
+        0.0
+    );
+    assert!(total(&worker, "chat_worker_in_progress_acks_total", &[]) >= SENDS as f64);
+}
+
+/// Sends queued while no worker runs are stored, once one starts, in full
+/// batches: ceil(N / max_messages) transactions holding N sends in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_stored_in_full_batches() {
+    const SENDS: usize = 50;
+    const MAX: usize = 16;
+    let options = ClusterOptions::new(1, 1).env(
+        Role::Workers,
+        "CHAT_WORKER_BATCH__MAX_MESSAGES",
+        &MAX.to_string(),
+    );
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("backlog", &["b"]).await;
+    let js = jetstream(&cluster).await;
+    let (mut w, mut r) = cluster.connect(0, "b", Encoding::Json).await;
+
+    cluster.workers[0].process.terminate();
+    for n in 0..SENDS {
+        w.send("backlog", &format!("m{n}"), "queued").await.unwrap();
+    }
+    wait_for("the backlog to be queued", STEP, || async {
+        (consumer_state(&js).await.0 == SENDS as u64).then_some(())
+    })
+    .await;
+    let worker = cluster.start_worker().await;
+    let (_, acks) = collect(&mut r, 0, SENDS, None, STEP).await;
+    assert_eq!(acks.len(), SENDS);
+
+    // Each batch is recorded before its sends are acked.
+    let metrics = [worker_metrics(&cluster, worker).await];
+    assert_eq!(
+        total(&metrics, "chat_worker_batch_size", &[]),
+        SENDS.div_ceil(MAX) as f64,
+        "batches"
+    );
+    assert_eq!(
+        total(&metrics, "chat_worker_batch_size_sum", &[]),
+        SENDS as f64,
+        "sends in them"
+    );
+    assert_eq!(cluster.stored("backlog").await.len(), SENDS);
+}

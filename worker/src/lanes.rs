@@ -1,0 +1,169 @@
+//! Lanes: pulled sends are spread over `batch.concurrency` lanes by room, so
+//! one worker stores and publishes each room's sends in the order it pulled
+//! them while rooms on other lanes proceed in parallel.
+//!
+//! Handing a send to its lane never waits: a lane queues whatever it is
+//! given. A busy room (a flood, a slow transaction) therefore delays only its
+//! own lane, never the dispatch of other rooms. What the lanes hold is
+//! bounded by the consumer's `max_ack_pending` (JetStream stops delivering
+//! at that many unacknowledged sends), not by a channel.
+//!
+//! A send may wait in a lane, or in a slow transaction, for longer than
+//! `ack_wait`; the lane then sends in-progress acks so that JetStream does
+//! not redeliver work that is still under way.
+
+use std::{
+    collections::VecDeque,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, AckKind};
+use tokio::{
+    sync::mpsc,
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
+
+use crate::{app::Ctx, metrics, persist};
+
+/// Which of `lanes` lanes stores the sends published on `subject`: always
+/// the same one, so a room's sends are stored in the order they were pulled.
+pub fn lane_of(subject: &str, lanes: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    subject.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// The lanes of one worker, fed by its dispatch loop.
+pub struct Lanes {
+    /// One per lane; dropping them tells the lanes to finish what they hold.
+    senders: Vec<mpsc::UnboundedSender<Vec<jetstream::Message>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Lanes {
+    /// Starts `batch.concurrency` lanes. `ack_wait` is the consumer's: held
+    /// sends are kept alive well within it.
+    pub fn start(ctx: &Arc<Ctx>, ack_wait: Duration) -> Self {
+        let (senders, tasks) = (0..ctx.config.batch.concurrency)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (tx, tokio::spawn(lane(Arc::clone(ctx), rx, ack_wait)))
+            })
+            .unzip();
+        Self { senders, tasks }
+    }
+
+    /// Hands sends that were ready together to their lanes, one group per
+    /// lane, without waiting. False once a lane has stopped.
+    pub fn dispatch(&self, ready: Vec<jetstream::Message>) -> bool {
+        let mut groups: Vec<Vec<jetstream::Message>> =
+            self.senders.iter().map(|_| Vec::new()).collect();
+        for msg in ready {
+            if msg.info().is_ok_and(|info| info.delivered > 1) {
+                metrics::redelivered();
+            }
+            groups[lane_of(msg.subject.as_str(), self.senders.len())].push(msg);
+        }
+        groups
+            .into_iter()
+            .zip(&self.senders)
+            .filter(|(group, _)| !group.is_empty())
+            .all(|(group, lane)| lane.send(group).is_ok())
+    }
+
+    /// Lets every lane store what it holds, then returns.
+    pub async fn finish(self) {
+        drop(self.senders);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A send a lane holds, and when its ack timer last started: at delivery
+/// (approximately: when the lane got it) or at its last in-progress ack.
+struct Held {
+    msg: jetstream::Message,
+    since: Instant,
+}
+
+/// Stores whatever sends are queued on this lane (up to a batch) in one
+/// transaction, then the next batch; meanwhile queues what arrives and keeps
+/// every held send alive. Once the dispatcher stops, stores what it still
+/// holds and returns.
+async fn lane(
+    ctx: Arc<Ctx>,
+    mut rx: mpsc::UnboundedReceiver<Vec<jetstream::Message>>,
+    ack_wait: Duration,
+) {
+    let max = ctx.config.batch.max_messages;
+    // A held send is refreshed once half of ack_wait has passed, checked
+    // every quarter: at most three quarters of ack_wait go by unrefreshed.
+    let stale = ack_wait / 2;
+    let mut check = tokio::time::interval(ack_wait / 4);
+    check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut queue: VecDeque<Held> = VecDeque::new();
+    let mut open = true;
+    let receive = |queue: &mut VecDeque<Held>, group: Vec<jetstream::Message>| {
+        let since = Instant::now();
+        queue.extend(group.into_iter().map(|msg| Held { msg, since }));
+    };
+    loop {
+        while let Ok(group) = rx.try_recv() {
+            receive(&mut queue, group);
+        }
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(group) => {
+                    receive(&mut queue, group);
+                    continue;
+                }
+                None => return,
+            }
+        }
+        let take = queue.len().min(max);
+        let mut batch_since = queue
+            .iter()
+            .take(take)
+            .map(|h| h.since)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let batch: Vec<jetstream::Message> = queue.drain(..take).map(|h| h.msg).collect();
+        let store = persist::handle_batch(&ctx, &batch);
+        tokio::pin!(store);
+        loop {
+            tokio::select! {
+                () = &mut store => break,
+                group = rx.recv(), if open => match group {
+                    Some(group) => receive(&mut queue, group),
+                    None => open = false,
+                },
+                _ = check.tick() => {
+                    let now = Instant::now();
+                    if now - batch_since >= stale {
+                        for msg in &batch {
+                            keep_alive(msg).await;
+                        }
+                        batch_since = now;
+                    }
+                    for held in queue.iter_mut().filter(|h| now - h.since >= stale) {
+                        keep_alive(&held.msg).await;
+                        held.since = now;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Restarts the send's ack timer: the work is still under way.
+async fn keep_alive(msg: &jetstream::Message) {
+    metrics::in_progress_ack();
+    if let Err(e) = msg.ack_with(AckKind::Progress).await {
+        // JetStream redelivers it after ack_wait; storing it twice is harmless.
+        tracing::warn!(error = %e, "in-progress ack failed");
+    }
+}
