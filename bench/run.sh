@@ -177,17 +177,19 @@ run_idle_rooms() {
   ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
   statements() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database"; }
   commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
-  local t1=$(( $(ticks $g1) + $(ticks $g2) )) q1; q1=$(statements); local r1; r1=$(commands)
+  probes() { for port in $G1 $G2; do curl -s "http://127.0.0.1:$port/metrics"; done | awk '/^chat_gateway_head_probes_total/ {s += $2} END {print s + 0}'; }
+  local t1=$(( $(ticks $g1) + $(ticks $g2) )) q1 r1 p1; q1=$(statements); r1=$(commands); p1=$(probes)
   sleep "$secs"
-  local t2=$(( $(ticks $g1) + $(ticks $g2) )) q2; q2=$(statements); local r2; r2=$(commands)
-  python3 - "$rooms" "$secs" "$t1" "$t2" "$q1" "$q2" "$r1" "$r2" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/idle-rooms.txt"
+  local t2=$(( $(ticks $g1) + $(ticks $g2) )) q2 r2 p2; q2=$(statements); r2=$(commands); p2=$(probes)
+  python3 - "$rooms" "$secs" "$t1" "$t2" "$q1" "$q2" "$r1" "$r2" "$p1" "$p2" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/idle-rooms.txt"
 import sys
-rooms, secs, t1, t2, q1, q2, r1, r2, hz = map(float, sys.argv[1:])
+rooms, secs, t1, t2, q1, q2, r1, r2, p1, p2, hz = map(float, sys.argv[1:])
 # Each statements() reading is itself one transaction, and one commands()
 # reading is one Redis command: both taken out.
 print(f"idle-rooms: {rooms:.0f} joined silent rooms over 2 gateways for {secs:.0f} s: "
       f"gateways {100 * (t2 - t1) / hz / secs:.2f}% of a core, "
-      f"Postgres {(q2 - q1 - 1) / secs:.2f} statements/s, Redis {(r2 - r1 - 1) / secs:.1f} commands/s")
+      f"Postgres {(q2 - q1 - 1) / secs:.2f} statements/s, Redis {(r2 - r1 - 1) / secs:.1f} commands/s, "
+      f"{(p2 - p1) / secs:.0f} room heads probed/s")
 PY
   stop "$client" "${SERVER_PIDS[@]}"
 }

@@ -54,12 +54,12 @@ async fn joining_and_leaving_in_a_tight_loop_never_loses_a_joined() {
         tasks.push(tokio::spawn(async move {
             for round in 0..150 {
                 w.join("door", None).await.unwrap();
-                match frame_within(&mut r, Duration::from_secs(5)).await {
+                match frame_within(&mut r, STEP).await {
                     Some(Kind::Joined(_)) => {}
                     other => panic!("{user} round {round}: no joined, got {other:?}"),
                 }
                 w.leave("door").await.unwrap();
-                match frame_within(&mut r, Duration::from_secs(5)).await {
+                match frame_within(&mut r, STEP).await {
                     Some(Kind::Left(_)) => {}
                     other => panic!("{user} round {round}: no left, got {other:?}"),
                 }
