@@ -27,7 +27,18 @@ pub struct Ctx {
 impl Ctx {
     /// Hands a message that could not be stored to the retry policy.
     pub async fn fail(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
-        crate::retry::fail(&self.js, &self.config.retry, msg, room, error).await
+        self.fail_after(msg, room, error, 1).await
+    }
+
+    /// As `fail`, for a message already tried `attempts` times in place.
+    pub async fn fail_after(
+        &self,
+        msg: &jetstream::Message,
+        room: &str,
+        error: &WorkerError,
+        attempts: u32,
+    ) {
+        crate::retry::fail(&self.js, &self.config.retry, msg, room, error, attempts).await
     }
 }
 

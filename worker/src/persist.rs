@@ -22,7 +22,12 @@ use prost::Message as _;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
-use crate::{app::Ctx, error::WorkerError, fanout, metrics};
+use crate::{
+    app::Ctx,
+    error::WorkerError,
+    fanout, metrics,
+    retry::{self, Decision},
+};
 
 struct Item<'a> {
     msg: &'a jetstream::Message,
@@ -124,13 +129,18 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
 /// Stores the items and returns the outcome of each one stored, by index,
 /// in item order; the others are handed to the retry policy. A part that
 /// Postgres refuses is split in halves, the first stored first, so each
-/// room keeps its order. A failure worth retrying hands back that part and
-/// everything after it: storing later sends first would reorder their room.
+/// room keeps its order. A failure worth retrying is retried in place, with
+/// backoff, before anything after it is stored (the lane keeps the sends
+/// alive meanwhile): a nak would let later sends of the room overtake it.
+/// Once the retry budget is spent, that part and everything after it go to
+/// the dead-letter stream.
 async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
     let mut done = Vec::with_capacity(items.len());
     // Parts still to store; the next one is last.
     let all: Range<usize> = 0..items.len();
     let mut todo = vec![all];
+    // Tries of the part at hand.
+    let mut attempts = 1;
     while let Some(part) = todo.pop() {
         let batch: Vec<NewMessage> = items[part.clone()].iter().map(Item::to_store).collect();
         let started = Instant::now();
@@ -139,6 +149,7 @@ async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
         let e = match persisted {
             Ok(outcomes) => {
                 done.extend(part.zip(outcomes));
+                attempts = 1;
                 continue;
             }
             Err(e) => WorkerError::from(e),
@@ -151,6 +162,14 @@ async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
             todo.push(part.start..middle);
             continue;
         }
+        if let Decision::Retry(delay) = retry::decide(&ctx.config.retry, &e, attempts) {
+            tracing::warn!(error = %e.detail(), attempts, ?delay, "batch not stored; retrying it");
+            metrics::retried(e.label());
+            tokio::time::sleep(delay).await;
+            attempts += 1;
+            todo.push(part);
+            continue;
+        }
         let failed = if e.is_permanent() {
             part
         } else {
@@ -159,8 +178,9 @@ async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
             part.start..items.len()
         };
         for item in &items[failed] {
-            ctx.fail(item.msg, item.room.as_str(), &e).await;
+            ctx.fail_after(item.msg, item.room.as_str(), &e, attempts).await;
         }
+        attempts = 1;
     }
     done
 }

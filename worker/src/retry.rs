@@ -41,16 +41,19 @@ pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decis
     Decision::Retry(Duration::from_millis(delay))
 }
 
-/// Applies the decision for a failed message. A message is acked only once
-/// its dead letter is safely stored.
+/// Applies the decision for a failed message, tried `tried` times in place
+/// (or once per delivery, whichever counts more). A message is acked only
+/// once its dead letter is safely stored.
 pub async fn fail(
     js: &jetstream::Context,
     config: &RetryConfig,
     msg: &jetstream::Message,
     room: &str,
     error: &WorkerError,
+    tried: u32,
 ) {
-    let attempts = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    let delivered = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    let attempts = delivered.max(tried);
     match decide(config, error, attempts) {
         Decision::Retry(delay) => {
             tracing::warn!(error = %error.detail(), attempts, ?delay, "send not stored; retrying");

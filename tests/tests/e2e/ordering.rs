@@ -160,3 +160,48 @@ async fn a_sender_under_overload_keeps_its_order() {
     }
     drain.abort();
 }
+
+/// Postgres fails every insert for a second (a retryable serialization
+/// failure, from a trigger) while a socket streams sends: the worker retries
+/// in place instead of letting later sends overtake, so the stored order is
+/// still the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_keeps_its_order_through_retries() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "1000");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("flaky", &["typist"]).await;
+    let pg = cluster.postgres.client().await;
+    pg.batch_execute(
+        "CREATE TABLE chaos (on_since timestamptz);
+         CREATE FUNCTION chaos() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF EXISTS (SELECT 1 FROM chaos) THEN
+                 RAISE EXCEPTION 'chaos' USING ERRCODE = '40001';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER chaos BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION chaos();",
+    )
+    .await
+    .unwrap();
+    let (mut w, mut r) = cluster.connect(0, "typist", Encoding::Proto).await;
+    let sent: Vec<String> = (0..200).map(|n| format!("k{n:03}")).collect();
+    let acks = tokio::spawn(async move { collect(&mut r, 0, 200, None, STEP * 2).await.1.len() });
+    for (n, id) in sent.iter().enumerate() {
+        if n == 50 {
+            pg.execute("INSERT INTO chaos VALUES (now())", &[]).await.unwrap();
+        }
+        if n == 150 {
+            pg.execute("DELETE FROM chaos", &[]).await.unwrap();
+        }
+        w.send("flaky", id, "typed in order").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(acks.await.unwrap(), sent.len(), "every send acked");
+    assert_eq!(stored_order(&cluster, "flaky", "typist").await, sent);
+    let m = [scrape(&cluster.worker_url(0, "/metrics")).await];
+    let retried = total(&m, "chat_worker_retries_total", &[]);
+    println!("{retried} retries while Postgres refused inserts");
+    assert!(retried > 0.0, "the failure window was hit");
+}
