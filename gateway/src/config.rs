@@ -111,10 +111,11 @@ pub struct Limits {
     /// How long a new TCP connection may take to send its complete HTTP
     /// request (the upgrade) before it is dropped.
     pub handshake_timeout_ms: u64,
-    /// How often the gateway pings a quiet socket.
+    /// A socket heard nothing from for a whole interval of this length is
+    /// pinged.
     pub ping_interval_ms: u64,
-    /// A socket from which nothing (not even a pong) arrived for
-    /// `ping_interval_ms + pong_timeout_ms` is closed (4000, `timeout`).
+    /// A pinged socket from which nothing (not even the pong) arrives within
+    /// this is closed (4000, `timeout`).
     pub pong_timeout_ms: u64,
     /// How long one write to a socket may block before the socket is closed
     /// (a peer that stopped reading at the TCP level).

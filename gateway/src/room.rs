@@ -106,7 +106,9 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, hub: Hub) {
                 Some(cmd) => Box::pin(room.handle(cmd)).await,
                 None => break,
             },
-            () = sleep_until(gap_deadline) => Box::pin(room.fill_gap()).await,
+            () = tokio::time::sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
+                Box::pin(room.fill_gap()).await
+            }
             msg = sub.next() => match msg {
                 Some(msg) => room.on_fanout(msg),
                 None => break,
@@ -129,13 +131,6 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, hub: Hub) {
         }
     }
     let _ = sub.unsubscribe().await;
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn subscribe(id: &RoomId, deps: &RoomDeps) -> Option<async_nats::Subscriber> {

@@ -83,22 +83,28 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
     };
     tracing::debug!(user = %session.user, "socket open");
     let limits = &state.config.limits;
+    // Liveness: a socket heard nothing from for a whole ping interval is
+    // pinged; if nothing (not even the pong) comes back within the pong
+    // timeout, it is closed as dead.
     let ping_every = Duration::from_millis(limits.ping_interval_ms);
-    let silence_limit = ping_every + Duration::from_millis(limits.pong_timeout_ms);
+    let pong_timeout = Duration::from_millis(limits.pong_timeout_ms);
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    let mut last_heard = Instant::now();
+    let mut heard = false;
+    let mut pong_due: Option<Instant> = None;
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
             _ = ping.tick() => {
-                if last_heard.elapsed() >= silence_limit {
-                    close.close(ErrorCode::Timeout, "no pong in time");
-                    break;
-                }
-                if last_heard.elapsed() >= ping_every {
+                if !heard && pong_due.is_none() {
                     session.member.offer(Outbound::Ping);
+                    pong_due = Some(Instant::now() + pong_timeout);
                 }
+                heard = false;
                 continue;
+            }
+            () = tokio::time::sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
+                close.close(ErrorCode::Timeout, "no pong in time");
+                break;
             }
             () = close.closed() => break,
             () = state.shutdown.cancelled() => {
@@ -111,7 +117,8 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
                 break;
             }
         };
-        last_heard = Instant::now();
+        heard = true;
+        pong_due = None;
         match next {
             Some(Ok(msg)) => {
                 let payload = match msg {

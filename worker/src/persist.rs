@@ -178,7 +178,8 @@ async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
             part.start..items.len()
         };
         for item in &items[failed] {
-            ctx.fail_after(item.msg, item.room.as_str(), &e, attempts).await;
+            ctx.fail_after(item.msg, item.room.as_str(), &e, attempts)
+                .await;
         }
         attempts = 1;
     }

@@ -68,14 +68,18 @@ async fn a_handshake_that_never_completes_is_dropped_after_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_answers_no_ping_is_closed_and_one_that_does_stays() {
+    // A pong timeout shorter than the ping interval, as in production
+    // (30 s and 10 s): a quiet socket must be pinged before it is judged.
     let options = ClusterOptions::new(1, 1)
-        .gateway_env("CHAT_GATEWAY_LIMITS__PING_INTERVAL_MS", "300")
-        .gateway_env("CHAT_GATEWAY_LIMITS__PONG_TIMEOUT_MS", "700");
+        .gateway_env("CHAT_GATEWAY_LIMITS__PING_INTERVAL_MS", "500")
+        .gateway_env("CHAT_GATEWAY_LIMITS__PONG_TIMEOUT_MS", "200");
     let cluster = Cluster::start(options).await;
     let (_silent_w, mut silent) = cluster.connect(0, "mute", Encoding::Json).await;
     let (mut w, mut r) = cluster.connect(0, "chatty", Encoding::Proto).await;
-    // The chatty client reads all along (its library answers pings), well
-    // past the silence limit, then asks for a pong.
+    // The chatty client speaks once, then only reads (its library answers
+    // pings) for many ping intervals.
+    let id = w.ping().await.unwrap();
+    assert_eq!(next_frame(&mut r).await.request_id, id);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         match tokio::time::timeout(Duration::from_millis(50), r.next()).await {

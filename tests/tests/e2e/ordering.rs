@@ -167,8 +167,8 @@ async fn a_sender_under_overload_keeps_its_order() {
 /// still the order sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_keeps_its_order_through_retries() {
-    let options = ClusterOptions::new(1, 1)
-        .gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "1000");
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "1000");
     let cluster = Cluster::start(options).await;
     cluster.create_room("flaky", &["typist"]).await;
     let pg = cluster.postgres.client().await;
@@ -190,7 +190,9 @@ async fn a_sender_keeps_its_order_through_retries() {
     let acks = tokio::spawn(async move { collect(&mut r, 0, 200, None, STEP * 2).await.1.len() });
     for (n, id) in sent.iter().enumerate() {
         if n == 50 {
-            pg.execute("INSERT INTO chaos VALUES (now())", &[]).await.unwrap();
+            pg.execute("INSERT INTO chaos VALUES (now())", &[])
+                .await
+                .unwrap();
         }
         if n == 150 {
             pg.execute("DELETE FROM chaos", &[]).await.unwrap();
