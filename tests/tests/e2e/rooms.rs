@@ -226,3 +226,32 @@ async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
     );
     assert!(latency <= 1000, "gap filled after {latency} ms");
 }
+
+/// The reorder buffer is bounded: with a missing message and gap filling
+/// far off, a room that buffers more than `max_pending` messages drops the
+/// newest, refills from the store at once and counts it, and its members
+/// still get everything, in order, long before the gap timer would fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_reorder_buffer_refills_from_the_store() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_DELIVERY__GAP_FILL_AFTER_MS", "60000")
+        .gateway_env("CHAT_GATEWAY_DELIVERY__HEAD_PROBE_MS", "60000")
+        .gateway_env("CHAT_GATEWAY_DELIVERY__IDLE_PROBE_MAX_MS", "60000")
+        .gateway_env("CHAT_GATEWAY_DELIVERY__MAX_PENDING", "20");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("deep", &["tx", "rx", "ghost"]).await;
+    let (mut rw, mut rr) = cluster.connect(0, "rx", Encoding::Proto).await;
+    join(&mut rw, &mut rr, "deep", None).await;
+    let lost = store_without_fanout(&cluster, "deep", "lost").await;
+    assert_eq!(lost.seq, 1);
+    let (mut tw, mut tr) = cluster.connect(0, "tx", Encoding::Json).await;
+    for n in 0..40 {
+        send_and_wait(&mut tw, &mut tr, "deep", &format!("d{n}"), "behind a gap")
+            .await
+            .unwrap();
+    }
+    let (got, _) = collect_messages(&mut rr, 41, Duration::from_secs(10)).await;
+    assert_gap_free(&got, 41, "rx");
+    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
+    assert!(total(&m, "chat_gateway_pending_overflows_total", &[]) >= 1.0);
+}
