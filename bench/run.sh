@@ -58,7 +58,7 @@ PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port)
 mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
 spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
-spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no
+spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no; REDIS_PID=$LAST
 spawn nats "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
@@ -175,19 +175,29 @@ run_idle_rooms() {
   sleep 40
   local g1=${SERVER_PIDS[1]} g2=${SERVER_PIDS[2]}
   ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+  # Every server process: gateways, worker, NATS, Redis, Postgres and its backends.
+  local postmaster; postmaster=$(head -1 "$TMP/pg/postmaster.pid")
+  all_ticks() {
+    local t=0 p
+    for p in "${SERVER_PIDS[@]}" $NATS_PID $REDIS_PID $postmaster $(pgrep -P $postmaster); do
+      t=$((t + $(ticks $p 2>/dev/null || echo 0)))
+    done
+    echo $t
+  }
   statements() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database"; }
   commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
   probes() { for port in $G1 $G2; do curl -s "http://127.0.0.1:$port/metrics"; done | awk '/^chat_gateway_head_probes_total/ {s += $2} END {print s + 0}'; }
-  local t1=$(( $(ticks $g1) + $(ticks $g2) )) q1 r1 p1; q1=$(statements); r1=$(commands); p1=$(probes)
+  local t1=$(( $(ticks $g1) + $(ticks $g2) )) a1 q1 r1 p1; a1=$(all_ticks); q1=$(statements); r1=$(commands); p1=$(probes)
   sleep "$secs"
-  local t2=$(( $(ticks $g1) + $(ticks $g2) )) q2 r2 p2; q2=$(statements); r2=$(commands); p2=$(probes)
-  python3 - "$rooms" "$secs" "$t1" "$t2" "$q1" "$q2" "$r1" "$r2" "$p1" "$p2" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/idle-rooms.txt"
+  local t2=$(( $(ticks $g1) + $(ticks $g2) )) a2 q2 r2 p2; a2=$(all_ticks); q2=$(statements); r2=$(commands); p2=$(probes)
+  python3 - "$rooms" "$secs" "$t1" "$t2" "$a1" "$a2" "$q1" "$q2" "$r1" "$r2" "$p1" "$p2" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/idle-rooms.txt"
 import sys
-rooms, secs, t1, t2, q1, q2, r1, r2, p1, p2, hz = map(float, sys.argv[1:])
+rooms, secs, t1, t2, a1, a2, q1, q2, r1, r2, p1, p2, hz = map(float, sys.argv[1:])
 # Each statements() reading is itself one transaction, and one commands()
 # reading is one Redis command: both taken out.
 print(f"idle-rooms: {rooms:.0f} joined silent rooms over 2 gateways for {secs:.0f} s: "
       f"gateways {100 * (t2 - t1) / hz / secs:.2f}% of a core, "
+      f"all servers {100 * (a2 - a1) / hz / secs:.2f}%, "
       f"Postgres {(q2 - q1 - 1) / secs:.2f} statements/s, Redis {(r2 - r1 - 1) / secs:.1f} commands/s, "
       f"{(p2 - p1) / secs:.0f} room heads probed/s")
 PY
