@@ -79,7 +79,6 @@ pub struct Worker {
 }
 
 pub struct Cluster {
-    pub dir: TempDir,
     pub nats: Nats,
     pub postgres: Postgres,
     pub redis: Redis,
@@ -87,6 +86,9 @@ pub struct Cluster {
     pub workers: Vec<Worker>,
     options: ClusterOptions,
     spawned: usize,
+    /// Last, so the processes (which print their logs on a failed test)
+    /// are gone before their folder is.
+    pub dir: TempDir,
 }
 
 /// Where cargo put the workspace binaries (next to this test's `deps/`).
