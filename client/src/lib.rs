@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use chat_proto::v1::{client_frame::Kind, ClientFrame, Join, Leave, Ping, Send, ServerFrame};
-use chat_shared::codec::{Encoding, Payload};
+use chat_protocol::codec::{Encoding, Payload};
 use futures::{
     stream::{SplitSink, SplitStream},
     SinkExt, StreamExt,
@@ -27,7 +27,7 @@ use tokio_tungstenite::{
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub use chat_shared::codec::Encoding as ClientEncoding;
+pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tungstenite::Message as RawMessage;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum ClientError {
     #[error("websocket: {0}")]
     Ws(#[from] tungstenite::Error),
     #[error("undecodable server frame: {0}")]
-    Decode(#[from] chat_shared::codec::DecodeError),
+    Decode(#[from] chat_protocol::codec::DecodeError),
     #[error("bad url: {0}")]
     Url(String),
 }

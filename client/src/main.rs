@@ -4,7 +4,7 @@
 use anyhow::Context;
 use chat_client::{connect, ConnectOptions, Event};
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, BufReader};
 

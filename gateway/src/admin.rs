@@ -7,7 +7,7 @@ use axum::{
     routing::{post, put},
     Router,
 };
-use chat_shared::{RoomId, UserId};
+use chat_protocol::{RoomId, UserId};
 use serde::Deserialize;
 
 use crate::{app::AppState, auth::bearer, error::GatewayError};

@@ -18,11 +18,8 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use chat_shared::{
-    codec::{Encoding, JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL},
-    store::Store,
-    streams,
-};
+use chat_protocol::codec::{Encoding, JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL};
+use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
@@ -133,7 +130,7 @@ impl Application {
             .await
             .map_err(GatewayError::nats)?;
         let js = async_nats::jetstream::new(nats.clone());
-        streams::ensure(&js, &config.stream)
+        chat_streams::ensure(&js, &config.stream)
             .await
             .map_err(GatewayError::nats)?;
         let store = Store::new(&config.postgres)?;

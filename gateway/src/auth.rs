@@ -2,7 +2,8 @@
 //! the Origin allowlist. All of it happens before the WebSocket upgrade.
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use chat_shared::{auth::Claims, keys, UserId};
+use chat_auth::Claims;
+use chat_protocol::{keys, UserId};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use rand::RngCore;
 use redis::{aio::ConnectionManager, AsyncCommands};

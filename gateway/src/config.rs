@@ -2,12 +2,9 @@
 
 use std::net::SocketAddr;
 
-use chat_shared::{
-    config::{
-        check_backend_urls, BackendUrl, LogConfig, PostgresConfig, Secret, StreamConfig, Validate,
-    },
-    telemetry::TracingConfig,
-};
+use chat_config::{check_backend_urls, BackendUrl, LogConfig, Secret, StreamConfig, Validate};
+use chat_store::PostgresConfig;
+use chat_telemetry::TracingConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the gateway's environment variables.
@@ -260,7 +257,7 @@ impl GatewayConfig {
     /// Loads and validates the configuration, or exits (status 2) saying
     /// what is wrong on one line.
     pub fn load_or_exit() -> Self {
-        let mut config: Self = chat_shared::config::load_or_exit("gateway", ENV_PREFIX);
+        let mut config: Self = chat_config::load_or_exit("gateway", ENV_PREFIX);
         if config.gateway_id.is_empty() {
             config.gateway_id = uuid::Uuid::new_v4().simple().to_string();
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
 use bytes::Bytes;
 use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
-use chat_shared::{
+use chat_protocol::{
     codec::{Encoding, Payload},
     ErrorCode, Seq,
 };

@@ -7,7 +7,8 @@ use axum::{
     Json,
 };
 use chat_proto::v1::{server_frame::Kind, Error as ErrorFrame};
-use chat_shared::{codec::DecodeError, ids::IdError, store::StoreError, ErrorCode};
+use chat_protocol::{codec::DecodeError, ids::IdError, ErrorCode};
+use chat_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

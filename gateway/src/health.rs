@@ -13,11 +13,11 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let mut failing = chat_shared::health::failing(&state.nats, &state.store, &state.redis).await;
+    let mut failing = chat_health::failing(&state.nats, &state.store, &state.redis).await;
     if state.is_draining() {
         failing.push("draining");
     }
-    let (status, body) = chat_shared::health::readiness(&failing);
+    let (status, body) = chat_health::readiness(&failing);
     (
         StatusCode::from_u16(status).expect("valid status"),
         Json(body),

@@ -3,11 +3,8 @@
 //! for whatever Redis lacks.
 
 use chat_proto::v1::Message;
-use chat_shared::{
-    cache,
-    store::{Store, StoreError},
-    RoomId, Seq,
-};
+use chat_protocol::{RoomId, Seq};
+use chat_store::{Store, StoreError};
 use redis::aio::ConnectionManager;
 
 /// Where a page came from, as a metrics label.
@@ -30,7 +27,7 @@ impl History {
         limit: usize,
     ) -> Result<(Vec<Message>, Source), StoreError> {
         let mut redis = self.redis.clone();
-        if let Ok(mut cached) = cache::between(&mut redis, room, after, up_to, limit).await {
+        if let Ok(mut cached) = chat_cache::between(&mut redis, room, after, up_to, limit).await {
             // Redis keeps only the newest messages: use it only for a run
             // that starts right after `after`.
             let run = cached

@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use chat_shared::{RoomId, Seq};
+use chat_protocol::{RoomId, Seq};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 

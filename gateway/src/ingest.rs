@@ -21,7 +21,8 @@ use chat_proto::{
     internal::{Envelope, Receipt},
     v1::Message,
 };
-use chat_shared::{store::Store, subjects, ClientMsgId, RoomId, UserId};
+use chat_protocol::{subjects, ClientMsgId, RoomId, UserId};
+use chat_store::Store;
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::{sync::oneshot, time::Instant};
@@ -158,14 +159,14 @@ impl Ingest {
         let dedup = HeaderValue::from_str(&dedup)
             .map_err(|_| GatewayError::InvalidArgument("id not allowed in a header".into()))?;
         headers.insert(NATS_MESSAGE_ID, dedup);
-        chat_shared::telemetry::inject_trace(&mut headers);
+        chat_telemetry::inject_trace(&mut headers);
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let envelope = Envelope {
             room: send.room.to_string(),
             sender: send.sender.to_string(),
             client_msg_id: send.client_msg_id.as_str().to_owned(),
             body: send.body,
-            received_ts_ms: chat_shared::now_ms(),
+            received_ts_ms: chat_protocol::now_ms(),
             reply_to: self.receipts_subject.clone(),
             ticket,
         };

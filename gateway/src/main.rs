@@ -37,15 +37,14 @@ async fn main() -> anyhow::Result<()> {
             );
             println!(
                 "{}",
-                chat_shared::auth::mint_hs256(config.jwt.hs256_secret.expose(), &user, ttl)
+                chat_auth::mint_hs256(config.jwt.hs256_secret.expose(), &user, ttl)
             );
             Ok(())
         }
         Command::Serve => {
             // Test builds only (feature `failpoints`): faults named in $FAILPOINTS.
             let _failpoints = fail::FailScenario::setup();
-            let telemetry =
-                chat_shared::telemetry::init("chat-gateway", &config.log, &config.tracing);
+            let telemetry = chat_telemetry::init("chat-gateway", &config.log, &config.tracing);
             let drain_delay = Duration::from_millis(config.drain_delay_ms);
             let shutdown = CancellationToken::new();
             let app = Application::build(config, shutdown.clone(), telemetry.metrics.clone())
@@ -53,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("starting gateway")?;
             let state = app.state();
             tokio::spawn(async move {
-                chat_shared::telemetry::terminated().await;
+                chat_telemetry::terminated().await;
                 tracing::info!(?drain_delay, "draining: not ready, then closing sockets");
                 state.begin_drain();
                 tokio::time::sleep(drain_delay).await;

@@ -1,7 +1,8 @@
 //! Who may enter a room: Postgres is the truth, Redis caches each answer for
 //! a while, and every change deletes the cached answer.
 
-use chat_shared::{keys, store::Store, RoomId, UserId};
+use chat_protocol::{keys, RoomId, UserId};
+use chat_store::Store;
 use redis::{aio::ConnectionManager, AsyncCommands};
 
 use crate::error::GatewayError;

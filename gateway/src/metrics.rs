@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use chat_shared::{codec::Encoding, store::Store};
+use chat_protocol::codec::Encoding;
+use chat_store::Store;
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
     Histogram, Unit,
@@ -149,7 +150,7 @@ pub fn delivery_latency() -> Histogram {
 
 /// Records commit-to-socket latency from the message's commit timestamp.
 pub fn record_delivery(histogram: &Histogram, committed_ms: i64) {
-    let ms = (chat_shared::now_ms() - committed_ms).max(0);
+    let ms = (chat_protocol::now_ms() - committed_ms).max(0);
     histogram.record(ms as f64 / 1000.0);
 }
 

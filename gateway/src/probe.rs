@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use chat_shared::{cache, RoomId, Seq};
+use chat_protocol::{RoomId, Seq};
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +110,7 @@ impl Prober {
     async fn probe(&self, rooms: &[RoomView]) {
         let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
         let mut redis = self.history.redis.clone();
-        let hints = cache::head_hints(&mut redis, &ids)
+        let hints = chat_cache::head_hints(&mut redis, &ids)
             .await
             .unwrap_or_else(|_| vec![None; ids.len()]);
         let unknown: Vec<RoomId> = ids

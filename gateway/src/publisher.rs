@@ -11,7 +11,7 @@
 use std::{panic::AssertUnwindSafe, time::Duration};
 
 use chat_proto::v1::{server_frame::Kind, Ack, ServerFrame};
-use chat_shared::ErrorCode;
+use chat_protocol::ErrorCode;
 use futures::FutureExt;
 use tokio::{
     sync::{mpsc, OwnedSemaphorePermit},

@@ -10,7 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chat_shared::{ErrorCode, RoomId, Seq};
+use chat_protocol::{ErrorCode, RoomId, Seq};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 

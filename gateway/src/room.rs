@@ -18,7 +18,7 @@ use std::{
 };
 
 use chat_proto::v1::{server_frame::Kind, Joined, Message, ServerFrame};
-use chat_shared::{subjects, telemetry, RoomId, Seq};
+use chat_protocol::{subjects, RoomId, Seq};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::{
@@ -278,9 +278,9 @@ impl Room {
         };
         // Continue the sender's trace only when there is one: no span per
         // delivered message otherwise.
-        if telemetry::has_trace(msg.headers.as_ref()) {
+        if chat_telemetry::has_trace(msg.headers.as_ref()) {
             let span = tracing::info_span!("deliver", room = %self.id, seq = message.seq);
-            telemetry::continue_trace(&span, msg.headers.as_ref());
+            chat_telemetry::continue_trace(&span, msg.headers.as_ref());
             let _entered = span.enter();
             self.accept(Delivery::new(message));
         } else {

@@ -6,7 +6,7 @@ use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Durati
 use ::metrics::{Counter, Histogram};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use chat_proto::v1::{client_frame, server_frame::Kind, ClientFrame, Left, Pong, ServerFrame};
-use chat_shared::{
+use chat_protocol::{
     codec::{Encoding, Payload},
     ClientMsgId, ErrorCode, RoomId, UserId,
 };
@@ -229,8 +229,10 @@ async fn write_loop(
             reason: "".into(),
         },
     };
-    let _ = sink.send(WsMessage::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    // A peer that cannot take the close frame gets no second wait.
+    if sink.send(WsMessage::Close(Some(frame))).await.is_ok() {
+        let _ = sink.close().await;
+    }
 }
 
 /// The socket's sink with a deadline on every operation.

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Context};
 use chat_client::{ConnectOptions, Event};
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use futures::{
     stream::{SplitSink, SplitStream},
     SinkExt, StreamExt,

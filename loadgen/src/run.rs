@@ -140,7 +140,7 @@ async fn open(idx: usize, params: &Params, setup: &Setup) -> anyhow::Result<(Tx,
     let name = user(&setup.prefix, idx);
     let token = match (&setup.jwt_secret, setup.target) {
         (Some(secret), Target::Ours | Target::OursProto) => {
-            chat_shared::auth::mint_hs256(secret, &name, 3600)
+            chat_auth::mint_hs256(secret, &name, 3600)
         }
         _ => String::new(),
     };

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use chat_client::{connect, ConnectOptions, Reader, Writer};
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use tempfile::TempDir;
 
 use crate::{
@@ -234,7 +234,7 @@ impl Cluster {
     }
 
     pub fn token(&self, user: &str) -> String {
-        chat_shared::auth::mint_hs256(JWT_SECRET, user, 3600)
+        chat_auth::mint_hs256(JWT_SECRET, user, 3600)
     }
 
     pub fn options(&self, gateway: usize, user: &str, encoding: Encoding) -> ConnectOptions {

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use chat_shared::{store::Store, streams};
+use chat_store::Store;
 use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
@@ -77,14 +77,14 @@ impl Worker {
             .await
             .map_err(WorkerError::nats)?;
         let js = jetstream::new(nats.clone());
-        let stream = streams::ensure(&js, &config.stream)
+        let stream = chat_streams::ensure(&js, &config.stream)
             .await
             .map_err(WorkerError::nats)?;
         // Create or update: the lanes' in-progress acks are timed by
         // ack_wait, and max_ack_pending bounds what they queue, so the shared
         // consumer must carry this worker's values, not a stale creator's.
         let consumer = stream
-            .create_consumer(streams::worker_consumer(
+            .create_consumer(chat_streams::worker_consumer(
                 Duration::from_secs(config.batch.ack_wait_secs),
                 config.batch.max_ack_pending,
             ))

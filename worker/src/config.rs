@@ -2,10 +2,9 @@
 
 use std::net::SocketAddr;
 
-use chat_shared::{
-    config::{check_backend_urls, BackendUrl, LogConfig, PostgresConfig, StreamConfig, Validate},
-    telemetry::TracingConfig,
-};
+use chat_config::{check_backend_urls, BackendUrl, LogConfig, StreamConfig, Validate};
+use chat_store::PostgresConfig;
+use chat_telemetry::TracingConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the worker's environment variables.
@@ -138,6 +137,6 @@ impl WorkerConfig {
     /// Loads and validates the configuration, or exits (status 2) saying
     /// what is wrong on one line.
     pub fn load_or_exit() -> Self {
-        chat_shared::config::load_or_exit("worker", ENV_PREFIX)
+        chat_config::load_or_exit("worker", ENV_PREFIX)
     }
 }

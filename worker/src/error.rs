@@ -1,7 +1,7 @@
 //! The worker's errors and the one place that decides what each means for
 //! the JetStream message: retry later, or give up to the dead-letter stream.
 
-use chat_shared::store::StoreError;
+use chat_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -7,7 +7,7 @@ use chat_proto::{
     internal::{Envelope, Receipt},
     v1::Message,
 };
-use chat_shared::{subjects, telemetry, RoomId};
+use chat_protocol::{subjects, RoomId};
 use prost::Message as _;
 
 use crate::error::WorkerError;
@@ -23,8 +23,8 @@ pub async fn publish(
     message: &Message,
 ) -> Result<(), WorkerError> {
     let mut headers = HeaderMap::new();
-    telemetry::inject_trace(&mut headers);
-    let headers = telemetry::has_trace(Some(&headers)).then_some(headers);
+    chat_telemetry::inject_trace(&mut headers);
+    let headers = chat_telemetry::has_trace(Some(&headers)).then_some(headers);
     let send = |subject: String, payload: Vec<u8>| {
         let headers = headers.clone();
         async move {

@@ -1,5 +1,5 @@
 use anyhow::Context;
-use chat_shared::store::Store;
+use chat_store::Store;
 use chat_worker::{Worker, WorkerConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = WorkerConfig::load_or_exit();
-    let telemetry = chat_shared::telemetry::init("chat-worker", &config.log, &config.tracing);
+    let telemetry = chat_telemetry::init("chat-worker", &config.log, &config.tracing);
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => Store::migrate(&config.postgres).await.context("migrating"),
         Command::Run => {
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("starting worker")?;
             tokio::spawn(async move {
-                chat_shared::telemetry::terminated().await;
+                chat_telemetry::terminated().await;
                 tracing::info!("shutting down");
                 shutdown.cancel();
             });

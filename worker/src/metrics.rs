@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chat_shared::store::Store;
+use chat_store::Store;
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };

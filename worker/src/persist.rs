@@ -12,12 +12,9 @@ use std::ops::Range;
 
 use async_nats::jetstream;
 use chat_proto::internal::Envelope;
-use chat_shared::telemetry;
-use chat_shared::{
-    cache,
-    store::{NewMessage, Persisted},
-    RoomId,
-};
+
+use chat_protocol::RoomId;
+use chat_store::{NewMessage, Persisted};
 use prost::Message as _;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
@@ -64,9 +61,9 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
     for msg in chunk {
         match decode(msg) {
             Ok((envelope, room)) => {
-                let span = telemetry::has_trace(msg.headers.as_ref()).then(|| {
+                let span = chat_telemetry::has_trace(msg.headers.as_ref()).then(|| {
                     let span = tracing::info_span!("store", room = %room);
-                    telemetry::continue_trace(&span, msg.headers.as_ref());
+                    chat_telemetry::continue_trace(&span, msg.headers.as_ref());
                     span
                 });
                 items.push(Item {
@@ -113,7 +110,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
         }
     }
     if let Err(e) =
-        cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await
+        chat_cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await
     {
         // Only a cache: gateways fall back to Postgres.
         tracing::warn!(error = %e, "recent-message cache not updated");

@@ -67,7 +67,7 @@ pub async fn fail(
             headers.insert(DEAD_REASON_HEADER, error.label());
             headers.insert(DEAD_DETAIL_HEADER, detail(error));
             headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
-            let subject = chat_shared::subjects::dead_letter(room);
+            let subject = chat_protocol::subjects::dead_letter(room);
             let stored = match js
                 .publish_with_headers(subject, headers, msg.payload.clone())
                 .await

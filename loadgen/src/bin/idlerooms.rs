@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chat_client::{connect, ConnectOptions, Event};
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let mut held = Vec::with_capacity(sockets);
     for i in 0..sockets {
         let user = format!("idle-{i}");
-        let token = chat_shared::auth::mint_hs256(&cli.jwt_secret, &user, 3600);
+        let token = chat_auth::mint_hs256(&cli.jwt_secret, &user, 3600);
         let url = &cli.urls[i % cli.urls.len()];
         let options = ConnectOptions::new(url.clone(), token, Encoding::Proto);
         let (mut w, mut r) = connect(&options).await?;

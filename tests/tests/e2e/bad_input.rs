@@ -3,7 +3,7 @@
 
 use chat_client::{ClientError, ConnectOptions, Credentials, Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{Cluster, ClusterOptions};
 use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message as RawMessage};
 
@@ -189,8 +189,7 @@ async fn next_frame_after_ping(w: &mut Writer, r: &mut Reader) -> Kind {
 async fn bad_expired_or_missing_tokens_are_refused_with_401_before_the_upgrade() {
     let mut s = scene(Encoding::Json).await;
     let url = s.cluster.ws_url(0);
-    let forged =
-        chat_shared::auth::mint_hs256("another-secret-of-at-least-32-bytes!", "victim", 60);
+    let forged = chat_auth::mint_hs256("another-secret-of-at-least-32-bytes!", "victim", 60);
     for (what, credentials) in [
         ("forged", Credentials::Bearer(forged)),
         ("expired", Credentials::Bearer(expired_token())),
@@ -213,7 +212,7 @@ async fn bad_expired_or_missing_tokens_are_refused_with_401_before_the_upgrade()
 
 fn expired_token() -> String {
     use jsonwebtoken::{encode, EncodingKey, Header};
-    let claims = chat_shared::auth::Claims {
+    let claims = chat_auth::Claims {
         sub: "victim".into(),
         exp: 1_000_000,
         iat: 999_000,
@@ -262,9 +261,9 @@ async fn rs256_tokens_are_checked_against_the_configured_public_key() {
         .gateway_env("CHAT_GATEWAY_JWT__RS256_PUBLIC_KEY_PEM", &public);
     let cluster = Cluster::start(options).await;
     cluster.create_room("rsa", &["rita"]).await;
-    let claims = chat_shared::auth::Claims {
+    let claims = chat_auth::Claims {
         sub: "rita".into(),
-        exp: (chat_shared::now_ms() / 1000) as u64 + 600,
+        exp: (chat_protocol::now_ms() / 1000) as u64 + 600,
         iat: 0,
     };
     let private = std::fs::read(&key).unwrap();
@@ -293,7 +292,7 @@ async fn rs256_tokens_are_checked_against_the_configured_public_key() {
 async fn a_token_whose_subject_could_break_a_header_is_refused_with_401() {
     let mut s = scene(Encoding::Json).await;
     for sub in ["victim\r\nX-Evil: 1", "victim\n", "vic tim", "victim\0"] {
-        let token = chat_shared::auth::mint_hs256(chat_tests::cluster::JWT_SECRET, sub, 60);
+        let token = chat_auth::mint_hs256(chat_tests::cluster::JWT_SECRET, sub, 60);
         let options = ConnectOptions::new(s.cluster.ws_url(0), token, Encoding::Json);
         let err = chat_client::connect(&options).await.err();
         assert!(
@@ -353,7 +352,7 @@ async fn a_panic_while_serving_a_frame_answers_unavailable_and_is_counted() {
 async fn a_token_not_valid_yet_is_refused_with_401() {
     use jsonwebtoken::{encode, EncodingKey, Header};
     let mut s = scene(Encoding::Json).await;
-    let now = (chat_shared::now_ms() / 1000) as u64;
+    let now = (chat_protocol::now_ms() / 1000) as u64;
     // `Claims` has no `nbf`: a JSON object carries it.
     let claims = |nbf: u64| serde_json::json!({ "sub": "victim", "exp": now + 600, "nbf": nbf });
     let key = EncodingKey::from_secret(chat_tests::cluster::JWT_SECRET.as_bytes());

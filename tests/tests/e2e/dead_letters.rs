@@ -9,7 +9,7 @@ use std::sync::{
 };
 
 use chat_proto::internal::Envelope;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions};
 use prost::Message as _;
 

@@ -12,7 +12,7 @@ use std::{
 
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::{codec::Encoding, subjects, RoomId};
+use chat_protocol::{codec::Encoding, subjects, RoomId};
 use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 

@@ -5,7 +5,7 @@ use std::{collections::HashMap, time::Duration};
 
 use chat_client::Event;
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions};
 use tokio::time::Instant;
 

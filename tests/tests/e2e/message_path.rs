@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use chat_client::Writer;
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{Cluster, ClusterOptions};
 use tokio::sync::Semaphore;
 

@@ -8,7 +8,7 @@ use std::{
 };
 
 use axum::{body::Bytes, extract::State, routing::post, Router};
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,

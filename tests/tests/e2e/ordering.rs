@@ -2,8 +2,8 @@
 //! messages the way a worker does but never publish them, as if NATS had
 //! dropped the fan-out, and check that every member still gets them in order.
 
-use chat_shared::codec::Encoding;
-use chat_shared::{cache, RoomId};
+use chat_protocol::codec::Encoding;
+use chat_protocol::RoomId;
 use chat_tests::{Cluster, ClusterOptions};
 
 use crate::support::*;
@@ -52,7 +52,7 @@ async fn a_lost_last_message_is_found_by_the_head_probe() {
         .get_connection_manager()
         .await
         .unwrap();
-    cache::remember(&mut redis, &[(RoomId::parse("tail").unwrap(), lost)], 100)
+    chat_cache::remember(&mut redis, &[(RoomId::parse("tail").unwrap(), lost)], 100)
         .await
         .unwrap();
     let (got, _) = collect_messages(&mut r, 2, STEP).await;

@@ -6,7 +6,7 @@ use std::{
 };
 
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions};
 
 use crate::{message_path::run_mixed_load, support::*};

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
-use chat_shared::codec::Encoding;
+use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions};
 use tokio::{sync::Semaphore, time::Instant};
 
@@ -222,7 +222,7 @@ async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
         let mut seen = Vec::new();
         while let Some(kind) = frame_within(&mut rr, Duration::from_secs(3)).await {
             if let Kind::Message(m) = kind {
-                seen.push((m, chat_shared::now_ms()));
+                seen.push((m, chat_protocol::now_ms()));
             }
         }
         seen

@@ -2,10 +2,10 @@
 //! inside one batch and across batches, rooms that do not exist, and which
 //! failures are worth retrying.
 
-use chat_shared::{
-    config::{PostgresConfig, Secret},
-    store::{NewMessage, Persisted, Store, StoreError},
-    RoomId,
+use chat_config::Secret;
+use chat_protocol::RoomId;
+use chat_store::{
+    PostgresConfig, {NewMessage, Persisted, Store, StoreError},
 };
 use chat_tests::{Cluster, ClusterOptions};
 use tokio_postgres::error::SqlState;

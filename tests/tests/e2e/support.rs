@@ -10,15 +10,14 @@ use std::{
 
 use async_nats::jetstream::{self, consumer::pull, message::StreamMessage};
 use chat_client::{Event, Reader, Writer};
+use chat_config::Secret;
 use chat_proto::{
     internal::Envelope,
     v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame},
 };
-use chat_shared::{
-    codec::Encoding,
-    config::{PostgresConfig, Secret},
-    store::{NewMessage, Store},
-    subjects, RoomId,
+use chat_protocol::{codec::Encoding, subjects, RoomId};
+use chat_store::{
+    PostgresConfig, {NewMessage, Store},
 };
 use chat_tests::{wait_for, Cluster};
 use prometheus_parse::{Scrape, Value};
@@ -220,7 +219,7 @@ pub async fn store_without_fanout(
         .await
         .unwrap();
     match outcome.into_iter().next().unwrap() {
-        chat_shared::store::Persisted::Stored { message, .. } => message,
+        chat_store::Persisted::Stored { message, .. } => message,
         other => panic!("not stored: {other:?}"),
     }
 }
@@ -242,7 +241,7 @@ pub fn envelope(room: &str, sender: &str, client_msg_id: &str, body: &str) -> Ve
         sender: sender.into(),
         client_msg_id: client_msg_id.into(),
         body: body.into(),
-        received_ts_ms: chat_shared::now_ms(),
+        received_ts_ms: chat_protocol::now_ms(),
         ..Default::default()
     }
     .encode_to_vec()

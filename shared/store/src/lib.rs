@@ -8,9 +8,43 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-use crate::{config::PostgresConfig, ids::RoomId, ids::UserId, Seq};
+use chat_config::{Secret, Validate};
+use chat_protocol::{RoomId, Seq, UserId};
+use serde::{Deserialize, Serialize};
 
 refinery::embed_migrations!("migrations");
+
+/// Postgres connection settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresConfig {
+    /// libpq-style URL, e.g. `postgres://chat@127.0.0.1:5432/chat`.
+    pub url: Secret,
+    /// Largest number of pooled connections.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
+            pool_size: 16,
+        }
+    }
+}
+
+impl Validate for PostgresConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
+            problems.push(format!(
+                "postgres.url is not a valid connection string: {e}"
+            ));
+        }
+        if self.pool_size == 0 {
+            problems.push("postgres.pool_size must be > 0".into());
+        }
+    }
+}
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +308,7 @@ impl Store {
     /// value Postgres refuses (see [`StoreError::is_retryable`]) fails all of
     /// it and stores nothing.
     pub async fn persist(&self, batch: &[NewMessage]) -> Result<Vec<Persisted>, StoreError> {
-        let now = crate::now_ms();
+        let now = chat_protocol::now_ms();
         let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
         let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
         let cmids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();

@@ -1,19 +1,12 @@
-//! What every binary of the chat system agrees on: ids, NATS subjects and
-//! streams, Redis keys, SQL, the error-code table, configuration loading,
-//! the wire codec, tokens and telemetry.
+//! The wire contract of the chat system: validated ids, the frame codec,
+//! the error-code table, NATS subjects and Redis keys. No I/O: a client
+//! embedding this crate pulls in no database, cache or telemetry stack.
 
-pub mod auth;
-pub mod cache;
 pub mod codec;
-pub mod config;
 pub mod error_code;
-pub mod health;
 pub mod ids;
 pub mod keys;
-pub mod store;
-pub mod streams;
 pub mod subjects;
-pub mod telemetry;
 
 pub use error_code::ErrorCode;
 pub use ids::{ClientMsgId, RoomId, Seq, UserId};

@@ -178,38 +178,6 @@ impl Validate for StreamConfig {
     }
 }
 
-/// Postgres connection settings.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PostgresConfig {
-    /// libpq-style URL, e.g. `postgres://chat@127.0.0.1:5432/chat`.
-    pub url: Secret,
-    /// Largest number of pooled connections.
-    pub pool_size: usize,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        Self {
-            url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
-            pool_size: 16,
-        }
-    }
-}
-
-impl Validate for PostgresConfig {
-    fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
-            problems.push(format!(
-                "postgres.url is not a valid connection string: {e}"
-            ));
-        }
-        if self.pool_size == 0 {
-            problems.push("postgres.pool_size must be > 0".into());
-        }
-    }
-}
-
 /// Log output settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -281,13 +249,27 @@ mod tests {
     #[derive(Default, Serialize, Deserialize)]
     #[serde(default)]
     struct Demo {
-        postgres: PostgresConfig,
+        pool: Pool,
         stream: StreamConfig,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(default)]
+    struct Pool {
+        size: usize,
+    }
+
+    impl Default for Pool {
+        fn default() -> Self {
+            Self { size: 16 }
+        }
     }
 
     impl Validate for Demo {
         fn validate(&self, problems: &mut Vec<String>) {
-            self.postgres.validate(problems);
+            if self.pool.size == 0 {
+                problems.push("pool.size must be > 0".into());
+            }
             self.stream.validate(problems);
         }
     }
@@ -295,11 +277,11 @@ mod tests {
     #[test]
     fn environment_overrides_defaults_and_bad_fields_are_named() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("DEMO_POSTGRES__POOL_SIZE", "0");
+            jail.set_env("DEMO_POOL__SIZE", "0");
             jail.set_env("DEMO_STREAM__REPLICAS", "9");
             let err = load::<Demo>("DEMO_").err().expect("invalid");
             let text = err.to_string();
-            assert!(text.contains("postgres.pool_size"), "{text}");
+            assert!(text.contains("pool.size"), "{text}");
             assert!(text.contains("stream.replicas"), "{text}");
             Ok(())
         });
@@ -308,14 +290,11 @@ mod tests {
     #[test]
     fn file_sits_between_defaults_and_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "c.toml",
-                "[postgres]\npool_size = 3\n[stream]\nreplicas = 2\n",
-            )?;
+            jail.create_file("c.toml", "[pool]\nsize = 3\n[stream]\nreplicas = 2\n")?;
             jail.set_env(CONFIG_FILE_ENV, "c.toml");
             jail.set_env("DEMO_STREAM__REPLICAS", "3");
             let demo = load::<Demo>("DEMO_").expect("valid");
-            assert_eq!(demo.postgres.pool_size, 3);
+            assert_eq!(demo.pool.size, 3);
             assert_eq!(demo.stream.replicas, 3);
             Ok(())
         });

@@ -6,7 +6,7 @@ use chat_proto::v1::Message;
 use prost::Message as _;
 use redis::aio::ConnectionManager;
 
-use crate::{ids::RoomId, keys, Seq};
+use chat_protocol::{keys, RoomId, Seq};
 
 /// How long an idle room's recent messages stay in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_nats::connection::State;
 use redis::aio::ConnectionManager;
 
-use crate::store::Store;
+use chat_store::Store;
 
 /// How long one dependency may take to answer before it counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);

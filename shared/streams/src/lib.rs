@@ -9,7 +9,8 @@ use async_nats::jetstream::{
     stream::{DiscardPolicy, RetentionPolicy, StorageType},
 };
 
-use crate::{config::StreamConfig, subjects};
+use chat_config::StreamConfig;
+use chat_protocol::subjects;
 
 /// Creates the ingest and dead-letter streams if they do not exist.
 pub async fn ensure(

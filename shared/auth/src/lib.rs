@@ -18,7 +18,7 @@ pub struct Claims {
 
 /// Mints an HS256 token for `user` valid for `ttl_secs`.
 pub fn mint_hs256(secret: &str, user: &str, ttl_secs: u64) -> String {
-    let now = (crate::now_ms() / 1000) as u64;
+    let now = (chat_protocol::now_ms() / 1000) as u64;
     let claims = Claims {
         sub: user.to_owned(),
         exp: now + ttl_secs,

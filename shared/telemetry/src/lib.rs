@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat, Validate};
+use chat_config::{LogConfig, LogFormat, Validate};
 
 /// Trace export settings. Off unless `otlp_endpoint` is set.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ impl Default for TracingConfig {
 impl Validate for TracingConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         if !self.otlp_endpoint.is_empty() {
-            crate::config::check_url(
+            chat_config::check_url(
                 "tracing.otlp_endpoint",
                 &self.otlp_endpoint,
                 &["http", "https"],
