@@ -6,7 +6,7 @@ mod adapter;
 mod procstat;
 mod report;
 mod run;
-mod scenario;
+mod scenarios;
 mod stats;
 
 use std::{net::IpAddr, path::PathBuf};
@@ -14,7 +14,7 @@ use std::{net::IpAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 
-use crate::{adapter::Target, scenario::Params};
+use crate::{adapter::Target, scenarios::Params};
 
 #[derive(Parser)]
 #[command(about = "Load generator for the chat system and its peers")]

@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::{adapter::Target, run::Outcome, scenario::Params};
+use crate::{adapter::Target, run::Outcome, scenarios::Params};
 
 #[derive(Serialize)]
 pub struct Latency {

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     adapter::{self, Dial, Incoming, Rx, Target, Tx},
     procstat,
-    scenario::Params,
+    scenarios::Params,
     stats::{now_us, Stats},
 };
 
@@ -106,7 +106,7 @@ async fn create_rooms(params: &Params, setup: &Setup) -> anyhow::Result<()> {
     let rooms: Vec<_> = (0..params.rooms())
         .map(|r| {
             let members: Vec<String> = (0..params.conns)
-                .filter(|i| i / params.room_size == r)
+                .filter(|&i| params.room_of(i) == r)
                 .map(|i| user(&setup.prefix, i))
                 .collect();
             (room_name(&setup.prefix, r), members)
@@ -155,7 +155,7 @@ async fn open(idx: usize, params: &Params, setup: &Setup) -> anyhow::Result<(Tx,
     let (mut tx, mut rx) = adapter::connect(&dial)
         .await
         .with_context(|| format!("connect {name}"))?;
-    tx.join(&room_name(&setup.prefix, idx / params.room_size), &mut rx)
+    tx.join(&room_name(&setup.prefix, params.room_of(idx)), &mut rx)
         .await?;
     Ok((tx, rx))
 }
@@ -198,9 +198,7 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
         );
     }
 
-    let senders_total = (0..params.conns)
-        .filter(|i| i % params.room_size < params.senders_per_room)
-        .count();
+    let senders_total = params.senders_before(params.conns);
     let interval_us = if params.rate > 0.0 {
         1e6 * senders_total as f64 / params.rate
     } else {
@@ -218,11 +216,6 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
     let room_sent: Arc<Vec<AtomicU64>> =
         Arc::new((0..params.rooms()).map(|_| AtomicU64::new(0)).collect());
     let stop = CancellationToken::new();
-    let slow_every = if params.slow_fraction > 0.0 {
-        (1.0 / params.slow_fraction).round() as usize
-    } else {
-        0
-    };
 
     let mut readers: Vec<JoinHandle<Audit>> = Vec::new();
     let mut conns: Vec<Conn> = Vec::new();
@@ -233,9 +226,8 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
                       audited: bool,
                       readers: &mut Vec<JoinHandle<Audit>>,
                       conns: &mut Vec<Conn>| {
-        let room = i / params.room_size;
-        let is_sender = i % params.room_size < params.senders_per_room;
-        let slow = slow_every > 0 && !is_sender && i % slow_every == slow_every - 1;
+        let room = params.room_of(i);
+        let slow = params.is_slow(i);
         let conn = Conn {
             idx: i,
             room,
@@ -259,10 +251,8 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
         start_conn(i, tx, rx, true, &mut readers, &mut conns);
     }
     for conn in &conns {
-        if conn.idx % params.room_size < params.senders_per_room && params.rate > 0.0 {
-            let sender = (0..conn.idx)
-                .filter(|i| i % params.room_size < params.senders_per_room)
-                .count();
+        if params.is_sender(conn.idx) && params.rate > 0.0 {
+            let sender = params.senders_before(conn.idx);
             senders.push(tokio::spawn(send(
                 sender,
                 conn.idx,
@@ -309,7 +299,7 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
     let churn = (params.churn_per_sec > 0.0).then(|| {
         let receivers: Vec<(usize, Arc<AtomicBool>)> = conns
             .iter()
-            .filter(|c| c.idx % params.room_size >= params.senders_per_room)
+            .filter(|c| !params.is_sender(c.idx))
             .map(|c| (c.idx, Arc::clone(&c.audited)))
             .collect();
         let period = Duration::from_secs_f64(1.0 / params.churn_per_sec);
