@@ -1,5 +1,14 @@
-//! Named load shapes (every field can be overridden on the command line) and
-//! each connection's part in them.
+//! Named load shapes (every field can be overridden on the command line),
+//! each connection's part in them, and the load each family adds to a run:
+//! [`chat`] (senders on the open-loop schedule: every scenario with a rate),
+//! [`spike`] (late arrivals), [`churn`] (reconnecting receivers) and
+//! [`connections`] (every socket pinged mid-window). Every run receives and
+//! audits, slow receivers included: that is `crate::conn`.
+
+pub mod chat;
+pub mod churn;
+pub mod connections;
+pub mod spike;
 
 use serde::Serialize;
 
