@@ -20,7 +20,7 @@ use crate::{
     stats::{now_us, Stats},
 };
 
-/// Reconnects connections it holds at most at once: older ones are closed.
+/// Extra sockets held open at once; the oldest is closed when one more opens.
 const HELD: usize = 16;
 
 /// Starts reconnecting receivers in turn until `stop` or `until_us`, if the
@@ -59,7 +59,9 @@ pub fn start(
             next += 1;
             // What the receiver sees is no longer the whole window.
             audited.store(false, Ordering::Relaxed);
-            // A second socket for the same user joins while the first leaves.
+            // A second socket for the same user joins; the receiver's own
+            // socket stays open, and the oldest of these extra sockets is
+            // closed, so sockets arrive and leave at the churn rate.
             if let Ok(pair) = fleet.open(*idx, *room).await {
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 held.push(pair);
