@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests and the end-to-end suite, which starts its own
-# NATS, Postgres and Redis on free ports (never the machine's own instances).
+# Runs every test: the dependency checks, unit tests and the end-to-end
+# suite, which starts its own NATS, Postgres and Redis on free ports (never the
+# machine's own instances).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
+# Unused dependencies cost build time and pull servers' crates into clients.
+# cargo-machete finds them from the sources alone, in seconds, so it runs
+# first; a false positive (a crate used only by generated code or a macro) is
+# listed under [package.metadata.cargo-machete] in its Cargo.toml, with why.
+MACHETE_VERSION=0.9.2
+if ! cargo machete --version 2>/dev/null | grep -qx "$MACHETE_VERSION"; then
+  echo "installing cargo-machete $MACHETE_VERSION"
+  cargo install --locked --quiet cargo-machete --version "$MACHETE_VERSION"
+fi
+cargo machete
+# The client library is embedded in users' apps: it must not pull a server's
+# backends (Postgres, Redis, OpenTelemetry, axum).
+bash scripts/check-client-deps.sh
 # Test builds compile in failpoints (fault injection driven by $FAILPOINTS);
 # build and test must agree on features or cargo rebuilds the binaries.
 features=(--features chat-gateway/failpoints)

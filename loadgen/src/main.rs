@@ -3,10 +3,14 @@
 //! and an SVG chart.
 
 mod adapter;
+mod conn;
+mod fleet;
+mod measure;
 mod procstat;
 mod report;
 mod run;
-mod scenario;
+mod scenarios;
+mod schedule;
 mod stats;
 
 use std::{net::IpAddr, path::PathBuf};
@@ -14,7 +18,7 @@ use std::{net::IpAddr, path::PathBuf};
 use anyhow::Context;
 use clap::Parser;
 
-use crate::{adapter::Target, scenario::Params};
+use crate::{adapter::Target, fleet::Fleet, measure::Servers, scenarios::Params};
 
 #[derive(Parser)]
 #[command(about = "Load generator for the chat system and its peers")]
@@ -139,14 +143,18 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--jwt-secret (or CHAT_GATEWAY_JWT__HS256_SECRET) is needed to mint tokens");
     }
     let setup = run::Setup {
-        target: cli.target,
-        urls: cli.urls.clone(),
-        jwt_secret: cli.jwt_secret.clone(),
+        fleet: Fleet {
+            target: cli.target,
+            urls: cli.urls.clone(),
+            jwt_secret: cli.jwt_secret.clone(),
+            local_addrs: cli.local_addrs.clone(),
+            prefix,
+        },
         admin,
-        local_addrs: cli.local_addrs.clone(),
-        prefix,
-        watch: cli.watch.clone(),
-        server_cpus: cli.server_cpus.clone(),
+        servers: Servers {
+            pids: cli.watch.clone(),
+            cpus: cli.server_cpus.clone(),
+        },
         quiet: cli.quiet,
     };
     let outcome = run::run(&params, &setup).await?;

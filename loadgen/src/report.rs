@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 use serde::Serialize;
 
-use crate::{adapter::Target, run::Outcome, scenario::Params};
+use crate::{adapter::Target, run::Outcome, scenarios::Params};
 
 #[derive(Serialize)]
 pub struct Latency {
@@ -104,22 +104,17 @@ pub fn build(label: String, target: Target, params: &Params, outcome: &Outcome) 
             sent: s.sent,
             acks: s.acks,
             deliveries: s.deliveries,
-            p50_ms: s
-                .delivery
-                .as_ref()
-                .map_or(0.0, |h| h.value_at_quantile(0.5) as f64 / 1000.0),
-            p99_ms: s
-                .delivery
-                .as_ref()
-                .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0),
+            p50_ms: s.delivery_ms(0.5),
+            p99_ms: s.delivery_ms(0.99),
         })
         .collect();
-    let loadgen_cpu_pct = 100.0 * outcome.loadgen_cpu_seconds / window;
+    let loadgen_cpu_pct = 100.0 * outcome.usage.loadgen_cpu_seconds / window;
     let max_send_lag_ms = stats
         .max_send_lag_us
         .load(std::sync::atomic::Ordering::Relaxed) as f64
         / 1000.0;
     let growth = outcome
+        .usage
         .server_peak_rss
         .saturating_sub(outcome.server_rss_before) as f64;
     Report {
@@ -135,9 +130,9 @@ pub fn build(label: String, target: Target, params: &Params, outcome: &Outcome) 
         deliveries_per_sec: delivery.len() as f64 / window,
         ack_latency: Latency::of(&ack),
         delivery_latency: Latency::of(&delivery),
-        audited_receivers: outcome.audited_receivers,
-        missing: outcome.missing,
-        duplicates: outcome.duplicates,
+        audited_receivers: outcome.tally.audited_receivers,
+        missing: outcome.tally.missing,
+        duplicates: outcome.tally.duplicates,
         errors: stats.errors.lock().unwrap().clone(),
         closes: stats.closes.lock().unwrap().clone(),
         reconnects: stats.reconnects.load(std::sync::atomic::Ordering::Relaxed),
@@ -146,19 +141,20 @@ pub fn build(label: String, target: Target, params: &Params, outcome: &Outcome) 
         max_send_lag_ms,
         loadgen_saturated: loadgen_cpu_pct > 90.0 || max_send_lag_ms > 100.0,
         server: Server {
-            cpu_seconds: outcome.server_cpu_seconds,
+            cpu_seconds: outcome.usage.server_cpu_seconds,
             cpu_seconds_per_1000_deliveries: if delivery.is_empty() {
                 0.0
             } else {
-                1000.0 * outcome.server_cpu_seconds / delivery.len() as f64
+                1000.0 * outcome.usage.server_cpu_seconds / delivery.len() as f64
             },
             rss_before_bytes: outcome.server_rss_before,
-            peak_rss_bytes: outcome.server_peak_rss,
+            peak_rss_bytes: outcome.usage.server_peak_rss,
             rss_per_1000_conns_bytes: 1000.0 * growth / outcome.connected.max(1) as f64,
-            peak_open_files: outcome.server_peak_files,
+            peak_open_files: outcome.usage.server_peak_files,
         },
         timeline,
         resources: outcome
+            .usage
             .samples
             .iter()
             .map(|&(t, rss_bytes, open_files)| Resources {

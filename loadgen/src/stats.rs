@@ -33,6 +33,15 @@ pub struct Second {
     pub delivery: Option<Histogram<u64>>,
 }
 
+impl Second {
+    /// Delivery latency at quantile `q` in ms; 0 for a second without deliveries.
+    pub fn delivery_ms(&self, q: f64) -> f64 {
+        self.delivery
+            .as_ref()
+            .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
 #[derive(Default)]
 struct Shard {
     ack: Option<Histogram<u64>>,
@@ -46,6 +55,9 @@ pub struct Stats {
     pub t0_us: u64,
     /// Measurement window [start, end) in µs.
     pub window: (u64, u64),
+    /// Sends per room whose intended time fell in the window: what each
+    /// audited member of the room should have received.
+    room_sent: Vec<AtomicU64>,
     pub errors: Mutex<BTreeMap<String, u64>>,
     pub closes: Mutex<BTreeMap<String, u64>>,
     pub reconnects: AtomicU64,
@@ -54,11 +66,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn new(t0_us: u64, window: (u64, u64)) -> Self {
+    pub fn new(t0_us: u64, window: (u64, u64), rooms: usize) -> Self {
         Self {
             shards: (0..32).map(|_| Mutex::new(Shard::default())).collect(),
             t0_us,
             window,
+            room_sent: (0..rooms).map(|_| AtomicU64::new(0)).collect(),
             errors: Mutex::default(),
             closes: Mutex::default(),
             reconnects: AtomicU64::new(0),
@@ -75,9 +88,28 @@ impl Stats {
         at_us.saturating_sub(self.t0_us) / 1_000_000
     }
 
-    pub fn sent(&self, conn: usize, at_us: u64) {
-        let mut shard = self.shards[conn % self.shards.len()].lock().unwrap();
-        shard.timeline.entry(self.second(at_us)).or_default().sent += 1;
+    /// A send of `conn` to `room`, due at `intended_us`, went out at `at_us`.
+    pub fn sent(&self, conn: usize, room: usize, intended_us: u64, at_us: u64) {
+        {
+            let mut shard = self.shards[conn % self.shards.len()].lock().unwrap();
+            shard.timeline.entry(self.second(at_us)).or_default().sent += 1;
+        }
+        if self.in_window(intended_us) {
+            self.room_sent[room].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends to `room` due in the window.
+    pub fn room_sent(&self, room: usize) -> u64 {
+        self.room_sent[room].load(Ordering::Relaxed)
+    }
+
+    /// Sends due in the window, over all rooms.
+    pub fn sent_in_window(&self) -> u64 {
+        self.room_sent
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn ack(&self, conn: usize, intended_us: u64, now: u64) {

@@ -1,4 +1,14 @@
-//! Named load shapes; every field can be overridden on the command line.
+//! Named load shapes (every field can be overridden on the command line),
+//! each connection's part in them, and the load each family adds to a run:
+//! [`chat`] (senders on the open-loop schedule: every scenario with a rate),
+//! [`spike`] (late arrivals), [`churn`] (reconnecting receivers) and
+//! [`connections`] (every socket pinged mid-window). Every run receives and
+//! audits, slow receivers included: that is `crate::conn`.
+
+pub mod chat;
+pub mod churn;
+pub mod connections;
+pub mod spike;
 
 use serde::Serialize;
 
@@ -102,5 +112,66 @@ impl Params {
 
     pub fn rooms(&self) -> usize {
         self.conns.div_ceil(self.room_size.max(1))
+    }
+
+    /// The room connection `conn` joins: rooms fill up in connection order.
+    pub fn room_of(&self, conn: usize) -> usize {
+        conn / self.room_size
+    }
+
+    /// Whether connection `conn` sends: the first `senders_per_room` of each room.
+    pub fn is_sender(&self, conn: usize) -> bool {
+        conn % self.room_size < self.senders_per_room
+    }
+
+    /// How many senders come before connection `conn`: its place in the
+    /// schedule. Counted, not enumerated, so that a large run's senders start
+    /// on time (enumerating is quadratic in the connections).
+    pub fn senders_before(&self, conn: usize) -> usize {
+        conn / self.room_size * self.senders_per_room
+            + (conn % self.room_size).min(self.senders_per_room)
+    }
+
+    /// Whether receiver `conn` stops reading once joined (`slow_fraction`):
+    /// every n-th connection, senders excepted.
+    pub fn is_slow(&self, conn: usize) -> bool {
+        if self.slow_fraction <= 0.0 {
+            return false;
+        }
+        let every = (1.0 / self.slow_fraction).round() as usize;
+        every > 0 && !self.is_sender(conn) && conn % every == every - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_before_counts_the_senders_of_earlier_connections() {
+        for (room_size, senders_per_room) in [(1, 0), (1, 1), (2, 1), (5, 2), (10, 10), (7, 3)] {
+            let p = Params {
+                senders_per_room,
+                ..Params::base("t", 50, room_size, 1.0)
+            };
+            for conn in 0..=p.conns {
+                let counted = (0..conn).filter(|&c| p.is_sender(c)).count();
+                assert_eq!(
+                    p.senders_before(conn),
+                    counted,
+                    "{room_size}/{senders_per_room} at {conn}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tenth_of_the_receivers_are_slow() {
+        let p = Params::preset("slow-consumer").unwrap();
+        let slow: Vec<usize> = (0..p.conns).filter(|&c| p.is_slow(c)).collect();
+        assert_eq!(slow[..3], [9, 19, 29]);
+        assert!(slow.iter().all(|&c| !p.is_sender(c)));
+        let baseline = Params::preset("baseline").unwrap();
+        assert!(!(0..baseline.conns).any(|c| baseline.is_slow(c)));
     }
 }
