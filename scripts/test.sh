@@ -18,6 +18,9 @@ cargo machete
 # The client library is embedded in users' apps: it must not pull a server's
 # backends (Postgres, Redis, OpenTelemetry, axum).
 bash scripts/check-client-deps.sh
+# Each crate's modules form a graph without cycles (state and contexts live
+# in modules of their own that handlers depend on).
+python3 scripts/check-module-cycles.py
 # Test builds compile in failpoints (fault injection driven by $FAILPOINTS);
 # build and test must agree on features or cargo rebuilds the binaries.
 features=(--features chat-gateway/failpoints)

@@ -10,7 +10,7 @@ use axum::{
 use chat_protocol::{RoomId, UserId};
 use serde::Deserialize;
 
-use crate::{app::AppState, auth::bearer, error::GatewayError};
+use crate::{auth::bearer, error::GatewayError, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()

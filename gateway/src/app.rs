@@ -3,7 +3,6 @@
 
 use std::{
     net::SocketAddr,
-    ops::Deref,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -21,7 +20,6 @@ use axum::{
 use chat_protocol::codec::{Encoding, JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL};
 use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use serde::Deserialize;
 use tokio::{
     net::TcpListener,
@@ -36,57 +34,15 @@ use crate::{
     error::GatewayError,
     health,
     history::History,
-    hub::{Hub, RoomDeps},
+    hub::Hub,
     ingest::Ingest,
     membership::Membership,
     probe::Prober,
+    room::RoomDeps,
     server,
     session::{self, SessionInfo},
+    state::{AppState, Inner},
 };
-
-/// Everything a request handler may touch; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub config: GatewayConfig,
-    pub verifier: Verifier,
-    pub store: Store,
-    pub redis: ConnectionManager,
-    pub membership: Membership,
-    pub hub: Hub,
-    pub ingest: Arc<Ingest>,
-    pub nats: async_nats::Client,
-    pub metrics: PrometheusHandle,
-    pub shutdown: CancellationToken,
-    /// Stops the receipt listener once every socket has drained.
-    receipts_done: CancellationToken,
-    /// Set on SIGTERM: `/readyz` fails so no new sockets are sent here.
-    draining: AtomicBool,
-    /// Open sockets, so shutdown can wait for them to close.
-    pub sessions: TaskTracker,
-    /// One permit per open socket, up to `limits.max_connections`.
-    sockets: Arc<Semaphore>,
-    next_conn: AtomicU64,
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed) || self.shutdown.is_cancelled()
-    }
-
-    /// Fails readiness from now on; sockets stay open until shutdown.
-    pub fn begin_drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -107,28 +63,7 @@ impl Application {
         // Fan-out lost to a slow subscription or a reconnect: every room
         // checks for a lost tail at once.
         let resync = Arc::new(Notify::new());
-        let on_event = Arc::clone(&resync);
-        let nats = async_nats::ConnectOptions::new()
-            .name(format!("chat-gateway-{}", config.gateway_id))
-            .event_callback(move |event| {
-                let resync = Arc::clone(&on_event);
-                async move {
-                    match event {
-                        async_nats::Event::SlowConsumer(_) => {
-                            crate::metrics::nats_slow_consumer();
-                            resync.notify_one();
-                        }
-                        async_nats::Event::Connected => {
-                            tracing::info!("nats connected");
-                            resync.notify_one();
-                        }
-                        other => tracing::info!(event = %other, "nats"),
-                    }
-                }
-            })
-            .connect(config.nats_url.expose())
-            .await
-            .map_err(GatewayError::nats)?;
+        let nats = connect_nats(&config, Arc::clone(&resync)).await?;
         let js = async_nats::jetstream::new(nats.clone());
         chat_streams::ensure(&js, &config.stream)
             .await
@@ -220,6 +155,34 @@ impl Application {
         }
         state.receipts_done.cancel();
     }
+}
+
+/// Connects to NATS; the events that may lose fan-out wake `resync`.
+async fn connect_nats(
+    config: &GatewayConfig,
+    resync: Arc<Notify>,
+) -> Result<async_nats::Client, GatewayError> {
+    async_nats::ConnectOptions::new()
+        .name(format!("chat-gateway-{}", config.gateway_id))
+        .event_callback(move |event| {
+            let resync = Arc::clone(&resync);
+            async move {
+                match event {
+                    async_nats::Event::SlowConsumer(_) => {
+                        crate::metrics::nats_slow_consumer();
+                        resync.notify_one();
+                    }
+                    async_nats::Event::Connected => {
+                        tracing::info!("nats connected");
+                        resync.notify_one();
+                    }
+                    other => tracing::info!(event = %other, "nats"),
+                }
+            }
+        })
+        .connect(config.nats_url.expose())
+        .await
+        .map_err(GatewayError::nats)
 }
 
 pub fn router(state: AppState) -> Router {

@@ -3,7 +3,7 @@
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 
-use crate::{app::AppState, metrics};
+use crate::{metrics, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -13,41 +13,13 @@ use std::{
 };
 
 use chat_protocol::{RoomId, Seq};
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
-use crate::{config::DeliveryConfig, delivery::Member, history::History, room};
-
-/// What a room task needs from the outside world.
-#[derive(Clone)]
-pub struct RoomDeps {
-    pub nats: async_nats::Client,
-    pub history: History,
-    pub config: DeliveryConfig,
-    pub shutdown: CancellationToken,
-}
-
-/// A request to a room task.
-pub enum RoomCmd {
-    Join {
-        member: Member,
-        request_id: String,
-        since: Option<Seq>,
-    },
-    Leave {
-        conn: u64,
-        done: Option<oneshot::Sender<()>>,
-    },
-    /// A replaying socket has everything up to `after`: the room makes it
-    /// live (answers `None`) or names the seq the replay must reach first.
-    CaughtUp {
-        conn: u64,
-        after: Seq,
-        reply: oneshot::Sender<Option<Seq>>,
-    },
-    /// The prober saw the room's head at this seq (messages up to it exist).
-    Head(Seq),
-}
+use crate::{
+    delivery::Member,
+    room::{self, Registry, RoomCmd, RoomDeps},
+};
 
 /// A running room task, as the registry sees it.
 struct Entry {
@@ -169,12 +141,14 @@ impl Hub {
         ));
         tx
     }
+}
 
-    /// Called by an idle room task: forgets it unless a command is queued.
-    /// The inbox is closed under the registry's lock, so from then on a
-    /// sender either fails (and starts a new task) or got in before the
-    /// close, and the retiring task hands what it finds on.
-    pub(crate) fn retire(&self, room: &RoomId, rx: &mut mpsc::Receiver<RoomCmd>) -> bool {
+impl Registry for Hub {
+    /// Forgets an idle room unless a command is queued. The inbox is closed
+    /// under the registry's lock, so from then on a sender either fails
+    /// (and starts a new task) or got in before the close, and the retiring
+    /// task hands what it finds to `rejoin`.
+    fn retire(&self, room: &RoomId, rx: &mut mpsc::Receiver<RoomCmd>) -> bool {
         let mut rooms = self.inner.rooms.lock().expect("poisoned");
         if rx.is_empty() {
             rx.close();
@@ -183,5 +157,16 @@ impl Hub {
         } else {
             false
         }
+    }
+
+    fn rejoin(
+        &self,
+        room: RoomId,
+        member: Member,
+        request_id: String,
+        since: Option<Seq>,
+    ) -> BoxFuture<'static, ()> {
+        let hub = self.clone();
+        Box::pin(async move { hub.join(room, member, request_id, since).await })
     }
 }

@@ -20,6 +20,7 @@ pub mod replay;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod state;
 
 pub use app::Application;
 pub use config::GatewayConfig;

@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::DeliveryConfig,
     history::History,
-    hub::{Hub, RoomCmd, RoomView},
+    hub::{Hub, RoomView},
     metrics,
+    room::RoomCmd,
 };
 
 /// Rooms per Redis pipeline and Postgres query.

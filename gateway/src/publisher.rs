@@ -20,11 +20,11 @@ use tokio::{
 use tracing::{Instrument, Span};
 
 use crate::{
-    app::AppState,
     delivery::{Member, Outbound},
     error::GatewayError,
     ingest::Submission,
     metrics,
+    state::AppState,
 };
 
 /// A send on its way through the publisher.

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     delivery::{Delivery, Member, Outbound},
     history::History,
-    hub::RoomCmd,
     metrics,
 };
 
@@ -25,7 +24,17 @@ use crate::{
 /// closing it as a slow consumer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct Replay {
+/// A replay's word to its room: the socket has everything up to `after`.
+/// The room answers `None` (the socket is live now) or the seq the replay
+/// must reach first.
+pub struct CaughtUp {
+    pub conn: u64,
+    pub after: Seq,
+    pub reply: oneshot::Sender<Option<Seq>>,
+}
+
+/// `C` is the room's command type, which wraps `CaughtUp`.
+pub struct Replay<C> {
     pub member: Member,
     pub room: RoomId,
     /// The socket has everything up to here.
@@ -35,12 +44,12 @@ pub struct Replay {
     pub history: History,
     pub page: usize,
     /// The room, to hand the socket over to live delivery.
-    pub room_tx: mpsc::Sender<RoomCmd>,
+    pub room_tx: mpsc::Sender<C>,
     /// Cancelled when the socket leaves the room.
     pub cancel: CancellationToken,
 }
 
-impl Replay {
+impl<C: From<CaughtUp> + Send> Replay<C> {
     pub async fn run(self) {
         let cancel = self.cancel.clone();
         let close = Arc::clone(&self.member.close);
@@ -61,12 +70,12 @@ impl Replay {
                 }
             }
             let (reply, answer) = oneshot::channel();
-            let caught_up = RoomCmd::CaughtUp {
+            let caught_up = CaughtUp {
                 conn: self.member.conn,
                 after: self.after,
                 reply,
             };
-            if self.room_tx.send(caught_up).await.is_err() {
+            if self.room_tx.send(caught_up.into()).await.is_err() {
                 return;
             }
             match answer.await {

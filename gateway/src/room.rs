@@ -19,7 +19,7 @@ use std::{
 
 use chat_proto::v1::{server_frame::Kind, Joined, Message, ServerFrame};
 use chat_protocol::{subjects, RoomId, Seq};
-use futures::StreamExt;
+use futures::{future::BoxFuture, StreamExt};
 use prost::Message as _;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -28,11 +28,60 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    config::DeliveryConfig,
     delivery::{Delivery, Member, Outbound},
-    hub::{Hub, RoomCmd, RoomDeps},
+    history::History,
     metrics,
-    replay::Replay,
+    replay::{CaughtUp, Replay},
 };
+
+/// What a room task needs from the outside world.
+#[derive(Clone)]
+pub struct RoomDeps {
+    pub nats: async_nats::Client,
+    pub history: History,
+    pub config: DeliveryConfig,
+    pub shutdown: CancellationToken,
+}
+
+/// A request to a room task.
+pub enum RoomCmd {
+    Join {
+        member: Member,
+        request_id: String,
+        since: Option<Seq>,
+    },
+    Leave {
+        conn: u64,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// A replaying socket caught up (see `replay`).
+    CaughtUp(CaughtUp),
+    /// The prober saw the room's head at this seq (messages up to it exist).
+    Head(Seq),
+}
+
+impl From<CaughtUp> for RoomCmd {
+    fn from(caught_up: CaughtUp) -> Self {
+        Self::CaughtUp(caught_up)
+    }
+}
+
+/// What a room task needs from the registry that started it. A trait, so
+/// the room knows the registry only through these two calls.
+pub trait Registry: Send + Sync + 'static {
+    /// Called by an idle room: forgets it (and closes its inbox) unless a
+    /// command is queued.
+    fn retire(&self, room: &RoomId, rx: &mut mpsc::Receiver<RoomCmd>) -> bool;
+    /// Hands a join that reached a retiring room to the room's next task.
+    fn rejoin(
+        &self,
+        room: RoomId,
+        member: Member,
+        request_id: String,
+        since: Option<Seq>,
+    ) -> BoxFuture<'static, ()>;
+}
 
 /// Largest number of messages read from the store in one query.
 const PAGE: usize = 500;
@@ -72,7 +121,7 @@ struct Room {
 }
 
 /// Runs a room until it has no members left (or the gateway shuts down).
-pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, hub: Hub) {
+pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Registry) {
     let Inbox { mut rx, tx, next } = inbox;
     let Some(mut sub) = subscribe(&id, &deps).await else {
         return;
@@ -114,17 +163,20 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, hub: Hub) {
                 None => break,
             },
         }
-        if room.members.is_empty() && hub.retire(&room.id, &mut rx) {
+        if room.members.is_empty() && registry.retire(&room.id, &mut rx) {
             // Commands that got in before the inbox closed go to the room's
-            // next task.
-            while let Ok(cmd) = rx.try_recv() {
+            // next task. `recv` (not `try_recv`) until `None`: a sender that
+            // reserved its slot before the close may still be writing to it.
+            while let Some(cmd) = rx.recv().await {
                 if let RoomCmd::Join {
                     member,
                     request_id,
                     since,
                 } = cmd
                 {
-                    Box::pin(hub.join(room.id.clone(), member, request_id, since)).await;
+                    registry
+                        .rejoin(room.id.clone(), member, request_id, since)
+                        .await;
                 }
             }
             break;
@@ -186,7 +238,9 @@ impl Room {
                     let _ = done.send(());
                 }
             }
-            RoomCmd::CaughtUp { conn, after, reply } => self.caught_up(conn, after, reply),
+            RoomCmd::CaughtUp(CaughtUp { conn, after, reply }) => {
+                self.caught_up(conn, after, reply)
+            }
             RoomCmd::Head(head) => {
                 if head >= self.next {
                     self.known_head = self.known_head.max(head);

@@ -10,7 +10,10 @@ use chat_protocol::{
     codec::{Encoding, Payload},
     ClientMsgId, ErrorCode, RoomId, UserId,
 };
-use futures::{stream::SplitSink, FutureExt, SinkExt, StreamExt};
+use futures::{
+    stream::{SplitSink, SplitStream},
+    FutureExt, SinkExt, StreamExt,
+};
 use tokio::{
     sync::{mpsc, Semaphore},
     time::Instant,
@@ -19,12 +22,13 @@ use tokio_tungstenite::tungstenite;
 use tracing::Instrument;
 
 use crate::{
-    app::AppState,
+    config::Limits,
     delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
     ingest::Submission,
     metrics,
     publisher::{self, Outgoing},
+    state::AppState,
 };
 
 /// Who is on the socket and how it speaks; settled before the upgrade.
@@ -46,28 +50,10 @@ pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
 
 /// Runs the socket; returns why it closed, as a metrics label.
 async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> &'static str {
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
     let close = Arc::new(CloseSignal::default());
-    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
-    let writer = {
-        let close = Arc::clone(&close);
-        let write = write_loop(
-            sink,
-            queue,
-            Arc::clone(&close),
-            info.encoding,
-            write_timeout,
-        );
-        // A writer that stopped (peer gone, write timed out) ends the reader too.
-        tokio::spawn(
-            async move {
-                write.await;
-                close.finish()
-            }
-            .in_current_span(),
-        )
-    };
+    let writer = spawn_writer(sink, queue, Arc::clone(&close), info.encoding, &state);
     let mut session = Session {
         member: Member {
             conn: info.conn,
@@ -82,67 +68,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
         state: state.clone(),
     };
     tracing::debug!(user = %session.user, "socket open");
-    let limits = &state.config.limits;
-    // Liveness: a socket heard nothing from for a whole ping interval is
-    // pinged; if nothing (not even the pong) comes back within the pong
-    // timeout, it is closed as dead.
-    let ping_every = Duration::from_millis(limits.ping_interval_ms);
-    let pong_timeout = Duration::from_millis(limits.pong_timeout_ms);
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    let mut heard = false;
-    let mut pong_due: Option<Instant> = None;
-    loop {
-        let next = tokio::select! {
-            next = stream.next() => next,
-            _ = ping.tick() => {
-                if !heard && pong_due.is_none() {
-                    session.member.offer(Outbound::Ping);
-                    pong_due = Some(Instant::now() + pong_timeout);
-                }
-                heard = false;
-                continue;
-            }
-            () = tokio::time::sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
-                close.close(ErrorCode::Timeout, "no pong in time");
-                break;
-            }
-            () = close.closed() => break,
-            () = state.shutdown.cancelled() => {
-                // Read nothing more, but answer the sends already accepted
-                // before asking the client to go elsewhere.
-                let all = state.config.limits.max_inflight_sends as u32;
-                let drain = Duration::from_millis(state.config.drain_timeout_ms);
-                let _ = tokio::time::timeout(drain, session.inflight.acquire_many(all)).await;
-                close.close(ErrorCode::Unavailable, "gateway shutting down; reconnect");
-                break;
-            }
-        };
-        heard = true;
-        pong_due = None;
-        match next {
-            Some(Ok(msg)) => {
-                let payload = match msg {
-                    WsMessage::Text(t) => Payload::Text(t.to_string()),
-                    WsMessage::Binary(b) => Payload::Binary(b),
-                    WsMessage::Close(_) => break,
-                    WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-                };
-                // Boxed: the request path's futures (Redis, Postgres, NATS)
-                // would otherwise sit inline in every idle socket's task.
-                let handled = AssertUnwindSafe(Box::pin(session.on_payload(payload)));
-                if handled.catch_unwind().await.is_err() {
-                    session.on_panic("session").await;
-                }
-            }
-            Some(Err(e)) => {
-                if is_too_large(e) {
-                    close.close(ErrorCode::TooLarge, "frame exceeds the size limit");
-                }
-                break;
-            }
-            None => break,
-        }
-    }
+    session.read_loop(stream).await;
     for room in std::mem::take(&mut session.joined) {
         state.hub.leave(&room, info.conn).await;
     }
@@ -152,6 +78,65 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
     let reason = close.reason().map_or("normal", |(code, _)| code.as_str());
     tracing::debug!(reason, "socket closed");
     reason
+}
+
+/// Starts the socket's writer. A writer that stopped (peer gone, write
+/// timed out) ends the reader too.
+fn spawn_writer(
+    sink: SplitSink<WebSocket, WsMessage>,
+    queue: mpsc::Receiver<Outbound>,
+    close: Arc<CloseSignal>,
+    encoding: Encoding,
+    state: &AppState,
+) -> tokio::task::JoinHandle<()> {
+    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
+    let write = write_loop(sink, queue, Arc::clone(&close), encoding, write_timeout);
+    tokio::spawn(
+        async move {
+            write.await;
+            close.finish()
+        }
+        .in_current_span(),
+    )
+}
+
+/// A socket heard nothing from for a whole ping interval is pinged; if
+/// nothing (not even the pong) comes back within the pong timeout, it is
+/// closed as dead.
+struct Liveness {
+    ping: tokio::time::Interval,
+    pong_timeout: Duration,
+    /// Something arrived since the last tick.
+    heard: bool,
+    /// When the outstanding ping must have been answered.
+    pong_due: Option<Instant>,
+}
+
+impl Liveness {
+    fn new(limits: &Limits) -> Self {
+        let every = Duration::from_millis(limits.ping_interval_ms);
+        Self {
+            ping: tokio::time::interval_at(Instant::now() + every, every),
+            pong_timeout: Duration::from_millis(limits.pong_timeout_ms),
+            heard: false,
+            pong_due: None,
+        }
+    }
+
+    /// On a ping tick: whether to ping now.
+    fn tick(&mut self) -> bool {
+        let ping = !self.heard && self.pong_due.is_none();
+        if ping {
+            self.pong_due = Some(Instant::now() + self.pong_timeout);
+        }
+        self.heard = false;
+        ping
+    }
+
+    fn heard(&mut self) {
+        self.heard = true;
+        self.pong_due = None;
+    }
 }
 
 fn is_too_large(e: axum::Error) -> bool {
@@ -319,6 +304,59 @@ struct Session {
 }
 
 impl Session {
+    /// Reads frames until the socket ends, dies, or the gateway shuts down.
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) {
+        let close = Arc::clone(&self.member.close);
+        let mut live = Liveness::new(&self.state.config.limits);
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = live.ping.tick() => {
+                    if live.tick() {
+                        self.member.offer(Outbound::Ping);
+                    }
+                    continue;
+                }
+                () = tokio::time::sleep_until(live.pong_due.unwrap_or_else(Instant::now)), if live.pong_due.is_some() => {
+                    close.close(ErrorCode::Timeout, "no pong in time");
+                    return;
+                }
+                () = close.closed() => return,
+                () = self.state.shutdown.cancelled() => return self.drain().await,
+            };
+            live.heard();
+            let payload = match next {
+                Some(Ok(WsMessage::Text(t))) => Payload::Text(t.to_string()),
+                Some(Ok(WsMessage::Binary(b))) => Payload::Binary(b),
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Ok(WsMessage::Close(_))) | None => return,
+                Some(Err(e)) => {
+                    if is_too_large(e) {
+                        close.close(ErrorCode::TooLarge, "frame exceeds the size limit");
+                    }
+                    return;
+                }
+            };
+            // Boxed: the request path's futures (Redis, Postgres, NATS)
+            // would otherwise sit inline in every idle socket's task.
+            let handled = AssertUnwindSafe(Box::pin(self.on_payload(payload)));
+            if handled.catch_unwind().await.is_err() {
+                self.on_panic("session").await;
+            }
+        }
+    }
+
+    /// On shutdown: read nothing more, but answer the sends already
+    /// accepted before asking the client to go elsewhere.
+    async fn drain(&self) {
+        let all = self.state.config.limits.max_inflight_sends as u32;
+        let drain = Duration::from_millis(self.state.config.drain_timeout_ms);
+        let _ = tokio::time::timeout(drain, self.inflight.acquire_many(all)).await;
+        self.member
+            .close
+            .close(ErrorCode::Unavailable, "gateway shutting down; reconnect");
+    }
+
     /// A bug met while serving a frame: the client hears `unavailable`
     /// instead of silence, the socket and everyone else carry on. (The
     /// frame's request id went down with the panic.)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 
-use crate::{app::Ctx, metrics};
+use crate::{ctx::Ctx, metrics};
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
     Router::new()

@@ -26,7 +26,7 @@ use tokio::{
     time::{Instant, MissedTickBehavior},
 };
 
-use crate::{app::Ctx, metrics, persist};
+use crate::{ctx::Ctx, metrics, persist};
 
 /// Which of `lanes` lanes stores the sends published on `subject`: always
 /// the same one, so a room's sends are stored in the order they were pulled.

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use crate::{
-    app::Ctx,
+    ctx::Ctx,
     error::WorkerError,
     fanout, metrics,
     retry::{self, Decision},

@@ -37,6 +37,8 @@ async fn assert_acked_and_stored(
     }
 }
 
+// Longer than 80 lines on purpose: one scenario read top to bottom, each
+// step next to what it checks; split up, it would read as scattered fragments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_in_order() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;

@@ -49,6 +49,8 @@ const WINDOW: usize = 64;
 
 /// Runs the 4-client, 3-sender load and checks every guarantee. `midway`
 /// is called once half of the messages were sent (to inject a fault).
+// Longer than 80 lines on purpose: one scenario read top to bottom, each
+// step next to what it checks; split up, it would read as scattered fragments.
 pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce(usize) + Send) {
     let users = ["u0", "u1", "u2", "u3"];
     cluster.create_room("big", &users).await;

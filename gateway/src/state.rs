@@ -1,0 +1,65 @@
+//! The gateway's shared state: everything a request handler or a socket may
+//! touch. Handlers depend on this module, not on `app`, which builds it.
+
+use std::{
+    ops::Deref,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use chat_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::Verifier, config::GatewayConfig, hub::Hub, ingest::Ingest, membership::Membership,
+};
+
+/// Everything a request handler may touch; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub config: GatewayConfig,
+    pub verifier: Verifier,
+    pub store: Store,
+    pub redis: ConnectionManager,
+    pub membership: Membership,
+    pub hub: Hub,
+    pub ingest: Arc<Ingest>,
+    pub nats: async_nats::Client,
+    pub metrics: PrometheusHandle,
+    pub shutdown: CancellationToken,
+    /// Stops the receipt listener once every socket has drained.
+    pub receipts_done: CancellationToken,
+    /// Set on SIGTERM: `/readyz` fails so no new sockets are sent here.
+    pub draining: AtomicBool,
+    /// Open sockets, so shutdown can wait for them to close.
+    pub sessions: TaskTracker,
+    /// One permit per open socket, up to `limits.max_connections`.
+    pub sockets: Arc<Semaphore>,
+    /// The next socket's connection id (for logs).
+    pub next_conn: AtomicU64,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) || self.shutdown.is_cancelled()
+    }
+
+    /// Fails readiness from now on; sockets stay open until shutdown.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,37 @@
+//! What storing a batch needs, built by `app` and shared by the lanes: the
+//! modules that handle sends depend on this, not on `app`.
+
+use async_nats::jetstream;
+use chat_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+
+use crate::{config::WorkerConfig, error::WorkerError};
+
+/// What a batch needs; shared by the concurrent batches.
+pub struct Ctx {
+    pub config: WorkerConfig,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub store: Store,
+    pub redis: ConnectionManager,
+    pub metrics: PrometheusHandle,
+}
+
+impl Ctx {
+    /// Hands a message that could not be stored to the retry policy.
+    pub async fn fail(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
+        self.fail_after(msg, room, error, 1).await
+    }
+
+    /// As `fail`, for a message already tried `attempts` times in place.
+    pub async fn fail_after(
+        &self,
+        msg: &jetstream::Message,
+        room: &str,
+        error: &WorkerError,
+        attempts: u32,
+    ) {
+        crate::retry::fail(&self.js, &self.config.retry, msg, room, error, attempts).await
+    }
+}
