@@ -30,7 +30,7 @@ impl Delivery {
     }
 
     pub fn seq(&self) -> Seq {
-        self.message.seq
+        Seq::new(self.message.seq)
     }
 
     /// The frame in the socket's encoding, encoded by the first socket that needs it.

@@ -32,7 +32,7 @@ impl History {
             // that starts right after `after`.
             let run = cached
                 .iter()
-                .zip(after + 1..)
+                .zip(after.get() + 1..)
                 .take_while(|(m, seq)| m.seq == *seq)
                 .count();
             if run > 0 {

@@ -110,7 +110,7 @@ impl Hub {
             .map(|(id, e)| RoomView {
                 id: id.clone(),
                 tx: e.tx.clone(),
-                next: e.next.load(Ordering::Relaxed),
+                next: Seq::new(e.next.load(Ordering::Relaxed)),
             })
             .collect()
     }

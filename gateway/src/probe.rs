@@ -83,7 +83,7 @@ impl Prober {
         let mut due = Vec::new();
         for room in rooms {
             // Not started yet: the room reads its head itself.
-            if room.next == 0 {
+            if room.next == Seq::ZERO {
                 continue;
             }
             let s = self
@@ -135,7 +135,7 @@ impl Prober {
         for (room, hint) in rooms.iter().zip(hints) {
             let head = hint.or_else(|| stored.get(&room.id).copied());
             if let Some(head) = head.filter(|&h| h >= room.next) {
-                tracing::debug!(room = %room.id, from = room.next, to = head, "lost tail");
+                tracing::debug!(room = %room.id, from = %room.next, to = %head, "lost tail");
                 // A full inbox means a busy room: the next probe will do.
                 let _ = room.tx.try_send(RoomCmd::Head(head));
             }

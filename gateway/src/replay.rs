@@ -101,8 +101,8 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
                 tracing::warn!(room = %self.room, error = %e, "replay read failed");
                 UNAVAILABLE
             })?;
-        if page.first().map(|m| m.seq) != Some(self.after + 1) {
-            tracing::error!(room = %self.room, after = self.after, "store has a hole");
+        if page.first().map(|m| Seq::new(m.seq)) != Some(self.after.next()) {
+            tracing::error!(room = %self.room, after = %self.after, "store has a hole");
             return Err(UNAVAILABLE);
         }
         metrics::replayed(source, page.len());
@@ -111,7 +111,7 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
                 .await
                 .map_err(|_| SLOW)?
                 .expect("never closed");
-            self.after = message.seq;
+            self.after = Seq::new(message.seq);
             let item = Outbound::replayed(Delivery::new(message), permit);
             match tokio::time::timeout(SEND_TIMEOUT, self.member.out.send(item)).await {
                 Ok(Ok(())) => {}

@@ -131,13 +131,13 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
     };
     let gap_fill_after = Duration::from_millis(deps.config.gap_fill_after_ms);
     let shutdown = deps.shutdown.clone();
-    next.store(head + 1, Ordering::Relaxed);
+    next.store(head.next().get(), Ordering::Relaxed);
     let mut room = Room {
         id,
         deps,
         tx,
         members: HashMap::new(),
-        next: head + 1,
+        next: head.next(),
         shared_next: next,
         pending: BTreeMap::new(),
         known_head: head,
@@ -205,7 +205,7 @@ async fn subscribe(id: &RoomId, deps: &RoomDeps) -> Option<async_nats::Subscribe
 async fn initial_head(id: &RoomId, deps: &RoomDeps) -> Option<Seq> {
     loop {
         match deps.history.store.room_head(id).await {
-            Ok(head) => return Some(head.unwrap_or(0)),
+            Ok(head) => return Some(head.unwrap_or(Seq::ZERO)),
             Err(e) => tracing::warn!(room = %id, error = %e, "reading room head failed"),
         }
         if !retry_pause(deps).await {
@@ -251,12 +251,12 @@ impl Room {
     }
 
     fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
-        let head = self.next - 1;
+        let head = self.next.prev();
         let joined = Outbound::frame(ServerFrame {
             request_id,
             kind: Some(Kind::Joined(Joined {
                 room: self.id.to_string(),
-                head_seq: head,
+                head_seq: head.get(),
             })),
         });
         if let Some(slot) = self.members.get(&member.conn) {
@@ -312,7 +312,7 @@ impl Room {
             let _ = reply.send(None);
             return;
         };
-        let delivered = self.next - 1;
+        let delivered = self.next.prev();
         if after < delivered {
             let _ = reply.send(Some(delivered));
         } else {
@@ -355,9 +355,9 @@ impl Room {
             }
             let delivery = entry.remove();
             self.deliver(&delivery);
-            self.next += 1;
+            self.next = self.next.next();
         }
-        self.shared_next.store(self.next, Ordering::Relaxed);
+        self.shared_next.store(self.next.get(), Ordering::Relaxed);
         if !self.behind() {
             self.gap_since = None;
             return;
@@ -401,7 +401,7 @@ impl Room {
             self.pending.first_key_value(),
             self.pending.last_key_value(),
         ) {
-            (Some((&first, _)), Some((&last, _))) if self.known_head <= last => first - 1,
+            (Some((&first, _)), Some((&last, _))) if self.known_head <= last => first.prev(),
             _ => self.known_head,
         };
         self.fetch_up_to(up_to).await;
@@ -416,7 +416,7 @@ impl Room {
             let page = self
                 .deps
                 .history
-                .page(&self.id, self.next - 1, up_to, PAGE)
+                .page(&self.id, self.next.prev(), up_to, PAGE)
                 .await;
             match page {
                 Ok((page, source)) if !page.is_empty() => {
@@ -424,10 +424,10 @@ impl Room {
                         self.accept(Delivery::new(m));
                     }
                     if self.next == before {
-                        tracing::error!(room = %self.id, seq = before, "store has a hole");
+                        tracing::error!(room = %self.id, seq = %before, "store has a hole");
                         break;
                     }
-                    metrics::gap_filled(source, (self.next - before) as usize);
+                    metrics::gap_filled(source, self.next.since(before) as usize);
                 }
                 Ok(_) => break,
                 Err(e) => {

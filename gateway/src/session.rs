@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use chat_proto::v1::{client_frame, server_frame::Kind, ClientFrame, Left, Pong, ServerFrame};
 use chat_protocol::{
     codec::{Encoding, Payload},
-    ClientMsgId, ErrorCode, RoomId, UserId,
+    ClientMsgId, ErrorCode, RoomId, Seq, UserId,
 };
 use futures::{
     stream::{SplitSink, SplitStream},
@@ -418,7 +418,12 @@ impl Session {
         self.joined.insert(room.clone());
         self.state
             .hub
-            .join(room, self.member.clone(), request_id, join.since_seq)
+            .join(
+                room,
+                self.member.clone(),
+                request_id,
+                join.since_seq.map(Seq::new),
+            )
             .await;
         Ok(())
     }

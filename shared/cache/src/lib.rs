@@ -48,7 +48,7 @@ pub async fn between(
     let raw: Vec<Vec<u8>> = redis::cmd("ZRANGE")
         .arg(keys::recent(room))
         .arg(format!("({after}"))
-        .arg(up_to)
+        .arg(up_to.get())
         .arg("BYSCORE")
         .arg("LIMIT")
         .arg(0)
@@ -82,6 +82,6 @@ pub async fn head_hints(
     let tops: Vec<Vec<(Vec<u8>, f64)>> = pipe.query_async(redis).await?;
     Ok(tops
         .iter()
-        .map(|top| top.first().map(|(_, score)| *score as Seq))
+        .map(|top| top.first().map(|(_, score)| Seq::new(*score as u64)))
         .collect())
 }

@@ -144,8 +144,55 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// A room's sequence number: the n-th stored message of the room has seq n.
-pub type Seq = u64;
+/// A room's sequence number: the n-th stored message of the room has seq
+/// n; `Seq::ZERO` is "before the first". On the wire it is a plain `u64`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(u64);
+
+impl Seq {
+    pub const ZERO: Seq = Seq(0);
+
+    pub const fn new(n: u64) -> Self {
+        Self(n)
+    }
+
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The seq after this one.
+    pub const fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    /// The seq before this one (`ZERO` stays `ZERO`).
+    pub const fn prev(self) -> Seq {
+        Seq(self.0.saturating_sub(1))
+    }
+
+    /// How many seqs lie in `(earlier, self]`.
+    pub const fn since(self, earlier: Seq) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl From<u64> for Seq {
+    fn from(n: u64) -> Self {
+        Self(n)
+    }
+}
+
+impl From<Seq> for u64 {
+    fn from(seq: Seq) -> u64 {
+        seq.0
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -174,6 +221,17 @@ mod tests {
         }
         assert_eq!(UserId::parse(""), Err(IdError::Empty("user")));
         assert!(UserId::parse("u".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn seqs_step_without_wrapping_below_zero() {
+        let five = Seq::new(5);
+        assert_eq!(five.next(), Seq::new(6));
+        assert_eq!(five.prev(), Seq::new(4));
+        assert_eq!(Seq::ZERO.prev(), Seq::ZERO);
+        assert_eq!(Seq::new(9).since(five), 4);
+        assert_eq!(five.since(Seq::new(9)), 0);
+        assert!(five < five.next());
     }
 
     #[test]

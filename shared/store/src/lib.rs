@@ -120,7 +120,7 @@ mod sql {
 fn message_from_row(row: &Row) -> Message {
     Message {
         room: row.get(0),
-        seq: row.get::<_, i64>(1) as Seq,
+        seq: row.get::<_, i64>(1) as u64,
         id: row.get::<_, Uuid>(2).to_string(),
         sender: row.get(3),
         body: row.get(4),
@@ -218,7 +218,7 @@ impl Store {
         Ok(client
             .query_opt(&stmt, &[&room.as_str()])
             .await?
-            .map(|row| row.get::<_, i64>(0) as Seq))
+            .map(|row| Seq::new(row.get::<_, i64>(0) as u64)))
     }
 
     /// The highest stored seq of each of `rooms` that exists, in one query.
@@ -232,7 +232,7 @@ impl Store {
             .iter()
             .filter_map(|row| {
                 let id = RoomId::parse(row.get::<_, String>(0)).ok()?;
-                Some((id, row.get::<_, i64>(1) as Seq))
+                Some((id, Seq::new(row.get::<_, i64>(1) as u64)))
             })
             .collect())
     }
@@ -252,8 +252,8 @@ impl Store {
                 &stmt,
                 &[
                     &room.as_str(),
-                    &(after as i64),
-                    &(up_to as i64),
+                    &(after.get() as i64),
+                    &(up_to.get() as i64),
                     &(limit as i64),
                 ],
             )
@@ -327,7 +327,7 @@ impl Store {
             out[i] = Persisted::Stored {
                 message: Message {
                     room: m.room.to_string(),
-                    seq: row.get::<_, i64>(1) as Seq,
+                    seq: row.get::<_, i64>(1) as u64,
                     id: row.get::<_, Uuid>(2).to_string(),
                     sender: m.sender.clone(),
                     body: row.get(3),
