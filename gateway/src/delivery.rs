@@ -3,8 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
-use bytes::Bytes;
+use axum::extract::ws::Message as WsMessage;
 use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
 use chat_protocol::{
     codec::{Encoding, Payload},
@@ -16,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 /// A stored message on its way to many sockets.
 pub struct Delivery {
     pub message: Message,
-    json: OnceLock<Utf8Bytes>,
-    proto: OnceLock<Bytes>,
+    /// The encoded frame per encoding (cheap to clone: shared bytes).
+    json: OnceLock<WsMessage>,
+    proto: OnceLock<WsMessage>,
 }
 
 impl Delivery {
@@ -39,24 +39,13 @@ impl Delivery {
             request_id: String::new(),
             kind: Some(Kind::Message(self.message.clone())),
         };
-        match encoding {
-            Encoding::Json => WsMessage::Text(
-                self.json
-                    .get_or_init(|| match encoding.encode(&frame()) {
-                        Payload::Text(t) => t.into(),
-                        Payload::Binary(_) => unreachable!("json encodes text"),
-                    })
-                    .clone(),
-            ),
-            Encoding::Proto => WsMessage::Binary(
-                self.proto
-                    .get_or_init(|| match encoding.encode(&frame()) {
-                        Payload::Binary(b) => b,
-                        Payload::Text(_) => unreachable!("proto encodes binary"),
-                    })
-                    .clone(),
-            ),
-        }
+        let cached = match encoding {
+            Encoding::Json => &self.json,
+            Encoding::Proto => &self.proto,
+        };
+        cached
+            .get_or_init(|| frame_to_ws(encoding, &frame()))
+            .clone()
     }
 }
 
