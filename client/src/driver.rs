@@ -51,7 +51,12 @@ struct Outgoing {
 enum Request {
     Join(String),
     Leave(oneshot::Sender<Result<(), ClientError>>),
-    Send { room: String, client_msg_id: String },
+    Send {
+        room: String,
+        client_msg_id: String,
+    },
+    /// Our own liveness probe on a quiet socket.
+    Ping,
 }
 
 /// One open socket and what is outstanding on it.
@@ -210,8 +215,15 @@ impl Driver {
                 return e;
             }
             let resend_at = self.blocked_until();
-            let silent_at =
-                (!conn.requests.is_empty()).then(|| conn.last_heard + self.options.silence_timeout);
+            // With requests out, silence means a dead socket. Without, we
+            // ask (a ping) so that a reader-only client also notices a
+            // gateway that hangs or a half-open connection.
+            let silent_at = conn.last_heard
+                + if conn.requests.is_empty() {
+                    self.options.silence_timeout / 2
+                } else {
+                    self.options.silence_timeout
+                };
             let outcome = tokio::select! {
                 event = conn.reader.next() => self.on_event(event, &mut conn),
                 command = self.commands.recv() => match command {
@@ -219,8 +231,18 @@ impl Driver {
                     Some(command) => self.accept(command, Some(&mut conn)).await,
                 },
                 _ = sleep_until(resend_at.unwrap_or_else(Instant::now)), if resend_at.is_some() => Ok(()),
-                _ = sleep_until(silent_at.unwrap_or_else(Instant::now)), if silent_at.is_some() => {
-                    Err(Disconnect::Retry("the socket went silent".into()))
+                _ = sleep_until(silent_at) => {
+                    if conn.requests.is_empty() {
+                        match conn.writer.ping().await {
+                            Ok(id) => {
+                                conn.requests.insert(id, Request::Ping);
+                                Ok(())
+                            }
+                            Err(e) => Err(retry(e)),
+                        }
+                    } else {
+                        Err(Disconnect::Retry("the socket went silent".into()))
+                    }
                 }
             };
             if let Err(e) = outcome {
@@ -400,6 +422,7 @@ impl Driver {
                     }
                 }
             }
+            (Request::Ping, _) => {}
             (Request::Leave(reply), _) => {
                 let _ = reply.send(Ok(()));
             }
