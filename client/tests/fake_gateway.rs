@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::{
     accept_hdr_async,
     tungstenite::{
-        handshake::server::{Request, Response},
+        handshake::server::{ErrorResponse, Request, Response},
         http::HeaderValue,
         protocol::{frame::coding::CloseCode, CloseFrame},
         Message as Ws,
@@ -25,15 +25,17 @@ type Socket = WebSocketStream<TcpStream>;
 
 async fn accept(listener: &TcpListener) -> Socket {
     let (tcp, _) = listener.accept().await.unwrap();
-    accept_hdr_async(tcp, |_: &Request, mut response: Response| {
-        response.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("chat.v1.json"),
-        );
-        Ok(response)
-    })
-    .await
-    .unwrap()
+    accept_hdr_async(tcp, echo_subprotocol).await.unwrap()
+}
+
+/// Answers with the JSON subprotocol, which the client insists on.
+#[allow(clippy::result_large_err)] // the callback's signature is tungstenite's
+fn echo_subprotocol(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
+    response.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("chat.v1.json"),
+    );
+    Ok(response)
 }
 
 async fn read(socket: &mut Socket) -> ClientFrame {
