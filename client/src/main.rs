@@ -38,6 +38,9 @@ async fn main() -> anyhow::Result<()> {
     let joined = client.join(&cli.room, None).await.context("joining")?;
     eprintln!("joined {} at seq {}", joined.room, joined.head_seq);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Acks still owed; awaited at the end of input so that piped lines
+    // (`echo hi | chat ...`) are sent before the client closes.
+    let mut unacked = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             line = lines.next_line() => {
@@ -46,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
                     // Not awaited here: the ack may take a reconnect, and
                     // messages should keep printing meanwhile.
                     let ack = client.submit(&cli.room, &uuid::Uuid::now_v7().to_string(), &line);
-                    tokio::spawn(async move {
+                    unacked.spawn(async move {
                         if let Err(e) = ack.await {
                             eprintln!("not sent: {e}");
                         }
@@ -63,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
             },
         }
     }
+    while unacked.join_next().await.is_some() {}
     client.close();
     Ok(())
 }

@@ -7,7 +7,7 @@ use chat_client::{Admin, Client, ClientEncoding, ClientError, ClientOptions, Mes
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions};
 use futures::future::join_all;
 
-use crate::support::STEP;
+use crate::support::{scrape, total, STEP};
 
 /// A client of `user` that tries the given gateways in turn, with short
 /// backoff so that the tests do not wait on it.
@@ -113,6 +113,16 @@ async fn sends_are_resent_until_acked_while_the_worker_hangs() {
         .collect();
     // Several rounds of `timeout` and resends...
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
+    let sends_in = total(
+        &metrics,
+        "chat_gateway_frames_in_total",
+        &[("type", "send")],
+    );
+    assert!(
+        sends_in > TOTAL as f64,
+        "resent on timeout: {sends_in} sends read"
+    );
     // ...then the socket drops under it.
     cluster.restart_gateway(0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
