@@ -1,9 +1,10 @@
 //! `chat`: a small interactive client. Lines typed are sent to the room;
-//! messages of the room are printed as they arrive.
+//! messages of the room are printed as they arrive. Built on [`Client`], so
+//! it reconnects (to the next `--url`), resumes the room and resends what
+//! was not acked.
 
 use anyhow::Context;
-use chat_client::{connect, ConnectOptions, Event};
-use chat_proto::v1::server_frame::Kind;
+use chat_client::{Client, ClientOptions};
 use chat_protocol::codec::Encoding;
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -11,9 +12,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[derive(Parser)]
 #[command(about = "Chat from a terminal")]
 struct Cli {
-    /// Gateway WebSocket URL.
-    #[arg(long, default_value = "ws://127.0.0.1:8080/v1/ws")]
-    url: String,
+    /// Gateway WebSocket URL; repeat the flag to fail over between gateways.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:8080/v1/ws")]
+    urls: Vec<String>,
     /// Access token (see `gateway dev-token`).
     #[arg(long, env = "CHAT_TOKEN")]
     token: String,
@@ -33,36 +34,39 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Encoding::Json
     };
-    let (mut writer, mut reader) = connect(&ConnectOptions::new(&cli.url, &cli.token, encoding))
-        .await
-        .context("connecting")?;
-    writer.join(&cli.room, None).await?;
+    let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
+    let joined = client.join(&cli.room, None).await.context("joining")?;
+    eprintln!("joined {} at seq {}", joined.room, joined.head_seq);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Acks still owed; awaited at the end of input so that piped lines
+    // (`echo hi | chat ...`) are sent before the client closes.
+    let mut unacked = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             line = lines.next_line() => {
                 let Some(line) = line? else { break };
                 if !line.trim().is_empty() {
-                    let id = uuid::Uuid::now_v7().to_string();
-                    writer.send(&cli.room, &id, &line).await?;
+                    // Not awaited here: the ack may take a reconnect, and
+                    // messages should keep printing meanwhile.
+                    let ack = client.submit(&cli.room, &uuid::Uuid::now_v7().to_string(), &line);
+                    unacked.spawn(async move {
+                        if let Err(e) = ack.await {
+                            eprintln!("not sent: {e}");
+                        }
+                    });
                 }
             }
-            event = reader.next() => match event {
-                Some(Ok(Event::Frame(frame))) => match frame.kind {
-                    Some(Kind::Message(m)) => println!("#{} <{}> {}", m.seq, m.sender, m.body),
-                    Some(Kind::Joined(j)) => eprintln!("joined {} at seq {}", j.room, j.head_seq),
-                    Some(Kind::Error(e)) => eprintln!("error {}: {}", e.code, e.message),
-                    _ => {}
-                },
-                Some(Ok(Event::Closed(frame))) => {
-                    eprintln!("closed: {frame:?}");
-                    break;
+            message = messages.recv() => match message {
+                Some(m) => println!("#{} <{}> {}", m.seq, m.sender, m.body),
+                None => {
+                    // The client gave up; a request tells why.
+                    let why = client.join(&cli.room, None).await.err();
+                    anyhow::bail!("disconnected: {}", why.map(|e| e.to_string()).unwrap_or_default());
                 }
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
             },
         }
     }
-    writer.close().await;
+    while unacked.join_next().await.is_some() {}
+    client.close();
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! processes, real WebSocket clients. One binary, one module per concern.
 
 mod bad_input;
+mod client_library;
 mod dead_letters;
 mod lanes;
 mod lifecycle;

@@ -1,0 +1,89 @@
+//! The gateway's admin API (`/v1/admin`): create rooms, add and remove
+//! members, with the service's bearer admin token.
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The gateway could not be reached or answered garbage.
+    #[error("admin request: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The gateway refused the request: 401 (bad token), 404 (no such
+    /// room), 400 (`invalid_argument`)... with its JSON error body.
+    #[error("admin request refused with HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+}
+
+/// A handle on one gateway's admin API; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    http: reqwest::Client,
+    /// `http://host:port`, without a trailing slash.
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    /// `base` is the gateway's HTTP address, e.g. `http://127.0.0.1:8080`.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+        }
+    }
+
+    /// Creates a room (if it does not exist yet) and adds members to it.
+    /// Returns whether the room is new.
+    pub async fn create_room(&self, room: &str, members: &[&str]) -> Result<bool, AdminError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/admin/rooms", self.base))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "room": room, "members": members }))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        check(response).await?;
+        Ok(status == 201)
+    }
+
+    /// Makes `user` a member of an existing room.
+    pub async fn add_member(&self, room: &str, user: &str) -> Result<(), AdminError> {
+        let response = self
+            .http
+            .put(self.member_url(room, user))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        check(response).await
+    }
+
+    /// Removes `user` from a room; the user's open sockets stop receiving it.
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<(), AdminError> {
+        let response = self
+            .http
+            .delete(self.member_url(room, user))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        check(response).await
+    }
+
+    // Room and user ids are restricted to URL-safe characters by the
+    // protocol; one that is not is refused by the gateway, not mangled here.
+    fn member_url(&self, room: &str, user: &str) -> String {
+        format!("{}/v1/admin/rooms/{room}/members/{user}", self.base)
+    }
+}
+
+async fn check(response: reqwest::Response) -> Result<(), AdminError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(AdminError::Refused {
+        status: status.as_u16(),
+        body,
+    })
+}

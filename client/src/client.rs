@@ -1,0 +1,224 @@
+//! The resilient client: a cheap-to-clone handle in front of one driver
+//! task (see `driver.rs`) that owns the socket, so requests from many tasks
+//! are correlated and ordered in one place.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use chat_proto::v1::{Ack, Joined, Message};
+use chat_protocol::codec::Encoding;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{driver::Driver, ClientError, Credentials};
+
+/// What a [`Client`] connects to and how it behaves when things fail.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Gateway URLs (`ws://host:port/v1/ws`), tried in turn: a reconnect
+    /// goes to the next one.
+    pub urls: Vec<String>,
+    /// A bearer token (a ticket works once, so it cannot survive a reconnect).
+    pub credentials: Credentials,
+    pub encoding: Encoding,
+    /// Sends written and not yet answered, at most. Keep it at or below the
+    /// gateway's `limits.max_inflight_sends`: a send refused with
+    /// `rate_limited` is resent, but sends written after it may already
+    /// have been accepted, which breaks the order of the socket's sends.
+    pub max_inflight_sends: usize,
+    /// First reconnect delay ceiling; doubles per failed attempt up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Consecutive failed connection attempts before giving up (`None`: never).
+    pub max_reconnect_attempts: Option<u32>,
+    /// How long one handshake may take before the next gateway is tried.
+    pub connect_timeout: Duration,
+    /// With requests awaiting replies, how long the socket may stay silent
+    /// before it is presumed dead (a hung gateway, a half-open TCP
+    /// connection) and dropped. Above the gateway's `ack_timeout_ms`, which
+    /// answers a slow send with `timeout` well before.
+    pub silence_timeout: Duration,
+}
+
+impl ClientOptions {
+    pub fn new(
+        urls: impl IntoIterator<Item = impl Into<String>>,
+        token: impl Into<String>,
+        encoding: Encoding,
+    ) -> Self {
+        Self {
+            urls: urls.into_iter().map(Into::into).collect(),
+            credentials: Credentials::Bearer(token.into()),
+            encoding,
+            max_inflight_sends: 64,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            max_reconnect_attempts: None,
+            connect_timeout: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(20),
+        }
+    }
+
+    pub fn max_inflight_sends(mut self, n: usize) -> Self {
+        self.max_inflight_sends = n.max(1);
+        self
+    }
+
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    pub fn max_reconnect_attempts(mut self, n: u32) -> Self {
+        self.max_reconnect_attempts = Some(n);
+        self
+    }
+
+    pub fn silence_timeout(mut self, timeout: Duration) -> Self {
+        self.silence_timeout = timeout;
+        self
+    }
+}
+
+/// A request to the driver. Replies come back on the oneshot.
+pub(crate) enum Command {
+    Join {
+        room: String,
+        since: Option<u64>,
+        reply: oneshot::Sender<Result<Joined, ClientError>>,
+    },
+    Leave {
+        room: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Send {
+        room: String,
+        client_msg_id: String,
+        body: String,
+        reply: oneshot::Sender<Result<Ack, ClientError>>,
+    },
+    Close,
+}
+
+/// A handle on the connection; clone it freely. The connection closes when
+/// the last handle is dropped or [`Client::close`] is called.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// Unbounded so that `submit` needs no await: the order of calls is the
+    /// order of sends. The window in the driver bounds what goes on the wire.
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// The messages of joined rooms, per room in seq order, each once; ends
+/// when the client is closed or gives up.
+///
+/// Unbounded on purpose: an application that awaits a send before reading
+/// its messages must not deadlock the driver, which also reads the acks.
+/// Read it steadily.
+#[derive(Debug)]
+pub struct Messages(pub(crate) mpsc::UnboundedReceiver<Message>);
+
+impl Messages {
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.0.recv().await
+    }
+}
+
+impl futures::Stream for Messages {
+    type Item = Message;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The ack of a submitted send, once the gateway has stored it.
+#[derive(Debug)]
+pub struct PendingAck(oneshot::Receiver<Result<Ack, ClientError>>);
+
+impl Future for PendingAck {
+    type Output = Result<Ack, ClientError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
+    }
+}
+
+impl Client {
+    /// Starts connecting (in a task of its own, on the current Tokio
+    /// runtime) and returns at once; requests wait for the connection.
+    pub fn connect(options: ClientOptions) -> (Client, Messages) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (message_tx, messages) = mpsc::unbounded_channel();
+        tokio::spawn(Driver::new(options, command_rx, message_tx).run());
+        (Client { commands }, Messages(messages))
+    }
+
+    /// Joins a room. With `since`, every stored message after it comes
+    /// first. The client then follows the room across reconnects.
+    pub async fn join(&self, room: &str, since: Option<u64>) -> Result<Joined, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Join {
+            room: room.into(),
+            since,
+            reply,
+        })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Leaves a room: none of its messages follow.
+    pub async fn leave(&self, room: &str) -> Result<(), ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Leave {
+            room: room.into(),
+            reply,
+        })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Sends with a fresh UUIDv7 `clientMsgId` and waits for the ack.
+    pub async fn send(&self, room: &str, body: &str) -> Result<Ack, ClientError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.submit(room, &id, body).await
+    }
+
+    /// Sends with the caller's `clientMsgId` (resending one that was stored
+    /// is acked with the first seq) and waits for the ack.
+    pub async fn send_with_id(
+        &self,
+        room: &str,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<Ack, ClientError> {
+        self.submit(room, client_msg_id, body).await
+    }
+
+    /// Queues a send without waiting: sends are written in the order
+    /// submitted, resent until acked, and the returned future resolves with
+    /// the ack. For pipelining many sends.
+    pub fn submit(&self, room: &str, client_msg_id: &str, body: &str) -> PendingAck {
+        let (reply, answer) = oneshot::channel();
+        // If the driver is gone, `reply` is dropped with the command and
+        // the future resolves to `Closed`.
+        let _ = self.command(Command::Send {
+            room: room.into(),
+            client_msg_id: client_msg_id.into(),
+            body: body.into(),
+            reply,
+        });
+        PendingAck(answer)
+    }
+
+    /// Closes the connection; requests still waiting get `Closed`.
+    pub fn close(&self) {
+        let _ = self.command(Command::Close);
+    }
+
+    fn command(&self, command: Command) -> Result<(), ClientError> {
+        self.commands.send(command).map_err(|_| ClientError::Closed)
+    }
+}
