@@ -21,9 +21,28 @@ use tokio::{
 };
 
 use crate::{
-    client::{ClientOptions, Command},
-    connect, Backoff, ClientError, ConnectOptions, Event, Reader, Writer,
+    connect, options::ClientOptions, Backoff, ClientError, ConnectOptions, Event, Reader, Writer,
 };
+
+/// A request to the driver. Replies come back on the oneshot.
+pub(crate) enum Command {
+    Join {
+        room: String,
+        since: Option<u64>,
+        reply: oneshot::Sender<Result<Joined, ClientError>>,
+    },
+    Leave {
+        room: String,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Send {
+        room: String,
+        client_msg_id: String,
+        body: String,
+        reply: oneshot::Sender<Result<Ack, ClientError>>,
+    },
+    Close,
+}
 
 /// A room the application joined.
 struct Room {

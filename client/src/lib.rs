@@ -40,12 +40,14 @@ mod client;
 mod connection;
 mod driver;
 mod error;
+mod options;
 
 pub use admin::{Admin, AdminError};
 pub use backoff::Backoff;
-pub use client::{Client, ClientOptions, Messages, PendingAck};
+pub use client::{Client, Messages, PendingAck};
 pub use connection::{connect, connect_from, ConnectOptions, Credentials, Event, Reader, Writer};
 pub use error::ClientError;
+pub use options::ClientOptions;
 
 pub use chat_proto::v1::{Ack, Joined, Message};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
