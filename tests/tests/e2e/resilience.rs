@@ -3,9 +3,10 @@
 use std::{
     collections::{HashMap, HashSet},
     process::Command,
+    time::Duration,
 };
 
-use chat_proto::v1::server_frame::Kind;
+use chat_client::{Client, ClientOptions};
 use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions};
 
@@ -25,10 +26,11 @@ async fn a_worker_killed_mid_run_loses_and_duplicates_nothing() {
     .await;
 }
 
-/// A gateway dies (SIGKILL) mid-run. Its clients reconnect to the other
-/// gateway: the sender resends every id it has no ack for (same ids), the
-/// reader resumes from its last seq. Nobody sees a gap or a duplicate and
-/// every message is stored once.
+/// A gateway dies (SIGKILL) mid-run. Its clients (the client library's
+/// `Client`) reconnect to the other gateway: the sender resends every send
+/// it has no ack for (same ids, same order), the reader resumes from its
+/// last seq. Nobody sees a gap or a duplicate and every message is stored
+/// once; a member on the surviving gateway sees one order throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_of_a_lost_gateway_resume_on_another_without_gaps_or_duplicates() {
     const TOTAL: usize = 300;
@@ -38,43 +40,35 @@ async fn clients_of_a_lost_gateway_resume_on_another_without_gaps_or_duplicates(
         .await;
     let (mut ow, mut or) = cluster.connect(0, "observer", Encoding::Json).await;
     join(&mut ow, &mut or, "g", None).await;
-    let (mut rw, mut rr) = cluster.connect(1, "reader", Encoding::Proto).await;
-    join(&mut rw, &mut rr, "g", None).await;
-    let (mut sw, sr) = cluster.connect(1, "sender", Encoding::Json).await;
-
-    // First half on the doomed gateway, not waiting for acks.
-    for n in 0..TOTAL / 2 {
-        sw.send("g", &format!("m{n}"), "x").await.unwrap();
+    // Both start on gateway 1, the doomed one, and know gateway 0.
+    let client = |user: &str, encoding| {
+        let urls = [cluster.ws_url(1), cluster.ws_url(0)];
+        let options = ClientOptions::new(urls, cluster.token(user), encoding)
+            .backoff(Duration::from_millis(50), Duration::from_secs(1));
+        Client::connect(options)
+    };
+    let (reader, mut messages) = client("reader", Encoding::Proto);
+    reader.join("g", None).await.unwrap();
+    let (sender, _) = client("sender", Encoding::Json);
+    let acks: Vec<_> = (0..TOTAL)
+        .map(|n| sender.submit("g", &format!("m{n}"), "x"))
+        .collect();
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let m = tokio::time::timeout(STEP, messages.recv()).await.unwrap();
+        seen.push(m.expect("a message").seq);
     }
-    let (before, _) = collect_messages(&mut rr, 20, STEP).await;
     cluster.gateways[1].process.kill();
-    drop((sw, sr, rw));
-    // The reader drains what reached it before the gateway died.
-    let mut seen: Vec<u64> = before.iter().map(|m| m.seq).collect();
-    while let Ok(Some(Ok(chat_client::Event::Frame(f)))) =
-        tokio::time::timeout(std::time::Duration::from_secs(2), rr.next()).await
-    {
-        if let Some(Kind::Message(m)) = f.kind {
-            seen.push(m.seq);
-        }
-    }
-    let last = *seen.last().unwrap();
-
-    // Reconnect to the surviving gateway; resend everything (same ids).
-    let (mut sw, mut sr) = cluster.connect(0, "sender", Encoding::Json).await;
-    let (mut rw, mut rr) = cluster.connect(0, "reader", Encoding::Proto).await;
-    join(&mut rw, &mut rr, "g", Some(last)).await;
-    let mut acked = HashSet::new();
-    for n in 0..TOTAL {
-        let ack = send_and_wait(&mut sw, &mut sr, "g", &format!("m{n}"), "x")
-            .await
-            .unwrap();
-        acked.insert(ack.seq);
-    }
+    let acked: HashSet<u64> = futures::future::join_all(acks)
+        .await
+        .into_iter()
+        .map(|ack| ack.expect("every send acked").seq)
+        .collect();
     assert_eq!(acked.len(), TOTAL, "each id acked with its own seq");
-
-    let (rest, _) = collect_messages(&mut rr, TOTAL - last as usize, STEP).await;
-    seen.extend(rest.iter().map(|m| m.seq));
+    while seen.len() < TOTAL {
+        let m = tokio::time::timeout(STEP, messages.recv()).await.unwrap();
+        seen.push(m.expect("a message").seq);
+    }
     assert_eq!(
         seen,
         (1..=TOTAL as u64).collect::<Vec<_>>(),
@@ -82,7 +76,9 @@ async fn clients_of_a_lost_gateway_resume_on_another_without_gaps_or_duplicates(
     );
     let (all, _) = collect_messages(&mut or, TOTAL, STEP).await;
     assert_gap_free(&all, TOTAL, "observer");
-    assert_eq!(cluster.stored("g").await.len(), TOTAL);
+    let stored: Vec<String> = cluster.stored("g").await.into_iter().map(|r| r.2).collect();
+    let sent: Vec<String> = (0..TOTAL).map(|n| format!("m{n}")).collect();
+    assert_eq!(stored, sent, "stored once each, in the order sent");
 }
 
 /// Receipts for envelopes that a gateway accepted before it restarted (same
