@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use chat_client::Event;
+use chat_client::{Client, ClientOptions, Event};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
 use chat_tests::{wait_for, Cluster, ClusterOptions};
@@ -66,14 +66,18 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
         unacked.len()
     );
     assert!(acked.len() > before, "the draining gateway kept acking");
-    // The client resends what was not acked, in order, on the other gateway.
-    let (mut w, mut r) = cluster.connect(1, "s", Encoding::Json).await;
+    // What was not acked is resent, in order, on the other gateway, as the
+    // client library does after a 1012.
+    let options = ClientOptions::new([cluster.ws_url(1)], cluster.token("s"), Encoding::Json);
+    let (client, _) = Client::connect(options);
     let mut rest: Vec<String> = unacked.into_values().collect();
     rest.sort();
-    for id in &rest {
-        send_and_wait(&mut w, &mut r, "d", id, "draining")
-            .await
-            .unwrap();
+    let resent: Vec<_> = rest
+        .iter()
+        .map(|id| client.submit("d", id, "draining"))
+        .collect();
+    for ack in futures::future::join_all(resent).await {
+        ack.expect("resend acked");
     }
     let stored = cluster.stored("d").await;
     let ids: Vec<&String> = stored.iter().map(|(_, _, id, _)| id).collect();
