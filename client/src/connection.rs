@@ -181,10 +181,7 @@ impl Writer {
             request_id: request_id.clone(),
             kind: Some(kind),
         };
-        let msg = match self.encoding.encode(&frame) {
-            Payload::Text(t) => WsMessage::Text(t.into()),
-            Payload::Binary(b) => WsMessage::Binary(b),
-        };
+        let msg: WsMessage = self.encoding.encode(&frame).into_message();
         self.sink.send(msg).await?;
         Ok(request_id)
     }

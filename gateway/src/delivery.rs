@@ -5,10 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::Message as WsMessage;
 use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
-use chat_protocol::{
-    codec::{Encoding, Payload},
-    ErrorCode, Seq,
-};
+use chat_protocol::{codec::Encoding, ErrorCode, Seq};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -74,10 +71,7 @@ impl Outbound {
 
 /// Encodes a reply frame for a socket.
 pub fn frame_to_ws(encoding: Encoding, frame: &ServerFrame) -> WsMessage {
-    match encoding.encode(frame) {
-        Payload::Text(t) => WsMessage::Text(t.into()),
-        Payload::Binary(b) => WsMessage::Binary(b),
-    }
+    encoding.encode(frame).into_message()
 }
 
 /// Asks a socket to close, once, with the first reason given.

@@ -26,6 +26,17 @@ pub enum Payload {
     Binary(Bytes),
 }
 
+impl Payload {
+    /// The payload as a message of whichever WebSocket library is in use
+    /// (axum's and tungstenite's both convert from text and bytes).
+    pub fn into_message<M: From<String> + From<Bytes>>(self) -> M {
+        match self {
+            Self::Text(text) => text.into(),
+            Self::Binary(bytes) => bytes.into(),
+        }
+    }
+}
+
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
