@@ -60,11 +60,16 @@ impl Hub {
 
     /// Adds a socket to a room; the room task answers it with `joined`.
     pub async fn join(&self, room: RoomId, member: Member, request_id: String, since: Option<Seq>) {
-        let mut cmd = RoomCmd::Join {
+        let cmd = RoomCmd::Join {
             member,
             request_id,
             since,
         };
+        self.route(room, cmd).await
+    }
+
+    /// Hands a command to the room's task, starting one if none runs.
+    async fn route(&self, room: RoomId, mut cmd: RoomCmd) {
         loop {
             let tx = self.room_task(&room);
             match tx.send(cmd).await {
@@ -159,14 +164,8 @@ impl Registry for Hub {
         }
     }
 
-    fn rejoin(
-        &self,
-        room: RoomId,
-        member: Member,
-        request_id: String,
-        since: Option<Seq>,
-    ) -> BoxFuture<'static, ()> {
+    fn rejoin(&self, room: RoomId, join: RoomCmd) -> BoxFuture<'static, ()> {
         let hub = self.clone();
-        Box::pin(async move { hub.join(room, member, request_id, since).await })
+        Box::pin(async move { hub.route(room, join).await })
     }
 }

@@ -73,14 +73,8 @@ pub trait Registry: Send + Sync + 'static {
     /// Called by an idle room: forgets it (and closes its inbox) unless a
     /// command is queued.
     fn retire(&self, room: &RoomId, rx: &mut mpsc::Receiver<RoomCmd>) -> bool;
-    /// Hands a join that reached a retiring room to the room's next task.
-    fn rejoin(
-        &self,
-        room: RoomId,
-        member: Member,
-        request_id: String,
-        since: Option<Seq>,
-    ) -> BoxFuture<'static, ()>;
+    /// Hands a `Join` that reached a retiring room to the room's next task.
+    fn rejoin(&self, room: RoomId, join: RoomCmd) -> BoxFuture<'static, ()>;
 }
 
 /// Largest number of messages read from the store in one query.
@@ -168,15 +162,8 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
             // next task. `recv` (not `try_recv`) until `None`: a sender that
             // reserved its slot before the close may still be writing to it.
             while let Some(cmd) = rx.recv().await {
-                if let RoomCmd::Join {
-                    member,
-                    request_id,
-                    since,
-                } = cmd
-                {
-                    registry
-                        .rejoin(room.id.clone(), member, request_id, since)
-                        .await;
+                if matches!(cmd, RoomCmd::Join { .. }) {
+                    registry.rejoin(room.id.clone(), cmd).await;
                 }
             }
             break;

@@ -22,6 +22,37 @@ pub enum IdError {
     BadUserChar(&'static str),
 }
 
+/// What every string id has besides its own `parse`: the text, and the
+/// conversions serde uses (`try_from = "String"`, `into = "String"`).
+macro_rules! string_id {
+    ($id:ident) => {
+        impl $id {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $id {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$id> for String {
+            fn from(id: $id) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $id {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 /// A room's id: 1–64 of `[A-Za-z0-9_-]`, safe as a NATS token and Redis key part.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -39,30 +70,9 @@ impl RoomId {
         }
         Ok(Self(s))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for RoomId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(s)
-    }
-}
-
-impl From<RoomId> for String {
-    fn from(id: RoomId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for RoomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id!(RoomId);
 
 /// A user's id: the `sub` of a verified token, 1–128 of `[A-Za-z0-9_.@-]`
 /// (the room alphabet plus the '.' and '@' of e-mail-like subjects).
@@ -84,30 +94,9 @@ impl UserId {
         }
         Ok(Self(s))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for UserId {
-    type Error = IdError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(s)
-    }
-}
-
-impl From<UserId> for String {
-    fn from(id: UserId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_id!(UserId);
 
 /// The client's idempotency key for a `send`: 1–64 printable ASCII bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
