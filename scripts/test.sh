@@ -23,7 +23,7 @@ bash scripts/check-client-deps.sh
 python3 scripts/check-module-cycles.py
 # Test builds compile in failpoints (fault injection driven by $FAILPOINTS);
 # build and test must agree on features or cargo rebuilds the binaries.
-features=(--features chat-gateway/failpoints)
+features=(--features chat-gateway/failpoints,chat-worker/failpoints)
 cargo build --workspace --bins "${features[@]}"
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)

@@ -69,9 +69,7 @@ impl Application {
             .await
             .map_err(GatewayError::nats)?;
         let store = Store::new(&config.postgres)?;
-        let redis = redis::Client::open(config.redis_url.expose())?
-            .get_connection_manager()
-            .await?;
+        let redis = chat_cache::connect(config.redis_url.expose())?;
         let membership = Membership::new(
             store.clone(),
             redis.clone(),
@@ -162,8 +160,7 @@ async fn connect_nats(
     config: &GatewayConfig,
     resync: Arc<Notify>,
 ) -> Result<async_nats::Client, GatewayError> {
-    async_nats::ConnectOptions::new()
-        .name(format!("chat-gateway-{}", config.gateway_id))
+    chat_streams::connect_options(format!("chat-gateway-{}", config.gateway_id))
         .event_callback(move |event| {
             let resync = Arc::clone(&resync);
             async move {

@@ -13,11 +13,11 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let mut failing = chat_health::failing(&state.nats, &state.store, &state.redis).await;
+    let mut probe = chat_health::probe(&state.nats, &state.store, &state.redis).await;
     if state.is_draining() {
-        failing.push("draining");
+        probe.failing.push("draining");
     }
-    let (status, body) = chat_health::readiness(&failing);
+    let (status, body) = chat_health::readiness(&probe);
     (
         StatusCode::from_u16(status).expect("valid status"),
         Json(body),

@@ -60,8 +60,6 @@ pub struct Submission {
 pub struct Published {
     ticket: u64,
     receipt: oneshot::Receiver<Message>,
-    /// JetStream had it already (a resend within the duplicate window).
-    duplicate: bool,
     room: RoomId,
     sender: UserId,
     client_msg_id: ClientMsgId,
@@ -73,6 +71,7 @@ type Waiting = Mutex<HashMap<u64, Waiter>>;
 pub struct Ingest {
     js: jetstream::Context,
     store: Store,
+    gateway_id: String,
     receipts_subject: String,
     waiting: Waiting,
     next_ticket: AtomicU64,
@@ -89,6 +88,7 @@ impl Ingest {
         Arc::new(Self {
             js,
             store,
+            gateway_id: gateway_id.to_owned(),
             receipts_subject: subjects::receipts(gateway_id),
             waiting: Mutex::new(HashMap::new()),
             // Tickets start at a random point so that a receipt for an
@@ -149,18 +149,13 @@ impl Ingest {
         send: Submission,
         deadline: Instant,
     ) -> Result<Published, GatewayError> {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let mut headers = HeaderMap::new();
         // The fallible constructor: the infallible one panics on CR/LF.
-        let dedup = subjects::dedup_id(
-            &send.room,
-            send.sender.as_str(),
-            send.client_msg_id.as_str(),
-        );
-        let dedup = HeaderValue::from_str(&dedup)
-            .map_err(|_| GatewayError::InvalidArgument("id not allowed in a header".into()))?;
-        headers.insert(NATS_MESSAGE_ID, dedup);
+        let publish_id = HeaderValue::from_str(&subjects::publish_id(&self.gateway_id, ticket))
+            .map_err(GatewayError::nats)?;
+        headers.insert(NATS_MESSAGE_ID, publish_id);
         chat_telemetry::inject_trace(&mut headers);
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let envelope = Envelope {
             room: send.room.to_string(),
             sender: send.sender.to_string(),
@@ -182,7 +177,6 @@ impl Ingest {
         let published = Published {
             ticket,
             receipt,
-            duplicate: false,
             room: waiter.room.clone(),
             sender: waiter.sender.clone(),
             client_msg_id: waiter.client_msg_id.clone(),
@@ -202,12 +196,9 @@ impl Ingest {
                 Err(e) => Err(GatewayError::nats(e)),
             };
             match ack {
-                Ok(ack) => {
-                    return Ok(Published {
-                        duplicate: ack.duplicate,
-                        ..published
-                    })
-                }
+                // A duplicate ack means an earlier try got through: its
+                // receipt carries this ticket all the same.
+                Ok(_) => return Ok(published),
                 Err(e) if Instant::now() + pause < deadline => {
                     tracing::debug!(error = %e, "publish failed; retrying");
                     tokio::time::sleep(pause).await;
@@ -226,53 +217,21 @@ impl Ingest {
         let Published {
             ticket,
             receipt,
-            duplicate,
             room,
             sender,
             client_msg_id,
         } = published;
-        let result = if duplicate {
-            // JetStream dropped a quick resend: the first copy's receipt went
-            // to whoever sent it, so look for the stored row instead.
-            self.await_stored(&room, &sender, &client_msg_id).await
-        } else {
-            match tokio::time::timeout(self.timeout, receipt).await {
-                Ok(Ok(message)) => Ok(message),
-                // The receipt may be lost (it is core NATS); the store knows.
-                _ => self
-                    .store
-                    .find_sent(&room, &sender, client_msg_id.as_str())
-                    .await
-                    .map_err(GatewayError::from)
-                    .and_then(|m| m.ok_or(GatewayError::Timeout)),
-            }
+        let result = match tokio::time::timeout(self.timeout, receipt).await {
+            Ok(Ok(message)) => Ok(message),
+            // The receipt may be lost (it is core NATS); the store knows.
+            _ => self
+                .store
+                .find_sent(&room, &sender, client_msg_id.as_str())
+                .await
+                .map_err(GatewayError::from)
+                .and_then(|m| m.ok_or(GatewayError::Timeout)),
         };
         self.waiting.lock().expect("poisoned").remove(&ticket);
         result
-    }
-
-    /// Polls the store until the message appears or the deadline passes.
-    async fn await_stored(
-        &self,
-        room: &RoomId,
-        sender: &UserId,
-        client_msg_id: &ClientMsgId,
-    ) -> Result<Message, GatewayError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut pause = Duration::from_millis(10);
-        loop {
-            if let Some(m) = self
-                .store
-                .find_sent(room, sender, client_msg_id.as_str())
-                .await?
-            {
-                return Ok(m);
-            }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(GatewayError::Timeout);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
     }
 }

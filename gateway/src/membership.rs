@@ -1,5 +1,6 @@
 //! Who may enter a room: Postgres is the truth, Redis caches each answer for
-//! a while, and every change deletes the cached answer.
+//! a while, and every change deletes the cached answer. With Redis down,
+//! Postgres answers alone.
 
 use chat_protocol::{keys, RoomId, UserId};
 use chat_store::Store;
@@ -26,13 +27,17 @@ impl Membership {
     pub async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, GatewayError> {
         let key = keys::membership(room, user);
         let mut redis = self.redis.clone();
-        if let Some(cached) = redis.get::<_, Option<String>>(&key).await? {
+        let cached = redis.get::<_, Option<String>>(&key).await;
+        if let Ok(Some(cached)) = &cached {
             return Ok(cached == "1");
         }
         let member = self.store.is_member(room, user).await?;
-        let _: () = redis
-            .set_ex(&key, if member { "1" } else { "0" }, self.ttl_secs)
-            .await?;
+        if cached.is_ok() {
+            let answer = if member { "1" } else { "0" };
+            if let Err(e) = redis.set_ex::<_, _, ()>(&key, answer, self.ttl_secs).await {
+                tracing::debug!(error = %e, "membership not cached");
+            }
+        }
         Ok(member)
     }
 

@@ -28,6 +28,8 @@ pub struct ClusterOptions {
     pub gateway_env: Vec<(String, String)>,
     /// Extra `CHAT_WORKER_*` variables.
     pub worker_env: Vec<(String, String)>,
+    /// nats-server settings after `deploy/nats.conf`'s.
+    pub nats_conf: String,
 }
 
 /// Which processes an environment variable is for.
@@ -44,7 +46,14 @@ impl ClusterOptions {
             workers,
             gateway_env: Vec::new(),
             worker_env: Vec::new(),
+            nats_conf: String::new(),
         }
+    }
+
+    pub fn nats_conf(mut self, settings: &str) -> Self {
+        self.nats_conf.push_str(settings);
+        self.nats_conf.push('\n');
+        self
     }
 
     pub fn gateway_env(self, key: &str, value: &str) -> Self {
@@ -111,7 +120,7 @@ impl Cluster {
             .tempdir()
             .unwrap();
         let (nats, postgres, redis) = tokio::join!(
-            Nats::start(dir.path()),
+            Nats::start(dir.path(), &options.nats_conf),
             Postgres::start(dir.path()),
             Redis::start(dir.path()),
         );
@@ -136,6 +145,25 @@ impl Cluster {
 
     /// Starts one more worker and waits until it consumes.
     pub async fn start_worker(&mut self) -> usize {
+        self.start_worker_with(&[]).await
+    }
+
+    /// Starts one more worker with extra environment variables (failpoints,
+    /// say) and waits until it consumes.
+    pub async fn start_worker_with(&mut self, env: &[(&str, &str)]) -> usize {
+        let worker = self.spawn_worker(env).await;
+        self.workers.push(worker);
+        self.workers.len() - 1
+    }
+
+    /// Kills worker `i` (SIGKILL) if it still runs and starts another in
+    /// its place, as an orchestrator replaces a crashed pod.
+    pub async fn restart_worker(&mut self, i: usize) {
+        self.workers[i].process.kill();
+        self.workers[i] = self.spawn_worker(&[]).await;
+    }
+
+    async fn spawn_worker(&mut self, env: &[(&str, &str)]) -> Worker {
         let n = self.next_name();
         let http_port = free_port();
         let mut cmd = Command::new(bin("worker"));
@@ -148,6 +176,9 @@ impl Cluster {
         for (k, v) in &self.options.worker_env {
             cmd.env(k, v);
         }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let log = self.dir.path().join(format!("worker-{n}.log"));
         let mut process = Process::spawn(&format!("worker-{n}"), cmd, &log);
         wait_for("worker to start consuming", Duration::from_secs(30), || {
@@ -156,8 +187,7 @@ impl Cluster {
             async move { ready.then_some(()) }
         })
         .await;
-        self.workers.push(Worker { http_port, process });
-        self.workers.len() - 1
+        Worker { http_port, process }
     }
 
     /// Starts one more gateway and waits until it answers `/healthz`.
@@ -219,6 +249,11 @@ impl Cluster {
     fn next_name(&mut self) -> usize {
         self.spawned += 1;
         self.spawned
+    }
+
+    /// The id gateway `i` runs with (its receipts subject, its pod name).
+    pub fn gateway_id(&self, gateway: usize) -> String {
+        format!("gw{}", self.gateways[gateway].n)
     }
 
     pub fn ws_url(&self, gateway: usize) -> String {

@@ -3,6 +3,7 @@
 //! and real WebSocket clients. Nothing here touches the machine's own
 //! instances; everything is killed when the test's `Cluster` is dropped.
 
+pub mod checker;
 pub mod cluster;
 pub mod process;
 pub mod services;

@@ -79,11 +79,19 @@ impl Process {
             .unwrap_or(0)
     }
 
-    fn signal(&self, signal: &str) {
+    /// Sends `signal` (as `kill` spells it, e.g. `-QUIT`).
+    pub fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
             let _ = Command::new("kill")
                 .args([signal, &child.id().to_string()])
                 .status();
+        }
+    }
+
+    /// Waits for the process to exit (after a signal that ends it).
+    pub fn wait(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
         }
     }
 

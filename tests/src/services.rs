@@ -15,15 +15,24 @@ const STARTUP: Duration = Duration::from_secs(30);
 pub struct Nats {
     pub port: u16,
     store: PathBuf,
+    config: PathBuf,
     log: PathBuf,
     process: Option<Process>,
 }
 
 impl Nats {
-    pub async fn start(dir: &Path) -> Self {
+    /// Starts a server with the project's `deploy/nats.conf` and `extra`
+    /// settings after it (later settings win).
+    pub async fn start(dir: &Path, extra: &str) -> Self {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats.conf");
+        std::fs::copy(&deploy, dir.join("nats-deploy.conf")).expect("copy deploy/nats.conf");
+        let config = dir.join("nats.conf");
+        std::fs::write(&config, format!("include \"nats-deploy.conf\"\n{extra}\n"))
+            .expect("write nats.conf");
         let mut nats = Self {
             port: free_port(),
             store: dir.join("jetstream"),
+            config,
             log: dir.join("nats.log"),
             process: None,
         };
@@ -46,7 +55,7 @@ impl Nats {
     pub async fn restart(&mut self) {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let mut cmd = Command::new(bin);
-        cmd.args([
+        cmd.arg("-c").arg(&self.config).args([
             "-js",
             "-a",
             "127.0.0.1",
@@ -65,15 +74,38 @@ impl Nats {
     }
 }
 
-/// `redis-server` with persistence off.
+/// `redis-server` with persistence off: a restart comes back empty.
 pub struct Redis {
     pub port: u16,
-    _process: Process,
+    dir: PathBuf,
+    process: Option<Process>,
 }
 
 impl Redis {
     pub async fn start(dir: &Path) -> Self {
-        let port = free_port();
+        let mut redis = Self {
+            port: free_port(),
+            dir: dir.into(),
+            process: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGKILL); everything it held is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts (again) on the same port, empty.
+    pub async fn restart(&mut self) {
+        let port = self.port;
         let mut cmd = Command::new("redis-server");
         cmd.args([
             "--port",
@@ -86,29 +118,23 @@ impl Redis {
             "no",
             "--dir",
         ])
-        .arg(dir);
-        let process = Process::spawn("redis", cmd, &dir.join("redis.log"));
+        .arg(&self.dir);
+        self.process = Some(Process::spawn("redis", cmd, &self.dir.join("redis.log")));
         wait_for("redis to accept connections", STARTUP, || async move {
             std::net::TcpStream::connect(("127.0.0.1", port))
                 .ok()
                 .map(|_| ())
         })
         .await;
-        Self {
-            port,
-            _process: process,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
     }
 }
 
 /// A private Postgres cluster from `initdb`, with a `chat` database.
 pub struct Postgres {
     pub port: u16,
-    _process: Process,
+    dir: PathBuf,
+    as_root: bool,
+    process: Option<Process>,
 }
 
 impl Postgres {
@@ -121,22 +147,20 @@ impl Postgres {
         let as_root = std::fs::metadata("/proc/self")
             .map(|m| m.uid() == 0)
             .unwrap_or(false);
-        let as_user = |program: &str| {
-            if as_root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--", program]);
-                c
-            } else {
-                Command::new(program)
-            }
-        };
         if as_root {
             let uid = postgres_uid();
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
             chown(&data, Some(uid), None).unwrap();
             chown(&sockets, Some(uid), None).unwrap();
         }
-        let status = as_user("initdb")
+        let mut postgres = Self {
+            port: free_port(),
+            dir: dir.into(),
+            as_root,
+            process: None,
+        };
+        let status = postgres
+            .command("initdb")
             .args([
                 "-U",
                 "postgres",
@@ -151,12 +175,42 @@ impl Postgres {
             .status()
             .expect("run initdb");
         assert!(status.success(), "initdb failed");
-        let port = free_port();
-        let mut cmd = as_user("postgres");
+        postgres.restart().await;
+        postgres
+            .admin()
+            .await
+            .batch_execute("CREATE DATABASE chat")
+            .await
+            .unwrap();
+        postgres
+    }
+
+    fn command(&self, program: &str) -> Command {
+        if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", program]);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// Immediate shutdown (SIGQUIT to the postmaster, as `pg_ctl stop -m
+    /// immediate`): every connection dropped, crash recovery at restart.
+    pub fn crash(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.signal("-QUIT");
+            p.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and data, and waits until it serves.
+    pub async fn restart(&mut self) {
+        let mut cmd = self.command("postgres");
         cmd.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&sockets)
+            .arg(self.dir.join("pgdata"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.join("pgsock"))
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -167,9 +221,21 @@ impl Postgres {
                 "-c",
                 "max_connections=300",
             ]);
-        let process = Process::spawn("postgres", cmd, &dir.join("postgres.log"));
-        let admin = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
-        let client = wait_for("postgres to accept connections", STARTUP, || {
+        self.process = Some(Process::spawn(
+            "postgres",
+            cmd,
+            &self.dir.join("postgres.log"),
+        ));
+        self.admin().await;
+    }
+
+    /// A connection to the `postgres` database, once the server accepts one.
+    async fn admin(&self) -> tokio_postgres::Client {
+        let admin = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        );
+        wait_for("postgres to accept connections", STARTUP, || {
             let admin = admin.clone();
             async move {
                 let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
@@ -179,12 +245,7 @@ impl Postgres {
                 Some(client)
             }
         })
-        .await;
-        client.batch_execute("CREATE DATABASE chat").await.unwrap();
-        Self {
-            port,
-            _process: process,
-        }
+        .await
     }
 
     pub fn url(&self) -> String {

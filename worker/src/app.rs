@@ -36,8 +36,7 @@ impl Worker {
         Store::migrate(&config.postgres).await?;
         let store = Store::new(&config.postgres)?;
         let (connected, reconnected) = watch::channel(());
-        let nats = async_nats::ConnectOptions::new()
-            .name("chat-worker")
+        let nats = chat_streams::connect_options("chat-worker".into())
             .event_callback(move |event| {
                 if matches!(event, async_nats::Event::Connected) {
                     connected.send_replace(());
@@ -56,14 +55,12 @@ impl Worker {
         // consumer must carry this worker's values, not a stale creator's.
         let consumer = stream
             .create_consumer(chat_streams::worker_consumer(
-                Duration::from_secs(config.batch.ack_wait_secs),
+                Duration::from_millis(config.batch.ack_wait_ms),
                 config.batch.max_ack_pending,
             ))
             .await
             .map_err(WorkerError::nats)?;
-        let redis = redis::Client::open(config.redis_url.expose())?
-            .get_connection_manager()
-            .await?;
+        let redis = chat_cache::connect(config.redis_url.expose())?;
         Ok(Self {
             ctx: Arc::new(Ctx {
                 config,

@@ -53,16 +53,17 @@ pub struct BatchConfig {
     /// Transactions in flight at once (each holds one Postgres connection);
     /// sends are spread over them by room, so each room stays in order.
     pub concurrency: usize,
-    /// Seconds JetStream waits for an ack before redelivering. Sends a lane
-    /// holds longer (queued behind a busy room, or in a slow transaction) are
-    /// kept alive with in-progress acks, so this only bounds how soon a
-    /// crashed worker's sends go to another.
-    pub ack_wait_secs: u64,
+    /// Milliseconds JetStream waits for an ack before redelivering. Sends a
+    /// lane holds longer (queued behind a busy room, or in a slow
+    /// transaction) are kept alive with in-progress acks, so this only bounds
+    /// how soon a crashed worker's sends go to another: short, so that its
+    /// senders are acked within about a second.
+    pub ack_wait_ms: u64,
     /// Sends delivered to the workers and not yet acknowledged, all workers
     /// together (the consumer's `max_ack_pending`): JetStream delivers no
     /// more until some are acked. This, not a channel, bounds what the lanes
     /// queue, so a full lane never holds up the others. Each worker applies
-    /// this and `ack_wait_secs` to the shared consumer when it starts, so
+    /// this and `ack_wait_ms` to the shared consumer when it starts, so
     /// all workers should agree on both.
     pub max_ack_pending: i64,
 }
@@ -72,8 +73,10 @@ impl Default for BatchConfig {
         Self {
             max_messages: 256,
             concurrency: 4,
-            ack_wait_secs: 5,
-            max_ack_pending: 20_000,
+            ack_wait_ms: 800,
+            // About two batches per lane: enough to keep every lane busy,
+            // few enough that a held send rarely needs an in-progress ack.
+            max_ack_pending: 2048,
         }
     }
 }
@@ -115,8 +118,8 @@ impl Validate for WorkerConfig {
         if self.batch.concurrency > self.postgres.pool_size {
             problems.push("batch.concurrency must not exceed postgres.pool_size".into());
         }
-        if self.batch.ack_wait_secs == 0 {
-            problems.push("batch.ack_wait_secs must be > 0".into());
+        if self.batch.ack_wait_ms < 100 {
+            problems.push("batch.ack_wait_ms must be >= 100".into());
         }
         if self.batch.max_ack_pending < self.batch.max_messages as i64 {
             problems.push("batch.max_ack_pending must be >= batch.max_messages".into());

@@ -15,8 +15,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
 }
 
 async fn readyz(State(ctx): State<Arc<Ctx>>) -> (StatusCode, Json<serde_json::Value>) {
-    let failing = chat_health::failing(&ctx.nats, &ctx.store, &ctx.redis).await;
-    let (status, body) = chat_health::readiness(&failing);
+    let probe = chat_health::probe(&ctx.nats, &ctx.store, &ctx.redis).await;
+    let (status, body) = chat_health::readiness(&probe);
     (
         StatusCode::from_u16(status).expect("valid status"),
         Json(body),

@@ -27,6 +27,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => Store::migrate(&config.postgres).await.context("migrating"),
         Command::Run => {
+            // Test builds only (feature `failpoints`): faults named in $FAILPOINTS.
+            let _failpoints = fail::FailScenario::setup();
             let shutdown = CancellationToken::new();
             let worker = Worker::build(config, shutdown.clone(), telemetry.metrics.clone())
                 .await

@@ -79,9 +79,14 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
     if items.is_empty() {
         return;
     }
+    // Test builds: a worker that dies holding a pulled, unstored batch.
+    fail::fail_point!("worker-before-store", |_| std::process::abort());
+    let outcomes = store(ctx, &items).await;
+    // Test builds: a worker that dies between the commit and the fan-out.
+    fail::fail_point!("worker-after-commit", |_| std::process::abort());
     let mut fresh = Vec::new();
     let mut stored = Vec::with_capacity(items.len());
-    for (i, outcome) in store(ctx, &items).await {
+    for (i, outcome) in outcomes {
         let item = &items[i];
         match outcome {
             Persisted::Stored {

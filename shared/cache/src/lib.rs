@@ -2,14 +2,30 @@
 //! commit; gateways read it to fill delivery gaps before asking Postgres.
 //! Messages never change once stored, so entries never need invalidating.
 
+use std::time::Duration;
+
 use chat_proto::v1::Message;
 use prost::Message as _;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use chat_protocol::{keys, RoomId, Seq};
 
 /// How long an idle room's recent messages stay in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;
+
+/// A connection to Redis that fails fast while Redis is down instead of
+/// retrying for seconds: Redis is only a cache, and every caller has
+/// Postgres to fall back on. Lazy, so a binary starts without Redis; each
+/// call after a failure tries to reconnect once.
+pub fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(50))
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)));
+    ConnectionManager::new_lazy_with_config(redis::Client::open(url)?, config)
+}
 
 /// Adds stored messages to their rooms' recent sets, keeping the newest `keep`.
 pub async fn remember(

@@ -145,10 +145,15 @@ where
 pub struct StreamConfig {
     /// Copies of each message in a NATS cluster (1 for a single server).
     pub replicas: usize,
-    /// How long JetStream remembers `Nats-Msg-Id`s to drop quick resends.
+    /// How long JetStream remembers `Nats-Msg-Id`s, which drop a gateway's
+    /// own publish retries (a client's resend is a new envelope).
     pub duplicate_window_secs: u64,
-    /// Oldest unconsumed send kept before JetStream discards it.
+    /// How long the ingest stream keeps a send, consumed or not, so that it
+    /// can be replayed.
     pub max_age_secs: u64,
+    /// Bytes the ingest stream keeps; past it the oldest sends go first.
+    /// A send dropped unconsumed was never acked to its sender, who resends.
+    pub max_bytes: i64,
 }
 
 impl Default for StreamConfig {
@@ -157,6 +162,7 @@ impl Default for StreamConfig {
             replicas: 1,
             duplicate_window_secs: 120,
             max_age_secs: 7 * 24 * 3600,
+            max_bytes: 1 << 30,
         }
     }
 }
@@ -174,6 +180,12 @@ impl Validate for StreamConfig {
         }
         if self.max_age_secs < self.duplicate_window_secs {
             problems.push("stream.max_age_secs must be >= stream.duplicate_window_secs".into());
+        }
+        if self.max_bytes < 1 << 20 {
+            problems.push(format!(
+                "stream.max_bytes must be at least 1 MiB, got {}",
+                self.max_bytes
+            ));
         }
     }
 }

@@ -10,12 +10,20 @@ use chat_store::Store;
 /// How long one dependency may take to answer before it counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Names of the dependencies that are not reachable now (empty: all fine).
-pub async fn failing(
+/// What `/readyz` found.
+pub struct Probe {
+    /// Dependencies without which nothing can be served.
+    pub failing: Vec<&'static str>,
+    /// Caches that are down: served from Postgres meanwhile, slower.
+    pub degraded: Vec<&'static str>,
+}
+
+/// Which dependencies are not reachable now.
+pub async fn probe(
     nats: &async_nats::Client,
     store: &Store,
     redis: &ConnectionManager,
-) -> Vec<&'static str> {
+) -> Probe {
     let mut redis = redis.clone();
     let ping = redis::cmd("PING");
     let (pg, rd) = tokio::join!(
@@ -29,21 +37,29 @@ pub async fn failing(
     if !matches!(pg, Ok(Ok(()))) {
         failing.push("postgres");
     }
+    let mut degraded = Vec::new();
     if !matches!(rd, Ok(Ok(_))) {
-        failing.push("redis");
+        degraded.push("redis");
     }
-    failing
+    Probe { failing, degraded }
 }
 
-/// The `/readyz` answer for a list of failing dependencies: HTTP status and
-/// JSON body, the same for every binary.
-pub fn readiness(failing: &[&str]) -> (u16, serde_json::Value) {
-    if failing.is_empty() {
-        (200, serde_json::json!({ "status": "ready" }))
+/// The `/readyz` answer: HTTP status and JSON body, the same for every
+/// binary. Only a failing dependency makes a process not ready; a degraded
+/// one is reported (taking every pod out of its Service because the cache
+/// is down would turn a slower system into none).
+pub fn readiness(probe: &Probe) -> (u16, serde_json::Value) {
+    let (status, code) = if probe.failing.is_empty() {
+        ("ready", 200)
     } else {
-        (
-            503,
-            serde_json::json!({ "status": "not_ready", "failing": failing }),
-        )
+        ("not_ready", 503)
+    };
+    let mut body = serde_json::json!({ "status": status });
+    if !probe.failing.is_empty() {
+        body["failing"] = serde_json::json!(probe.failing);
     }
+    if !probe.degraded.is_empty() {
+        body["degraded"] = serde_json::json!(probe.degraded);
+    }
+    (code, body)
 }

@@ -53,10 +53,13 @@ pub fn dead_letter_all() -> String {
     format!("{DEAD_PREFIX}.>")
 }
 
-/// JetStream de-duplication id of a send. Scoped by room and sender so that
-/// one user cannot suppress another's message by guessing its client_msg_id.
-pub fn dedup_id(room: &RoomId, sender: &str, client_msg_id: &str) -> String {
-    format!("{room}/{}:{sender}/{client_msg_id}", sender.len())
+/// JetStream de-duplication id of one accepted send: the gateway and its
+/// ticket, so that only the gateway's own publish retries are dropped as
+/// copies. A client's resend gets a new ticket and a new envelope, so a send
+/// that was dead-lettered is stored when resent; the store, not JetStream,
+/// keeps a send stored once (unique on room, sender, client_msg_id).
+pub fn publish_id(gateway_id: &str, ticket: u64) -> String {
+    format!("{gateway_id}/{ticket}")
 }
 
 #[cfg(test)]
@@ -75,8 +78,8 @@ mod tests {
     }
 
     #[test]
-    fn dedup_ids_cannot_collide_across_senders() {
-        let room = RoomId::parse("r").unwrap();
-        assert_ne!(dedup_id(&room, "a/b", "c"), dedup_id(&room, "a", "b/c"));
+    fn publish_ids_differ_per_gateway_and_ticket() {
+        assert_ne!(publish_id("gw-1", 7), publish_id("gw-2", 7));
+        assert_ne!(publish_id("gw-1", 7), publish_id("gw-1", 8));
     }
 }

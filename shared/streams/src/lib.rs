@@ -12,6 +12,20 @@ use async_nats::jetstream::{
 use chat_config::StreamConfig;
 use chat_protocol::subjects;
 
+/// How every binary connects to NATS. A dead connection (a partition, a
+/// hung server) is noticed within seconds rather than the client's default
+/// minutes, and reconnects are tried at least every half second, so that
+/// sends flow again soon after NATS is back.
+pub fn connect_options(name: String) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .ping_interval(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            let exp = u32::try_from(attempts).unwrap_or(u32::MAX).min(16);
+            Duration::from_millis(2u64.pow(exp)).min(Duration::from_millis(500))
+        })
+}
+
 /// Creates the ingest and dead-letter streams if they do not exist.
 pub async fn ensure(
     js: &jetstream::Context,
@@ -26,19 +40,21 @@ pub async fn ensure(
         ..Default::default()
     })
     .await?;
-    // Work-queue retention: a send leaves the stream once a worker acks it.
-    // Discard-new makes a full stream refuse sends (the client sees an error)
-    // instead of silently dropping accepted ones.
+    // Limits retention: a send stays after the workers ack it, for
+    // `max_age` or until `max_bytes`, so the stream can be replayed (a new
+    // consumer, an audit). Past the limits the oldest go first: one dropped
+    // unconsumed was never acked to its sender, who resends it.
     let stream = js
         .get_or_create_stream(jetstream::stream::Config {
             name: subjects::INGEST_STREAM.into(),
             subjects: vec![subjects::ingest_all()],
-            retention: RetentionPolicy::WorkQueue,
-            discard: DiscardPolicy::New,
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
             storage: StorageType::File,
             num_replicas: config.replicas,
             duplicate_window: Duration::from_secs(config.duplicate_window_secs),
             max_age: Duration::from_secs(config.max_age_secs),
+            max_bytes: config.max_bytes,
             ..Default::default()
         })
         .await?;

@@ -220,8 +220,8 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
     let options = ClusterOptions::new(1, 1)
         .env(
             Role::Workers,
-            "CHAT_WORKER_BATCH__ACK_WAIT_SECS",
-            &ACK_WAIT.as_secs().to_string(),
+            "CHAT_WORKER_BATCH__ACK_WAIT_MS",
+            &ACK_WAIT.as_millis().to_string(),
         )
         .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
     let cluster = Cluster::start(options).await;

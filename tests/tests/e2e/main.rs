@@ -4,6 +4,7 @@
 mod bad_input;
 mod client_library;
 mod dead_letters;
+mod faults;
 mod lanes;
 mod lifecycle;
 mod liveness;

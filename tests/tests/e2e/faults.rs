@@ -1,0 +1,216 @@
+//! The fault suite: one process killed, paused, crashed or cut off at a
+//! time, under steady traffic in several rooms from clients on two
+//! gateways. The checker (`chat_tests::checker`) records every attempt, ack
+//! and delivery and fails the test on anything lost, duplicated, made up or
+//! out of seq; each test prints its row of the suite's table (and appends it
+//! to `$FAULT_TABLE`, which scripts/test.sh prints at the end).
+
+use std::time::Duration;
+
+use chat_client::{Client, ClientEncoding, ClientOptions};
+use chat_proto::{internal::Receipt, v1::Message};
+use chat_protocol::subjects;
+use chat_tests::{
+    checker::{Traffic, TrafficOptions},
+    wait_for, Cluster, ClusterOptions, Role,
+};
+use prost::Message as _;
+
+use crate::support::{dead_letters, STEP};
+
+/// How long a dependency stays down.
+const OUTAGE: Duration = Duration::from_secs(3);
+/// Acks to see before a fault, and after it, before the traffic stops.
+const ACKS: usize = 60;
+
+async fn cluster(workers: usize) -> Cluster {
+    Cluster::start(ClusterOptions::new(2, workers)).await
+}
+
+async fn start(cluster: &Cluster, tag: &str) -> Traffic {
+    let traffic = Traffic::start(cluster, tag, TrafficOptions::default()).await;
+    traffic.until_acked(ACKS, STEP).await;
+    traffic
+}
+
+/// Waits for the ack of `ACKS` more sends, then judges.
+async fn finish(traffic: Traffic, cluster: &Cluster, fault: &str) {
+    traffic.until_acked(ACKS, STEP * 2).await;
+    traffic.finish(cluster, fault).await.check();
+}
+
+/// A worker whose failpoint `point` aborts it (after `after` batches) dies;
+/// the other takes over its sends, then a replacement starts.
+async fn worker_dies_at(point: &str, fault: &str) {
+    let mut cluster = cluster(1).await;
+    let doomed = cluster
+        .start_worker_with(&[("FAILPOINTS", &format!("{point}=40*off->return"))])
+        .await;
+    let mut traffic = start(&cluster, "w").await;
+    wait_for("the worker to die at its failpoint", STEP * 2, || {
+        let dead = !cluster.workers[doomed].process.is_running();
+        async move { dead.then_some(()) }
+    })
+    .await;
+    traffic.fault();
+    traffic.until_acked(ACKS, STEP).await;
+    cluster.restart_worker(doomed).await;
+    finish(traffic, &cluster, fault).await;
+}
+
+/// Killed holding a pulled batch it had not stored: JetStream redelivers
+/// it to the other worker once the ack wait runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch() {
+    worker_dies_at("worker-before-store", "worker killed mid-batch").await;
+}
+
+/// Killed after the commit, before the fan-out and the acks: the
+/// redelivered sends are found stored, fanned out and acked with their seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_commit_and_fanout() {
+    worker_dies_at("worker-after-commit", "worker killed after commit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_and_restarted() {
+    let mut cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "n").await;
+    traffic.fault();
+    cluster.nats.stop();
+    tokio::time::sleep(OUTAGE).await;
+    cluster.nats.restart().await;
+    traffic.healed();
+    finish(traffic, &cluster, "nats-server killed, restarted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crashed_and_restarted() {
+    let mut cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "p").await;
+    traffic.fault();
+    cluster.postgres.crash();
+    tokio::time::sleep(OUTAGE).await;
+    cluster.postgres.restart().await;
+    traffic.healed();
+    finish(traffic, &cluster, "postgres crashed, restarted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty() {
+    let mut cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "r").await;
+    traffic.fault();
+    cluster.redis.stop();
+    cluster.redis.restart().await;
+    traffic.healed();
+    finish(traffic, &cluster, "redis restarted empty").await;
+}
+
+/// Redis is a cache: while it is down sends still commit and are acked,
+/// and a joining client's history comes from Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down() {
+    let mut cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "d").await;
+    traffic.fault();
+    cluster.redis.stop();
+    traffic.until_acked(ACKS, STEP).await;
+    let options = ClientOptions::new(
+        [cluster.ws_url(1)],
+        cluster.token("d0u3"),
+        ClientEncoding::Proto,
+    );
+    let (late, mut history) = Client::connect(options);
+    late.join("d0", Some(0)).await.expect("join while redis is down");
+    for seq in 1..=20 {
+        let m = tokio::time::timeout(STEP, history.recv())
+            .await
+            .expect("history while redis is down")
+            .expect("a message");
+        assert_eq!(m.seq, seq);
+    }
+    late.close();
+    cluster.redis.restart().await;
+    traffic.healed();
+    finish(traffic, &cluster, "redis down").await;
+}
+
+/// The clients of the killed gateway resume on the other from their last
+/// seqs; the gateway comes back later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_with_clients_on_it() {
+    let mut cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "g").await;
+    traffic.fault();
+    cluster.gateways[0].process.kill();
+    traffic.until_acked(ACKS, STEP).await;
+    cluster.restart_gateway(0).await;
+    traffic.healed();
+    finish(traffic, &cluster, "gateway killed").await;
+}
+
+/// A gateway hangs (SIGSTOP) while NATS has more for it than its socket
+/// holds: NATS cuts it off as a slow consumer (deploy/nats.conf's
+/// write_deadline), and what it missed meanwhile is filled from the store
+/// once it runs again, with no gap for its clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_paused_until_nats_cuts_it_off() {
+    let cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "s").await;
+    let nats = async_nats::connect(cluster.nats.url()).await.unwrap();
+    traffic.fault();
+    cluster.gateways[0].process.pause();
+    // Receipts with tickets the gateway never handed out: ignored when it
+    // reads them, but 32 MiB of them fill its socket.
+    let receipt = Receipt {
+        ticket: 0,
+        message: Some(Message {
+            body: "x".repeat(64 * 1024),
+            ..Message::default()
+        }),
+    }
+    .encode_to_vec();
+    let subject = subjects::receipts(&cluster.gateway_id(0));
+    for _ in 0..512 {
+        nats.publish(subject.clone(), receipt.clone().into())
+            .await
+            .unwrap();
+    }
+    nats.flush().await.unwrap();
+    tokio::time::sleep(OUTAGE * 2).await;
+    cluster.gateways[0].process.resume();
+    traffic.healed();
+    finish(traffic, &cluster, "gateway paused past slow consumer").await;
+    let log = cluster.gateways[0].process.log();
+    assert!(
+        log.contains("nats connected"),
+        "NATS cut the paused gateway off and it reconnected:\n{log}"
+    );
+}
+
+/// Postgres down longer than the worker's whole retry budget: the sends
+/// go to the dead-letter stream unacked; their senders resend them (same
+/// client_msg_id) after the ack timeout, and the resends are stored and
+/// acked once Postgres is back, not dropped as JetStream duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_past_the_retry_budget() {
+    let options = ClusterOptions::new(2, 1)
+        .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_ATTEMPTS", "3")
+        .env(Role::Workers, "CHAT_WORKER_RETRY__BASE_DELAY_MS", "50")
+        .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_DELAY_MS", "200")
+        .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "2000");
+    let mut cluster = Cluster::start(options).await;
+    let mut traffic = start(&cluster, "b").await;
+    traffic.fault();
+    cluster.postgres.crash();
+    tokio::time::sleep(OUTAGE).await;
+    cluster.postgres.restart().await;
+    traffic.healed();
+    finish(traffic, &cluster, "postgres down past retry budget").await;
+    let js = async_nats::jetstream::new(async_nats::connect(cluster.nats.url()).await.unwrap());
+    assert!(
+        !dead_letters(&js).await.is_empty(),
+        "the outage outlasted the retry budget: sends were dead-lettered"
+    );
+}
