@@ -27,8 +27,14 @@ features=(--features chat-gateway/failpoints,chat-worker/failpoints)
 cargo build --workspace --bins "${features[@]}"
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
+# The fault suite writes its table here, a row per fault; printed at the end.
+export FAULT_TABLE=$(mktemp -u)
 status=0
 cargo test --workspace --all-targets "${features[@]}" -- --test-threads=3 2>&1 | tee "$log" || status=$?
+echo
+echo "Fault suite (tests/tests/e2e/faults.rs):"
+cat "$FAULT_TABLE" 2>/dev/null || echo "(no fault test ran)"
+rm -f "$FAULT_TABLE"
 passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"

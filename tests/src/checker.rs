@@ -52,7 +52,10 @@ struct Attempt {
 }
 
 enum Outcome {
-    Acked { seq: u64, at: Instant },
+    Acked {
+        seq: u64,
+        at: Instant,
+    },
     /// A definite error the client library handed to the application.
     Refused,
 }
@@ -95,7 +98,9 @@ impl Traffic {
         let mut rooms = Vec::new();
         for r in 0..options.rooms {
             let room = format!("{tag}{r}");
-            let users: Vec<String> = (0..options.members).map(|m| format!("{room}u{m}")).collect();
+            let users: Vec<String> = (0..options.members)
+                .map(|m| format!("{room}u{m}"))
+                .collect();
             let names: Vec<&str> = users.iter().map(String::as_str).collect();
             assert!(admin.create_room(&room, &names).await.expect("create room"));
             for user in users {
@@ -228,7 +233,14 @@ impl Traffic {
         }
         self.tasks.abort_all();
         let log = self.log.lock().unwrap();
-        judge(fault, &log, &self.members, &stored, self.fault_at, self.healed_at)
+        judge(
+            fault,
+            &log,
+            &self.members,
+            &stored,
+            self.fault_at,
+            self.healed_at,
+        )
     }
 }
 
@@ -457,10 +469,21 @@ impl Report {
     pub fn check(&self) {
         eprintln!("{}\n{}", Self::HEADER, self.row());
         if let Some(path) = std::env::var_os("FAULT_TABLE") {
+            // The tests run in one process: one writes at a time, and the
+            // first writes the header.
+            static TABLE: Mutex<()> = Mutex::new(());
+            let _one = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                let separator = "|---".repeat(Self::HEADER.matches('|').count() - 1) + "|";
+                writeln!(file, "{}\n{separator}", Self::HEADER).expect("write $FAULT_TABLE");
+            }
             let mut file = std::fs::OpenOptions::new()
-                .create(true)
                 .append(true)
-                .open(path)
+                .open(&path)
                 .expect("open $FAULT_TABLE");
             writeln!(file, "{}", self.row()).expect("write $FAULT_TABLE");
         }

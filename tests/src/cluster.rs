@@ -9,6 +9,7 @@ use tempfile::TempDir;
 
 use crate::{
     free_port,
+    netns::Namespace,
     process::Process,
     services::{Nats, Postgres, Redis},
     wait_for,
@@ -30,6 +31,9 @@ pub struct ClusterOptions {
     pub worker_env: Vec<(String, String)>,
     /// nats-server settings after `deploy/nats.conf`'s.
     pub nats_conf: String,
+    /// Services listen on every interface, not only loopback, so that a
+    /// gateway in a network namespace reaches them.
+    pub all_interfaces: bool,
 }
 
 /// Which processes an environment variable is for.
@@ -47,7 +51,13 @@ impl ClusterOptions {
             gateway_env: Vec::new(),
             worker_env: Vec::new(),
             nats_conf: String::new(),
+            all_interfaces: false,
         }
+    }
+
+    pub fn reachable_from_namespaces(mut self) -> Self {
+        self.all_interfaces = true;
+        self
     }
 
     pub fn nats_conf(mut self, settings: &str) -> Self {
@@ -77,6 +87,8 @@ impl ClusterOptions {
 pub struct Gateway {
     /// Names its id (`gw<n>`) and log file.
     n: usize,
+    /// Where clients reach it: loopback, or its network namespace.
+    host: String,
     pub port: u16,
     pub process: Process,
 }
@@ -119,10 +131,15 @@ impl Cluster {
             .prefix("chat-e2e-")
             .tempdir()
             .unwrap();
+        let listen = if options.all_interfaces {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         let (nats, postgres, redis) = tokio::join!(
-            Nats::start(dir.path(), &options.nats_conf),
-            Postgres::start(dir.path()),
-            Redis::start(dir.path()),
+            Nats::start(dir.path(), &options.nats_conf, listen),
+            Postgres::start(dir.path(), listen),
+            Redis::start(dir.path(), listen),
         );
         let mut cluster = Self {
             dir,
@@ -206,13 +223,50 @@ impl Cluster {
         self.gateways[i] = self.spawn_gateway(n, port).await;
     }
 
+    /// Starts one more gateway inside `ns`, reaching the services through
+    /// the namespace's link (see [`Namespace`]); needs
+    /// [`ClusterOptions::reachable_from_namespaces`].
+    pub async fn start_gateway_in(&mut self, ns: &Namespace) -> usize {
+        assert!(
+            self.options.all_interfaces,
+            "services listen on loopback only"
+        );
+        let n = self.next_name();
+        let mut cmd = ns.command(&bin("gateway"));
+        cmd.env("CHAT_GATEWAY_LISTEN", format!("{}:{}", ns.inside, 8080))
+            .env(
+                "CHAT_GATEWAY_NATS_URL",
+                format!("nats://{}:{}", ns.nats_host, self.nats.port),
+            )
+            .env(
+                "CHAT_GATEWAY_REDIS_URL",
+                format!("redis://{}:{}", ns.host, self.redis.port),
+            )
+            .env(
+                "CHAT_GATEWAY_POSTGRES__URL",
+                format!(
+                    "postgres://postgres@{}:{}/chat",
+                    ns.host, self.postgres.port
+                ),
+            );
+        let gateway = self.launch(n, &ns.inside, 8080, cmd).await;
+        self.gateways.push(gateway);
+        self.gateways.len() - 1
+    }
+
     async fn spawn_gateway(&self, n: usize, port: u16) -> Gateway {
         let mut cmd = Command::new(bin("gateway"));
         cmd.env("CHAT_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CHAT_GATEWAY_GATEWAY_ID", format!("gw{n}"))
             .env("CHAT_GATEWAY_NATS_URL", self.nats.url())
             .env("CHAT_GATEWAY_REDIS_URL", self.redis.url())
-            .env("CHAT_GATEWAY_POSTGRES__URL", self.postgres.url())
+            .env("CHAT_GATEWAY_POSTGRES__URL", self.postgres.url());
+        self.launch(n, "127.0.0.1", port, cmd).await
+    }
+
+    /// Adds the settings every gateway shares to `cmd`, starts it and waits
+    /// until it answers `/healthz`.
+    async fn launch(&self, n: usize, host: &str, port: u16, mut cmd: Command) -> Gateway {
+        cmd.env("CHAT_GATEWAY_GATEWAY_ID", format!("gw{n}"))
             .env("CHAT_GATEWAY_POSTGRES__POOL_SIZE", "8")
             .env("CHAT_GATEWAY_JWT__HS256_SECRET", JWT_SECRET)
             .env("CHAT_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -226,7 +280,7 @@ impl Cluster {
         }
         let log = self.dir.path().join(format!("gateway-{n}.log"));
         let mut process = Process::spawn(&format!("gateway-{n}"), cmd, &log);
-        let health = format!("http://127.0.0.1:{port}/healthz");
+        let health = format!("http://{host}:{port}/healthz");
         wait_for(
             "gateway to answer /healthz",
             Duration::from_secs(30),
@@ -243,7 +297,12 @@ impl Cluster {
             },
         )
         .await;
-        Gateway { n, port, process }
+        Gateway {
+            n,
+            host: host.into(),
+            port,
+            process,
+        }
     }
 
     fn next_name(&mut self) -> usize {
@@ -257,11 +316,13 @@ impl Cluster {
     }
 
     pub fn ws_url(&self, gateway: usize) -> String {
-        format!("ws://127.0.0.1:{}/v1/ws", self.gateways[gateway].port)
+        let g = &self.gateways[gateway];
+        format!("ws://{}:{}/v1/ws", g.host, g.port)
     }
 
     pub fn http_url(&self, gateway: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.gateways[gateway].port)
+        let g = &self.gateways[gateway];
+        format!("http://{}:{}{path}", g.host, g.port)
     }
 
     pub fn worker_url(&self, worker: usize, path: &str) -> String {

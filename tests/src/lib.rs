@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod netns;
 pub mod process;
 pub mod services;
 

@@ -79,8 +79,7 @@ impl Process {
             .unwrap_or(0)
     }
 
-    /// Sends `signal` (as `kill` spells it, e.g. `-QUIT`).
-    pub fn signal(&self, signal: &str) {
+    fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
             let _ = Command::new("kill")
                 .args([signal, &child.id().to_string()])

@@ -14,6 +14,8 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// `nats-server -js`; binary from `$NATS_SERVER_BIN` or `nats-server` on PATH.
 pub struct Nats {
     pub port: u16,
+    /// Listen address: loopback, or every interface for namespaced tests.
+    listen: &'static str,
     store: PathBuf,
     config: PathBuf,
     log: PathBuf,
@@ -23,7 +25,7 @@ pub struct Nats {
 impl Nats {
     /// Starts a server with the project's `deploy/nats.conf` and `extra`
     /// settings after it (later settings win).
-    pub async fn start(dir: &Path, extra: &str) -> Self {
+    pub async fn start(dir: &Path, extra: &str, listen: &'static str) -> Self {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats.conf");
         std::fs::copy(&deploy, dir.join("nats-deploy.conf")).expect("copy deploy/nats.conf");
         let config = dir.join("nats.conf");
@@ -31,6 +33,7 @@ impl Nats {
             .expect("write nats.conf");
         let mut nats = Self {
             port: free_port(),
+            listen,
             store: dir.join("jetstream"),
             config,
             log: dir.join("nats.log"),
@@ -55,15 +58,17 @@ impl Nats {
     pub async fn restart(&mut self) {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
         let mut cmd = Command::new(bin);
-        cmd.arg("-c").arg(&self.config).args([
-            "-js",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-sd",
-        ])
-        .arg(&self.store);
+        cmd.arg("-c")
+            .arg(&self.config)
+            .args([
+                "-js",
+                "-a",
+                self.listen,
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store);
         self.process = Some(Process::spawn("nats", cmd, &self.log));
         let url = self.url();
         wait_for("nats to accept connections", STARTUP, || {
@@ -77,14 +82,16 @@ impl Nats {
 /// `redis-server` with persistence off: a restart comes back empty.
 pub struct Redis {
     pub port: u16,
+    listen: &'static str,
     dir: PathBuf,
     process: Option<Process>,
 }
 
 impl Redis {
-    pub async fn start(dir: &Path) -> Self {
+    pub async fn start(dir: &Path, listen: &'static str) -> Self {
         let mut redis = Self {
             port: free_port(),
+            listen,
             dir: dir.into(),
             process: None,
         };
@@ -111,7 +118,9 @@ impl Redis {
             "--port",
             &port.to_string(),
             "--bind",
-            "127.0.0.1",
+            self.listen,
+            "--protected-mode",
+            "no",
             "--save",
             "",
             "--appendonly",
@@ -132,13 +141,14 @@ impl Redis {
 /// A private Postgres cluster from `initdb`, with a `chat` database.
 pub struct Postgres {
     pub port: u16,
+    listen: &'static str,
     dir: PathBuf,
     as_root: bool,
     process: Option<Process>,
 }
 
 impl Postgres {
-    pub async fn start(dir: &Path) -> Self {
+    pub async fn start(dir: &Path, listen: &'static str) -> Self {
         let data = dir.join("pgdata");
         let sockets = dir.join("pgsock");
         std::fs::create_dir_all(&data).unwrap();
@@ -155,6 +165,7 @@ impl Postgres {
         }
         let mut postgres = Self {
             port: free_port(),
+            listen,
             dir: dir.into(),
             as_root,
             process: None,
@@ -175,6 +186,12 @@ impl Postgres {
             .status()
             .expect("run initdb");
         assert!(status.success(), "initdb failed");
+        if listen != "127.0.0.1" {
+            let hba = data.join("pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba).unwrap();
+            rules.push_str("host all all 0.0.0.0/0 trust\n");
+            std::fs::write(&hba, rules).unwrap();
+        }
         postgres.restart().await;
         postgres
             .admin()
@@ -199,7 +216,11 @@ impl Postgres {
     /// immediate`): every connection dropped, crash recovery at restart.
     pub fn crash(&mut self) {
         if let Some(mut p) = self.process.take() {
-            p.signal("-QUIT");
+            // The child may be `runuser`: signal the postmaster itself.
+            let pid = std::fs::read_to_string(self.dir.join("pgdata/postmaster.pid"))
+                .expect("postmaster.pid");
+            let pid = pid.lines().next().expect("pid line").trim();
+            let _ = Command::new("kill").args(["-QUIT", pid]).status();
             p.wait();
         }
     }
@@ -213,7 +234,7 @@ impl Postgres {
             .arg(self.dir.join("pgsock"))
             .args([
                 "-c",
-                "listen_addresses=127.0.0.1",
+                &format!("listen_addresses={}", self.listen),
                 "-c",
                 "fsync=off",
                 "-c",

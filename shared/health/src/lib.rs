@@ -19,11 +19,7 @@ pub struct Probe {
 }
 
 /// Which dependencies are not reachable now.
-pub async fn probe(
-    nats: &async_nats::Client,
-    store: &Store,
-    redis: &ConnectionManager,
-) -> Probe {
+pub async fn probe(nats: &async_nats::Client, store: &Store, redis: &ConnectionManager) -> Probe {
     let mut redis = redis.clone();
     let ping = redis::cmd("PING");
     let (pg, rd) = tokio::join!(

@@ -12,6 +12,7 @@ use chat_proto::{internal::Receipt, v1::Message};
 use chat_protocol::subjects;
 use chat_tests::{
     checker::{Traffic, TrafficOptions},
+    netns::Namespace,
     wait_for, Cluster, ClusterOptions, Role,
 };
 use prost::Message as _;
@@ -122,7 +123,9 @@ async fn redis_down() {
         ClientEncoding::Proto,
     );
     let (late, mut history) = Client::connect(options);
-    late.join("d0", Some(0)).await.expect("join while redis is down");
+    late.join("d0", Some(0))
+        .await
+        .expect("join while redis is down");
     for seq in 1..=20 {
         let m = tokio::time::timeout(STEP, history.recv())
             .await
@@ -212,5 +215,29 @@ async fn postgres_down_past_the_retry_budget() {
     assert!(
         !dead_letters(&js).await.is_empty(),
         "the outage outlasted the retry budget: sends were dead-lettered"
+    );
+}
+
+/// One gateway runs in its own network namespace and its link to NATS is
+/// cut (packets dropped, as in a partition), then restored. Its clients
+/// get `unavailable` for their sends meanwhile (the client library resends)
+/// and their rooms' messages from the store; after the heal it reconnects
+/// and resynchronises, with nothing lost and no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_cut_off_from_nats_then_healed() {
+    let ns = Namespace::create();
+    let mut cluster = Cluster::start(ClusterOptions::new(1, 1).reachable_from_namespaces()).await;
+    let cut_off = cluster.start_gateway_in(&ns).await;
+    let mut traffic = start(&cluster, "x").await;
+    traffic.fault();
+    ns.cut_nats();
+    tokio::time::sleep(OUTAGE * 2).await;
+    ns.heal_nats();
+    traffic.healed();
+    finish(traffic, &cluster, "gateway partitioned from NATS").await;
+    let log = cluster.gateways[cut_off].process.log();
+    assert!(
+        log.matches("nats connected").count() >= 2,
+        "the gateway lost NATS and reconnected after the heal:\n{log}"
     );
 }

@@ -1,0 +1,111 @@
+//! A network namespace joined to the host by a veth pair (iproute2), for a
+//! process whose link to NATS a test cuts and restores. The host end holds
+//! two addresses: `host`, for Postgres, Redis and the namespace's clients,
+//! and `nats_host`, the only way to NATS, which `cut_nats` blackholes inside
+//! the namespace (packets vanish: a partition, not a refused connection).
+
+use std::process::Command;
+
+pub struct Namespace {
+    name: String,
+    /// The host's end, as the namespace sees it.
+    pub host: String,
+    /// The host's second address, used only to reach NATS.
+    pub nats_host: String,
+    /// The namespace's own address, as the host sees it.
+    pub inside: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("run ip (iproute2)");
+    assert!(status.success(), "ip {} failed", args.join(" "));
+}
+
+impl Namespace {
+    /// Creates the namespace and its link; needs root (CAP_NET_ADMIN).
+    pub fn create() -> Self {
+        // Unique per test process, so concurrent runs do not collide.
+        let k = std::process::id() % 250 + 1;
+        let name = format!("chat-{k}");
+        let (outside, inside_link) = (format!("vh{k}"), format!("vn{k}"));
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ns = Self {
+            host: format!("10.213.{k}.1"),
+            inside: format!("10.213.{k}.2"),
+            nats_host: format!("10.214.{k}.1"),
+            name,
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link",
+            "add",
+            &outside,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inside_link,
+        ]);
+        ip(&["link", "set", &inside_link, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{}/24", ns.host), "dev", &outside]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", ns.nats_host),
+            "dev",
+            &outside,
+        ]);
+        ip(&["link", "set", &outside, "up"]);
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", ns.inside),
+            "dev",
+            &inside_link,
+        ]);
+        ns.exec(&["ip", "link", "set", &inside_link, "up"]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns.heal_nats();
+        ns
+    }
+
+    /// Runs a command inside the namespace and waits for it.
+    fn exec(&self, args: &[&str]) {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// A command that will run inside the namespace.
+    pub fn command(&self, program: &std::path::Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Packets from the namespace to NATS are dropped from now on.
+    pub fn cut_nats(&self) {
+        let nats = format!("{}/32", self.nats_host);
+        self.exec(&["ip", "route", "replace", "blackhole", &nats]);
+    }
+
+    /// NATS is reachable again.
+    pub fn heal_nats(&self) {
+        let nats = format!("{}/32", self.nats_host);
+        self.exec(&["ip", "route", "replace", &nats, "via", &self.host]);
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the veth, and with it
+        // the host's end.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
