@@ -59,7 +59,7 @@ mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
 spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
 spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no; REDIS_PID=$LAST
-spawn nats "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
+spawn nats "$NATS_SERVER_BIN" -c deploy/nats.conf -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT

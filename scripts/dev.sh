@@ -32,7 +32,7 @@ if ! listening $REDIS_PORT; then
   pids+=($!)
 fi
 if ! listening $NATS_PORT; then
-  "$NATS_SERVER_BIN" -js -a 127.0.0.1 -p $NATS_PORT -sd "$STATE/jetstream" >"$STATE/nats.log" 2>&1 &
+  "$NATS_SERVER_BIN" -c deploy/nats.conf -js -a 127.0.0.1 -p $NATS_PORT -sd "$STATE/jetstream" >"$STATE/nats.log" 2>&1 &
   pids+=($!)
 fi
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT
