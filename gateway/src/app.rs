@@ -23,7 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use tokio::{
     net::TcpListener,
-    sync::{Notify, Semaphore},
+    sync::{watch, Notify, Semaphore},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -63,7 +63,8 @@ impl Application {
         // Fan-out lost to a slow subscription or a reconnect: every room
         // checks for a lost tail at once.
         let resync = Arc::new(Notify::new());
-        let nats = connect_nats(&config, Arc::clone(&resync)).await?;
+        let (reconnected, reconnects) = watch::channel(());
+        let nats = connect_nats(&config, Arc::clone(&resync), reconnected).await?;
         let js = async_nats::jetstream::new(nats.clone());
         chat_streams::ensure(&js, &config.stream)
             .await
@@ -93,6 +94,7 @@ impl Application {
             store.clone(),
             &config.gateway_id,
             Duration::from_millis(config.limits.ack_timeout_ms),
+            reconnects,
         );
         // Receipts keep coming while sockets drain, so their sends get acked.
         let receipts_done = CancellationToken::new();
@@ -155,14 +157,17 @@ impl Application {
     }
 }
 
-/// Connects to NATS; the events that may lose fan-out wake `resync`.
+/// Connects to NATS; the events that may lose fan-out wake `resync`, and
+/// each (re)connect also ticks `reconnected` (receipts may be lost too).
 async fn connect_nats(
     config: &GatewayConfig,
     resync: Arc<Notify>,
+    reconnected: watch::Sender<()>,
 ) -> Result<async_nats::Client, GatewayError> {
     chat_streams::connect_options(format!("chat-gateway-{}", config.gateway_id))
         .event_callback(move |event| {
             let resync = Arc::clone(&resync);
+            let reconnected = reconnected.clone();
             async move {
                 match event {
                     async_nats::Event::SlowConsumer(_) => {
@@ -172,6 +177,7 @@ async fn connect_nats(
                     async_nats::Event::Connected => {
                         tracing::info!("nats connected");
                         resync.notify_one();
+                        reconnected.send_replace(());
                     }
                     other => tracing::info!(event = %other, "nats"),
                 }

@@ -25,7 +25,10 @@ use chat_protocol::{subjects, ClientMsgId, RoomId, UserId};
 use chat_store::Store;
 use futures::StreamExt;
 use prost::Message as _;
-use tokio::{sync::oneshot, time::Instant};
+use tokio::{
+    sync::{oneshot, watch},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
@@ -76,6 +79,8 @@ pub struct Ingest {
     waiting: Waiting,
     next_ticket: AtomicU64,
     timeout: Duration,
+    /// Changes on every NATS reconnect: receipts published meanwhile are lost.
+    reconnected: watch::Receiver<()>,
 }
 
 impl Ingest {
@@ -84,6 +89,7 @@ impl Ingest {
         store: Store,
         gateway_id: &str,
         timeout: Duration,
+        reconnected: watch::Receiver<()>,
     ) -> Arc<Self> {
         Arc::new(Self {
             js,
@@ -96,6 +102,7 @@ impl Ingest {
             // does not carry a ticket this run has handed out.
             next_ticket: AtomicU64::new(rand::random::<u64>() >> 1),
             timeout,
+            reconnected,
         })
     }
 
@@ -221,15 +228,32 @@ impl Ingest {
             sender,
             client_msg_id,
         } = published;
-        let result = match tokio::time::timeout(self.timeout, receipt).await {
-            Ok(Ok(message)) => Ok(message),
-            // The receipt may be lost (it is core NATS); the store knows.
-            _ => self
-                .store
-                .find_sent(&room, &sender, client_msg_id.as_str())
+        let mut reconnected = self.reconnected.clone();
+        reconnected.borrow_and_update();
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(receipt, deadline);
+        let read_back = || self.store.find_sent(&room, &sender, client_msg_id.as_str());
+        // The receipt may be lost (it is core NATS); the store knows.
+        let last_look = || async {
+            read_back()
                 .await
                 .map_err(GatewayError::from)
-                .and_then(|m| m.ok_or(GatewayError::Timeout)),
+                .and_then(|m| m.ok_or(GatewayError::Timeout))
+        };
+        let result = loop {
+            tokio::select! {
+                received = &mut receipt => break match received {
+                    Ok(message) => Ok(message),
+                    Err(_) => last_look().await,
+                },
+                () = &mut deadline => break last_look().await,
+                // Receipts published while NATS was away are gone: a send
+                // committed meanwhile is acked from the store now, not after
+                // the timeout. One not stored yet waits for its receipt.
+                Ok(()) = reconnected.changed() => if let Ok(Some(message)) = read_back().await {
+                    break Ok(message);
+                },
+            }
         };
         self.waiting.lock().expect("poisoned").remove(&ticket);
         result

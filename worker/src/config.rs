@@ -95,10 +95,13 @@ pub struct RetryConfig {
 
 impl Default for RetryConfig {
     fn default() -> Self {
+        // About 27 s of retrying before a send is dead-lettered, at most a
+        // second apart, so that sends flow again within a second of a
+        // dependency's return.
         Self {
-            max_attempts: 10,
+            max_attempts: 30,
             base_delay_ms: 100,
-            max_delay_ms: 10_000,
+            max_delay_ms: 1000,
         }
     }
 }
