@@ -6,6 +6,7 @@ mod client_library;
 mod dead_letters;
 mod lanes;
 mod lifecycle;
+mod limits;
 mod liveness;
 mod loadgen_smoke;
 mod message_path;
