@@ -86,7 +86,7 @@ impl Default for JwtConfig {
     }
 }
 
-/// Per-socket limits: what one client may cost the gateway.
+/// Limits: what one socket, user or client address may cost the gateway.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
