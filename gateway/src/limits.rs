@@ -75,9 +75,10 @@ impl Limiter {
             let last = headers.get_all("x-forwarded-for").iter().next_back()?;
             last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
         };
-        let ip = match self.trust_forwarded_for {
-            true => forwarded().unwrap_or(peer.ip()),
-            false => peer.ip(),
+        let ip = if self.trust_forwarded_for {
+            forwarded().unwrap_or(peer.ip())
+        } else {
+            peer.ip()
         };
         // An IPv4 client of a dual-stack listener counts as itself.
         ip.to_canonical()
