@@ -65,6 +65,12 @@ psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 SECRET=bench-secret-bench-secret-bench-secret
 ADMIN=bench-admin
+# Loadgen's senders go faster than a person (ingest: 40/s each, more with
+# SWEEP) and all its sockets come from 127.0.0.x: the per-user limits would
+# measure themselves, not the system.
+export CHAT_GATEWAY_LIMITS__SEND_RATE_PER_CONNECTION=1000000 CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION=1000000
+export CHAT_GATEWAY_LIMITS__SEND_RATE_PER_USER=1000000 CHAT_GATEWAY_LIMITS__SEND_BURST_PER_USER=1000000
+export CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_IP=1000000
 
 start_ours() {
   export CHAT_WORKER_NATS_URL=nats://127.0.0.1:$NATS_PORT CHAT_WORKER_REDIS_URL=$REDIS_URL

@@ -64,6 +64,8 @@ struct Outgoing {
     written: bool,
     /// Not to be written again before this (after `rate_limited`).
     not_before: Option<Instant>,
+    /// Times refused with `rate_limited` so far.
+    rate_limited: u32,
 }
 
 /// What a request id on the current socket was for.
@@ -329,6 +331,7 @@ impl Driver {
                 reply,
                 written: false,
                 not_before: None,
+                rate_limited: 0,
             }),
             // Callers end the connection themselves before getting here.
             Command::Close => {}
@@ -488,6 +491,13 @@ impl Driver {
             Some(Kind::Error(e)) if is_transient(&e.code) => {
                 if e.code == ErrorCode::RateLimited.as_str() {
                     self.window = (self.window / 2).max(1);
+                    self.sends[at].rate_limited += 1;
+                    if self.sends[at].rate_limited >= self.options.rate_limited_attempts {
+                        if let Some(send) = self.sends.remove(at) {
+                            let _ = send.reply.send(Err(ClientError::RateLimited(e.message)));
+                        }
+                        return;
+                    }
                 }
                 let send = &mut self.sends[at];
                 send.written = false;

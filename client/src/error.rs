@@ -18,6 +18,12 @@ pub enum ClientError {
     /// cannot fix (`invalid_argument`, `forbidden`, `limit_exceeded`...).
     #[error("{code}: {message}")]
     Server { code: String, message: String },
+    /// The gateway kept refusing the send with `rate_limited` (the socket's
+    /// or the user's send rate, or sends in flight) through
+    /// `ClientOptions::rate_limited_attempts` tries: send less often. Sends
+    /// queued after it go on.
+    #[error("rate_limited: {0}")]
+    RateLimited(String),
     /// The socket dropped before a request that is not resent (a ping) was answered.
     #[error("disconnected before the reply")]
     Disconnected,
@@ -35,6 +41,7 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Server { code, .. } => Some(code),
+            Self::RateLimited(_) => Some(chat_protocol::ErrorCode::RateLimited.as_str()),
             _ => None,
         }
     }

@@ -20,6 +20,11 @@ pub struct ClientOptions {
     /// `rate_limited` is resent, but sends written after it may already
     /// have been accepted, which breaks the order of the socket's sends.
     pub max_inflight_sends: usize,
+    /// How many times one send may be refused with `rate_limited` (resent
+    /// after a jittered, growing delay) before it fails with
+    /// `ClientError::RateLimited`, so that a client over its rate hears of
+    /// it instead of retrying forever.
+    pub rate_limited_attempts: u32,
     /// First reconnect delay ceiling; doubles per failed attempt up to `backoff_max`.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -45,6 +50,7 @@ impl ClientOptions {
             credentials: Credentials::Bearer(token.into()),
             encoding,
             max_inflight_sends: 64,
+            rate_limited_attempts: 8,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             max_reconnect_attempts: None,
@@ -55,6 +61,11 @@ impl ClientOptions {
 
     pub fn max_inflight_sends(mut self, n: usize) -> Self {
         self.max_inflight_sends = n.max(1);
+        self
+    }
+
+    pub fn rate_limited_attempts(mut self, n: u32) -> Self {
+        self.rate_limited_attempts = n.max(1);
         self
     }
 

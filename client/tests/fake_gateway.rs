@@ -224,3 +224,34 @@ async fn the_window_caps_sends_in_flight_and_rate_limited_sends_are_resent_in_or
         assert_eq!(a.unwrap().seq, n as u64 + 1);
     }
 }
+
+#[tokio::test]
+async fn a_send_refused_rate_limited_too_often_fails_with_a_typed_error_and_the_next_goes_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = client(&listener)
+        .max_inflight_sends(1)
+        .rate_limited_attempts(3);
+    let (client, _messages) = Client::connect(options);
+    let refused = client.submit("r", "s0", "x");
+    let next = client.submit("r", "s1", "x");
+    let mut socket = accept(&listener).await;
+    for _ in 0..3 {
+        let (request_id, id) = read_send(&mut socket).await;
+        assert_eq!(id, "s0", "the refused send is retried first, alone");
+        let error = Kind::Error(Error {
+            code: "rate_limited".into(),
+            message: "sending faster than this socket may; slow down".into(),
+        });
+        write(&mut socket, &request_id, error).await;
+    }
+    let (request_id, id) = read_send(&mut socket).await;
+    assert_eq!(id, "s1");
+    write(&mut socket, &request_id, ack(&id, 1)).await;
+    let err = refused.await.unwrap_err();
+    assert!(
+        matches!(&err, chat_client::ClientError::RateLimited(m) if m.contains("slow down")),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), Some("rate_limited"));
+    assert_eq!(next.await.unwrap().seq, 1);
+}

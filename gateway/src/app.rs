@@ -11,7 +11,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Query, State, WebSocketUpgrade},
+    extract::{ConnectInfo, Query, State, WebSocketUpgrade},
     http::HeaderMap,
     response::Response,
     routing::{get, post},
@@ -36,6 +36,7 @@ use crate::{
     history::History,
     hub::Hub,
     ingest::Ingest,
+    limits::Limiter,
     membership::Membership,
     probe::Prober,
     room::RoomDeps,
@@ -103,6 +104,8 @@ impl Application {
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
         let sockets = Arc::new(Semaphore::new(config.limits.max_connections));
+        let limiter = Arc::new(Limiter::new(&config.limits));
+        tokio::spawn(Arc::clone(&limiter).prune(shutdown.clone()));
         let state = AppState(Arc::new(Inner {
             config,
             verifier,
@@ -117,6 +120,7 @@ impl Application {
             receipts_done,
             draining: AtomicBool::new(false),
             sockets,
+            limiter,
             sessions: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         }));
@@ -209,11 +213,12 @@ struct UpgradeQuery {
 /// the upgrade, so a refused client gets a plain HTTP status.
 async fn upgrade(
     state: State<AppState>,
+    peer: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     query: Query<UpgradeQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, GatewayError> {
-    let result = accept(state, headers, query, ws).await;
+    let result = accept(state, peer, headers, query, ws).await;
     crate::metrics::connect(match &result {
         Ok(_) => "accepted",
         Err(GatewayError::AtCapacity) => "at_capacity",
@@ -224,6 +229,7 @@ async fn upgrade(
 
 async fn accept(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<UpgradeQuery>,
     ws: WebSocketUpgrade,
@@ -235,11 +241,15 @@ async fn accept(
     let slot = Arc::clone(&state.sockets)
         .try_acquire_owned()
         .map_err(|_| GatewayError::AtCapacity)?;
+    // Before authentication: a flood from one address is refused cheaply.
+    let ip = state.limiter.client_ip(peer, &headers);
+    let address_slot = state.limiter.admit_address(ip)?;
     let user = match (bearer(&headers), query.ticket) {
         (Some(_), _) => state.verifier.verify_bearer(&headers)?,
         (None, Some(ticket)) => auth::redeem_ticket(&mut state.redis.clone(), &ticket).await?,
         (None, None) => return Err(GatewayError::Unauthorized("missing bearer token or ticket")),
     };
+    let user_slot = state.limiter.admit_user(&user)?;
     let ws = ws.protocols([JSON_SUBPROTOCOL, PROTO_SUBPROTOCOL]);
     let encoding = ws
         .selected_protocol()
@@ -260,7 +270,7 @@ async fn accept(
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| async move {
             session::serve(socket, info, state).await;
-            drop((slot, drain_token));
+            drop((slot, address_slot, user_slot, drain_token));
         }))
 }
 

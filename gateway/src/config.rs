@@ -86,7 +86,7 @@ impl Default for JwtConfig {
     }
 }
 
-/// Per-socket limits: what one client may cost the gateway.
+/// Limits: what one socket, user or client address may cost the gateway.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Limits {
@@ -121,6 +121,32 @@ pub struct Limits {
     pub max_connections: usize,
     /// Rooms one socket may have joined at once (`limit_exceeded` beyond).
     pub max_rooms_per_connection: usize,
+    /// Sends per second one socket may make, sustained (a token bucket);
+    /// a send beyond it gets `rate_limited` and is not published.
+    pub send_rate_per_connection: u32,
+    /// Sends one socket may make at once after a quiet spell (bucket size).
+    pub send_burst_per_connection: u32,
+    /// Sends per second one user may make over all their sockets on this
+    /// gateway, sustained: more sockets buy no more throughput.
+    pub send_rate_per_user: u32,
+    /// Sends one user may make at once after a quiet spell (bucket size).
+    pub send_burst_per_user: u32,
+    /// Consecutive sends of one socket refused by a send rate before the
+    /// socket is closed (1008, `rate_limited`): a client that ignores the
+    /// refusals is flooding.
+    pub rate_limited_close_after: u32,
+    /// Open sockets per user on this gateway; the next upgrade is refused
+    /// with 429 (`limit_exceeded`).
+    pub max_connections_per_user: usize,
+    /// Open sockets per client IP address on this gateway; the next upgrade
+    /// is refused with 429 (`limit_exceeded`). Generous: offices and mobile
+    /// carriers put many users behind one address. Behind a proxy every
+    /// socket comes from the proxy's address: set `trust_forwarded_for`.
+    pub max_connections_per_ip: usize,
+    /// Take the client's address from the last `X-Forwarded-For` entry
+    /// rather than the TCP peer. Only behind a proxy that appends it:
+    /// otherwise any client can claim any address and dodge the per-IP cap.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Limits {
@@ -138,6 +164,14 @@ impl Default for Limits {
             write_timeout_ms: 10_000,
             max_connections: 50_000,
             max_rooms_per_connection: 100,
+            send_rate_per_connection: 20,
+            send_burst_per_connection: 40,
+            send_rate_per_user: 50,
+            send_burst_per_user: 100,
+            rate_limited_close_after: 50,
+            max_connections_per_user: 20,
+            max_connections_per_ip: 1000,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -229,6 +263,28 @@ impl Validate for GatewayConfig {
             (
                 "limits.max_rooms_per_connection",
                 l.max_rooms_per_connection as u64,
+            ),
+            (
+                "limits.send_rate_per_connection",
+                l.send_rate_per_connection.into(),
+            ),
+            (
+                "limits.send_burst_per_connection",
+                l.send_burst_per_connection.into(),
+            ),
+            ("limits.send_rate_per_user", l.send_rate_per_user.into()),
+            ("limits.send_burst_per_user", l.send_burst_per_user.into()),
+            (
+                "limits.rate_limited_close_after",
+                l.rate_limited_close_after.into(),
+            ),
+            (
+                "limits.max_connections_per_user",
+                l.max_connections_per_user as u64,
+            ),
+            (
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip as u64,
             ),
             ("drain_timeout_ms", self.drain_timeout_ms),
         ] {

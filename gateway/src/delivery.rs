@@ -96,6 +96,10 @@ impl CloseSignal {
         self.token.cancelled().await
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
     pub fn reason(&self) -> Option<&(ErrorCode, String)> {
         self.reason.get()
     }

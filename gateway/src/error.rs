@@ -28,6 +28,12 @@ pub enum GatewayError {
     NotFound,
     #[error("too many sends in flight on this socket")]
     RateLimited,
+    /// Over a send rate (`limits.send_rate_per_*`); names whose.
+    #[error("sending faster than {0} may; slow down")]
+    SendRate(&'static str),
+    /// Over `limits.max_connections_per_user` or `_per_ip`, at the upgrade.
+    #[error("{0}")]
+    TooManySockets(&'static str),
     #[error("the commit was not confirmed in time; resend with the same client_msg_id")]
     Timeout,
     #[error("the gateway is shutting down")]
@@ -58,9 +64,9 @@ impl GatewayError {
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound => ErrorCode::NotFound,
-            Self::RateLimited => ErrorCode::RateLimited,
+            Self::RateLimited | Self::SendRate(_) => ErrorCode::RateLimited,
             Self::Timeout => ErrorCode::Timeout,
-            Self::LimitExceeded(_) => ErrorCode::LimitExceeded,
+            Self::LimitExceeded(_) | Self::TooManySockets(_) => ErrorCode::LimitExceeded,
             Self::ShuttingDown
             | Self::AtCapacity
             | Self::Store(_)

@@ -12,6 +12,7 @@ pub mod health;
 pub mod history;
 pub mod hub;
 pub mod ingest;
+pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod probe;

@@ -28,13 +28,22 @@ const WRITE_TIMEOUTS: &str = "chat_gateway_write_timeouts_total";
 const REPLAYED: &str = "chat_gateway_replayed_total";
 const PROBES: &str = "chat_gateway_head_probes_total";
 const PENDING_OVERFLOWS: &str = "chat_gateway_pending_overflows_total";
+const LIMIT_REFUSALS: &str = "chat_gateway_limit_refusals_total";
+
+/// The `limit` label of `LIMIT_REFUSALS`: every limit in `crate::limits`.
+const LIMITS: [&str; 4] = [
+    "send_rate_connection",
+    "send_rate_user",
+    "connections_per_user",
+    "connections_per_ip",
+];
 
 pub fn describe() {
     zero_event_counters();
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
     describe_counter!(
         CONNECTS,
-        "Connection attempts by result (accepted, unauthorized, forbidden, unavailable, at_capacity, handshake_timeout)."
+        "Connection attempts by result (accepted, unauthorized, forbidden, limit_exceeded, unavailable, at_capacity, handshake_timeout)."
     );
     describe_counter!(DISCONNECTS, "Closed connections by reason.");
     describe_counter!(FRAMES_IN, "Frames received by type and encoding.");
@@ -83,6 +92,10 @@ pub fn describe() {
         "Sockets closed because a write blocked past limits.write_timeout_ms."
     );
     describe_counter!(
+        LIMIT_REFUSALS,
+        "Sends and connections refused by a per-socket, per-user or per-address limit, by limit."
+    );
+    describe_counter!(
         PANICS,
         "Panics caught while serving a socket, by task (each one a bug)."
     );
@@ -106,6 +119,9 @@ pub fn zero_event_counters() {
     }
     for task in ["session", "send"] {
         counter!(PANICS, "task" => task).absolute(0);
+    }
+    for limit in LIMITS {
+        counter!(LIMIT_REFUSALS, "limit" => limit).absolute(0);
     }
     counter!(DISCONNECTS, "reason" => "normal").absolute(0);
 }
@@ -197,4 +213,9 @@ pub fn pending_overflow() {
 
 pub fn write_timeout() {
     counter!(WRITE_TIMEOUTS).increment(1);
+}
+
+/// A send or a connection refused by `limit` (one of `LIMITS`).
+pub fn limit_refused(limit: &'static str) {
+    counter!(LIMIT_REFUSALS, "limit" => limit).increment(1);
 }

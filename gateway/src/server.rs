@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::Router;
+use axum::{extract::ConnectInfo, Router};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -15,12 +15,14 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower_http::add_extension::AddExtension;
 
 /// How long in-flight HTTP requests get to finish after shutdown begins
 /// (WebSocket sessions drain separately).
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `router` on `listener` until `shutdown` fires.
+/// Serves `router` on `listener` until `shutdown` fires. Requests carry
+/// the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -35,9 +37,9 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: back off a little.
                     tracing::warn!(error = %e, "accept failed");
@@ -52,7 +54,8 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
-        let service = TowerToHyperService::new(router.clone());
+        let service =
+            TowerToHyperService::new(AddExtension::new(router.clone(), ConnectInfo(peer)));
         tokio::spawn(async move {
             // hyper's header deadline runs from the first byte; a peer that
             // sends nothing at all is timed here.

@@ -26,6 +26,7 @@ use crate::{
     delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
     ingest::Submission,
+    limits::SendBudget,
     metrics,
     publisher::{self, Outgoing},
     state::AppState,
@@ -64,6 +65,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
         encoding: info.encoding,
         joined: HashSet::new(),
         inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
+        sends: state.limiter.send_budget(),
         publisher: None,
         state: state.clone(),
     };
@@ -297,6 +299,8 @@ struct Session {
     joined: HashSet<RoomId>,
     /// Caps sends awaiting commit, so one client cannot queue unbounded work.
     inflight: Arc<Semaphore>,
+    /// How fast this socket may send, alone and with its user's other sockets.
+    sends: SendBudget,
     /// Publishes this socket's sends in order; started on its first send so
     /// that sockets that only read cost no task.
     publisher: Option<mpsc::UnboundedSender<Outgoing>>,
@@ -342,6 +346,10 @@ impl Session {
             let handled = AssertUnwindSafe(Box::pin(self.on_payload(payload)));
             if handled.catch_unwind().await.is_err() {
                 self.on_panic("session").await;
+            }
+            // A frame that closed the socket (a flood) is the last one read.
+            if close.is_closed() {
+                return;
             }
         }
     }
@@ -398,7 +406,16 @@ impl Session {
             }
         };
         if let Err(e) = result {
+            let flooding = matches!(e, GatewayError::SendRate(_))
+                && self.sends.is_flooding(&self.state.limiter);
             self.reply_error(request_id, e).await;
+            // After the refusal is queued, so the client reads why.
+            if flooding {
+                self.member.close.close(
+                    ErrorCode::RateLimited,
+                    "rate_limited: kept sending over the send rate",
+                );
+            }
         }
     }
 
@@ -453,6 +470,8 @@ impl Session {
         send: chat_proto::v1::Send,
         received: Instant,
     ) -> Result<(), GatewayError> {
+        // Every send frame counts, valid or not: refusing is what is cheap.
+        self.sends.spend(&self.state.limiter, &self.user)?;
         let room = RoomId::parse(send.room)?;
         let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
         let limit = self.state.config.limits.max_body_bytes;

@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::Verifier, config::GatewayConfig, hub::Hub, ingest::Ingest, membership::Membership,
+    auth::Verifier, config::GatewayConfig, hub::Hub, ingest::Ingest, limits::Limiter,
+    membership::Membership,
 };
 
 /// Everything a request handler may touch; cheap to clone.
@@ -42,6 +43,8 @@ pub struct Inner {
     pub sessions: TaskTracker,
     /// One permit per open socket, up to `limits.max_connections`.
     pub sockets: Arc<Semaphore>,
+    /// Send rates, and sockets per user and per address.
+    pub limiter: Arc<Limiter>,
     /// The next socket's connection id (for logs).
     pub next_conn: AtomicU64,
 }

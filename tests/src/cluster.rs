@@ -20,6 +20,17 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// The only browser origin the test gateways allow.
 pub const ALLOWED_ORIGIN: &str = "https://chat.example";
 
+/// Per-user and per-address limits high enough for any test that does
+/// not test them.
+const UNLIMITED: [(&str, &str); 6] = [
+    ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_CONNECTION", "1000000"),
+    ("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION", "1000000"),
+    ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_USER", "1000000"),
+    ("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_USER", "1000000"),
+    ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_USER", "100000"),
+    ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_IP", "100000"),
+];
+
 /// What to start.
 #[derive(Clone)]
 pub struct ClusterOptions {
@@ -275,6 +286,12 @@ impl Cluster {
                 format!("[\"{ALLOWED_ORIGIN}\"]"),
             )
             .env("RUST_LOG", "info");
+        // Tests send as fast as they can from few users and addresses: the
+        // per-user limits are out of their way unless a test sets them
+        // (`tests/tests/e2e/limits.rs`).
+        for (key, value) in UNLIMITED {
+            cmd.env(key, value);
+        }
         for (k, v) in &self.options.gateway_env {
             cmd.env(k, v);
         }

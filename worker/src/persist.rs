@@ -15,7 +15,6 @@ use chat_proto::internal::Envelope;
 
 use chat_protocol::RoomId;
 use chat_store::{NewMessage, Persisted};
-use prost::Message as _;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
@@ -45,12 +44,9 @@ impl Item<'_> {
     }
 }
 
-fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
-    let envelope = Envelope::decode(msg.payload.clone())
-        .map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
-    let room = RoomId::parse(envelope.room.clone())
-        .map_err(|e| WorkerError::BadEnvelope(e.to_string()))?;
-    Ok((envelope, room))
+/// An ingest payload as a send to store; anything else is permanent.
+fn decode(payload: &[u8]) -> Result<(Envelope, RoomId), WorkerError> {
+    chat_protocol::envelope::decode(payload).map_err(|e| WorkerError::BadEnvelope(e.to_string()))
 }
 
 /// Stores, publishes and acks a batch of sends pulled for one lane; each
@@ -59,7 +55,7 @@ fn decode(msg: &jetstream::Message) -> Result<(Envelope, RoomId), WorkerError> {
 pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
     let mut items = Vec::with_capacity(chunk.len());
     for msg in chunk {
-        match decode(msg) {
+        match decode(&msg.payload) {
             Ok((envelope, room)) => {
                 let span = chat_telemetry::has_trace(msg.headers.as_ref()).then(|| {
                     let span = tracing::info_span!("store", room = %room);
@@ -186,4 +182,46 @@ async fn store(ctx: &Ctx, items: &[Item<'_>]) -> Vec<(usize, Persisted)> {
         attempts = 1;
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    proptest! {
+        /// Whatever is published on the ingest stream, the worker gets a send
+        /// or an error that dead-letters it at once; it never panics.
+        #[test]
+        fn any_payload_is_a_send_or_a_permanent_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512)
+        ) {
+            if let Err(e) = decode(&bytes) {
+                prop_assert!(matches!(e, WorkerError::BadEnvelope(_)));
+                prop_assert!(e.is_permanent());
+            }
+        }
+
+        /// What a gateway publishes decodes to itself, the room validated.
+        #[test]
+        fn a_gateways_envelope_decodes_to_itself(
+            room in "[a-z0-9_-]{1,32}",
+            body in ".{0,64}",
+            ticket in any::<u64>(),
+        ) {
+            let envelope = Envelope {
+                room: room.clone(),
+                sender: "alice".into(),
+                client_msg_id: "c1".into(),
+                body,
+                received_ts_ms: 1,
+                reply_to: "chat.receipt.gw1".into(),
+                ticket,
+            };
+            let (back, parsed) = decode(&envelope.encode_to_vec()).unwrap();
+            prop_assert_eq!(parsed.as_str(), room.as_str());
+            prop_assert_eq!(back, envelope);
+        }
+    }
 }

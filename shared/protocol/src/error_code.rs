@@ -17,11 +17,11 @@ pub enum ErrorCode {
     Forbidden,
     /// The room does not exist.
     NotFound,
-    /// Too many requests in flight or per second on this socket.
+    /// Too many requests in flight on this socket, or per second on it or its user.
     RateLimited,
     /// The message is over the configured size limit.
     TooLarge,
-    /// A per-connection quota is used up (rooms joined at once).
+    /// A quota is used up (rooms joined at once, sockets per user or address).
     LimitExceeded,
     /// The socket did not read its messages fast enough and was closed; reconnect and resume.
     SlowConsumer,
@@ -75,13 +75,14 @@ impl ErrorCode {
             Self::TooLarge => 1009,
             Self::Internal => 1011,
             Self::Unavailable => 1012,
-            Self::BadFrame | Self::Unsupported | Self::InvalidArgument | Self::LimitExceeded => {
-                1008
-            }
+            Self::BadFrame
+            | Self::Unsupported
+            | Self::InvalidArgument
+            | Self::LimitExceeded
+            | Self::RateLimited => 1008,
             Self::Unauthorized => 4001,
             Self::Forbidden => 4003,
             Self::NotFound => 4004,
-            Self::RateLimited => 4029,
             Self::SlowConsumer => 4008,
             Self::Timeout => 4000,
         }

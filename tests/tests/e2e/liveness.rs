@@ -15,14 +15,6 @@ use tokio::{
 
 use crate::support::*;
 
-async fn gauge(cluster: &Cluster, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    total(
-        &[scrape(&cluster.http_url(0, "/metrics")).await],
-        metric,
-        labels,
-    )
-}
-
 /// How long the gateway keeps a raw TCP connection that sent `prefix`.
 async fn held_for(cluster: &Cluster, prefix: &[u8]) -> Duration {
     let mut tcp = TcpStream::connect(("127.0.0.1", cluster.gateways[0].port))
@@ -143,12 +135,14 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
     wait_for(
         "the stuck socket to be closed",
         Duration::from_secs(10),
-        || async { (gauge(&cluster, "chat_gateway_connections", &[]).await == 0.0).then_some(()) },
+        || async {
+            (gateway_metric(&cluster, "chat_gateway_connections", &[]).await == 0.0).then_some(())
+        },
     )
     .await;
     println!("closed {:?} after the join", started.elapsed());
     assert_eq!(
-        gauge(&cluster, "chat_gateway_write_timeouts_total", &[]).await,
+        gateway_metric(&cluster, "chat_gateway_write_timeouts_total", &[]).await,
         1.0
     );
 }
@@ -168,12 +162,12 @@ async fn sockets_beyond_the_gateways_maximum_are_refused_with_503() {
     );
     let at_capacity = [("result", "at_capacity")];
     assert_eq!(
-        gauge(&cluster, "chat_gateway_connects_total", &at_capacity).await,
+        gateway_metric(&cluster, "chat_gateway_connects_total", &at_capacity).await,
         1.0
     );
     drop(first);
     wait_for("a slot to free up", STEP, || async {
-        (gauge(&cluster, "chat_gateway_connections", &[]).await == 1.0).then_some(())
+        (gateway_metric(&cluster, "chat_gateway_connections", &[]).await == 1.0).then_some(())
     })
     .await;
     cluster.connect(0, "c", Encoding::Json).await;

@@ -7,6 +7,7 @@ mod dead_letters;
 mod faults;
 mod lanes;
 mod lifecycle;
+mod limits;
 mod liveness;
 mod loadgen_smoke;
 mod message_path;

@@ -58,6 +58,16 @@ fn each_invalid_setting_is_named_on_one_line_with_exit_status_2() {
         ),
         (
             "gateway",
+            &[SECRET, ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_USER", "0")],
+            "limits.send_rate_per_user",
+        ),
+        (
+            "gateway",
+            &[SECRET, ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_IP", "0")],
+            "limits.max_connections_per_ip",
+        ),
+        (
+            "gateway",
             &[SECRET, ("CHAT_GATEWAY_DRAIN_TIMEOUT_MS", "0")],
             "drain_timeout_ms",
         ),

@@ -181,6 +181,15 @@ pub async fn scrape(url: &str) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text format")
 }
 
+/// Gateway 0's value of a metric, summed over samples whose labels match.
+pub async fn gateway_metric(cluster: &Cluster, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    total(
+        &[scrape(&cluster.http_url(0, "/metrics")).await],
+        metric,
+        labels,
+    )
+}
+
 /// Sum of a counter, gauge or histogram count over samples whose labels match
 /// (a histogram's sum is the untyped sample `<name>_sum`).
 pub fn total(scrapes: &[Scrape], metric: &str, labels: &[(&str, &str)]) -> f64 {

@@ -1,0 +1,130 @@
+//! Writes the fuzzers' seed corpus: real frames of every kind, in both
+//! encodings, and real ingest envelopes, encoded by this crate's codec so
+//! that they follow the protocol as it is. `scripts/fuzz.sh` runs it.
+//!
+//! `cargo run -p chat-protocol --example fuzz_seeds -- fuzz/seeds`
+
+use std::{fs, path::Path};
+
+use chat_proto::{
+    internal::Envelope,
+    v1::{client_frame::Kind, ClientFrame, Join, Leave, Ping, Send},
+};
+use chat_protocol::codec::{Encoding, Payload};
+use prost::Message as _;
+
+fn frames() -> Vec<(&'static str, ClientFrame)> {
+    let frame = |request_id: &str, kind| ClientFrame {
+        request_id: request_id.into(),
+        kind,
+    };
+    vec![
+        (
+            "join",
+            frame(
+                "1",
+                Some(Kind::Join(Join {
+                    room: "lobby".into(),
+                    since_seq: None,
+                })),
+            ),
+        ),
+        (
+            "join_since",
+            frame(
+                "2",
+                Some(Kind::Join(Join {
+                    room: "lobby".into(),
+                    since_seq: Some(41),
+                })),
+            ),
+        ),
+        (
+            "leave",
+            frame(
+                "3",
+                Some(Kind::Leave(Leave {
+                    room: "lobby".into(),
+                })),
+            ),
+        ),
+        (
+            "send",
+            frame(
+                "4",
+                Some(Kind::Send(Send {
+                    room: "lobby".into(),
+                    client_msg_id: "0193-a".into(),
+                    body: "hi ✓ \"quoted\" \\ \u{1F600}".into(),
+                })),
+            ),
+        ),
+        ("ping", frame("5", Some(Kind::Ping(Ping {})))),
+        ("no_kind", frame("6", None)),
+    ]
+}
+
+fn envelopes() -> Vec<(&'static str, Envelope)> {
+    let envelope = Envelope {
+        room: "lobby".into(),
+        sender: "alice".into(),
+        client_msg_id: "0193-a".into(),
+        body: "hi".into(),
+        received_ts_ms: 1_700_000_000_000,
+        reply_to: "chat.receipt.gw1".into(),
+        ticket: 42,
+    };
+    vec![
+        ("send", envelope.clone()),
+        (
+            "long_body",
+            Envelope {
+                body: "x".repeat(300),
+                ..envelope.clone()
+            },
+        ),
+        (
+            "bad_room",
+            Envelope {
+                room: "no spaces".into(),
+                ..envelope
+            },
+        ),
+    ]
+}
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let dir = dir.join(target);
+    fs::create_dir_all(&dir).expect("create the corpus folder");
+    fs::write(dir.join(name), bytes).expect("write a seed");
+}
+
+fn main() {
+    let out = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/seeds".into());
+    let out = Path::new(&out);
+    for (name, frame) in frames() {
+        for (target, encoding) in [
+            ("client_frame_json", Encoding::Json),
+            ("client_frame_proto", Encoding::Proto),
+        ] {
+            let bytes = match encoding.encode(&frame) {
+                Payload::Text(text) => text.into_bytes(),
+                Payload::Binary(bytes) => bytes.to_vec(),
+            };
+            write(out, target, name, &bytes);
+        }
+    }
+    // An unknown kind, as a newer client might send it.
+    write(
+        out,
+        "client_frame_json",
+        "unknown_kind",
+        br#"{"requestId":"7","dance":{}}"#,
+    );
+    for (name, envelope) in envelopes() {
+        write(out, "envelope", name, &envelope.encode_to_vec());
+    }
+    println!("seeds written under {}", out.display());
+}

@@ -1,0 +1,176 @@
+//! Properties of the codec over generated input: no input makes a decoder
+//! panic, and every valid frame of every kind survives both encodings.
+//! (`scripts/fuzz.sh` runs the same decoders under libFuzzer for longer.)
+
+use bytes::Bytes;
+use chat_proto::{
+    internal::Envelope,
+    v1::{
+        client_frame, server_frame, Ack, ClientFrame, Error, Join, Joined, Leave, Left, Message,
+        Ping, Pong, Send, ServerFrame,
+    },
+};
+use chat_protocol::{
+    codec::{DecodeError, Encoding, Payload},
+    envelope::{self, EnvelopeError},
+};
+use proptest::prelude::*;
+use prost::Message as _;
+
+/// Any text, control characters and non-ASCII included.
+fn text() -> impl Strategy<Value = String> {
+    ".{0,40}"
+}
+
+fn client_frame() -> impl Strategy<Value = ClientFrame> {
+    let kind = prop_oneof![
+        (text(), any::<Option<u64>>())
+            .prop_map(|(room, since_seq)| { client_frame::Kind::Join(Join { room, since_seq }) }),
+        text().prop_map(|room| client_frame::Kind::Leave(Leave { room })),
+        (text(), text(), text()).prop_map(|(room, client_msg_id, body)| {
+            client_frame::Kind::Send(Send {
+                room,
+                client_msg_id,
+                body,
+            })
+        }),
+        Just(client_frame::Kind::Ping(Ping {})),
+    ];
+    (text(), proptest::option::of(kind))
+        .prop_map(|(request_id, kind)| ClientFrame { request_id, kind })
+}
+
+fn server_frame() -> impl Strategy<Value = ServerFrame> {
+    let kind = prop_oneof![
+        (text(), text(), text(), any::<u64>(), any::<i64>()).prop_map(
+            |(room, client_msg_id, message_id, seq, server_ts_ms)| {
+                server_frame::Kind::Ack(Ack {
+                    room,
+                    client_msg_id,
+                    message_id,
+                    seq,
+                    server_ts_ms,
+                })
+            }
+        ),
+        (
+            (text(), any::<u64>(), text(), text()),
+            (text(), any::<i64>(), text())
+        )
+            .prop_map(|((room, seq, id, sender), (body, ts_ms, client_msg_id))| {
+                server_frame::Kind::Message(Message {
+                    room,
+                    seq,
+                    id,
+                    sender,
+                    body,
+                    ts_ms,
+                    client_msg_id,
+                })
+            }),
+        (text(), text())
+            .prop_map(|(code, message)| server_frame::Kind::Error(Error { code, message })),
+        Just(server_frame::Kind::Pong(Pong {})),
+        (text(), any::<u64>())
+            .prop_map(|(room, head_seq)| server_frame::Kind::Joined(Joined { room, head_seq })),
+        text().prop_map(|room| server_frame::Kind::Left(Left { room })),
+    ];
+    (text(), proptest::option::of(kind))
+        .prop_map(|(request_id, kind)| ServerFrame { request_id, kind })
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    (
+        ("[a-z0-9_-]{1,20}", text(), text(), text()),
+        (any::<i64>(), text(), any::<u64>()),
+    )
+        .prop_map(
+            |((room, sender, client_msg_id, body), (received_ts_ms, reply_to, ticket))| Envelope {
+                room,
+                sender,
+                client_msg_id,
+                body,
+                received_ts_ms,
+                reply_to,
+                ticket,
+            },
+        )
+}
+
+fn both_encodings() -> impl Strategy<Value = Encoding> {
+    prop_oneof![Just(Encoding::Json), Just(Encoding::Proto)]
+}
+
+/// A decode error of the kind the payload calls for.
+fn typed_error(encoding: Encoding, payload: &Payload, e: &DecodeError) -> bool {
+    match (encoding, payload, e) {
+        (Encoding::Json, Payload::Text(_), DecodeError::Json(_))
+        | (Encoding::Proto, Payload::Binary(_), DecodeError::Proto(_)) => true,
+        (_, _, DecodeError::WrongFrameType(..)) => {
+            matches!(
+                (encoding, payload),
+                (Encoding::Json, Payload::Binary(_)) | (Encoding::Proto, Payload::Text(_))
+            )
+        }
+        _ => false,
+    }
+}
+
+/// Arbitrary bytes, also as (lossy) text: what a socket may deliver.
+fn payload() -> impl Strategy<Value = Payload> {
+    let bytes = proptest::collection::vec(any::<u8>(), 0..256);
+    prop_oneof![
+        bytes.clone().prop_map(|b| Payload::Binary(Bytes::from(b))),
+        bytes.prop_map(|b| Payload::Text(String::from_utf8_lossy(&b).into_owned())),
+        // Near-JSON: braces, quotes and field names make deeper paths likely.
+        r#"[{}\[\]":,0-9a-zA-Z \\-]{0,80}"#.prop_map(Payload::Text),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn client_frames_round_trip_in_both_encodings(frame in client_frame(), enc in both_encodings()) {
+        let back: ClientFrame = enc.decode(&enc.encode(&frame)).unwrap();
+        prop_assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn server_frames_round_trip_in_both_encodings(frame in server_frame(), enc in both_encodings()) {
+        let back: ServerFrame = enc.decode(&enc.encode(&frame)).unwrap();
+        prop_assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn envelopes_round_trip(env in envelope()) {
+        let (back, room) = envelope::decode(&env.encode_to_vec()).unwrap();
+        prop_assert_eq!(room.as_str(), env.room.as_str());
+        prop_assert_eq!(back, env);
+    }
+
+    #[test]
+    fn any_payload_decodes_to_a_frame_or_a_typed_error(payload in payload(), enc in both_encodings()) {
+        match enc.decode::<ClientFrame>(&payload) {
+            // What decodes must encode and decode to itself.
+            Ok(frame) => {
+                let again: ClientFrame = enc.decode(&enc.encode(&frame)).unwrap();
+                prop_assert_eq!(again, frame);
+            }
+            Err(e) => prop_assert!(typed_error(enc, &payload, &e), "{:?} for {:?}", e, payload),
+        }
+        if let Err(e) = enc.decode::<ServerFrame>(&payload) {
+            prop_assert!(typed_error(enc, &payload, &e), "{:?} for {:?}", e, payload);
+        }
+    }
+
+    #[test]
+    fn any_bytes_decode_to_an_envelope_with_a_valid_room_or_a_typed_error(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256)
+    ) {
+        match envelope::decode(&bytes) {
+            Ok((env, room)) => prop_assert_eq!(room.as_str(), env.room.as_str()),
+            Err(EnvelopeError::Decode(_) | EnvelopeError::Room(_)) => {}
+        }
+    }
+}

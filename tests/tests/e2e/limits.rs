@@ -1,0 +1,362 @@
+//! Per-user and per-address limits: a client over one hears a clear error
+//! code, and nobody else loses anything. Each test sets the limit it tests
+//! low (the harness otherwise sets them out of the way).
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    time::Duration,
+};
+
+use chat_client::{ClientOptions, ConnectOptions, Event, Reader, Writer};
+use chat_proto::v1::{server_frame::Kind, Ack, Message};
+use chat_protocol::codec::Encoding;
+use chat_tests::{wait_for, Cluster, ClusterOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::http::Uri;
+
+use crate::support::*;
+
+/// Sends `n` messages one at a time, each after the previous one's ack,
+/// `every` apart; returns the acks and the room's messages seen meanwhile.
+async fn send_steadily(
+    writer: &mut Writer,
+    reader: &mut Reader,
+    prefix: &str,
+    n: usize,
+    every: Duration,
+) -> (Vec<Ack>, Vec<Message>) {
+    let (mut acks, mut seen) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let request_id = writer
+            .send("room", &format!("{prefix}{i}"), "steady")
+            .await
+            .unwrap();
+        loop {
+            let frame = next_frame(reader).await;
+            match frame.kind {
+                Some(Kind::Message(m)) => seen.push(m),
+                Some(Kind::Ack(a)) if frame.request_id == request_id => {
+                    acks.push(a);
+                    break;
+                }
+                other => panic!("{prefix}: expected an ack or a message, got {other:?}"),
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+    (acks, seen)
+}
+
+/// The client_msg_ids stored for the room, once their number is `count`.
+async fn stored_ids(cluster: &Cluster, count: usize) -> Vec<String> {
+    wait_for("the room's messages to be stored", STEP, || async {
+        let stored = cluster.stored("room").await;
+        (stored.len() == count).then(|| stored.into_iter().map(|r| r.2).collect())
+    })
+    .await
+}
+
+/// A socket that keeps sending over its rate gets `rate_limited` for each
+/// send over it (never stored), then is closed with 1008; another user in
+/// the room sends and receives every message meanwhile, without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_CONNECTION", "5")
+        .gateway_env("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION", "5")
+        .gateway_env("CHAT_GATEWAY_LIMITS__RATE_LIMITED_CLOSE_AFTER", "20");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["flooder", "bystander"]).await;
+    let (mut fw, mut fr) = cluster.connect(0, "flooder", Encoding::Proto).await;
+    let (mut bw, mut br) = cluster.connect(0, "bystander", Encoding::Json).await;
+    join(&mut fw, &mut fr, "room", None).await;
+    join(&mut bw, &mut br, "room", None).await;
+
+    // The bystander sends 4/s, under the rate, all through the flood.
+    let bystander = tokio::spawn(async move {
+        let (acks, seen) =
+            send_steadily(&mut bw, &mut br, "b", 12, Duration::from_millis(250)).await;
+        (br, acks, seen)
+    });
+    let mut sent = Vec::new();
+    for i in 0..300 {
+        match fw.send("room", &format!("f{i}"), "flood").await {
+            Ok(request_id) => sent.push(request_id),
+            // The gateway closed the socket mid-flood.
+            Err(_) => break,
+        }
+    }
+    let index: HashMap<&str, usize> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut refused = Vec::new();
+    let close = loop {
+        match tokio::time::timeout(STEP, fr.next()).await {
+            Ok(Some(Ok(Event::Frame(frame)))) => match frame.kind {
+                Some(Kind::Error(e)) => {
+                    assert_eq!(e.code, "rate_limited", "{e:?}");
+                    let at = index.get(frame.request_id.as_str());
+                    refused.push(*at.expect("each refusal answers one of our sends"));
+                }
+                Some(Kind::Ack(_) | Kind::Message(_)) => {}
+                other => panic!("flooder got {other:?}"),
+            },
+            Ok(Some(Ok(Event::Closed(frame)))) => break frame.expect("a close frame"),
+            other => panic!("expected replies then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1008);
+    assert!(close.reason.contains("rate_limited"), "{close:?}");
+    assert!(refused.len() >= 20, "{} refusals", refused.len());
+
+    let (mut br, acks, mut seen) = bystander.await.unwrap();
+    assert_eq!(acks.len(), 12, "every bystander send acked");
+    // The gateway read the flood up to the last refusal, then closed: of
+    // those sends, exactly the ones not refused are stored.
+    let last = *refused.iter().max().unwrap();
+    let refused: HashSet<usize> = refused.into_iter().collect();
+    let accepted: HashSet<String> = (0..=last)
+        .filter(|i| !refused.contains(i))
+        .map(|i| format!("f{i}"))
+        .collect();
+    assert!(accepted.len() >= 5, "the burst was accepted");
+    let total_stored = accepted.len() + 12;
+    let stored = stored_ids(&cluster, total_stored).await;
+    let flood_stored: HashSet<String> = stored
+        .iter()
+        .filter(|id| id.starts_with('f'))
+        .cloned()
+        .collect();
+    assert_eq!(flood_stored, accepted, "refused sends are never stored");
+    // The bystander saw every message of the room, in order, no gap.
+    let missing = total_stored - seen.len();
+    let (rest, _) = collect_messages(&mut br, missing, STEP).await;
+    seen.extend(rest);
+    assert_gap_free(&seen, total_stored, "the bystander");
+
+    let refusals = [("limit", "send_rate_connection")];
+    let counted = gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await;
+    assert!(counted >= 20.0, "{counted}");
+    let closed = [("reason", "rate_limited")];
+    assert_eq!(
+        gateway_metric(&cluster, "chat_gateway_disconnects_total", &closed).await,
+        1.0
+    );
+}
+
+/// A user's sockets share one bucket: what one socket spent, the other
+/// cannot; another user is not touched, and the bucket refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_second_socket_shares_the_user_bucket() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_USER", "1")
+        .gateway_env("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_USER", "3");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["alice", "bob"]).await;
+    let (mut a1w, mut a1r) = cluster.connect(0, "alice", Encoding::Json).await;
+    let (mut a2w, mut a2r) = cluster.connect(0, "alice", Encoding::Proto).await;
+    let (mut bw, mut br) = cluster.connect(0, "bob", Encoding::Json).await;
+    for i in 0..3 {
+        send_and_wait(&mut a1w, &mut a1r, "room", &format!("a1-{i}"), "x")
+            .await
+            .unwrap();
+    }
+    let refused = send_and_wait(&mut a2w, &mut a2r, "room", "a2-early", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, "rate_limited");
+    assert!(refused.message.contains("user"), "{}", refused.message);
+    send_and_wait(&mut bw, &mut br, "room", "bob-0", "x")
+        .await
+        .expect("another user has a bucket of their own");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send_and_wait(&mut a2w, &mut a2r, "room", "a2-later", "x")
+        .await
+        .expect("the bucket refilled");
+    assert_eq!(
+        stored_ids(&cluster, 5).await,
+        ["a1-0", "a1-1", "a1-2", "bob-0", "a2-later"]
+    );
+    let refusals = [("limit", "send_rate_user")];
+    assert_eq!(
+        gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await,
+        1.0
+    );
+}
+
+/// The client library does not retry a send refused with `rate_limited`
+/// forever: after its attempts it hands the caller a typed error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_reports_rate_limited_as_a_typed_error() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_CONNECTION", "1")
+        .gateway_env("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION", "1");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["eager"]).await;
+    let options = ClientOptions::new([cluster.ws_url(0)], cluster.token("eager"), Encoding::Json)
+        .rate_limited_attempts(2);
+    let (client, _messages) = chat_client::Client::connect(options);
+    let first = client.submit("room", "c0", "x");
+    let second = client.submit("room", "c1", "x");
+    assert_eq!(first.await.unwrap().seq, 1);
+    let err = second.await.unwrap_err();
+    assert!(
+        matches!(err, chat_client::ClientError::RateLimited(_)),
+        "{err:?}"
+    );
+    assert_eq!(stored_ids(&cluster, 1).await, ["c0"]);
+}
+
+/// The status and JSON body of an upgrade request written by hand from
+/// `from`, with `extra` header lines.
+async fn upgrade_by_hand(
+    cluster: &Cluster,
+    user: &str,
+    from: IpAddr,
+    extra: &str,
+) -> (u16, serde_json::Value) {
+    let uri: Uri = cluster.ws_url(0).parse().unwrap();
+    let mut tcp = chat_client::connect_from(from, &uri).await.unwrap();
+    let request = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n{extra}\r\n",
+        uri.authority().unwrap(),
+        cluster.token(user)
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let (head, body_len) = loop {
+        let n = tokio::time::timeout(STEP, tcp.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed mid-response");
+        response.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            break (text[..end].to_owned(), (end + 4, length));
+        }
+    };
+    while response.len() < body_len.0 + body_len.1 {
+        let n = tcp.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed mid-body");
+        response.extend_from_slice(&chunk[..n]);
+    }
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = &response[body_len.0..body_len.0 + body_len.1];
+    let json = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn from(ip: &str, cluster: &Cluster, user: &str) -> ConnectOptions {
+    ConnectOptions {
+        local_addr: Some(ip.parse().unwrap()),
+        ..cluster.options(0, user, Encoding::Json)
+    }
+}
+
+/// One socket per `(user, address)`.
+async fn open_all(cluster: &Cluster, who: &[(&str, &str)]) -> Vec<(Writer, Reader)> {
+    let mut sockets = Vec::new();
+    for (user, ip) in who {
+        let opened = chat_client::connect(&from(ip, cluster, user)).await;
+        sockets.push(opened.unwrap_or_else(|e| panic!("{user} from {ip}: {e}")));
+    }
+    sockets
+}
+
+/// Each socket still chats: joins, sends, and reads its own message back.
+async fn all_still_chat(sockets: &mut [(Writer, Reader)], tag: &str) {
+    for (i, (w, r)) in sockets.iter_mut().enumerate() {
+        join(w, r, "room", None).await;
+        send_and_wait(w, r, "room", &format!("{tag}-{i}"), "still here")
+            .await
+            .unwrap();
+    }
+}
+
+/// A user's sockets beyond the cap are refused with 429 at the handshake,
+/// with the usual JSON error body; the open ones keep working, and a
+/// closed one frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_beyond_a_users_cap_are_refused_with_429_and_the_open_ones_carry_on() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_USER", "2");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["alice", "bob"]).await;
+    let localhost: IpAddr = "127.0.0.1".parse().unwrap();
+    let mut open = open_all(&cluster, &[("alice", "127.0.0.1"), ("alice", "127.0.0.1")]).await;
+    let (status, body) = upgrade_by_hand(&cluster, "alice", localhost, "").await;
+    assert_eq!(status, 429);
+    assert_eq!(body["code"], "limit_exceeded", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("user"), "{body}");
+    let refused = chat_client::connect(&cluster.options(0, "alice", Encoding::Json)).await;
+    assert!(matches!(
+        refused,
+        Err(chat_client::ClientError::Refused(429))
+    ));
+    // Another user is not affected, and alice's open sockets carry on.
+    open.extend(open_all(&cluster, &[("bob", "127.0.0.1")]).await);
+    all_still_chat(&mut open, "open").await;
+    // A closed socket frees its slot.
+    let (w, _r) = open.remove(0);
+    w.close().await;
+    wait_for("alice's slot to free up", STEP, || async {
+        chat_client::connect(&cluster.options(0, "alice", Encoding::Json))
+            .await
+            .ok()
+    })
+    .await;
+    let refusals = [("limit", "connections_per_user")];
+    assert_eq!(
+        gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await,
+        2.0
+    );
+    let result = [("result", "limit_exceeded")];
+    assert_eq!(
+        gateway_metric(&cluster, "chat_gateway_connects_total", &result).await,
+        2.0
+    );
+}
+
+/// An address's sockets beyond the cap are refused with 429 whoever the
+/// user, `X-Forwarded-For` is not believed unless configured, other
+/// addresses are not affected and the open sockets keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_beyond_an_addresss_cap_are_refused_with_429_and_the_open_ones_carry_on() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_IP", "2");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["u1", "u2", "u3"]).await;
+    let crowded: IpAddr = "127.0.0.2".parse().unwrap();
+    let mut open = open_all(&cluster, &[("u1", "127.0.0.2"), ("u2", "127.0.0.2")]).await;
+    for extra in ["", "X-Forwarded-For: 10.1.2.3\r\n"] {
+        let (status, body) = upgrade_by_hand(&cluster, "u3", crowded, extra).await;
+        assert_eq!(status, 429, "{extra}");
+        assert_eq!(body["code"], "limit_exceeded", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("address"),
+            "{body}"
+        );
+    }
+    open.extend(open_all(&cluster, &[("u3", "127.0.0.3")]).await);
+    all_still_chat(&mut open, "open").await;
+    let refusals = [("limit", "connections_per_ip")];
+    assert_eq!(
+        gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await,
+        2.0
+    );
+}
