@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_gateway::{Application, GatewayConfig};
+use chat_gateway::{config::ENV_PREFIX, Application, GatewayConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -23,14 +23,22 @@ enum Command {
         #[arg(long, default_value_t = 24 * 3600)]
         ttl: u64,
     },
+    /// Print every environment variable the configuration reads, one a line.
+    ConfigFields,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = GatewayConfig::load_or_exit();
     match cli.command.unwrap_or(Command::Serve) {
+        Command::ConfigFields => {
+            for var in chat_config::env_vars::<GatewayConfig>(ENV_PREFIX) {
+                println!("{var}");
+            }
+            Ok(())
+        }
         Command::DevToken { user, ttl } => {
+            let config = GatewayConfig::load_or_exit();
             anyhow::ensure!(
                 !config.jwt.hs256_secret.is_empty(),
                 "dev-token needs jwt.hs256_secret"
@@ -42,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
+            let config = GatewayConfig::load_or_exit();
             // Test builds only (feature `failpoints`): faults named in $FAILPOINTS.
             let _failpoints = fail::FailScenario::setup();
             let telemetry = chat_telemetry::init("chat-gateway", &config.log, &config.tracing);

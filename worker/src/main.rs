@@ -1,6 +1,6 @@
 use anyhow::Context;
 use chat_store::Store;
-use chat_worker::{Worker, WorkerConfig};
+use chat_worker::{config::ENV_PREFIX, Worker, WorkerConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -17,16 +17,28 @@ enum Command {
     Run,
     /// Apply pending schema migrations and exit.
     Migrate,
+    /// Print every environment variable the configuration reads, one a line.
+    ConfigFields,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = WorkerConfig::load_or_exit();
-    let telemetry = chat_telemetry::init("chat-worker", &config.log, &config.tracing);
     match cli.command.unwrap_or(Command::Run) {
-        Command::Migrate => Store::migrate(&config.postgres).await.context("migrating"),
+        Command::ConfigFields => {
+            for var in chat_config::env_vars::<WorkerConfig>(ENV_PREFIX) {
+                println!("{var}");
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = WorkerConfig::load_or_exit();
+            let _telemetry = chat_telemetry::init("chat-worker", &config.log, &config.tracing);
+            Store::migrate(&config.postgres).await.context("migrating")
+        }
         Command::Run => {
+            let config = WorkerConfig::load_or_exit();
+            let telemetry = chat_telemetry::init("chat-worker", &config.log, &config.tracing);
             // Test builds only (feature `failpoints`): faults named in $FAILPOINTS.
             let _failpoints = fail::FailScenario::setup();
             let shutdown = CancellationToken::new();

@@ -7,6 +7,7 @@ use std::fmt;
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
+    value::Value,
     Figment,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -125,17 +126,60 @@ where
     if let Ok(path) = std::env::var(CONFIG_FILE_ENV) {
         figment = figment.merge(Toml::file_exact(path));
     }
-    let config: T = figment
-        .merge(Env::prefixed(env_prefix).split("__"))
-        .extract()
-        .map_err(Box::new)?;
+    let env = Env::prefixed(env_prefix).split("__");
+    // serde ignores unknown keys, so a misspelt variable would silently
+    // leave its field at the default: name every one instead.
+    let known = env_vars::<T>(env_prefix);
+    let unknown: Vec<String> = env
+        .iter()
+        .map(|(key, _)| env_var_name(env_prefix, key.as_str()))
+        .filter(|name| !known.contains(name))
+        .collect();
+    let config: T = figment.merge(env).extract().map_err(Box::new)?;
     let mut problems = Vec::new();
+    if !unknown.is_empty() {
+        problems.push(format!(
+            "unknown environment variables (no such field): {}",
+            unknown.join(", ")
+        ));
+    }
     config.validate(&mut problems);
     if problems.is_empty() {
         Ok(config)
     } else {
         Err(ConfigError::Invalid(problems))
     }
+}
+
+/// Every environment variable that sets a field of `T`: the prefix, then
+/// the field's path in upper case with `__` between nested fields.
+pub fn env_vars<T: Default + Serialize>(env_prefix: &str) -> Vec<String> {
+    fn walk(value: &Value, path: &str, prefix: &str, out: &mut Vec<String>) {
+        match value {
+            Value::Dict(_, fields) if !fields.is_empty() => {
+                for (key, value) in fields {
+                    let child = match path {
+                        "" => key.clone(),
+                        _ => format!("{path}.{key}"),
+                    };
+                    walk(value, &child, prefix, out);
+                }
+            }
+            _ => out.push(env_var_name(prefix, path)),
+        }
+    }
+    let defaults = Value::serialize(T::default()).expect("defaults serialize");
+    let mut out = Vec::new();
+    walk(&defaults, "", env_prefix, &mut out);
+    out
+}
+
+/// `jwt.hs256_secret` → `CHAT_GATEWAY_JWT__HS256_SECRET`.
+fn env_var_name(env_prefix: &str, key: &str) -> String {
+    format!(
+        "{env_prefix}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
 
 /// Settings of the JetStream ingest stream, shared by gateway and worker so
@@ -297,6 +341,32 @@ mod tests {
             assert!(text.contains("stream.replicas"), "{text}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn unknown_environment_variables_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DEMO_POOL__SIZE", "3");
+            jail.set_env("DEMO_POOL__SIZ", "4");
+            jail.set_env("DEMO_STREAMS", "x");
+            let text = load::<Demo>("DEMO_").err().expect("invalid").to_string();
+            assert!(
+                text.contains("unknown environment variables (no such field): "),
+                "{text}"
+            );
+            assert!(text.contains("DEMO_POOL__SIZ"), "{text}");
+            assert!(text.contains("DEMO_STREAMS"), "{text}");
+            assert!(!text.contains("DEMO_POOL__SIZE"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_vars_lists_every_leaf_field() {
+        let vars = env_vars::<Demo>("DEMO_");
+        assert!(vars.contains(&"DEMO_POOL__SIZE".to_string()));
+        assert!(vars.contains(&"DEMO_STREAM__MAX_AGE_SECS".to_string()));
+        assert_eq!(vars.len(), 5, "{vars:?}");
     }
 
     #[test]

@@ -92,6 +92,17 @@ fn each_invalid_setting_is_named_on_one_line_with_exit_status_2() {
             &[("CHAT_WORKER_NATS_URL", "nats:/hunter2@x")],
             "nats_url",
         ),
+        // A misspelt variable would otherwise leave its field at the default.
+        (
+            "gateway",
+            &[SECRET, ("CHAT_GATEWAY_LIMITS__MAX_CONECTIONS", "10")],
+            "chat_gateway_limits__max_conections",
+        ),
+        (
+            "worker",
+            &[("CHAT_WORKER_HTTP_LISTEN_ADDR", "0.0.0.0:1")],
+            "chat_worker_http_listen_addr",
+        ),
     ];
     for (program, env, field) in cases {
         let (code, stderr) = run(program, env);
@@ -122,4 +133,37 @@ fn a_backend_that_cannot_be_reached_is_reported_without_its_credentials() {
     assert_ne!(code, Some(0));
     assert!(!stderr.is_empty());
     assert!(!stderr.contains("hunter2"), "printed a secret: {stderr}");
+}
+
+/// `config-fields` lists every variable a binary reads (the deploy checks
+/// hold the Helm chart's variables against it), without needing a valid
+/// configuration.
+#[test]
+fn config_fields_lists_every_variable() {
+    for (program, expected) in [
+        (
+            "gateway",
+            &[
+                "CHAT_GATEWAY_JWT__HS256_SECRET",
+                "CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS",
+                "CHAT_GATEWAY_DRAIN_DELAY_MS",
+            ][..],
+        ),
+        (
+            "worker",
+            &["CHAT_WORKER_HTTP_LISTEN", "CHAT_WORKER_POSTGRES__URL"][..],
+        ),
+    ] {
+        let out = Command::new(bin(program))
+            .arg("config-fields")
+            .env_clear()
+            .output()
+            .expect("run the binary");
+        assert!(out.status.success(), "{program}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let vars: Vec<&str> = stdout.lines().collect();
+        for var in expected {
+            assert!(vars.contains(var), "{program} lacks {var}: {vars:?}");
+        }
+    }
 }
