@@ -25,6 +25,9 @@ python3 scripts/check-module-cycles.py
 # build and test must agree on features or cargo rebuilds the binaries.
 features=(--features chat-gateway/failpoints,chat-worker/failpoints)
 cargo build --workspace --bins "${features[@]}"
+# The Helm chart, kustomize overlays and Dockerfile, checked offline (the
+# property check asks the binaries just built which variables they read).
+bash scripts/check-deploy.sh
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
 # The fault suite writes its table here, a row per fault; printed at the end.
