@@ -23,6 +23,8 @@ stamp="$tools/venv/.installed"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then
   echo "installing deploy check tools into $tools"
   rm -rf "$tools/venv" "$tools/bin"
+  # Debian's python3 comes without venv.
+  python3 -c 'import ensurepip' 2>/dev/null || { apt-get update -q && apt-get install -y -q python3-venv; }
   python3 -m venv "$tools/venv"
   pip=("$tools/venv/bin/pip" -q --disable-pip-version-check)
   "${pip[@]}" download -d "$tools/wheels" "${requirements[@]}" \
