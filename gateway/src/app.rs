@@ -2,9 +2,10 @@
 //! tests both go through `Application::build`.
 
 use std::{
+    future::Future,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -30,7 +31,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     admin,
     auth::{self, bearer, Verifier},
+    canary::{Canary, CanaryHealth},
     config::GatewayConfig,
+    drain::Drain,
     error::GatewayError,
     health,
     history::History,
@@ -55,10 +58,11 @@ impl Application {
     /// the listener. Sockets are served once `run` is called.
     pub async fn build(
         config: GatewayConfig,
-        shutdown: CancellationToken,
         metrics: PrometheusHandle,
     ) -> Result<Self, GatewayError> {
         crate::metrics::describe();
+        // Fires once every socket has drained; everything else stops then.
+        let shutdown = CancellationToken::new();
         let verifier = Verifier::new(&config.jwt)
             .map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
         // Fan-out lost to a slow subscription or a reconnect: every room
@@ -91,21 +95,31 @@ impl Application {
             Prober::new(hub.clone(), history, &config.delivery).run(resync, shutdown.clone()),
         );
         let ingest = Ingest::new(
-            js,
+            js.clone(),
             store.clone(),
             &config.gateway_id,
             Duration::from_millis(config.limits.ack_timeout_ms),
             reconnects,
         );
         // Receipts keep coming while sockets drain, so their sends get acked.
-        let receipts_done = CancellationToken::new();
-        ingest.listen(&nats, receipts_done.clone()).await?;
+        ingest.listen(&nats, shutdown.clone()).await?;
+        let canary_health = Arc::new(CanaryHealth::default());
+        let canary = Canary::subscribe(
+            &nats,
+            js,
+            &config.gateway_id,
+            &config.canary,
+            Arc::clone(&canary_health),
+        )
+        .await?;
+        tokio::spawn(canary.run(shutdown.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
         let sockets = Arc::new(Semaphore::new(config.limits.max_connections));
         let limiter = Arc::new(Limiter::new(&config.limits));
         tokio::spawn(Arc::clone(&limiter).prune(shutdown.clone()));
+        let drain = Drain::new(Duration::from_millis(config.drain_spread_ms));
         let state = AppState(Arc::new(Inner {
             config,
             verifier,
@@ -117,8 +131,8 @@ impl Application {
             nats,
             metrics,
             shutdown,
-            receipts_done,
-            draining: AtomicBool::new(false),
+            drain,
+            canary: canary_health,
             sockets,
             limiter,
             sessions: TaskTracker::new(),
@@ -135,12 +149,18 @@ impl Application {
         self.listener.local_addr().expect("bound listener")
     }
 
-    /// Serves until the shutdown token fires, then closes every socket
-    /// (close code 1012: reconnect elsewhere) and waits for them to drain.
-    pub async fn run(self) {
+    /// Serves until `terminated` completes (SIGTERM), then drains: see
+    /// [`drain`]. Returns once every socket is gone.
+    pub async fn run(self, terminated: impl Future<Output = ()> + Send + 'static) {
         let state = self.state.clone();
         let addr = self.local_addr();
         tracing::info!(addr = %addr, gateway_id = %state.config.gateway_id, "gateway listening");
+        let draining = state.clone();
+        tokio::spawn(async move {
+            terminated.await;
+            drain(&draining).await;
+            draining.shutdown.cancel();
+        });
         let limits = &state.config.limits;
         server::serve(
             self.listener,
@@ -149,16 +169,36 @@ impl Application {
             state.shutdown.clone(),
         )
         .await;
-        state.sessions.close();
-        let drain = Duration::from_millis(state.config.drain_timeout_ms);
-        if tokio::time::timeout(drain, state.sessions.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sockets still open after the drain timeout");
-        }
-        state.receipts_done.cancel();
     }
+}
+
+/// Not ready at once (new sockets refused) for `drain_delay_ms`, so the
+/// load balancer stops sending any; then every socket closes at its moment
+/// in the `drain_spread_ms` window, each first answering its sends in
+/// flight (`drain_timeout_ms`). Rooms, receipts and `/readyz` keep running
+/// throughout; returns once the last socket is gone, or when that took
+/// longer than it may.
+async fn drain(state: &AppState) {
+    let config = &state.config;
+    let delay = Duration::from_millis(config.drain_delay_ms);
+    let spread = Duration::from_millis(config.drain_spread_ms);
+    let in_flight = Duration::from_millis(config.drain_timeout_ms);
+    tracing::info!(
+        ?delay,
+        ?spread,
+        "draining: not ready; then closing sockets over the spread"
+    );
+    state.drain.begin();
+    tokio::time::sleep(delay).await;
+    state.drain.close_sockets();
+    state.sessions.close();
+    if tokio::time::timeout(spread + in_flight, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sockets still open after the drain timeout");
+    }
+    tracing::info!("drained");
 }
 
 /// Connects to NATS; the events that may lose fan-out wake `resync`, and

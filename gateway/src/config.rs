@@ -31,11 +31,18 @@ pub struct GatewayConfig {
     pub stream: StreamConfig,
     pub log: LogConfig,
     pub tracing: TracingConfig,
+    pub canary: CanaryConfig,
     /// After SIGTERM, how long the gateway reports not-ready (so the load
     /// balancer stops sending new sockets) before it closes its sockets.
     pub drain_delay_ms: u64,
-    /// Then how long open sockets get to close (sends in flight to finish)
-    /// before the gateway exits anyway.
+    /// Then the window over which its sockets are closed (1012), each at a
+    /// uniformly random moment, so their reconnects reach the other
+    /// gateways as a trickle rather than all at once. 0: all at once.
+    pub drain_spread_ms: u64,
+    /// How long a closing socket waits for the answers to its sends in
+    /// flight. The whole drain takes at most drain_delay_ms +
+    /// drain_spread_ms + drain_timeout_ms: keep the orchestrator's grace
+    /// period (Kubernetes terminationGracePeriodSeconds) above that.
     pub drain_timeout_ms: u64,
 }
 
@@ -55,7 +62,9 @@ impl Default for GatewayConfig {
             stream: StreamConfig::default(),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
+            canary: CanaryConfig::default(),
             drain_delay_ms: 5000,
+            drain_spread_ms: 10_000,
             drain_timeout_ms: 10_000,
         }
     }
@@ -213,6 +222,32 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The delivery canary: a probe through ingest stream, worker and back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CanaryConfig {
+    /// How often a probe is sent; one not answered within this counts as failed.
+    pub interval_ms: u64,
+    /// Consecutive failed probes after which `/readyz` fails; 0: the canary
+    /// never fails readiness. Off by default on purpose: with every worker
+    /// down, every gateway's canary fails at once, and readiness tied to it
+    /// would take all gateways out of the load balancer, turning "new
+    /// messages are late" (JetStream keeps them) into "nobody can connect,
+    /// not even to read". Turn it on where a gateway alone losing its path
+    /// to the workers is the likelier failure; alert on
+    /// `chat_gateway_canary_ok` either way.
+    pub fail_readiness_after: u32,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5000,
+            fail_readiness_after: 0,
+        }
+    }
+}
+
 impl Validate for GatewayConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         check_backend_urls(&self.nats_url, &self.redis_url, problems);
@@ -287,6 +322,7 @@ impl Validate for GatewayConfig {
                 l.max_connections_per_ip as u64,
             ),
             ("drain_timeout_ms", self.drain_timeout_ms),
+            ("canary.interval_ms", self.canary.interval_ms),
         ] {
             if value == 0 {
                 problems.push(format!("{name} must be > 0"));

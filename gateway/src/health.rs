@@ -1,5 +1,5 @@
-//! `/healthz` (alive), `/readyz` (dependencies reachable and not draining)
-//! and `/metrics` (Prometheus text).
+//! `/healthz` (alive), `/readyz` (dependencies reachable, not draining, the
+//! delivery canary answered if so configured) and `/metrics` (Prometheus text).
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 
@@ -16,6 +16,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
     let mut probe = chat_health::probe(&state.nats, &state.store, &state.redis).await;
     if state.is_draining() {
         probe.failing.push("draining");
+    }
+    if state
+        .canary
+        .failing(state.config.canary.fail_readiness_after)
+    {
+        probe.failing.push("canary");
     }
     let (status, body) = chat_health::readiness(&probe);
     (

@@ -5,8 +5,10 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod canary;
 pub mod config;
 pub mod delivery;
+pub mod drain;
 pub mod error;
 pub mod health;
 pub mod history;

@@ -1,9 +1,6 @@
-use std::time::Duration;
-
 use anyhow::Context;
 use chat_gateway::{config::ENV_PREFIX, Application, GatewayConfig};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(about = "Chat gateway: WebSocket front door of the chat system")]
@@ -54,20 +51,10 @@ async fn main() -> anyhow::Result<()> {
             // Test builds only (feature `failpoints`): faults named in $FAILPOINTS.
             let _failpoints = fail::FailScenario::setup();
             let telemetry = chat_telemetry::init("chat-gateway", &config.log, &config.tracing);
-            let drain_delay = Duration::from_millis(config.drain_delay_ms);
-            let shutdown = CancellationToken::new();
-            let app = Application::build(config, shutdown.clone(), telemetry.metrics.clone())
+            let app = Application::build(config, telemetry.metrics.clone())
                 .await
                 .context("starting gateway")?;
-            let state = app.state();
-            tokio::spawn(async move {
-                chat_telemetry::terminated().await;
-                tracing::info!(?drain_delay, "draining: not ready, then closing sockets");
-                state.begin_drain();
-                tokio::time::sleep(drain_delay).await;
-                shutdown.cancel();
-            });
-            app.run().await;
+            app.run(chat_telemetry::terminated()).await;
             drop(telemetry);
             Ok(())
         }

@@ -37,6 +37,9 @@ const LIMITS: [&str; 4] = [
     "connections_per_user",
     "connections_per_ip",
 ];
+const CANARY_OK: &str = "chat_gateway_canary_ok";
+const CANARY_LATENCY: &str = "chat_gateway_canary_seconds";
+const CANARY_FAILURES: &str = "chat_gateway_canary_failures_total";
 
 pub fn describe() {
     zero_event_counters();
@@ -99,6 +102,22 @@ pub fn describe() {
         PANICS,
         "Panics caught while serving a socket, by task (each one a bug)."
     );
+    describe_gauge!(
+        CANARY_OK,
+        "1 if the last delivery canary (ingest stream -> worker -> back) was answered in time, else 0."
+    );
+    describe_histogram!(
+        CANARY_LATENCY,
+        Unit::Seconds,
+        "Round trip of answered delivery canaries."
+    );
+    describe_counter!(
+        CANARY_FAILURES,
+        "Delivery canaries not answered, by reason (publish, timeout)."
+    );
+    // 0 until the first canary comes back: a gateway that never hears one
+    // shows as failing, not as missing.
+    gauge!(CANARY_OK).set(0.0);
 }
 
 /// Event counters start at zero, so dashboards and alerts see a series
@@ -122,6 +141,9 @@ pub fn zero_event_counters() {
     }
     for limit in LIMITS {
         counter!(LIMIT_REFUSALS, "limit" => limit).absolute(0);
+    }
+    for reason in ["publish", "timeout"] {
+        counter!(CANARY_FAILURES, "reason" => reason).absolute(0);
     }
     counter!(DISCONNECTS, "reason" => "normal").absolute(0);
 }
@@ -218,4 +240,14 @@ pub fn write_timeout() {
 /// A send or a connection refused by `limit` (one of `LIMITS`).
 pub fn limit_refused(limit: &'static str) {
     counter!(LIMIT_REFUSALS, "limit" => limit).increment(1);
+}
+
+pub fn canary_ok(round_trip: Duration) {
+    gauge!(CANARY_OK).set(1.0);
+    histogram!(CANARY_LATENCY).record(round_trip.as_secs_f64());
+}
+
+pub fn canary_failed(reason: &'static str) {
+    gauge!(CANARY_OK).set(0.0);
+    counter!(CANARY_FAILURES, "reason" => reason).increment(1);
 }

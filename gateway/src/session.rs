@@ -312,6 +312,8 @@ impl Session {
     async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) {
         let close = Arc::clone(&self.member.close);
         let mut live = Liveness::new(&self.state.config.limits);
+        // Once the gateway drains: this socket's moment to close.
+        let mut close_at: Option<Instant> = None;
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
@@ -326,7 +328,13 @@ impl Session {
                     return;
                 }
                 () = close.closed() => return,
-                () = self.state.shutdown.cancelled() => return self.drain().await,
+                () = self.state.drain.closing(), if close_at.is_none() => {
+                    close_at = Some(self.state.drain.moment());
+                    continue;
+                }
+                () = tokio::time::sleep_until(close_at.unwrap_or_else(Instant::now)), if close_at.is_some() => {
+                    return self.drain().await;
+                }
             };
             live.heard();
             let payload = match next {
@@ -354,8 +362,8 @@ impl Session {
         }
     }
 
-    /// On shutdown: read nothing more, but answer the sends already
-    /// accepted before asking the client to go elsewhere.
+    /// At the socket's moment in the drain: read nothing more, but answer
+    /// the sends already accepted before asking the client to go elsewhere.
     async fn drain(&self) {
         let all = self.state.config.limits.max_inflight_sends as u32;
         let drain = Duration::from_millis(self.state.config.drain_timeout_ms);

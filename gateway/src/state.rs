@@ -3,10 +3,7 @@
 
 use std::{
     ops::Deref,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicU64, Arc},
 };
 
 use chat_store::Store;
@@ -16,8 +13,8 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::Verifier, config::GatewayConfig, hub::Hub, ingest::Ingest, limits::Limiter,
-    membership::Membership,
+    auth::Verifier, canary::CanaryHealth, config::GatewayConfig, drain::Drain, hub::Hub,
+    ingest::Ingest, limits::Limiter, membership::Membership,
 };
 
 /// Everything a request handler may touch; cheap to clone.
@@ -34,11 +31,14 @@ pub struct Inner {
     pub ingest: Arc<Ingest>,
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,
+    /// Fires once every socket has drained: stops the accept loop, rooms,
+    /// the receipt listener, the prober and the canary.
     pub shutdown: CancellationToken,
-    /// Stops the receipt listener once every socket has drained.
-    pub receipts_done: CancellationToken,
-    /// Set on SIGTERM: `/readyz` fails so no new sockets are sent here.
-    pub draining: AtomicBool,
+    /// SIGTERM to the last socket: readiness, refused upgrades, and each
+    /// socket's moment to close.
+    pub drain: Drain,
+    /// The delivery canary's recent record, for `/readyz`.
+    pub canary: Arc<CanaryHealth>,
     /// Open sockets, so shutdown can wait for them to close.
     pub sessions: TaskTracker,
     /// One permit per open socket, up to `limits.max_connections`.
@@ -51,12 +51,7 @@ pub struct Inner {
 
 impl AppState {
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed) || self.shutdown.is_cancelled()
-    }
-
-    /// Fails readiness from now on; sockets stay open until shutdown.
-    pub fn begin_drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+        self.drain.is_draining() || self.shutdown.is_cancelled()
     }
 }
 

@@ -3,13 +3,14 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
+use chat_protocol::subjects;
 use chat_store::Store;
 use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::WorkerConfig, ctx::Ctx, error::WorkerError, health, lanes::Lanes};
+use crate::{canary, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, lanes::Lanes};
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
@@ -92,6 +93,7 @@ impl Worker {
         let lanes = Lanes::start(&self.ctx, ack_wait);
         tracing::info!("worker consuming");
         pull(
+            &self.ctx.nats,
             &self.consumer,
             &lanes,
             self.ctx.config.batch.max_messages,
@@ -118,6 +120,7 @@ const PULL_RETRY: Duration = Duration::from_millis(250);
 /// Pulls sends for the lanes until shutdown; a failed pull (NATS down,
 /// consumer gone) is logged and tried again shortly.
 async fn pull(
+    nats: &async_nats::Client,
     consumer: &PullConsumer,
     lanes: &Lanes,
     max: usize,
@@ -127,7 +130,7 @@ async fn pull(
     loop {
         reconnected.borrow_and_update();
         let round = tokio::select! {
-            round = tokio::time::timeout(ROUND_LIMIT, pull_round(consumer, lanes, max)) => {
+            round = tokio::time::timeout(ROUND_LIMIT, pull_round(nats, consumer, lanes, max)) => {
                 round.unwrap_or(Ok(true))
             }
             // A pull request does not outlive the connection it was sent on:
@@ -155,6 +158,7 @@ async fn pull(
 /// then hands sends over as they arrive, without delay. False once the
 /// lanes are gone.
 async fn pull_round(
+    nats: &async_nats::Client,
     consumer: &PullConsumer,
     lanes: &Lanes,
     max: usize,
@@ -168,7 +172,7 @@ async fn pull_round(
         .collect()
         .await;
     let full = waiting.len() == max;
-    if !hand_over(lanes, waiting)? {
+    if !hand_over(nats, lanes, waiting).await? {
         return Ok(false);
     }
     if full {
@@ -184,17 +188,18 @@ async fn pull_round(
         .ready_chunks(max);
     tokio::pin!(arriving);
     while let Some(ready) = arriving.next().await {
-        if !hand_over(lanes, ready)? {
+        if !hand_over(nats, lanes, ready).await? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// Hands the sends of a pull to the lanes. A failure within the pull is
-/// returned once the sends delivered before it are handed over. False once
-/// the lanes are gone.
-fn hand_over(
+/// Hands the sends of a pull to the lanes, answering canaries on the way.
+/// A failure within the pull is returned once the sends delivered before it
+/// are handed over. False once the lanes are gone.
+async fn hand_over(
+    nats: &async_nats::Client,
     lanes: &Lanes,
     pulled: Vec<Result<jetstream::Message, async_nats::Error>>,
 ) -> Result<bool, WorkerError> {
@@ -202,6 +207,9 @@ fn hand_over(
     let mut failed = None;
     for msg in pulled {
         match msg {
+            Ok(msg) if subjects::is_canary_ingest(msg.subject.as_str()) => {
+                canary::answer(nats, msg).await
+            }
             Ok(msg) => sends.push(msg),
             Err(e) => failed = Some(e),
         }

@@ -1,5 +1,6 @@
 //! After commit: tell every gateway with members of the room, and the
-//! sender's gateway, that the message is stored.
+//! sender's gateway, that the message is stored. Also the answer to a
+//! gateway's delivery canary, which has nothing to store.
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
@@ -45,4 +46,23 @@ pub async fn publish(
         send(envelope.reply_to.clone(), receipt.encode_to_vec()).await?;
     }
     Ok(())
+}
+
+/// Answers a gateway's delivery canary on its canary subject: a receipt
+/// with the canary's ticket and no message. Any other reply subject is
+/// ignored, as for receipts: anything can publish to the ingest stream.
+pub async fn answer_canary(
+    nats: &async_nats::Client,
+    envelope: &Envelope,
+) -> Result<(), WorkerError> {
+    if !subjects::is_canary_answers(&envelope.reply_to) {
+        return Ok(());
+    }
+    let answer = Receipt {
+        ticket: envelope.ticket,
+        message: None,
+    };
+    nats.publish(envelope.reply_to.clone(), answer.encode_to_vec().into())
+        .await
+        .map_err(WorkerError::nats)
 }

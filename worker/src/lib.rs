@@ -3,6 +3,7 @@
 //! gap-free per-room seq, keeps the Redis cache, fans out, and only then acks.
 
 pub mod app;
+pub mod canary;
 pub mod config;
 pub mod ctx;
 pub mod error;

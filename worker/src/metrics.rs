@@ -19,6 +19,7 @@ const IN_PROGRESS: &str = "chat_worker_in_progress_acks_total";
 const DEAD_LETTERS: &str = "chat_worker_dead_letters_total";
 const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
+const CANARIES: &str = "chat_worker_canaries_total";
 
 pub fn describe() {
     describe_counter!(
@@ -56,9 +57,13 @@ pub fn describe() {
         "Sends in the ingest stream not yet delivered or acked (consumer lag)."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    describe_counter!(
+        CANARIES,
+        "Gateways' delivery canaries answered (nothing stored)."
+    );
     // Event counters start at zero, so dashboards and alerts see a series
     // (and a rate of 0) before the first event instead of nothing.
-    for name in [REDELIVERIES, SPLITS, IN_PROGRESS] {
+    for name in [REDELIVERIES, SPLITS, IN_PROGRESS, CANARIES] {
         counter!(name).absolute(0);
     }
     for reason in WorkerError::SEND_FAILURE_LABELS {
@@ -107,4 +112,8 @@ pub fn pool(store: &Store) {
     let (size, idle) = store.pool_status();
     gauge!(PG_POOL, "state" => "idle").set(idle as f64);
     gauge!(PG_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
+}
+
+pub fn canary() {
+    counter!(CANARIES).increment(1);
 }

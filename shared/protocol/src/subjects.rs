@@ -13,6 +13,9 @@ const INGEST_PREFIX: &str = "chat.in";
 const FANOUT_PREFIX: &str = "chat.room";
 const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
+const CANARY_PREFIX: &str = "chat.canary";
+/// Second token of a canary's ingest subject.
+const CANARY_TOKEN: &str = "canary";
 
 /// `chat.in.<room>`: a gateway publishes a client's send here (JetStream).
 pub fn ingest(room: &RoomId) -> String {
@@ -37,8 +40,37 @@ pub fn receipts(gateway_id: &str) -> String {
 
 /// Whether a subject is a gateway's receipt subject (workers reply only there).
 pub fn is_receipts(subject: &str) -> bool {
+    is_gateway_subject(subject, RECEIPT_PREFIX)
+}
+
+/// `chat.in.canary.<gateway>`: a gateway's delivery canary, on the ingest
+/// stream like a send. Two tokens after `chat.in`, so never a room's subject.
+pub fn canary_ingest(gateway_id: &str) -> String {
+    format!("{INGEST_PREFIX}.{CANARY_TOKEN}.{gateway_id}")
+}
+
+/// Whether an ingest subject carries a canary rather than a send.
+pub fn is_canary_ingest(subject: &str) -> bool {
     subject
-        .strip_prefix(RECEIPT_PREFIX)
+        .strip_prefix(INGEST_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|rest| is_gateway_subject(rest, CANARY_TOKEN))
+}
+
+/// `chat.canary.<gateway>`: where workers answer a gateway's canaries (core NATS).
+pub fn canary_answers(gateway_id: &str) -> String {
+    format!("{CANARY_PREFIX}.{gateway_id}")
+}
+
+/// Whether a subject is a gateway's canary-answer subject (workers answer only there).
+pub fn is_canary_answers(subject: &str) -> bool {
+    is_gateway_subject(subject, CANARY_PREFIX)
+}
+
+/// `<prefix>.<gateway id>`, the id one plain token.
+fn is_gateway_subject(subject: &str, prefix: &str) -> bool {
+    subject
+        .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
         .is_some_and(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
 }
@@ -75,6 +107,18 @@ mod tests {
         assert!(is_receipts(&receipts("gw-1")));
         assert!(!is_receipts("chat.receipt.>"));
         assert!(!is_receipts("chat.room.lobby"));
+    }
+
+    #[test]
+    fn canaries_never_share_a_subject_with_a_room() {
+        let room = RoomId::parse("canary").unwrap();
+        assert_eq!(canary_ingest("gw-1"), "chat.in.canary.gw-1");
+        assert!(is_canary_ingest(&canary_ingest("gw-1")));
+        assert!(!is_canary_ingest(&ingest(&room)));
+        assert!(!is_canary_ingest("chat.in.canary.a.b"));
+        assert!(is_canary_answers(&canary_answers("gw-1")));
+        assert!(!is_canary_answers(&receipts("gw-1")));
+        assert!(!is_receipts(&canary_answers("gw-1")));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! A gateway's life: draining on SIGTERM without losing what it accepted,
-//! and connection churn that leaves nothing behind.
+//! and connection churn that leaves nothing behind; a worker's SIGTERM,
+//! which finishes what it holds. (The spread of a drain: `drain.rs`.)
 
 use std::{collections::HashMap, time::Duration};
 
 use chat_client::{Client, ClientOptions, Event};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
 use tokio::time::Instant;
 
 use crate::support::*;
@@ -17,7 +18,9 @@ use crate::support::*;
 /// stored once and the room's reader sees every seq once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
-    let options = ClusterOptions::new(2, 1).gateway_env("CHAT_GATEWAY_DRAIN_DELAY_MS", "300");
+    let options = ClusterOptions::new(2, 1)
+        .gateway_env("CHAT_GATEWAY_DRAIN_DELAY_MS", "300")
+        .gateway_env("CHAT_GATEWAY_DRAIN_SPREAD_MS", "1000");
     let cluster = Cluster::start(options).await;
     cluster.create_room("d", &["s", "r"]).await;
     let (mut rw, mut rr) = cluster.connect(1, "r", Encoding::Proto).await;
@@ -152,4 +155,50 @@ async fn connection_churn_leaves_nothing_behind() {
     let accepted = total(&m, "chat_gateway_connects_total", &[("result", "accepted")]);
     let closed = total(&m, "chat_gateway_disconnects_total", &[]);
     assert_eq!(accepted, closed, "every accepted socket was counted closed");
+}
+
+/// SIGTERM a worker while it holds sends it cannot store yet (their room's
+/// row is locked): it stops pulling but stays until it has stored and acked
+/// every one of them, then exits, leaving JetStream nothing to redeliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_worker_stores_and_acks_what_it_holds_before_exiting() {
+    const SENDS: usize = 40;
+    let options =
+        ClusterOptions::new(1, 1).env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("held", &[]).await;
+    let js = jetstream(&cluster).await;
+    let pg = cluster.postgres.client().await;
+    pg.batch_execute("BEGIN; SELECT 1 FROM rooms WHERE id = 'held' FOR UPDATE")
+        .await
+        .unwrap();
+    let sent: Vec<String> = (0..SENDS).map(|n| format!("h{n:02}")).collect();
+    for id in &sent {
+        publish_ingest(&js, "held", envelope("held", "h", id, "held")).await;
+    }
+    wait_until_workers_hold(&js, SENDS).await;
+
+    let worker = &mut cluster.workers[0].process;
+    worker.sigterm();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(worker.is_running(), "the worker waits for what it holds");
+    pg.batch_execute("COMMIT").await.unwrap();
+    wait_for("the worker to exit", STEP, || {
+        let running = worker.is_running();
+        async move { (!running).then_some(()) }
+    })
+    .await;
+    assert!(worker.log().contains("worker stopped"), "a clean exit");
+    assert_eq!(
+        consumer_state(&js).await,
+        (0, 0, 0),
+        "(pending, unacked, redelivered)"
+    );
+    let stored: Vec<String> = cluster
+        .stored("held")
+        .await
+        .into_iter()
+        .map(|(_, _, id, _)| id)
+        .collect();
+    assert_eq!(stored, sent, "stored once each, in order");
 }

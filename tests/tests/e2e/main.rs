@@ -2,8 +2,10 @@
 //! processes, real WebSocket clients. One binary, one module per concern.
 
 mod bad_input;
+mod canary;
 mod client_library;
 mod dead_letters;
+mod drain;
 mod faults;
 mod lanes;
 mod lifecycle;

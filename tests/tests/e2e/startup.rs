@@ -73,6 +73,11 @@ fn each_invalid_setting_is_named_on_one_line_with_exit_status_2() {
         ),
         (
             "gateway",
+            &[SECRET, ("CHAT_GATEWAY_CANARY__INTERVAL_MS", "0")],
+            "canary.interval_ms",
+        ),
+        (
+            "gateway",
             &[
                 SECRET,
                 (
