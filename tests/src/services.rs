@@ -47,6 +47,11 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Stops the server (SIGKILL), keeping its store.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {
