@@ -409,10 +409,22 @@ impl Driver {
 
     fn on_frame(&mut self, frame: ServerFrame, conn: &mut Conn) -> Result<(), Disconnect> {
         if frame.request_id.is_empty() {
-            if let Some(Kind::Message(message)) = frame.kind {
-                self.deliver(message);
+            match frame.kind {
+                Some(Kind::Message(message)) => self.deliver(message),
+                // Removed from the room: not rejoined on reconnect.
+                Some(Kind::Left(left)) => {
+                    if let Some(room) = self.rooms.remove(&left.room) {
+                        for waiter in room.waiters {
+                            let _ = waiter.send(Err(server_error(
+                                ErrorCode::Forbidden.as_str(),
+                                "removed from the room",
+                            )));
+                        }
+                    }
+                }
+                // A pushed error precedes a close, which says what to do.
+                _ => {}
             }
-            // A pushed error precedes a close, which says what to do.
             return Ok(());
         }
         // An id we do not know is a server bug; ignoring it is the safe answer.

@@ -10,7 +10,7 @@ use axum::{
 use chat_protocol::{RoomId, UserId};
 use serde::Deserialize;
 
-use crate::{auth::bearer, error::GatewayError, state::AppState};
+use crate::{auth::bearer, control, error::GatewayError, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -105,5 +105,6 @@ async fn remove_member(
 ) -> Result<StatusCode, GatewayError> {
     let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
     state.membership.remove(&room, &user).await?;
+    control::member_removed(&state.nats, &room, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

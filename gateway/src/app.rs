@@ -33,6 +33,7 @@ use crate::{
     auth::{self, bearer, Verifier},
     canary::{Canary, CanaryHealth},
     config::GatewayConfig,
+    control,
     drain::Drain,
     error::GatewayError,
     health,
@@ -94,6 +95,7 @@ impl Application {
         tokio::spawn(
             Prober::new(hub.clone(), history, &config.delivery).run(resync, shutdown.clone()),
         );
+        control::listen(&nats, hub.clone(), shutdown.clone()).await?;
         let ingest = Ingest::new(
             js.clone(),
             store.clone(),

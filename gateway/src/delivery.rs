@@ -1,11 +1,14 @@
 //! What flows to a socket: replies, and stored messages encoded at most once
 //! per encoding however many sockets receive them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex, OnceLock,
+};
 
 use axum::extract::ws::Message as WsMessage;
 use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
-use chat_protocol::{codec::Encoding, ErrorCode, Seq};
+use chat_protocol::{codec::Encoding, ErrorCode, RoomId, Seq, UserId};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -109,8 +112,34 @@ impl CloseSignal {
 #[derive(Clone)]
 pub struct Member {
     pub conn: u64,
+    pub user: UserId,
     pub out: mpsc::Sender<Outbound>,
     pub close: Arc<CloseSignal>,
+    pub removed: Arc<Removed>,
+}
+
+/// Rooms a socket was removed from by a room task (its user is no longer a
+/// member), for the socket's session to forget: it skips the membership
+/// check for rooms it has joined.
+#[derive(Default)]
+pub struct Removed {
+    any: AtomicBool,
+    rooms: Mutex<Vec<RoomId>>,
+}
+
+impl Removed {
+    pub fn add(&self, room: RoomId) {
+        self.rooms.lock().expect("poisoned").push(room);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// The rooms removed since the last call (no lock when there are none).
+    pub fn take(&self) -> Vec<RoomId> {
+        if !self.any.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.rooms.lock().expect("poisoned"))
+    }
 }
 
 impl Member {

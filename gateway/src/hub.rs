@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use chat_protocol::{RoomId, Seq};
+use chat_protocol::{RoomId, Seq, UserId};
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
@@ -83,14 +83,7 @@ impl Hub {
     /// Removes a socket from a room; returns once nothing more of the room
     /// will be queued for it.
     pub async fn leave(&self, room: &RoomId, conn: u64) {
-        let tx = self
-            .inner
-            .rooms
-            .lock()
-            .expect("poisoned")
-            .get(room)
-            .map(|e| e.tx.clone());
-        if let Some(tx) = tx {
+        if let Some(tx) = self.running(room) {
             let (done, wait) = oneshot::channel();
             let cmd = RoomCmd::Leave {
                 conn,
@@ -100,6 +93,20 @@ impl Hub {
                 let _ = wait.await;
             }
         }
+    }
+
+    /// The user is no longer a member of the room: their sockets here leave
+    /// it (if the room runs here at all).
+    pub async fn remove_member(&self, room: &RoomId, user: UserId) {
+        if let Some(tx) = self.running(room) {
+            let _ = tx.send(RoomCmd::Remove(user)).await;
+        }
+    }
+
+    /// The room's inbox, if its task runs here.
+    fn running(&self, room: &RoomId) -> Option<mpsc::Sender<RoomCmd>> {
+        let rooms = self.inner.rooms.lock().expect("poisoned");
+        rooms.get(room).map(|e| e.tx.clone())
     }
 
     /// Rooms with a running task (and so a fan-out subscription) here.

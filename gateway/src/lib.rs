@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod canary;
 pub mod config;
+pub mod control;
 pub mod delivery;
 pub mod drain;
 pub mod error;

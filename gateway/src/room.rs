@@ -17,8 +17,8 @@ use std::{
     time::Duration,
 };
 
-use chat_proto::v1::{server_frame::Kind, Joined, Message, ServerFrame};
-use chat_protocol::{subjects, RoomId, Seq};
+use chat_proto::v1::{server_frame::Kind, Joined, Left, Message, ServerFrame};
+use chat_protocol::{subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
 use prost::Message as _;
 use tokio::{
@@ -59,6 +59,8 @@ pub enum RoomCmd {
     CaughtUp(CaughtUp),
     /// The prober saw the room's head at this seq (messages up to it exist).
     Head(Seq),
+    /// The user is no longer a member: their sockets leave the room.
+    Remove(UserId),
 }
 
 impl From<CaughtUp> for RoomCmd {
@@ -228,6 +230,7 @@ impl Room {
             RoomCmd::CaughtUp(CaughtUp { conn, after, reply }) => {
                 self.caught_up(conn, after, reply)
             }
+            RoomCmd::Remove(user) => self.remove(&user),
             RoomCmd::Head(head) => {
                 if head >= self.next {
                     self.known_head = self.known_head.max(head);
@@ -290,6 +293,28 @@ impl Room {
             },
         };
         self.members.insert(slot.member.conn, slot);
+    }
+
+    /// Drops the user's sockets: each hears `left` (with no request id: the
+    /// server's doing) and gets nothing more of the room; its session
+    /// forgets the room, so its next send is checked and refused.
+    fn remove(&mut self, user: &UserId) {
+        self.members.retain(|_, slot| {
+            if slot.member.user != *user {
+                return true;
+            }
+            if let Some(replay) = slot.replay.take() {
+                replay.cancel();
+            }
+            slot.member.removed.add(self.id.clone());
+            slot.member.offer(Outbound::frame(ServerFrame {
+                request_id: String::new(),
+                kind: Some(Kind::Left(Left {
+                    room: self.id.to_string(),
+                })),
+            }));
+            false
+        });
     }
 
     /// A replay reached `after`: live from here if the room has delivered

@@ -58,8 +58,10 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
     let mut session = Session {
         member: Member {
             conn: info.conn,
+            user: info.user.clone(),
             out,
             close: Arc::clone(&close),
+            removed: Arc::default(),
         },
         user: info.user,
         encoding: info.encoding,
@@ -384,6 +386,9 @@ impl Session {
 
     async fn on_payload(&mut self, payload: Payload) {
         fail::fail_point!("session-frame");
+        for room in self.member.removed.take() {
+            self.joined.remove(&room);
+        }
         let received = Instant::now();
         let frame: ClientFrame = match self.encoding.decode(&payload) {
             Ok(frame) => frame,

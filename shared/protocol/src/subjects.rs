@@ -14,6 +14,7 @@ const FANOUT_PREFIX: &str = "chat.room";
 const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
 const CANARY_PREFIX: &str = "chat.canary";
+const CONTROL_PREFIX: &str = "chat.control";
 /// Second token of a canary's ingest subject.
 const CANARY_TOKEN: &str = "canary";
 
@@ -75,6 +76,17 @@ fn is_gateway_subject(subject: &str, prefix: &str) -> bool {
         .is_some_and(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
 }
 
+/// `chat.control.<room>`: committed changes to a room (a member removed)
+/// that every gateway applies to its sockets.
+pub fn control(room: &RoomId) -> String {
+    format!("{CONTROL_PREFIX}.{room}")
+}
+
+/// Wildcard each gateway listens on for every room's control events.
+pub fn control_all() -> String {
+    format!("{CONTROL_PREFIX}.>")
+}
+
 /// `chat.dead.<room>`: where a worker parks a message it gave up on.
 pub fn dead_letter(room: &str) -> String {
     format!("{DEAD_PREFIX}.{room}")
@@ -119,6 +131,13 @@ mod tests {
         assert!(is_canary_answers(&canary_answers("gw-1")));
         assert!(!is_canary_answers(&receipts("gw-1")));
         assert!(!is_receipts(&canary_answers("gw-1")));
+    }
+
+    #[test]
+    fn control_subjects_are_per_room_under_one_wildcard() {
+        let room = RoomId::parse("lobby").unwrap();
+        assert_eq!(control(&room), "chat.control.lobby");
+        assert_eq!(control_all(), "chat.control.>");
     }
 
     #[test]

@@ -270,3 +270,68 @@ async fn an_overflowing_reorder_buffer_refills_from_the_store() {
     let m = [scrape(&cluster.http_url(0, "/metrics")).await];
     assert!(total(&m, "chat_gateway_pending_overflows_total", &[]) >= 1.0);
 }
+
+/// A member removed through one gateway's admin API leaves the room on
+/// every gateway at once: their joined socket elsewhere hears `left`, gets
+/// nothing of the room after it, and their next send and join are refused,
+/// while the others chat on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
+    let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
+    cluster.create_room("club", &["ada", "bob"]).await;
+    let (mut ada_w, mut ada_r) = cluster.connect(0, "ada", Encoding::Json).await;
+    let (mut bob_w, mut bob_r) = cluster.connect(1, "bob", Encoding::Proto).await;
+    join(&mut ada_w, &mut ada_r, "club", None).await;
+    join(&mut bob_w, &mut bob_r, "club", None).await;
+    send_and_wait(&mut ada_w, &mut ada_r, "club", "before", "hi bob")
+        .await
+        .unwrap();
+    match frame_within(&mut bob_r, STEP).await {
+        Some(Kind::Message(m)) => assert_eq!(m.client_msg_id, "before"),
+        other => panic!("bob expected ada's message, got {other:?}"),
+    }
+
+    let removed_at = Instant::now();
+    let response = reqwest::Client::new()
+        .delete(cluster.http_url(0, "/v1/admin/rooms/club/members/bob"))
+        .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    match frame_within(&mut bob_r, STEP).await {
+        Some(Kind::Left(left)) => assert_eq!(left.room, "club"),
+        other => panic!("bob expected left, got {other:?}"),
+    }
+    println!(
+        "removal in effect on the other gateway after {:?}",
+        removed_at.elapsed()
+    );
+
+    send_and_wait(&mut ada_w, &mut ada_r, "club", "after", "bye bob")
+        .await
+        .unwrap();
+    let refused = send_and_wait(&mut bob_w, &mut bob_r, "club", "sneak", "still here?")
+        .await
+        .expect_err("a removed member's send is refused");
+    assert_eq!(refused.code, "forbidden");
+    let request_id = bob_w.join("club", None).await.unwrap();
+    let reply = next_frame(&mut bob_r).await;
+    assert_eq!(reply.request_id, request_id);
+    match reply.kind {
+        Some(Kind::Error(e)) => assert_eq!(e.code, "forbidden"),
+        other => panic!("a removed member's join is refused, got {other:?}"),
+    }
+    assert_eq!(
+        frame_within(&mut bob_r, Duration::from_millis(500)).await,
+        None,
+        "nothing of the room reaches bob after his removal"
+    );
+    let stored: Vec<String> = cluster
+        .stored("club")
+        .await
+        .into_iter()
+        .map(|m| m.2)
+        .collect();
+    assert_eq!(stored, ["before", "after"]);
+}
