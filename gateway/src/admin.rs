@@ -7,10 +7,13 @@ use axum::{
     routing::{post, put},
     Router,
 };
-use chat_protocol::{RoomId, UserId};
+use std::time::Duration;
+
+use chat_proto::internal::{command::Change, CommandReply, MemberChange};
+use chat_protocol::{ClientMsgId, RoomId, UserId};
 use serde::Deserialize;
 
-use crate::{auth::bearer, control, error::GatewayError, state::AppState};
+use crate::{auth::bearer, command, error::GatewayError, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -63,22 +66,56 @@ struct CreateRoom {
     members: Vec<String>,
 }
 
+/// The command id of a request: its `Idempotency-Key` (so a retried
+/// request is applied once), or a fresh one.
+struct CommandId(String);
+
+impl FromRequestParts<AppState> for CommandId {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, GatewayError> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(Self(uuid::Uuid::now_v7().to_string())),
+            Some(key) => key
+                .to_str()
+                .ok()
+                .and_then(|k| ClientMsgId::parse(k).ok())
+                .map(|k| Self(k.as_str().to_owned()))
+                .ok_or_else(|| {
+                    GatewayError::InvalidArgument(
+                        "Idempotency-Key must be a valid client message id".into(),
+                    )
+                }),
+        }
+    }
+}
+
+/// Runs a change through the workers; answered once it is committed.
+async fn change(
+    state: &AppState,
+    id: CommandId,
+    room: &RoomId,
+    change: Change,
+) -> Result<CommandReply, GatewayError> {
+    let timeout = Duration::from_millis(state.config.limits.ack_timeout_ms);
+    command::run(&state.nats, id.0, room, change, timeout).await
+}
+
 async fn create_room(
     _: Admin,
     State(state): State<AppState>,
+    id: CommandId,
     Body(req): Body<CreateRoom>,
 ) -> Result<StatusCode, GatewayError> {
     let room = RoomId::parse(req.room)?;
     let members = req
         .members
         .into_iter()
-        .map(UserId::parse)
+        .map(|m| UserId::parse(m).map(String::from))
         .collect::<Result<Vec<_>, _>>()?;
-    let created = state.store.create_room(&room).await?;
-    for user in &members {
-        state.membership.add(&room, user).await?;
-    }
-    Ok(if created {
+    let create = Change::CreateRoom(chat_proto::internal::CreateRoom { members });
+    let reply = change(&state, id, &room, create).await?;
+    Ok(if reply.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -88,23 +125,23 @@ async fn create_room(
 async fn add_member(
     _: Admin,
     State(state): State<AppState>,
+    id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
     let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
-    if state.store.room_head(&room).await?.is_none() {
-        return Err(GatewayError::NotFound);
-    }
-    state.membership.add(&room, &user).await?;
+    let add = Change::AddMember(MemberChange { user: user.into() });
+    change(&state, id, &room, add).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn remove_member(
     _: Admin,
     State(state): State<AppState>,
+    id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
     let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
-    state.membership.remove(&room, &user).await?;
-    control::member_removed(&state.nats, &room, &user).await?;
+    let remove = Change::RemoveMember(MemberChange { user: user.into() });
+    change(&state, id, &room, remove).await?;
     Ok(StatusCode::NO_CONTENT)
 }

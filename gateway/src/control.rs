@@ -1,35 +1,18 @@
 //! Committed changes to rooms that every gateway applies to its own sockets
-//! at once: a member removed on one gateway leaves the room on all of them,
-//! instead of being served until its socket happens to close. Core NATS:
-//! the change is in Postgres already, and the Redis membership entry is
-//! gone, so a gateway that misses the event still refuses the user's next
-//! join (only its already-joined sockets would miss the removal).
+//! at once, as a worker announces them: a member removed leaves the room
+//! on every gateway, instead of being served until its socket happens to
+//! close. Core NATS, and a second path: the removal is also an event in
+//! the room's sequence (`member_left`), which each room task applies when
+//! it delivers it, so a gateway that missed the announcement still removes
+//! the member, at that exact point of the room.
 
-use chat_proto::internal::{control_event::Change, ControlEvent, MemberRemoved};
+use chat_proto::internal::{control_event::Change, ControlEvent};
 use chat_protocol::{subjects, RoomId, UserId};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::{error::GatewayError, hub::Hub};
-
-/// Tells every gateway that `user` is no longer a member of `room`.
-pub async fn member_removed(
-    nats: &async_nats::Client,
-    room: &RoomId,
-    user: &UserId,
-) -> Result<(), GatewayError> {
-    let event = ControlEvent {
-        room: room.to_string(),
-        change: Some(Change::MemberRemoved(MemberRemoved {
-            user: user.to_string(),
-        })),
-    };
-    nats.publish(subjects::control(room), event.encode_to_vec().into())
-        .await
-        .map_err(GatewayError::nats)?;
-    nats.flush().await.map_err(GatewayError::nats)
-}
 
 /// Subscribes to every room's control events and applies them until
 /// shutdown; must run before the gateway serves sockets.

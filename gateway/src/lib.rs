@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod canary;
+pub mod command;
 pub mod config;
 pub mod control;
 pub mod delivery;

@@ -1,6 +1,6 @@
 //! Who may enter a room: Postgres is the truth, Redis caches each answer for
-//! a while, and every change deletes the cached answer. With Redis down,
-//! Postgres answers alone.
+//! a while, and the worker that commits a change deletes the cached answer
+//! (`worker/src/control.rs`). With Redis down, Postgres answers alone.
 
 use chat_protocol::{keys, RoomId, UserId};
 use chat_store::Store;
@@ -39,22 +39,5 @@ impl Membership {
             }
         }
         Ok(member)
-    }
-
-    /// Adds a member and drops the cached answer.
-    pub async fn add(&self, room: &RoomId, user: &UserId) -> Result<(), GatewayError> {
-        self.store.add_member(room, user).await?;
-        self.forget(room, user).await
-    }
-
-    /// Removes a member and drops the cached answer.
-    pub async fn remove(&self, room: &RoomId, user: &UserId) -> Result<(), GatewayError> {
-        self.store.remove_member(room, user).await?;
-        self.forget(room, user).await
-    }
-
-    async fn forget(&self, room: &RoomId, user: &UserId) -> Result<(), GatewayError> {
-        let _: () = self.redis.clone().del(keys::membership(room, user)).await?;
-        Ok(())
     }
 }

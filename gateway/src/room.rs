@@ -18,7 +18,7 @@ use std::{
 };
 
 use chat_proto::v1::{server_frame::Kind, Joined, Left, Message, ServerFrame};
-use chat_protocol::{subjects, RoomId, Seq, UserId};
+use chat_protocol::{kind, subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
 use prost::Message as _;
 use tokio::{
@@ -404,6 +404,13 @@ impl Room {
             slot.after = delivery.seq();
             slot.member.offer(Outbound::Message(Arc::clone(delivery)))
         });
+        // The removed member hears of it, then nothing after it.
+        let message = &delivery.message;
+        if message.kind == kind::MEMBER_LEFT {
+            if let Ok(user) = UserId::parse(message.member.clone()) {
+                self.remove(&user);
+            }
+        }
     }
 
     async fn fill_gap(&mut self) {

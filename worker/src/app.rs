@@ -10,7 +10,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{canary, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, lanes::Lanes};
+use crate::{
+    canary, config::WorkerConfig, control, ctx::Ctx, error::WorkerError, health, lanes::Lanes,
+};
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
@@ -18,6 +20,8 @@ pub struct Worker {
     ctx: Arc<Ctx>,
     http: TcpListener,
     consumer: PullConsumer,
+    /// The command consumer, pulled by a loop of its own (`control`).
+    commands: PullConsumer,
     /// Changes each time the NATS connection is (re)established.
     reconnected: watch::Receiver<()>,
     shutdown: CancellationToken,
@@ -61,6 +65,15 @@ impl Worker {
             ))
             .await
             .map_err(WorkerError::nats)?;
+        let commands = js
+            .get_stream(subjects::CONTROL_STREAM)
+            .await
+            .map_err(WorkerError::nats)?
+            .create_consumer(chat_streams::control_consumer(Duration::from_millis(
+                config.batch.ack_wait_ms,
+            )))
+            .await
+            .map_err(WorkerError::nats)?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
         Ok(Self {
             ctx: Arc::new(Ctx {
@@ -73,6 +86,7 @@ impl Worker {
             }),
             http,
             consumer,
+            commands,
             reconnected,
             shutdown,
         })
@@ -91,6 +105,11 @@ impl Worker {
         // lanes' in-progress acks.
         let ack_wait = self.consumer.cached_info().config.ack_wait;
         let lanes = Lanes::start(&self.ctx, ack_wait);
+        let commands = tokio::spawn(control::run(
+            Arc::clone(&self.ctx),
+            self.commands,
+            self.shutdown.clone(),
+        ));
         tracing::info!("worker consuming");
         pull(
             &self.ctx.nats,
@@ -102,6 +121,7 @@ impl Worker {
         )
         .await;
         lanes.finish().await;
+        let _ = commands.await;
         let _ = self.ctx.nats.flush().await;
         let _ = tokio::join!(http, lag);
         tracing::info!("worker stopped");

@@ -48,6 +48,18 @@ pub async fn publish(
     Ok(())
 }
 
+/// Publishes a room's change (an event in its sequence) on its fan-out
+/// subject, like a stored message; no gateway waits for a receipt.
+pub async fn publish_event(
+    nats: &async_nats::Client,
+    room: &RoomId,
+    event: &Message,
+) -> Result<(), WorkerError> {
+    nats.publish(subjects::fanout(room), event.encode_to_vec().into())
+        .await
+        .map_err(WorkerError::nats)
+}
+
 /// Answers a gateway's delivery canary on its canary subject: a receipt
 /// with the canary's ticket and no message. Any other reply subject is
 /// ignored, as for receipts: anything can publish to the ingest stream.

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod canary;
 pub mod config;
+pub mod control;
 pub mod ctx;
 pub mod error;
 pub mod fanout;

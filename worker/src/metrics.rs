@@ -20,6 +20,7 @@ const DEAD_LETTERS: &str = "chat_worker_dead_letters_total";
 const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
 const CANARIES: &str = "chat_worker_canaries_total";
+const COMMANDS: &str = "chat_worker_commands_total";
 
 pub fn describe() {
     describe_counter!(
@@ -61,6 +62,13 @@ pub fn describe() {
         CANARIES,
         "Gateways' delivery canaries answered (nothing stored)."
     );
+    describe_counter!(
+        COMMANDS,
+        "Commands (changes to rooms) by outcome: applied, unchanged, refused."
+    );
+    for outcome in ["applied", "unchanged", "refused"] {
+        counter!(COMMANDS, "outcome" => outcome).absolute(0);
+    }
     // Event counters start at zero, so dashboards and alerts see a series
     // (and a rate of 0) before the first event instead of nothing.
     for name in [REDELIVERIES, SPLITS, IN_PROGRESS, CANARIES] {
@@ -102,6 +110,10 @@ pub fn in_progress_ack() {
 pub fn dead_lettered(reason: &'static str) {
     envelope("dead_lettered");
     counter!(DEAD_LETTERS, "reason" => reason).increment(1);
+}
+
+pub fn command(outcome: &'static str) {
+    counter!(COMMANDS, "outcome" => outcome).increment(1);
 }
 
 pub fn pending(count: u64) {

@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error_code;
 pub mod ids;
 pub mod keys;
+pub mod kind;
 pub mod subjects;
 
 pub use error_code::ErrorCode;

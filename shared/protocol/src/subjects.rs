@@ -6,6 +6,11 @@ use crate::ids::RoomId;
 pub const INGEST_STREAM: &str = "CHAT_INGEST";
 /// Durable pull consumer shared by all workers.
 pub const WORKER_CONSUMER: &str = "workers";
+/// JetStream stream of commands (changes to rooms): its own stream and
+/// consumer, so that a backlog of sends never delays a change.
+pub const CONTROL_STREAM: &str = "CHAT_CONTROL";
+/// Durable pull consumer of commands shared by all workers.
+pub const CONTROL_CONSUMER: &str = "workers-control";
 /// JetStream stream that keeps messages that could not be stored.
 pub const DEAD_LETTER_STREAM: &str = "CHAT_DEAD";
 
@@ -15,6 +20,9 @@ const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
 const CANARY_PREFIX: &str = "chat.canary";
 const CONTROL_PREFIX: &str = "chat.control";
+const COMMAND_PREFIX: &str = "chat.ctl";
+/// Where NATS request replies go (`Client::new_inbox`).
+const INBOX_PREFIX: &str = "_INBOX.";
 /// Second token of a canary's ingest subject.
 const CANARY_TOKEN: &str = "canary";
 
@@ -74,6 +82,25 @@ fn is_gateway_subject(subject: &str, prefix: &str) -> bool {
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
         .is_some_and(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
+}
+
+/// `chat.ctl.<room>`: a gateway publishes a command for the room here
+/// (JetStream, stream `CONTROL_STREAM`).
+pub fn command(room: &RoomId) -> String {
+    format!("{COMMAND_PREFIX}.{room}")
+}
+
+/// Wildcard the command stream captures.
+pub fn command_all() -> String {
+    format!("{COMMAND_PREFIX}.>")
+}
+
+/// Whether a command's `reply_to` is an inbox: a worker answers nowhere
+/// else, since anything can publish to the command stream.
+pub fn is_inbox(subject: &str) -> bool {
+    subject.len() > INBOX_PREFIX.len()
+        && subject.starts_with(INBOX_PREFIX)
+        && !subject.contains(['*', '>', ' '])
 }
 
 /// `chat.control.<room>`: committed changes to a room (a member removed)
@@ -138,6 +165,11 @@ mod tests {
         let room = RoomId::parse("lobby").unwrap();
         assert_eq!(control(&room), "chat.control.lobby");
         assert_eq!(control_all(), "chat.control.>");
+        assert_eq!(command(&room), "chat.ctl.lobby");
+        assert!(is_inbox("_INBOX.abc.def"));
+        assert!(!is_inbox("_INBOX."));
+        assert!(!is_inbox("chat.room.lobby"));
+        assert!(!is_inbox("_INBOX.>"));
     }
 
     #[test]

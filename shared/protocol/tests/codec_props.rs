@@ -55,19 +55,24 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         ),
         (
             (text(), any::<u64>(), text(), text()),
-            (text(), any::<i64>(), text())
+            (text(), any::<i64>(), text()),
+            (text(), text())
         )
-            .prop_map(|((room, seq, id, sender), (body, ts_ms, client_msg_id))| {
-                server_frame::Kind::Message(Message {
-                    room,
-                    seq,
-                    id,
-                    sender,
-                    body,
-                    ts_ms,
-                    client_msg_id,
-                })
-            }),
+            .prop_map(
+                |((room, seq, id, sender), (body, ts_ms, client_msg_id), (kind, member))| {
+                    server_frame::Kind::Message(Message {
+                        room,
+                        seq,
+                        id,
+                        sender,
+                        body,
+                        ts_ms,
+                        client_msg_id,
+                        kind,
+                        member,
+                    })
+                }
+            ),
         (text(), text())
             .prop_map(|(code, message)| server_frame::Kind::Error(Error { code, message })),
         Just(server_frame::Kind::Pong(Pong {})),

@@ -9,7 +9,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use chat_config::{Secret, Validate};
-use chat_protocol::{RoomId, Seq, UserId};
+use chat_protocol::{kind, RoomId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 refinery::embed_migrations!("migrations");
@@ -99,7 +99,18 @@ mod sql {
     pub const REMOVE_MEMBER: &str = "DELETE FROM members WHERE room_id = $1 AND user_id = $2";
     /// Columns in the order `message_from_row` reads them.
     const COLUMNS: &str = "room_id, seq, id, sender_id, body, \
-        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id";
+        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id, kind";
+    pub fn message_at() -> String {
+        format!("SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2")
+    }
+    pub const COMMAND_DONE: &str = "SELECT event_seq, created FROM commands WHERE id = $1";
+    pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
+    pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
+    pub const INSERT_EVENT: &str = "INSERT INTO messages \
+        (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind) \
+        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0), $8)";
+    pub const RECORD_COMMAND: &str =
+        "INSERT INTO commands (id, room_id, event_seq, created) VALUES ($1, $2, $3, $4)";
     pub fn messages_between() -> String {
         format!(
             "SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3 \
@@ -117,16 +128,58 @@ mod sql {
         FROM persist_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[])";
 }
 
+/// A stored row as a client sees it: an event's `body` column holds its
+/// member.
 fn message_from_row(row: &Row) -> Message {
+    let kind: String = row.get(7);
+    let body: String = row.get(4);
+    let (body, member) = if kind.is_empty() {
+        (body, String::new())
+    } else {
+        (String::new(), body)
+    };
     Message {
         room: row.get(0),
         seq: row.get::<_, i64>(1) as u64,
         id: row.get::<_, Uuid>(2).to_string(),
         sender: row.get(3),
-        body: row.get(4),
+        body,
         ts_ms: row.get(5),
         client_msg_id: row.get(6),
+        kind,
+        member,
     }
+}
+
+/// A change to a room, as a worker applies it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Creates the room (if new) with these members; no events: a room's
+    /// sequence starts empty.
+    CreateRoom(Vec<UserId>),
+    AddMember(UserId),
+    RemoveMember(UserId),
+}
+
+/// A command to apply once, by id.
+#[derive(Clone, Debug)]
+pub struct NewCommand {
+    pub id: String,
+    pub room: RoomId,
+    pub actor: String,
+    pub change: Change,
+}
+
+/// What applying a command did (the same answer however often it is applied).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    Done {
+        /// The room was created by this command.
+        created: bool,
+        /// The change's event in the room's sequence, if it changed anything.
+        event: Option<Message>,
+    },
+    RoomMissing,
 }
 
 /// A send to store, as the worker received it.
@@ -277,26 +330,91 @@ impl Store {
             .map(message_from_row))
     }
 
-    /// Creates a room; returns false if it already existed.
-    pub async fn create_room(&self, room: &RoomId) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        Ok(client.execute(sql::CREATE_ROOM, &[&room.as_str()]).await? == 1)
-    }
-
-    pub async fn add_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(sql::ADD_MEMBER, &[&room.as_str(), &user.as_str()])
-            .await?;
-        Ok(())
-    }
-
-    pub async fn remove_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(sql::REMOVE_MEMBER, &[&room.as_str(), &user.as_str()])
-            .await?;
-        Ok(())
+    /// Applies a command in one transaction, once per id: a command applied
+    /// before returns what it did then. A member added or removed gets an
+    /// event with the room's next seq (the room row locked, as for
+    /// messages), sent by the actor, with the command id as its
+    /// client_msg_id; a change that changes nothing gets none.
+    pub async fn apply(&self, command: &NewCommand) -> Result<Applied, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let room = command.room.as_str();
+        if let Some(done) = tx.query_opt(sql::COMMAND_DONE, &[&command.id]).await? {
+            let event = match done.get::<_, Option<i64>>(0) {
+                Some(seq) => tx
+                    .query_opt(&sql::message_at(), &[&room, &seq])
+                    .await?
+                    .as_ref()
+                    .map(message_from_row),
+                None => None,
+            };
+            return Ok(Applied::Done {
+                created: done.get(1),
+                event,
+            });
+        }
+        let (created, event) = match &command.change {
+            Change::CreateRoom(members) => {
+                let created = tx.execute(sql::CREATE_ROOM, &[&room]).await? == 1;
+                for user in members {
+                    tx.execute(sql::ADD_MEMBER, &[&room, &user.as_str()])
+                        .await?;
+                }
+                (created, None)
+            }
+            Change::AddMember(user) | Change::RemoveMember(user) => {
+                let Some(head) = tx.query_opt(sql::LOCK_ROOM, &[&room]).await? else {
+                    return Ok(Applied::RoomMissing);
+                };
+                let (statement, kind) = match &command.change {
+                    Change::AddMember(_) => (sql::ADD_MEMBER, kind::MEMBER_JOINED),
+                    _ => (sql::REMOVE_MEMBER, kind::MEMBER_LEFT),
+                };
+                let changed = tx.execute(statement, &[&room, &user.as_str()]).await? == 1;
+                let event = if changed {
+                    let seq = head.get::<_, i64>(0) + 1;
+                    let id = Uuid::now_v7();
+                    let now = chat_protocol::now_ms();
+                    tx.execute(
+                        sql::INSERT_EVENT,
+                        &[
+                            &room,
+                            &seq,
+                            &id,
+                            &command.actor,
+                            &command.id,
+                            &user.as_str(),
+                            &now,
+                            &kind,
+                        ],
+                    )
+                    .await?;
+                    tx.execute(sql::SET_ROOM_HEAD, &[&room, &seq]).await?;
+                    Some(Message {
+                        room: room.to_owned(),
+                        seq: seq as u64,
+                        id: id.to_string(),
+                        sender: command.actor.clone(),
+                        ts_ms: now,
+                        client_msg_id: command.id.clone(),
+                        kind: kind.to_owned(),
+                        member: user.to_string(),
+                        ..Message::default()
+                    })
+                } else {
+                    None
+                };
+                (false, event)
+            }
+        };
+        let event_seq = event.as_ref().map(|e| e.seq as i64);
+        tx.execute(
+            sql::RECORD_COMMAND,
+            &[&command.id, &room, &event_seq, &created],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Applied::Done { created, event })
     }
 
     /// Stores a batch in one statement (`persist_messages`, see migration
@@ -333,6 +451,7 @@ impl Store {
                     body: row.get(3),
                     ts_ms: row.get(4),
                     client_msg_id: m.client_msg_id.clone(),
+                    ..Message::default()
                 },
                 fresh: row.get(5),
             };

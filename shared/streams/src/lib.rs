@@ -26,7 +26,7 @@ pub fn connect_options(name: String) -> async_nats::ConnectOptions {
         })
 }
 
-/// Creates the ingest and dead-letter streams if they do not exist.
+/// Creates the ingest, command and dead-letter streams if they do not exist.
 pub async fn ensure(
     js: &jetstream::Context,
     config: &StreamConfig,
@@ -37,6 +37,16 @@ pub async fn ensure(
         storage: StorageType::File,
         num_replicas: config.replicas,
         max_age: Duration::from_secs(30 * 24 * 3600),
+        ..Default::default()
+    })
+    .await?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: subjects::CONTROL_STREAM.into(),
+        subjects: vec![subjects::command_all()],
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        max_age: Duration::from_secs(config.max_age_secs),
         ..Default::default()
     })
     .await?;
@@ -59,6 +69,18 @@ pub async fn ensure(
         })
         .await?;
     Ok(stream)
+}
+
+/// The durable pull consumer of commands all workers share: its own, so a
+/// backlog of sends never stands in front of a change to a room.
+pub fn control_consumer(ack_wait: Duration) -> pull::Config {
+    pull::Config {
+        durable_name: Some(subjects::CONTROL_CONSUMER.into()),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait,
+        ..Default::default()
+    }
 }
 
 /// The durable pull consumer all workers share. `max_ack_pending` caps the

@@ -1,0 +1,183 @@
+//! Commands: changes to rooms (create one, add or remove a member), pulled
+//! from their own stream and consumer, so that a backlog of sends never
+//! stands in front of them. Each is applied in one transaction, once per
+//! id (`Store::apply`); then Redis's membership entry is dropped (not left
+//! to expire), the change's event is cached and fanned out like a message,
+//! a removal is announced on the room's control subject for every gateway
+//! to apply at once, the asker gets its reply, and only then is the
+//! command acked. A crash anywhere before the ack means redelivery, which
+//! finds the command applied and does the rest again.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream;
+use chat_proto::internal::{
+    command::Change as Requested, control_event::Change as Announced, Command, CommandReply,
+    ControlEvent, MemberRemoved,
+};
+use chat_proto::v1::Message;
+use chat_protocol::{keys, subjects, ErrorCode, RoomId, UserId};
+use chat_store::{Applied, Change, NewCommand};
+use futures::StreamExt;
+use prost::Message as _;
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ctx::Ctx, error::WorkerError, fanout, metrics};
+
+type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
+
+/// Pause after a failed pull (NATS down, consumer gone) before the next.
+const PULL_RETRY: Duration = Duration::from_millis(250);
+
+/// Applies commands one at a time until shutdown; the one under way is
+/// finished first.
+pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let mut commands = match consumer.messages().await {
+            Ok(commands) => commands,
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling commands failed");
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_RETRY) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                next = commands.next() => next,
+                () = shutdown.cancelled() => return,
+            };
+            match next {
+                Some(Ok(msg)) => handle(&ctx, &msg).await,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "pulling commands failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
+    let (command, reply_to) = match decode(&msg.payload) {
+        Ok(decoded) => decoded,
+        Err(e) => return ctx.fail(msg, "undecodable", &e).await,
+    };
+    let room = command.room.clone();
+    let reply = match ctx.store.apply(&command).await {
+        Ok(Applied::Done { created, event }) => {
+            if let Err(e) = after_commit(ctx, &command, event.as_ref()).await {
+                return ctx.fail(msg, room.as_str(), &e).await;
+            }
+            metrics::command(if event.is_some() || created {
+                "applied"
+            } else {
+                "unchanged"
+            });
+            CommandReply {
+                command_id: command.id,
+                error: String::new(),
+                created,
+                event,
+            }
+        }
+        Ok(Applied::RoomMissing) => {
+            metrics::command("refused");
+            CommandReply {
+                command_id: command.id,
+                error: ErrorCode::NotFound.as_str().into(),
+                ..CommandReply::default()
+            }
+        }
+        Err(e) => return ctx.fail(msg, room.as_str(), &WorkerError::from(e)).await,
+    };
+    if subjects::is_inbox(&reply_to) {
+        if let Err(e) = ctx.nats.publish(reply_to, reply.encode_to_vec().into()).await {
+            // The asker times out and asks again; the command is applied.
+            tracing::warn!(error = %e, "command reply not sent");
+        }
+    }
+    if let Err(e) = msg.ack().await {
+        tracing::warn!(error = %e, "command ack failed");
+    }
+}
+
+fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
+    let bad = |e: &dyn std::fmt::Display| WorkerError::BadEnvelope(e.to_string());
+    let command = Command::decode(payload).map_err(|e| bad(&e))?;
+    let user = |u: String| UserId::parse(u).map_err(|e| bad(&e));
+    let change = match command.change {
+        Some(Requested::CreateRoom(create)) => Change::CreateRoom(
+            create
+                .members
+                .into_iter()
+                .map(user)
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Requested::AddMember(m)) => Change::AddMember(user(m.user)?),
+        Some(Requested::RemoveMember(m)) => Change::RemoveMember(user(m.user)?),
+        None => return Err(bad(&"command without a change")),
+    };
+    if command.command_id.is_empty() {
+        return Err(bad(&"command without an id"));
+    }
+    let command_id = command.command_id;
+    Ok((
+        NewCommand {
+            id: command_id,
+            room: RoomId::parse(command.room).map_err(|e| bad(&e))?,
+            actor: command.actor,
+            change,
+        },
+        command.reply_to,
+    ))
+}
+
+/// Makes everything outside Postgres true after the commit.
+async fn after_commit(
+    ctx: &Ctx,
+    command: &NewCommand,
+    event: Option<&Message>,
+) -> Result<(), WorkerError> {
+    let changed: Vec<&UserId> = match &command.change {
+        Change::CreateRoom(members) => members.iter().collect(),
+        Change::AddMember(user) | Change::RemoveMember(user) => vec![user],
+    };
+    let mut redis = ctx.redis.clone();
+    for user in changed {
+        // A cache: a failure leaves the old answer for its TTL at most.
+        if let Err(e) = redis
+            .del::<_, ()>(keys::membership(&command.room, user))
+            .await
+        {
+            tracing::warn!(error = %e, "membership cache entry not dropped");
+        }
+    }
+    let Some(event) = event else {
+        return Ok(());
+    };
+    let fresh = [(command.room.clone(), event.clone())];
+    if let Err(e) = chat_cache::remember(&mut redis, &fresh, ctx.config.recent_cache_len).await {
+        tracing::warn!(error = %e, "recent-message cache not updated");
+    }
+    fanout::publish_event(&ctx.nats, &command.room, event).await?;
+    if let Change::RemoveMember(user) = &command.change {
+        let announcement = ControlEvent {
+            room: command.room.to_string(),
+            change: Some(Announced::MemberRemoved(MemberRemoved {
+                user: user.to_string(),
+            })),
+        };
+        ctx.nats
+            .publish(
+                subjects::control(&command.room),
+                announcement.encode_to_vec().into(),
+            )
+            .await
+            .map_err(WorkerError::nats)?;
+    }
+    Ok(())
+}
