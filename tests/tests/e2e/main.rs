@@ -4,6 +4,7 @@
 mod bad_input;
 mod canary;
 mod client_library;
+mod commands;
 mod dead_letters;
 mod drain;
 mod faults;

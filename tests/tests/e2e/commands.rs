@@ -1,0 +1,121 @@
+//! Changes to rooms go through the workers as commands: committed once per
+//! id, with their place in the room's sequence, the Redis membership entry
+//! dropped at once, and on a stream of their own that a backlog of sends
+//! cannot hold up.
+
+use std::time::Duration;
+
+use chat_proto::v1::server_frame::Kind;
+use chat_protocol::codec::Encoding;
+use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions};
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use crate::support::*;
+
+async fn admin(cluster: &Cluster, method: reqwest::Method, path: &str, key: &str) -> u16 {
+    reqwest::Client::new()
+        .request(method, cluster.http_url(0, path))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Idempotency-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A member added twice with one idempotency key is added once: one
+/// `member_joined` in the room's sequence, seen by the members in its
+/// place. A join refused before the change (and cached as "no") is let in
+/// right after it: the worker dropped the cached answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_member_is_an_event_in_the_sequence_applied_once() {
+    let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
+    cluster.create_room("team", &["ada"]).await;
+    let (mut ada_w, mut ada_r) = cluster.connect(0, "ada", Encoding::Proto).await;
+    join(&mut ada_w, &mut ada_r, "team", None).await;
+    let (mut bob_w, mut bob_r) = cluster.connect(1, "bob", Encoding::Json).await;
+    let refused = bob_w.join("team", None).await.unwrap();
+    let reply = next_frame(&mut bob_r).await;
+    assert_eq!(reply.request_id, refused);
+    assert!(matches!(reply.kind, Some(Kind::Error(e)) if e.code == "forbidden"));
+
+    let path = "/v1/admin/rooms/team/members/bob";
+    assert_eq!(admin(&cluster, reqwest::Method::PUT, path, "add-bob").await, 204);
+    assert_eq!(admin(&cluster, reqwest::Method::PUT, path, "add-bob").await, 204);
+
+    let (seen, _) = collect_messages(&mut ada_r, 1, STEP).await;
+    assert_eq!(
+        (seen[0].seq, seen[0].kind.as_str(), seen[0].member.as_str()),
+        (1, "member_joined", "bob")
+    );
+    assert_eq!(seen[0].client_msg_id, "add-bob", "the event carries the command id");
+    let stored = cluster.stored("team").await;
+    assert_eq!(stored.len(), 1, "applied once: {stored:?}");
+
+    join(&mut bob_w, &mut bob_r, "team", None).await;
+    send_and_wait(&mut bob_w, &mut bob_r, "team", "hello", "hi ada")
+        .await
+        .unwrap();
+    let (seen, _) = collect_messages(&mut ada_r, 1, STEP).await;
+    assert_eq!((seen[0].seq, seen[0].body.as_str()), (2, "hi ada"));
+}
+
+/// With 20,000 sends queued for the worker, a member's removal is
+/// committed and in effect at once, while the sends are still queued:
+/// commands have their own stream and consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
+    const BACKLOG: usize = 20_000;
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("busy", &["loud"]).await;
+    cluster.create_room("calm", &["ada", "bob"]).await;
+    let (mut bob_w, mut bob_r) = cluster.connect(0, "bob", Encoding::Json).await;
+    join(&mut bob_w, &mut bob_r, "calm", None).await;
+
+    let js = jetstream(&cluster).await;
+    let acks = join_all((0..BACKLOG).map(|n| {
+        let js = js.clone();
+        async move {
+            js.publish(
+                "chat.in.busy",
+                envelope("busy", "loud", &format!("b{n}"), "queued").into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+        }
+    }))
+    .await;
+    assert_eq!(acks.len(), BACKLOG);
+
+    let asked = Instant::now();
+    let path = "/v1/admin/rooms/calm/members/bob";
+    assert_eq!(admin(&cluster, reqwest::Method::DELETE, path, "rm-bob").await, 204);
+    let committed = asked.elapsed();
+    let (pending, in_flight, _) = consumer_state(&js).await;
+    let left = loop {
+        match next_frame(&mut bob_r).await.kind {
+            Some(Kind::Left(_)) => break asked.elapsed(),
+            Some(Kind::Message(m)) if m.kind == "member_left" => {}
+            other => panic!("bob expected left, got {other:?}"),
+        }
+    };
+    println!(
+        "removal committed after {committed:?}, in effect after {left:?}, \
+         with {} of {BACKLOG} sends still queued",
+        pending + in_flight as u64
+    );
+    assert!(
+        pending + in_flight as u64 > 0,
+        "the removal was committed while sends were still queued"
+    );
+    // The backlog is stored all the same.
+    chat_tests::wait_for("the backlog stored", Duration::from_secs(120), || {
+        let cluster = &cluster;
+        async move { (cluster.stored("busy").await.len() == BACKLOG).then_some(()) }
+    })
+    .await;
+}
