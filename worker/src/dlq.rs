@@ -584,14 +584,16 @@ async fn act(
     let ok = !counts.contains_key("failed") && !counts.contains_key("skipped");
     out.emit("summary", &counts, || {
         let counts: Vec<String> = counts.iter().map(|(o, n)| format!("{o} {n}")).collect();
-        format!(
-            "{kind}: {}",
-            if counts.is_empty() {
-                "nothing selected".into()
-            } else {
-                counts.join(", ")
-            }
-        )
+        let counts = match counts.is_empty() {
+            true => "nothing selected".into(),
+            false => counts.join(", "),
+        };
+        let hint = match action {
+            Action::Purge { dry_run: true } => " (nothing deleted: add --yes to delete)",
+            Action::Replay { dry_run: true } => " (dry run: nothing replayed)",
+            _ => "",
+        };
+        format!("{kind}: {counts}{hint}")
     });
     Ok(ok)
 }
