@@ -84,7 +84,7 @@ enum DlqCommand {
 }
 
 /// Which dead letters a scan keeps; both filters must hold.
-#[derive(Args, Clone, Default)]
+#[derive(Args)]
 #[group(skip)]
 struct Filter {
     /// Only this room's (undecodable ones have no room).
@@ -139,8 +139,9 @@ pub enum DlqError {
 /// exit with 2 before this runs.)
 pub async fn run(config: &WorkerConfig, args: DlqArgs) -> ExitCode {
     let out = Out { json: args.json };
-    let result = match DeadLetters::open(config).await {
-        Ok(dead) => match args.command {
+    let result = async {
+        let dead = DeadLetters::open(config).await?;
+        match args.command {
             DlqCommand::List { filter, limit } => list(&dead, &out, &filter, limit).await,
             DlqCommand::Show { seq } => show(&dead, &out, seq).await,
             DlqCommand::Replay { select, dry_run } => {
@@ -149,9 +150,9 @@ pub async fn run(config: &WorkerConfig, args: DlqArgs) -> ExitCode {
             DlqCommand::Purge { select, yes } => {
                 act(&dead, &out, &select, Action::Purge { dry_run: !yes }).await
             }
-        },
-        Err(e) => Err(e),
-    };
+        }
+    }
+    .await;
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
