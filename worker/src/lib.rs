@@ -6,6 +6,7 @@ pub mod app;
 pub mod canary;
 pub mod config;
 pub mod ctx;
+pub mod dlq;
 pub mod error;
 pub mod fanout;
 pub mod health;

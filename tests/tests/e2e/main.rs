@@ -5,6 +5,7 @@ mod bad_input;
 mod canary;
 mod client_library;
 mod dead_letters;
+mod dlq;
 mod drain;
 mod faults;
 mod lanes;
