@@ -7,6 +7,7 @@ pub mod canary;
 pub mod config;
 pub mod control;
 pub mod ctx;
+pub mod dlq;
 pub mod error;
 pub mod fanout;
 pub mod health;

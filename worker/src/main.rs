@@ -1,6 +1,8 @@
+use std::process::ExitCode;
+
 use anyhow::Context;
 use chat_store::Store;
-use chat_worker::{config::ENV_PREFIX, Worker, WorkerConfig};
+use chat_worker::{config::ENV_PREFIX, dlq::DlqArgs, Worker, WorkerConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -19,22 +21,32 @@ enum Command {
     Migrate,
     /// Print every environment variable the configuration reads, one a line.
     ConfigFields,
+    /// List, show, replay or purge dead letters (exit 1 if some failed).
+    Dlq(DlqArgs),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::ConfigFields => {
             for var in chat_config::env_vars::<WorkerConfig>(ENV_PREFIX) {
                 println!("{var}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        // No telemetry: stdout is the command's output, JSON for scripts.
+        Command::Dlq(args) => {
+            let config = WorkerConfig::load_or_exit();
+            Ok(chat_worker::dlq::run(&config, args).await)
         }
         Command::Migrate => {
             let config = WorkerConfig::load_or_exit();
             let _telemetry = chat_telemetry::init("chat-worker", &config.log, &config.tracing);
-            Store::migrate(&config.postgres).await.context("migrating")
+            Store::migrate(&config.postgres)
+                .await
+                .context("migrating")?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
             let config = WorkerConfig::load_or_exit();
@@ -52,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
             });
             let run = worker.run().await.context("consuming");
             drop(telemetry);
-            run
+            run.map(|()| ExitCode::SUCCESS)
         }
     }
 }

@@ -133,6 +133,14 @@ pub fn publish_id(gateway_id: &str, ticket: u64) -> String {
     format!("{gateway_id}/{ticket}")
 }
 
+/// JetStream de-duplication id of a dead letter's replay to the ingest
+/// stream: `dlq:<dead-letter seq>`, so that a replay retried after a lost
+/// publish ack is dropped as a copy. It has no '/', so it never equals a
+/// gateway's [`publish_id`].
+pub fn replay_id(dead_letter_seq: u64) -> String {
+    format!("dlq:{dead_letter_seq}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +184,12 @@ mod tests {
     fn publish_ids_differ_per_gateway_and_ticket() {
         assert_ne!(publish_id("gw-1", 7), publish_id("gw-2", 7));
         assert_ne!(publish_id("gw-1", 7), publish_id("gw-1", 8));
+    }
+
+    #[test]
+    fn replay_ids_differ_per_dead_letter_and_from_publish_ids() {
+        assert_eq!(replay_id(7), "dlq:7");
+        assert_ne!(replay_id(7), replay_id(8));
+        assert_ne!(replay_id(7), publish_id("dlq", 7));
     }
 }

@@ -156,13 +156,7 @@ async fn a_send_whose_room_is_deleted_after_acceptance_is_dead_lettered_with_its
         (consumer_state(&js).await.0 == 1).then_some(())
     })
     .await;
-    cluster
-        .postgres
-        .client()
-        .await
-        .execute("DELETE FROM rooms WHERE id = 'doomed'", &[])
-        .await
-        .unwrap();
+    delete_room(&cluster, "doomed").await;
     let worker = cluster.start_worker().await;
 
     let letter = wait_for("the dead letter", STEP, || async {

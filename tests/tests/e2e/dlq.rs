@@ -1,0 +1,279 @@
+//! `worker dlq`, run as an operator runs it, on dead letters the worker
+//! made for real: listed, shown, replayed through the ingest stream (and
+//! then stored once, delivered and acked), purged; bad arguments exit 2.
+
+use chat_protocol::codec::Encoding;
+use chat_tests::{cluster::bin, wait_for, Cluster, ClusterOptions};
+use chat_worker::dlq::REPLAY_OF_HEADER;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// What one `worker dlq` run said: exit status, stdout, stderr.
+struct Run {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Stdout as JSON objects, one a line (for `--json` runs).
+    fn objects(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// The objects of one kind.
+    fn of_kind(&self, kind: &str) -> Vec<Value> {
+        self.objects()
+            .into_iter()
+            .filter(|o| o["kind"] == kind)
+            .collect()
+    }
+
+    fn summary(&self) -> Value {
+        self.of_kind("summary").pop().expect("a summary line")
+    }
+}
+
+/// Runs `worker dlq <args>` against the cluster's NATS.
+async fn dlq(cluster: &Cluster, args: &[&str]) -> Run {
+    dlq_with(&[("CHAT_WORKER_NATS_URL", &cluster.nats.url())], args).await
+}
+
+/// Runs `worker dlq <args>` with only `env` in its environment.
+async fn dlq_with(env: &[(&str, &str)], args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(bin("worker"))
+        .arg("dlq")
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run worker dlq");
+    let run = Run {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    println!(
+        "$ worker dlq {}\n{}{}",
+        args.join(" "),
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// The seq of the listed dead letter whose field `key` is `value`.
+fn seq_where(letters: &[Value], key: &str, value: &str) -> u64 {
+    letters
+        .iter()
+        .find(|l| l[key] == value)
+        .and_then(|l| l["seq"].as_u64())
+        .unwrap_or_else(|| panic!("no dead letter with {key} {value}: {letters:?}"))
+}
+
+// Longer than 80 lines on purpose: one operator's session read top to
+// bottom, each command next to what it checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "1000");
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("doomed", &["dora"]).await;
+    cluster.create_room("other", &["olga"]).await;
+    let js = jetstream(&cluster).await;
+    let (mut w, mut r) = cluster.connect(0, "dora", Encoding::Json).await;
+
+    // Dead letters made for real: two sends whose room is deleted after
+    // acceptance (one through the gateway, which is never acked), one
+    // undecodable envelope and one body Postgres refuses (a NUL byte).
+    cluster.workers[0].process.terminate();
+    let request = w.send("doomed", "d1", "goodbye").await.unwrap();
+    let ingest = js.get_stream("CHAT_INGEST").await.unwrap();
+    wait_for("JetStream to hold the send", STEP, || async {
+        ingest
+            .get_last_raw_message_by_subject("chat.in.doomed")
+            .await
+            .ok()
+    })
+    .await;
+    delete_room(&cluster, "doomed").await;
+    publish_ingest(&js, "doomed", envelope("doomed", "dora", "d2", "second")).await;
+    let garbage = b"\xff\x00 not an envelope".to_vec();
+    publish_ingest(&js, "doomed", garbage.clone()).await;
+    publish_ingest(&js, "other", envelope("other", "olga", "o1", "nul \0")).await;
+    cluster.start_worker().await;
+    wait_for("four dead letters", STEP, || async {
+        (dead_letters(&js).await.len() == 4).then_some(())
+    })
+    .await;
+    assert!(reply_to(&mut r, &request).await.is_err(), "never acked");
+
+    // list: one line each, with a count by reason; filters narrow it.
+    let listed = dlq(&cluster, &["list", "--json"]).await;
+    assert_eq!(listed.status, Some(0), "{}", listed.stderr);
+    let letters = listed.of_kind("dead_letter");
+    assert_eq!(letters.len(), 4, "{letters:?}");
+    let summary = listed.summary();
+    assert_eq!(summary["total"], 4);
+    assert_eq!(summary["by_reason"]["room_missing"], 2);
+    assert_eq!(summary["by_reason"]["bad_envelope"], 1);
+    assert_eq!(summary["by_reason"]["refused_by_store"], 1);
+    let d1 = seq_where(&letters, "client_msg_id", "d1");
+    let d2 = seq_where(&letters, "client_msg_id", "d2");
+    let undecodable = seq_where(&letters, "reason", "bad_envelope");
+    let nul = seq_where(&letters, "reason", "refused_by_store");
+    let first = letters.iter().find(|l| l["seq"] == d1).unwrap();
+    assert_eq!(first["attempts"], 1);
+    assert_eq!(first["detail"], "room does not exist");
+    let doomed = dlq(&cluster, &["list", "--room", "doomed", "--limit", "1"]).await;
+    assert_eq!(doomed.status, Some(0));
+    assert!(doomed.stdout.starts_with("SEQ"), "a table for people");
+    assert!(doomed.stdout.contains("d1") && !doomed.stdout.contains("d2"));
+    assert!(doomed
+        .stdout
+        .contains("2 dead letters (1 listed): room_missing 2"));
+
+    // show: the envelope decoded, body included; raw bytes when undecodable.
+    let shown = dlq(&cluster, &["show", &d1.to_string()]).await;
+    assert_eq!(shown.status, Some(0));
+    for expected in ["goodbye", "dora", "room_missing", "chat.receipt.gw"] {
+        assert!(shown.stdout.contains(expected), "shows {expected}");
+    }
+    let shown = dlq(&cluster, &["show", &undecodable.to_string(), "--json"]).await;
+    let shown = &shown.objects()[0];
+    assert_eq!(
+        shown["undecodable"]["hex"],
+        "ff00206e6f7420616e20656e76656c6f7065"
+    );
+    assert_eq!(
+        shown["undecodable"]["escaped"],
+        "\\xff\\x00 not an envelope"
+    );
+    assert_eq!(shown["envelope"], Value::Null);
+    assert_eq!(shown["headers"]["Chat-Dead-Reason"], "bad_envelope");
+
+    // replay: a dry run changes nothing; then, the room back and d1 resent
+    // by its sender meanwhile, the replay stores d2 once and finds d1.
+    let dry = dlq(&cluster, &["replay", "--room", "doomed", "--dry-run"]).await;
+    assert_eq!(dry.status, Some(0));
+    assert_eq!(dry.stdout.matches("would_replay room doomed").count(), 2);
+    assert_eq!(dead_letters(&js).await.len(), 4);
+    cluster.create_room("doomed", &["dora"]).await;
+    join(&mut w, &mut r, "doomed", None).await;
+    w.send("doomed", "d1", "goodbye").await.unwrap();
+    let (messages, acks) = collect(&mut r, 1, 1, None, STEP).await;
+    assert_eq!(
+        (messages[0].seq, acks[0].1.seq),
+        (1, 1),
+        "the resend is stored"
+    );
+    let replayed = dlq(&cluster, &["replay", "--room", "doomed", "--json"]).await;
+    assert_eq!(replayed.status, Some(0), "{}", replayed.stderr);
+    let outcomes = replayed.of_kind("replay");
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o["outcome"] == "replayed"));
+    let (messages, _) = collect_messages(&mut r, 1, STEP).await;
+    assert_eq!(
+        (messages[0].seq, messages[0].client_msg_id.as_str()),
+        (2, "d2")
+    );
+    wait_until_drained(&js).await;
+    let stored: Vec<(i64, String)> = cluster
+        .stored("doomed")
+        .await
+        .into_iter()
+        .map(|(seq, _, id, _)| (seq, id))
+        .collect();
+    assert_eq!(stored, [(1, "d1".into()), (2, "d2".into())]);
+
+    // The replay is marked on the ingest stream, and its dead letter gone.
+    let d2_seq = outcomes.iter().find(|o| o["seq"] == d2).unwrap()["ingest_seq"]
+        .as_u64()
+        .unwrap();
+    let republished = ingest.get_raw_message(d2_seq).await.unwrap();
+    assert_eq!(
+        header(&republished, "Nats-Msg-Id"),
+        Some(format!("dlq:{d2}").as_str())
+    );
+    assert_eq!(
+        header(&republished, REPLAY_OF_HEADER),
+        Some(d2.to_string().as_str())
+    );
+    let left: Vec<u64> = dead_letters(&js).await.iter().map(|l| l.sequence).collect();
+    assert_eq!(left, [undecodable, nul]);
+
+    // Replaying what cannot be: undecodable (skipped), gone (failed): exit 1.
+    let again = dlq(
+        &cluster,
+        &["replay", &undecodable.to_string(), &d1.to_string()],
+    )
+    .await;
+    assert_eq!(again.status, Some(1));
+    assert!(
+        again.stdout.contains(&format!("{undecodable} skipped")),
+        "{}",
+        again.stdout
+    );
+    assert!(again
+        .stdout
+        .contains(&format!("{d1} failed: no dead letter with seq {d1}")));
+
+    // A replay that fails again is dead-lettered anew, not lost.
+    let refused = dlq(&cluster, &["replay", "--reason", "refused_by_store"]).await;
+    assert_eq!(refused.status, Some(0), "{}", refused.stdout);
+    let anew = wait_for("the refused send dead-lettered again", STEP, || async {
+        dead_letters(&js)
+            .await
+            .into_iter()
+            .find(|l| l.sequence > nul)
+    })
+    .await;
+    assert_eq!(header(&anew, "Chat-Dead-Reason"), Some("refused_by_store"));
+
+    // purge: says what it would delete, then deletes with --yes.
+    let would = dlq(&cluster, &["purge", "--reason", "bad_envelope"]).await;
+    assert_eq!(would.status, Some(0));
+    assert!(would.stdout.contains(&format!("{undecodable} would_purge")));
+    assert_eq!(dead_letters(&js).await.len(), 2);
+    let purged = dlq(&cluster, &["purge", "--all", "--yes", "--json"]).await;
+    assert_eq!(purged.status, Some(0));
+    assert_eq!(purged.summary()["purged"], 2);
+    assert!(dead_letters(&js).await.is_empty());
+    assert_eq!(
+        dlq(&cluster, &["list", "--json"]).await.summary()["total"],
+        0
+    );
+}
+
+/// Bad arguments or configuration exit with 2 before NATS is asked
+/// anything (there is none here); unreachable NATS is a failure, 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_exit_2() {
+    let nowhere = ("CHAT_WORKER_NATS_URL", "nats://127.0.0.1:1");
+    for args in [
+        &["replay"][..],
+        &["purge", "3", "--all"],
+        &["replay", "--all", "--room", "a"],
+        &["list", "--reason", "no_such_reason"],
+        &["list", "--room", "not a room"],
+        &["show", "seven"],
+    ] {
+        let run = dlq_with(&[nowhere], args).await;
+        assert_eq!(run.status, Some(2), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty() && !run.stderr.is_empty(), "{args:?}");
+    }
+    let typo = dlq_with(&[nowhere, ("CHAT_WORKER_NATS_ULR", "x")], &["list"]).await;
+    assert_eq!(typo.status, Some(2), "{}", typo.stderr);
+    let unreachable = dlq_with(&[nowhere], &["list"]).await;
+    assert_eq!(unreachable.status, Some(1));
+    assert!(
+        unreachable.stderr.contains("cannot reach NATS"),
+        "{}",
+        unreachable.stderr
+    );
+}
