@@ -10,7 +10,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, AckKind};
 use chat_proto::internal::{
     command::Change as Requested, control_event::Change as Announced, Command, CommandReply,
     ControlEvent, MemberRemoved,
@@ -23,7 +23,12 @@ use prost::Message as _;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ctx::Ctx, error::WorkerError, fanout, metrics};
+use crate::{
+    ctx::Ctx,
+    error::WorkerError,
+    fanout, metrics,
+    retry::{self, Decision},
+};
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
@@ -64,13 +69,12 @@ pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationTo
 async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
     let (command, reply_to) = match decode(&msg.payload) {
         Ok(decoded) => decoded,
-        Err(e) => return ctx.fail(msg, "undecodable", &e).await,
+        Err(e) => return give_up(msg, &e).await,
     };
-    let room = command.room.clone();
     let reply = match ctx.store.apply(&command).await {
         Ok(Applied::Done { created, event }) => {
             if let Err(e) = after_commit(ctx, &command, event.as_ref()).await {
-                return ctx.fail(msg, room.as_str(), &e).await;
+                return retry(ctx, msg, &e).await;
             }
             metrics::command(if event.is_some() || created {
                 "applied"
@@ -92,7 +96,7 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
                 ..CommandReply::default()
             }
         }
-        Err(e) => return ctx.fail(msg, room.as_str(), &WorkerError::from(e)).await,
+        Err(e) => return retry(ctx, msg, &WorkerError::from(e)).await,
     };
     if subjects::is_inbox(&reply_to) {
         if let Err(e) = ctx.nats.publish(reply_to, reply.encode_to_vec().into()).await {
@@ -103,6 +107,30 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
     if let Err(e) = msg.ack().await {
         tracing::warn!(error = %e, "command ack failed");
     }
+}
+
+/// A command that failed this time is redelivered after the retry
+/// policy's delay (a nak with a delay: a plain nak would come straight
+/// back); once the policy gives up, it is dropped with an error logged.
+/// Commands are not dead-lettered: the dead-letter stream holds sends,
+/// which `worker dlq` replays into the ingest stream.
+async fn retry(ctx: &Ctx, msg: &jetstream::Message, error: &WorkerError) {
+    let attempts = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    match retry::decide(&ctx.config.retry, error, attempts) {
+        Decision::Retry(delay) => {
+            tracing::warn!(error = %error.detail(), attempts, ?delay, "command failed; retrying");
+            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+        Decision::DeadLetter => give_up(msg, error).await,
+    }
+}
+
+/// Drops a command that can never be applied (undecodable, or out of
+/// retries): JetStream is told not to redeliver it.
+async fn give_up(msg: &jetstream::Message, error: &WorkerError) {
+    tracing::error!(error = %error.detail(), "command dropped");
+    metrics::command("dropped");
+    let _ = msg.ack_with(AckKind::Term).await;
 }
 
 fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {

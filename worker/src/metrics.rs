@@ -64,9 +64,9 @@ pub fn describe() {
     );
     describe_counter!(
         COMMANDS,
-        "Commands (changes to rooms) by outcome: applied, unchanged, refused."
+        "Commands (changes to rooms) by outcome: applied, unchanged, refused (room missing), dropped (undecodable or out of retries)."
     );
-    for outcome in ["applied", "unchanged", "refused"] {
+    for outcome in ["applied", "unchanged", "refused", "dropped"] {
         counter!(COMMANDS, "outcome" => outcome).absolute(0);
     }
     // Event counters start at zero, so dashboards and alerts see a series
