@@ -9,6 +9,8 @@
 #   SWEEP=1 bench/run.sh high    also sweep the rate to find throughput at P99_BOUND_MS
 #   CONNS=100000 bench/run.sh connections-many   idle sockets beyond one process's file limit
 #   bench/run.sh idle-rooms      what 10,000 joined, silent rooms cost at rest
+#   bench/run.sh control-backlog  a member's removal, in effect on every gateway,
+#                                 with 100,000 sends queued for the workers
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 # Reports, charts and the table land in bench/out/<timestamp>/.
@@ -210,6 +212,18 @@ PY
   stop "$client" "${SERVER_PIDS[@]}"
 }
 
+# `control-backlog`: CONTROL_BACKLOG sends (default 100,000) queued on the
+# ingest stream, then CONTROL_TRIES (100) removals of a member with a socket
+# on each gateway: how soon each is committed and in effect everywhere.
+run_control_backlog() {
+  start_ours
+  echo "== control-backlog / ours: removals behind ${CONTROL_BACKLOG:-100000} queued sends"
+  taskset -c "$LOADGEN_CPU" $BIN/controlbench --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
+    --admin-url "http://127.0.0.1:$G1" --admin-token $ADMIN --jwt-secret $SECRET --nats "nats://127.0.0.1:$NATS_PORT" \
+    --backlog "${CONTROL_BACKLOG:-100000}" --tries "${CONTROL_TRIES:-100}" | tee "$OUT/control-backlog.txt"
+  stop "${SERVER_PIDS[@]}"
+}
+
 loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 run_one() { # scenario target label [extra loadgen args...]
@@ -238,6 +252,10 @@ for scenario in "${SCENARIOS[@]}"; do
   fi
   if [ "$scenario" = idle-rooms ]; then
     run_idle_rooms
+    continue
+  fi
+  if [ "$scenario" = control-backlog ]; then
+    run_control_backlog
     continue
   fi
   for target in $(targets_for "$scenario"); do
