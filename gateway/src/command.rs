@@ -13,8 +13,10 @@ use prost::Message as _;
 
 use crate::error::GatewayError;
 
-/// Who a command of the admin API is recorded as coming from.
-pub const ADMIN_ACTOR: &str = "admin";
+/// Who a command of the admin API is recorded as coming from: the sender
+/// of its event. `:` is not allowed in user ids, so no user can send as
+/// this sender (and collide with an event's client_msg_id).
+pub const ADMIN_ACTOR: &str = "system:admin";
 
 /// Publishes a command and waits for the worker's reply (or `timeout`).
 pub async fn run(
@@ -54,6 +56,9 @@ pub async fn run(
     match reply.error.as_str() {
         "" => Ok(reply),
         code if code == ErrorCode::NotFound.as_str() => Err(GatewayError::NotFound),
+        code if code == ErrorCode::InvalidArgument.as_str() => Err(GatewayError::InvalidArgument(
+            "this Idempotency-Key was used for another change".into(),
+        )),
         other => Err(GatewayError::nats(format!("command refused: {other}"))),
     }
 }

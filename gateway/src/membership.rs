@@ -33,8 +33,9 @@ impl Membership {
         }
         let member = self.store.is_member(room, user).await?;
         if cached.is_ok() {
-            let answer = if member { "1" } else { "0" };
-            if let Err(e) = redis.set_ex::<_, _, ()>(&key, answer, self.ttl_secs).await {
+            if let Err(e) =
+                chat_cache::offer_membership(&mut redis, &key, member, self.ttl_secs).await
+            {
                 tracing::debug!(error = %e, "membership not cached");
             }
         }

@@ -9,7 +9,7 @@
 //! gateway's prober (`probe`), which sends the room the head it saw.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::DeliveryConfig,
     delivery::{Delivery, Member, Outbound},
+    error::GatewayError,
     history::History,
     metrics,
     replay::{CaughtUp, Replay},
@@ -114,6 +115,10 @@ struct Room {
     known_head: Seq,
     /// When the oldest unfilled gap was noticed.
     gap_since: Option<Instant>,
+    /// Users whose removal this task delivered (and no re-adding since): a
+    /// join of theirs that was checked before the removal committed is
+    /// refused here.
+    removed: HashSet<UserId>,
 }
 
 /// Runs a room until it has no members left (or the gateway shuts down).
@@ -138,6 +143,7 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
         pending: BTreeMap::new(),
         known_head: head,
         gap_since: None,
+        removed: HashSet::new(),
     };
     loop {
         let gap_deadline = room.gap_since.map(|t| t + gap_fill_after);
@@ -241,6 +247,14 @@ impl Room {
     }
 
     fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
+        if self.removed.contains(&member.user) {
+            member.removed.add(self.id.clone());
+            member.offer(Outbound::frame(ServerFrame {
+                request_id,
+                kind: Some(GatewayError::Forbidden("not a member of this room").to_kind()),
+            }));
+            return;
+        }
         let head = self.next.prev();
         let joined = Outbound::frame(ServerFrame {
             request_id,
@@ -406,10 +420,21 @@ impl Room {
         });
         // The removed member hears of it, then nothing after it.
         let message = &delivery.message;
-        if message.kind == kind::MEMBER_LEFT {
-            if let Ok(user) = UserId::parse(message.member.clone()) {
+        if message.kind.is_empty() {
+            return;
+        }
+        let Ok(user) = UserId::parse(message.member.clone()) else {
+            return;
+        };
+        match message.kind.as_str() {
+            kind::MEMBER_LEFT => {
                 self.remove(&user);
+                self.removed.insert(user);
             }
+            kind::MEMBER_JOINED => {
+                self.removed.remove(&user);
+            }
+            _ => {}
         }
     }
 

@@ -195,23 +195,7 @@ impl Traffic {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let db = cluster.postgres.client().await;
-        let mut stored: HashMap<String, Vec<(u64, String, String)>> = HashMap::new();
-        for room in &self.rooms {
-            let rows = db
-                .query(
-                    "SELECT seq, sender_id, client_msg_id FROM messages WHERE room_id = $1 ORDER BY seq",
-                    &[room],
-                )
-                .await
-                .expect("read stored messages");
-            stored.insert(
-                room.clone(),
-                rows.iter()
-                    .map(|r| (r.get::<_, i64>(0) as u64, r.get(1), r.get(2)))
-                    .collect(),
-            );
-        }
+        let stored = read_stored(cluster, &self.rooms).await;
         // Every member has caught up with its room's last seq.
         loop {
             let behind = {
@@ -226,8 +210,10 @@ impl Traffic {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // A moment for a duplicate to trail the last message.
+        // A moment for a duplicate to trail the last message; then judge
+        // what Postgres holds now, not what it held before the wait.
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let stored = read_stored(cluster, &self.rooms).await;
         for member in &self.members {
             member.client.close();
         }
@@ -242,6 +228,31 @@ impl Traffic {
             self.healed_at,
         )
     }
+}
+
+/// Each room's stored messages: (seq, sender, client_msg_id), by seq.
+async fn read_stored(
+    cluster: &Cluster,
+    rooms: &[String],
+) -> HashMap<String, Vec<(u64, String, String)>> {
+    let db = cluster.postgres.client().await;
+    let mut stored = HashMap::new();
+    for room in rooms {
+        let rows = db
+            .query(
+                "SELECT seq, sender_id, client_msg_id FROM messages WHERE room_id = $1 ORDER BY seq",
+                &[room],
+            )
+            .await
+            .expect("read stored messages");
+        stored.insert(
+            room.clone(),
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0) as u64, r.get(1), r.get(2)))
+                .collect(),
+        );
+    }
+    stored
 }
 
 async fn send(
@@ -488,6 +499,11 @@ impl Report {
             writeln!(file, "{}", self.row()).expect("write $FAULT_TABLE");
         }
         assert!(self.acked > 0, "{}: nothing was acked", self.fault);
+        assert!(
+            self.recover.is_some(),
+            "{}: nothing was acked after the fault",
+            self.fault
+        );
         assert_eq!(
             (
                 self.lost,
@@ -495,10 +511,11 @@ impl Report {
                 self.duplicated,
                 self.unexpected,
                 self.gaps,
-                self.unanswered
+                self.unanswered,
+                self.refused
             ),
-            (0, 0, 0, 0, 0, 0),
-            "{}: (lost, lost-middle, duplicated, unexpected, gaps, unanswered)",
+            (0, 0, 0, 0, 0, 0, 0),
+            "{}: (lost, lost-middle, duplicated, unexpected, gaps, unanswered, refused)",
             self.fault
         );
     }

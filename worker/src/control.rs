@@ -20,7 +20,6 @@ use chat_protocol::{keys, subjects, ErrorCode, RoomId, UserId};
 use chat_store::{Applied, Change, NewCommand};
 use futures::StreamExt;
 use prost::Message as _;
-use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -39,7 +38,9 @@ const PULL_RETRY: Duration = Duration::from_millis(250);
 /// finished first.
 pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        let mut commands = match consumer.messages().await {
+        // One at a time: a command waiting in a client buffer would run
+        // out its ack wait and be redelivered to another worker.
+        let mut commands = match consumer.stream().max_messages_per_batch(1).messages().await {
             Ok(commands) => commands,
             Err(e) => {
                 tracing::warn!(error = %e, "pulling commands failed");
@@ -72,8 +73,12 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
         Err(e) => return give_up(msg, &e).await,
     };
     let reply = match ctx.store.apply(&command).await {
-        Ok(Applied::Done { created, event }) => {
-            if let Err(e) = after_commit(ctx, &command, event.as_ref()).await {
+        Ok(Applied::Done {
+            created,
+            event,
+            fresh,
+        }) => {
+            if let Err(e) = after_commit(ctx, &command, event.as_ref(), fresh).await {
                 return retry(ctx, msg, &e).await;
             }
             metrics::command(if event.is_some() || created {
@@ -88,18 +93,26 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
                 event,
             }
         }
-        Ok(Applied::RoomMissing) => {
+        Ok(refused @ (Applied::RoomMissing | Applied::Conflict)) => {
             metrics::command("refused");
+            let code = match refused {
+                Applied::RoomMissing => ErrorCode::NotFound,
+                _ => ErrorCode::InvalidArgument,
+            };
             CommandReply {
                 command_id: command.id,
-                error: ErrorCode::NotFound.as_str().into(),
+                error: code.as_str().into(),
                 ..CommandReply::default()
             }
         }
         Err(e) => return retry(ctx, msg, &WorkerError::from(e)).await,
     };
     if subjects::is_inbox(&reply_to) {
-        if let Err(e) = ctx.nats.publish(reply_to, reply.encode_to_vec().into()).await {
+        if let Err(e) = ctx
+            .nats
+            .publish(reply_to, reply.encode_to_vec().into())
+            .await
+        {
             // The asker times out and asks again; the command is applied.
             tracing::warn!(error = %e, "command reply not sent");
         }
@@ -164,35 +177,44 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
     ))
 }
 
-/// Makes everything outside Postgres true after the commit.
+/// Makes everything outside Postgres true after the commit. For a command
+/// found applied before (`fresh` false: a redelivery, a resend), the cache
+/// and the fan-out are done again (both idempotent), but a removal is not
+/// announced again: by now the member may have been added back, and the
+/// event in the room's sequence removes them at the right point anyway.
 async fn after_commit(
     ctx: &Ctx,
     command: &NewCommand,
     event: Option<&Message>,
+    fresh: bool,
 ) -> Result<(), WorkerError> {
     let changed: Vec<&UserId> = match &command.change {
         Change::CreateRoom(members) => members.iter().collect(),
         Change::AddMember(user) | Change::RemoveMember(user) => vec![user],
     };
+    let member = !matches!(command.change, Change::RemoveMember(_));
     let mut redis = ctx.redis.clone();
-    for user in changed {
-        // A cache: a failure leaves the old answer for its TTL at most.
-        if let Err(e) = redis
-            .del::<_, ()>(keys::membership(&command.room, user))
-            .await
-        {
-            tracing::warn!(error = %e, "membership cache entry not dropped");
+    if fresh {
+        for user in changed {
+            // Set, not deleted: a gateway that read Postgres before the
+            // commit caches its answer only where none is (SET NX), so it
+            // cannot put the old answer back. A failure leaves the old
+            // answer for its TTL at most.
+            let key = keys::membership(&command.room, user);
+            if let Err(e) = chat_cache::set_membership(&mut redis, &key, member).await {
+                tracing::warn!(error = %e, "membership cache entry not updated");
+            }
         }
     }
     let Some(event) = event else {
         return Ok(());
     };
-    let fresh = [(command.room.clone(), event.clone())];
-    if let Err(e) = chat_cache::remember(&mut redis, &fresh, ctx.config.recent_cache_len).await {
+    let recent = [(command.room.clone(), event.clone())];
+    if let Err(e) = chat_cache::remember(&mut redis, &recent, ctx.config.recent_cache_len).await {
         tracing::warn!(error = %e, "recent-message cache not updated");
     }
     fanout::publish_event(&ctx.nats, &command.room, event).await?;
-    if let Change::RemoveMember(user) = &command.change {
+    if let (Change::RemoveMember(user), true) = (&command.change, fresh) {
         let announcement = ControlEvent {
             room: command.room.to_string(),
             change: Some(Announced::MemberRemoved(MemberRemoved {

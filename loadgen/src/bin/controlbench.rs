@@ -54,7 +54,14 @@ async fn main() -> anyhow::Result<()> {
     let token = chat_auth::mint_hs256(&cli.jwt_secret, TARGET, 3600);
     let mut sockets = Vec::new();
     for url in &cli.urls {
-        sockets.push(connect(&ConnectOptions::new(url.clone(), token.clone(), Encoding::Proto)).await?);
+        sockets.push(
+            connect(&ConnectOptions::new(
+                url.clone(),
+                token.clone(),
+                Encoding::Proto,
+            ))
+            .await?,
+        );
     }
 
     let js = jetstream::new(async_nats::connect(&cli.nats).await?);
@@ -72,8 +79,11 @@ async fn main() -> anyhow::Result<()> {
                 ..Envelope::default()
             };
             acks.push(
-                js.publish(subjects::ingest(&backlog_room), envelope.encode_to_vec().into())
-                    .await?,
+                js.publish(
+                    subjects::ingest(&backlog_room),
+                    envelope.encode_to_vec().into(),
+                )
+                .await?,
             );
         }
         for ack in acks {
@@ -143,7 +153,10 @@ async fn await_left(r: &mut Reader) -> anyhow::Result<()> {
 }
 
 async fn next(r: &mut Reader) -> anyhow::Result<Kind> {
-    match tokio::time::timeout(STEP, r.next()).await.context("silence")? {
+    match tokio::time::timeout(STEP, r.next())
+        .await
+        .context("silence")?
+    {
         Some(Ok(Event::Frame(frame))) => frame.kind.context("frame without a kind"),
         other => bail!("socket: {other:?}"),
     }

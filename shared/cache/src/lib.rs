@@ -27,6 +27,45 @@ pub fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
     ConnectionManager::new_lazy_with_config(redis::Client::open(url)?, config)
 }
 
+/// How long a cached membership answer lives (`chat:member:<room>:<user>`).
+/// Workers set it after every change; gateways cache what Postgres said on
+/// a miss, for their own `delivery.membership_ttl_secs`.
+pub const MEMBERSHIP_TTL_SECS: u64 = 60;
+
+/// The answer after a committed membership change: overwrites whatever a
+/// gateway cached before it.
+pub async fn set_membership(
+    redis: &mut ConnectionManager,
+    key: &str,
+    member: bool,
+) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(if member { "1" } else { "0" })
+        .arg("EX")
+        .arg(MEMBERSHIP_TTL_SECS)
+        .query_async(redis)
+        .await
+}
+
+/// A gateway's answer read from Postgres: cached only where nothing is, so
+/// it never overwrites a worker's fresher one.
+pub async fn offer_membership(
+    redis: &mut ConnectionManager,
+    key: &str,
+    member: bool,
+    ttl_secs: u64,
+) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(if member { "1" } else { "0" })
+        .arg("NX")
+        .arg("EX")
+        .arg(ttl_secs)
+        .query_async(redis)
+        .await
+}
+
 /// Adds stored messages to their rooms' recent sets, keeping the newest `keep`.
 pub async fn remember(
     redis: &mut ConnectionManager,

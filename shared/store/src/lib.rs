@@ -57,6 +57,9 @@ pub enum StoreError {
     Migrate(#[from] refinery::Error),
     #[error("bad Postgres configuration: {0}")]
     Config(String),
+    /// What Postgres returned contradicts itself (worth another try).
+    #[error("inconsistent read: {0}")]
+    Inconsistent(String),
 }
 
 impl StoreError {
@@ -73,7 +76,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Db(e) | Self::Pool(deadpool_postgres::PoolError::Backend(e)) => !refuses_input(e),
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::Inconsistent(_) => true,
             Self::Migrate(_) | Self::Config(_) => false,
         }
     }
@@ -103,14 +106,18 @@ mod sql {
     pub fn message_at() -> String {
         format!("SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2")
     }
-    pub const COMMAND_DONE: &str = "SELECT event_seq, created FROM commands WHERE id = $1";
+    pub const CLAIM_COMMAND: &str =
+        "INSERT INTO commands (id, room_id, change) VALUES ($1, $2, $3) \
+        ON CONFLICT (id) DO NOTHING";
+    pub const COMMAND_DONE: &str =
+        "SELECT room_id, change, event_seq, created FROM commands WHERE id = $1";
     pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
     pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
     pub const INSERT_EVENT: &str = "INSERT INTO messages \
         (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind) \
         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0), $8)";
     pub const RECORD_COMMAND: &str =
-        "INSERT INTO commands (id, room_id, event_seq, created) VALUES ($1, $2, $3, $4)";
+        "UPDATE commands SET event_seq = $2, created = $3 WHERE id = $1";
     pub fn messages_between() -> String {
         format!(
             "SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3 \
@@ -170,6 +177,17 @@ pub struct NewCommand {
     pub change: Change,
 }
 
+impl Change {
+    /// What the command does, recorded with its id.
+    fn describe(&self) -> String {
+        match self {
+            Self::CreateRoom(members) => format!("create:{}", members.len()),
+            Self::AddMember(user) => format!("add:{user}"),
+            Self::RemoveMember(user) => format!("remove:{user}"),
+        }
+    }
+}
+
 /// What applying a command did (the same answer however often it is applied).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
@@ -178,8 +196,13 @@ pub enum Applied {
         created: bool,
         /// The change's event in the room's sequence, if it changed anything.
         event: Option<Message>,
+        /// Applied by this call, not found applied before (a redelivery,
+        /// a resend): what follows a change is done once.
+        fresh: bool,
     },
     RoomMissing,
+    /// The id was used before for another change (or another room).
+    Conflict,
 }
 
 /// A send to store, as the worker received it.
@@ -339,8 +362,21 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let room = command.room.as_str();
-        if let Some(done) = tx.query_opt(sql::COMMAND_DONE, &[&command.id]).await? {
-            let event = match done.get::<_, Option<i64>>(0) {
+        let change = command.change.describe();
+        // The claim: a concurrent apply of the same id waits here for the
+        // first to finish, then finds its outcome.
+        let claimed = tx
+            .execute(sql::CLAIM_COMMAND, &[&command.id, &room, &change])
+            .await?
+            == 1;
+        if !claimed {
+            let Some(done) = tx.query_opt(sql::COMMAND_DONE, &[&command.id]).await? else {
+                return Err(StoreError::Inconsistent("claimed command vanished".into()));
+            };
+            if done.get::<_, &str>(0) != room || done.get::<_, &str>(1) != change {
+                return Ok(Applied::Conflict);
+            }
+            let event = match done.get::<_, Option<i64>>(2) {
                 Some(seq) => tx
                     .query_opt(&sql::message_at(), &[&room, &seq])
                     .await?
@@ -349,8 +385,9 @@ impl Store {
                 None => None,
             };
             return Ok(Applied::Done {
-                created: done.get(1),
+                created: done.get(3),
                 event,
+                fresh: false,
             });
         }
         let (created, event) = match &command.change {
@@ -408,13 +445,14 @@ impl Store {
             }
         };
         let event_seq = event.as_ref().map(|e| e.seq as i64);
-        tx.execute(
-            sql::RECORD_COMMAND,
-            &[&command.id, &room, &event_seq, &created],
-        )
-        .await?;
+        tx.execute(sql::RECORD_COMMAND, &[&command.id, &event_seq, &created])
+            .await?;
         tx.commit().await?;
-        Ok(Applied::Done { created, event })
+        Ok(Applied::Done {
+            created,
+            event,
+            fresh: true,
+        })
     }
 
     /// Stores a batch in one statement (`persist_messages`, see migration

@@ -42,17 +42,32 @@ async fn an_added_member_is_an_event_in_the_sequence_applied_once() {
     assert!(matches!(reply.kind, Some(Kind::Error(e)) if e.code == "forbidden"));
 
     let path = "/v1/admin/rooms/team/members/bob";
-    assert_eq!(admin(&cluster, reqwest::Method::PUT, path, "add-bob").await, 204);
-    assert_eq!(admin(&cluster, reqwest::Method::PUT, path, "add-bob").await, 204);
+    assert_eq!(
+        admin(&cluster, reqwest::Method::PUT, path, "add-bob").await,
+        204
+    );
+    assert_eq!(
+        admin(&cluster, reqwest::Method::PUT, path, "add-bob").await,
+        204
+    );
 
     let (seen, _) = collect_messages(&mut ada_r, 1, STEP).await;
     assert_eq!(
         (seen[0].seq, seen[0].kind.as_str(), seen[0].member.as_str()),
         (1, "member_joined", "bob")
     );
-    assert_eq!(seen[0].client_msg_id, "add-bob", "the event carries the command id");
+    assert_eq!(
+        seen[0].client_msg_id, "add-bob",
+        "the event carries the command id"
+    );
     let stored = cluster.stored("team").await;
     assert_eq!(stored.len(), 1, "applied once: {stored:?}");
+    assert_eq!(
+        admin(&cluster, reqwest::Method::DELETE, path, "add-bob").await,
+        400,
+        "an idempotency key reused for another change is refused"
+    );
+    assert_eq!(cluster.stored("team").await.len(), 1, "and changes nothing");
 
     join(&mut bob_w, &mut bob_r, "team", None).await;
     send_and_wait(&mut bob_w, &mut bob_r, "team", "hello", "hi ada")
@@ -93,7 +108,10 @@ async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
 
     let asked = Instant::now();
     let path = "/v1/admin/rooms/calm/members/bob";
-    assert_eq!(admin(&cluster, reqwest::Method::DELETE, path, "rm-bob").await, 204);
+    assert_eq!(
+        admin(&cluster, reqwest::Method::DELETE, path, "rm-bob").await,
+        204
+    );
     let committed = asked.elapsed();
     let (pending, in_flight, _) = consumer_state(&js).await;
     let left = loop {
