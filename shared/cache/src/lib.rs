@@ -39,13 +39,7 @@ pub async fn set_membership(
     key: &str,
     member: bool,
 ) -> redis::RedisResult<()> {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(if member { "1" } else { "0" })
-        .arg("EX")
-        .arg(MEMBERSHIP_TTL_SECS)
-        .query_async(redis)
-        .await
+    cache_membership(redis, key, member, MEMBERSHIP_TTL_SECS, false).await
 }
 
 /// A gateway's answer read from Postgres: cached only where nothing is, so
@@ -56,14 +50,22 @@ pub async fn offer_membership(
     member: bool,
     ttl_secs: u64,
 ) -> redis::RedisResult<()> {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(if member { "1" } else { "0" })
-        .arg("NX")
-        .arg("EX")
-        .arg(ttl_secs)
-        .query_async(redis)
-        .await
+    cache_membership(redis, key, member, ttl_secs, true).await
+}
+
+async fn cache_membership(
+    redis: &mut ConnectionManager,
+    key: &str,
+    member: bool,
+    ttl_secs: u64,
+    only_if_absent: bool,
+) -> redis::RedisResult<()> {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(if member { "1" } else { "0" });
+    if only_if_absent {
+        set.arg("NX");
+    }
+    set.arg("EX").arg(ttl_secs).query_async(redis).await
 }
 
 /// Adds stored messages to their rooms' recent sets, keeping the newest `keep`.
