@@ -115,6 +115,21 @@ impl Redis {
         }
     }
 
+    /// SIGSTOP: Redis hangs, its connections open and silent (as when the
+    /// network drops its packets).
+    pub fn pause(&self) {
+        if let Some(p) = &self.process {
+            p.pause();
+        }
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        if let Some(p) = &self.process {
+            p.resume();
+        }
+    }
+
     /// Starts (again) on the same port, empty.
     pub async fn restart(&mut self) {
         let port = self.port;

@@ -139,6 +139,21 @@ async fn redis_down() {
     finish(traffic, &cluster, "redis down").await;
 }
 
+/// Redis hangs (SIGSTOP): its connections stay open and silent, so every
+/// call waits out its timeout instead of failing at once. Sends still
+/// commit and are acked meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hung() {
+    let cluster = cluster(1).await;
+    let mut traffic = start(&cluster, "h").await;
+    traffic.fault();
+    cluster.redis.pause();
+    traffic.until_acked(ACKS, STEP).await;
+    cluster.redis.resume();
+    traffic.healed();
+    finish(traffic, &cluster, "redis hung").await;
+}
+
 /// The clients of the killed gateway resume on the other from their last
 /// seqs; the gateway comes back later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
