@@ -133,9 +133,10 @@ impl Removed {
         self.any.store(true, Ordering::Release);
     }
 
-    /// The rooms removed since the last call (no lock when there are none).
+    /// The rooms removed since the last call. Called for every frame: with
+    /// none removed it only reads a flag (no lock, no write).
     pub fn take(&self) -> Vec<RoomId> {
-        if !self.any.swap(false, Ordering::Acquire) {
+        if !self.any.load(Ordering::Acquire) || !self.any.swap(false, Ordering::Acquire) {
             return Vec::new();
         }
         std::mem::take(&mut *self.rooms.lock().expect("poisoned"))

@@ -58,12 +58,11 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
     let mut session = Session {
         member: Member {
             conn: info.conn,
-            user: info.user.clone(),
+            user: info.user,
             out,
             close: Arc::clone(&close),
             removed: Arc::default(),
         },
-        user: info.user,
         encoding: info.encoding,
         joined: HashSet::new(),
         inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
@@ -71,7 +70,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
         publisher: None,
         state: state.clone(),
     };
-    tracing::debug!(user = %session.user, "socket open");
+    tracing::debug!(user = %session.member.user, "socket open");
     session.read_loop(stream).await;
     for room in std::mem::take(&mut session.joined) {
         state.hub.leave(&room, info.conn).await;
@@ -294,8 +293,8 @@ impl OutCounters {
 }
 
 struct Session {
+    /// The socket as rooms see it; also who its user is.
     member: Member,
-    user: UserId,
     encoding: Encoding,
     /// Rooms this socket joined; left when the socket ends.
     joined: HashSet<RoomId>,
@@ -484,7 +483,7 @@ impl Session {
         received: Instant,
     ) -> Result<(), GatewayError> {
         // Every send frame counts, valid or not: refusing is what is cheap.
-        self.sends.spend(&self.state.limiter, &self.user)?;
+        self.sends.spend(&self.state.limiter, &self.member.user)?;
         let room = RoomId::parse(send.room)?;
         let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
         let limit = self.state.config.limits.max_body_bytes;
@@ -509,7 +508,7 @@ impl Session {
             request_id,
             submission: Submission {
                 room,
-                sender: self.user.clone(),
+                sender: self.member.user.clone(),
                 client_msg_id,
                 body: send.body,
             },
@@ -528,7 +527,13 @@ impl Session {
     }
 
     async fn ensure_member(&self, room: &RoomId) -> Result<(), GatewayError> {
-        if self.joined.contains(room) || self.state.membership.is_member(room, &self.user).await? {
+        if self.joined.contains(room)
+            || self
+                .state
+                .membership
+                .is_member(room, &self.member.user)
+                .await?
+        {
             Ok(())
         } else {
             Err(GatewayError::Forbidden("not a member of this room"))
