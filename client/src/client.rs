@@ -8,7 +8,9 @@ use std::{
     task::{Context, Poll},
 };
 
-use chat_proto::v1::{Ack, Joined, Message};
+use chat_proto::v1::{
+    client_frame, Ack, AddMember, Applied, Joined, Message, RemoveMember, SetAccess,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -124,6 +126,62 @@ impl Client {
             reply,
         });
         PendingAck(answer)
+    }
+
+    /// Adds `user` to the room (as a plain member); needs the admin or owner
+    /// role. `applied.event` is the room's `member_joined`, if it changed
+    /// anything.
+    pub async fn add_member(&self, room: &str, user: &str) -> Result<Applied, ClientError> {
+        let command_id = uuid::Uuid::now_v7().to_string();
+        let frame = client_frame::Kind::AddMember(AddMember {
+            room: room.into(),
+            user: user.into(),
+            command_id: command_id.clone(),
+        });
+        self.change(command_id, frame).await
+    }
+
+    /// Removes `user` from the room (oneself: leaves it for good).
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<Applied, ClientError> {
+        let command_id = uuid::Uuid::now_v7().to_string();
+        let frame = client_frame::Kind::RemoveMember(RemoveMember {
+            room: room.into(),
+            user: user.into(),
+            command_id: command_id.clone(),
+        });
+        self.change(command_id, frame).await
+    }
+
+    /// Changes a member's role (`None` keeps it; a new one brings its
+    /// default flags) and then grants and revokes flags by name.
+    pub async fn set_access(
+        &self,
+        room: &str,
+        user: &str,
+        role: Option<&str>,
+        grant: &[&str],
+        revoke: &[&str],
+    ) -> Result<Applied, ClientError> {
+        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect();
+        let command_id = uuid::Uuid::now_v7().to_string();
+        let frame = client_frame::Kind::SetAccess(SetAccess {
+            room: room.into(),
+            user: user.into(),
+            role: role.unwrap_or_default().into(),
+            grant: names(grant),
+            revoke: names(revoke),
+            command_id: command_id.clone(),
+        });
+        self.change(command_id, frame).await
+    }
+
+    /// Sends a member command and waits until it is committed; written
+    /// again after a reconnect until answered (its command id makes that
+    /// safe).
+    async fn change(&self, id: String, frame: client_frame::Kind) -> Result<Applied, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Change { id, frame, reply })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
     }
 
     /// Closes the connection; requests still waiting get `Closed`.

@@ -1,6 +1,7 @@
 //! The task behind a [`crate::Client`]: owns the socket, reconnects, rejoins
 //! rooms with `sinceSeq`, and resends unacknowledged sends in the order they
-//! were first submitted.
+//! were first submitted (and member commands until answered, with their
+//! command id, so each is applied once).
 //!
 //! Why one task: correlation (request id → waiter), the per-room last seq
 //! and the queue of unacked sends change on every frame and every
@@ -13,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use chat_proto::v1::{server_frame::Kind, Ack, Joined, Message, ServerFrame};
+use chat_proto::v1::{client_frame, server_frame::Kind, Ack, Applied, Joined, Message, ServerFrame};
 use chat_protocol::ErrorCode;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -41,7 +42,20 @@ pub(crate) enum Command {
         body: String,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     },
+    /// A member command frame, its command id set.
+    Change {
+        id: String,
+        frame: client_frame::Kind,
+        reply: oneshot::Sender<Result<Applied, ClientError>>,
+    },
     Close,
+}
+
+/// A member command not answered yet; written again on every new socket
+/// until answered (same command id: applied once).
+struct PendingChange {
+    frame: client_frame::Kind,
+    reply: oneshot::Sender<Result<Applied, ClientError>>,
 }
 
 /// A room the application joined.
@@ -78,6 +92,8 @@ enum Request {
     },
     /// Our own liveness probe on a quiet socket.
     Ping,
+    /// A member command, by command id.
+    Change(String),
 }
 
 /// One open socket and what is outstanding on it.
@@ -108,6 +124,8 @@ pub(crate) struct Driver {
     rooms: HashMap<String, Room>,
     /// Every unacked send, in the order submitted: resent in this order.
     sends: VecDeque<Outgoing>,
+    /// Member commands not answered yet, by command id.
+    changes: HashMap<String, PendingChange>,
     /// Reconnect delays; reset after a connection that lasted.
     backoff: Backoff,
     /// Delays before resending a send refused with `rate_limited` or `unavailable`.
@@ -135,6 +153,7 @@ impl Driver {
             messages: Some(messages),
             rooms: HashMap::new(),
             sends: VecDeque::new(),
+            changes: HashMap::new(),
             next_url: 0,
         }
     }
@@ -228,6 +247,16 @@ impl Driver {
             .collect();
         for (room, since) in rooms {
             if let Err(e) = write_join(&mut conn, &room, since).await {
+                return e;
+            }
+        }
+        let changes: Vec<(String, client_frame::Kind)> = self
+            .changes
+            .iter()
+            .map(|(id, c)| (id.clone(), c.frame.clone()))
+            .collect();
+        for (id, frame) in changes {
+            if let Err(e) = write_change(&mut conn, id, frame).await {
                 return e;
             }
         }
@@ -333,6 +362,12 @@ impl Driver {
                 not_before: None,
                 rate_limited: 0,
             }),
+            Command::Change { id, frame, reply } => {
+                if let Some(conn) = conn {
+                    write_change(conn, id.clone(), frame.clone()).await?;
+                }
+                self.changes.insert(id, PendingChange { frame, reply });
+            }
             // Callers end the connection themselves before getting here.
             Command::Close => {}
         }
@@ -467,6 +502,20 @@ impl Driver {
                 },
                 kind,
             ) => self.on_send_reply(conn, &room, &client_msg_id, kind),
+            (Request::Change(id), kind) => {
+                let Some(change) = self.changes.remove(&id) else {
+                    return Ok(());
+                };
+                let answer = match kind {
+                    Some(Kind::Applied(applied)) => Ok(applied),
+                    Some(Kind::Error(e)) => Err(server_error(&e.code, &e.message)),
+                    other => Err(server_error(
+                        "protocol",
+                        &format!("unexpected reply to a command: {other:?}"),
+                    )),
+                };
+                let _ = change.reply.send(answer);
+            }
             // A reply of the wrong kind: a server bug, not worth a panic.
             (Request::Join(_), _) => {}
         }
@@ -560,16 +609,30 @@ impl Driver {
         for send in self.sends.drain(..) {
             let _ = send.reply.send(Err(ClientError::Stopped(reason.clone())));
         }
+        for (_, change) in self.changes.drain() {
+            let _ = change.reply.send(Err(ClientError::Stopped(reason.clone())));
+        }
         let stopped = || ClientError::Stopped(reason.clone());
         while let Some(command) = self.commands.recv().await {
             match command {
                 Command::Join { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Leave { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Send { reply, .. } => drop(reply.send(Err(stopped()))),
+                Command::Change { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Close => return,
             }
         }
     }
+}
+
+async fn write_change(
+    conn: &mut Conn,
+    id: String,
+    frame: client_frame::Kind,
+) -> Result<(), Disconnect> {
+    let request = conn.writer.request(frame).await.map_err(retry)?;
+    conn.requests.insert(request, Request::Change(id));
+    Ok(())
 }
 
 async fn write_join(conn: &mut Conn, room: &str, since: Option<u64>) -> Result<(), Disconnect> {

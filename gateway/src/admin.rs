@@ -9,8 +9,9 @@ use axum::{
 };
 use std::time::Duration;
 
-use chat_proto::internal::{command::Change, CommandReply, MemberChange};
-use chat_protocol::{ClientMsgId, RoomId, UserId};
+use chat_proto::internal::{command::Change, CommandReply};
+use chat_protocol::{RoomId, UserId};
+use chat_store::Asker;
 use serde::Deserialize;
 
 use crate::{auth::bearer, command, error::GatewayError, state::AppState};
@@ -21,6 +22,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/admin/rooms/{room}/members/{user}",
             put(add_member).delete(remove_member),
+        )
+        .route(
+            "/v1/admin/rooms/{room}/members/{user}/access",
+            put(set_access),
         )
 }
 
@@ -60,10 +65,27 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CreateRoom {
     room: String,
     #[serde(default)]
     members: Vec<String>,
+    /// Members who start as owners (they need not be in `members` too).
+    #[serde(default)]
+    owners: Vec<String>,
+}
+
+/// A new role (absent: keep) with its default flags, then flags granted
+/// and revoked, by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetAccess {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    grant: Vec<String>,
+    #[serde(default)]
+    revoke: Vec<String>,
 }
 
 /// The command id of a request: its `Idempotency-Key` (so a retried
@@ -74,20 +96,17 @@ impl FromRequestParts<AppState> for CommandId {
     type Rejection = GatewayError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, GatewayError> {
-        match parts.headers.get("idempotency-key") {
-            None => Ok(Self(uuid::Uuid::now_v7().to_string())),
-            Some(key) => key
-                .to_str()
-                .ok()
-                .and_then(|k| ClientMsgId::parse(k).ok())
-                .map(|k| Self(k.as_str().to_owned()))
-                .ok_or_else(|| {
-                    GatewayError::InvalidArgument(
-                        "Idempotency-Key must be a valid client message id".into(),
-                    )
-                }),
-        }
+        let key = match parts.headers.get("idempotency-key").map(|k| k.to_str()) {
+            None => None,
+            Some(Ok(key)) if !key.is_empty() => Some(key),
+            Some(_) => return Err(bad_key()),
+        };
+        command::command_id(key).map(Self).map_err(|_| bad_key())
     }
+}
+
+fn bad_key() -> GatewayError {
+    GatewayError::InvalidArgument("Idempotency-Key must be a valid client message id".into())
 }
 
 /// Runs a change through the workers; answered once it is committed.
@@ -98,7 +117,7 @@ async fn change(
     change: Change,
 ) -> Result<CommandReply, GatewayError> {
     let timeout = Duration::from_millis(state.config.limits.ack_timeout_ms);
-    command::run(&state.nats, id.0, room, change, timeout).await
+    command::run(&state.nats, id.0, Asker::SERVICE, room, change, timeout).await
 }
 
 async fn create_room(
@@ -108,12 +127,15 @@ async fn create_room(
     Body(req): Body<CreateRoom>,
 ) -> Result<StatusCode, GatewayError> {
     let room = RoomId::parse(req.room)?;
-    let members = req
-        .members
-        .into_iter()
-        .map(|m| UserId::parse(m).map(String::from))
-        .collect::<Result<Vec<_>, _>>()?;
-    let create = Change::CreateRoom(chat_proto::internal::CreateRoom { members });
+    let users = |list: Vec<String>| {
+        list.into_iter()
+            .map(|m| UserId::parse(m).map(String::from))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let create = Change::CreateRoom(chat_proto::internal::CreateRoom {
+        members: users(req.members)?,
+        owners: users(req.owners)?,
+    });
     let reply = change(&state, id, &room, create).await?;
     Ok(if reply.created {
         StatusCode::CREATED
@@ -128,9 +150,8 @@ async fn add_member(
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
-    let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
-    let add = Change::AddMember(MemberChange { user: user.into() });
-    change(&state, id, &room, add).await?;
+    let add = command::add_member(user)?;
+    change(&state, id, &RoomId::parse(room)?, add).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,8 +161,19 @@ async fn remove_member(
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
-    let (room, user) = (RoomId::parse(room)?, UserId::parse(user)?);
-    let remove = Change::RemoveMember(MemberChange { user: user.into() });
-    change(&state, id, &room, remove).await?;
+    let remove = command::remove_member(user)?;
+    change(&state, id, &RoomId::parse(room)?, remove).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_access(
+    _: Admin,
+    State(state): State<AppState>,
+    id: CommandId,
+    Params((room, user)): Params<(String, String)>,
+    Body(req): Body<SetAccess>,
+) -> Result<StatusCode, GatewayError> {
+    let set = command::set_access(user, &req.role, &req.grant, &req.revoke)?;
+    change(&state, id, &RoomId::parse(room)?, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }

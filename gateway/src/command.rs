@@ -6,22 +6,68 @@
 
 use std::time::Duration;
 
-use chat_proto::internal::{command::Change, Command, CommandReply};
-use chat_protocol::{subjects, ErrorCode, RoomId};
+use chat_proto::internal::{command::Change, AccessChange, Command, CommandReply, MemberChange};
+use chat_protocol::{
+    access::{Permissions, Role},
+    subjects, ClientMsgId, ErrorCode, RoomId, UserId,
+};
 use futures::StreamExt;
 use prost::Message as _;
 
 use crate::error::GatewayError;
 
-/// Who a command of the admin API is recorded as coming from: the sender
-/// of its event. `:` is not allowed in user ids, so no user can send as
-/// this sender (and collide with an event's client_msg_id).
-pub const ADMIN_ACTOR: &str = "system:admin";
+/// A command's id: the one the asker chose (so that asking again applies
+/// it once), or a fresh one.
+pub fn command_id(chosen: Option<&str>) -> Result<String, GatewayError> {
+    match chosen {
+        None | Some("") => Ok(uuid::Uuid::now_v7().to_string()),
+        Some(id) => Ok(ClientMsgId::parse(id)?.as_str().to_owned()),
+    }
+}
 
-/// Publishes a command and waits for the worker's reply (or `timeout`).
+pub fn add_member(user: String) -> Result<Change, GatewayError> {
+    Ok(Change::AddMember(MemberChange {
+        user: UserId::parse(user)?.into(),
+    }))
+}
+
+pub fn remove_member(user: String) -> Result<Change, GatewayError> {
+    Ok(Change::RemoveMember(MemberChange {
+        user: UserId::parse(user)?.into(),
+    }))
+}
+
+/// A change of role (empty: keep) and flags, checked for names that exist.
+pub fn set_access(
+    user: String,
+    role: &str,
+    grant: &[String],
+    revoke: &[String],
+) -> Result<Change, GatewayError> {
+    if !role.is_empty() && Role::parse(role).is_none() {
+        return Err(GatewayError::InvalidArgument(format!(
+            "unknown role {role:?}: owner, admin or member"
+        )));
+    }
+    let flags = |names: &[String]| {
+        Permissions::from_names(names.iter().map(String::as_str)).map_err(|name| {
+            GatewayError::InvalidArgument(format!("unknown permission {name:?}"))
+        })
+    };
+    Ok(Change::SetAccess(AccessChange {
+        user: UserId::parse(user)?.into(),
+        role: role.to_owned(),
+        grant: flags(grant)?.bits().into(),
+        revoke: flags(revoke)?.bits().into(),
+    }))
+}
+
+/// Publishes a command of `actor` (a user id, or the service's
+/// `Asker::SERVICE`) and waits for the worker's reply (or `timeout`).
 pub async fn run(
     nats: &async_nats::Client,
     id: String,
+    actor: &str,
     room: &RoomId,
     change: Change,
     timeout: Duration,
@@ -34,7 +80,7 @@ pub async fn run(
     let command = Command {
         command_id: id,
         room: room.to_string(),
-        actor: ADMIN_ACTOR.into(),
+        actor: actor.into(),
         change: Some(change),
         reply_to: inbox,
     };
@@ -53,12 +99,12 @@ pub async fn run(
         .ok_or_else(|| GatewayError::nats("reply subscription ended"))?;
     let reply = CommandReply::decode(reply.payload)
         .map_err(|e| GatewayError::nats(format!("undecodable command reply: {e}")))?;
-    match reply.error.as_str() {
-        "" => Ok(reply),
-        code if code == ErrorCode::NotFound.as_str() => Err(GatewayError::NotFound),
-        code if code == ErrorCode::InvalidArgument.as_str() => Err(GatewayError::InvalidArgument(
-            "this Idempotency-Key was used for another change".into(),
-        )),
-        other => Err(GatewayError::nats(format!("command refused: {other}"))),
+    match ErrorCode::parse(&reply.error) {
+        None if reply.error.is_empty() => Ok(reply),
+        Some(code) => Err(GatewayError::Refused {
+            code,
+            reason: reply.reason,
+        }),
+        None => Err(GatewayError::nats(format!("command refused: {}", reply.error))),
     }
 }

@@ -1,13 +1,14 @@
 //! Committed changes to rooms that every gateway applies to its own sockets
 //! at once, as a worker announces them: a member removed leaves the room
 //! on every gateway, instead of being served until its socket happens to
-//! close. Core NATS, and a second path: the removal is also an event in
-//! the room's sequence (`member_left`), which each room task applies when
-//! it delivers it, so a gateway that missed the announcement still removes
-//! the member, at that exact point of the room.
+//! close; a member whose role or flags changed obeys the new ones from
+//! their next frame. Core NATS, and a second path: each change is also an
+//! event in the room's sequence (`member_left`, `role_changed`), which each
+//! room task applies when it delivers it, so a gateway that missed the
+//! announcement still applies it, at that exact point of the room.
 
 use chat_proto::internal::{control_event::Change, ControlEvent};
-use chat_protocol::{subjects, RoomId, UserId};
+use chat_protocol::{access::Access, subjects, RoomId, UserId};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -33,10 +34,7 @@ pub async fn listen(
             };
             let Some(msg) = msg else { break };
             match decode(&msg.payload) {
-                Some((room, Change::MemberRemoved(removed))) => match UserId::parse(removed.user) {
-                    Ok(user) => hub.remove_member(&room, user).await,
-                    Err(e) => tracing::warn!(error = %e, "control event with a bad user id"),
-                },
+                Some((room, user, access)) => hub.change_access(&room, user, access).await,
                 None => tracing::warn!(subject = %msg.subject, "undecodable control event"),
             }
         }
@@ -44,7 +42,15 @@ pub async fn listen(
     Ok(())
 }
 
-fn decode(payload: &[u8]) -> Option<(RoomId, Change)> {
+/// The room, the user and their access now (`None`: removed).
+fn decode(payload: &[u8]) -> Option<(RoomId, UserId, Option<Access>)> {
     let event = ControlEvent::decode(payload).ok()?;
-    Some((RoomId::parse(event.room).ok()?, event.change?))
+    let room = RoomId::parse(event.room).ok()?;
+    let (user, access) = match event.change? {
+        Change::MemberRemoved(removed) => (removed.user, None),
+        Change::AccessChanged(changed) => {
+            (changed.user, Some(Access::from_proto(&changed.access?)?))
+        }
+    };
+    Some((room, UserId::parse(user).ok()?, access))
 }

@@ -8,7 +8,7 @@ use std::sync::{
 
 use axum::extract::ws::Message as WsMessage;
 use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
-use chat_protocol::{codec::Encoding, ErrorCode, RoomId, Seq, UserId};
+use chat_protocol::{access::Access, codec::Encoding, ErrorCode, RoomId, Seq, UserId};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
@@ -115,31 +115,33 @@ pub struct Member {
     pub user: UserId,
     pub out: mpsc::Sender<Outbound>,
     pub close: Arc<CloseSignal>,
-    pub removed: Arc<Removed>,
+    pub changes: Arc<AccessChanges>,
 }
 
-/// Rooms a socket was removed from by a room task (its user is no longer a
-/// member), for the socket's session to forget: it skips the membership
-/// check for rooms it has joined.
+/// Changes to the socket's access in rooms it joined, made by room tasks
+/// (a role changed, the user removed), for the socket's session to apply
+/// before its next frame: it checks frames for joined rooms against the
+/// access it holds, not the cache.
 #[derive(Default)]
-pub struct Removed {
+pub struct AccessChanges {
     any: AtomicBool,
-    rooms: Mutex<Vec<RoomId>>,
+    /// `None`: no longer a member.
+    changes: Mutex<Vec<(RoomId, Option<Access>)>>,
 }
 
-impl Removed {
-    pub fn add(&self, room: RoomId) {
-        self.rooms.lock().expect("poisoned").push(room);
+impl AccessChanges {
+    pub fn add(&self, room: RoomId, access: Option<Access>) {
+        self.changes.lock().expect("poisoned").push((room, access));
         self.any.store(true, Ordering::Release);
     }
 
-    /// The rooms removed since the last call. Called for every frame: with
-    /// none removed it only reads a flag (no lock, no write).
-    pub fn take(&self) -> Vec<RoomId> {
+    /// The changes since the last call, oldest first. Called for every
+    /// frame: with none made it only reads a flag (no lock, no write).
+    pub fn take(&self) -> Vec<(RoomId, Option<Access>)> {
         if !self.any.load(Ordering::Acquire) || !self.any.swap(false, Ordering::Acquire) {
             return Vec::new();
         }
-        std::mem::take(&mut *self.rooms.lock().expect("poisoned"))
+        std::mem::take(&mut *self.changes.lock().expect("poisoned"))
     }
 }
 

@@ -26,6 +26,9 @@ pub enum GatewayError {
     Forbidden(&'static str),
     #[error("no such room")]
     NotFound,
+    /// A worker refused a command (`forbidden` by a rule, `conflict`, ...).
+    #[error("{reason}")]
+    Refused { code: ErrorCode, reason: String },
     #[error("too many sends in flight on this socket")]
     RateLimited,
     /// Over a send rate (`limits.send_rate_per_*`); names whose.
@@ -64,6 +67,7 @@ impl GatewayError {
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound => ErrorCode::NotFound,
+            Self::Refused { code, .. } => *code,
             Self::RateLimited | Self::SendRate(_) => ErrorCode::RateLimited,
             Self::Timeout => ErrorCode::Timeout,
             Self::LimitExceeded(_) | Self::TooManySockets(_) => ErrorCode::LimitExceeded,

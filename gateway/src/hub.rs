@@ -12,7 +12,7 @@ use std::{
     },
 };
 
-use chat_protocol::{RoomId, Seq, UserId};
+use chat_protocol::{access::Access, RoomId, Seq, UserId};
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
@@ -95,11 +95,11 @@ impl Hub {
         }
     }
 
-    /// The user is no longer a member of the room: their sockets here leave
-    /// it (if the room runs here at all).
-    pub async fn remove_member(&self, room: &RoomId, user: UserId) {
+    /// The user's access in the room changed (`None`: no longer a member,
+    /// and their sockets here leave it), if the room runs here at all.
+    pub async fn change_access(&self, room: &RoomId, user: UserId, access: Option<Access>) {
         if let Some(tx) = self.running(room) {
-            let _ = tx.send(RoomCmd::Remove(user)).await;
+            let _ = tx.send(RoomCmd::Access(user, access)).await;
         }
     }
 

@@ -1,10 +1,11 @@
-//! Who may enter a room: Postgres is the truth, Redis caches each answer for
-//! a while, and the worker that commits a change deletes the cached answer
-//! (`worker/src/control.rs`). With Redis down, Postgres answers alone.
+//! Who may enter a room, with which role and flags: Postgres is the truth,
+//! Redis caches each answer for a while, and the worker that commits a
+//! change sets the cached answer (`worker/src/control.rs`). With Redis
+//! down, Postgres answers alone.
 
-use chat_protocol::{keys, RoomId, UserId};
+use chat_protocol::{access::Access, keys, RoomId, UserId};
 use chat_store::Store;
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::aio::ConnectionManager;
 
 use crate::error::GatewayError;
 
@@ -24,21 +25,22 @@ impl Membership {
         }
     }
 
-    pub async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, GatewayError> {
+    /// The user's role and flags in the room; `None` if not a member.
+    pub async fn access(&self, room: &RoomId, user: &UserId) -> Result<Option<Access>, GatewayError> {
         let key = keys::membership(room, user);
         let mut redis = self.redis.clone();
-        let cached = redis.get::<_, Option<String>>(&key).await;
-        if let Ok(Some(cached)) = &cached {
-            return Ok(cached == "1");
+        let cached = chat_cache::membership(&mut redis, &key).await;
+        if let Ok(Some(cached)) = cached {
+            return Ok(cached);
         }
-        let member = self.store.is_member(room, user).await?;
+        let access = self.store.access(room, user).await?;
         if cached.is_ok() {
             if let Err(e) =
-                chat_cache::offer_membership(&mut redis, &key, member, self.ttl_secs).await
+                chat_cache::offer_membership(&mut redis, &key, access, self.ttl_secs).await
             {
                 tracing::debug!(error = %e, "membership not cached");
             }
         }
-        Ok(member)
+        Ok(access)
     }
 }

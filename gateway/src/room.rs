@@ -18,7 +18,7 @@ use std::{
 };
 
 use chat_proto::v1::{server_frame::Kind, Joined, Left, Message, ServerFrame};
-use chat_protocol::{kind, subjects, RoomId, Seq, UserId};
+use chat_protocol::{access::Access, kind, subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
 use prost::Message as _;
 use tokio::{
@@ -60,8 +60,9 @@ pub enum RoomCmd {
     CaughtUp(CaughtUp),
     /// The prober saw the room's head at this seq (messages up to it exist).
     Head(Seq),
-    /// The user is no longer a member: their sockets leave the room.
-    Remove(UserId),
+    /// The user's access changed (`None`: no longer a member, and their
+    /// sockets leave the room).
+    Access(UserId, Option<Access>),
 }
 
 impl From<CaughtUp> for RoomCmd {
@@ -236,7 +237,8 @@ impl Room {
             RoomCmd::CaughtUp(CaughtUp { conn, after, reply }) => {
                 self.caught_up(conn, after, reply)
             }
-            RoomCmd::Remove(user) => self.remove(&user),
+            RoomCmd::Access(user, Some(access)) => self.change_access(&user, access),
+            RoomCmd::Access(user, None) => self.remove(&user),
             RoomCmd::Head(head) => {
                 if head >= self.next {
                     self.known_head = self.known_head.max(head);
@@ -248,7 +250,7 @@ impl Room {
 
     fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
         if self.removed.contains(&member.user) {
-            member.removed.add(self.id.clone());
+            member.changes.add(self.id.clone(), None);
             member.offer(Outbound::frame(ServerFrame {
                 request_id,
                 kind: Some(GatewayError::Forbidden("not a member of this room").to_kind()),
@@ -320,7 +322,7 @@ impl Room {
             if let Some(replay) = slot.replay.take() {
                 replay.cancel();
             }
-            slot.member.removed.add(self.id.clone());
+            slot.member.changes.add(self.id.clone(), None);
             slot.member.offer(Outbound::frame(ServerFrame {
                 request_id: String::new(),
                 kind: Some(Kind::Left(Left {
@@ -329,6 +331,13 @@ impl Room {
             }));
             false
         });
+    }
+
+    /// The user's sockets obey their new role and flags from their next frame.
+    fn change_access(&self, user: &UserId, access: Access) {
+        for slot in self.members.values().filter(|s| s.member.user == *user) {
+            slot.member.changes.add(self.id.clone(), Some(access));
+        }
     }
 
     /// A replay reached `after`: live from here if the room has delivered
@@ -418,7 +427,8 @@ impl Room {
             slot.after = delivery.seq();
             slot.member.offer(Outbound::Message(Arc::clone(delivery)))
         });
-        // The removed member hears of it, then nothing after it.
+        // The member hears of a change to them, then it applies: a removed
+        // member gets nothing after it.
         let message = &delivery.message;
         if message.kind.is_empty() {
             return;
@@ -433,6 +443,12 @@ impl Room {
             }
             kind::MEMBER_JOINED => {
                 self.removed.remove(&user);
+            }
+            kind::ROLE_CHANGED => {
+                let access = message.access.as_ref().and_then(Access::from_proto);
+                if let Some(access) = access {
+                    self.change_access(&user, access);
+                }
             }
             _ => {}
         }

@@ -1,12 +1,16 @@
 //! One WebSocket: a reader that turns frames into requests and a writer that
 //! drains the socket's bounded queue, joined so that either ending ends both.
 
-use std::{collections::HashSet, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use ::metrics::{Counter, Histogram};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use chat_proto::v1::{client_frame, server_frame::Kind, ClientFrame, Left, Pong, ServerFrame};
+use chat_proto::internal::command::Change;
+use chat_proto::v1::{
+    client_frame, server_frame::Kind, Applied, ClientFrame, Left, Pong, ServerFrame,
+};
 use chat_protocol::{
+    access::{Access, Permissions},
     codec::{Encoding, Payload},
     ClientMsgId, ErrorCode, RoomId, Seq, UserId,
 };
@@ -23,6 +27,7 @@ use tracing::Instrument;
 
 use crate::{
     config::Limits,
+    command,
     delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
     ingest::Submission,
@@ -61,10 +66,10 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
             user: info.user,
             out,
             close: Arc::clone(&close),
-            removed: Arc::default(),
+            changes: Arc::default(),
         },
         encoding: info.encoding,
-        joined: HashSet::new(),
+        joined: HashMap::new(),
         inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
         sends: state.limiter.send_budget(),
         publisher: None,
@@ -72,7 +77,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
     };
     tracing::debug!(user = %session.member.user, "socket open");
     session.read_loop(stream).await;
-    for room in std::mem::take(&mut session.joined) {
+    for room in std::mem::take(&mut session.joined).into_keys() {
         state.hub.leave(&room, info.conn).await;
     }
     close.finish();
@@ -296,8 +301,9 @@ struct Session {
     /// The socket as rooms see it; also who its user is.
     member: Member,
     encoding: Encoding,
-    /// Rooms this socket joined; left when the socket ends.
-    joined: HashSet<RoomId>,
+    /// Rooms this socket joined, with the user's role and flags there
+    /// (kept true by the room tasks); left when the socket ends.
+    joined: HashMap<RoomId, Access>,
     /// Caps sends awaiting commit, so one client cannot queue unbounded work.
     inflight: Arc<Semaphore>,
     /// How fast this socket may send, alone and with its user's other sockets.
@@ -385,8 +391,17 @@ impl Session {
 
     async fn on_payload(&mut self, payload: Payload) {
         fail::fail_point!("session-frame");
-        for room in self.member.removed.take() {
-            self.joined.remove(&room);
+        for (room, access) in self.member.changes.take() {
+            match access {
+                Some(access) => {
+                    if let Some(held) = self.joined.get_mut(&room) {
+                        *held = access;
+                    }
+                }
+                None => {
+                    self.joined.remove(&room);
+                }
+            }
         }
         let received = Instant::now();
         let frame: ClientFrame = match self.encoding.decode(&payload) {
@@ -402,6 +417,11 @@ impl Session {
             Some(client_frame::Kind::Join(_)) => "join",
             Some(client_frame::Kind::Leave(_)) => "leave",
             Some(client_frame::Kind::Send(_)) => "send",
+            Some(
+                client_frame::Kind::AddMember(_)
+                | client_frame::Kind::RemoveMember(_)
+                | client_frame::Kind::SetAccess(_),
+            ) => "command",
         };
         metrics::frame_in(kind, self.encoding);
         let request_id = frame.request_id;
@@ -415,6 +435,18 @@ impl Session {
             Some(client_frame::Kind::Leave(leave)) => self.leave(request_id.clone(), leave).await,
             Some(client_frame::Kind::Send(send)) => {
                 self.send(request_id.clone(), send, received).await
+            }
+            Some(client_frame::Kind::AddMember(add)) => {
+                let change = command::add_member(add.user);
+                self.command(&request_id, add.room, &add.command_id, change)
+            }
+            Some(client_frame::Kind::RemoveMember(remove)) => {
+                let change = command::remove_member(remove.user);
+                self.command(&request_id, remove.room, &remove.command_id, change)
+            }
+            Some(client_frame::Kind::SetAccess(set)) => {
+                let change = command::set_access(set.user, &set.role, &set.grant, &set.revoke);
+                self.command(&request_id, set.room, &set.command_id, change)
             }
         };
         if let Err(e) = result {
@@ -438,13 +470,13 @@ impl Session {
     ) -> Result<(), GatewayError> {
         let room = RoomId::parse(join.room)?;
         let limit = self.state.config.limits.max_rooms_per_connection;
-        if !self.joined.contains(&room) && self.joined.len() >= limit {
+        if !self.joined.contains_key(&room) && self.joined.len() >= limit {
             return Err(GatewayError::LimitExceeded(format!(
                 "a socket may join at most {limit} rooms; leave one first"
             )));
         }
-        self.ensure_member(&room).await?;
-        self.joined.insert(room.clone());
+        let access = self.access(&room).await?;
+        self.joined.insert(room.clone(), access);
         self.state
             .hub
             .join(
@@ -463,7 +495,7 @@ impl Session {
         leave: chat_proto::v1::Leave,
     ) -> Result<(), GatewayError> {
         let room = RoomId::parse(leave.room)?;
-        if self.joined.remove(&room) {
+        if self.joined.remove(&room).is_some() {
             self.state.hub.leave(&room, self.member.conn).await;
         }
         self.reply(
@@ -502,7 +534,11 @@ impl Session {
         let permit = Arc::clone(&self.inflight)
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
-        self.ensure_member(&room).await?;
+        if !self.access(&room).await?.can(Permissions::SEND_MESSAGES) {
+            return Err(GatewayError::Forbidden(
+                "you may not send messages in this room",
+            ));
+        }
         let span = tracing::info_span!("send", room = %room, request_id = %request_id);
         let outgoing = Outgoing {
             request_id,
@@ -526,18 +562,60 @@ impl Session {
         Ok(())
     }
 
-    async fn ensure_member(&self, room: &RoomId) -> Result<(), GatewayError> {
-        if self.joined.contains(room)
-            || self
-                .state
-                .membership
-                .is_member(room, &self.member.user)
-                .await?
-        {
-            Ok(())
-        } else {
-            Err(GatewayError::Forbidden("not a member of this room"))
+    /// The user's access in the room: as held for a joined room (kept
+    /// true by its room task), else as the membership cache says.
+    async fn access(&self, room: &RoomId) -> Result<Access, GatewayError> {
+        if let Some(access) = self.joined.get(room) {
+            return Ok(*access);
         }
+        self.state
+            .membership
+            .access(room, &self.member.user)
+            .await?
+            .ok_or(GatewayError::Forbidden("not a member of this room"))
+    }
+
+    /// Runs a member command through the workers, as this user, and
+    /// answers `applied` once it is committed. Counted like a send, and
+    /// awaited on a task of its own so the socket reads on meanwhile.
+    fn command(
+        &mut self,
+        request_id: &str,
+        room: String,
+        command_id: &str,
+        change: Result<Change, GatewayError>,
+    ) -> Result<(), GatewayError> {
+        self.sends.spend(&self.state.limiter, &self.member.user)?;
+        let (room, change) = (RoomId::parse(room)?, change?);
+        let command_id = command::command_id(Some(command_id))?;
+        let permit = Arc::clone(&self.inflight)
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::RateLimited)?;
+        let (nats, member) = (self.state.nats.clone(), self.member.clone());
+        let timeout = Duration::from_millis(self.state.config.limits.ack_timeout_ms);
+        let request_id = request_id.to_owned();
+        tokio::spawn(
+            async move {
+                let user = member.user.as_str();
+                let ran = command::run(&nats, command_id, user, &room, change, timeout).await;
+                let kind = match ran {
+                    Ok(reply) => Kind::Applied(Applied {
+                        room: room.to_string(),
+                        command_id: reply.command_id,
+                        event: reply.event,
+                    }),
+                    Err(e) => e.to_kind(),
+                };
+                let frame = ServerFrame {
+                    request_id,
+                    kind: Some(kind),
+                };
+                let _ = member.out.send(Outbound::frame(frame)).await;
+                drop(permit);
+            }
+            .in_current_span(),
+        );
+        Ok(())
     }
 
     async fn reply(&self, request_id: String, kind: Kind) {

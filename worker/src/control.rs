@@ -1,23 +1,27 @@
 //! Commands: changes to rooms (create one, add or remove a member), pulled
 //! from their own stream and consumer, so that a backlog of sends never
 //! stands in front of them. Each is applied in one transaction, once per
-//! id (`Store::apply`); then Redis's membership entry is dropped (not left
-//! to expire), the change's event is cached and fanned out like a message,
-//! a removal is announced on the room's control subject for every gateway
-//! to apply at once, the asker gets its reply, and only then is the
-//! command acked. A crash anywhere before the ack means redelivery, which
+//! id (`Store::apply`, which checks the rules of who may change whom);
+//! then Redis's membership entry is set (not left to expire), the change's
+//! event is cached and fanned out like a message, a removal or a change of
+//! role or flags is announced on the room's control subject for every
+//! gateway to apply at once, the asker gets its reply, and only then is
+//! the command acked. A crash anywhere before the ack means redelivery, which
 //! finds the command applied and does the rest again.
 
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use chat_proto::internal::{
-    command::Change as Requested, control_event::Change as Announced, Command, CommandReply,
-    ControlEvent, MemberRemoved,
+    command::Change as Requested, control_event::Change as Announced, AccessChanged, Command,
+    CommandReply, ControlEvent, MemberRemoved,
 };
 use chat_proto::v1::Message;
-use chat_protocol::{keys, subjects, ErrorCode, RoomId, UserId};
-use chat_store::{Applied, Change, NewCommand};
+use chat_protocol::{
+    access::{Access, Permissions, Refusal, Role},
+    keys, kind, subjects, ErrorCode, RoomId, UserId,
+};
+use chat_store::{Applied, Asker, Change, NewCommand, Refused};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -76,9 +80,10 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
         Ok(Applied::Done {
             created,
             event,
-            fresh,
+            changed,
+            ..
         }) => {
-            if let Err(e) = after_commit(ctx, &command, event.as_ref(), fresh).await {
+            if let Err(e) = after_commit(ctx, &command, event.as_ref(), &changed).await {
                 return retry(ctx, msg, &e).await;
             }
             metrics::command(if event.is_some() || created {
@@ -88,20 +93,17 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
             });
             CommandReply {
                 command_id: command.id,
-                error: String::new(),
                 created,
                 event,
+                ..CommandReply::default()
             }
         }
-        Ok(refused @ (Applied::RoomMissing | Applied::Conflict)) => {
+        Ok(Applied::Refused(refused)) => {
             metrics::command("refused");
-            let code = match refused {
-                Applied::RoomMissing => ErrorCode::NotFound,
-                _ => ErrorCode::InvalidArgument,
-            };
             CommandReply {
                 command_id: command.id,
-                error: code.as_str().into(),
+                error: refusal_code(&refused).as_str().into(),
+                reason: refused.to_string(),
                 ..CommandReply::default()
             }
         }
@@ -146,21 +148,48 @@ async fn give_up(msg: &jetstream::Message, error: &WorkerError) {
     let _ = msg.ack_with(AckKind::Term).await;
 }
 
+/// The protocol's code for a refused command.
+fn refusal_code(refused: &Refused) -> ErrorCode {
+    match refused {
+        Refused::RoomMissing | Refused::NotAMember(_) => ErrorCode::NotFound,
+        Refused::IdReused => ErrorCode::InvalidArgument,
+        Refused::Rule(Refusal::LastOwner) => ErrorCode::Conflict,
+        Refused::Rule(_) => ErrorCode::Forbidden,
+    }
+}
+
 fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
     let bad = |e: &dyn std::fmt::Display| WorkerError::BadEnvelope(e.to_string());
     let command = Command::decode(payload).map_err(|e| bad(&e))?;
     let user = |u: String| UserId::parse(u).map_err(|e| bad(&e));
+    let users = |list: Vec<String>| list.into_iter().map(user).collect::<Result<_, _>>();
+    let flags = |bits: u32| {
+        u8::try_from(bits)
+            .ok()
+            .and_then(Permissions::from_bits)
+            .ok_or_else(|| bad(&format!("unknown permission bits {bits}")))
+    };
     let change = match command.change {
-        Some(Requested::CreateRoom(create)) => Change::CreateRoom(
-            create
-                .members
-                .into_iter()
-                .map(user)
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(Requested::CreateRoom(create)) => Change::CreateRoom {
+            members: users(create.members)?,
+            owners: users(create.owners)?,
+        },
         Some(Requested::AddMember(m)) => Change::AddMember(user(m.user)?),
         Some(Requested::RemoveMember(m)) => Change::RemoveMember(user(m.user)?),
+        Some(Requested::SetAccess(a)) => Change::SetAccess {
+            user: user(a.user)?,
+            role: match a.role.as_str() {
+                "" => None,
+                role => Some(Role::parse(role).ok_or_else(|| bad(&"unknown role"))?),
+            },
+            grant: flags(a.grant)?,
+            revoke: flags(a.revoke)?,
+        },
         None => return Err(bad(&"command without a change")),
+    };
+    let actor = match command.actor.as_str() {
+        Asker::SERVICE => Asker::Service,
+        other => Asker::User(user(other.to_owned())?),
     };
     if command.command_id.is_empty() {
         return Err(bad(&"command without an id"));
@@ -170,7 +199,7 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
         NewCommand {
             id: command_id,
             room: RoomId::parse(command.room).map_err(|e| bad(&e))?,
-            actor: command.actor,
+            actor,
             change,
         },
         command.reply_to,
@@ -178,32 +207,25 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
 }
 
 /// Makes everything outside Postgres true after the commit. For a command
-/// found applied before (`fresh` false: a redelivery, a resend), the cache
-/// and the fan-out are done again (both idempotent), but a removal is not
-/// announced again: by now the member may have been added back, and the
-/// event in the room's sequence removes them at the right point anyway.
+/// found applied before (a redelivery, a resend: `changed` is empty), the
+/// recent cache and the fan-out are done again (both idempotent), but
+/// nothing is announced again: by now the member may have changed again,
+/// and the event in the room's sequence applies at the right point anyway.
 async fn after_commit(
     ctx: &Ctx,
     command: &NewCommand,
     event: Option<&Message>,
-    fresh: bool,
+    changed: &[(UserId, Option<Access>)],
 ) -> Result<(), WorkerError> {
-    let changed: Vec<&UserId> = match &command.change {
-        Change::CreateRoom(members) => members.iter().collect(),
-        Change::AddMember(user) | Change::RemoveMember(user) => vec![user],
-    };
-    let member = !matches!(command.change, Change::RemoveMember(_));
     let mut redis = ctx.redis.clone();
-    if fresh {
-        for user in changed {
-            // Set, not deleted: a gateway that read Postgres before the
-            // commit caches its answer only where none is (SET NX), so it
-            // cannot put the old answer back. A failure leaves the old
-            // answer for its TTL at most.
-            let key = keys::membership(&command.room, user);
-            if let Err(e) = chat_cache::set_membership(&mut redis, &key, member).await {
-                tracing::warn!(error = %e, "membership cache entry not updated");
-            }
+    for (user, access) in changed {
+        // Set, not deleted: a gateway that read Postgres before the
+        // commit caches its answer only where none is (SET NX), so it
+        // cannot put the old answer back. A failure leaves the old answer
+        // for its TTL at most.
+        let key = keys::membership(&command.room, user);
+        if let Err(e) = chat_cache::set_membership(&mut redis, &key, *access).await {
+            tracing::warn!(error = %e, "membership cache entry not updated");
         }
     }
     let Some(event) = event else {
@@ -214,12 +236,23 @@ async fn after_commit(
         tracing::warn!(error = %e, "recent-message cache not updated");
     }
     fanout::publish_event(&ctx.nats, &command.room, event).await?;
-    if let (Change::RemoveMember(user), true) = (&command.change, fresh) {
+    for (user, access) in changed {
+        let change = match access {
+            None => Announced::MemberRemoved(MemberRemoved {
+                user: user.to_string(),
+            }),
+            Some(access) if event.kind == kind::ROLE_CHANGED => {
+                Announced::AccessChanged(AccessChanged {
+                    user: user.to_string(),
+                    access: Some(access.to_proto()),
+                })
+            }
+            // A new member has no sockets in the room yet.
+            Some(_) => continue,
+        };
         let announcement = ControlEvent {
             room: command.room.to_string(),
-            change: Some(Announced::MemberRemoved(MemberRemoved {
-                user: user.to_string(),
-            })),
+            change: Some(change),
         };
         ctx.nats
             .publish(

@@ -1,6 +1,7 @@
-//! The Redis cache of each room's recent messages. Workers add to it after
-//! commit; gateways read it to fill delivery gaps before asking Postgres.
-//! Messages never change once stored, so entries never need invalidating.
+//! The Redis caches: each room's recent messages (workers add to them after
+//! commit; gateways read them to fill delivery gaps before asking Postgres;
+//! messages never change once stored, so entries never need invalidating)
+//! and each member's access (set by the worker that changes it).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use chat_proto::v1::Message;
 use prost::Message as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use chat_protocol::{keys, RoomId, Seq};
+use chat_protocol::{access::Access, keys, RoomId, Seq};
 
 /// How long an idle room's recent messages stay in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;
@@ -32,14 +33,17 @@ pub fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
 /// a miss, for their own `delivery.membership_ttl_secs`.
 pub const MEMBERSHIP_TTL_SECS: u64 = 60;
 
-/// The answer after a committed membership change: overwrites whatever a
+/// The cached answer for "not a member".
+const NOT_A_MEMBER: &str = "-";
+
+/// The answer after a committed change to a member: overwrites whatever a
 /// gateway cached before it.
 pub async fn set_membership(
     redis: &mut ConnectionManager,
     key: &str,
-    member: bool,
+    access: Option<Access>,
 ) -> redis::RedisResult<()> {
-    cache_membership(redis, key, member, MEMBERSHIP_TTL_SECS, false).await
+    cache_membership(redis, key, access, MEMBERSHIP_TTL_SECS, false).await
 }
 
 /// A gateway's answer read from Postgres: cached only where nothing is, so
@@ -47,21 +51,35 @@ pub async fn set_membership(
 pub async fn offer_membership(
     redis: &mut ConnectionManager,
     key: &str,
-    member: bool,
+    access: Option<Access>,
     ttl_secs: u64,
 ) -> redis::RedisResult<()> {
-    cache_membership(redis, key, member, ttl_secs, true).await
+    cache_membership(redis, key, access, ttl_secs, true).await
+}
+
+/// The cached answer: `Some(None)` for "not a member", `None` for nothing
+/// cached (or a value this version cannot read, which counts as a miss).
+pub async fn membership(
+    redis: &mut ConnectionManager,
+    key: &str,
+) -> redis::RedisResult<Option<Option<Access>>> {
+    let cached: Option<String> = redis::cmd("GET").arg(key).query_async(redis).await?;
+    Ok(cached.and_then(|v| match v.as_str() {
+        NOT_A_MEMBER => Some(None),
+        v => Access::decode(v).map(Some),
+    }))
 }
 
 async fn cache_membership(
     redis: &mut ConnectionManager,
     key: &str,
-    member: bool,
+    access: Option<Access>,
     ttl_secs: u64,
     only_if_absent: bool,
 ) -> redis::RedisResult<()> {
     let mut set = redis::cmd("SET");
-    set.arg(key).arg(if member { "1" } else { "0" });
+    set.arg(key)
+        .arg(access.map_or_else(|| NOT_A_MEMBER.to_owned(), Access::encode));
     if only_if_absent {
         set.arg("NX");
     }

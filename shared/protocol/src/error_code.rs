@@ -15,8 +15,10 @@ pub enum ErrorCode {
     Unauthorized,
     /// The user may not do this (not a member of the room, origin not allowed).
     Forbidden,
-    /// The room does not exist.
+    /// The room (or the member a change names) does not exist.
     NotFound,
+    /// The change would break a rule of the room's state (remove its last owner).
+    Conflict,
     /// Too many requests in flight on this socket, or per second on it or its user.
     RateLimited,
     /// The message is over the configured size limit.
@@ -34,6 +36,23 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        Self::BadFrame,
+        Self::Unsupported,
+        Self::InvalidArgument,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::Conflict,
+        Self::RateLimited,
+        Self::TooLarge,
+        Self::LimitExceeded,
+        Self::SlowConsumer,
+        Self::Unavailable,
+        Self::Timeout,
+        Self::Internal,
+    ];
+
     /// The code as it appears in `error` frames and JSON bodies.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,6 +62,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
             Self::RateLimited => "rate_limited",
             Self::TooLarge => "too_large",
             Self::LimitExceeded => "limit_exceeded",
@@ -53,6 +73,11 @@ impl ErrorCode {
         }
     }
 
+    /// The code of `as_str`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// HTTP status for a request refused with this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -60,6 +85,7 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
+            Self::Conflict => 409,
             Self::TooLarge => 413,
             Self::RateLimited | Self::LimitExceeded => 429,
             Self::Internal => 500,
@@ -78,6 +104,7 @@ impl ErrorCode {
             Self::BadFrame
             | Self::Unsupported
             | Self::InvalidArgument
+            | Self::Conflict
             | Self::LimitExceeded
             | Self::RateLimited => 1008,
             Self::Unauthorized => 4001,

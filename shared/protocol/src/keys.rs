@@ -2,8 +2,8 @@
 
 use crate::ids::{RoomId, UserId};
 
-/// `chat:member:<room>:<user>` → "1" or "0": cached membership, with a TTL,
-/// deleted whenever membership changes.
+/// `chat:member:<room>:<user>` → "-" (not a member) or the member's role
+/// and flags (`admin:15`), with a TTL; set by the worker that changes them.
 pub fn membership(room: &RoomId, user: &UserId) -> String {
     format!("chat:member:{room}:{user}")
 }

@@ -7,3 +7,5 @@ pub const MEMBER_JOINED: &str = "member_joined";
 /// `member` was removed from the room (by `sender`): nothing of the room
 /// after this entry reaches them.
 pub const MEMBER_LEFT: &str = "member_left";
+/// `member`'s role or flags changed (by `sender`); `access` holds the new ones.
+pub const ROLE_CHANGED: &str = "role_changed";

@@ -1,8 +1,10 @@
-//! The wire contract of the chat system: validated ids, the frame codec,
+//! The wire contract of the chat system: roles and the rules of who may
+//! change whom, validated ids, the frame codec,
 //! the ingest envelope's decoder, the error-code table, NATS subjects and
 //! Redis keys. No I/O: a client embedding this crate pulls in no database,
 //! cache or telemetry stack.
 
+pub mod access;
 pub mod codec;
 pub mod envelope;
 pub mod error_code;

@@ -9,6 +9,7 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use chat_config::{Secret, Validate};
+use chat_protocol::access::{self, Access, Actor, Op, Permissions, Refusal, Role};
 use chat_protocol::{kind, RoomId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -93,16 +94,21 @@ fn refuses_input(e: &tokio_postgres::Error) -> bool {
 mod sql {
     /// Session-level advisory lock held while migrating (dropped with the connection).
     pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7245186)";
-    pub const IS_MEMBER: &str = "SELECT 1 FROM members WHERE room_id = $1 AND user_id = $2";
+    pub const MEMBER_ACCESS: &str =
+        "SELECT role, permissions FROM members WHERE room_id = $1 AND user_id = $2";
+    pub const COUNT_OWNERS: &str =
+        "SELECT count(*) FROM members WHERE room_id = $1 AND role = 'owner'";
     pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
     pub const ROOM_HEADS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1)";
     pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
-    pub const ADD_MEMBER: &str =
-        "INSERT INTO members (room_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+    pub const ADD_MEMBER: &str = "INSERT INTO members (room_id, user_id, role, permissions) \
+        VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+    pub const SET_ACCESS: &str =
+        "UPDATE members SET role = $3, permissions = $4 WHERE room_id = $1 AND user_id = $2";
     pub const REMOVE_MEMBER: &str = "DELETE FROM members WHERE room_id = $1 AND user_id = $2";
     /// Columns in the order `message_from_row` reads them.
     const COLUMNS: &str = "room_id, seq, id, sender_id, body, \
-        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id, kind";
+        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id, kind, access";
     pub fn message_at() -> String {
         format!("SELECT {COLUMNS} FROM messages WHERE room_id = $1 AND seq = $2")
     }
@@ -114,8 +120,8 @@ mod sql {
     pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
     pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
     pub const INSERT_EVENT: &str = "INSERT INTO messages \
-        (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind) \
-        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0), $8)";
+        (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind, access) \
+        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0), $8, $9)";
     pub const RECORD_COMMAND: &str =
         "UPDATE commands SET event_seq = $2, created = $3 WHERE id = $1";
     pub fn messages_between() -> String {
@@ -136,7 +142,7 @@ mod sql {
 }
 
 /// A stored row as a client sees it: an event's `body` column holds its
-/// member.
+/// member, its `access` column their role and flags after it.
 fn message_from_row(row: &Row) -> Message {
     let kind: String = row.get(7);
     let body: String = row.get(4);
@@ -155,17 +161,62 @@ fn message_from_row(row: &Row) -> Message {
         client_msg_id: row.get(6),
         kind,
         member,
+        access: row
+            .get::<_, Option<&str>>(8)
+            .and_then(Access::decode)
+            .map(Access::to_proto),
     }
+}
+
+/// A member's role and flags as stored.
+fn access_from_row(row: &Row) -> Option<Access> {
+    Some(Access {
+        role: Role::parse(row.get(0))?,
+        permissions: Permissions::from_bits(row.get::<_, i16>(1) as u8)?,
+    })
 }
 
 /// A change to a room, as a worker applies it.
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// Creates the room (if new) with these members; no events: a room's
-    /// sequence starts empty.
-    CreateRoom(Vec<UserId>),
+    /// Creates the room (if new) with these members, `owners` as owners
+    /// and the rest as plain members; no events: a room's sequence starts
+    /// empty.
+    CreateRoom {
+        members: Vec<UserId>,
+        owners: Vec<UserId>,
+    },
     AddMember(UserId),
     RemoveMember(UserId),
+    /// A new role (with its default flags) if given, then flags granted
+    /// and revoked.
+    SetAccess {
+        user: UserId,
+        role: Option<Role>,
+        grant: Permissions,
+        revoke: Permissions,
+    },
+}
+
+/// Who asks for a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Asker {
+    /// The trusted backend, through the admin API.
+    Service,
+    User(UserId),
+}
+
+impl Asker {
+    /// The sender of the command's event. `:` is not allowed in user ids,
+    /// so no user can send as the service.
+    pub const SERVICE: &'static str = "system:admin";
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Service => Self::SERVICE,
+            Self::User(user) => user.as_str(),
+        }
+    }
 }
 
 /// A command to apply once, by id.
@@ -173,18 +224,33 @@ pub enum Change {
 pub struct NewCommand {
     pub id: String,
     pub room: RoomId,
-    pub actor: String,
+    pub actor: Asker,
     pub change: Change,
 }
 
-impl Change {
-    /// What the command does, recorded with its id.
+impl NewCommand {
+    /// Who does what, recorded with its id: an id reused for another
+    /// change (or by another asker) is refused.
     fn describe(&self) -> String {
-        match self {
-            Self::CreateRoom(members) => format!("create:{}", members.len()),
-            Self::AddMember(user) => format!("add:{user}"),
-            Self::RemoveMember(user) => format!("remove:{user}"),
-        }
+        let what = match &self.change {
+            Change::CreateRoom { members, owners } => {
+                format!("create:{}:{}", members.len(), owners.len())
+            }
+            Change::AddMember(user) => format!("add:{user}"),
+            Change::RemoveMember(user) => format!("remove:{user}"),
+            Change::SetAccess {
+                user,
+                role,
+                grant,
+                revoke,
+            } => format!(
+                "access:{user}:{}:{}:{}",
+                role.map_or("", Role::as_str),
+                grant.bits(),
+                revoke.bits()
+            ),
+        };
+        format!("{}/{what}", self.actor.as_str())
     }
 }
 
@@ -199,10 +265,25 @@ pub enum Applied {
         /// Applied by this call, not found applied before (a redelivery,
         /// a resend): what follows a change is done once.
         fresh: bool,
+        /// Members whose access this call changed, with their access now
+        /// (`None`: no longer a member). Empty unless `fresh`.
+        changed: Vec<(UserId, Option<Access>)>,
     },
+    /// Nothing was changed (and nothing recorded: asking again re-checks).
+    Refused(Refused),
+}
+
+/// Why a command changed nothing.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Refused {
+    #[error("no such room")]
     RoomMissing,
-    /// The id was used before for another change (or another room).
-    Conflict,
+    #[error("this command id was used for another change")]
+    IdReused,
+    #[error("{0} is not a member of this room")]
+    NotAMember(UserId),
+    #[error("{0}")]
+    Rule(#[from] Refusal),
 }
 
 /// A send to store, as the worker received it.
@@ -278,13 +359,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+    /// The user's role and flags in the room; `None` if not a member.
+    pub async fn access(&self, room: &RoomId, user: &UserId) -> Result<Option<Access>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::IS_MEMBER).await?;
+        let stmt = client.prepare_cached(sql::MEMBER_ACCESS).await?;
         Ok(client
             .query_opt(&stmt, &[&room.as_str(), &user.as_str()])
             .await?
-            .is_some())
+            .as_ref()
+            .and_then(access_from_row))
     }
 
     /// The room's highest stored seq, or `None` if the room does not exist.
@@ -354,15 +437,17 @@ impl Store {
     }
 
     /// Applies a command in one transaction, once per id: a command applied
-    /// before returns what it did then. A member added or removed gets an
-    /// event with the room's next seq (the room row locked, as for
-    /// messages), sent by the actor, with the command id as its
-    /// client_msg_id; a change that changes nothing gets none.
+    /// before returns what it did then. The room's row is locked first (as
+    /// for messages), so the rules (`chat_protocol::access`) are checked
+    /// against the room as it stands when the change is made. A change to
+    /// a member gets an event with the room's next seq, sent by the asker,
+    /// with the command id as its client_msg_id; a change that changes
+    /// nothing gets none. A refusal rolls everything back, the claim too.
     pub async fn apply(&self, command: &NewCommand) -> Result<Applied, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let room = command.room.as_str();
-        let change = command.change.describe();
+        let change = command.describe();
         // The claim: a concurrent apply of the same id waits here for the
         // first to finish, then finds its outcome.
         let claimed = tx
@@ -370,89 +455,83 @@ impl Store {
             .await?
             == 1;
         if !claimed {
-            let Some(done) = tx.query_opt(sql::COMMAND_DONE, &[&command.id]).await? else {
-                return Err(StoreError::Inconsistent("claimed command vanished".into()));
-            };
-            if done.get::<_, &str>(0) != room || done.get::<_, &str>(1) != change {
-                return Ok(Applied::Conflict);
-            }
-            let event = match done.get::<_, Option<i64>>(2) {
-                Some(seq) => tx
-                    .query_opt(&sql::message_at(), &[&room, &seq])
-                    .await?
-                    .as_ref()
-                    .map(message_from_row),
-                None => None,
-            };
-            return Ok(Applied::Done {
-                created: done.get(3),
-                event,
-                fresh: false,
-            });
+            return applied_before(&tx, command, &change).await;
         }
-        let (created, event) = match &command.change {
-            Change::CreateRoom(members) => {
+        let (created, event, changed) = match &command.change {
+            Change::CreateRoom { members, owners } => {
                 let created = tx.execute(sql::CREATE_ROOM, &[&room]).await? == 1;
-                for user in members {
-                    tx.execute(sql::ADD_MEMBER, &[&room, &user.as_str()])
-                        .await?;
+                let mut changed = Vec::new();
+                let listed = owners.iter().map(|u| (u, Role::Owner));
+                let listed = listed.chain(members.iter().map(|u| (u, Role::Member)));
+                for (user, role) in listed {
+                    let access = Access::new(role);
+                    if add_member(&tx, room, user, access).await? {
+                        changed.push((user.clone(), Some(access)));
+                    }
                 }
-                (created, None)
+                (created, None, changed)
             }
-            Change::AddMember(user) | Change::RemoveMember(user) => {
+            change => {
                 let Some(head) = tx.query_opt(sql::LOCK_ROOM, &[&room]).await? else {
-                    return Ok(Applied::RoomMissing);
+                    return Ok(Applied::Refused(Refused::RoomMissing));
                 };
-                let (statement, kind) = match &command.change {
-                    Change::AddMember(_) => (sql::ADD_MEMBER, kind::MEMBER_JOINED),
-                    _ => (sql::REMOVE_MEMBER, kind::MEMBER_LEFT),
+                let decided = match decide(&tx, command, change).await? {
+                    Ok(decided) => decided,
+                    Err(refused) => return Ok(Applied::Refused(refused)),
                 };
-                let changed = tx.execute(statement, &[&room, &user.as_str()]).await? == 1;
-                let event = if changed {
-                    let seq = head.get::<_, i64>(0) + 1;
-                    let id = Uuid::now_v7();
-                    let now = chat_protocol::now_ms();
-                    tx.execute(
-                        sql::INSERT_EVENT,
-                        &[
-                            &room,
-                            &seq,
-                            &id,
-                            &command.actor,
-                            &command.id,
-                            &user.as_str(),
-                            &now,
-                            &kind,
-                        ],
-                    )
-                    .await?;
-                    tx.execute(sql::SET_ROOM_HEAD, &[&room, &seq]).await?;
-                    Some(Message {
-                        room: room.to_owned(),
-                        seq: seq as u64,
-                        id: id.to_string(),
-                        sender: command.actor.clone(),
-                        ts_ms: now,
-                        client_msg_id: command.id.clone(),
-                        kind: kind.to_owned(),
-                        member: user.to_string(),
-                        ..Message::default()
-                    })
-                } else {
-                    None
+                let Some((user, access, kind)) = decided else {
+                    return finish(tx, command, false, None, Vec::new()).await;
                 };
-                (false, event)
+                match access {
+                    None => {
+                        tx.execute(sql::REMOVE_MEMBER, &[&room, &user.as_str()])
+                            .await?;
+                    }
+                    Some(a) if kind == kind::MEMBER_JOINED => {
+                        add_member(&tx, room, user, a).await?;
+                    }
+                    Some(a) => {
+                        let bits = i16::from(a.permissions.bits());
+                        tx.execute(
+                            sql::SET_ACCESS,
+                            &[&room, &user.as_str(), &a.role.as_str(), &bits],
+                        )
+                        .await?;
+                    }
+                }
+                let seq = head.get::<_, i64>(0) + 1;
+                let event = Message {
+                    room: room.to_owned(),
+                    seq: seq as u64,
+                    id: Uuid::now_v7().to_string(),
+                    sender: command.actor.as_str().to_owned(),
+                    ts_ms: chat_protocol::now_ms(),
+                    client_msg_id: command.id.clone(),
+                    kind: kind.to_owned(),
+                    member: user.to_string(),
+                    access: access.map(Access::to_proto),
+                    ..Message::default()
+                };
+                tx.execute(
+                    sql::INSERT_EVENT,
+                    &[
+                        &room,
+                        &seq,
+                        &Uuid::parse_str(&event.id).expect("just made"),
+                        &event.sender,
+                        &command.id,
+                        &user.as_str(),
+                        &event.ts_ms,
+                        &kind,
+                        &access.map(Access::encode),
+                    ],
+                )
+                .await?;
+                tx.execute(sql::SET_ROOM_HEAD, &[&room, &seq]).await?;
+                (false, Some(event), vec![(user.clone(), access)])
             }
         };
-        let event_seq = event.as_ref().map(|e| e.seq as i64);
-        tx.execute(sql::RECORD_COMMAND, &[&command.id, &event_seq, &created])
-            .await?;
-        tx.commit().await?;
-        Ok(Applied::Done {
-            created,
-            event,
-            fresh: true,
-        })
+        finish(tx, command, created, event, changed).await
     }
 
     /// Stores a batch in one statement (`persist_messages`, see migration
@@ -496,4 +575,153 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Records what the command did and commits.
+async fn finish(
+    tx: deadpool_postgres::Transaction<'_>,
+    command: &NewCommand,
+    created: bool,
+    event: Option<Message>,
+    changed: Vec<(UserId, Option<Access>)>,
+) -> Result<Applied, StoreError> {
+    let event_seq = event.as_ref().map(|e| e.seq as i64);
+    tx.execute(sql::RECORD_COMMAND, &[&command.id, &event_seq, &created])
+        .await?;
+    tx.commit().await?;
+    Ok(Applied::Done {
+        created,
+        event,
+        fresh: true,
+        changed,
+    })
+}
+
+/// The outcome of a command whose id was claimed before.
+async fn applied_before(
+    tx: &deadpool_postgres::Transaction<'_>,
+    command: &NewCommand,
+    change: &str,
+) -> Result<Applied, StoreError> {
+    let room = command.room.as_str();
+    let Some(done) = tx.query_opt(sql::COMMAND_DONE, &[&command.id]).await? else {
+        return Err(StoreError::Inconsistent("claimed command vanished".into()));
+    };
+    if done.get::<_, &str>(0) != room || done.get::<_, &str>(1) != change {
+        return Ok(Applied::Refused(Refused::IdReused));
+    }
+    let event = match done.get::<_, Option<i64>>(2) {
+        Some(seq) => tx
+            .query_opt(&sql::message_at(), &[&room, &seq])
+            .await?
+            .as_ref()
+            .map(message_from_row),
+        None => None,
+    };
+    Ok(Applied::Done {
+        created: done.get(3),
+        event,
+        fresh: false,
+        changed: Vec::new(),
+    })
+}
+
+/// Checks a change to one member against the rules and the room as it
+/// stands (its row locked): the member, their access after the change
+/// (`None`: removed) and the event's kind, or `None` if it changes nothing.
+async fn decide<'c>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    command: &NewCommand,
+    change: &'c Change,
+) -> Result<Result<Option<(&'c UserId, Option<Access>, &'static str)>, Refused>, StoreError> {
+    let room = &command.room;
+    let user = match change {
+        Change::AddMember(user) | Change::RemoveMember(user) => user,
+        Change::SetAccess { user, .. } => user,
+        Change::CreateRoom { .. } => unreachable!("rooms are created without rules"),
+    };
+    let target = access_in(tx, room, user).await?;
+    let actor = match &command.actor {
+        Asker::Service => Actor::Service,
+        Asker::User(me) if me == user => Actor::User {
+            access: target,
+            is_target: true,
+        },
+        Asker::User(me) => Actor::User {
+            access: access_in(tx, room, me).await?,
+            is_target: false,
+        },
+    };
+    let (op, after) = match (change, target) {
+        (Change::AddMember(_), t) => (Op::Add, t.is_none().then(|| Access::new(Role::Member))),
+        // Leaving a room one is not in is checked like any removal.
+        (Change::RemoveMember(_), t) => (
+            Op::Remove {
+                target: t.unwrap_or(Access::new(Role::Member)),
+            },
+            None,
+        ),
+        (Change::SetAccess { .. }, None) => return Ok(Err(Refused::NotAMember(user.clone()))),
+        (
+            Change::SetAccess {
+                role,
+                grant,
+                revoke,
+                ..
+            },
+            Some(t),
+        ) => {
+            let base = role.map_or(t.permissions, Role::defaults);
+            let to = Access {
+                role: role.unwrap_or(t.role),
+                permissions: (base | *grant) - *revoke,
+            };
+            (Op::Change { target: t, to }, (to != t).then_some(to))
+        }
+        (Change::CreateRoom { .. }, _) => unreachable!(),
+    };
+    let owners = if target.is_some_and(|t| t.role == Role::Owner) {
+        let row = tx.query_one(sql::COUNT_OWNERS, &[&room.as_str()]).await?;
+        row.get::<_, i64>(0) as usize
+    } else {
+        0
+    };
+    if let Err(refusal) = access::check(actor, op, owners) {
+        return Ok(Err(refusal.into()));
+    }
+    Ok(Ok(match (change, target, after) {
+        (Change::AddMember(_), None, Some(a)) => Some((user, Some(a), kind::MEMBER_JOINED)),
+        (Change::RemoveMember(_), Some(_), _) => Some((user, None, kind::MEMBER_LEFT)),
+        (Change::SetAccess { .. }, Some(_), Some(a)) => Some((user, Some(a), kind::ROLE_CHANGED)),
+        _ => None,
+    }))
+}
+
+async fn access_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    room: &RoomId,
+    user: &UserId,
+) -> Result<Option<Access>, StoreError> {
+    Ok(tx
+        .query_opt(sql::MEMBER_ACCESS, &[&room.as_str(), &user.as_str()])
+        .await?
+        .as_ref()
+        .and_then(access_from_row))
+}
+
+/// Adds a member with this access; false if they were one already.
+async fn add_member(
+    tx: &deadpool_postgres::Transaction<'_>,
+    room: &str,
+    user: &UserId,
+    access: Access,
+) -> Result<bool, StoreError> {
+    let bits = i16::from(access.permissions.bits());
+    let added = tx
+        .execute(
+            sql::ADD_MEMBER,
+            &[&room, &user.as_str(), &access.role.as_str(), &bits],
+        )
+        .await?;
+    Ok(added == 1)
 }
