@@ -1,5 +1,6 @@
 //! The gateway's admin API (`/v1/admin`): create rooms, add and remove
-//! members, with the service's bearer admin token.
+//! members, change their roles and flags, with the service's bearer admin
+//! token.
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +36,23 @@ impl Admin {
     /// Creates a room (if it does not exist yet) and adds members to it.
     /// Returns whether the room is new.
     pub async fn create_room(&self, room: &str, members: &[&str]) -> Result<bool, AdminError> {
+        self.create_room_owned(room, &[], members).await
+    }
+
+    /// Creates a room with `owners` as its owners and `members` as plain
+    /// members. Returns whether the room is new.
+    pub async fn create_room_owned(
+        &self,
+        room: &str,
+        owners: &[&str],
+        members: &[&str],
+    ) -> Result<bool, AdminError> {
+        let body = serde_json::json!({ "room": room, "owners": owners, "members": members });
         let response = self
             .http
             .post(format!("{}/v1/admin/rooms", self.base))
             .bearer_auth(&self.token)
-            .json(&serde_json::json!({ "room": room, "members": members }))
+            .json(&body)
             .send()
             .await?;
         let status = response.status().as_u16();
@@ -64,6 +77,31 @@ impl Admin {
             .http
             .delete(self.member_url(room, user))
             .bearer_auth(&self.token)
+            .send()
+            .await?;
+        check(response).await
+    }
+
+    /// Changes a member's role (`None` keeps it; a new one brings its
+    /// default flags), then grants and revokes flags by name.
+    pub async fn set_access(
+        &self,
+        room: &str,
+        user: &str,
+        role: Option<&str>,
+        grant: &[&str],
+        revoke: &[&str],
+    ) -> Result<(), AdminError> {
+        let body = serde_json::json!({
+            "role": role.unwrap_or_default(),
+            "grant": grant,
+            "revoke": revoke,
+        });
+        let response = self
+            .http
+            .put(format!("{}/access", self.member_url(room, user)))
+            .bearer_auth(&self.token)
+            .json(&body)
             .send()
             .await?;
         check(response).await

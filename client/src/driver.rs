@@ -14,7 +14,9 @@ use std::{
     time::Duration,
 };
 
-use chat_proto::v1::{client_frame, server_frame::Kind, Ack, Applied, Joined, Message, ServerFrame};
+use chat_proto::v1::{
+    client_frame, server_frame::Kind, Ack, Applied, Joined, Message, ServerFrame,
+};
 use chat_protocol::ErrorCode;
 use tokio::{
     sync::{mpsc, oneshot},

@@ -50,9 +50,8 @@ pub fn set_access(
         )));
     }
     let flags = |names: &[String]| {
-        Permissions::from_names(names.iter().map(String::as_str)).map_err(|name| {
-            GatewayError::InvalidArgument(format!("unknown permission {name:?}"))
-        })
+        Permissions::from_names(names.iter().map(String::as_str))
+            .map_err(|name| GatewayError::InvalidArgument(format!("unknown permission {name:?}")))
     };
     Ok(Change::SetAccess(AccessChange {
         user: UserId::parse(user)?.into(),
@@ -105,6 +104,9 @@ pub async fn run(
             code,
             reason: reply.reason,
         }),
-        None => Err(GatewayError::nats(format!("command refused: {}", reply.error))),
+        None => Err(GatewayError::nats(format!(
+            "command refused: {}",
+            reply.error
+        ))),
     }
 }

@@ -26,7 +26,11 @@ impl Membership {
     }
 
     /// The user's role and flags in the room; `None` if not a member.
-    pub async fn access(&self, room: &RoomId, user: &UserId) -> Result<Option<Access>, GatewayError> {
+    pub async fn access(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<Access>, GatewayError> {
         let key = keys::membership(room, user);
         let mut redis = self.redis.clone();
         let cached = chat_cache::membership(&mut redis, &key).await;

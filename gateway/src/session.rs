@@ -26,8 +26,8 @@ use tokio_tungstenite::tungstenite;
 use tracing::Instrument;
 
 use crate::{
-    config::Limits,
     command,
+    config::Limits,
     delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
     ingest::Submission,

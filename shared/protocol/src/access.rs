@@ -68,7 +68,10 @@ const FLAG_NAMES: [(Permissions, &str); 4] = [
     (Permissions::SEND_MESSAGES, "can_send_messages"),
     (Permissions::CHANGE_PERMISSIONS, "can_change_permissions"),
     (Permissions::REMOVE_MEMBERS, "can_remove_members"),
-    (Permissions::DELETE_OTHER_MESSAGES, "can_delete_other_messages"),
+    (
+        Permissions::DELETE_OTHER_MESSAGES,
+        "can_delete_other_messages",
+    ),
 ];
 
 impl Permissions {
@@ -146,7 +149,10 @@ pub enum Actor {
     /// The trusted backend (service token).
     Service,
     /// A user of the room (`None`: not a member of it).
-    User { access: Option<Access>, is_target: bool },
+    User {
+        access: Option<Access>,
+        is_target: bool,
+    },
 }
 
 /// A change to one member.
@@ -240,7 +246,10 @@ mod tests {
     fn flag_names_round_trip_and_unknown_is_named() {
         let all = Permissions::all();
         let names = all.names();
-        assert_eq!(Permissions::from_names(names.iter().map(String::as_str)), Ok(all));
+        assert_eq!(
+            Permissions::from_names(names.iter().map(String::as_str)),
+            Ok(all)
+        );
         assert_eq!(Permissions::from_names(["can_fly"]), Err("can_fly".into()));
     }
 
@@ -257,7 +266,10 @@ mod tests {
             target: member,
             to: owner,
         };
-        assert_eq!(check(user(Role::Admin), promote, 1), Err(Refusal::RoleAboveOwn));
+        assert_eq!(
+            check(user(Role::Admin), promote, 1),
+            Err(Refusal::RoleAboveOwn)
+        );
         assert_eq!(check(user(Role::Owner), promote, 1), Ok(()));
     }
 
@@ -285,7 +297,10 @@ mod tests {
         let target = Access::new(Role::Member);
         let mut to = target;
         to.permissions |= Permissions::REMOVE_MEMBERS;
-        assert_eq!(check(me, Op::Change { target, to }, 1), Err(Refusal::FlagNotHeld));
+        assert_eq!(
+            check(me, Op::Change { target, to }, 1),
+            Err(Refusal::FlagNotHeld)
+        );
         to.permissions = Permissions::empty();
         assert_eq!(check(me, Op::Change { target, to }, 1), Ok(()));
     }

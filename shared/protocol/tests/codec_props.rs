@@ -6,8 +6,8 @@ use bytes::Bytes;
 use chat_proto::{
     internal::Envelope,
     v1::{
-        client_frame, server_frame, Ack, ClientFrame, Error, Join, Joined, Leave, Left, Message,
-        Ping, Pong, Send, ServerFrame,
+        client_frame, server_frame, Ack, ClientFrame, Error, Join, Joined, Leave, Left,
+        MemberAccess, Message, Ping, Pong, Send, ServerFrame,
     },
 };
 use chat_protocol::{
@@ -56,10 +56,18 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (
             (text(), any::<u64>(), text(), text()),
             (text(), any::<i64>(), text()),
-            (text(), text())
+            (
+                text(),
+                text(),
+                proptest::option::of((text(), proptest::collection::vec(text(), 0..4)))
+            )
         )
             .prop_map(
-                |((room, seq, id, sender), (body, ts_ms, client_msg_id), (kind, member))| {
+                |(
+                    (room, seq, id, sender),
+                    (body, ts_ms, client_msg_id),
+                    (kind, member, access),
+                )| {
                     server_frame::Kind::Message(Message {
                         room,
                         seq,
@@ -70,6 +78,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                         client_msg_id,
                         kind,
                         member,
+                        access: access
+                            .map(|(role, permissions)| MemberAccess { role, permissions }),
                     })
                 }
             ),

@@ -17,6 +17,7 @@ mod loadgen_smoke;
 mod message_path;
 mod observability;
 mod ordering;
+mod permissions;
 mod resilience;
 mod rooms;
 mod startup;
