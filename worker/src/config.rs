@@ -18,7 +18,11 @@ pub struct WorkerConfig {
     pub postgres: PostgresConfig,
     pub stream: StreamConfig,
     pub batch: BatchConfig,
+    /// How sends are retried.
     pub retry: RetryConfig,
+    /// How commands (changes to rooms) are retried: longer than sends,
+    /// since nobody resends a command whose asker has given up.
+    pub control_retry: RetryConfig,
     /// Recent messages kept per room in Redis for gateways' gap fills.
     pub recent_cache_len: usize,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
@@ -36,6 +40,10 @@ impl Default for WorkerConfig {
             stream: StreamConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
+            control_retry: RetryConfig {
+                max_attempts: 120,
+                ..RetryConfig::default()
+            },
             recent_cache_len: 1000,
             http_listen: "0.0.0.0:9091".parse().expect("valid address"),
             log: LogConfig::default(),
@@ -81,11 +89,12 @@ impl Default for BatchConfig {
     }
 }
 
-/// How failed sends are retried before they are dead-lettered.
+/// How failed deliveries of one class are retried before they are
+/// dead-lettered.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetryConfig {
-    /// Deliveries of one send before it goes to the dead-letter stream.
+    /// Deliveries before it goes to the dead-letter stream.
     pub max_attempts: u32,
     /// First redelivery delay; doubles with each attempt.
     pub base_delay_ms: u64,
@@ -102,6 +111,19 @@ impl Default for RetryConfig {
             max_attempts: 30,
             base_delay_ms: 100,
             max_delay_ms: 1000,
+        }
+    }
+}
+
+impl RetryConfig {
+    fn check(&self, name: &str, problems: &mut Vec<String>) {
+        if self.max_attempts == 0 {
+            problems.push(format!("{name}.max_attempts must be > 0"));
+        }
+        if self.base_delay_ms == 0 || self.max_delay_ms < self.base_delay_ms {
+            problems.push(format!(
+                "{name}.base_delay_ms must be > 0 and <= {name}.max_delay_ms"
+            ));
         }
     }
 }
@@ -127,12 +149,8 @@ impl Validate for WorkerConfig {
         if self.batch.max_ack_pending < self.batch.max_messages as i64 {
             problems.push("batch.max_ack_pending must be >= batch.max_messages".into());
         }
-        if self.retry.max_attempts == 0 {
-            problems.push("retry.max_attempts must be > 0".into());
-        }
-        if self.retry.base_delay_ms == 0 || self.retry.max_delay_ms < self.retry.base_delay_ms {
-            problems.push("retry.base_delay_ms must be > 0 and <= retry.max_delay_ms".into());
-        }
+        self.retry.check("retry", problems);
+        self.control_retry.check("control_retry", problems);
         if self.recent_cache_len == 0 {
             problems.push("recent_cache_len must be > 0".into());
         }

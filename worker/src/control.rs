@@ -11,7 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use chat_proto::internal::{
     command::Change as Requested, control_event::Change as Announced, AccessChanged, Command,
     CommandReply, ControlEvent, MemberRemoved,
@@ -26,12 +26,7 @@ use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    ctx::Ctx,
-    error::WorkerError,
-    fanout, metrics,
-    retry::{self, Decision},
-};
+use crate::{ctx::Ctx, error::WorkerError, fanout, metrics};
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
@@ -74,8 +69,9 @@ pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationTo
 async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
     let (command, reply_to) = match decode(&msg.payload) {
         Ok(decoded) => decoded,
-        Err(e) => return give_up(msg, &e).await,
+        Err(e) => return ctx.fail_command(msg, "undecodable", &e).await,
     };
+    let room = command.room.as_str();
     let reply = match ctx.store.apply(&command).await {
         Ok(Applied::Done {
             created,
@@ -84,7 +80,7 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
             ..
         }) => {
             if let Err(e) = after_commit(ctx, &command, event.as_ref(), &changed).await {
-                return retry(ctx, msg, &e).await;
+                return ctx.fail_command(msg, room, &e).await;
             }
             metrics::command(if event.is_some() || created {
                 "applied"
@@ -107,7 +103,7 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
                 ..CommandReply::default()
             }
         }
-        Err(e) => return retry(ctx, msg, &WorkerError::from(e)).await,
+        Err(e) => return ctx.fail_command(msg, room, &WorkerError::from(e)).await,
     };
     if subjects::is_inbox(&reply_to) {
         if let Err(e) = ctx
@@ -122,30 +118,6 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
     if let Err(e) = msg.ack().await {
         tracing::warn!(error = %e, "command ack failed");
     }
-}
-
-/// A command that failed this time is redelivered after the retry
-/// policy's delay (a nak with a delay: a plain nak would come straight
-/// back); once the policy gives up, it is dropped with an error logged.
-/// Commands are not dead-lettered: the dead-letter stream holds sends,
-/// which `worker dlq` replays into the ingest stream.
-async fn retry(ctx: &Ctx, msg: &jetstream::Message, error: &WorkerError) {
-    let attempts = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
-    match retry::decide(&ctx.config.retry, error, attempts) {
-        Decision::Retry(delay) => {
-            tracing::warn!(error = %error.detail(), attempts, ?delay, "command failed; retrying");
-            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
-        }
-        Decision::DeadLetter => give_up(msg, error).await,
-    }
-}
-
-/// Drops a command that can never be applied (undecodable, or out of
-/// retries): JetStream is told not to redeliver it.
-async fn give_up(msg: &jetstream::Message, error: &WorkerError) {
-    tracing::error!(error = %error.detail(), "command dropped");
-    metrics::command("dropped");
-    let _ = msg.ack_with(AckKind::Term).await;
 }
 
 /// The protocol's code for a refused command.

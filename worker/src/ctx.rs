@@ -6,7 +6,7 @@ use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 
-use crate::{config::WorkerConfig, error::WorkerError};
+use crate::{config::WorkerConfig, error::WorkerError, retry::Class};
 
 /// What a batch needs; shared by the concurrent batches.
 pub struct Ctx {
@@ -32,6 +32,14 @@ impl Ctx {
         error: &WorkerError,
         attempts: u32,
     ) {
-        crate::retry::fail(&self.js, &self.config.retry, msg, room, error, attempts).await
+        let config = &self.config.retry;
+        crate::retry::fail(&self.js, config, Class::Message, msg, room, error, attempts).await
+    }
+
+    /// Hands a command that could not be applied to the retry policy of
+    /// its class.
+    pub async fn fail_command(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
+        let config = &self.config.control_retry;
+        crate::retry::fail(&self.js, config, Class::Control, msg, room, error, 1).await
     }
 }

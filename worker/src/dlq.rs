@@ -1,10 +1,11 @@
 //! `worker dlq`: the operator's tools for the dead-letter stream: list,
-//! show, replay and purge the sends the worker gave up on.
+//! show, replay and purge the sends and commands the worker gave up on.
 //!
-//! A replay republishes the original envelope to its room's ingest subject,
-//! where the workers store it like any send. That is safe because the store
-//! is idempotent on (room, sender, client_msg_id): a send its sender resent
-//! meanwhile is found, not stored twice. The dead letter is deleted only
+//! A replay republishes the original envelope to its room's ingest subject
+//! (a command to its room's command subject), where the workers handle it
+//! like any other. That is safe because the store is idempotent on (room,
+//! sender, client_msg_id) and on the command id: a send its sender resent
+//! meanwhile is found, not stored twice, and a command is applied once. The dead letter is deleted only
 //! once JetStream has acked the republish, and the republish carries a
 //! `Nats-Msg-Id` of its own ([`subjects::replay_id`]), so a replay retried
 //! after a lost ack is dropped by JetStream as a copy.
@@ -21,9 +22,10 @@ use async_nats::{
     },
     HeaderMap, HeaderValue,
 };
-use chat_proto::internal::Envelope;
-use chat_protocol::{envelope::EnvelopeError, subjects, RoomId};
+use chat_proto::internal::{Command, Envelope};
+use chat_protocol::{subjects, RoomId};
 use clap::{builder::PossibleValuesParser, ArgGroup, Args, Subcommand};
+use prost::Message as _;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -126,7 +128,7 @@ pub enum DlqError {
     NotFound(u64),
     #[error("reading dead letter {seq}: {source}")]
     Read { seq: u64, source: RawMessageError },
-    #[error("republishing to the ingest stream: {0}")]
+    #[error("republishing: {0}")]
     Publish(#[from] PublishError),
     #[error("deleting the dead letter: {0}")]
     Delete(#[from] DeleteMessageError),
@@ -203,9 +205,10 @@ impl DeadLetters {
         }
     }
 
-    /// Publishes the envelope to its room's ingest subject and waits for
-    /// JetStream's ack; returns the send's seq in the ingest stream.
-    async fn republish(&self, letter: &DeadLetter, room: &RoomId) -> Result<u64, DlqError> {
+    /// Publishes the envelope to its room's ingest subject (a command to
+    /// its command subject) and waits for JetStream's ack; returns its seq
+    /// in that stream.
+    async fn republish(&self, letter: &DeadLetter, decoded: &Decoded) -> Result<u64, DlqError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             NATS_MESSAGE_ID,
@@ -214,7 +217,7 @@ impl DeadLetters {
         headers.insert(REPLAY_OF_HEADER, HeaderValue::from(letter.msg.sequence));
         let ack = self
             .js
-            .publish_with_headers(subjects::ingest(room), headers, letter.msg.payload.clone())
+            .publish_with_headers(decoded.subject(), headers, letter.msg.payload.clone())
             .await?
             .await?;
         Ok(ack.sequence)
@@ -267,15 +270,62 @@ impl Scan<'_> {
     }
 }
 
-/// One message of the dead-letter stream, its envelope decoded if it can be.
+/// One message of the dead-letter stream, decoded if it can be.
 struct DeadLetter {
     msg: StreamMessage,
-    decoded: Result<(Envelope, RoomId), EnvelopeError>,
+    /// Why it cannot be decoded, if so.
+    decoded: Result<Decoded, String>,
+}
+
+/// What a dead letter holds, and its room.
+struct Decoded {
+    letter: Letter,
+    room: RoomId,
+}
+
+enum Letter {
+    Send(Envelope),
+    Command(Command),
+}
+
+impl Decoded {
+    /// Where a replay goes.
+    fn subject(&self) -> String {
+        match self.letter {
+            Letter::Send(_) => subjects::ingest(&self.room),
+            Letter::Command(_) => subjects::command(&self.room),
+        }
+    }
+
+    /// Who sent it, and its id (client_msg_id or command id).
+    fn sender_and_id(&self) -> (&str, &str) {
+        match &self.letter {
+            Letter::Send(e) => (&e.sender, &e.client_msg_id),
+            Letter::Command(c) => (&c.actor, &c.command_id),
+        }
+    }
 }
 
 impl DeadLetter {
     fn new(msg: StreamMessage) -> Self {
-        let decoded = chat_protocol::envelope::decode(&msg.payload);
+        let decoded = if subjects::is_dead_command(&msg.subject) {
+            Command::decode(&msg.payload[..])
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    let room = RoomId::parse(c.room.clone()).map_err(|e| e.to_string())?;
+                    Ok(Decoded {
+                        letter: Letter::Command(c),
+                        room,
+                    })
+                })
+        } else {
+            chat_protocol::envelope::decode(&msg.payload)
+                .map(|(e, room)| Decoded {
+                    letter: Letter::Send(e),
+                    room,
+                })
+                .map_err(|e| e.to_string())
+        };
         Self { msg, decoded }
     }
 
@@ -291,20 +341,26 @@ impl DeadLetter {
         let room_ok = filter
             .room
             .as_ref()
-            .is_none_or(|want| self.decoded.as_ref().is_ok_and(|(_, room)| room == want));
+            .is_none_or(|want| self.decoded.as_ref().is_ok_and(|d| d.room == *want));
         room_ok && filter.reason.as_deref().is_none_or(|r| r == self.reason())
     }
 
     /// What `list` prints of it, and the start of what `show` prints.
     fn summary(&self) -> Summary {
-        let envelope = self.decoded.as_ref().ok().map(|(e, _)| e);
+        let decoded = self.decoded.as_ref().ok();
+        let ids = decoded.map(Decoded::sender_and_id);
         Summary {
             seq: self.msg.sequence,
             time: self.msg.time.format(&Rfc3339).unwrap_or_default(),
             subject: self.msg.subject.to_string(),
-            room: envelope.map(|e| e.room.clone()),
-            sender: envelope.map(|e| e.sender.clone()),
-            client_msg_id: envelope.map(|e| e.client_msg_id.clone()),
+            holds: if subjects::is_dead_command(&self.msg.subject) {
+                "command"
+            } else {
+                "send"
+            },
+            room: decoded.map(|d| d.room.to_string()),
+            sender: ids.map(|(sender, _)| sender.to_owned()),
+            client_msg_id: ids.map(|(_, id)| id.to_owned()),
             reason: self.reason().to_owned(),
             attempts: self.header(ATTEMPTS_HEADER).parse().ok(),
             detail: self.header(DEAD_DETAIL_HEADER).to_owned(),
@@ -317,8 +373,12 @@ struct Summary {
     seq: u64,
     time: String,
     subject: String,
+    /// `send` or `command`.
+    holds: &'static str,
     room: Option<String>,
+    /// The sender (a command's actor).
     sender: Option<String>,
+    /// The client_msg_id (a command's id).
     client_msg_id: Option<String>,
     reason: String,
     attempts: Option<u32>,
@@ -442,9 +502,16 @@ async fn show(dead: &DeadLetters, out: &Out, seq: u64) -> Result<bool, DlqError>
     let detail = Detail {
         summary: letter.summary(),
         headers,
-        envelope: letter.decoded.as_ref().ok().map(|(e, _)| e.into()),
+        envelope: match letter.decoded.as_ref().map(|d| &d.letter) {
+            Ok(Letter::Send(e)) => Some(e.into()),
+            _ => None,
+        },
+        change: match letter.decoded.as_ref().map(|d| &d.letter) {
+            Ok(Letter::Command(c)) => Some(format!("{:?}", c.change)),
+            _ => None,
+        },
         undecodable: letter.decoded.as_ref().err().map(|e| Undecodable {
-            error: e.to_string(),
+            error: e.clone(),
             hex: hex::encode(&letter.msg.payload),
             escaped: letter.msg.payload.escape_ascii().to_string(),
         }),
@@ -460,6 +527,8 @@ struct Detail {
     /// Every header, the three the worker writes included.
     headers: BTreeMap<String, String>,
     envelope: Option<EnvelopeFields>,
+    /// A command's change, as the worker would apply it.
+    change: Option<String>,
     undecodable: Option<Undecodable>,
 }
 
@@ -500,18 +569,28 @@ impl Detail {
             ("subject", s.subject.clone()),
         ];
         lines.extend(self.headers.iter().map(|(k, v)| (k.as_str(), printable(v))));
-        if let (Some(e), Some(room), Some(sender), Some(id)) =
-            (&self.envelope, &s.room, &s.sender, &s.client_msg_id)
-        {
+        if let (Some(room), Some(sender), Some(id)) = (&s.room, &s.sender, &s.client_msg_id) {
+            let id_name = if self.change.is_some() {
+                "command_id"
+            } else {
+                "client_msg_id"
+            };
             lines.extend([
                 ("room", printable(room)),
                 ("sender", printable(sender)),
-                ("client_msg_id", printable(id)),
+                (id_name, printable(id)),
+            ]);
+        }
+        if let Some(e) = &self.envelope {
+            lines.extend([
                 ("received_ts_ms", e.received_ts_ms.to_string()),
                 ("reply_to", printable(&e.reply_to)),
                 ("ticket", e.ticket.to_string()),
                 ("body", printable(&e.body)),
             ]);
+        }
+        if let Some(change) = &self.change {
+            lines.push(("change", printable(change)));
         }
         if let Some(u) = &self.undecodable {
             lines.extend([
@@ -604,15 +683,15 @@ async fn act(
 /// both, and running the replay again is harmless.
 async fn handle(dead: &DeadLetters, letter: &DeadLetter, action: Action) -> Outcome {
     let seq = letter.msg.sequence;
-    let room = letter.decoded.as_ref().ok().map(|(_, room)| room);
+    let decoded = letter.decoded.as_ref().ok();
     let mut outcome = Outcome {
         seq,
-        room: room.map(RoomId::to_string),
+        room: decoded.map(|d| d.room.to_string()),
         outcome: "failed",
         ingest_seq: None,
         error: None,
     };
-    let done = match (action, room) {
+    let done = match (action, decoded) {
         (Action::Replay { .. }, None) => {
             outcome.outcome = "skipped";
             outcome.error = letter
@@ -623,8 +702,8 @@ async fn handle(dead: &DeadLetters, letter: &DeadLetter, action: Action) -> Outc
             return outcome;
         }
         (Action::Replay { dry_run: true }, Some(_)) => Ok("would_replay"),
-        (Action::Replay { dry_run: false }, Some(room)) => {
-            match dead.republish(letter, room).await {
+        (Action::Replay { dry_run: false }, Some(decoded)) => {
+            match dead.republish(letter, decoded).await {
                 Ok(ingest_seq) => {
                     outcome.ingest_seq = Some(ingest_seq);
                     dead.delete(seq).await.map(|()| "replayed")

@@ -64,9 +64,15 @@ pub fn describe() {
     );
     describe_counter!(
         COMMANDS,
-        "Commands (changes to rooms) by outcome: applied, unchanged, refused (room missing), dropped (undecodable or out of retries)."
+        "Commands (changes to rooms) by outcome: applied, unchanged, refused (by a rule, or no such room), retried (failed this time), dead_lettered (undecodable or out of retries)."
     );
-    for outcome in ["applied", "unchanged", "refused", "dropped"] {
+    for outcome in [
+        "applied",
+        "unchanged",
+        "refused",
+        "retried",
+        "dead_lettered",
+    ] {
         counter!(COMMANDS, "outcome" => outcome).absolute(0);
     }
     // Event counters start at zero, so dashboards and alerts see a series

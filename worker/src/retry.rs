@@ -1,4 +1,6 @@
-//! What happens to a send that could not be stored this time.
+//! What happens to a send or a command that could not be applied this time:
+//! redelivered after a backoff that grows, by the settings of its class,
+//! then parked on the dead-letter stream.
 
 use std::time::Duration;
 
@@ -17,6 +19,31 @@ pub const DEAD_DETAIL_HEADER: &str = "Chat-Dead-Detail";
 pub const ATTEMPTS_HEADER: &str = "Chat-Attempts";
 /// Longest `Chat-Dead-Detail`: enough for a Postgres message, small beside the payload.
 const MAX_DETAIL_BYTES: usize = 512;
+
+/// What failed: each class has its own retry settings and dead letters.
+#[derive(Clone, Copy, Debug)]
+pub enum Class {
+    /// A chat send (`retry`).
+    Message,
+    /// A command changing a room (`control_retry`).
+    Control,
+}
+
+impl Class {
+    fn dead_letter_subject(self, room: &str) -> String {
+        match self {
+            Self::Message => chat_protocol::subjects::dead_letter(room),
+            Self::Control => chat_protocol::subjects::dead_command(room),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "send",
+            Self::Control => "command",
+        }
+    }
+}
 
 /// The decision for one failed delivery.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,33 +68,41 @@ pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decis
     Decision::Retry(Duration::from_millis(delay))
 }
 
-/// Applies the decision for a failed message, tried `tried` times in place
+/// Applies the decision for a failed delivery, tried `tried` times in place
 /// (or once per delivery, whichever counts more). A message is acked only
 /// once its dead letter is safely stored.
 pub async fn fail(
     js: &jetstream::Context,
     config: &RetryConfig,
+    class: Class,
     msg: &jetstream::Message,
     room: &str,
     error: &WorkerError,
     tried: u32,
 ) {
+    let class_name = class.as_str();
     let delivered = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
     let attempts = delivered.max(tried);
     match decide(config, error, attempts) {
         Decision::Retry(delay) => {
-            tracing::warn!(error = %error.detail(), attempts, ?delay, "send not stored; retrying");
-            crate::metrics::retried(error.label());
+            tracing::warn!(error = %error.detail(), attempts, ?delay, class = class_name, "failed; retrying");
+            match class {
+                Class::Message => crate::metrics::retried(error.label()),
+                Class::Control => crate::metrics::command("retried"),
+            }
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         }
         Decision::DeadLetter => {
-            tracing::error!(error = %error.detail(), attempts, "send dead-lettered");
-            crate::metrics::dead_lettered(error.label());
+            tracing::error!(error = %error.detail(), attempts, class = class_name, "dead-lettered");
+            match class {
+                Class::Message => crate::metrics::dead_lettered(error.label()),
+                Class::Control => crate::metrics::command("dead_lettered"),
+            }
             let mut headers = HeaderMap::new();
             headers.insert(DEAD_REASON_HEADER, error.label());
             headers.insert(DEAD_DETAIL_HEADER, detail(error));
             headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
-            let subject = chat_protocol::subjects::dead_letter(room);
+            let subject = class.dead_letter_subject(room);
             let stored = match js
                 .publish_with_headers(subject, headers, msg.payload.clone())
                 .await

@@ -119,6 +119,19 @@ pub fn dead_letter(room: &str) -> String {
     format!("{DEAD_PREFIX}.{room}")
 }
 
+/// `chat.dead.ctl.<room>`: where a worker parks a command it gave up on
+/// (room ids have no dots, so this never names a room's send letters).
+pub fn dead_command(room: &str) -> String {
+    format!("{DEAD_PREFIX}.ctl.{room}")
+}
+
+/// Whether a dead letter is a command (else a send).
+pub fn is_dead_command(subject: &str) -> bool {
+    subject
+        .strip_prefix(DEAD_PREFIX)
+        .is_some_and(|rest| rest.starts_with(".ctl."))
+}
+
 /// Wildcard the dead-letter stream captures.
 pub fn dead_letter_all() -> String {
     format!("{DEAD_PREFIX}.>")

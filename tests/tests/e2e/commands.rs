@@ -137,3 +137,54 @@ async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
     })
     .await;
 }
+
+/// Postgres down while a member is added: the worker retries the command
+/// with backoff (`control_retry`), and once Postgres is back it lands,
+/// once, and the caller still waiting gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_during_a_postgres_outage_lands_once_when_it_returns() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "15000")
+        .env(
+            chat_tests::cluster::Role::Workers,
+            "CHAT_WORKER_CONTROL_RETRY__MAX_DELAY_MS",
+            "300",
+        );
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("ops", &["ada"]).await;
+    cluster.postgres.crash();
+    let path = "/v1/admin/rooms/ops/members/bob";
+    let asked = Instant::now();
+    let call = {
+        let url = cluster.http_url(0, path);
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .put(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .header("Idempotency-Key", "add-bob")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!call.is_finished(), "not answered while Postgres is down");
+    cluster.postgres.restart().await;
+    assert_eq!(call.await.unwrap(), 204);
+    println!("added after {:?} (Postgres down 2 s)", asked.elapsed());
+    let worker = [worker_metrics(&cluster, 0).await];
+    let retried = total(
+        &worker,
+        "chat_worker_commands_total",
+        &[("outcome", "retried")],
+    );
+    assert!(retried >= 1.0, "the command was retried: {retried}");
+    let stored = cluster.stored("ops").await;
+    assert_eq!(stored.len(), 1, "applied once: {stored:?}");
+    assert_eq!(
+        (stored[0].2.as_str(), stored[0].3.as_str()),
+        ("add-bob", "bob")
+    );
+}

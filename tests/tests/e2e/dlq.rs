@@ -277,3 +277,76 @@ async fn bad_arguments_exit_2() {
         unreachable.stderr
     );
 }
+
+/// A command that keeps failing (Postgres down past its class's retry
+/// budget) is dead-lettered, not lost: `worker dlq` lists it as a command
+/// and replays it through the command stream, where it is applied once,
+/// however often it is replayed or asked for again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_command_is_replayed_and_applied_once() {
+    use chat_tests::cluster::{Role, ADMIN_TOKEN};
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "1000")
+        .env(
+            Role::Workers,
+            "CHAT_WORKER_CONTROL_RETRY__MAX_ATTEMPTS",
+            "3",
+        )
+        .env(
+            Role::Workers,
+            "CHAT_WORKER_CONTROL_RETRY__BASE_DELAY_MS",
+            "50",
+        )
+        .env(
+            Role::Workers,
+            "CHAT_WORKER_CONTROL_RETRY__MAX_DELAY_MS",
+            "100",
+        );
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("ops", &["ada"]).await;
+    let js = jetstream(&cluster).await;
+    cluster.postgres.crash();
+    let url = cluster.http_url(0, "/v1/admin/rooms/ops/members/bob");
+    let add = || {
+        reqwest::Client::new()
+            .put(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("Idempotency-Key", "add-bob")
+            .send()
+    };
+    assert_eq!(add().await.unwrap().status(), 504, "not confirmed in time");
+    wait_for("the command's dead letter", STEP, || async {
+        (dead_letters(&js).await.len() == 1).then_some(())
+    })
+    .await;
+    cluster.postgres.restart().await;
+
+    let listed = dlq(&cluster, &["list", "--json"]).await;
+    let letters = listed.of_kind("dead_letter");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["holds"], "command");
+    assert_eq!(letters[0]["room"], "ops");
+    assert_eq!(letters[0]["client_msg_id"], "add-bob");
+    assert_eq!(letters[0]["attempts"], 3);
+    let shown = dlq(&cluster, &["show", &letters[0]["seq"].to_string()]).await;
+    assert!(shown.stdout.contains("AddMember"), "shows the change");
+
+    let replayed = dlq(&cluster, &["replay", "--all", "--json"]).await;
+    assert_eq!(replayed.status, Some(0), "{}", replayed.stderr);
+    wait_for("the replayed command applied", STEP, || async {
+        (!cluster.stored("ops").await.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        add().await.unwrap().status(),
+        204,
+        "asked again: found applied"
+    );
+    let stored = cluster.stored("ops").await;
+    assert_eq!(stored.len(), 1, "applied once: {stored:?}");
+    assert_eq!(
+        (stored[0].2.as_str(), stored[0].3.as_str()),
+        ("add-bob", "bob")
+    );
+    assert!(dead_letters(&js).await.is_empty());
+}
