@@ -361,3 +361,88 @@ async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
         .collect();
     assert_eq!(kinds, [(1, "", ""), (2, "member_left", "bob"), (3, "", "")]);
 }
+
+/// Two gateways, two workers, five senders keeping the room busy: the
+/// admin removes bob through gateway 0 while bob reads on gateway 1. Bob's
+/// messages stop at his `member_left` (none with a later seq, none
+/// missing before it), he hears `left`, his send is refused, and every
+/// other sender's message is acked and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let cluster = Cluster::start(ClusterOptions::new(2, 2)).await;
+    let senders = ["s0", "s1", "s2", "s3", "s4"];
+    let mut members = senders.to_vec();
+    members.push("bob");
+    cluster.create_room("busy", &members).await;
+    let (mut bob_w, mut bob_r) = cluster.connect(1, "bob", Encoding::Proto).await;
+    let head = join(&mut bob_w, &mut bob_r, "busy", None).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut chatting = Vec::new();
+    for sender in senders {
+        chatting.push(chat_steadily(&cluster, sender, "busy", &stop).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let response = reqwest::Client::new()
+        .delete(cluster.http_url(0, "/v1/admin/rooms/busy/members/bob"))
+        .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let mut seqs = Vec::new();
+    let mut removal = None;
+    loop {
+        match frame_within(&mut bob_r, STEP).await {
+            Some(Kind::Message(m)) => {
+                if m.kind == "member_left" {
+                    removal = Some(m.seq);
+                }
+                seqs.push(m.seq);
+            }
+            Some(Kind::Left(_)) => break,
+            other => panic!("bob expected messages then left, got {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        frame_within(&mut bob_r, Duration::from_millis(300)).await,
+        None,
+        "nothing after left"
+    );
+    let refused = send_and_wait(&mut bob_w, &mut bob_r, "busy", "sneak", "still here?")
+        .await
+        .expect_err("a removed member may not send");
+    assert_eq!(refused.code, "forbidden");
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = 0;
+    for task in chatting {
+        for (id, reply) in task.await.unwrap() {
+            reply.unwrap_or_else(|e| panic!("{id} refused: {e:?}"));
+            acked += 1;
+        }
+    }
+
+    let stored = cluster.stored("busy").await;
+    let removal_seq = stored
+        .iter()
+        .find(|(_, sender, _, body)| sender == "system:admin" && body == "bob")
+        .map(|(seq, ..)| *seq as u64)
+        .expect("the removal is stored");
+    if let Some(seen) = removal {
+        assert_eq!(seen, removal_seq);
+    }
+    let last = seqs.last().copied().unwrap_or(head);
+    assert!(
+        last <= removal_seq,
+        "bob got seq {last} after his removal at {removal_seq}"
+    );
+    let expected: Vec<u64> = (head + 1..=last).collect();
+    assert_eq!(seqs, expected, "no gap or duplicate before the removal");
+    assert_eq!(stored.len(), acked + 1, "every acked send stored once");
+    println!(
+        "bob got {} messages, the last at seq {last}; removal at {removal_seq}; {acked} sends acked",
+        seqs.len()
+    );
+}
