@@ -22,6 +22,8 @@ pub struct Worker {
     consumer: PullConsumer,
     /// The command consumer, pulled by a loop of its own (`control`).
     commands: PullConsumer,
+    /// The bulk consumer, pulled only while `consumer` has nothing waiting.
+    bulk: PullConsumer,
     /// Changes each time the NATS connection is (re)established.
     reconnected: watch::Receiver<()>,
     shutdown: CancellationToken,
@@ -58,10 +60,23 @@ impl Worker {
         // Create or update: the lanes' in-progress acks are timed by
         // ack_wait, and max_ack_pending bounds what they queue, so the shared
         // consumer must carry this worker's values, not a stale creator's.
+        let ack_wait = Duration::from_millis(config.batch.ack_wait_ms);
         let consumer = stream
             .create_consumer(chat_streams::worker_consumer(
-                Duration::from_millis(config.batch.ack_wait_ms),
+                subjects::WORKER_CONSUMER,
+                ack_wait,
                 config.batch.max_ack_pending,
+            ))
+            .await
+            .map_err(WorkerError::nats)?;
+        let bulk = js
+            .get_stream(subjects::BULK_STREAM)
+            .await
+            .map_err(WorkerError::nats)?
+            .create_consumer(chat_streams::worker_consumer(
+                subjects::BULK_CONSUMER,
+                ack_wait,
+                config.batch.max_messages as i64,
             ))
             .await
             .map_err(WorkerError::nats)?;
@@ -69,9 +84,7 @@ impl Worker {
             .get_stream(subjects::CONTROL_STREAM)
             .await
             .map_err(WorkerError::nats)?
-            .create_consumer(chat_streams::control_consumer(Duration::from_millis(
-                config.batch.ack_wait_ms,
-            )))
+            .create_consumer(chat_streams::control_consumer(ack_wait))
             .await
             .map_err(WorkerError::nats)?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
@@ -87,15 +100,18 @@ impl Worker {
             http,
             consumer,
             commands,
+            bulk,
             reconnected,
             shutdown,
         })
     }
 
-    /// Consumes until shutdown: pulls sends and hands them to their rooms'
-    /// lanes, which store each batch in one transaction, several lanes at
-    /// once. On shutdown it stops pulling and lets the lanes store what they
-    /// hold.
+    /// Consumes until shutdown, three classes each with its own consumer
+    /// and concurrency: commands (one at a time, `control`), sends (pulled
+    /// and handed to their rooms' lanes, which store each batch in one
+    /// transaction, several lanes at once) and bulk sends (lanes of their
+    /// own, pulled only while no send waits). On shutdown it stops pulling
+    /// and lets the lanes store what they hold.
     pub async fn run(self) -> Result<(), WorkerError> {
         let http = axum::serve(self.http, health::router(Arc::clone(&self.ctx)))
             .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
@@ -104,7 +120,15 @@ impl Worker {
         // The consumer's own ack_wait (which this worker just set) times the
         // lanes' in-progress acks.
         let ack_wait = self.consumer.cached_info().config.ack_wait;
-        let lanes = Lanes::start(&self.ctx, ack_wait);
+        let lanes = Lanes::start(&self.ctx, self.ctx.config.batch.concurrency, ack_wait);
+        let bulk_lanes = Lanes::start(&self.ctx, self.ctx.config.batch.bulk_concurrency, ack_wait);
+        let bulk = tokio::spawn(pull_bulk(
+            Arc::clone(&self.ctx),
+            self.consumer.clone(),
+            self.bulk,
+            bulk_lanes,
+            self.shutdown.clone(),
+        ));
         let commands = tokio::spawn(control::run(
             Arc::clone(&self.ctx),
             self.commands,
@@ -121,7 +145,7 @@ impl Worker {
         )
         .await;
         lanes.finish().await;
-        let _ = commands.await;
+        let _ = tokio::join!(commands, bulk);
         let _ = self.ctx.nats.flush().await;
         let _ = tokio::join!(http, lag);
         tracing::info!("worker stopped");
@@ -238,6 +262,51 @@ async fn hand_over(
         return Ok(false);
     }
     failed.map_or(Ok(true), |e| Err(WorkerError::nats(e)))
+}
+
+/// How often the bulk class looks again while sends wait or bulk is empty.
+const BULK_IDLE: Duration = Duration::from_millis(200);
+
+/// Pulls bulk sends for their own lanes, a batch at a time and only while
+/// the ingest consumer has no send waiting, so bulk work never delays a
+/// chat message; then lets its lanes store what they hold.
+async fn pull_bulk(
+    ctx: Arc<Ctx>,
+    mut sends: PullConsumer,
+    bulk: PullConsumer,
+    lanes: Lanes,
+    shutdown: CancellationToken,
+) {
+    let max = ctx.config.batch.max_messages;
+    while !shutdown.is_cancelled() {
+        let sends_waiting = match sends.info().await {
+            Ok(info) => info.num_pending > 0,
+            Err(_) => true,
+        };
+        let pulled = if sends_waiting {
+            Vec::new()
+        } else {
+            match bulk.fetch().max_messages(max).messages().await {
+                Ok(pulled) => pulled.collect().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bulk pull failed");
+                    Vec::new()
+                }
+            }
+        };
+        if pulled.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep(BULK_IDLE) => continue,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        match hand_over(&ctx.nats, &lanes, pulled).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => tracing::warn!(error = %e, "bulk pull failed"),
+        }
+    }
+    lanes.finish().await;
 }
 
 /// Publishes the consumer's backlog (not yet delivered + delivered but not

@@ -74,6 +74,10 @@ pub struct BatchConfig {
     /// this and `ack_wait_ms` to the shared consumer when it starts, so
     /// all workers should agree on both.
     pub max_ack_pending: i64,
+    /// Lanes (and so Postgres connections) of the bulk class: few, so
+    /// that bulk work never takes the connections sends need. Bulk sends
+    /// are pulled only while no send waits on the ingest stream.
+    pub bulk_concurrency: usize,
 }
 
 impl Default for BatchConfig {
@@ -85,6 +89,7 @@ impl Default for BatchConfig {
             // About two batches per lane: enough to keep every lane busy,
             // few enough that a held send rarely needs an in-progress ack.
             max_ack_pending: 2048,
+            bulk_concurrency: 1,
         }
     }
 }
@@ -140,8 +145,15 @@ impl Validate for WorkerConfig {
         if self.batch.concurrency == 0 {
             problems.push("batch.concurrency must be > 0".into());
         }
-        if self.batch.concurrency > self.postgres.pool_size {
-            problems.push("batch.concurrency must not exceed postgres.pool_size".into());
+        if self.batch.bulk_concurrency == 0 {
+            problems.push("batch.bulk_concurrency must be > 0".into());
+        }
+        if self.batch.concurrency + self.batch.bulk_concurrency >= self.postgres.pool_size {
+            problems.push(
+                "batch.concurrency + batch.bulk_concurrency must be below postgres.pool_size \
+                 (commands need a connection too)"
+                    .into(),
+            );
         }
         if self.batch.ack_wait_ms < 100 {
             problems.push("batch.ack_wait_ms must be >= 100".into());

@@ -1,9 +1,9 @@
 //! `worker dlq`: the operator's tools for the dead-letter stream: list,
 //! show, replay and purge the sends and commands the worker gave up on.
 //!
-//! A replay republishes the original envelope to its room's ingest subject
+//! A replay republishes the original envelope to its room's bulk subject
 //! (a command to its room's command subject), where the workers handle it
-//! like any other. That is safe because the store is idempotent on (room,
+//! like any other, sends in the bulk class, behind live chat. That is safe because the store is idempotent on (room,
 //! sender, client_msg_id) and on the command id: a send its sender resent
 //! meanwhile is found, not stored twice, and a command is applied once. The dead letter is deleted only
 //! once JetStream has acked the republish, and the republish carries a
@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Header on a replayed send: the dead letter's seq, so that the send can
-/// be told from a gateway's when reading the ingest stream or a trace.
+/// be told from a gateway's when reading the bulk stream or a trace.
 pub const REPLAY_OF_HEADER: &str = "Chat-Replay-Of";
 /// Longest detail in `list`'s text output; `show` and `--json` give it whole.
 const LIST_DETAIL_CHARS: usize = 60;
@@ -205,8 +205,8 @@ impl DeadLetters {
         }
     }
 
-    /// Publishes the envelope to its room's ingest subject (a command to
-    /// its command subject) and waits for JetStream's ack; returns its seq
+    /// Publishes the envelope to its room's bulk subject (a command to its
+    /// command subject) and waits for JetStream's ack; returns its seq
     /// in that stream.
     async fn republish(&self, letter: &DeadLetter, decoded: &Decoded) -> Result<u64, DlqError> {
         let mut headers = HeaderMap::new();
@@ -292,7 +292,7 @@ impl Decoded {
     /// Where a replay goes.
     fn subject(&self) -> String {
         match self.letter {
-            Letter::Send(_) => subjects::ingest(&self.room),
+            Letter::Send(_) => subjects::bulk(&self.room),
             Letter::Command(_) => subjects::command(&self.room),
         }
     }
@@ -622,9 +622,10 @@ struct Outcome {
     room: Option<String>,
     /// `replayed`, `would_replay`, `skipped`, `purged`, `would_purge`, `failed`.
     outcome: &'static str,
-    /// Seq of the republished send in the ingest stream.
+    /// Seq of the republished letter in the stream it went to (bulk sends
+    /// or commands).
     #[serde(skip_serializing_if = "Option::is_none")]
-    ingest_seq: Option<u64>,
+    replayed_seq: Option<u64>,
     /// Why it was skipped or failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -688,7 +689,7 @@ async fn handle(dead: &DeadLetters, letter: &DeadLetter, action: Action) -> Outc
         seq,
         room: decoded.map(|d| d.room.to_string()),
         outcome: "failed",
-        ingest_seq: None,
+        replayed_seq: None,
         error: None,
     };
     let done = match (action, decoded) {
@@ -704,8 +705,8 @@ async fn handle(dead: &DeadLetters, letter: &DeadLetter, action: Action) -> Outc
         (Action::Replay { dry_run: true }, Some(_)) => Ok("would_replay"),
         (Action::Replay { dry_run: false }, Some(decoded)) => {
             match dead.republish(letter, decoded).await {
-                Ok(ingest_seq) => {
-                    outcome.ingest_seq = Some(ingest_seq);
+                Ok(replayed_seq) => {
+                    outcome.replayed_seq = Some(replayed_seq);
                     dead.delete(seq).await.map(|()| "replayed")
                 }
                 Err(e) => Err(e),
@@ -727,7 +728,7 @@ impl Outcome {
             seq,
             room: None,
             outcome: "failed",
-            ingest_seq: None,
+            replayed_seq: None,
             error: Some(error.to_string()),
         }
     }
@@ -737,8 +738,8 @@ impl Outcome {
         if let Some(room) = &self.room {
             let _ = write!(text, " room {room}");
         }
-        if let Some(ingest_seq) = self.ingest_seq {
-            let _ = write!(text, " as ingest seq {ingest_seq}");
+        if let Some(replayed_seq) = self.replayed_seq {
+            let _ = write!(text, " as seq {replayed_seq}");
         }
         if let Some(error) = &self.error {
             let _ = write!(text, ": {}", printable(error));

@@ -44,10 +44,10 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Starts `batch.concurrency` lanes. `ack_wait` is the consumer's: held
-    /// sends are kept alive well within it.
-    pub fn start(ctx: &Arc<Ctx>, ack_wait: Duration) -> Self {
-        let (senders, tasks) = (0..ctx.config.batch.concurrency)
+    /// Starts `count` lanes. `ack_wait` is the consumer's: held sends are
+    /// kept alive well within it.
+    pub fn start(ctx: &Arc<Ctx>, count: usize, ack_wait: Duration) -> Self {
+        let (senders, tasks) = (0..count)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 (tx, tokio::spawn(lane(Arc::clone(ctx), rx, ack_wait)))

@@ -11,10 +11,16 @@ pub const WORKER_CONSUMER: &str = "workers";
 pub const CONTROL_STREAM: &str = "CHAT_CONTROL";
 /// Durable pull consumer of commands shared by all workers.
 pub const CONTROL_CONSUMER: &str = "workers-control";
+/// JetStream stream of bulk sends (dead-letter replays, server-published
+/// bulk): stored like sends, pulled only while no send waits.
+pub const BULK_STREAM: &str = "CHAT_BULK";
+/// Durable pull consumer of bulk sends shared by all workers.
+pub const BULK_CONSUMER: &str = "workers-bulk";
 /// JetStream stream that keeps messages that could not be stored.
 pub const DEAD_LETTER_STREAM: &str = "CHAT_DEAD";
 
 const INGEST_PREFIX: &str = "chat.in";
+const BULK_PREFIX: &str = "chat.bulk";
 const FANOUT_PREFIX: &str = "chat.room";
 const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
@@ -25,6 +31,17 @@ const COMMAND_PREFIX: &str = "chat.ctl";
 const INBOX_PREFIX: &str = "_INBOX.";
 /// Second token of a canary's ingest subject.
 const CANARY_TOKEN: &str = "canary";
+
+/// `chat.bulk.<room>`: a send of the bulk class (an envelope, as on
+/// `chat.in.<room>`), e.g. a dead letter replayed.
+pub fn bulk(room: &RoomId) -> String {
+    format!("{BULK_PREFIX}.{room}")
+}
+
+/// Wildcard the bulk stream captures.
+pub fn bulk_all() -> String {
+    format!("{BULK_PREFIX}.>")
+}
 
 /// `chat.in.<room>`: a gateway publishes a client's send here (JetStream).
 pub fn ingest(room: &RoomId) -> String {

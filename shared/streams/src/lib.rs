@@ -26,7 +26,8 @@ pub fn connect_options(name: String) -> async_nats::ConnectOptions {
         })
 }
 
-/// Creates the ingest, command and dead-letter streams if they do not exist.
+/// Creates the ingest, bulk, command and dead-letter streams if they do not
+/// exist.
 pub async fn ensure(
     js: &jetstream::Context,
     config: &StreamConfig,
@@ -47,6 +48,17 @@ pub async fn ensure(
         num_replicas: config.replicas,
         duplicate_window: Duration::from_secs(config.duplicate_window_secs),
         max_age: Duration::from_secs(config.max_age_secs),
+        ..Default::default()
+    })
+    .await?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: subjects::BULK_STREAM.into(),
+        subjects: vec![subjects::bulk_all()],
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        max_age: Duration::from_secs(config.max_age_secs),
+        max_bytes: config.max_bytes,
         ..Default::default()
     })
     .await?;
@@ -83,11 +95,13 @@ pub fn control_consumer(ack_wait: Duration) -> pull::Config {
     }
 }
 
-/// The durable pull consumer all workers share. `max_ack_pending` caps the
-/// sends delivered to workers and not yet acknowledged, all workers together.
-pub fn worker_consumer(ack_wait: Duration, max_ack_pending: i64) -> pull::Config {
+/// A durable pull consumer of sends all workers share (`WORKER_CONSUMER`
+/// on the ingest stream, `BULK_CONSUMER` on the bulk stream).
+/// `max_ack_pending` caps the sends delivered to workers and not yet
+/// acknowledged, all workers together.
+pub fn worker_consumer(durable: &str, ack_wait: Duration, max_ack_pending: i64) -> pull::Config {
     pull::Config {
-        durable_name: Some(subjects::WORKER_CONSUMER.into()),
+        durable_name: Some(durable.into()),
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait,

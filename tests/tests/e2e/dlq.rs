@@ -1,5 +1,5 @@
 //! `worker dlq`, run as an operator runs it, on dead letters the worker
-//! made for real: listed, shown, replayed through the ingest stream (and
+//! made for real: listed, shown, replayed through the bulk stream (and
 //! then stored once, delivered and acked), purged; bad arguments exit 2.
 
 use chat_protocol::codec::Encoding;
@@ -191,11 +191,12 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         .collect();
     assert_eq!(stored, [(1, "d1".into()), (2, "d2".into())]);
 
-    // The replay is marked on the ingest stream, and its dead letter gone.
-    let d2_seq = outcomes.iter().find(|o| o["seq"] == d2).unwrap()["ingest_seq"]
+    // The replay is marked on the bulk stream, and its dead letter gone.
+    let d2_seq = outcomes.iter().find(|o| o["seq"] == d2).unwrap()["replayed_seq"]
         .as_u64()
         .unwrap();
-    let republished = ingest.get_raw_message(d2_seq).await.unwrap();
+    let bulk = js.get_stream("CHAT_BULK").await.unwrap();
+    let republished = bulk.get_raw_message(d2_seq).await.unwrap();
     assert_eq!(
         header(&republished, "Nats-Msg-Id"),
         Some(format!("dlq:{d2}").as_str())

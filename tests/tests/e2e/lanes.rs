@@ -317,3 +317,68 @@ async fn a_backlog_is_stored_in_full_batches() {
     );
     assert_eq!(cluster.stored("backlog").await.len(), SENDS);
 }
+
+/// A bulk send (a dead letter replayed, say) waits while chat sends are
+/// queued: published before a backlog of 3,000 sends reached the worker,
+/// it is pulled only once the ingest stream has none waiting, so at most
+/// what the workers already held (`max_ack_pending`) is stored after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_sends_wait_until_no_chat_send_is_queued() {
+    const BACKLOG: usize = 3000;
+    const HELD: usize = 256;
+    let options = ClusterOptions::new(1, 1)
+        .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_ACK_PENDING", "256")
+        .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "64");
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("chatty", &["ada"]).await;
+    cluster.create_room("archive", &["ada"]).await;
+    cluster.workers[0].process.terminate();
+    let js = jetstream(&cluster).await;
+    js.publish(
+        "chat.bulk.archive",
+        envelope("archive", "ada", "bulk-1", "replayed").into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    for n in 0..BACKLOG {
+        let payload = envelope("chatty", "ada", &format!("c{n}"), "live");
+        js.publish("chat.in.chatty", payload.into()).await.unwrap();
+    }
+    js.publish(
+        "chat.in.chatty",
+        envelope("chatty", "ada", "last", "live").into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    cluster.start_worker().await;
+    wait_for("the bulk send stored", Duration::from_secs(30), || async {
+        (!cluster.stored("archive").await.is_empty()).then_some(())
+    })
+    .await;
+    wait_until_drained(&js).await;
+    let after: i64 = cluster
+        .postgres
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM messages m, messages b \
+             WHERE b.room_id = 'archive' AND m.room_id = 'chatty' AND m.created_at > b.created_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "{after} of {} chat sends stored after the bulk send",
+        BACKLOG + 1
+    );
+    assert!(
+        after as usize <= HELD,
+        "{after} chat sends were stored after the bulk one: it went ahead of the queue"
+    );
+    assert_eq!(cluster.stored("chatty").await.len(), BACKLOG + 1);
+}
