@@ -51,36 +51,39 @@ pub async fn ensure(
         ..Default::default()
     })
     .await?;
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: subjects::BULK_STREAM.into(),
-        subjects: vec![subjects::bulk_all()],
+    js.get_or_create_stream(sends_stream(
+        subjects::BULK_STREAM,
+        subjects::bulk_all(),
+        config,
+    ))
+    .await?;
+    js.get_or_create_stream(sends_stream(
+        subjects::INGEST_STREAM,
+        subjects::ingest_all(),
+        config,
+    ))
+    .await
+    .map_err(Into::into)
+}
+
+/// A stream of sends (ingest or bulk). Limits retention: a send stays
+/// after the workers ack it, for `max_age` or until `max_bytes`, so the
+/// stream can be replayed (a new consumer, an audit). Past the limits the
+/// oldest go first: one dropped unconsumed was never acked to its sender,
+/// who resends it.
+fn sends_stream(name: &str, subject: String, config: &StreamConfig) -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![subject],
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::Old,
         storage: StorageType::File,
         num_replicas: config.replicas,
         duplicate_window: Duration::from_secs(config.duplicate_window_secs),
         max_age: Duration::from_secs(config.max_age_secs),
         max_bytes: config.max_bytes,
         ..Default::default()
-    })
-    .await?;
-    // Limits retention: a send stays after the workers ack it, for
-    // `max_age` or until `max_bytes`, so the stream can be replayed (a new
-    // consumer, an audit). Past the limits the oldest go first: one dropped
-    // unconsumed was never acked to its sender, who resends it.
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: subjects::INGEST_STREAM.into(),
-            subjects: vec![subjects::ingest_all()],
-            retention: RetentionPolicy::Limits,
-            discard: DiscardPolicy::Old,
-            storage: StorageType::File,
-            num_replicas: config.replicas,
-            duplicate_window: Duration::from_secs(config.duplicate_window_secs),
-            max_age: Duration::from_secs(config.max_age_secs),
-            max_bytes: config.max_bytes,
-            ..Default::default()
-        })
-        .await?;
-    Ok(stream)
+    }
 }
 
 /// The durable pull consumer of commands all workers share: its own, so a
