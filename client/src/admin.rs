@@ -1,6 +1,6 @@
-//! The gateway's admin API (`/v1/admin`): create rooms, add and remove
-//! members, change their roles and flags, with the service's bearer admin
-//! token.
+//! The gateway's room API (`/v1/rooms`) as a trusted backend calls it,
+//! with the service token: create rooms, add and remove members, change
+//! their roles and flags.
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ impl Admin {
         let body = serde_json::json!({ "room": room, "owners": owners, "members": members });
         let response = self
             .http
-            .post(format!("{}/v1/admin/rooms", self.base))
+            .post(format!("{}/v1/rooms", self.base))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -110,7 +110,7 @@ impl Admin {
     // Room and user ids are restricted to URL-safe characters by the
     // protocol; one that is not is refused by the gateway, not mangled here.
     fn member_url(&self, room: &str, user: &str) -> String {
-        format!("{}/v1/admin/rooms/{room}/members/{user}", self.base)
+        format!("{}/v1/rooms/{room}/members/{user}", self.base)
     }
 }
 

@@ -29,7 +29,6 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    admin,
     auth::{self, bearer, Verifier},
     canary::{Canary, CanaryHealth},
     config::GatewayConfig,
@@ -44,7 +43,7 @@ use crate::{
     membership::Membership,
     probe::Prober,
     room::RoomDeps,
-    server,
+    rooms, server,
     session::{self, SessionInfo},
     state::{AppState, Inner},
 };
@@ -242,7 +241,7 @@ pub fn router(state: AppState) -> Router {
             post(ticket).layer(auth::ticket_cors(&state.config.allowed_origins)),
         )
         .merge(health::router())
-        .merge(admin::router())
+        .merge(rooms::router())
         .with_state(state)
 }
 

@@ -24,7 +24,9 @@ pub struct GatewayConfig {
     /// Browser origins allowed to open sockets; requests without `Origin`
     /// (non-browser clients) are not affected.
     pub allowed_origins: Vec<String>,
-    /// Bearer token for `/v1/admin`; empty disables the admin API.
+    /// The service token of the room API (`/v1/rooms`): trusted backends
+    /// may do anything the rules leave to the service. Empty: only users
+    /// (with their JWT) may call it.
     pub admin_token: Secret,
     pub limits: Limits,
     pub delivery: DeliveryConfig,

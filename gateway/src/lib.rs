@@ -2,7 +2,6 @@
 //! publishes sends to JetStream and delivers each room's stored messages to
 //! its local sockets in seq order. It keeps no state another gateway needs.
 
-pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod canary;
@@ -23,6 +22,7 @@ pub mod probe;
 pub mod publisher;
 pub mod replay;
 pub mod room;
+pub mod rooms;
 pub mod server;
 pub mod session;
 pub mod state;

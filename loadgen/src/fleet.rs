@@ -61,7 +61,7 @@ impl Fleet {
                 let http = http.clone();
                 async move {
                     let response = http
-                        .post(format!("{url}/v1/admin/rooms"))
+                        .post(format!("{url}/v1/rooms"))
                         .bearer_auth(token)
                         .json(&serde_json::json!({"room": room, "members": members}))
                         .send()

@@ -369,7 +369,7 @@ impl Cluster {
     /// Creates a room with members through the admin API.
     pub async fn create_room(&self, room: &str, members: &[&str]) {
         let response = reqwest::Client::new()
-            .post(self.http_url(0, "/v1/admin/rooms"))
+            .post(self.http_url(0, "/v1/rooms"))
             .bearer_auth(ADMIN_TOKEN)
             .json(&serde_json::json!({ "room": room, "members": members }))
             .send()

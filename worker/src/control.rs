@@ -125,7 +125,7 @@ fn refusal_code(refused: &Refused) -> ErrorCode {
     match refused {
         Refused::RoomMissing | Refused::NotAMember(_) => ErrorCode::NotFound,
         Refused::IdReused => ErrorCode::InvalidArgument,
-        Refused::Rule(Refusal::LastOwner) => ErrorCode::Conflict,
+        Refused::Rule(Refusal::LastOwner) | Refused::RoomExists => ErrorCode::Conflict,
         Refused::Rule(_) => ErrorCode::Forbidden,
     }
 }

@@ -96,6 +96,8 @@ mod sql {
     pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7245186)";
     pub const MEMBER_ACCESS: &str =
         "SELECT role, permissions FROM members WHERE room_id = $1 AND user_id = $2";
+    pub const MEMBERS: &str =
+        "SELECT user_id, role, permissions FROM members WHERE room_id = $1 ORDER BY user_id";
     pub const COUNT_OWNERS: &str =
         "SELECT count(*) FROM members WHERE room_id = $1 AND role = 'owner'";
     pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
@@ -168,11 +170,11 @@ fn message_from_row(row: &Row) -> Message {
     }
 }
 
-/// A member's role and flags as stored.
-fn access_from_row(row: &Row) -> Option<Access> {
+/// A member's role and flags as stored, from columns `at` and `at + 1`.
+fn access_from_row(row: &Row, at: usize) -> Option<Access> {
     Some(Access {
-        role: Role::parse(row.get(0))?,
-        permissions: Permissions::from_bits(row.get::<_, i16>(1) as u8)?,
+        role: Role::parse(row.get(at))?,
+        permissions: Permissions::from_bits(row.get::<_, i16>(at + 1) as u8)?,
     })
 }
 
@@ -278,6 +280,8 @@ pub enum Applied {
 pub enum Refused {
     #[error("no such room")]
     RoomMissing,
+    #[error("the room exists")]
+    RoomExists,
     #[error("this command id was used for another change")]
     IdReused,
     #[error("{0} is not a member of this room")]
@@ -367,7 +371,29 @@ impl Store {
             .query_opt(&stmt, &[&room.as_str(), &user.as_str()])
             .await?
             .as_ref()
-            .and_then(access_from_row))
+            .and_then(|row| access_from_row(row, 0)))
+    }
+
+    /// The room's members with their access, by user id; `None` if the
+    /// room does not exist.
+    pub async fn members(
+        &self,
+        room: &RoomId,
+    ) -> Result<Option<Vec<(UserId, Access)>>, StoreError> {
+        if self.room_head(room).await?.is_none() {
+            return Ok(None);
+        }
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::MEMBERS).await?;
+        let rows = client.query(&stmt, &[&room.as_str()]).await?;
+        Ok(Some(
+            rows.iter()
+                .filter_map(|row| {
+                    let user = UserId::parse(row.get::<_, String>(0)).ok()?;
+                    Some((user, access_from_row(row, 1)?))
+                })
+                .collect(),
+        ))
     }
 
     /// The room's highest stored seq, or `None` if the room does not exist.
@@ -460,6 +486,11 @@ impl Store {
         let (created, event, changed) = match &command.change {
             Change::CreateRoom { members, owners } => {
                 let created = tx.execute(sql::CREATE_ROOM, &[&room]).await? == 1;
+                // A user creating a room owns it: one that exists is theirs
+                // to join, not to take.
+                if !created && command.actor != Asker::Service {
+                    return Ok(Applied::Refused(Refused::RoomExists));
+                }
                 let mut changed = Vec::new();
                 let listed = owners.iter().map(|u| (u, Role::Owner));
                 let listed = listed.chain(members.iter().map(|u| (u, Role::Member)));
@@ -706,7 +737,7 @@ async fn access_in(
         .query_opt(sql::MEMBER_ACCESS, &[&room.as_str(), &user.as_str()])
         .await?
         .as_ref()
-        .and_then(access_from_row))
+        .and_then(|row| access_from_row(row, 0)))
 }
 
 /// Adds a member with this access; false if they were one already.

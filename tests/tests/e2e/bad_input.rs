@@ -373,8 +373,8 @@ async fn a_token_not_valid_yet_is_refused_with_401() {
 async fn the_admin_api_authenticates_before_it_reads_the_request() {
     let s = scene(Encoding::Json).await;
     let http = reqwest::Client::new();
-    let url = s.cluster.http_url(0, "/v1/admin/rooms");
-    let member_url = s.cluster.http_url(0, "/v1/admin/rooms/room/members/x%0Ay");
+    let url = s.cluster.http_url(0, "/v1/rooms");
+    let member_url = s.cluster.http_url(0, "/v1/rooms/room/members/x%0Ay");
     // Without the token, whatever the body: 401, and nothing about the body.
     for (content_type, body) in [
         ("application/json", "{not json"),

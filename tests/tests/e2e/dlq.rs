@@ -307,7 +307,7 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
     cluster.create_room("ops", &["ada"]).await;
     let js = jetstream(&cluster).await;
     cluster.postgres.crash();
-    let url = cluster.http_url(0, "/v1/admin/rooms/ops/members/bob");
+    let url = cluster.http_url(0, "/v1/rooms/ops/members/bob");
     let add = || {
         reqwest::Client::new()
             .put(&url)

@@ -19,6 +19,7 @@ mod observability;
 mod ordering;
 mod permissions;
 mod resilience;
+mod room_api;
 mod rooms;
 mod startup;
 mod store;

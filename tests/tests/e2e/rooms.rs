@@ -293,7 +293,7 @@ async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
 
     let removed_at = Instant::now();
     let response = reqwest::Client::new()
-        .delete(cluster.http_url(0, "/v1/admin/rooms/club/members/bob"))
+        .delete(cluster.http_url(0, "/v1/rooms/club/members/bob"))
         .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
         .send()
         .await
@@ -385,7 +385,7 @@ async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let response = reqwest::Client::new()
-        .delete(cluster.http_url(0, "/v1/admin/rooms/busy/members/bob"))
+        .delete(cluster.http_url(0, "/v1/rooms/busy/members/bob"))
         .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
         .send()
         .await

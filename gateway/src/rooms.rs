@@ -1,0 +1,393 @@
+//! The room API (`/v1/rooms`): create rooms, list, add and remove members,
+//! change their roles and flags. Trusted backends call it with the service
+//! token (`admin_token`; may do anything the rules leave to the service),
+//! users with their JWT (the rules of `chat_protocol::access` apply, as for
+//! their WebSocket frames). Every change runs through the workers and is
+//! answered once committed. The OpenAPI document at `/v1/openapi.json` is
+//! generated from these handlers.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, State},
+    http::{request::Parts, StatusCode},
+    routing::get,
+    Json, Router,
+};
+use std::time::Duration;
+
+use chat_proto::internal::{command::Change, CommandReply};
+use chat_protocol::{access::Access, RoomId, UserId};
+use chat_store::Asker;
+use serde::{Deserialize, Serialize};
+use utoipa::{
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    OpenApi, ToSchema,
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{auth::bearer, command, error::GatewayError, state::AppState};
+
+pub fn router() -> Router<AppState> {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_room))
+        .routes(routes!(list_members))
+        .routes(routes!(add_member, remove_member))
+        .routes(routes!(set_access))
+        .split_for_parts();
+    let document = serde_json::to_value(&api).expect("the OpenAPI document serializes");
+    router.route(
+        "/v1/openapi.json",
+        get(move || std::future::ready(Json(document.clone()))),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chat room API",
+        version = "1",
+        description = "Rooms, members, roles and permissions. Changes are answered once committed; the rules of who may change whom are in docs/protocol.md."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Who calls: the trusted backend (service token) or a user (JWT).
+enum Caller {
+    Service,
+    User(UserId),
+}
+
+impl Caller {
+    /// The command's actor, as the worker checks and records it.
+    fn actor(&self) -> &str {
+        match self {
+            Self::Service => Asker::SERVICE,
+            Self::User(user) => user.as_str(),
+        }
+    }
+}
+
+/// Refused (401) before the path or body is even parsed: handlers take it
+/// as their first argument.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, GatewayError> {
+        let service = state.config.admin_token.expose();
+        match bearer(&parts.headers) {
+            Some(token) if !service.is_empty() && constant_time_eq(token, service) => {
+                Ok(Self::Service)
+            }
+            Some(_) => state
+                .verifier
+                .verify_bearer(&parts.headers)
+                .map(Self::User)
+                .map_err(|_| {
+                    GatewayError::Unauthorized("a valid service token or JWT is required")
+                }),
+            None => Err(GatewayError::Unauthorized(
+                "a service token or a user's JWT is required",
+            )),
+        }
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A JSON body whose rejection is our `invalid_argument`, not axum's text.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(GatewayError))]
+struct Body<T>(T);
+
+/// Path parameters, refused the same way.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(GatewayError))]
+struct Params<T>(T);
+
+/// The command id of a request: its `Idempotency-Key` (so a retried
+/// request is applied once), or a fresh one.
+struct CommandId(String);
+
+impl FromRequestParts<AppState> for CommandId {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, GatewayError> {
+        let key = match parts.headers.get("idempotency-key").map(|k| k.to_str()) {
+            None => None,
+            Some(Ok(key)) if !key.is_empty() => Some(key),
+            Some(_) => return Err(bad_key()),
+        };
+        command::command_id(key).map(Self).map_err(|_| bad_key())
+    }
+}
+
+fn bad_key() -> GatewayError {
+    GatewayError::InvalidArgument("Idempotency-Key must be a valid client message id".into())
+}
+
+/// An error answer: a stable code (docs/protocol.md) and a message for people.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// e.g. `invalid_argument`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `timeout`.
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateRoom {
+    /// Room id, as in the WebSocket protocol (docs/protocol.md).
+    room: String,
+    /// Plain members.
+    #[serde(default)]
+    members: Vec<String>,
+    /// Members who start as owners (the service only: a user creating a
+    /// room is its owner).
+    #[serde(default)]
+    owners: Vec<String>,
+}
+
+/// A new role (absent: keep) with its default flags, then flags granted
+/// and revoked, by name.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SetAccess {
+    /// `owner`, `admin` or `member`; empty or absent keeps the current one.
+    #[serde(default)]
+    role: String,
+    /// Flag names: `can_send_messages`, `can_change_permissions`,
+    /// `can_remove_members`, `can_delete_other_messages`.
+    #[serde(default)]
+    grant: Vec<String>,
+    #[serde(default)]
+    revoke: Vec<String>,
+}
+
+/// What a change to a member may be answered with, besides success.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Read by the OpenAPI document only.
+enum ChangeRefused {
+    /// Bad room or user id, role, flag name, body or Idempotency-Key.
+    #[response(status = 400)]
+    InvalidArgument(ErrorBody),
+    /// No valid service token or JWT.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The rules of who may change whom do not allow it.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such room (or, for access, no such member).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// It would leave the room without an owner.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// A dependency is down; retry.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// Not confirmed in time; retry with the same Idempotency-Key.
+    #[response(status = 504)]
+    Timeout(ErrorBody),
+}
+
+/// A member with their role and flags.
+#[derive(Serialize, ToSchema)]
+struct MemberView {
+    user: String,
+    role: String,
+    permissions: Vec<String>,
+}
+
+/// Runs a change through the workers; answered once it is committed.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    id: CommandId,
+    room: &RoomId,
+    change: Change,
+) -> Result<CommandReply, GatewayError> {
+    let timeout = Duration::from_millis(state.config.limits.ack_timeout_ms);
+    command::run(&state.nats, id.0, caller.actor(), room, change, timeout).await
+}
+
+/// Creates a room. The service names its owners and members (asking again
+/// is harmless: 200); a user becomes the owner of the room they create
+/// (`conflict` if it exists).
+#[utoipa::path(
+    post, path = "/v1/rooms", tag = "rooms",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Applies a retried request once")),
+    request_body = CreateRoom,
+    responses(
+        (status = 201, description = "Created"),
+        (status = 200, description = "The room existed (service); nothing changed"),
+        (status = 400, description = "Bad room or user id, bad JSON", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 409, description = "The room exists (user)", body = ErrorBody),
+        (status = 503, description = "A dependency is down; retry", body = ErrorBody),
+        (status = 504, description = "Not confirmed in time; retry with the same key", body = ErrorBody),
+    )
+)]
+async fn create_room(
+    caller: Caller,
+    State(state): State<AppState>,
+    id: CommandId,
+    Body(req): Body<CreateRoom>,
+) -> Result<StatusCode, GatewayError> {
+    let room = RoomId::parse(req.room)?;
+    let users = |list: Vec<String>| {
+        list.into_iter()
+            .map(|m| UserId::parse(m).map(String::from))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let owners = match &caller {
+        Caller::Service => users(req.owners)?,
+        Caller::User(me) if req.owners.is_empty() => vec![me.to_string()],
+        Caller::User(_) => {
+            return Err(GatewayError::InvalidArgument(
+                "a user creating a room is its owner: leave `owners` out".into(),
+            ))
+        }
+    };
+    let create = Change::CreateRoom(chat_proto::internal::CreateRoom {
+        members: users(req.members)?,
+        owners,
+    });
+    let reply = change(&state, &caller, id, &room, create).await?;
+    Ok(if reply.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    })
+}
+
+/// The room's members with their roles and flags, for the service or a
+/// member of the room.
+#[utoipa::path(
+    get, path = "/v1/rooms/{room}/members", tag = "members",
+    params(("room" = String, Path)),
+    responses(
+        (status = 200, description = "The members, by user id", body = Vec<MemberView>),
+        (status = 400, description = "Bad room id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not a member of the room", body = ErrorBody),
+        (status = 404, description = "No such room", body = ErrorBody),
+        (status = 503, description = "A dependency is down; retry", body = ErrorBody),
+    )
+)]
+async fn list_members(
+    caller: Caller,
+    State(state): State<AppState>,
+    Params(room): Params<String>,
+) -> Result<Json<Vec<MemberView>>, GatewayError> {
+    let room = RoomId::parse(room)?;
+    let members = state
+        .store
+        .members(&room)
+        .await?
+        .ok_or(GatewayError::NotFound)?;
+    if let Caller::User(me) = &caller {
+        if !members.iter().any(|(user, _)| user == me) {
+            return Err(GatewayError::Forbidden("not a member of this room"));
+        }
+    }
+    Ok(Json(
+        members
+            .into_iter()
+            .map(|(user, access): (UserId, Access)| MemberView {
+                user: user.to_string(),
+                role: access.role.as_str().into(),
+                permissions: access.permissions.names(),
+            })
+            .collect(),
+    ))
+}
+
+/// Adds a member (a plain `member`).
+#[utoipa::path(
+    put, path = "/v1/rooms/{room}/members/{user}", tag = "members",
+    params(
+        ("room" = String, Path), ("user" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Applies a retried request once"),
+    ),
+    responses(
+        (status = 204, description = "Committed (or already a member)"),
+        ChangeRefused,
+    )
+)]
+async fn add_member(
+    caller: Caller,
+    State(state): State<AppState>,
+    id: CommandId,
+    Params((room, user)): Params<(String, String)>,
+) -> Result<StatusCode, GatewayError> {
+    let add = command::add_member(user)?;
+    change(&state, &caller, id, &RoomId::parse(room)?, add).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a member (oneself: leaves the room).
+#[utoipa::path(
+    delete, path = "/v1/rooms/{room}/members/{user}", tag = "members",
+    params(
+        ("room" = String, Path), ("user" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Applies a retried request once"),
+    ),
+    responses(
+        (status = 204, description = "Committed (or not a member)"),
+        ChangeRefused,
+    )
+)]
+async fn remove_member(
+    caller: Caller,
+    State(state): State<AppState>,
+    id: CommandId,
+    Params((room, user)): Params<(String, String)>,
+) -> Result<StatusCode, GatewayError> {
+    let remove = command::remove_member(user)?;
+    change(&state, &caller, id, &RoomId::parse(room)?, remove).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes a member's role and flags.
+#[utoipa::path(
+    put, path = "/v1/rooms/{room}/members/{user}/access", tag = "members",
+    params(
+        ("room" = String, Path), ("user" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Applies a retried request once"),
+    ),
+    request_body = SetAccess,
+    responses(
+        (status = 204, description = "Committed"),
+        ChangeRefused,
+    )
+)]
+async fn set_access(
+    caller: Caller,
+    State(state): State<AppState>,
+    id: CommandId,
+    Params((room, user)): Params<(String, String)>,
+    Body(req): Body<SetAccess>,
+) -> Result<StatusCode, GatewayError> {
+    let set = command::set_access(user, &req.role, &req.grant, &req.revoke)?;
+    change(&state, &caller, id, &RoomId::parse(room)?, set).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
