@@ -14,7 +14,7 @@ pub enum AdminError {
     Refused { status: u16, body: String },
 }
 
-/// A handle on one gateway's admin API; cheap to clone.
+/// A handle on one gateway's room API as a backend; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Admin {
     http: reqwest::Client,

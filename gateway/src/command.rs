@@ -2,7 +2,7 @@
 //! their own stream, so a backlog of sends never delays them), and the
 //! caller is answered once the worker has committed the change, as a send
 //! is acked only once stored. A command carries an id: asking again with
-//! the same id (the admin API's `Idempotency-Key`) applies it once.
+//! the same id (the room API's `Idempotency-Key`) applies it once.
 
 use std::time::Duration;
 

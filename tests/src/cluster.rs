@@ -366,7 +366,7 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("{user} could not connect to gateway {gateway}: {e}"))
     }
 
-    /// Creates a room with members through the admin API.
+    /// Creates a room with members through the room API (service token).
     pub async fn create_room(&self, room: &str, members: &[&str]) {
         let response = reqwest::Client::new()
             .post(self.http_url(0, "/v1/rooms"))

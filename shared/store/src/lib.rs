@@ -203,7 +203,7 @@ pub enum Change {
 /// Who asks for a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Asker {
-    /// The trusted backend, through the admin API.
+    /// The trusted backend, through the room API with the service token.
     Service,
     User(UserId),
 }
