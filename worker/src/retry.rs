@@ -54,17 +54,20 @@ pub enum Decision {
     DeadLetter,
 }
 
-/// Exponential backoff by delivery count; permanent errors and exhausted
+/// Exponential backoff with jitter by delivery count; permanent errors and exhausted
 /// retries go to the dead-letter stream.
 pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decision {
     if error.is_permanent() || attempts >= config.max_attempts {
         return Decision::DeadLetter;
     }
     let factor = 1u64 << attempts.saturating_sub(1).min(20);
-    let delay = config
+    let ceiling = config
         .base_delay_ms
         .saturating_mul(factor)
         .min(config.max_delay_ms);
+    // Equal jitter: half the delay fixed, half random, so that messages
+    // (and workers) that failed together do not all come back at once.
+    let delay = ceiling / 2 + rand::random_range(0..=ceiling - ceiling / 2);
     Decision::Retry(Duration::from_millis(delay))
 }
 
@@ -151,20 +154,22 @@ mod tests {
     }
 
     #[test]
-    fn transient_errors_back_off_then_dead_letter() {
+    fn transient_errors_back_off_with_jitter_then_dead_letter() {
         let e = WorkerError::Nats("down".into());
-        assert_eq!(
-            decide(&config(), &e, 1),
-            Decision::Retry(Duration::from_millis(100))
-        );
-        assert_eq!(
-            decide(&config(), &e, 2),
-            Decision::Retry(Duration::from_millis(200))
-        );
-        assert_eq!(
-            decide(&config(), &e, 3),
-            Decision::Retry(Duration::from_millis(250))
-        );
+        for (attempts, ceiling) in [(1, 100), (2, 200), (3, 250)] {
+            let delays: Vec<u64> = (0..200)
+                .map(|_| match decide(&config(), &e, attempts) {
+                    Decision::Retry(d) => d.as_millis() as u64,
+                    Decision::DeadLetter => panic!("retried before max_attempts"),
+                })
+                .collect();
+            let (min, max) = (delays.iter().min().unwrap(), delays.iter().max().unwrap());
+            assert!(
+                *min >= ceiling / 2 && *max <= ceiling,
+                "{attempts}: {min}..{max}"
+            );
+            assert!(min < max, "attempt {attempts}: the delays are spread");
+        }
         assert_eq!(decide(&config(), &e, 4), Decision::DeadLetter);
     }
 
