@@ -21,7 +21,7 @@ use chat_protocol::{
     access::{Access, Permissions, Refusal, Role},
     keys, kind, subjects, ErrorCode, RoomId, UserId,
 };
-use chat_store::{Applied, Asker, Change, NewCommand, Refused};
+use chat_store::{Applied, Asker, Change, MemberChange, NewCommand, Refused};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -146,17 +146,19 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
             members: users(create.members)?,
             owners: users(create.owners)?,
         },
-        Some(Requested::AddMember(m)) => Change::AddMember(user(m.user)?),
-        Some(Requested::RemoveMember(m)) => Change::RemoveMember(user(m.user)?),
-        Some(Requested::SetAccess(a)) => Change::SetAccess {
-            user: user(a.user)?,
-            role: match a.role.as_str() {
-                "" => None,
-                role => Some(Role::parse(role).ok_or_else(|| bad(&"unknown role"))?),
+        Some(Requested::AddMember(m)) => Change::Member(user(m.user)?, MemberChange::Add),
+        Some(Requested::RemoveMember(m)) => Change::Member(user(m.user)?, MemberChange::Remove),
+        Some(Requested::SetAccess(a)) => Change::Member(
+            user(a.user)?,
+            MemberChange::SetAccess {
+                role: match a.role.as_str() {
+                    "" => None,
+                    role => Some(Role::parse(role).ok_or_else(|| bad(&"unknown role"))?),
+                },
+                grant: flags(a.grant)?,
+                revoke: flags(a.revoke)?,
             },
-            grant: flags(a.grant)?,
-            revoke: flags(a.revoke)?,
-        },
+        ),
         None => return Err(bad(&"command without a change")),
     };
     let actor = match command.actor.as_str() {

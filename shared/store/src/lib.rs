@@ -188,12 +188,17 @@ pub enum Change {
         members: Vec<UserId>,
         owners: Vec<UserId>,
     },
-    AddMember(UserId),
-    RemoveMember(UserId),
+    /// A change to one member, under the rules of who may change whom.
+    Member(UserId, MemberChange),
+}
+
+#[derive(Clone, Debug)]
+pub enum MemberChange {
+    Add,
+    Remove,
     /// A new role (with its default flags) if given, then flags granted
     /// and revoked.
     SetAccess {
-        user: UserId,
         role: Option<Role>,
         grant: Permissions,
         revoke: Permissions,
@@ -238,14 +243,16 @@ impl NewCommand {
             Change::CreateRoom { members, owners } => {
                 format!("create:{}:{}", members.len(), owners.len())
             }
-            Change::AddMember(user) => format!("add:{user}"),
-            Change::RemoveMember(user) => format!("remove:{user}"),
-            Change::SetAccess {
+            Change::Member(user, MemberChange::Add) => format!("add:{user}"),
+            Change::Member(user, MemberChange::Remove) => format!("remove:{user}"),
+            Change::Member(
                 user,
-                role,
-                grant,
-                revoke,
-            } => format!(
+                MemberChange::SetAccess {
+                    role,
+                    grant,
+                    revoke,
+                },
+            ) => format!(
                 "access:{user}:{}:{}:{}",
                 role.map_or("", Role::as_str),
                 grant.bits(),
@@ -502,15 +509,15 @@ impl Store {
                 }
                 (created, None, changed)
             }
-            change => {
+            Change::Member(user, change) => {
                 let Some(head) = tx.query_opt(sql::LOCK_ROOM, &[&room]).await? else {
                     return Ok(Applied::Refused(Refused::RoomMissing));
                 };
-                let decided = match decide(&tx, command, change).await? {
+                let decided = match decide(&tx, command, user, change).await? {
                     Ok(decided) => decided,
                     Err(refused) => return Ok(Applied::Refused(refused)),
                 };
-                let Some((user, access, kind)) = decided else {
+                let Some((access, kind)) = decided else {
                     return finish(tx, command, false, None, Vec::new()).await;
                 };
                 match access {
@@ -658,19 +665,15 @@ async fn applied_before(
 }
 
 /// Checks a change to one member against the rules and the room as it
-/// stands (its row locked): the member, their access after the change
-/// (`None`: removed) and the event's kind, or `None` if it changes nothing.
-async fn decide<'c>(
+/// stands (its row locked): the member's access after the change (`None`:
+/// removed) and the event's kind, or `None` if it changes nothing.
+async fn decide(
     tx: &deadpool_postgres::Transaction<'_>,
     command: &NewCommand,
-    change: &'c Change,
-) -> Result<Result<Option<(&'c UserId, Option<Access>, &'static str)>, Refused>, StoreError> {
+    user: &UserId,
+    change: &MemberChange,
+) -> Result<Result<Option<(Option<Access>, &'static str)>, Refused>, StoreError> {
     let room = &command.room;
-    let user = match change {
-        Change::AddMember(user) | Change::RemoveMember(user) => user,
-        Change::SetAccess { user, .. } => user,
-        Change::CreateRoom { .. } => unreachable!("rooms are created without rules"),
-    };
     let target = access_in(tx, room, user).await?;
     let actor = match &command.actor {
         Asker::Service => Actor::Service,
@@ -684,21 +687,22 @@ async fn decide<'c>(
         },
     };
     let (op, after) = match (change, target) {
-        (Change::AddMember(_), t) => (Op::Add, t.is_none().then(|| Access::new(Role::Member))),
+        (MemberChange::Add, t) => (Op::Add, t.is_none().then(|| Access::new(Role::Member))),
         // Leaving a room one is not in is checked like any removal.
-        (Change::RemoveMember(_), t) => (
+        (MemberChange::Remove, t) => (
             Op::Remove {
                 target: t.unwrap_or(Access::new(Role::Member)),
             },
             None,
         ),
-        (Change::SetAccess { .. }, None) => return Ok(Err(Refused::NotAMember(user.clone()))),
+        (MemberChange::SetAccess { .. }, None) => {
+            return Ok(Err(Refused::NotAMember(user.clone())))
+        }
         (
-            Change::SetAccess {
+            MemberChange::SetAccess {
                 role,
                 grant,
                 revoke,
-                ..
             },
             Some(t),
         ) => {
@@ -709,7 +713,6 @@ async fn decide<'c>(
             };
             (Op::Change { target: t, to }, (to != t).then_some(to))
         }
-        (Change::CreateRoom { .. }, _) => unreachable!(),
     };
     let owners = if target.is_some_and(|t| t.role == Role::Owner) {
         let row = tx.query_one(sql::COUNT_OWNERS, &[&room.as_str()]).await?;
@@ -721,9 +724,9 @@ async fn decide<'c>(
         return Ok(Err(refusal.into()));
     }
     Ok(Ok(match (change, target, after) {
-        (Change::AddMember(_), None, Some(a)) => Some((user, Some(a), kind::MEMBER_JOINED)),
-        (Change::RemoveMember(_), Some(_), _) => Some((user, None, kind::MEMBER_LEFT)),
-        (Change::SetAccess { .. }, Some(_), Some(a)) => Some((user, Some(a), kind::ROLE_CHANGED)),
+        (MemberChange::Add, None, Some(a)) => Some((Some(a), kind::MEMBER_JOINED)),
+        (MemberChange::Remove, Some(_), _) => Some((None, kind::MEMBER_LEFT)),
+        (MemberChange::SetAccess { .. }, Some(_), Some(a)) => Some((Some(a), kind::ROLE_CHANGED)),
         _ => None,
     }))
 }

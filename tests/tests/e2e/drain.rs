@@ -148,9 +148,11 @@ fn assert_spread(what: &str, buckets: &[usize], times: &[Instant]) {
         span >= SPREAD.mul_f64(0.75),
         "{what} span only {span:?} of the {SPREAD:?} window"
     );
+    // A third at most in one bucket: all at once would be most of them;
+    // on a loaded machine the client sees some closes late and together.
     let most = *buckets.iter().max().unwrap();
     assert!(
-        most * 4 <= times.len(),
+        most * 3 <= times.len(),
         "{what}: {most} of {} in one {BUCKET:?} bucket",
         times.len()
     );
