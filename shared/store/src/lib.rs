@@ -96,8 +96,10 @@ mod sql {
     pub const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(7245186)";
     pub const MEMBER_ACCESS: &str =
         "SELECT role, permissions FROM members WHERE room_id = $1 AND user_id = $2";
-    pub const MEMBERS: &str =
-        "SELECT user_id, role, permissions FROM members WHERE room_id = $1 ORDER BY user_id";
+    /// One row per member, or one row of NULLs for a room without any;
+    /// none when the room does not exist.
+    pub const MEMBERS: &str = "SELECT m.user_id, m.role, m.permissions FROM rooms r \
+        LEFT JOIN members m ON m.room_id = r.id WHERE r.id = $1 ORDER BY m.user_id";
     pub const COUNT_OWNERS: &str =
         "SELECT count(*) FROM members WHERE room_id = $1 AND role = 'owner'";
     pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
@@ -387,16 +389,16 @@ impl Store {
         &self,
         room: &RoomId,
     ) -> Result<Option<Vec<(UserId, Access)>>, StoreError> {
-        if self.room_head(room).await?.is_none() {
-            return Ok(None);
-        }
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql::MEMBERS).await?;
         let rows = client.query(&stmt, &[&room.as_str()]).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
         Ok(Some(
             rows.iter()
                 .filter_map(|row| {
-                    let user = UserId::parse(row.get::<_, String>(0)).ok()?;
+                    let user = UserId::parse(row.get::<_, Option<String>>(0)?).ok()?;
                     Some((user, access_from_row(row, 1)?))
                 })
                 .collect(),
