@@ -21,7 +21,7 @@ use chat_proto::{
     internal::{Envelope, Receipt},
     v1::Message,
 };
-use chat_protocol::{subjects, ClientMsgId, RoomId, UserId};
+use chat_protocol::{subjects, ClientMsgId, ErrorCode, RoomId, UserId};
 use chat_store::Store;
 use futures::StreamExt;
 use prost::Message as _;
@@ -38,7 +38,7 @@ struct Waiter {
     room: RoomId,
     sender: UserId,
     client_msg_id: ClientMsgId,
-    reply: oneshot::Sender<Message>,
+    reply: oneshot::Sender<Result<Message, GatewayError>>,
 }
 
 impl Waiter {
@@ -62,7 +62,7 @@ pub struct Submission {
 /// A send JetStream holds, waiting for its commit.
 pub struct Published {
     ticket: u64,
-    receipt: oneshot::Receiver<Message>,
+    receipt: oneshot::Receiver<Result<Message, GatewayError>>,
     room: RoomId,
     sender: UserId,
     client_msg_id: ClientMsgId,
@@ -128,19 +128,28 @@ impl Ingest {
                     Ok(Receipt {
                         ticket,
                         message: Some(message),
-                    }) => this.on_receipt(ticket, message),
+                        refused,
+                    }) => this.on_receipt(ticket, message, &refused),
                     _ => tracing::warn!("undecodable receipt"),
                 }
             }
         }))
     }
 
-    fn on_receipt(&self, ticket: u64, message: Message) {
+    /// A receipt: the stored message, or (`refused` set) the store's refusal.
+    fn on_receipt(&self, ticket: u64, message: Message, refused: &str) {
         let mut waiting = self.waiting.lock().expect("poisoned");
         match waiting.get(&ticket) {
             Some(waiter) if waiter.matches(&message) => {
                 let waiter = waiting.remove(&ticket).expect("present");
-                let _ = waiter.reply.send(message);
+                let outcome = match refused {
+                    "" => Ok(message),
+                    code => Err(GatewayError::Refused {
+                        code: ErrorCode::parse(code).unwrap_or(ErrorCode::Forbidden),
+                        reason: "you may not send in this room".into(),
+                    }),
+                };
+                let _ = waiter.reply.send(outcome);
             }
             Some(_) => tracing::warn!(ticket, "receipt for another send; ignored"),
             None => {}
@@ -243,7 +252,7 @@ impl Ingest {
         let result = loop {
             tokio::select! {
                 received = &mut receipt => break match received {
-                    Ok(message) => Ok(message),
+                    Ok(outcome) => outcome,
                     Err(_) => last_look().await,
                 },
                 () = &mut deadline => break last_look().await,

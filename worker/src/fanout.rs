@@ -8,7 +8,7 @@ use chat_proto::{
     internal::{Envelope, Receipt},
     v1::Message,
 };
-use chat_protocol::{subjects, RoomId};
+use chat_protocol::{subjects, ErrorCode, RoomId};
 use prost::Message as _;
 
 use crate::error::WorkerError;
@@ -42,6 +42,7 @@ pub async fn publish(
         let receipt = Receipt {
             ticket: envelope.ticket,
             message: Some(message.clone()),
+            refused: String::new(),
         };
         send(envelope.reply_to.clone(), receipt.encode_to_vec()).await?;
     }
@@ -60,6 +61,31 @@ pub async fn publish_event(
         .map_err(WorkerError::nats)
 }
 
+/// Tells the accepting gateway that the store refused the send for good
+/// (`code`), so its sender gets that answer rather than a timeout.
+pub async fn refuse(
+    nats: &async_nats::Client,
+    envelope: &Envelope,
+    code: ErrorCode,
+) -> Result<(), WorkerError> {
+    if !subjects::is_receipts(&envelope.reply_to) {
+        return Ok(());
+    }
+    let receipt = Receipt {
+        ticket: envelope.ticket,
+        message: Some(Message {
+            room: envelope.room.clone(),
+            sender: envelope.sender.clone(),
+            client_msg_id: envelope.client_msg_id.clone(),
+            ..Message::default()
+        }),
+        refused: code.as_str().to_owned(),
+    };
+    nats.publish(envelope.reply_to.clone(), receipt.encode_to_vec().into())
+        .await
+        .map_err(WorkerError::nats)
+}
+
 /// Answers a gateway's delivery canary on its canary subject: a receipt
 /// with the canary's ticket and no message. Any other reply subject is
 /// ignored, as for receipts: anything can publish to the ingest stream.
@@ -73,6 +99,7 @@ pub async fn answer_canary(
     let answer = Receipt {
         ticket: envelope.ticket,
         message: None,
+        refused: String::new(),
     };
     nats.publish(envelope.reply_to.clone(), answer.encode_to_vec().into())
         .await

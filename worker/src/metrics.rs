@@ -25,7 +25,7 @@ const COMMANDS: &str = "chat_worker_commands_total";
 pub fn describe() {
     describe_counter!(
         ENVELOPES,
-        "Sends handled, by outcome (stored, duplicate, retried, dead_lettered)."
+        "Sends handled, by outcome (stored, duplicate, forbidden, retried, dead_lettered)."
     );
     describe_histogram!(
         BATCH_SIZE,
@@ -86,7 +86,8 @@ pub fn describe() {
     }
 }
 
-/// A send's fate: `stored` (new row), `duplicate` (row already there).
+/// A send's fate: `stored` (new row), `duplicate` (row already there),
+/// `forbidden` (its sender may not send).
 pub fn envelope(outcome: &'static str) {
     counter!(ENVELOPES, "outcome" => outcome).increment(1);
 }

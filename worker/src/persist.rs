@@ -13,7 +13,7 @@ use std::ops::Range;
 use async_nats::jetstream;
 use chat_proto::internal::Envelope;
 
-use chat_protocol::RoomId;
+use chat_protocol::{ErrorCode, RoomId};
 use chat_store::{NewMessage, Persisted};
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
@@ -107,6 +107,16 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
             Persisted::RoomMissing => {
                 let e = WorkerError::RoomMissing;
                 ctx.fail(item.msg, item.room.as_str(), &e).await;
+            }
+            // An answer, not a failure: nothing to retry or keep.
+            Persisted::Forbidden => {
+                metrics::envelope("forbidden");
+                if let Err(e) =
+                    fanout::refuse(&ctx.nats, &item.envelope, ErrorCode::Forbidden).await
+                {
+                    tracing::warn!(error = %e, "refusal not sent; the sender times out");
+                }
+                stored.push(item.msg);
             }
         }
     }

@@ -140,8 +140,8 @@ mod sql {
              WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
         )
     }
-    /// One round trip per batch: see `migrations/V2__persist_function.sql`.
-    pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh \
+    /// One round trip per batch: see `migrations/V5__persist_checks_sender.sql`.
+    pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, allowed \
         FROM persist_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[])";
 }
 
@@ -315,6 +315,9 @@ pub enum Persisted {
     Stored { message: Message, fresh: bool },
     /// The room does not exist; retrying cannot help.
     RoomMissing,
+    /// The sender may not send in the room (any more): not a member, or
+    /// `can_send_messages` revoked before the send came to be stored.
+    Forbidden,
 }
 
 /// A cheap-to-clone handle on the Postgres pool.
@@ -575,9 +578,9 @@ impl Store {
     }
 
     /// Stores a batch in one statement (`persist_messages`, see migration
-    /// V2), idempotently on (room, sender, client_msg_id). Each room's row is
+    /// V5), idempotently on (room, sender, client_msg_id). Each room's row is
     /// locked (rooms in id order, so two workers never deadlock) and its new
-    /// messages get the next seqs, in batch order. Returns one outcome per
+    /// messages from senders who may send get the next seqs, in batch order. Returns one outcome per
     /// input, in input order. An error means nothing is known: the caller
     /// must not acknowledge the batch. A batch is one statement, so one
     /// value Postgres refuses (see [`StoreError::is_retryable`]) fails all of
@@ -599,6 +602,10 @@ impl Store {
         for row in rows {
             let i = (row.get::<_, i32>(0) - 1) as usize;
             let m = &batch[i];
+            if !row.get::<_, bool>(6) {
+                out[i] = Persisted::Forbidden;
+                continue;
+            }
             out[i] = Persisted::Stored {
                 message: Message {
                     room: m.room.to_string(),

@@ -42,7 +42,9 @@ async fn assert_acked_and_stored(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_in_order() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    cluster.create_room("a", &["alice"]).await;
+    cluster
+        .create_room("a", &["alice", "carol", "mallory"])
+        .await;
     cluster.create_room("b", &["bob"]).await;
     let js = jetstream(&cluster).await;
     let stop = Arc::new(AtomicBool::new(false));

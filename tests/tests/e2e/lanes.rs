@@ -50,9 +50,9 @@ async fn latencies(
     took
 }
 
-fn p99(mut samples: Vec<Duration>) -> Duration {
+fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
-    samples[(samples.len() * 99).div_ceil(100) - 1]
+    samples[samples.len() / 2]
 }
 
 /// Senders that each keep `window` sends in flight to one room, as fast as
@@ -153,7 +153,8 @@ async fn flood_sender(
 /// sends one message at a time. The quiet room's sends are stored on their
 /// own lane, so the flood hardly changes their latency. (The old dispatcher
 /// waited for room in the flooded lane's channel, two batches long, and so
-/// stalled every room behind it.)
+/// stalled every room behind it: here at least 160 ms a send.) Medians: the
+/// tail of a two-core box running other tests measures the box.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
     const SAMPLES: usize = 200;
@@ -166,7 +167,7 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
     let flooders = ["f0", "f1", "f2", "f3"];
     cluster.create_room(&hot, &flooders).await;
     cluster.create_room(&quiet, &["q"]).await;
-    // Storing in the hot room is slow (2 ms a row, as behind a contended
+    // Storing in the hot room is slow (10 ms a row, as behind a contended
     // lock): the flood then piles up in its lane, not on the box's two
     // cores, which every room shares whatever the worker does.
     cluster
@@ -175,7 +176,7 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
         .await
         .batch_execute(&format!(
             "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS \
-               $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$; \
+               $$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$; \
              CREATE TRIGGER slow_hot_room BEFORE INSERT ON messages FOR EACH ROW \
                WHEN (NEW.room_id = '{hot}') EXECUTE FUNCTION slow_row();"
         ))
@@ -184,7 +185,7 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
     let (mut qw, mut qr) = cluster.connect(0, "q", Encoding::Json).await;
 
     latencies(&mut qw, &mut qr, &quiet, "warm", 20).await;
-    let idle = p99(latencies(&mut qw, &mut qr, &quiet, "idle", SAMPLES).await);
+    let idle = median(latencies(&mut qw, &mut qr, &quiet, "idle", SAMPLES).await);
 
     let flood = Flood::start(&cluster, &hot, &flooders, WINDOW).await;
     wait_for("the flood to be under way", STEP, || async {
@@ -192,18 +193,18 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
     })
     .await;
     let before = flood.acked();
-    let loaded = p99(latencies(&mut qw, &mut qr, &quiet, "loaded", SAMPLES).await);
+    let loaded = median(latencies(&mut qw, &mut qr, &quiet, "loaded", SAMPLES).await);
     let during = flood.acked() - before;
     let flooded = flood.stop().await;
 
-    let limit = idle * 2 + Duration::from_millis(20);
+    let limit = idle * 2 + Duration::from_millis(40);
     println!(
-        "quiet room p99: idle {idle:?}, during the flood {loaded:?} (limit {limit:?}); \
+        "quiet room median: idle {idle:?}, during the flood {loaded:?} (limit {limit:?}); \
          flood: {during} sends acked meanwhile, {flooded} in all"
     );
     assert!(
         loaded <= limit,
-        "p99 {loaded:?} during the flood exceeds {limit:?}"
+        "median {loaded:?} during the flood exceeds {limit:?}"
     );
     assert_eq!(cluster.stored(&hot).await.len(), flooded);
 }
@@ -226,7 +227,7 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
         .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
     let cluster = Cluster::start(options).await;
     let (hot, quiet) = rooms_on_different_lanes(4);
-    cluster.create_room(&hot, &[]).await;
+    cluster.create_room(&hot, &["h"]).await;
     cluster.create_room(&quiet, &["q"]).await;
     let js = jetstream(&cluster).await;
     let (mut qw, mut qr) = cluster.connect(0, "q", Encoding::Json).await;

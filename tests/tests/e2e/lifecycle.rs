@@ -166,7 +166,7 @@ async fn a_terminated_worker_stores_and_acks_what_it_holds_before_exiting() {
     let options =
         ClusterOptions::new(1, 1).env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
     let mut cluster = Cluster::start(options).await;
-    cluster.create_room("held", &[]).await;
+    cluster.create_room("held", &["h"]).await;
     let js = jetstream(&cluster).await;
     let pg = cluster.postgres.client().await;
     pg.batch_execute("BEGIN; SELECT 1 FROM rooms WHERE id = 'held' FOR UPDATE")

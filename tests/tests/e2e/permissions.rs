@@ -300,3 +300,45 @@ async fn a_changed_permission_applies_to_the_next_frame_on_every_gateway() {
         ]
     );
 }
+
+/// The store has the last word: a send that a gateway let through on
+/// access it no longer had (here the flag is revoked in Postgres behind
+/// every gateway's back, as a change still on its way to them would be) is
+/// refused by the worker, answered `forbidden` rather than left to time
+/// out, and takes no seq; the room goes on for everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_the_gateway_let_through_is_refused_by_the_store() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("desk", &["mem", "other"]).await;
+    let (mem, _) = client(&cluster, 0, "mem");
+    let (other, _) = client(&cluster, 0, "other");
+    mem.join("desk", None).await.unwrap();
+    other.join("desk", None).await.unwrap();
+    mem.send("desk", "first").await.unwrap();
+    cluster
+        .postgres
+        .client()
+        .await
+        .execute(
+            "UPDATE members SET permissions = 0 WHERE room_id = 'desk' AND user_id = 'mem'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Well inside the gateway's ack timeout (10 s), after which it would
+    // answer `timeout`.
+    let refused = tokio::time::timeout(Duration::from_secs(5), mem.send("desk", "muted?"))
+        .await
+        .expect("answered before the ack timeout")
+        .expect_err("the store refuses it");
+    assert_eq!(refused.code(), Some("forbidden"), "{refused}");
+    let after = other.send("desk", "still here").await.unwrap();
+    assert_eq!(after.seq, 2, "the refusal took no seq");
+    let bodies: Vec<String> = cluster
+        .stored("desk")
+        .await
+        .into_iter()
+        .map(|(_, _, _, body)| body)
+        .collect();
+    assert_eq!(bodies, ["first", "still here"]);
+}

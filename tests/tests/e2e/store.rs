@@ -1,6 +1,6 @@
 //! The storing statement itself, against a real Postgres: seqs, idempotency
-//! inside one batch and across batches, rooms that do not exist, and which
-//! failures are worth retrying.
+//! inside one batch and across batches, rooms that do not exist, senders who
+//! may not send, and which failures are worth retrying.
 
 use chat_config::Secret;
 use chat_protocol::RoomId;
@@ -22,15 +22,15 @@ fn send(room: &str, sender: &str, id: &str) -> NewMessage {
 fn seq_of(p: &Persisted) -> (u64, bool) {
     match p {
         Persisted::Stored { message, fresh } => (message.seq, *fresh),
-        Persisted::RoomMissing => panic!("room missing"),
+        other => panic!("not stored: {other:?}"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    cluster.create_room("a", &[]).await;
-    cluster.create_room("b", &[]).await;
+    cluster.create_room("a", &["u1", "u3"]).await;
+    cluster.create_room("b", &["u1", "u2"]).await;
     let store = Store::new(&PostgresConfig {
         url: Secret::new(cluster.postgres.url()),
         pool_size: 2,
@@ -75,13 +75,57 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     assert_eq!(cluster.stored("b").await.len(), 2);
 }
 
+/// The store has the last word on who may send: a stranger's send and the
+/// send of a member whose `can_send_messages` was revoked are refused and
+/// take no seq, while a resend of what that member stored before is still
+/// answered as stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_members_who_may_send_are_stored() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("a", &["u1", "u2"]).await;
+    let store = Store::new(&PostgresConfig {
+        url: Secret::new(cluster.postgres.url()),
+        pool_size: 1,
+    })
+    .unwrap();
+    let out = store
+        .persist(&[send("a", "u1", "x"), send("a", "u2", "x")])
+        .await
+        .unwrap();
+    assert_eq!((seq_of(&out[0]), seq_of(&out[1])), ((1, true), (2, true)));
+    cluster
+        .postgres
+        .client()
+        .await
+        .execute(
+            "UPDATE members SET permissions = 0 WHERE room_id = 'a' AND user_id = 'u2'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let out = store
+        .persist(&[
+            send("a", "stranger", "s"),
+            send("a", "u2", "y"),
+            send("a", "u2", "x"),
+            send("a", "u1", "y"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out[0], Persisted::Forbidden);
+    assert_eq!(out[1], Persisted::Forbidden);
+    assert_eq!(seq_of(&out[2]), (2, false), "stored before the revoke");
+    assert_eq!(seq_of(&out[3]), (3, true), "no seq was taken by a refusal");
+    assert_eq!(cluster.stored("a").await.len(), 3);
+}
+
 /// What Postgres refuses as input (here a NUL byte, SQLSTATE 22021) fails
 /// the whole batch, stores none of it, and is not worth retrying; a store
 /// that cannot be reached is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_input_is_not_retryable_and_an_unreachable_store_is() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    cluster.create_room("a", &[]).await;
+    cluster.create_room("a", &["u1"]).await;
     let store = Store::new(&PostgresConfig {
         url: Secret::new(cluster.postgres.url()),
         pool_size: 1,
