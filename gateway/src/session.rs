@@ -50,13 +50,13 @@ pub struct SessionInfo {
 pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
     let span = tracing::info_span!("session", conn = info.conn);
     metrics::opened();
-    let reason = serve_socket(socket, info, state).instrument(span).await;
-    metrics::closed(reason);
+    serve_socket(socket, info, state).instrument(span).await;
 }
 
-/// Runs the socket; returns why it closed, as a metrics label.
-async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> &'static str {
-    let (sink, stream) = socket.split();
+/// Runs the socket, counting it closed (with why) once its session ends,
+/// before the closing handshake.
+async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
+    let (sink, mut stream) = socket.split();
     let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
     let close = Arc::new(CloseSignal::default());
     let writer = spawn_writer(sink, queue, Arc::clone(&close), info.encoding, &state);
@@ -76,16 +76,33 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) -> 
         state: state.clone(),
     };
     tracing::debug!(user = %session.member.user, "socket open");
-    session.read_loop(stream).await;
+    session.read_loop(&mut stream).await;
     for room in std::mem::take(&mut session.joined).into_keys() {
         state.hub.leave(&room, info.conn).await;
     }
     close.finish();
     drop(session);
-    let _ = writer.await;
     let reason = close.reason().map_or("normal", |(code, _)| code.as_str());
     tracing::debug!(reason, "socket closed");
-    reason
+    metrics::closed(reason);
+    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
+    let _ = tokio::join!(writer, closing_handshake(&mut stream, write_timeout));
+}
+
+/// Reads (and drops) what the peer still sends until it answers our close
+/// frame, its socket ends, or `timeout` passes. Dropping the socket with
+/// the peer's pongs unread would make the kernel reset it, and a reset
+/// throws away what the peer has yet to read: the frames before our close,
+/// and the close itself.
+async fn closing_handshake(stream: &mut SplitStream<WebSocket>, timeout: Duration) {
+    let answered = async {
+        while let Some(Ok(msg)) = stream.next().await {
+            if matches!(msg, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, answered).await;
 }
 
 /// Starts the socket's writer. A writer that stopped (peer gone, write
@@ -316,7 +333,7 @@ struct Session {
 
 impl Session {
     /// Reads frames until the socket ends, dies, or the gateway shuts down.
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>) {
+    async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) {
         let close = Arc::clone(&self.member.close);
         let mut live = Liveness::new(&self.state.config.limits);
         // Once the gateway drains: this socket's moment to close.
