@@ -18,7 +18,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use chat_proto::{
-    internal::{Envelope, Receipt},
+    internal::{Envelope, Receipt, Receipts},
     v1::Message,
 };
 use chat_protocol::{subjects, ClientMsgId, ErrorCode, RoomId, UserId};
@@ -124,13 +124,19 @@ impl Ingest {
                     () = shutdown.cancelled() => None,
                 };
                 let Some(msg) = msg else { break };
-                match Receipt::decode(msg.payload) {
-                    Ok(Receipt {
-                        ticket,
-                        message: Some(message),
-                        refused,
-                    }) => this.on_receipt(ticket, message, &refused),
-                    _ => tracing::warn!("undecodable receipt"),
+                let Ok(batch) = Receipts::decode(msg.payload) else {
+                    tracing::warn!("undecodable receipts");
+                    continue;
+                };
+                for receipt in batch.receipts {
+                    match receipt {
+                        Receipt {
+                            ticket,
+                            message: Some(message),
+                            refused,
+                        } => this.on_receipt(ticket, message, &refused),
+                        _ => tracing::warn!("receipt without a message"),
+                    }
                 }
             }
         }))

@@ -17,7 +17,10 @@ use std::{
     time::Duration,
 };
 
-use chat_proto::v1::{server_frame::Kind, Joined, Left, Message, ServerFrame};
+use chat_proto::{
+    internal::Fanout,
+    v1::{server_frame::Kind, Joined, Left, ServerFrame},
+};
 use chat_protocol::{access::Access, kind, subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
 use prost::Message as _;
@@ -26,6 +29,7 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Span;
 
 use crate::{
     config::DeliveryConfig,
@@ -357,22 +361,24 @@ impl Room {
         }
     }
 
+    /// A worker batch's messages of this room (or one change's event).
     fn on_fanout(&mut self, msg: async_nats::Message) {
-        let message = match Message::decode(msg.payload) {
-            Ok(m) => m,
+        let messages = match Fanout::decode(msg.payload) {
+            Ok(batch) => batch.messages,
             Err(e) => {
-                tracing::warn!(room = %self.id, error = %e, "undecodable fan-out message");
+                tracing::warn!(room = %self.id, error = %e, "undecodable fan-out");
                 return;
             }
         };
         // Continue the sender's trace only when there is one: no span per
-        // delivered message otherwise.
-        if chat_telemetry::has_trace(msg.headers.as_ref()) {
-            let span = tracing::info_span!("deliver", room = %self.id, seq = message.seq);
+        // delivered batch otherwise.
+        let span = chat_telemetry::has_trace(msg.headers.as_ref()).then(|| {
+            let span = tracing::info_span!("deliver", room = %self.id, messages = messages.len());
             chat_telemetry::continue_trace(&span, msg.headers.as_ref());
-            let _entered = span.enter();
-            self.accept(Delivery::new(message));
-        } else {
+            span
+        });
+        let _entered = span.as_ref().map(Span::enter);
+        for message in messages {
             self.accept(Delivery::new(message));
         }
     }

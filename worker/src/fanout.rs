@@ -1,52 +1,131 @@
 //! After commit: tell every gateway with members of the room, and the
-//! sender's gateway, that the message is stored. Also the answer to a
-//! gateway's delivery canary, which has nothing to store.
+//! sender's gateway, that the message is stored. A batch's messages go out
+//! as one NATS message per room (`Fanout`) and one per accepting gateway
+//! (`Receipts`), not one of each per send. Also the answer to a gateway's
+//! delivery canary, which has nothing to store.
+
+use std::collections::HashMap;
 
 use async_nats::HeaderMap;
-use bytes::Bytes;
 use chat_proto::{
-    internal::{Envelope, Receipt},
+    internal::{Envelope, Fanout, Receipt, Receipts},
     v1::Message,
 };
 use chat_protocol::{subjects, ErrorCode, RoomId};
 use prost::Message as _;
+use tracing::Span;
 
 use crate::error::WorkerError;
 
-/// Publishes the stored message on the room's fan-out subject and the commit
-/// receipt on the accepting gateway's subject. Both are core NATS: a lost
-/// one is recovered by the gateway (gap fill, or store lookup on timeout).
-/// The current span's trace context rides along in headers when tracing is on.
-pub async fn publish(
-    nats: &async_nats::Client,
-    room: &RoomId,
-    envelope: &Envelope,
-    message: &Message,
-) -> Result<(), WorkerError> {
-    let mut headers = HeaderMap::new();
-    chat_telemetry::inject_trace(&mut headers);
-    let headers = chat_telemetry::has_trace(Some(&headers)).then_some(headers);
-    let send = |subject: String, payload: Vec<u8>| {
-        let headers = headers.clone();
-        async move {
-            let payload = Bytes::from(payload);
-            match headers {
+/// What one stored batch publishes, gathered per room and per gateway.
+#[derive(Default)]
+pub struct Outbox {
+    rooms: Vec<RoomOut>,
+    room_index: HashMap<RoomId, usize>,
+    receipts: HashMap<String, Vec<Receipt>>,
+}
+
+/// A room's messages of the batch, and which items of the batch they are.
+struct RoomOut {
+    room: RoomId,
+    messages: Vec<Message>,
+    items: Vec<usize>,
+    /// The trace context of the room's first traced send, if any.
+    headers: Option<HeaderMap>,
+}
+
+impl Outbox {
+    /// Item `item` (its envelope) was stored as `message`: fanned out to
+    /// the room, and a receipt for the gateway that accepted it.
+    pub fn stored(
+        &mut self,
+        item: usize,
+        room: &RoomId,
+        envelope: &Envelope,
+        message: Message,
+        span: Option<&Span>,
+    ) {
+        self.receipt(envelope, message.clone(), String::new());
+        let at = *self.room_index.entry(room.clone()).or_insert_with(|| {
+            self.rooms.push(RoomOut {
+                room: room.clone(),
+                messages: Vec::new(),
+                items: Vec::new(),
+                headers: None,
+            });
+            self.rooms.len() - 1
+        });
+        let out = &mut self.rooms[at];
+        if let (None, Some(span)) = (&out.headers, span) {
+            let mut headers = HeaderMap::new();
+            span.in_scope(|| chat_telemetry::inject_trace(&mut headers));
+            out.headers = chat_telemetry::has_trace(Some(&headers)).then_some(headers);
+        }
+        out.messages.push(message);
+        out.items.push(item);
+    }
+
+    /// The store refused the send for good (`code`): its sender gets that
+    /// answer rather than a timeout. The receipt's message holds only what
+    /// identifies the send.
+    pub fn refused(&mut self, envelope: &Envelope, code: ErrorCode) {
+        let message = Message {
+            room: envelope.room.clone(),
+            sender: envelope.sender.clone(),
+            client_msg_id: envelope.client_msg_id.clone(),
+            ..Message::default()
+        };
+        self.receipt(envelope, message, code.as_str().to_owned());
+    }
+
+    /// Only to a gateway's receipt subject: anything can publish to the
+    /// ingest stream, and a `reply_to` elsewhere is ignored.
+    fn receipt(&mut self, envelope: &Envelope, message: Message, refused: String) {
+        if !subjects::is_receipts(&envelope.reply_to) {
+            return;
+        }
+        self.receipts
+            .entry(envelope.reply_to.clone())
+            .or_default()
+            .push(Receipt {
+                ticket: envelope.ticket,
+                message: Some(message),
+                refused,
+            });
+    }
+
+    /// Publishes each room's messages, then each gateway's receipts (core
+    /// NATS: a lost one is recovered by the gateway, by gap fill or a store
+    /// lookup). Returns the items whose room's fan-out could not be
+    /// published: they must not be acked. A receipt that cannot be
+    /// published is only logged: the gateway reads the send back from the
+    /// store when NATS returns.
+    pub async fn publish(self, nats: &async_nats::Client) -> Vec<usize> {
+        let mut failed = Vec::new();
+        for out in self.rooms {
+            let payload = Fanout {
+                messages: out.messages,
+            }
+            .encode_to_vec()
+            .into();
+            let subject = subjects::fanout(&out.room);
+            let published = match out.headers {
                 Some(headers) => nats.publish_with_headers(subject, headers, payload).await,
                 None => nats.publish(subject, payload).await,
+            };
+            if let Err(e) = published {
+                tracing::warn!(room = %out.room, error = %e, "fan-out not published");
+                failed.extend(out.items);
             }
-            .map_err(WorkerError::nats)
         }
-    };
-    send(subjects::fanout(room), message.encode_to_vec()).await?;
-    if subjects::is_receipts(&envelope.reply_to) {
-        let receipt = Receipt {
-            ticket: envelope.ticket,
-            message: Some(message.clone()),
-            refused: String::new(),
-        };
-        send(envelope.reply_to.clone(), receipt.encode_to_vec()).await?;
+        for (subject, receipts) in self.receipts {
+            let payload = Receipts { receipts }.encode_to_vec().into();
+            if let Err(e) = nats.publish(subject, payload).await {
+                tracing::warn!(error = %e, "receipts not published");
+            }
+        }
+        failed
     }
-    Ok(())
 }
 
 /// Publishes a room's change (an event in its sequence) on its fan-out
@@ -56,32 +135,10 @@ pub async fn publish_event(
     room: &RoomId,
     event: &Message,
 ) -> Result<(), WorkerError> {
-    nats.publish(subjects::fanout(room), event.encode_to_vec().into())
-        .await
-        .map_err(WorkerError::nats)
-}
-
-/// Tells the accepting gateway that the store refused the send for good
-/// (`code`), so its sender gets that answer rather than a timeout.
-pub async fn refuse(
-    nats: &async_nats::Client,
-    envelope: &Envelope,
-    code: ErrorCode,
-) -> Result<(), WorkerError> {
-    if !subjects::is_receipts(&envelope.reply_to) {
-        return Ok(());
-    }
-    let receipt = Receipt {
-        ticket: envelope.ticket,
-        message: Some(Message {
-            room: envelope.room.clone(),
-            sender: envelope.sender.clone(),
-            client_msg_id: envelope.client_msg_id.clone(),
-            ..Message::default()
-        }),
-        refused: code.as_str().to_owned(),
+    let payload = Fanout {
+        messages: vec![event.clone()],
     };
-    nats.publish(envelope.reply_to.clone(), receipt.encode_to_vec().into())
+    nats.publish(subjects::fanout(room), payload.encode_to_vec().into())
         .await
         .map_err(WorkerError::nats)
 }

@@ -16,7 +16,7 @@ use chat_proto::internal::Envelope;
 use chat_protocol::{ErrorCode, RoomId};
 use chat_store::{NewMessage, Persisted};
 use tokio::time::Instant;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::{
     ctx::Ctx,
@@ -81,7 +81,8 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
     // Test builds: a worker that dies between the commit and the fan-out.
     fail::fail_point!("worker-after-commit", |_| std::process::abort());
     let mut fresh = Vec::new();
-    let mut stored = Vec::with_capacity(items.len());
+    let mut answered = Vec::with_capacity(items.len());
+    let mut outbox = fanout::Outbox::default();
     for (i, outcome) in outcomes {
         let item = &items[i];
         match outcome {
@@ -90,19 +91,11 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
                 fresh: is_new,
             } => {
                 metrics::envelope(if is_new { "stored" } else { "duplicate" });
-                let publish = fanout::publish(&ctx.nats, &item.room, &item.envelope, &message);
-                let published = match &item.span {
-                    Some(span) => publish.instrument(span.clone()).await,
-                    None => publish.await,
-                };
-                if let Err(e) = published {
-                    ctx.fail(item.msg, item.room.as_str(), &e).await;
-                    continue;
-                }
                 if is_new {
-                    fresh.push((item.room.clone(), message));
+                    fresh.push((item.room.clone(), message.clone()));
                 }
-                stored.push(item.msg);
+                outbox.stored(i, &item.room, &item.envelope, message, item.span.as_ref());
+                answered.push(i);
             }
             Persisted::RoomMissing => {
                 let e = WorkerError::RoomMissing;
@@ -111,14 +104,15 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
             // An answer, not a failure: nothing to retry or keep.
             Persisted::Forbidden => {
                 metrics::envelope("forbidden");
-                if let Err(e) =
-                    fanout::refuse(&ctx.nats, &item.envelope, ErrorCode::Forbidden).await
-                {
-                    tracing::warn!(error = %e, "refusal not sent; the sender times out");
-                }
-                stored.push(item.msg);
+                outbox.refused(&item.envelope, ErrorCode::Forbidden);
+                answered.push(i);
             }
         }
+    }
+    let unpublished = outbox.publish(&ctx.nats).await;
+    for &i in &unpublished {
+        let e = WorkerError::nats("fan-out not published");
+        ctx.fail(items[i].msg, items[i].room.as_str(), &e).await;
     }
     if let Err(e) =
         chat_cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await
@@ -126,8 +120,8 @@ pub async fn handle_batch(ctx: &Ctx, chunk: &[jetstream::Message]) {
         // Only a cache: gateways fall back to Postgres.
         tracing::warn!(error = %e, "recent-message cache not updated");
     }
-    for msg in stored {
-        if let Err(e) = msg.ack().await {
+    for i in answered.into_iter().filter(|i| !unpublished.contains(i)) {
+        if let Err(e) = items[i].msg.ack().await {
             // Redelivery will find the row and fan out again; harmless.
             tracing::warn!(error = %e, "ack failed");
         }

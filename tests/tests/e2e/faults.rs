@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use chat_client::{Client, ClientEncoding, ClientOptions};
-use chat_proto::{internal::Receipt, v1::Message};
+use chat_proto::{
+    internal::{Receipt, Receipts},
+    v1::Message,
+};
 use chat_protocol::subjects;
 use chat_tests::{
     checker::{Traffic, TrafficOptions},
@@ -181,13 +184,15 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
     cluster.gateways[0].process.pause();
     // Receipts with tickets the gateway never handed out: ignored when it
     // reads them, but 32 MiB of them fill its socket.
-    let receipt = Receipt {
-        ticket: 0,
-        message: Some(Message {
-            body: "x".repeat(64 * 1024),
-            ..Message::default()
-        }),
-        refused: String::new(),
+    let receipt = Receipts {
+        receipts: vec![Receipt {
+            ticket: 0,
+            message: Some(Message {
+                body: "x".repeat(64 * 1024),
+                ..Message::default()
+            }),
+            refused: String::new(),
+        }],
     }
     .encode_to_vec();
     let subject = subjects::receipts(&cluster.gateway_id(0));
