@@ -13,6 +13,9 @@
 #                                 with 100,000 sends queued for the workers
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
+#   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
+#   PERF=1 bench/run.sh ingest                also a flame graph of the server CPU
+#   NATS_CONF=other.conf bench/run.sh ingest  another nats-server configuration
 # Reports, charts and the table land in bench/out/<timestamp>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,7 @@ SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(baseline moderate high extreme fanout ingest connections connections-many churn spike slow-consumer soak)
 TARGETS=${TARGETS:-"ours socketio fastapi wsfloor nats"}
 P99_BOUND_MS=${P99_BOUND_MS:-100}
+PGB_BATCH=${PGB_BATCH:-100}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 OUT=bench/out/$(date +%Y%m%d-%H%M%S)
@@ -32,6 +36,7 @@ chmod 755 "$TMP"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  mkdir -p "$OUT/logs" && cp "$TMP"/*.log "$OUT/logs/" 2>/dev/null || true
   [ -d "$TMP/pg" ] && "${as_pg[@]}" pg_ctl -D "$TMP/pg" stop -m fast >/dev/null 2>&1 || true
   wait 2>/dev/null || true
   rm -rf "$TMP"
@@ -44,8 +49,18 @@ command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nod
 (cd bench/peers/socketio && npm install --no-audit --no-fund --silent >/dev/null)
 VENV=bench/peers/fastapi/.venv
 [ -x $VENV/bin/uvicorn ] || { python3 -m venv $VENV && $VENV/bin/pip install -q -r bench/peers/fastapi/requirements.txt; }
-cargo build --release -p chat-gateway -p chat-worker -p loadgen
-BIN=target/release
+# BIN=<dir> runs binaries built elsewhere (another commit, for an A/B run).
+if [ -n "${BIN:-}" ]; then
+  echo "binaries from $BIN"
+else
+  cargo build --release -p chat-gateway -p chat-worker -p loadgen
+  BIN=target/release
+fi
+# PERF=1: a flame graph of the server CPU over each run of ours (perf and
+# inferno), beside its report.
+if [ "${PERF:-0}" = 1 ]; then
+  command -v inferno-flamegraph >/dev/null || cargo install --locked inferno
+fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -61,7 +76,7 @@ mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
 spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
 spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no; REDIS_PID=$LAST
-spawn nats "$NATS_SERVER_BIN" -c deploy/nats.conf -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
+spawn nats "$NATS_SERVER_BIN" -c "${NATS_CONF:-deploy/nats.conf}" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
@@ -79,7 +94,7 @@ start_ours() {
   export CHAT_WORKER_POSTGRES__URL=postgres://postgres@127.0.0.1:$PG_PORT/chat CHAT_WORKER_HTTP_LISTEN=127.0.0.1:$(free_port)
   export CHAT_GATEWAY_NATS_URL=$CHAT_WORKER_NATS_URL CHAT_GATEWAY_REDIS_URL=$REDIS_URL
   export CHAT_GATEWAY_POSTGRES__URL=$CHAT_WORKER_POSTGRES__URL CHAT_GATEWAY_JWT__HS256_SECRET=$SECRET CHAT_GATEWAY_ADMIN_TOKEN=$ADMIN
-  export CHAT_GATEWAY_LOG__FILTER=warn CHAT_WORKER_LOG__FILTER=warn
+  export CHAT_GATEWAY_LOG__FILTER=${LOG_FILTER:-warn} CHAT_WORKER_LOG__FILTER=${LOG_FILTER:-warn}
   spawn worker $BIN/worker; SERVER_PIDS=("$LAST")
   G1=$(free_port); G2=$(free_port)
   export CHAT_GATEWAY_LISTEN=127.0.0.1:$G1; spawn gateway1 $BIN/gateway; SERVER_PIDS+=("$LAST")
@@ -230,10 +245,19 @@ run_one() { # scenario target label [extra loadgen args...]
   local scenario=$1 target=$2 label=$3; shift 3
   "start_$target"
   echo "== $scenario / $label"
+  local perf=
+  if [ "${PERF:-0}" = 1 ] && [ "$target" = ours ]; then
+    perf record -q -F 997 -g -C "$SERVER_CPU" -o "$OUT/$scenario--$label.perf.data" 2>/dev/null & perf=$!
+  fi
   taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario "$scenario" --target "$(loadgen_target "$target")" "${URLS[@]}" \
     --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "$label" \
     --report "$OUT/$scenario--$label.json" --chart "$OUT/$scenario--$label.svg" ${LOADGEN_ARGS:-} "$@" \
     || echo "   $label failed on $scenario (see $TMP logs)"
+  if [ -n "$perf" ]; then
+    kill -INT "$perf"; wait "$perf" 2>/dev/null || true
+    perf script -i "$OUT/$scenario--$label.perf.data" 2>/dev/null | inferno-collapse-perf --all >"$OUT/$scenario--$label.folded"
+    inferno-flamegraph --title "$scenario / $label: CPU $SERVER_CPU (all servers)" <"$OUT/$scenario--$label.folded" >"$OUT/$scenario--$label.flame.svg"
+  fi
   stop "${SERVER_PIDS[@]}"
 }
 
@@ -274,6 +298,19 @@ SQL
     psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'pgb' || g FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
     taskset -c "$LOADGEN_CPU" pgbench -h 127.0.0.1 -p $PG_PORT -U postgres -n -c 8 -j 1 -T 10 -f "$TMP/insert.sql" chat 2>&1 \
       | tee "$OUT/ingest--pgbench.txt" | grep -E "^tps" || true
+    echo "== ingest / pgbench batched floor (same schema, $PGB_BATCH rows of one room per transaction, fsync on): rows/s = tps x $PGB_BATCH"
+    cat >"$TMP/insert-batch.sql" <<SQL
+\\set r random(1, 1000)
+BEGIN;
+UPDATE rooms SET last_seq = last_seq + $PGB_BATCH WHERE id = 'pgb' || :r;
+INSERT INTO messages (room_id, seq, id, sender_id, client_msg_id, body, created_at)
+  SELECT id, last_seq - $PGB_BATCH + g, gen_random_uuid(), 'bench', gen_random_uuid()::text, repeat('x', 64), now()
+  FROM rooms, generate_series(1, $PGB_BATCH) g WHERE id = 'pgb' || :r;
+COMMIT;
+SQL
+    { echo "rows per transaction: $PGB_BATCH"
+      taskset -c "$LOADGEN_CPU" pgbench -h 127.0.0.1 -p $PG_PORT -U postgres -n -c 8 -j 1 -T 10 -f "$TMP/insert-batch.sql" chat 2>&1; } \
+      | tee "$OUT/ingest--pgbench-batched.txt" | grep -E "^tps" || true
   fi
   if [ "${SWEEP:-0}" = 1 ]; then
     for target in $(targets_for "$scenario"); do

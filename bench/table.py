@@ -36,8 +36,8 @@ def main():
         r["_scenario"], r["_label"] = scenario, label
         r["_target"] = label.split("@")[0]
         reports.append(r)
-    print(f"| scenario | system | conns | deliveries/s | acks/s | delivery p50 / p95 / p99 / p99.9 ms | ack p99 ms | missing / dup | server CPU s per 1k deliveries | server RSS per 1k conns | loadgen CPU | ours ÷ this (deliveries/s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| scenario | system | conns | deliveries/s | acks/s | delivery p50 / p95 / p99 / p99.9 ms | ack p99 ms | missing / dup | server CPU s per 1k deliveries | server CPU µs per stored message | server RSS per 1k conns | loadgen CPU | ours ÷ this (deliveries/s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for scenario in dict.fromkeys(r["_scenario"] for r in reports):
         group = [r for r in reports if r["_scenario"] == scenario and "@" not in r["_label"]]
         ours = next((r for r in group if r["_target"] == "ours"), None)
@@ -45,10 +45,13 @@ def main():
             d = r["delivery_latency"]
             ratio = (ours["deliveries_per_sec"] / r["deliveries_per_sec"]) if ours and r["deliveries_per_sec"] else None
             sat = " (saturated)" if r["loadgen_saturated"] else ""
+            # Acks are the stored messages (the peers store nothing: per acked send).
+            acked = r["acks_per_sec"] * r["params"]["duration"]
+            per_msg = 1e6 * r["server"]["cpu_seconds"] / acked if acked else None
             print(f"| {scenario} | {r['_label']} | {r['connected']} | {fmt(r['deliveries_per_sec'], 0)} | {fmt(r['acks_per_sec'], 0)} "
                   f"| {fmt(d['p50_ms'])} / {fmt(d['p95_ms'])} / {fmt(d['p99_ms'])} / {fmt(d['p999_ms'])} "
                   f"| {fmt(r['ack_latency']['p99_ms'])} | {r['missing']} / {r['duplicates']} "
-                  f"| {fmt(r['server']['cpu_seconds_per_1000_deliveries'], 3)} "
+                  f"| {fmt(r['server']['cpu_seconds_per_1000_deliveries'], 3)} | {fmt(per_msg, 0)} "
                   f"| {fmt(r['server']['rss_per_1000_conns_bytes'] / 1048576, 1)} MiB "
                   f"| {fmt(r['loadgen_cpu_pct'], 0)}%{sat} | {fmt(ratio, 2) if ratio else '–'} |")
     sweeps = reports
@@ -66,11 +69,17 @@ def main():
         for (scenario, target), value in sorted(best.items()):
             ours = best.get((scenario, "ours"))
             print(f"| {scenario} | {target} | {fmt(value, 0)} | {fmt(ours / value, 2) if ours and value else '–'} |")
-    for txt in glob.glob(os.path.join(args.folder, "*pgbench.txt")):
+    for name, what in (("pgbench", "one message per transaction"), ("pgbench-batched", "a batch of one room's messages per transaction")):
+        txt = os.path.join(args.folder, f"ingest--{name}.txt")
+        if not os.path.exists(txt):
+            continue
         with open(txt) as f:
-            m = re.search(r"tps = ([0-9.]+)", f.read())
+            text = f.read()
+        m = re.search(r"tps = ([0-9.]+)", text)
+        rows = re.search(r"rows per transaction: ([0-9]+)", text)
         if m:
-            print(f"\npgbench floor (same schema, one message per transaction): {float(m.group(1)):,.0f} inserts/s")
+            n = int(rows.group(1)) if rows else 1
+            print(f"\npgbench floor (same schema, {what}): {float(m.group(1)) * n:,.0f} messages/s")
 
 
 if __name__ == "__main__":
