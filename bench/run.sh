@@ -50,14 +50,18 @@ command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nod
 VENV=bench/peers/fastapi/.venv
 [ -x $VENV/bin/uvicorn ] || { python3 -m venv $VENV && $VENV/bin/pip install -q -r bench/peers/fastapi/requirements.txt; }
 # BIN=<dir> runs binaries built elsewhere (another commit, for an A/B run).
+# PERF=1: a flame graph of the server CPU over each run of ours (perf and
+# inferno), beside its report, from release code with frame pointers.
 if [ -n "${BIN:-}" ]; then
   echo "binaries from $BIN"
+elif [ "${PERF:-0}" = 1 ]; then
+  RUSTFLAGS="-C force-frame-pointers=yes" CARGO_TARGET_DIR=target/fp \
+    cargo build --profile profiling -p chat-gateway -p chat-worker -p loadgen
+  BIN=target/fp/profiling
 else
   cargo build --release -p chat-gateway -p chat-worker -p loadgen
   BIN=target/release
 fi
-# PERF=1: a flame graph of the server CPU over each run of ours (perf and
-# inferno), beside its report.
 if [ "${PERF:-0}" = 1 ]; then
   command -v inferno-flamegraph >/dev/null || cargo install --locked inferno
 fi
@@ -74,7 +78,7 @@ stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null 
 PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port)
 mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
-spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB
+spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB ${PG_ARGS:-}
 spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no; REDIS_PID=$LAST
 spawn nats "$NATS_SERVER_BIN" -c "${NATS_CONF:-deploy/nats.conf}" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
@@ -256,7 +260,15 @@ run_one() { # scenario target label [extra loadgen args...]
   if [ -n "$perf" ]; then
     kill -INT "$perf"; wait "$perf" 2>/dev/null || true
     perf script -i "$OUT/$scenario--$label.perf.data" 2>/dev/null | inferno-collapse-perf --all >"$OUT/$scenario--$label.folded"
-    inferno-flamegraph --title "$scenario / $label: CPU $SERVER_CPU (all servers)" <"$OUT/$scenario--$label.folded" >"$OUT/$scenario--$label.flame.svg"
+    inferno-flamegraph --minwidth 0.5 --title "$scenario / $label: CPU $SERVER_CPU (all servers)" <"$OUT/$scenario--$label.folded" >"$OUT/$scenario--$label.flame.svg"
+    # Share of the server CPU's samples by process (pid 0 is idle); the
+    # servers still run, so ps names them.
+    ps -eo pid=,args= | awk '{print $1, $2}' >"$TMP/names"
+    perf script -i "$OUT/$scenario--$label.perf.data" -F pid,tid 2>/dev/null | awk '
+      NR == FNR { name[$1] = $2; next }
+      { split($1, id, "/"); n[id[1]]++; t++ }
+      END { for (p in n) printf "%5.1f%%  %s (%s)\n", 100 * n[p] / t, p == 0 ? "idle" : (p in name ? name[p] : "?"), p }' \
+      "$TMP/names" - | sort -rn | tee "$OUT/$scenario--$label.cpu.txt"
   fi
   stop "${SERVER_PIDS[@]}"
 }
