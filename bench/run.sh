@@ -214,9 +214,21 @@ run_idle_rooms() {
   statements() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database"; }
   commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
   probes() { for port in $G1 $G2; do curl -s "http://127.0.0.1:$port/metrics"; done | awk '/^chat_gateway_head_probes_total/ {s += $2} END {print s + 0}'; }
-  local t1=$(( $(ticks $g1) + $(ticks $g2) )) a1 q1 r1 p1; a1=$(all_ticks); q1=$(statements); r1=$(commands); p1=$(probes)
+  # Each of the others on its own: worker, NATS, Redis, Postgres.
+  each_ticks() {
+    local pg=0 p
+    for p in $postmaster $(pgrep -P $postmaster); do pg=$((pg + $(ticks $p 2>/dev/null || echo 0))); done
+    echo "$(ticks ${SERVER_PIDS[0]}) $(ticks $NATS_PID) $(ticks $REDIS_PID) $pg"
+  }
+  local t1=$(( $(ticks $g1) + $(ticks $g2) )) a1 q1 r1 p1 e1; a1=$(all_ticks); q1=$(statements); r1=$(commands); p1=$(probes); e1=$(each_ticks)
   sleep "$secs"
-  local t2=$(( $(ticks $g1) + $(ticks $g2) )) a2 q2 r2 p2; a2=$(all_ticks); q2=$(statements); r2=$(commands); p2=$(probes)
+  local t2=$(( $(ticks $g1) + $(ticks $g2) )) a2 q2 r2 p2 e2; a2=$(all_ticks); q2=$(statements); r2=$(commands); p2=$(probes); e2=$(each_ticks)
+  python3 - "$secs" "$(getconf CLK_TCK)" $e1 $e2 <<'PY' | tee "$OUT/idle-rooms-each.txt"
+import sys
+secs, hz, *t = map(float, sys.argv[1:])
+names = ("worker", "NATS", "Redis", "Postgres")
+print("   of a core: " + ", ".join(f"{n} {100 * (t[i + 4] - t[i]) / hz / secs:.2f}%" for i, n in enumerate(names)))
+PY
   python3 - "$rooms" "$secs" "$t1" "$t2" "$a1" "$a2" "$q1" "$q2" "$r1" "$r2" "$p1" "$p2" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/idle-rooms.txt"
 import sys
 rooms, secs, t1, t2, a1, a2, q1, q2, r1, r2, p1, p2, hz = map(float, sys.argv[1:])
