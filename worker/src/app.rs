@@ -264,8 +264,12 @@ async fn hand_over(
     failed.map_or(Ok(true), |e| Err(WorkerError::nats(e)))
 }
 
-/// How often the bulk class looks again while sends wait or bulk is empty.
+/// How soon the bulk class looks again while sends wait or bulk is empty;
+/// while bulk stays empty the pause doubles up to `BULK_IDLE_MAX`, so an
+/// idle worker does not ask JetStream for the consumer's state five times
+/// a second. Bulk work may wait that long to start.
 const BULK_IDLE: Duration = Duration::from_millis(200);
+const BULK_IDLE_MAX: Duration = Duration::from_secs(2);
 
 /// Pulls bulk sends for their own lanes, a batch at a time and only while
 /// the ingest consumer has no send waiting, so bulk work never delays a
@@ -278,6 +282,7 @@ async fn pull_bulk(
     shutdown: CancellationToken,
 ) {
     let max = ctx.config.batch.max_messages;
+    let mut idle = BULK_IDLE;
     while !shutdown.is_cancelled() {
         let sends_waiting = match sends.info().await {
             Ok(info) => info.num_pending > 0,
@@ -295,11 +300,18 @@ async fn pull_bulk(
             }
         };
         if pulled.is_empty() {
+            let pause = if sends_waiting { BULK_IDLE } else { idle };
+            idle = if sends_waiting {
+                BULK_IDLE
+            } else {
+                (idle * 2).min(BULK_IDLE_MAX)
+            };
             tokio::select! {
-                () = tokio::time::sleep(BULK_IDLE) => continue,
+                () = tokio::time::sleep(pause) => continue,
                 () = shutdown.cancelled() => break,
             }
         }
+        idle = BULK_IDLE;
         match hand_over(&ctx.nats, &lanes, pulled).await {
             Ok(true) => {}
             Ok(false) => break,
