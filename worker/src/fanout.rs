@@ -162,3 +162,72 @@ pub async fn answer_canary(
         .await
         .map_err(WorkerError::nats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(room: &str, gateway: &str, ticket: u64) -> Envelope {
+        Envelope {
+            room: room.into(),
+            sender: "alice".into(),
+            client_msg_id: format!("c{ticket}"),
+            reply_to: gateway.into(),
+            ticket,
+            ..Envelope::default()
+        }
+    }
+
+    fn stored(outbox: &mut Outbox, item: usize, e: &Envelope, seq: u64) {
+        let room = RoomId::parse(&e.room).unwrap();
+        let message = Message {
+            room: e.room.clone(),
+            seq,
+            ..Message::default()
+        };
+        outbox.stored(item, &room, e, message, None);
+    }
+
+    /// A batch becomes one fan-out per room, its messages and items in
+    /// batch order, and one receipt message per accepting gateway; a
+    /// `reply_to` that is no gateway's receipt subject gets nothing.
+    #[test]
+    fn a_batch_is_grouped_per_room_and_per_gateway() {
+        let (g1, g2) = (subjects::receipts("g1"), subjects::receipts("g2"));
+        let mut outbox = Outbox::default();
+        stored(&mut outbox, 0, &envelope("a", &g1, 10), 1);
+        stored(&mut outbox, 1, &envelope("b", &g2, 11), 1);
+        stored(&mut outbox, 2, &envelope("a", &g2, 12), 2);
+        stored(&mut outbox, 3, &envelope("b", "chat.room.b", 13), 2);
+        outbox.refused(&envelope("a", &g1, 14), ErrorCode::Forbidden);
+
+        let rooms: Vec<(&str, Vec<u64>, &[usize])> = outbox
+            .rooms
+            .iter()
+            .map(|r| {
+                let seqs = r.messages.iter().map(|m| m.seq).collect();
+                (r.room.as_str(), seqs, r.items.as_slice())
+            })
+            .collect();
+        assert_eq!(
+            rooms,
+            vec![
+                ("a", vec![1, 2], &[0, 2][..]),
+                ("b", vec![1, 2], &[1, 3][..])
+            ]
+        );
+
+        let tickets = |subject: &str| -> Vec<(u64, String)> {
+            outbox.receipts[subject]
+                .iter()
+                .map(|r| (r.ticket, r.refused.clone()))
+                .collect()
+        };
+        assert_eq!(
+            tickets(&g1),
+            vec![(10, String::new()), (14, "forbidden".to_owned())]
+        );
+        assert_eq!(tickets(&g2), vec![(11, String::new()), (12, String::new())]);
+        assert_eq!(outbox.receipts.len(), 2);
+    }
+}
