@@ -551,7 +551,7 @@ impl Session {
         let permit = Arc::clone(&self.inflight)
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
-        if !self.access(&room).await?.can(Permissions::SEND_MESSAGES) {
+        if !self.may_send(&room).await? {
             return Err(GatewayError::Forbidden(
                 "you may not send messages in this room",
             ));
@@ -577,6 +577,34 @@ impl Session {
         // Fails only once the publisher has closed the socket.
         let _ = publisher.send(outgoing);
         Ok(())
+    }
+
+    /// Whether the user may send in the room. A refusal by the access held
+    /// for a joined room is checked with the membership cache first: the
+    /// worker writes a committed grant there before it answers the command,
+    /// while the announcement may reach this gateway a moment after the
+    /// answer reached the granter. (A revoke needs no such care: the store
+    /// refuses a send its sender may no longer make.)
+    async fn may_send(&mut self, room: &RoomId) -> Result<bool, GatewayError> {
+        if self.access(room).await?.can(Permissions::SEND_MESSAGES) {
+            return Ok(true);
+        }
+        let Some(held) = self.joined.get_mut(room) else {
+            return Ok(false);
+        };
+        let current = self
+            .state
+            .membership
+            .access(room, &self.member.user)
+            .await?;
+        match current {
+            Some(access) => {
+                *held = access;
+                Ok(access.can(Permissions::SEND_MESSAGES))
+            }
+            // Removed: the room task is about to tell the socket.
+            None => Ok(false),
+        }
     }
 
     /// The user's access in the room: as held for a joined room (kept
