@@ -42,10 +42,14 @@ impl Outbox {
         item: usize,
         room: &RoomId,
         envelope: &Envelope,
-        message: Message,
+        mut message: Message,
         span: Option<&Span>,
     ) {
+        // The receipt leaves the body out: the sender's gateway acks with
+        // the seq and id, so the body crosses NATS once, in the fan-out.
+        let body = std::mem::take(&mut message.body);
         self.receipt(envelope, message.clone(), String::new());
+        message.body = body;
         let at = *self.room_index.entry(room.clone()).or_insert_with(|| {
             self.rooms.push(RoomOut {
                 room: room.clone(),
@@ -183,14 +187,16 @@ mod tests {
         let message = Message {
             room: e.room.clone(),
             seq,
+            body: format!("body {seq}"),
             ..Message::default()
         };
         outbox.stored(item, &room, e, message, None);
     }
 
     /// A batch becomes one fan-out per room, its messages and items in
-    /// batch order, and one receipt message per accepting gateway; a
-    /// `reply_to` that is no gateway's receipt subject gets nothing.
+    /// batch order, and one receipt message per accepting gateway, without
+    /// the bodies; a `reply_to` that is no gateway's receipt subject gets
+    /// nothing.
     #[test]
     fn a_batch_is_grouped_per_room_and_per_gateway() {
         let (g1, g2) = (subjects::receipts("g1"), subjects::receipts("g2"));
@@ -229,5 +235,19 @@ mod tests {
         );
         assert_eq!(tickets(&g2), vec![(11, String::new()), (12, String::new())]);
         assert_eq!(outbox.receipts.len(), 2);
+        let bodies: Vec<&str> = outbox.rooms[0]
+            .messages
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect();
+        assert_eq!(bodies, ["body 1", "body 2"], "the fan-out carries bodies");
+        assert!(
+            outbox
+                .receipts
+                .values()
+                .flatten()
+                .all(|r| r.message.as_ref().is_some_and(|m| m.body.is_empty())),
+            "receipts leave the body out"
+        );
     }
 }
