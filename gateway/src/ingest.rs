@@ -1,6 +1,14 @@
 //! The send path: publish a client's message to JetStream, then wait for the
 //! worker's commit receipt. A send is acknowledged to the client only with
 //! the stored message's seq, never on JetStream's word alone.
+//!
+//! The gateway's sends go to JetStream in batches: one task publishes
+//! whatever sends queued up while its previous batch was on its way, as one
+//! message, and waits for JetStream's ack before the next. One publish and
+//! one ack each way per batch, not per send, and no waiting when the
+//! gateway is quiet (a lone send is a batch of one). A socket's next send
+//! is queued only once its previous one is in the stream, so a socket's
+//! sends keep their order.
 
 use std::{
     collections::HashMap,
@@ -18,7 +26,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use chat_proto::{
-    internal::{Envelope, Receipt, Receipts},
+    internal::{Envelope, EnvelopeBatch, Receipt, Receipts},
     v1::Message,
 };
 use chat_protocol::{subjects, ClientMsgId, ErrorCode, RoomId, UserId};
@@ -26,12 +34,12 @@ use chat_store::Store;
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::{
-    sync::{oneshot, watch},
+    sync::{mpsc, oneshot, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::error::GatewayError;
+use crate::{error::GatewayError, metrics};
 
 /// A send waiting for its receipt.
 struct Waiter {
@@ -71,11 +79,26 @@ pub struct Published {
 /// Sends waiting for their receipt, by ticket.
 type Waiting = Mutex<HashMap<u64, Waiter>>;
 
+/// A send queued for the next batch.
+struct Queued {
+    envelope: Envelope,
+    /// When the send must be in the stream, or fail.
+    deadline: Instant,
+    /// Told once JetStream holds the batch, or why it could not.
+    stored: oneshot::Sender<Result<(), String>>,
+}
+
+/// Most sends in one batch: a worker stores up to 256 in one transaction.
+const BATCH_SENDS: usize = 256;
+/// Most envelope bytes in one batch: well under NATS's `max_payload` (1 MiB
+/// by default), with a send's body at most 16 KiB by default.
+const BATCH_BYTES: usize = 512 * 1024;
+
 pub struct Ingest {
-    js: jetstream::Context,
     store: Store,
-    gateway_id: String,
     receipts_subject: String,
+    /// To the batch publisher; it stops once this is dropped.
+    batches: mpsc::UnboundedSender<Queued>,
     waiting: Waiting,
     next_ticket: AtomicU64,
     timeout: Duration,
@@ -91,11 +114,13 @@ impl Ingest {
         timeout: Duration,
         reconnected: watch::Receiver<()>,
     ) -> Arc<Self> {
+        // Unbounded: every socket's in-flight permits bound it.
+        let (batches, queue) = mpsc::unbounded_channel();
+        tokio::spawn(publish_batches(js, gateway_id.to_owned(), queue));
         Arc::new(Self {
-            js,
             store,
-            gateway_id: gateway_id.to_owned(),
             receipts_subject: subjects::receipts(gateway_id),
+            batches,
             waiting: Mutex::new(HashMap::new()),
             // Tickets start at a random point so that a receipt for an
             // envelope accepted before a restart (gateway ids are stable)
@@ -162,9 +187,9 @@ impl Ingest {
         }
     }
 
-    /// Hands a send to JetStream and returns once JetStream holds it. A
-    /// failed publish is retried with the same `Nats-Msg-Id` (JetStream drops
-    /// a copy it already has) until `deadline`; only then does the send fail.
+    /// Hands a send to JetStream (in the gateway's next batch) and returns
+    /// once JetStream holds it. A failed publish is retried until the
+    /// earliest deadline of its batch; only then does the send fail.
     #[tracing::instrument(skip_all, fields(room = %send.room), err(level = "debug"))]
     pub async fn publish(
         &self,
@@ -172,12 +197,6 @@ impl Ingest {
         deadline: Instant,
     ) -> Result<Published, GatewayError> {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let mut headers = HeaderMap::new();
-        // The fallible constructor: the infallible one panics on CR/LF.
-        let publish_id = HeaderValue::from_str(&subjects::publish_id(&self.gateway_id, ticket))
-            .map_err(GatewayError::nats)?;
-        headers.insert(NATS_MESSAGE_ID, publish_id);
-        chat_telemetry::inject_trace(&mut headers);
         let envelope = Envelope {
             room: send.room.to_string(),
             sender: send.sender.to_string(),
@@ -186,9 +205,8 @@ impl Ingest {
             received_ts_ms: chat_protocol::now_ms(),
             reply_to: self.receipts_subject.clone(),
             ticket,
+            trace: chat_telemetry::trace_map(),
         };
-        let payload = Bytes::from(envelope.encode_to_vec());
-        let subject = subjects::ingest(&send.room);
         let (reply, receipt) = oneshot::channel();
         let waiter = Waiter {
             room: send.room,
@@ -207,29 +225,23 @@ impl Ingest {
             .lock()
             .expect("poisoned")
             .insert(ticket, waiter);
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let ack = match self
-                .js
-                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+        let (stored, in_stream) = oneshot::channel();
+        let queued = Queued {
+            envelope,
+            deadline,
+            stored,
+        };
+        let outcome = match self.batches.send(queued) {
+            Ok(()) => in_stream
                 .await
-            {
-                Ok(ack) => ack.await.map_err(GatewayError::nats),
-                Err(e) => Err(GatewayError::nats(e)),
-            };
-            match ack {
-                // A duplicate ack means an earlier try got through: its
-                // receipt carries this ticket all the same.
-                Ok(_) => return Ok(published),
-                Err(e) if Instant::now() + pause < deadline => {
-                    tracing::debug!(error = %e, "publish failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    self.waiting.lock().expect("poisoned").remove(&ticket);
-                    return Err(e);
-                }
+                .unwrap_or_else(|_| Err("batch publisher stopped".into())),
+            Err(_) => Err("batch publisher stopped".into()),
+        };
+        match outcome {
+            Ok(()) => Ok(published),
+            Err(e) => {
+                self.waiting.lock().expect("poisoned").remove(&ticket);
+                Err(GatewayError::nats(e))
             }
         }
     }
@@ -272,5 +284,86 @@ impl Ingest {
         };
         self.waiting.lock().expect("poisoned").remove(&ticket);
         result
+    }
+}
+
+/// Publishes the queued sends in batches, one batch at a time, until the
+/// `Ingest` is dropped. Each batch is whatever queued up meanwhile, up to
+/// [`BATCH_SENDS`] and [`BATCH_BYTES`].
+async fn publish_batches(
+    js: jetstream::Context,
+    gateway_id: String,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) {
+    let subject = subjects::ingest_batch(&gateway_id);
+    // A random start, so that a batch of this run never carries the
+    // de-duplication id of one from before a restart (ids are stable).
+    let mut number = rand::random::<u64>() >> 1;
+    let mut left_over = None;
+    loop {
+        let first = match left_over.take() {
+            Some(queued) => queued,
+            None => match queue.recv().await {
+                Some(queued) => queued,
+                None => return,
+            },
+        };
+        let mut bytes = first.envelope.encoded_len();
+        let mut batch = vec![first];
+        while batch.len() < BATCH_SENDS {
+            let Ok(queued) = queue.try_recv() else { break };
+            bytes += queued.envelope.encoded_len();
+            if bytes > BATCH_BYTES {
+                left_over = Some(queued);
+                break;
+            }
+            batch.push(queued);
+        }
+        number += 1;
+        metrics::publish_batch(batch.len());
+        let deadline = batch.iter().map(|q| q.deadline).min().expect("not empty");
+        let (envelopes, waiting): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|q| (q.envelope, q.stored)).unzip();
+        let payload = Bytes::from(EnvelopeBatch { envelopes }.encode_to_vec());
+        let id = subjects::publish_id(&gateway_id, number);
+        let outcome = publish_batch(&js, &subject, &id, payload, deadline).await;
+        for stored in waiting {
+            let _ = stored.send(outcome.clone());
+        }
+    }
+}
+
+/// Publishes one batch, retried with the same `Nats-Msg-Id` (JetStream
+/// drops a copy it already has) until `deadline`.
+async fn publish_batch(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    payload: Bytes,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut headers = HeaderMap::new();
+    // The fallible constructor: the infallible one panics on CR/LF.
+    let id = HeaderValue::from_str(id).map_err(|e| e.to_string())?;
+    headers.insert(NATS_MESSAGE_ID, id);
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let ack = match js
+            .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match ack {
+            // A duplicate ack means an earlier try got through.
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "batch publish failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

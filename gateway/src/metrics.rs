@@ -17,6 +17,7 @@ const DISCONNECTS: &str = "chat_gateway_disconnects_total";
 const FRAMES_IN: &str = "chat_gateway_frames_in_total";
 const FRAMES_OUT: &str = "chat_gateway_frames_out_total";
 const SEND_ACK: &str = "chat_gateway_send_ack_seconds";
+const PUBLISH_BATCH: &str = "chat_gateway_publish_batch_size";
 const DELIVERY: &str = "chat_gateway_delivery_seconds";
 const QUEUE_DROPS: &str = "chat_gateway_queue_drops_total";
 const ROOMS: &str = "chat_gateway_rooms";
@@ -42,6 +43,10 @@ const CANARY_LATENCY: &str = "chat_gateway_canary_seconds";
 const CANARY_FAILURES: &str = "chat_gateway_canary_failures_total";
 
 pub fn describe() {
+    describe_histogram!(
+        PUBLISH_BATCH,
+        "Sends per JetStream message the gateway published (one batch)."
+    );
     zero_event_counters();
     describe_gauge!(CONNECTIONS, "Open WebSocket connections.");
     describe_counter!(
@@ -175,6 +180,10 @@ pub fn frame_in(kind: &'static str, encoding: Encoding) {
 /// Handle for a socket's outgoing frames of one type, fetched once per socket.
 pub fn frames_out(kind: &'static str, encoding: Encoding) -> Counter {
     counter!(FRAMES_OUT, "type" => kind, "encoding" => encoding_label(encoding))
+}
+
+pub fn publish_batch(sends: usize) {
+    histogram!(PUBLISH_BATCH).record(sends as f64);
 }
 
 pub fn send_acked(elapsed: Duration) {

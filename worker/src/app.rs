@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     canary, config::WorkerConfig, control, ctx::Ctx, error::WorkerError, health, lanes::Lanes,
+    pulled::Pulled,
 };
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
@@ -136,7 +137,7 @@ impl Worker {
         ));
         tracing::info!("worker consuming");
         pull(
-            &self.ctx.nats,
+            &self.ctx,
             &self.consumer,
             &lanes,
             self.ctx.config.batch.max_messages,
@@ -164,7 +165,7 @@ const PULL_RETRY: Duration = Duration::from_millis(250);
 /// Pulls sends for the lanes until shutdown; a failed pull (NATS down,
 /// consumer gone) is logged and tried again shortly.
 async fn pull(
-    nats: &async_nats::Client,
+    ctx: &Arc<Ctx>,
     consumer: &PullConsumer,
     lanes: &Lanes,
     max: usize,
@@ -174,7 +175,7 @@ async fn pull(
     loop {
         reconnected.borrow_and_update();
         let round = tokio::select! {
-            round = tokio::time::timeout(ROUND_LIMIT, pull_round(nats, consumer, lanes, max)) => {
+            round = tokio::time::timeout(ROUND_LIMIT, pull_round(ctx, consumer, lanes, max)) => {
                 round.unwrap_or(Ok(true))
             }
             // A pull request does not outlive the connection it was sent on:
@@ -202,7 +203,7 @@ async fn pull(
 /// then hands sends over as they arrive, without delay. False once the
 /// lanes are gone.
 async fn pull_round(
-    nats: &async_nats::Client,
+    ctx: &Arc<Ctx>,
     consumer: &PullConsumer,
     lanes: &Lanes,
     max: usize,
@@ -216,7 +217,7 @@ async fn pull_round(
         .collect()
         .await;
     let full = waiting.len() == max;
-    if !hand_over(nats, lanes, waiting).await? {
+    if !hand_over(ctx, lanes, waiting).await? {
         return Ok(false);
     }
     if full {
@@ -232,18 +233,19 @@ async fn pull_round(
         .ready_chunks(max);
     tokio::pin!(arriving);
     while let Some(ready) = arriving.next().await {
-        if !hand_over(nats, lanes, ready).await? {
+        if !hand_over(ctx, lanes, ready).await? {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// Hands the sends of a pull to the lanes, answering canaries on the way.
+/// Hands the sends of a pull to the lanes, answering canaries on the way;
+/// a payload that is no send is dead-lettered apart, so it holds up no one.
 /// A failure within the pull is returned once the sends delivered before it
 /// are handed over. False once the lanes are gone.
 async fn hand_over(
-    nats: &async_nats::Client,
+    ctx: &Arc<Ctx>,
     lanes: &Lanes,
     pulled: Vec<Result<jetstream::Message, async_nats::Error>>,
 ) -> Result<bool, WorkerError> {
@@ -252,9 +254,15 @@ async fn hand_over(
     for msg in pulled {
         match msg {
             Ok(msg) if subjects::is_canary_ingest(msg.subject.as_str()) => {
-                canary::answer(nats, msg).await
+                canary::answer(&ctx.nats, msg).await
             }
-            Ok(msg) => sends.push(msg),
+            Ok(msg) => match Pulled::split(msg) {
+                Ok(split) => sends.extend(split),
+                Err((msg, e)) => {
+                    let ctx = Arc::clone(ctx);
+                    tokio::spawn(async move { ctx.fail_undecodable(&msg, &e).await });
+                }
+            },
             Err(e) => failed = Some(e),
         }
     }
@@ -312,7 +320,7 @@ async fn pull_bulk(
             }
         }
         idle = BULK_IDLE;
-        match hand_over(&ctx.nats, &lanes, pulled).await {
+        match hand_over(&ctx, &lanes, pulled).await {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => tracing::warn!(error = %e, "bulk pull failed"),

@@ -6,7 +6,12 @@ use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 
-use crate::{config::WorkerConfig, error::WorkerError, retry::Class};
+use crate::{
+    config::WorkerConfig,
+    error::WorkerError,
+    pulled::Pulled,
+    retry::{self, Class},
+};
 
 /// What a batch needs; shared by the concurrent batches.
 pub struct Ctx {
@@ -19,27 +24,40 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Hands a message that could not be stored to the retry policy.
-    pub async fn fail(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
-        self.fail_after(msg, room, error, 1).await
+    /// Hands a send that could not be stored to the retry policy.
+    pub async fn fail(&self, send: Pulled, room: &str, error: &WorkerError) {
+        self.fail_after(send, room, error, 1).await
     }
 
-    /// As `fail`, for a message already tried `attempts` times in place.
-    pub async fn fail_after(
-        &self,
-        msg: &jetstream::Message,
-        room: &str,
-        error: &WorkerError,
-        attempts: u32,
-    ) {
+    /// As `fail`, for a send already tried `attempts` times in place.
+    pub async fn fail_after(&self, send: Pulled, room: &str, error: &WorkerError, attempts: u32) {
         let config = &self.config.retry;
-        crate::retry::fail(&self.js, config, Class::Message, msg, room, error, attempts).await
+        let (payload, delivered) = (send.payload(), send.delivered());
+        let settle = retry::fail(
+            &self.js,
+            config,
+            Class::Message,
+            payload,
+            delivered,
+            room,
+            error,
+            attempts,
+        )
+        .await;
+        send.settle(settle).await
+    }
+
+    /// Hands a pulled message that is no send at all to the retry policy
+    /// (which parks it on the dead-letter stream at once).
+    pub async fn fail_undecodable(&self, msg: &jetstream::Message, error: &WorkerError) {
+        let config = &self.config.retry;
+        retry::fail_message(&self.js, config, Class::Message, msg, "undecodable", error).await
     }
 
     /// Hands a command that could not be applied to the retry policy of
     /// its class.
     pub async fn fail_command(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
         let config = &self.config.control_retry;
-        crate::retry::fail(&self.js, config, Class::Control, msg, room, error, 1).await
+        retry::fail_message(&self.js, config, Class::Control, msg, room, error).await
     }
 }

@@ -9,8 +9,8 @@
 //! at that many unacknowledged sends), not by a channel.
 //!
 //! A send may wait in a lane, or in a slow transaction, for longer than
-//! `ack_wait`; the lane then sends in-progress acks so that JetStream does
-//! not redeliver work that is still under way.
+//! `ack_wait`; the lane then sends in-progress acks (for the message it came
+//! in) so that JetStream does not redeliver work that is still under way.
 
 use std::{
     collections::VecDeque,
@@ -19,27 +19,31 @@ use std::{
     time::Duration,
 };
 
-use async_nats::jetstream::{self, AckKind};
+use chat_protocol::RoomId;
 use tokio::{
     sync::mpsc,
     task::JoinHandle,
     time::{Instant, MissedTickBehavior},
 };
 
-use crate::{ctx::Ctx, metrics, persist};
+use crate::{
+    ctx::Ctx,
+    persist,
+    pulled::{keep_alive, Alive, Pulled},
+};
 
-/// Which of `lanes` lanes stores the sends published on `subject`: always
-/// the same one, so a room's sends are stored in the order they were pulled.
-pub fn lane_of(subject: &str, lanes: usize) -> usize {
+/// Which of `lanes` lanes stores the sends of `room`: always the same one,
+/// so a room's sends are stored in the order they were pulled.
+pub fn lane_of(room: &RoomId, lanes: usize) -> usize {
     let mut hasher = DefaultHasher::new();
-    subject.hash(&mut hasher);
+    room.as_str().hash(&mut hasher);
     (hasher.finish() % lanes as u64) as usize
 }
 
 /// The lanes of one worker, fed by its dispatch loop.
 pub struct Lanes {
     /// One per lane; dropping them tells the lanes to finish what they hold.
-    senders: Vec<mpsc::UnboundedSender<Vec<jetstream::Message>>>,
+    senders: Vec<mpsc::UnboundedSender<Vec<Pulled>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -58,14 +62,10 @@ impl Lanes {
 
     /// Hands sends that were ready together to their lanes, one group per
     /// lane, without waiting. False once a lane has stopped.
-    pub fn dispatch(&self, ready: Vec<jetstream::Message>) -> bool {
-        let mut groups: Vec<Vec<jetstream::Message>> =
-            self.senders.iter().map(|_| Vec::new()).collect();
-        for msg in ready {
-            if msg.info().is_ok_and(|info| info.delivered > 1) {
-                metrics::redelivered();
-            }
-            groups[lane_of(msg.subject.as_str(), self.senders.len())].push(msg);
+    pub fn dispatch(&self, ready: Vec<Pulled>) -> bool {
+        let mut groups: Vec<Vec<Pulled>> = self.senders.iter().map(|_| Vec::new()).collect();
+        for send in ready {
+            groups[lane_of(&send.room, self.senders.len())].push(send);
         }
         groups
             .into_iter()
@@ -86,7 +86,8 @@ impl Lanes {
 /// A send a lane holds, and when its ack timer last started: at delivery
 /// (approximately: when the lane got it) or at its last in-progress ack.
 struct Held {
-    msg: jetstream::Message,
+    send: Pulled,
+    alive: Alive,
     since: Instant,
 }
 
@@ -94,11 +95,7 @@ struct Held {
 /// transaction, then the next batch; meanwhile queues what arrives and keeps
 /// every held send alive. Once the dispatcher stops, stores what it still
 /// holds and returns.
-async fn lane(
-    ctx: Arc<Ctx>,
-    mut rx: mpsc::UnboundedReceiver<Vec<jetstream::Message>>,
-    ack_wait: Duration,
-) {
+async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_wait: Duration) {
     let max = ctx.config.batch.max_messages;
     // A held send is refreshed once half of ack_wait has passed, checked
     // every quarter: at most three quarters of ack_wait go by unrefreshed.
@@ -107,9 +104,13 @@ async fn lane(
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut queue: VecDeque<Held> = VecDeque::new();
     let mut open = true;
-    let receive = |queue: &mut VecDeque<Held>, group: Vec<jetstream::Message>| {
+    let receive = |queue: &mut VecDeque<Held>, group: Vec<Pulled>| {
         let since = Instant::now();
-        queue.extend(group.into_iter().map(|msg| Held { msg, since }));
+        queue.extend(group.into_iter().map(|send| Held {
+            alive: send.alive(),
+            send,
+            since,
+        }));
     };
     loop {
         while let Ok(group) = rx.try_recv() {
@@ -131,8 +132,9 @@ async fn lane(
             .map(|h| h.since)
             .min()
             .unwrap_or_else(Instant::now);
-        let batch: Vec<jetstream::Message> = queue.drain(..take).map(|h| h.msg).collect();
-        let store = persist::handle_batch(&ctx, &batch);
+        let (batch, storing): (Vec<Pulled>, Vec<Alive>) =
+            queue.drain(..take).map(|h| (h.send, h.alive)).unzip();
+        let store = persist::handle_batch(&ctx, batch);
         tokio::pin!(store);
         loop {
             tokio::select! {
@@ -143,27 +145,18 @@ async fn lane(
                 },
                 _ = check.tick() => {
                     let now = Instant::now();
+                    let mut refresh = Vec::new();
                     if now - batch_since >= stale {
-                        for msg in &batch {
-                            keep_alive(msg).await;
-                        }
+                        refresh.extend(&storing);
                         batch_since = now;
                     }
                     for held in queue.iter_mut().filter(|h| now - h.since >= stale) {
-                        keep_alive(&held.msg).await;
+                        refresh.push(&held.alive);
                         held.since = now;
                     }
+                    keep_alive(refresh).await;
                 }
             }
         }
-    }
-}
-
-/// Restarts the send's ack timer: the work is still under way.
-async fn keep_alive(msg: &jetstream::Message) {
-    metrics::in_progress_ack();
-    if let Err(e) = msg.ack_with(AckKind::Progress).await {
-        // JetStream redelivers it after ack_wait; storing it twice is harmless.
-        tracing::warn!(error = %e, "in-progress ack failed");
     }
 }

@@ -14,6 +14,7 @@ pub mod health;
 pub mod lanes;
 pub mod metrics;
 pub mod persist;
+pub mod pulled;
 pub mod retry;
 
 pub use app::Worker;

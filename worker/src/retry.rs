@@ -8,6 +8,7 @@ use async_nats::{
     jetstream::{self, AckKind},
     HeaderMap, HeaderValue,
 };
+use bytes::Bytes;
 
 use crate::{config::RetryConfig, error::WorkerError};
 
@@ -71,20 +72,41 @@ pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decis
     Decision::Retry(Duration::from_millis(delay))
 }
 
-/// Applies the decision for a failed delivery, tried `tried` times in place
-/// (or once per delivery, whichever counts more). A message is acked only
-/// once its dead letter is safely stored.
+/// What becomes of a send or command that failed, once its decision is
+/// carried out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Done with: stored, answered, or safely parked as a dead letter.
+    Done,
+    /// To be redelivered after this delay.
+    Retry(Duration),
+}
+
+impl Settle {
+    pub fn ack_kind(&self) -> AckKind {
+        match self {
+            Self::Done => AckKind::Ack,
+            Self::Retry(delay) => AckKind::Nak(Some(*delay)),
+        }
+    }
+}
+
+/// Decides on a failed send or command (`payload`), delivered `delivered`
+/// times and tried `tried` times in place (whichever counts more), and
+/// parks it on the dead-letter stream if that is the decision. It is done
+/// with only once its dead letter is safely stored.
+#[allow(clippy::too_many_arguments)]
 pub async fn fail(
     js: &jetstream::Context,
     config: &RetryConfig,
     class: Class,
-    msg: &jetstream::Message,
+    payload: Bytes,
+    delivered: u32,
     room: &str,
     error: &WorkerError,
     tried: u32,
-) {
+) -> Settle {
     let class_name = class.as_str();
-    let delivered = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
     let attempts = delivered.max(tried);
     match decide(config, error, attempts) {
         Decision::Retry(delay) => {
@@ -93,7 +115,7 @@ pub async fn fail(
                 Class::Message => crate::metrics::retried(error.label()),
                 Class::Control => crate::metrics::command("retried"),
             }
-            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+            Settle::Retry(delay)
         }
         Decision::DeadLetter => {
             tracing::error!(error = %error.detail(), attempts, class = class_name, "dead-lettered");
@@ -106,20 +128,34 @@ pub async fn fail(
             headers.insert(DEAD_DETAIL_HEADER, detail(error));
             headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
             let subject = class.dead_letter_subject(room);
-            let stored = match js
-                .publish_with_headers(subject, headers, msg.payload.clone())
-                .await
-            {
+            let stored = match js.publish_with_headers(subject, headers, payload).await {
                 Ok(ack) => ack.await.is_ok(),
                 Err(_) => false,
             };
-            let kind = if stored {
-                AckKind::Ack
+            if stored {
+                Settle::Done
             } else {
-                AckKind::Nak(Some(Duration::from_millis(config.max_delay_ms)))
-            };
-            let _ = msg.ack_with(kind).await;
+                Settle::Retry(Duration::from_millis(config.max_delay_ms))
+            }
         }
+    }
+}
+
+/// [`fail`] for a whole JetStream message (a command, or a payload that is
+/// no send at all), which it then acks or naks.
+pub async fn fail_message(
+    js: &jetstream::Context,
+    config: &RetryConfig,
+    class: Class,
+    msg: &jetstream::Message,
+    room: &str,
+    error: &WorkerError,
+) {
+    let delivered = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+    let payload = msg.payload.clone();
+    let settle = fail(js, config, class, payload, delivered, room, error, 1).await;
+    if let Err(e) = msg.ack_with(settle.ack_kind()).await {
+        tracing::warn!(error = %e, "ack failed");
     }
 }
 

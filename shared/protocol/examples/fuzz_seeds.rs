@@ -7,7 +7,7 @@
 use std::{fs, path::Path};
 
 use chat_proto::{
-    internal::Envelope,
+    internal::{Envelope, EnvelopeBatch},
     v1::{client_frame::Kind, ClientFrame, Join, Leave, Ping, Send},
 };
 use chat_protocol::codec::{Encoding, Payload};
@@ -73,6 +73,11 @@ fn envelopes() -> Vec<(&'static str, Envelope)> {
         received_ts_ms: 1_700_000_000_000,
         reply_to: "chat.receipt.gw1".into(),
         ticket: 42,
+        trace: [(
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        )]
+        .into(),
     };
     vec![
         ("send", envelope.clone()),
@@ -126,5 +131,13 @@ fn main() {
     for (name, envelope) in envelopes() {
         write(out, "envelope", name, &envelope.encode_to_vec());
     }
+    // A gateway's batch of every seed envelope.
+    let envelopes = envelopes().into_iter().map(|(_, e)| e).collect();
+    write(
+        out,
+        "envelope",
+        "batch",
+        &EnvelopeBatch { envelopes }.encode_to_vec(),
+    );
     println!("seeds written under {}", out.display());
 }

@@ -1,7 +1,7 @@
-//! The envelope of an accepted send on the ingest stream, as the worker
-//! reads it. Anything can publish there, so decoding trusts nothing.
+//! The envelopes of accepted sends on the ingest stream, as the worker
+//! reads them. Anything can publish there, so decoding trusts nothing.
 
-use chat_proto::internal::Envelope;
+use chat_proto::internal::{Envelope, EnvelopeBatch};
 use prost::Message;
 
 use crate::{ids::IdError, RoomId};
@@ -13,6 +13,8 @@ pub enum EnvelopeError {
     Decode(#[from] prost::DecodeError),
     #[error("bad room id: {0}")]
     Room(#[from] IdError),
+    #[error("empty batch")]
+    Empty,
 }
 
 /// Decodes an ingest payload and validates the room it names.
@@ -20,4 +22,21 @@ pub fn decode(payload: &[u8]) -> Result<(Envelope, RoomId), EnvelopeError> {
     let envelope = Envelope::decode(payload)?;
     let room = RoomId::parse(envelope.room.clone())?;
     Ok((envelope, room))
+}
+
+/// Decodes a gateway's batch: every envelope valid, or the batch is refused
+/// whole (a gateway never publishes a bad one, so it is nobody's send).
+pub fn decode_batch(payload: &[u8]) -> Result<Vec<(Envelope, RoomId)>, EnvelopeError> {
+    let batch = EnvelopeBatch::decode(payload)?;
+    if batch.envelopes.is_empty() {
+        return Err(EnvelopeError::Empty);
+    }
+    batch
+        .envelopes
+        .into_iter()
+        .map(|envelope| {
+            let room = RoomId::parse(envelope.room.clone())?;
+            Ok((envelope, room))
+        })
+        .collect()
 }

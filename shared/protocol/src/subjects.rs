@@ -31,6 +31,8 @@ const COMMAND_PREFIX: &str = "chat.ctl";
 const INBOX_PREFIX: &str = "_INBOX.";
 /// Second token of a canary's ingest subject.
 const CANARY_TOKEN: &str = "canary";
+/// Second token of a gateway's batch subject.
+const BATCH_TOKEN: &str = "batch";
 
 /// `chat.bulk.<room>`: a send of the bulk class (an envelope, as on
 /// `chat.in.<room>`), e.g. a dead letter replayed.
@@ -77,10 +79,27 @@ pub fn canary_ingest(gateway_id: &str) -> String {
 
 /// Whether an ingest subject carries a canary rather than a send.
 pub fn is_canary_ingest(subject: &str) -> bool {
+    is_ingest_of_gateway(subject, CANARY_TOKEN)
+}
+
+/// `chat.in.batch.<gateway>`: a gateway's sends, many per message
+/// (`EnvelopeBatch`), on the ingest stream. Two tokens after `chat.in`, so
+/// never a room's subject.
+pub fn ingest_batch(gateway_id: &str) -> String {
+    format!("{INGEST_PREFIX}.{BATCH_TOKEN}.{gateway_id}")
+}
+
+/// Whether an ingest subject carries a gateway's batch of sends.
+pub fn is_ingest_batch(subject: &str) -> bool {
+    is_ingest_of_gateway(subject, BATCH_TOKEN)
+}
+
+/// `chat.in.<token>.<gateway id>`.
+fn is_ingest_of_gateway(subject: &str, token: &str) -> bool {
     subject
         .strip_prefix(INGEST_PREFIX)
         .and_then(|rest| rest.strip_prefix('.'))
-        .is_some_and(|rest| is_gateway_subject(rest, CANARY_TOKEN))
+        .is_some_and(|rest| is_gateway_subject(rest, token))
 }
 
 /// `chat.canary.<gateway>`: where workers answer a gateway's canaries (core NATS).
@@ -154,9 +173,9 @@ pub fn dead_letter_all() -> String {
     format!("{DEAD_PREFIX}.>")
 }
 
-/// JetStream de-duplication id of one accepted send: the gateway and its
-/// ticket, so that only the gateway's own publish retries are dropped as
-/// copies. A client's resend gets a new ticket and a new envelope, so a send
+/// JetStream de-duplication id of one batch of accepted sends: the gateway
+/// and the batch's number, so that only the gateway's own publish retries
+/// are dropped as copies. A client's resend goes in a new batch, so a send
 /// that was dead-lettered is stored when resent; the store, not JetStream,
 /// keeps a send stored once (unique on room, sender, client_msg_id).
 pub fn publish_id(gateway_id: &str, ticket: u64) -> String {
@@ -193,6 +212,11 @@ mod tests {
         assert!(is_canary_ingest(&canary_ingest("gw-1")));
         assert!(!is_canary_ingest(&ingest(&room)));
         assert!(!is_canary_ingest("chat.in.canary.a.b"));
+        assert_eq!(ingest_batch("gw-1"), "chat.in.batch.gw-1");
+        assert!(is_ingest_batch(&ingest_batch("gw-1")));
+        assert!(!is_ingest_batch(&ingest(&room)));
+        assert!(!is_ingest_batch(&canary_ingest("gw-1")));
+        assert!(!is_canary_ingest(&ingest_batch("gw-1")));
         assert!(is_canary_answers(&canary_answers("gw-1")));
         assert!(!is_canary_answers(&receipts("gw-1")));
         assert!(!is_receipts(&canary_answers("gw-1")));

@@ -108,6 +108,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 received_ts_ms,
                 reply_to,
                 ticket,
+                trace: Default::default(),
             },
         )
 }
@@ -186,6 +187,22 @@ proptest! {
         match envelope::decode(&bytes) {
             Ok((env, room)) => prop_assert_eq!(room.as_str(), env.room.as_str()),
             Err(EnvelopeError::Decode(_) | EnvelopeError::Room(_)) => {}
+            Err(e @ EnvelopeError::Empty) => prop_assert!(false, "{e} for a lone envelope"),
+        }
+    }
+
+    #[test]
+    fn any_bytes_decode_to_a_batch_of_valid_rooms_or_a_typed_error(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256)
+    ) {
+        match envelope::decode_batch(&bytes) {
+            Ok(sends) => {
+                prop_assert!(!sends.is_empty());
+                for (env, room) in sends {
+                    prop_assert_eq!(room.as_str(), env.room.as_str());
+                }
+            }
+            Err(EnvelopeError::Decode(_) | EnvelopeError::Room(_) | EnvelopeError::Empty) => {}
         }
     }
 }

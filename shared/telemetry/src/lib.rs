@@ -6,7 +6,7 @@
 //! worker and the delivering gateway. Metrics: Prometheus text, rendered by
 //! each binary at `/metrics`.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_nats::HeaderMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -179,6 +179,26 @@ pub fn continue_trace(span: &tracing::Span, headers: Option<&HeaderMap>) {
             global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
         let _ = span.set_parent(parent);
     }
+}
+
+/// The current span's trace context as a map (a batched send's own, where
+/// the NATS headers belong to the whole batch); empty when tracing is off.
+pub fn trace_map() -> HashMap<String, String> {
+    let context = tracing::Span::current().context();
+    let mut map = HashMap::new();
+    global::get_text_map_propagator(|p| p.inject_context(&context, &mut map));
+    map
+}
+
+/// Makes `span` a child of the trace context in `map` ([`trace_map`]).
+pub fn continue_trace_map(span: &tracing::Span, map: &HashMap<String, String>) {
+    let parent: Context = global::get_text_map_propagator(|p| p.extract(map));
+    let _ = span.set_parent(parent);
+}
+
+/// Whether a trace map carries a trace context worth continuing.
+pub fn map_has_trace(map: &HashMap<String, String>) -> bool {
+    map.contains_key("traceparent")
 }
 
 /// Whether NATS headers carry a trace context worth continuing.

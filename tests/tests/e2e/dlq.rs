@@ -2,7 +2,7 @@
 //! made for real: listed, shown, replayed through the bulk stream (and
 //! then stored once, delivered and acked), purged; bad arguments exit 2.
 
-use chat_protocol::codec::Encoding;
+use chat_protocol::{codec::Encoding, subjects};
 use chat_tests::{cluster::bin, wait_for, Cluster, ClusterOptions};
 use chat_worker::dlq::REPLAY_OF_HEADER;
 use serde_json::Value;
@@ -96,7 +96,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let ingest = js.get_stream("CHAT_INGEST").await.unwrap();
     wait_for("JetStream to hold the send", STEP, || async {
         ingest
-            .get_last_raw_message_by_subject("chat.in.doomed")
+            .get_last_raw_message_by_subject(&subjects::ingest_batch(&cluster.gateway_id(0)))
             .await
             .ok()
     })

@@ -12,7 +12,7 @@ use std::{
 
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
-use chat_protocol::{codec::Encoding, subjects, RoomId};
+use chat_protocol::{codec::Encoding, RoomId};
 use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 
@@ -21,9 +21,7 @@ use crate::support::*;
 /// A room named `hot` and another whose sends a worker with `lanes` lanes
 /// stores on a different lane.
 fn rooms_on_different_lanes(lanes: usize) -> (String, String) {
-    let lane = |room: &str| {
-        chat_worker::lanes::lane_of(&subjects::ingest(&RoomId::parse(room).unwrap()), lanes)
-    };
+    let lane = |room: &str| chat_worker::lanes::lane_of(&RoomId::parse(room).unwrap(), lanes);
     let quiet = (0..)
         .map(|n| format!("quiet{n}"))
         .find(|room| lane(room) != lane("hot"))
