@@ -2,13 +2,14 @@
 //! worker's commit receipt. A send is acknowledged to the client only with
 //! the stored message's seq, never on JetStream's word alone.
 //!
-//! The gateway's sends go to JetStream in batches: one task publishes
-//! whatever sends queued up while its previous batch was on its way, as one
-//! message, and waits for JetStream's ack before the next. One publish and
-//! one ack each way per batch, not per send, and no waiting when the
-//! gateway is quiet (a lone send is a batch of one). A socket's next send
-//! is queued only once its previous one is in the stream, so a socket's
-//! sends keep their order.
+//! The gateway's sends go to JetStream in batches: one task takes whatever
+//! sends have queued up as one message, with up to [`BATCHES_IN_FLIGHT`]
+//! batches awaiting JetStream's ack at once; while they are all on their
+//! way, the next batch grows. One publish and one ack each way per batch,
+//! not per send, and no waiting when the gateway is quiet (a lone send is
+//! a batch of one). A socket's next send is queued only once its previous
+//! one is in the stream, so however batches overtake each other (a retried
+//! one), a socket's sends keep their order.
 
 use std::{
     collections::HashMap,
@@ -88,6 +89,9 @@ struct Queued {
     stored: oneshot::Sender<Result<(), String>>,
 }
 
+/// Batches awaiting JetStream's ack at once: one slow ack does not hold up
+/// the gateway's other sends.
+const BATCHES_IN_FLIGHT: usize = 4;
 /// Most sends in one batch: a worker stores up to 256 in one transaction.
 const BATCH_SENDS: usize = 256;
 /// Most envelope bytes in one batch: well under NATS's `max_payload` (1 MiB
@@ -287,8 +291,8 @@ impl Ingest {
     }
 }
 
-/// Publishes the queued sends in batches, one batch at a time, until the
-/// `Ingest` is dropped. Each batch is whatever queued up meanwhile, up to
+/// Publishes the queued sends in batches, [`BATCHES_IN_FLIGHT`] at most at
+/// once, until the `Ingest` is dropped. Each batch is whatever queued up meanwhile, up to
 /// [`BATCH_SENDS`] and [`BATCH_BYTES`].
 async fn publish_batches(
     js: jetstream::Context,
@@ -300,6 +304,7 @@ async fn publish_batches(
     // de-duplication id of one from before a restart (ids are stable).
     let mut number = rand::random::<u64>() >> 1;
     let mut left_over = None;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     loop {
         let first = match left_over.take() {
             Some(queued) => queued,
@@ -326,10 +331,17 @@ async fn publish_batches(
             batch.into_iter().map(|q| (q.envelope, q.stored)).unzip();
         let payload = Bytes::from(EnvelopeBatch { envelopes }.encode_to_vec());
         let id = subjects::publish_id(&gateway_id, number);
-        let outcome = publish_batch(&js, &subject, &id, payload, deadline).await;
-        for stored in waiting {
-            let _ = stored.send(outcome.clone());
-        }
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let (js, subject) = (js.clone(), subject.clone());
+        tokio::spawn(async move {
+            let outcome = publish_batch(&js, &subject, &id, payload, deadline).await;
+            drop(permit);
+            for stored in waiting {
+                let _ = stored.send(outcome.clone());
+            }
+        });
     }
 }
 
