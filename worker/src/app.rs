@@ -258,9 +258,12 @@ async fn hand_over(
             }
             Ok(msg) => match Pulled::split(msg) {
                 Ok(split) => sends.extend(split),
-                Err((msg, e)) => {
+                Err(undecodable) => {
                     let ctx = Arc::clone(ctx);
-                    tokio::spawn(async move { ctx.fail_undecodable(&msg, &e).await });
+                    tokio::spawn(async move {
+                        let (msg, e) = *undecodable;
+                        ctx.fail_undecodable(&msg, &e).await
+                    });
                 }
             },
             Err(e) => failed = Some(e),

@@ -51,14 +51,14 @@ impl Pulled {
     /// change), the message handed back with it.
     pub fn split(
         msg: jetstream::Message,
-    ) -> Result<Vec<Pulled>, (jetstream::Message, WorkerError)> {
+    ) -> Result<Vec<Pulled>, Box<(jetstream::Message, WorkerError)>> {
         if msg.info().is_ok_and(|info| info.delivered > 1) {
             metrics::redelivered();
         }
         let batch = subjects::is_ingest_batch(msg.subject.as_str());
         let sends = match decode(batch, &msg.payload) {
             Ok(sends) => sends,
-            Err(e) => return Err((msg, e)),
+            Err(e) => return Err(Box::new((msg, e))),
         };
         let delivery = Arc::new(Delivery {
             msg,

@@ -1,10 +1,16 @@
 //! `worker dlq`, run as an operator runs it, on dead letters the worker
 //! made for real: listed, shown, replayed through the bulk stream (and
 //! then stored once, delivered and acked), purged; bad arguments exit 2.
+//! And a send that dies inside a gateway's batch is parked alone.
 
+use chat_proto::{
+    internal::{Envelope, EnvelopeBatch},
+    v1::server_frame::Kind,
+};
 use chat_protocol::{codec::Encoding, subjects};
 use chat_tests::{cluster::bin, wait_for, Cluster, ClusterOptions};
 use chat_worker::dlq::REPLAY_OF_HEADER;
+use prost::Message as _;
 use serde_json::Value;
 
 use crate::support::*;
@@ -350,4 +356,96 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
         ("add-bob", "bob")
     );
     assert!(dead_letters(&js).await.is_empty());
+}
+
+/// The envelopes of the gateway's batches JetStream holds, one list a batch.
+async fn gateway_batches(
+    cluster: &Cluster,
+    js: &async_nats::jetstream::Context,
+) -> Vec<Vec<Envelope>> {
+    let subject = subjects::ingest_batch(&cluster.gateway_id(0));
+    stream_messages(js, subjects::INGEST_STREAM)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.as_str() == subject)
+        .map(|m| EnvelopeBatch::decode(m.payload).expect("a batch").envelopes)
+        .collect()
+}
+
+/// A gateway publishes sends of different rooms in one JetStream message;
+/// one of them that cannot be stored (its room is gone) is dead-lettered
+/// alone, as its own envelope, and its batch mates are stored and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_stored() {
+    // The sends wait for the worker's return, however long it takes here.
+    let options =
+        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "60000");
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("doomed", &["dora"]).await;
+    cluster.create_room("fine", &["fred"]).await;
+    let js = jetstream(&cluster).await;
+    let (mut dw, _dr) = cluster.connect(0, "dora", Encoding::Json).await;
+    let (mut fw, mut fr) = cluster.connect(0, "fred", Encoding::Json).await;
+    cluster.workers[0].process.terminate();
+
+    // Both users send at once until one batch holds a send of each room
+    // (whether two sends share a batch is up to timing).
+    let mixed = |b: &Vec<Envelope>| {
+        b.iter().any(|e| e.room == "doomed") && b.iter().any(|e| e.room == "fine")
+    };
+    let (mut doomed, mut fine) = (Vec::new(), Vec::new());
+    for round in 0..50 {
+        let (d, f) = (format!("d{round}"), format!("f{round}"));
+        let (d, f) = tokio::join!(dw.send("doomed", &d, "lost"), fw.send("fine", &f, "kept"));
+        doomed.push(d.unwrap());
+        fine.push(f.unwrap());
+        let sent = 2 * (round + 1);
+        let batches = wait_for("JetStream to hold the sends", STEP, || async {
+            let batches = gateway_batches(&cluster, &js).await;
+            (batches.iter().map(Vec::len).sum::<usize>() == sent).then_some(batches)
+        })
+        .await;
+        if batches.iter().any(mixed) {
+            break;
+        }
+    }
+    assert!(
+        gateway_batches(&cluster, &js).await.iter().any(mixed),
+        "no batch held sends of both rooms in {} rounds",
+        fine.len()
+    );
+
+    delete_room(&cluster, "doomed").await;
+    cluster.start_worker().await;
+    // The acks come as the commits do, not in request order.
+    let mut acks = std::collections::HashMap::new();
+    while acks.len() < fine.len() {
+        let frame = next_frame(&mut fr).await;
+        match frame.kind {
+            Some(Kind::Ack(ack)) => acks.insert(frame.request_id, ack.seq),
+            other => panic!("fine's send not acked: {other:?}"),
+        };
+    }
+    let seqs: Vec<u64> = fine.iter().map(|request| acks[request]).collect();
+    let expected: Vec<u64> = (1..=fine.len() as u64).collect();
+    assert_eq!(seqs, expected, "stored once each, in the order sent");
+    let letters = wait_for("a dead letter per doomed send", STEP, || async {
+        let letters = dead_letters(&js).await;
+        (letters.len() == doomed.len()).then_some(letters)
+    })
+    .await;
+    let mut parked: Vec<String> = letters
+        .iter()
+        .map(|l| {
+            assert_eq!(l.subject.as_str(), subjects::dead_letter("doomed"));
+            assert_eq!(header(l, "Chat-Dead-Reason"), Some("room_missing"));
+            let envelope = Envelope::decode(l.payload.clone()).expect("the send's own envelope");
+            assert_eq!(envelope.room, "doomed");
+            envelope.client_msg_id
+        })
+        .collect();
+    parked.sort();
+    let mut sent: Vec<String> = (0..doomed.len()).map(|n| format!("d{n}")).collect();
+    sent.sort();
+    assert_eq!(parked, sent);
 }

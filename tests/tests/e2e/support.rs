@@ -316,19 +316,24 @@ pub async fn wait_until_drained(js: &jetstream::Context) {
 /// Every message on the dead-letter stream, oldest first (`worker dlq`
 /// deletes some, leaving gaps in the seqs).
 pub async fn dead_letters(js: &jetstream::Context) -> Vec<StreamMessage> {
-    let stream = js.get_stream(subjects::DEAD_LETTER_STREAM).await.unwrap();
+    stream_messages(js, subjects::DEAD_LETTER_STREAM).await
+}
+
+/// Every message a stream holds, oldest first, skipping deleted seqs.
+pub async fn stream_messages(js: &jetstream::Context, name: &str) -> Vec<StreamMessage> {
+    let stream = js.get_stream(name).await.unwrap();
     let state = stream.cached_info().state.clone();
-    let mut letters = Vec::new();
+    let mut messages = Vec::new();
     if state.messages > 0 {
         for seq in state.first_sequence..=state.last_sequence {
             match stream.get_raw_message(seq).await {
-                Ok(letter) => letters.push(letter),
+                Ok(msg) => messages.push(msg),
                 Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
-                Err(e) => panic!("reading dead letter {seq}: {e}"),
+                Err(e) => panic!("reading {name} message {seq}: {e}"),
             }
         }
     }
-    letters
+    messages
 }
 
 /// A header of a stored message, as text.
