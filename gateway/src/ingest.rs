@@ -313,6 +313,11 @@ async fn publish_batches(
                 None => return,
             },
         };
+        // Test builds: wait before gathering, so that sends sent together
+        // share a batch (`gateway-batch-linger=return(<ms>)`).
+        if let Some(ms) = linger() {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let mut bytes = first.envelope.encoded_len();
         let mut batch = vec![first];
         while batch.len() < BATCH_SENDS {
@@ -343,6 +348,13 @@ async fn publish_batches(
             }
         });
     }
+}
+
+/// How long the failpoint `gateway-batch-linger` asks a batch to wait.
+fn linger() -> Option<u64> {
+    fail::fail_point!("gateway-batch-linger", |ms| ms
+        .and_then(|ms| ms.parse().ok()));
+    None
 }
 
 /// Publishes one batch, retried with the same `Nats-Msg-Id` (JetStream

@@ -377,9 +377,12 @@ async fn gateway_batches(
 /// alone, as its own envelope, and its batch mates are stored and acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_stored() {
-    // The sends wait for the worker's return, however long it takes here.
-    let options =
-        ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "60000");
+    // The sends wait for the worker's return, however long it takes here;
+    // a batch waits half a second before it gathers, so sends sent together
+    // share one.
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "60000")
+        .gateway_env("FAILPOINTS", "gateway-batch-linger=return(500)");
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("doomed", &["dora"]).await;
     cluster.create_room("fine", &["fred"]).await;
@@ -388,32 +391,21 @@ async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_
     let (mut fw, mut fr) = cluster.connect(0, "fred", Encoding::Json).await;
     cluster.workers[0].process.terminate();
 
-    // Both users send at once until one batch holds a send of each room
-    // (whether two sends share a batch is up to timing).
-    let mixed = |b: &Vec<Envelope>| {
-        b.iter().any(|e| e.room == "doomed") && b.iter().any(|e| e.room == "fine")
-    };
-    let (mut doomed, mut fine) = (Vec::new(), Vec::new());
-    for round in 0..50 {
-        let (d, f) = (format!("d{round}"), format!("f{round}"));
-        let (d, f) = tokio::join!(dw.send("doomed", &d, "lost"), fw.send("fine", &f, "kept"));
-        doomed.push(d.unwrap());
-        fine.push(f.unwrap());
-        let sent = 2 * (round + 1);
-        let batches = wait_for("JetStream to hold the sends", STEP, || async {
-            let batches = gateway_batches(&cluster, &js).await;
-            (batches.iter().map(Vec::len).sum::<usize>() == sent).then_some(batches)
-        })
-        .await;
-        if batches.iter().any(mixed) {
-            break;
-        }
-    }
-    assert!(
-        gateway_batches(&cluster, &js).await.iter().any(mixed),
-        "no batch held sends of both rooms in {} rounds",
-        fine.len()
+    let (d, f) = tokio::join!(
+        dw.send("doomed", "d0", "lost"),
+        fw.send("fine", "f0", "kept")
     );
+    let (doomed, fine) = (vec![d.unwrap()], vec![f.unwrap()]);
+    let batches = wait_for("JetStream to hold the sends", STEP, || async {
+        let batches = gateway_batches(&cluster, &js).await;
+        (batches.iter().map(Vec::len).sum::<usize>() == 2).then_some(batches)
+    })
+    .await;
+    let rooms: Vec<Vec<&str>> = batches
+        .iter()
+        .map(|b| b.iter().map(|e| e.room.as_str()).collect())
+        .collect();
+    assert_eq!(rooms.len(), 1, "one batch: {rooms:?}");
 
     delete_room(&cluster, "doomed").await;
     cluster.start_worker().await;
