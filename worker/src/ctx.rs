@@ -25,12 +25,12 @@ pub struct Ctx {
 
 impl Ctx {
     /// Hands a send that could not be stored to the retry policy.
-    pub async fn fail(&self, send: Pulled, room: &str, error: &WorkerError) {
-        self.fail_after(send, room, error, 1).await
+    pub async fn fail(&self, send: Pulled, error: &WorkerError) {
+        self.fail_after(send, error, 1).await
     }
 
     /// As `fail`, for a send already tried `attempts` times in place.
-    pub async fn fail_after(&self, send: Pulled, room: &str, error: &WorkerError, attempts: u32) {
+    pub async fn fail_after(&self, send: Pulled, error: &WorkerError, attempts: u32) {
         let config = &self.config.retry;
         let (payload, delivered) = (send.payload(), send.delivered());
         let settle = retry::fail(
@@ -39,7 +39,7 @@ impl Ctx {
             Class::Message,
             payload,
             delivered,
-            room,
+            send.room.as_str(),
             error,
             attempts,
         )

@@ -103,19 +103,15 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     let mut take = |i: usize| items[i].take().map(|item| item.send);
     for (part, e, attempts) in failed {
         for send in part.filter_map(&mut take) {
-            let room = send.room.clone();
-            ctx.fail_after(send, room.as_str(), &e, attempts).await;
+            ctx.fail_after(send, &e, attempts).await;
         }
     }
     for send in missing.into_iter().filter_map(&mut take) {
-        let room = send.room.clone();
-        ctx.fail(send, room.as_str(), &WorkerError::RoomMissing)
-            .await;
+        ctx.fail(send, &WorkerError::RoomMissing).await;
     }
+    let e = WorkerError::nats("fan-out not published");
     for send in unpublished.iter().filter_map(|&i| take(i)) {
-        let room = send.room.clone();
-        let e = WorkerError::nats("fan-out not published");
-        ctx.fail(send, room.as_str(), &e).await;
+        ctx.fail(send, &e).await;
     }
     for send in answered.into_iter().filter_map(&mut take) {
         send.settle(Settle::Done).await;
