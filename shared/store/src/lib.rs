@@ -140,7 +140,7 @@ mod sql {
              WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
         )
     }
-    /// One round trip per batch: see `migrations/V5__persist_checks_sender.sql`.
+    /// One round trip per batch: see `migrations/V6__persist_two_statements.sql`.
     pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, allowed \
         FROM persist_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[])";
 }
@@ -578,7 +578,7 @@ impl Store {
     }
 
     /// Stores a batch in one statement (`persist_messages`, see migration
-    /// V5), idempotently on (room, sender, client_msg_id). Each room's row is
+    /// V6), idempotently on (room, sender, client_msg_id). Each room's row is
     /// locked (rooms in id order, so two workers never deadlock) and its new
     /// messages from senders who may send get the next seqs, in batch order. Returns one outcome per
     /// input, in input order. An error means nothing is known: the caller

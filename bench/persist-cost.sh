@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Postgres's own CPU per stored send, as `persist_messages` spends it.
+#
+#   bash bench/persist-cost.sh            every migration, i.e. the committed function
+#   bash bench/persist-cost.sh V5 V6      each variant: migrations up to and including it
+#
+# A private cluster with fsync off (this counts CPU, not disk waits) gets the
+# schema, ROOMS rooms of two members, then CALLS batches of BATCH sends, each
+# batch committed on its own as the worker does. Two shapes: every send of a
+# batch in a different room (`ingest` under load) and all of them in one room.
+# The backend's CPU time comes from its /proc/self/schedstat, measured around
+# the batches and around the same loop that only builds the arguments; the
+# difference is what storing costs. Prints µs per send.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+BATCH=${BATCH:-256}
+CALLS=${CALLS:-40}
+ROOMS=${ROOMS:-100000}
+CPU=${CPU:-0}
+VARIANTS=("$@")
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=("$(ls shared/store/migrations | sort -V | tail -1 | cut -d_ -f1)")
+
+TMP=$(mktemp -d /tmp/chat-persist-XXXX)
+chmod 755 "$TMP"
+as_pg=(); [ "$(id -u)" = 0 ] && as_pg=(runuser -u postgres --)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() { "${as_pg[@]}" pg_ctl -D "$TMP/pg" stop -m fast >/dev/null 2>&1 || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+[ "$(id -u)" = 0 ] && chown postgres "$TMP"
+"${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
+"${as_pg[@]}" taskset -c "$CPU" pg_ctl -D "$TMP/pg" -l "$TMP/pg.log" -w -o \
+  "-p $PORT -k $TMP -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB" start >/dev/null
+psql_() { psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
+
+# One loop of CALLS batches; $1 = 1 stores them, 0 only builds the arguments.
+# Prints the backend's CPU ns over the loop.
+loop_sql() {
+  local store=$1 shape=$2 db=$3
+  cat <<SQL
+SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS t0 \gset
+DO \$\$
+DECLARE
+  k INT;
+  rooms TEXT[]; senders TEXT[]; cmids TEXT[]; bodies TEXT[]; ids UUID[]; stamps BIGINT[];
+  n INT;
+BEGIN
+  FOR k IN 1..$CALLS LOOP
+    SELECT array_agg(CASE WHEN '$shape' = 'one' THEN 'r1' ELSE 'r' || ((k * $BATCH + g) % $ROOMS + 1) END ORDER BY g),
+           array_agg(CASE WHEN '$shape' = 'one' THEN 'u1a' ELSE 'u' || ((k * $BATCH + g) % $ROOMS + 1) || 'a' END ORDER BY g),
+           array_agg('$db-$shape-' || k || '-' || g ORDER BY g),
+           array_agg(repeat('x', 64) ORDER BY g),
+           array_agg(gen_random_uuid() ORDER BY g),
+           array_agg((extract(epoch FROM now()) * 1000)::BIGINT ORDER BY g)
+      INTO rooms, senders, cmids, bodies, ids, stamps
+      FROM generate_series(1, $BATCH) g;
+    IF $store = 1 THEN
+      SELECT count(*) INTO n FROM persist_messages(rooms, senders, cmids, bodies, ids, stamps) p WHERE p.fresh;
+      IF n <> $BATCH THEN RAISE EXCEPTION 'stored % of %', n, $BATCH; END IF;
+    END IF;
+    COMMIT;
+  END LOOP;
+END
+\$\$;
+SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :t0;
+SQL
+}
+
+echo "persist_messages: Postgres CPU per stored send (batches of $BATCH, $CALLS per figure, fsync off, on CPU $CPU)"
+printf '%-8s %-24s %-24s\n' variant "µs per send, all rooms" "µs per send, one room"
+for variant in "${VARIANTS[@]}"; do
+  db=db_$(echo "$variant" | tr -cd "[:alnum:]" | tr "[:upper:]" "[:lower:]")
+  psql_ -c "CREATE DATABASE $db"
+  for f in $(ls shared/store/migrations | sort -V); do
+    psql_ -d "$db" -f "shared/store/migrations/$f"
+    [ "${f%%__*}" = "$variant" ] && break
+  done
+  psql_ -d "$db" -c "INSERT INTO rooms (id) SELECT 'r' || g FROM generate_series(1, $ROOMS) g;
+    INSERT INTO members (room_id, user_id) SELECT 'r' || g, 'u' || g || s FROM generate_series(1, $ROOMS) g, unnest(ARRAY['a', 'b']) s;"
+  results=()
+  for shape in all one; do
+    # A warm-up loop first: plans cached, pages in shared buffers.
+    loop_sql 1 "$shape" "$db-warm" | psql_ -d "$db" >/dev/null
+    best=""
+    for round in 1 2 3; do
+      stored=$(loop_sql 1 "$shape" "$db-$round" | psql_ -d "$db" | tail -1)
+      built=$(loop_sql 0 "$shape" "$db-$round" | psql_ -d "$db" | tail -1)
+      us=$(python3 -c "print(f'{($stored - $built) / 1000 / ($CALLS * $BATCH):.1f}')")
+      best="$best $us"
+    done
+    results+=("$best")
+  done
+  printf '%-8s %-24s %-24s\n' "$variant" "${results[0]# }" "${results[1]# }"
+done
