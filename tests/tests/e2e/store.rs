@@ -19,6 +19,15 @@ fn send(room: &str, sender: &str, id: &str) -> NewMessage {
     }
 }
 
+/// A store on the cluster's Postgres, as a worker holds one.
+fn store_of(cluster: &Cluster, pool_size: usize) -> Store {
+    Store::new(&PostgresConfig {
+        url: Secret::new(cluster.postgres.url()),
+        pool_size,
+    })
+    .unwrap()
+}
+
 fn seq_of(p: &Persisted) -> (u64, bool) {
     match p {
         Persisted::Stored { message, fresh } => (message.seq, *fresh),
@@ -31,11 +40,7 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("a", &["u1", "u3"]).await;
     cluster.create_room("b", &["u1", "u2"]).await;
-    let store = Store::new(&PostgresConfig {
-        url: Secret::new(cluster.postgres.url()),
-        pool_size: 2,
-    })
-    .unwrap();
+    let store = store_of(&cluster, 2);
     let out = store
         .persist(&[
             send("b", "u1", "x"),
@@ -83,11 +88,7 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
 async fn only_members_who_may_send_are_stored() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("a", &["u1", "u2"]).await;
-    let store = Store::new(&PostgresConfig {
-        url: Secret::new(cluster.postgres.url()),
-        pool_size: 1,
-    })
-    .unwrap();
+    let store = store_of(&cluster, 1);
     let out = store
         .persist(&[send("a", "u1", "x"), send("a", "u2", "x")])
         .await
@@ -121,6 +122,40 @@ async fn only_members_who_may_send_are_stored() {
     assert_eq!(cluster.stored("a").await.len(), 4);
 }
 
+/// Deleting a room (an operator's act: the system never does it) deletes
+/// its messages, so a room made again under the same id starts a fresh
+/// sequence and its old keys are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_room_takes_its_messages_with_it() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("a", &["u1"]).await;
+    let store = store_of(&cluster, 1);
+    let out = store
+        .persist(&[send("a", "u1", "x"), send("a", "u1", "y")])
+        .await
+        .unwrap();
+    assert_eq!(seq_of(&out[1]), (2, true));
+    let pg = cluster.postgres.client().await;
+    pg.execute("DELETE FROM rooms WHERE id = 'a'", &[])
+        .await
+        .unwrap();
+    assert!(cluster.stored("a").await.is_empty());
+    let out = store.persist(&[send("a", "u1", "z")]).await.unwrap();
+    assert_eq!(out[0], Persisted::RoomMissing);
+
+    pg.batch_execute(
+        "INSERT INTO rooms (id) VALUES ('a'); INSERT INTO members (room_id, user_id) VALUES ('a', 'u1')",
+    )
+    .await
+    .unwrap();
+    let out = store.persist(&[send("a", "u1", "x")]).await.unwrap();
+    assert_eq!(
+        seq_of(&out[0]),
+        (1, true),
+        "a fresh sequence; the old key is gone"
+    );
+}
+
 /// What Postgres refuses as input (here a NUL byte, SQLSTATE 22021) fails
 /// the whole batch, stores none of it, and is not worth retrying; a store
 /// that cannot be reached is.
@@ -128,11 +163,7 @@ async fn only_members_who_may_send_are_stored() {
 async fn refused_input_is_not_retryable_and_an_unreachable_store_is() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("a", &["u1"]).await;
-    let store = Store::new(&PostgresConfig {
-        url: Secret::new(cluster.postgres.url()),
-        pool_size: 1,
-    })
-    .unwrap();
+    let store = store_of(&cluster, 1);
     let mut refused = send("a", "u1", "nul");
     refused.body = "before \0 after".into();
     let e = store
