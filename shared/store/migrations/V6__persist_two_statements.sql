@@ -6,7 +6,9 @@
 -- - A room is locked by the UPDATE that reserves a seq for each of its sends
 --   in the batch (rooms in id order, so two workers never deadlock). Seqs
 --   of sends that turn out to be resends or refused are handed back by a
---   second UPDATE before the room is left: no gap.
+--   second UPDATE before the room is left: no gap. The UPDATE's row lock
+--   (FOR NO KEY UPDATE) conflicts with every other writer of the room's
+--   order: another worker's UPDATE and a command's FOR UPDATE.
 -- - A send is one INSERT that checks its sender and skips a stored key
 --   (ON CONFLICT DO NOTHING). Only when it inserts nothing does a SELECT
 --   tell a resend (answered as stored) from a refused sender.

@@ -28,6 +28,23 @@ fn store_of(cluster: &Cluster, pool_size: usize) -> Store {
     .unwrap()
 }
 
+/// Checks that each room's counter is its last stored seq: a seq reserved
+/// for a resend or a refused send was handed back, so the next is not a gap.
+async fn assert_heads_match(cluster: &Cluster, store: &Store, rooms: &[&str]) {
+    for &room in rooms {
+        let head = store
+            .room_head(&RoomId::parse(room).unwrap())
+            .await
+            .unwrap();
+        let last = cluster.stored(room).await.last().map(|m| m.0 as u64);
+        assert_eq!(
+            head.map(|s| s.get()),
+            Some(last.unwrap_or(0)),
+            "room {room}"
+        );
+    }
+}
+
 fn seq_of(p: &Persisted) -> (u64, bool) {
     match p {
         Persisted::Stored { message, fresh } => (message.seq, *fresh),
@@ -58,6 +75,8 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     assert_eq!(seq_of(&out[3]), (1, false));
     assert_eq!(out[4], Persisted::RoomMissing);
     assert_eq!(seq_of(&out[5]), (2, true));
+    // b reserved three seqs and used two; a, one of each.
+    assert_heads_match(&cluster, &store, &["a", "b"]).await;
 
     // A later batch: a resend finds its row (with the stored body), new keys continue the count.
     let mut resend = send("a", "u1", "y");
@@ -117,6 +136,7 @@ async fn only_members_who_may_send_are_stored() {
     assert_eq!(out[1], Persisted::Forbidden);
     assert_eq!(seq_of(&out[2]), (2, false), "stored before the revoke");
     assert_eq!(seq_of(&out[3]), (3, true), "no seq was taken by a refusal");
+    assert_heads_match(&cluster, &store, &["a"]).await;
     let next = store.persist(&[send("a", "u1", "z")]).await.unwrap();
     assert_eq!(seq_of(&next[0]), (4, true), "the room's count has no gap");
     assert_eq!(cluster.stored("a").await.len(), 4);
