@@ -130,6 +130,12 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
         .unwrap();
     // Asks for 8 MB and reads none of it: the gateway's writes block.
     let (mut w, _r) = cluster.connect(0, "stuck", Encoding::Json).await;
+    // The gateway counts a socket once its session starts, a moment after
+    // the handshake: wait for that, or a count of 0 means nothing yet.
+    wait_for("the socket to be counted", STEP, || async {
+        (gateway_metric(&cluster, "chat_gateway_connections", &[]).await == 1.0).then_some(())
+    })
+    .await;
     w.join("big", Some(0)).await.unwrap();
     let started = Instant::now();
     wait_for(
