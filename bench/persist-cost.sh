@@ -82,14 +82,14 @@ for variant in "${VARIANTS[@]}"; do
   for shape in all one; do
     # A warm-up loop first: plans cached, pages in shared buffers.
     loop_sql 1 "$shape" "$db-warm" | psql_ -d "$db" >/dev/null
-    best=""
+    rounds=""
     for round in 1 2 3; do
       stored=$(loop_sql 1 "$shape" "$db-$round" | psql_ -d "$db" | tail -1)
       built=$(loop_sql 0 "$shape" "$db-$round" | psql_ -d "$db" | tail -1)
       us=$(python3 -c "print(f'{($stored - $built) / 1000 / ($CALLS * $BATCH):.1f}')")
-      best="$best $us"
+      rounds="$rounds $us"
     done
-    results+=("$best")
+    results+=("$rounds")
   done
   printf '%-8s %-24s %-24s\n' "$variant" "${results[0]# }" "${results[1]# }"
 done
