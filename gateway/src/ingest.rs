@@ -292,8 +292,8 @@ impl Ingest {
 }
 
 /// Publishes the queued sends in batches, [`BATCHES_IN_FLIGHT`] at most at
-/// once, until the `Ingest` is dropped. Each batch is whatever queued up meanwhile, up to
-/// [`BATCH_SENDS`] and [`BATCH_BYTES`].
+/// once, until the `Ingest` is dropped. Each batch is whatever queued up
+/// meanwhile, up to [`BATCH_SENDS`] and [`BATCH_BYTES`].
 async fn publish_batches(
     js: jetstream::Context,
     gateway_id: String,
