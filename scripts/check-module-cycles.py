@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Fails if a crate's modules depend on each other in a cycle.
 
-Reads each crate's `src/*.rs` (one module per file, as this workspace is
-laid out) and takes an edge a -> b wherever module a mentions `crate::b`,
-directly or inside a `use crate::{...}` group. `lib.rs` and `main.rs` are
-roots and may use anything.
+Reads every module file of each crate (`src/**/*.rs`; `foo/mod.rs` is module
+`foo`, `foo/bar.rs` is `foo::bar`) and takes an edge a -> b wherever module a
+names a path `crate::...` (directly or inside a `use crate::{...}` group)
+whose longest prefix that is a module is b. `lib.rs` and `main.rs` are roots
+and may use anything.
 """
 import pathlib
 import re
@@ -13,29 +14,64 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def module_name(src, path):
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    if parts[-1] == "mod":
+        parts.pop()
+    return "::".join(parts)
+
+
+def expand(prefix, group):
+    """Every path in a `use` group, nested groups included."""
+    items, depth, token = [], 0, ""
+    for ch in group + ",":
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            token = token.strip()
+            if token:
+                inner = re.match(r"^([\w:]*?)::\{(.*)\}$", token, flags=re.S)
+                if inner:
+                    items += expand(prefix + inner.group(1) + "::", inner.group(2))
+                else:
+                    items.append(prefix + token.split(" as ")[0].strip())
+            token = ""
+        else:
+            token += ch
+    return items
+
+
 def crate_paths(text):
-    """The first segment of every crate-relative path in `text`."""
-    found = set(re.findall(r"crate::(\w+)", text))
+    """Every crate-relative path named in `text`, without `crate::`."""
+    found = set(re.findall(r"crate::((?:\w+::)*\w+)", text))
     for group in re.findall(r"use crate::\{(.*?)\};", text, flags=re.S):
-        depth, token = 0, ""
-        for ch in group + ",":
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-            if ch == "," and depth == 0:
-                found.add(re.split(r"\W", token.strip(), maxsplit=1)[0])
-                token = ""
-            else:
-                token += ch
+        found.update(expand("", group))
     return found
 
 
+def target(path, modules):
+    parts = path.split("::")
+    for n in range(len(parts), 0, -1):
+        name = "::".join(parts[:n])
+        if name in modules:
+            return name
+    return None
+
+
 def cycles(src):
-    modules = {p.stem: p for p in src.glob("*.rs") if p.stem not in ("lib", "main")}
+    modules = {}
+    for p in src.rglob("*.rs"):
+        if p.parent == src and p.stem in ("lib", "main"):
+            continue
+        modules[module_name(src, p)] = p
     # Comments may name a module without depending on it.
     code = {m: re.sub(r"//[^\n]*", "", p.read_text()) for m, p in modules.items()}
-    edges = {m: crate_paths(code[m]) & modules.keys() - {m} for m in modules}
+    edges = {}
+    for m in modules:
+        named = {target(path, modules) for path in crate_paths(code[m])}
+        edges[m] = {n for n in named if n and n != m}
     found, state = [], {}
 
     def visit(m, path):

@@ -1,30 +1,20 @@
 //! The chat gateway: terminates WebSockets, authenticates, checks membership,
 //! publishes sends to JetStream and delivers each room's stored messages to
 //! its local sockets in seq order. It keeps no state another gateway needs.
+//!
+//! The folders follow a frame: `http` accepts connections and requests,
+//! `socket` serves one upgraded WebSocket, `send` takes its sends and
+//! commands to the workers and brings their answers back, `rooms` delivers
+//! each room's committed messages to the sockets that joined it.
 
 pub mod app;
-pub mod auth;
-pub mod canary;
-pub mod command;
 pub mod config;
-pub mod control;
-pub mod delivery;
-pub mod drain;
 pub mod error;
-pub mod health;
-pub mod history;
-pub mod hub;
-pub mod ingest;
-pub mod limits;
-pub mod membership;
+pub mod http;
 pub mod metrics;
-pub mod probe;
-pub mod publisher;
-pub mod replay;
-pub mod room;
 pub mod rooms;
-pub mod server;
-pub mod session;
+pub mod send;
+pub mod socket;
 pub mod state;
 
 pub use app::Application;

@@ -31,7 +31,7 @@ const PROBES: &str = "chat_gateway_head_probes_total";
 const PENDING_OVERFLOWS: &str = "chat_gateway_pending_overflows_total";
 const LIMIT_REFUSALS: &str = "chat_gateway_limit_refusals_total";
 
-/// The `limit` label of `LIMIT_REFUSALS`: every limit in `crate::limits`.
+/// The `limit` label of `LIMIT_REFUSALS`: every limit in `crate::socket::limits`.
 const LIMITS: [&str; 4] = [
     "send_rate_connection",
     "send_rate_user",

@@ -13,8 +13,9 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    auth::Verifier, canary::CanaryHealth, config::GatewayConfig, drain::Drain, hub::Hub,
-    ingest::Ingest, limits::Limiter, membership::Membership,
+    config::GatewayConfig, http::auth::Verifier, rooms::hub::Hub, rooms::membership::Membership,
+    send::canary::CanaryHealth, send::ingest::Ingest, socket::drain::Drain,
+    socket::limits::Limiter,
 };
 
 /// Everything a request handler may touch; cheap to clone.

@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::DeliveryConfig,
-    history::History,
-    hub::{Hub, RoomView},
     metrics,
-    room::RoomCmd,
+    rooms::history::History,
+    rooms::hub::{Hub, RoomView},
+    rooms::room::RoomCmd,
 };
 
 /// Rooms per Redis pipeline and Postgres query.

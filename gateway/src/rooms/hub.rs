@@ -17,8 +17,8 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    delivery::Member,
-    room::{self, Registry, RoomCmd, RoomDeps},
+    rooms::room::{self, Registry, RoomCmd, RoomDeps},
+    socket::outbox::Member,
 };
 
 /// A running room task, as the registry sees it.

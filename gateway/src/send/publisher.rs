@@ -20,10 +20,10 @@ use tokio::{
 use tracing::{Instrument, Span};
 
 use crate::{
-    delivery::{Member, Outbound},
     error::GatewayError,
-    ingest::Submission,
     metrics,
+    send::ingest::Submission,
+    socket::outbox::{Member, Outbound},
     state::AppState,
 };
 

@@ -26,14 +26,14 @@ use tokio_tungstenite::tungstenite;
 use tracing::Instrument;
 
 use crate::{
-    command,
     config::Limits,
-    delivery::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     error::GatewayError,
-    ingest::Submission,
-    limits::SendBudget,
     metrics,
-    publisher::{self, Outgoing},
+    send::commands,
+    send::ingest::Submission,
+    send::publisher::{self, Outgoing},
+    socket::limits::SendBudget,
+    socket::outbox::{frame_to_ws, CloseSignal, Delivery, Member, Outbound},
     state::AppState,
 };
 
@@ -454,15 +454,15 @@ impl Session {
                 self.send(request_id.clone(), send, received).await
             }
             Some(client_frame::Kind::AddMember(add)) => {
-                let change = command::add_member(add.user);
+                let change = commands::add_member(add.user);
                 self.command(&request_id, add.room, &add.command_id, change)
             }
             Some(client_frame::Kind::RemoveMember(remove)) => {
-                let change = command::remove_member(remove.user);
+                let change = commands::remove_member(remove.user);
                 self.command(&request_id, remove.room, &remove.command_id, change)
             }
             Some(client_frame::Kind::SetAccess(set)) => {
-                let change = command::set_access(set.user, &set.role, &set.grant, &set.revoke);
+                let change = commands::set_access(set.user, &set.role, &set.grant, &set.revoke);
                 self.command(&request_id, set.room, &set.command_id, change)
             }
         };
@@ -632,7 +632,7 @@ impl Session {
     ) -> Result<(), GatewayError> {
         self.sends.spend(&self.state.limiter, &self.member.user)?;
         let (room, change) = (RoomId::parse(room)?, change?);
-        let command_id = command::command_id(Some(command_id))?;
+        let command_id = commands::command_id(Some(command_id))?;
         let permit = Arc::clone(&self.inflight)
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
@@ -642,7 +642,7 @@ impl Session {
         tokio::spawn(
             async move {
                 let user = member.user.as_str();
-                let ran = command::run(&nats, command_id, user, &room, change, timeout).await;
+                let ran = commands::run(&nats, command_id, user, &room, change, timeout).await;
                 let kind = match ran {
                     Ok(reply) => Kind::Applied(Applied {
                         room: room.to_string(),

@@ -24,7 +24,7 @@ use utoipa::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{auth::bearer, command, error::GatewayError, state::AppState};
+use crate::{error::GatewayError, http::auth::bearer, send::commands, state::AppState};
 
 pub fn router() -> Router<AppState> {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -136,7 +136,7 @@ impl FromRequestParts<AppState> for CommandId {
             Some(Ok(key)) if !key.is_empty() => Some(key),
             Some(_) => return Err(bad_key()),
         };
-        command::command_id(key).map(Self).map_err(|_| bad_key())
+        commands::command_id(key).map(Self).map_err(|_| bad_key())
     }
 }
 
@@ -226,7 +226,7 @@ async fn change(
     change: Change,
 ) -> Result<CommandReply, GatewayError> {
     let timeout = Duration::from_millis(state.config.limits.ack_timeout_ms);
-    command::run(&state.nats, id.0, caller.actor(), room, change, timeout).await
+    commands::run(&state.nats, id.0, caller.actor(), room, change, timeout).await
 }
 
 /// Creates a room. The service names its owners and members (asking again
@@ -339,7 +339,7 @@ async fn add_member(
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
-    let add = command::add_member(user)?;
+    let add = commands::add_member(user)?;
     change(&state, &caller, id, &RoomId::parse(room)?, add).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -362,7 +362,7 @@ async fn remove_member(
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
-    let remove = command::remove_member(user)?;
+    let remove = commands::remove_member(user)?;
     change(&state, &caller, id, &RoomId::parse(room)?, remove).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -387,7 +387,7 @@ async fn set_access(
     Params((room, user)): Params<(String, String)>,
     Body(req): Body<SetAccess>,
 ) -> Result<StatusCode, GatewayError> {
-    let set = command::set_access(user, &req.role, &req.grant, &req.revoke)?;
+    let set = commands::set_access(user, &req.role, &req.grant, &req.revoke)?;
     change(&state, &caller, id, &RoomId::parse(room)?, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }

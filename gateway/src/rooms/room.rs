@@ -33,11 +33,11 @@ use tracing::Span;
 
 use crate::{
     config::DeliveryConfig,
-    delivery::{Delivery, Member, Outbound},
     error::GatewayError,
-    history::History,
     metrics,
-    replay::{CaughtUp, Replay},
+    rooms::history::History,
+    rooms::replay::{CaughtUp, Replay},
+    socket::outbox::{Delivery, Member, Outbound},
 };
 
 /// What a room task needs from the outside world.

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::GatewayError, hub::Hub};
+use crate::{error::GatewayError, rooms::hub::Hub};
 
 /// Subscribes to every room's control events and applies them until
 /// shutdown; must run before the gateway serves sockets.

@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    delivery::{Delivery, Member, Outbound},
-    history::History,
     metrics,
+    rooms::history::History,
+    socket::outbox::{Delivery, Member, Outbound},
 };
 
 /// How long a replay waits for the socket to take its next message before

@@ -1,0 +1,15 @@
+//! Delivery of each room's committed messages to this gateway's sockets.
+//! In: joins and leaves (`hub`, which runs one `room` task per room with
+//! local members), the workers' fan-out on `chat.room.<room>`, committed
+//! member changes (`announcements`), the heads seen by the `tail_probe`.
+//! Out: each message once, in seq order, to every member socket's outbox,
+//! with gaps filled and resuming sockets caught up (`replay`) from the
+//! store (`history`). `membership` answers who may join or send.
+
+pub mod announcements;
+pub mod history;
+pub mod hub;
+pub mod membership;
+pub mod replay;
+pub mod room;
+pub mod tail_probe;

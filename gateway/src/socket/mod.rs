@@ -1,0 +1,10 @@
+//! One upgraded WebSocket. In: the client's frames, read by `session`
+//! under the socket's `limits`; the rooms' deliveries and the workers'
+//! answers, queued in its `outbox`. Out: sends and commands to `send`,
+//! joins and leaves to `rooms::hub`, frames to the client. `drain` says
+//! when the socket closes during a shutdown.
+
+pub mod drain;
+pub mod limits;
+pub mod outbox;
+pub mod session;
