@@ -1,5 +1,5 @@
 //! The resilient client: a cheap-to-clone handle in front of one driver
-//! task (see `driver.rs`) that owns the socket, so requests from many tasks
+//! task (see `driver/`) that owns the socket, so requests from many tasks
 //! are correlated and ordered in one place.
 
 use std::{
