@@ -4,7 +4,11 @@
 //! joins and leaves to `rooms::hub`, frames to the client. `drain` says
 //! when the socket closes during a shutdown.
 
+mod dispatch;
 pub mod drain;
 pub mod limits;
+mod liveness;
 pub mod outbox;
+mod request;
 pub mod session;
+mod writer;

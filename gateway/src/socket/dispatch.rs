@@ -1,0 +1,220 @@
+//! What each request does with the session's state: joins and leaves go
+//! to the rooms' hub, sends to the socket's publisher, member commands to
+//! the workers, each after the checks that need the session (its budget,
+//! its in-flight sends, its rooms and the membership cache).
+
+use std::{sync::Arc, time::Duration};
+
+use chat_proto::{
+    internal::command::Change,
+    v1::{server_frame::Kind, Applied, Left, Pong, ServerFrame},
+};
+use chat_protocol::{
+    access::{Access, Permissions},
+    ClientMsgId, RoomId, Seq,
+};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::{
+    error::GatewayError,
+    send::{
+        commands,
+        ingest::Submission,
+        publisher::{self, Outgoing},
+    },
+    socket::{
+        outbox::Outbound,
+        request::{ParsedFrame, Request},
+        session::Session,
+    },
+};
+
+impl Session {
+    /// Carries out one frame's request.
+    pub(super) async fn dispatch(
+        &mut self,
+        frame: ParsedFrame,
+        received: Instant,
+    ) -> Result<(), GatewayError> {
+        if frame.kind.spends_budget() {
+            self.sends.spend(&self.state.limiter, &self.member.user)?;
+        }
+        let request_id = frame.request_id;
+        match frame.request? {
+            Request::Ping => {
+                self.reply(request_id, Kind::Pong(Pong {})).await;
+                Ok(())
+            }
+            Request::Join { room, since } => self.join(request_id, room, since).await,
+            Request::Leave { room } => self.leave(request_id, room).await,
+            Request::Send {
+                room,
+                client_msg_id,
+                body,
+            } => {
+                self.send(request_id, room, client_msg_id, body, received)
+                    .await
+            }
+            Request::Command {
+                room,
+                command_id,
+                change,
+            } => self.command(request_id, room, command_id, change),
+        }
+    }
+
+    async fn join(
+        &mut self,
+        request_id: String,
+        room: RoomId,
+        since: Option<Seq>,
+    ) -> Result<(), GatewayError> {
+        let limit = self.state.config.limits.max_rooms_per_connection;
+        if !self.joined.contains_key(&room) && self.joined.len() >= limit {
+            return Err(GatewayError::LimitExceeded(format!(
+                "a socket may join at most {limit} rooms; leave one first"
+            )));
+        }
+        let access = self.access(&room).await?;
+        self.joined.insert(room.clone(), access);
+        self.state
+            .hub
+            .join(room, self.member.clone(), request_id, since)
+            .await;
+        Ok(())
+    }
+
+    async fn leave(&mut self, request_id: String, room: RoomId) -> Result<(), GatewayError> {
+        if self.joined.remove(&room).is_some() {
+            self.state.hub.leave(&room, self.member.conn).await;
+        }
+        self.reply(
+            request_id,
+            Kind::Left(Left {
+                room: room.to_string(),
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        request_id: String,
+        room: RoomId,
+        client_msg_id: ClientMsgId,
+        body: String,
+        received: Instant,
+    ) -> Result<(), GatewayError> {
+        let permit = Arc::clone(&self.inflight)
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::RateLimited)?;
+        if !self.may_send(&room).await? {
+            return Err(GatewayError::Forbidden(
+                "you may not send messages in this room",
+            ));
+        }
+        let span = tracing::info_span!("send", room = %room, request_id = %request_id);
+        let outgoing = Outgoing {
+            request_id,
+            submission: Submission {
+                room,
+                sender: self.member.user.clone(),
+                client_msg_id,
+                body,
+            },
+            received,
+            permit,
+            span,
+        };
+        let state = &self.state;
+        let member = &self.member;
+        let publisher = self
+            .publisher
+            .get_or_insert_with(|| publisher::start(state.clone(), member.clone()));
+        // Fails only once the publisher has closed the socket.
+        let _ = publisher.send(outgoing);
+        Ok(())
+    }
+
+    /// Whether the user may send in the room. A refusal by the access held
+    /// for a joined room is checked with the membership cache first: the
+    /// worker writes a committed grant there before it answers the command,
+    /// while the announcement may reach this gateway a moment after the
+    /// answer reached the granter. (A revoke needs no such care: the store
+    /// refuses a send its sender may no longer make.)
+    async fn may_send(&mut self, room: &RoomId) -> Result<bool, GatewayError> {
+        if self.access(room).await?.can(Permissions::SEND_MESSAGES) {
+            return Ok(true);
+        }
+        let Some(held) = self.joined.get_mut(room) else {
+            return Ok(false);
+        };
+        let current = self
+            .state
+            .membership
+            .access(room, &self.member.user)
+            .await?;
+        match current {
+            Some(access) => {
+                *held = access;
+                Ok(access.can(Permissions::SEND_MESSAGES))
+            }
+            // Removed: the room task is about to tell the socket.
+            None => Ok(false),
+        }
+    }
+
+    /// The user's access in the room: as held for a joined room (kept
+    /// true by its room task), else as the membership cache says.
+    async fn access(&self, room: &RoomId) -> Result<Access, GatewayError> {
+        if let Some(access) = self.joined.get(room) {
+            return Ok(*access);
+        }
+        self.state
+            .membership
+            .access(room, &self.member.user)
+            .await?
+            .ok_or(GatewayError::Forbidden("not a member of this room"))
+    }
+
+    /// Runs a member command through the workers, as this user, and
+    /// answers `applied` once it is committed. Counted like a send, and
+    /// awaited on a task of its own so the socket reads on meanwhile.
+    fn command(
+        &mut self,
+        request_id: String,
+        room: RoomId,
+        command_id: String,
+        change: Change,
+    ) -> Result<(), GatewayError> {
+        let permit = Arc::clone(&self.inflight)
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::RateLimited)?;
+        let (nats, member) = (self.state.nats.clone(), self.member.clone());
+        let timeout = Duration::from_millis(self.state.config.limits.ack_timeout_ms);
+        tokio::spawn(
+            async move {
+                let user = member.user.as_str();
+                let ran = commands::run(&nats, command_id, user, &room, change, timeout).await;
+                let kind = match ran {
+                    Ok(reply) => Kind::Applied(Applied {
+                        room: room.to_string(),
+                        command_id: reply.command_id,
+                        event: reply.event,
+                    }),
+                    Err(e) => e.to_kind(),
+                };
+                let frame = ServerFrame {
+                    request_id,
+                    kind: Some(kind),
+                };
+                let _ = member.out.send(Outbound::frame(frame)).await;
+                drop(permit);
+            }
+            .in_current_span(),
+        );
+        Ok(())
+    }
+}
