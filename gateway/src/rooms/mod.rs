@@ -9,7 +9,9 @@
 pub mod announcements;
 pub mod history;
 pub mod hub;
+mod members;
 pub mod membership;
+mod reorder;
 pub mod replay;
 pub mod room;
 pub mod tail_probe;

@@ -1,15 +1,9 @@
-//! One room's delivery on one gateway: its fan-out subscription, a reorder
-//! buffer, gap filling from the store, and its local members.
-//!
-//! Workers commit a room's messages in seq order but may publish them out of
-//! order, and core NATS may drop messages to a slow subscriber. So the room
-//! delivers strictly in seq order: a message that arrives early waits in
-//! `pending`; a gap that does not close within `gap_fill_after_ms` is filled
-//! from Redis (recent messages) or Postgres; a lost tail is found by the
-//! gateway's prober (`probe`), which sends the room the head it saw.
+//! One room's delivery on one gateway: its fan-out subscription, its
+//! order (`reorder`), gap filling from the store, and its local members
+//! (`members`). A lost tail is found by the gateway's prober
+//! (`tail_probe`), which sends the room the head it saw.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -19,9 +13,9 @@ use std::{
 
 use chat_proto::{
     internal::Fanout,
-    v1::{server_frame::Kind, Joined, Left, ServerFrame},
+    v1::{server_frame::Kind, Joined, ServerFrame},
 };
-use chat_protocol::{access::Access, kind, subjects, RoomId, Seq, UserId};
+use chat_protocol::{access::Access, subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
 use prost::Message as _;
 use tokio::{
@@ -35,8 +29,12 @@ use crate::{
     config::DeliveryConfig,
     error::GatewayError,
     metrics,
-    rooms::history::History,
-    rooms::replay::{CaughtUp, Replay},
+    rooms::{
+        history::History,
+        members::{Members, Slot},
+        reorder::Reorder,
+        replay::{CaughtUp, Replay},
+    },
     socket::outbox::{Delivery, Member, Outbound},
 };
 
@@ -97,33 +95,15 @@ pub struct Inbox {
     pub next: Arc<AtomicU64>,
 }
 
-struct Slot {
-    member: Member,
-    /// Highest seq this socket has been given (or had seen, when resuming).
-    after: Seq,
-    /// Set while the socket replays what it missed: live delivery skips it
-    /// until the replay hands over. Cancelled when the socket leaves.
-    replay: Option<CancellationToken>,
-}
-
 struct Room {
     id: RoomId,
     deps: RoomDeps,
     /// Where replays send `CaughtUp`.
     tx: mpsc::WeakSender<RoomCmd>,
-    members: HashMap<u64, Slot>,
-    /// The next seq to deliver; everything below it has been delivered.
-    next: Seq,
+    members: Members,
+    order: Reorder<Arc<Delivery>>,
+    /// `order`'s next seq, for the prober.
     shared_next: Arc<AtomicU64>,
-    pending: BTreeMap<Seq, Arc<Delivery>>,
-    /// The highest seq known to exist (received, or seen by the prober).
-    known_head: Seq,
-    /// When the oldest unfilled gap was noticed.
-    gap_since: Option<Instant>,
-    /// Users whose removal this task delivered (and no re-adding since): a
-    /// join of theirs that was checked before the removal committed is
-    /// refused here.
-    removed: HashSet<UserId>,
 }
 
 /// Runs a room until it has no members left (or the gateway shuts down).
@@ -139,19 +119,15 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
     let shutdown = deps.shutdown.clone();
     next.store(head.next().get(), Ordering::Relaxed);
     let mut room = Room {
+        members: Members::new(id.clone()),
+        order: Reorder::new(head, gap_fill_after, deps.config.max_pending),
         id,
         deps,
         tx,
-        members: HashMap::new(),
-        next: head.next(),
         shared_next: next,
-        pending: BTreeMap::new(),
-        known_head: head,
-        gap_since: None,
-        removed: HashSet::new(),
     };
     loop {
-        let gap_deadline = room.gap_since.map(|t| t + gap_fill_after);
+        let gap_deadline = room.order.gap_due();
         // Gap fill comes before fan-out: under a steady stream fan-out is
         // always ready, and a gap must still be filled.
         tokio::select! {
@@ -231,29 +207,27 @@ impl Room {
                 since,
             } => self.join(member, request_id, since),
             RoomCmd::Leave { conn, done } => {
-                if let Some(replay) = self.members.remove(&conn).and_then(|s| s.replay) {
-                    replay.cancel();
-                }
+                self.members.leave(conn);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
             }
             RoomCmd::CaughtUp(CaughtUp { conn, after, reply }) => {
-                self.caught_up(conn, after, reply)
+                let delivered = self.order.delivered();
+                self.members.caught_up(conn, after, delivered, reply)
             }
-            RoomCmd::Access(user, Some(access)) => self.change_access(&user, access),
-            RoomCmd::Access(user, None) => self.remove(&user),
+            RoomCmd::Access(user, Some(access)) => self.members.change_access(&user, access),
+            RoomCmd::Access(user, None) => self.members.remove(&user),
             RoomCmd::Head(head) => {
-                if head >= self.next {
-                    self.known_head = self.known_head.max(head);
-                    self.fetch_up_to(head).await;
+                if let Some(up_to) = self.order.saw_head(head) {
+                    self.fetch_up_to(up_to).await;
                 }
             }
         }
     }
 
     fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
-        if self.removed.contains(&member.user) {
+        if self.members.is_removed(&member.user) {
             member.changes.add(self.id.clone(), None);
             member.offer(Outbound::frame(ServerFrame {
                 request_id,
@@ -261,7 +235,7 @@ impl Room {
             }));
             return;
         }
-        let head = self.next.prev();
+        let head = self.order.delivered();
         let joined = Outbound::frame(ServerFrame {
             request_id,
             kind: Some(Kind::Joined(Joined {
@@ -269,7 +243,7 @@ impl Room {
                 head_seq: head.get(),
             })),
         });
-        if let Some(slot) = self.members.get(&member.conn) {
+        if let Some(slot) = self.members.get(member.conn) {
             slot.member.offer(joined);
             return;
         }
@@ -312,53 +286,7 @@ impl Room {
                 replay: None,
             },
         };
-        self.members.insert(slot.member.conn, slot);
-    }
-
-    /// Drops the user's sockets: each hears `left` (with no request id: the
-    /// server's doing) and gets nothing more of the room; its session
-    /// forgets the room, so its next send is checked and refused.
-    fn remove(&mut self, user: &UserId) {
-        self.members.retain(|_, slot| {
-            if slot.member.user != *user {
-                return true;
-            }
-            if let Some(replay) = slot.replay.take() {
-                replay.cancel();
-            }
-            slot.member.changes.add(self.id.clone(), None);
-            slot.member.offer(Outbound::frame(ServerFrame {
-                request_id: String::new(),
-                kind: Some(Kind::Left(Left {
-                    room: self.id.to_string(),
-                })),
-            }));
-            false
-        });
-    }
-
-    /// The user's sockets obey their new role and flags from their next frame.
-    fn change_access(&self, user: &UserId, access: Access) {
-        for slot in self.members.values().filter(|s| s.member.user == *user) {
-            slot.member.changes.add(self.id.clone(), Some(access));
-        }
-    }
-
-    /// A replay reached `after`: live from here if the room has delivered
-    /// nothing beyond it, else the replay goes on to what the room has.
-    fn caught_up(&mut self, conn: u64, after: Seq, reply: oneshot::Sender<Option<Seq>>) {
-        let Some(slot) = self.members.get_mut(&conn) else {
-            let _ = reply.send(None);
-            return;
-        };
-        let delivered = self.next.prev();
-        if after < delivered {
-            let _ = reply.send(Some(delivered));
-        } else {
-            slot.after = after;
-            slot.replay = None;
-            let _ = reply.send(None);
-        }
+        self.members.insert(slot);
     }
 
     /// A worker batch's messages of this room (or one change's event).
@@ -385,115 +313,43 @@ impl Room {
 
     /// Takes a message from any source; delivers everything now in order.
     fn accept(&mut self, delivery: Arc<Delivery>) {
-        let seq = delivery.seq();
-        self.known_head = self.known_head.max(seq);
-        if seq >= self.next {
-            self.pending.entry(seq).or_insert(delivery);
-        }
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() != self.next {
-                break;
-            }
-            let delivery = entry.remove();
-            self.deliver(&delivery);
-            self.next = self.next.next();
-        }
-        self.shared_next.store(self.next.get(), Ordering::Relaxed);
-        if !self.behind() {
-            self.gap_since = None;
-            return;
-        }
-        if self.pending.len() > self.deps.config.max_pending {
-            // Far behind (the store unreachable for long?): drop the newest
-            // and fill from the store now; `known_head` remembers they exist.
+        let members = &mut self.members;
+        let overflowed = self
+            .order
+            .accept(delivery.seq(), delivery, Instant::now(), |d| {
+                members.deliver(&d)
+            });
+        if overflowed {
             metrics::pending_overflow();
-            while self.pending.len() > self.deps.config.max_pending {
-                self.pending.pop_last();
-            }
-            self.gap_since = Some(Instant::now() - self.gap_fill_after());
-        } else if self.gap_since.is_none() {
-            self.gap_since = Some(Instant::now());
         }
-    }
-
-    /// Whether messages known to exist are not delivered yet.
-    fn behind(&self) -> bool {
-        !self.pending.is_empty() || self.known_head >= self.next
-    }
-
-    fn gap_fill_after(&self) -> Duration {
-        Duration::from_millis(self.deps.config.gap_fill_after_ms)
-    }
-
-    fn deliver(&mut self, delivery: &Arc<Delivery>) {
-        self.members.retain(|_, slot| {
-            if slot.replay.is_some() || delivery.seq() <= slot.after {
-                return true;
-            }
-            slot.after = delivery.seq();
-            slot.member.offer(Outbound::Message(Arc::clone(delivery)))
-        });
-        // The member hears of a change to them, then it applies: a removed
-        // member gets nothing after it.
-        let message = &delivery.message;
-        if message.kind.is_empty() {
-            return;
-        }
-        let Ok(user) = UserId::parse(message.member.clone()) else {
-            return;
-        };
-        match message.kind.as_str() {
-            kind::MEMBER_LEFT => {
-                self.remove(&user);
-                self.removed.insert(user);
-            }
-            kind::MEMBER_JOINED => {
-                self.removed.remove(&user);
-            }
-            kind::ROLE_CHANGED => {
-                let access = message.access.as_ref().and_then(Access::from_proto);
-                if let Some(access) = access {
-                    self.change_access(&user, access);
-                }
-            }
-            _ => {}
-        }
+        self.shared_next
+            .store(self.order.next().get(), Ordering::Relaxed);
     }
 
     async fn fill_gap(&mut self) {
-        // Up to the first buffered message; after an overflow dropped the
-        // newest, up to the highest known.
-        let up_to = match (
-            self.pending.first_key_value(),
-            self.pending.last_key_value(),
-        ) {
-            (Some((&first, _)), Some((&last, _))) if self.known_head <= last => first.prev(),
-            _ => self.known_head,
-        };
-        self.fetch_up_to(up_to).await;
-        // Still behind (store unreachable?): try again after another wait.
-        self.gap_since = self.behind().then(Instant::now);
+        self.fetch_up_to(self.order.fill_target()).await;
+        self.order.filled(Instant::now());
     }
 
     /// Fetches [next, up_to] from Redis, then Postgres for what Redis lacks.
     async fn fetch_up_to(&mut self, up_to: Seq) {
-        while self.next <= up_to {
-            let before = self.next;
+        while self.order.next() <= up_to {
+            let before = self.order.next();
             let page = self
                 .deps
                 .history
-                .page(&self.id, self.next.prev(), up_to, PAGE)
+                .page(&self.id, self.order.delivered(), up_to, PAGE)
                 .await;
             match page {
                 Ok((page, source)) if !page.is_empty() => {
                     for m in page {
                         self.accept(Delivery::new(m));
                     }
-                    if self.next == before {
+                    if self.order.next() == before {
                         tracing::error!(room = %self.id, seq = %before, "store has a hole");
                         break;
                     }
-                    metrics::gap_filled(source, self.next.since(before) as usize);
+                    metrics::gap_filled(source, self.order.next().since(before) as usize);
                 }
                 Ok(_) => break,
                 Err(e) => {

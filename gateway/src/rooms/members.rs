@@ -1,0 +1,154 @@
+//! The sockets of this gateway that joined one room, as its room task
+//! sees them: where each one is in the room's sequence, whether it is still
+//! replaying, and the changes to members that the sequence carries (a
+//! removed member hears `left` and gets nothing after it).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use chat_proto::v1::{server_frame::Kind, Left, ServerFrame};
+use chat_protocol::{access::Access, kind, RoomId, Seq, UserId};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::socket::outbox::{Delivery, Member, Outbound};
+
+pub struct Slot {
+    pub member: Member,
+    /// Highest seq this socket has been given (or had seen, when resuming).
+    pub after: Seq,
+    /// Set while the socket replays what it missed: live delivery skips it
+    /// until the replay hands over. Cancelled when the socket leaves.
+    pub replay: Option<CancellationToken>,
+}
+
+pub struct Members {
+    room: RoomId,
+    slots: HashMap<u64, Slot>,
+    /// Users whose removal this room delivered (and no re-adding since): a
+    /// join of theirs that was checked before the removal committed is
+    /// refused.
+    removed: HashSet<UserId>,
+}
+
+impl Members {
+    pub fn new(room: RoomId) -> Self {
+        Self {
+            room,
+            slots: HashMap::new(),
+            removed: HashSet::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn is_removed(&self, user: &UserId) -> bool {
+        self.removed.contains(user)
+    }
+
+    pub fn get(&self, conn: u64) -> Option<&Slot> {
+        self.slots.get(&conn)
+    }
+
+    pub fn insert(&mut self, slot: Slot) {
+        self.slots.insert(slot.member.conn, slot);
+    }
+
+    pub fn leave(&mut self, conn: u64) {
+        if let Some(replay) = self.slots.remove(&conn).and_then(|s| s.replay) {
+            replay.cancel();
+        }
+    }
+
+    /// Drops the user's sockets: each hears `left` (with no request id: the
+    /// server's doing) and gets nothing more of the room; its session
+    /// forgets the room, so its next send is checked and refused.
+    pub fn remove(&mut self, user: &UserId) {
+        self.slots.retain(|_, slot| {
+            if slot.member.user != *user {
+                return true;
+            }
+            if let Some(replay) = slot.replay.take() {
+                replay.cancel();
+            }
+            slot.member.changes.add(self.room.clone(), None);
+            slot.member.offer(Outbound::frame(ServerFrame {
+                request_id: String::new(),
+                kind: Some(Kind::Left(Left {
+                    room: self.room.to_string(),
+                })),
+            }));
+            false
+        });
+    }
+
+    /// The user's sockets obey their new role and flags from their next frame.
+    pub fn change_access(&self, user: &UserId, access: Access) {
+        for slot in self.slots.values().filter(|s| s.member.user == *user) {
+            slot.member.changes.add(self.room.clone(), Some(access));
+        }
+    }
+
+    /// A replay reached `after`: live from here if the room has delivered
+    /// nothing beyond it, else the replay goes on to what the room has.
+    pub fn caught_up(
+        &mut self,
+        conn: u64,
+        after: Seq,
+        delivered: Seq,
+        reply: oneshot::Sender<Option<Seq>>,
+    ) {
+        let Some(slot) = self.slots.get_mut(&conn) else {
+            let _ = reply.send(None);
+            return;
+        };
+        if after < delivered {
+            let _ = reply.send(Some(delivered));
+        } else {
+            slot.after = after;
+            slot.replay = None;
+            let _ = reply.send(None);
+        }
+    }
+
+    /// Gives a message to every socket that has not had it, then applies
+    /// the change to a member it carries.
+    pub fn deliver(&mut self, delivery: &Arc<Delivery>) {
+        self.slots.retain(|_, slot| {
+            if slot.replay.is_some() || delivery.seq() <= slot.after {
+                return true;
+            }
+            slot.after = delivery.seq();
+            slot.member.offer(Outbound::Message(Arc::clone(delivery)))
+        });
+        // The member hears of a change to them, then it applies: a removed
+        // member gets nothing after it.
+        let message = &delivery.message;
+        if message.kind.is_empty() {
+            return;
+        }
+        let Ok(user) = UserId::parse(message.member.clone()) else {
+            return;
+        };
+        match message.kind.as_str() {
+            kind::MEMBER_LEFT => {
+                self.remove(&user);
+                self.removed.insert(user);
+            }
+            kind::MEMBER_JOINED => {
+                self.removed.remove(&user);
+            }
+            kind::ROLE_CHANGED => {
+                let access = message.access.as_ref().and_then(Access::from_proto);
+                if let Some(access) = access {
+                    self.change_access(&user, access);
+                }
+            }
+            _ => {}
+        }
+    }
+}
