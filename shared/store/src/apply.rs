@@ -153,7 +153,7 @@ async fn applied_before(
     }
     let event = match done.get::<_, Option<i64>>(2) {
         Some(seq) => tx
-            .query_opt(&sql::message_at(), &[&room, &seq])
+            .query_opt(sql::MESSAGE_AT, &[&room, &seq])
             .await?
             .as_ref()
             .map(message_from_row),

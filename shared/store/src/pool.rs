@@ -6,6 +6,7 @@ use tokio_postgres::NoTls;
 
 use crate::config::PostgresConfig;
 use crate::error::StoreError;
+use crate::sql;
 
 /// A cheap-to-clone handle on the Postgres pool.
 #[derive(Clone)]
@@ -43,7 +44,7 @@ impl Store {
 
     /// Checks that Postgres answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pool.get().await?.simple_query("SELECT 1").await?;
+        self.pool.get().await?.simple_query(sql::PING).await?;
         Ok(())
     }
 }

@@ -78,7 +78,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(&sql::messages_between()).await?;
+        let stmt = client.prepare_cached(sql::MESSAGES_BETWEEN).await?;
         let rows = client
             .query(
                 &stmt,
@@ -101,7 +101,7 @@ impl Store {
         client_msg_id: &str,
     ) -> Result<Option<Message>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(&sql::find_sent()).await?;
+        let stmt = client.prepare_cached(sql::FIND_SENT).await?;
         Ok(client
             .query_opt(&stmt, &[&room.as_str(), &sender.as_str(), &client_msg_id])
             .await?

@@ -1,5 +1,5 @@
 //! Rows as the types they stand for, for the column layouts several
-//! statements share (`sql::COLUMNS`, a member's role and flags).
+//! statements share (`sql::MESSAGE_AT` and its kin, a member's role and flags).
 
 use chat_proto::v1::Message;
 use chat_protocol::access::{Access, Permissions, Role};
