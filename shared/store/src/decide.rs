@@ -2,22 +2,39 @@
 //! under the rules of `chat_protocol::access` and the room as it stands.
 
 use chat_protocol::access::{self, Access, Actor, Op, Role};
-use chat_protocol::{kind, RoomId, UserId};
+use chat_protocol::{RoomId, UserId};
+use deadpool_postgres::Transaction;
 
 use crate::command::{Asker, MemberChange, NewCommand, Refused};
 use crate::error::StoreError;
 use crate::rows::access_from_row;
 use crate::sql;
 
+/// What a change to one member comes to, with the room's row locked.
+#[derive(Debug)]
+pub enum Decision {
+    /// The rules forbid it, or it names no member: nothing is changed and
+    /// the claim is rolled back with the rest.
+    Refused(Refused),
+    /// Allowed, but the room already is as asked (adding a member, removing
+    /// a non-member, setting the access a member has): recorded, no event.
+    Unchanged,
+    /// The user becomes a member with this access (a `member.joined` event).
+    Add(Access),
+    /// The member leaves or is removed (a `member.left` event).
+    Remove,
+    /// The member's role and flags become these (a `role.changed` event).
+    SetAccess(Access),
+}
+
 /// Checks a change to one member against the rules and the room as it
-/// stands (its row locked): the member's access after the change (`None`:
-/// removed) and the event's kind, or `None` if it changes nothing.
+/// stands (its row locked).
 pub async fn decide(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     command: &NewCommand,
     user: &UserId,
     change: &MemberChange,
-) -> Result<Result<Option<(Option<Access>, &'static str)>, Refused>, StoreError> {
+) -> Result<Decision, StoreError> {
     let room = &command.room;
     let target = access_in(tx, room, user).await?;
     let actor = match &command.actor {
@@ -31,7 +48,31 @@ pub async fn decide(
             is_target: false,
         },
     };
-    let (op, after) = match (change, target) {
+    let Some((op, after)) = operation(change, target) else {
+        return Ok(Decision::Refused(Refused::NotAMember(user.clone())));
+    };
+    let owners = if target.is_some_and(|t| t.role == Role::Owner) {
+        let row = tx.query_one(sql::COUNT_OWNERS, &[&room.as_str()]).await?;
+        row.get::<_, i64>(0) as usize
+    } else {
+        0
+    };
+    if let Err(refusal) = access::check(actor, op, owners) {
+        return Ok(Decision::Refused(refusal.into()));
+    }
+    Ok(match (change, target, after) {
+        (MemberChange::Add, None, Some(a)) => Decision::Add(a),
+        (MemberChange::Remove, Some(_), _) => Decision::Remove,
+        (MemberChange::SetAccess { .. }, Some(_), Some(a)) => Decision::SetAccess(a),
+        _ => Decision::Unchanged,
+    })
+}
+
+/// The change as the rules see it, given the target's access now, and
+/// the target's access after it if it changes (`None` also when removed);
+/// `None` for a change of access of someone not a member.
+fn operation(change: &MemberChange, target: Option<Access>) -> Option<(Op, Option<Access>)> {
+    Some(match (change, target) {
         (MemberChange::Add, t) => (Op::Add, t.is_none().then(|| Access::new(Role::Member))),
         // Leaving a room one is not in is checked like any removal.
         (MemberChange::Remove, t) => (
@@ -40,9 +81,7 @@ pub async fn decide(
             },
             None,
         ),
-        (MemberChange::SetAccess { .. }, None) => {
-            return Ok(Err(Refused::NotAMember(user.clone())))
-        }
+        (MemberChange::SetAccess { .. }, None) => return None,
         (
             MemberChange::SetAccess {
                 role,
@@ -58,26 +97,12 @@ pub async fn decide(
             };
             (Op::Change { target: t, to }, (to != t).then_some(to))
         }
-    };
-    let owners = if target.is_some_and(|t| t.role == Role::Owner) {
-        let row = tx.query_one(sql::COUNT_OWNERS, &[&room.as_str()]).await?;
-        row.get::<_, i64>(0) as usize
-    } else {
-        0
-    };
-    if let Err(refusal) = access::check(actor, op, owners) {
-        return Ok(Err(refusal.into()));
-    }
-    Ok(Ok(match (change, target, after) {
-        (MemberChange::Add, None, Some(a)) => Some((Some(a), kind::MEMBER_JOINED)),
-        (MemberChange::Remove, Some(_), _) => Some((None, kind::MEMBER_LEFT)),
-        (MemberChange::SetAccess { .. }, Some(_), Some(a)) => Some((Some(a), kind::ROLE_CHANGED)),
-        _ => None,
-    }))
+    })
 }
 
+/// The user's access in the room, read inside the transaction.
 async fn access_in(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &Transaction<'_>,
     room: &RoomId,
     user: &UserId,
 ) -> Result<Option<Access>, StoreError> {
