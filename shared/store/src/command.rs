@@ -92,6 +92,10 @@ impl NewCommand {
 
 /// What applying a command did (the same answer however often it is applied).
 #[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per command, matched as soon as it is returned: boxing the event saves nothing"
+)]
 pub enum Applied {
     Done {
         /// The room was created by this command.

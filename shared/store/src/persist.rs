@@ -19,6 +19,10 @@ pub struct NewMessage {
 
 /// What became of one `NewMessage` of a batch.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "`Stored` is the usual outcome: boxing its message would add an allocation per message"
+)]
 pub enum Persisted {
     /// Stored by this call (`fresh`) or found stored by an earlier one.
     Stored { message: Message, fresh: bool },
