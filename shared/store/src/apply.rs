@@ -1,0 +1,227 @@
+//! Applying a command: claim its id, check and make the change with the
+//! room's row locked, record what it did; or find what it did before.
+
+use chat_proto::v1::Message;
+use chat_protocol::access::{Access, Role};
+use chat_protocol::{kind, UserId};
+use deadpool_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::command::{Applied, Asker, Change, MemberChange, NewCommand, Refused};
+use crate::decide::{decide, Decision};
+use crate::error::StoreError;
+use crate::pool::Store;
+use crate::rows::message_from_row;
+use crate::sql;
+
+impl Store {
+    /// Applies a command in one transaction, once per id: a command applied
+    /// before returns what it did then. The room's row is locked first (as
+    /// for messages), so the rules (`chat_protocol::access`) are checked
+    /// against the room as it stands when the change is made. A change to
+    /// a member gets an event with the room's next seq, sent by the asker,
+    /// with the command id as its client_msg_id; a change that changes
+    /// nothing gets none. A refusal rolls everything back, the claim too.
+    pub async fn apply(&self, command: &NewCommand) -> Result<Applied, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let room = command.room.as_str();
+        let change = command.describe();
+        // The claim: a concurrent apply of the same id waits here for the
+        // first to finish, then finds its outcome.
+        let claimed = tx
+            .execute(sql::CLAIM_COMMAND, &[&command.id, &room, &change])
+            .await?
+            == 1;
+        if !claimed {
+            return applied_before(&tx, command, &change).await;
+        }
+        match &command.change {
+            Change::CreateRoom { members, owners } => {
+                create_room(tx, command, members, owners).await
+            }
+            Change::Member(user, change) => change_member(tx, command, user, change).await,
+        }
+    }
+}
+
+/// Creates the room if new and adds the listed members, after the claim.
+async fn create_room(
+    tx: Transaction<'_>,
+    command: &NewCommand,
+    members: &[UserId],
+    owners: &[UserId],
+) -> Result<Applied, StoreError> {
+    let room = command.room.as_str();
+    let created = tx.execute(sql::CREATE_ROOM, &[&room]).await? == 1;
+    // A user creating a room owns it: one that exists is theirs
+    // to join, not to take.
+    if !created && command.actor != Asker::Service {
+        return Ok(Applied::Refused(Refused::RoomExists));
+    }
+    let mut changed = Vec::new();
+    let listed = owners.iter().map(|u| (u, Role::Owner));
+    let listed = listed.chain(members.iter().map(|u| (u, Role::Member)));
+    for (user, role) in listed {
+        let access = Access::new(role);
+        if add_member(&tx, room, user, access).await? {
+            changed.push((user.clone(), Some(access)));
+        }
+    }
+    finish(tx, command, created, None, changed).await
+}
+
+/// Changes one member as decided, with the room's row locked, and appends
+/// the change's event, after the claim.
+async fn change_member(
+    tx: Transaction<'_>,
+    command: &NewCommand,
+    user: &UserId,
+    change: &MemberChange,
+) -> Result<Applied, StoreError> {
+    let room = command.room.as_str();
+    let Some(head) = tx.query_opt(sql::LOCK_ROOM, &[&room]).await? else {
+        return Ok(Applied::Refused(Refused::RoomMissing));
+    };
+    let (kind, access) = match decide(&tx, command, user, change).await? {
+        Decision::Refused(refused) => return Ok(Applied::Refused(refused)),
+        Decision::Unchanged => return finish(tx, command, false, None, Vec::new()).await,
+        Decision::Add(access) => {
+            add_member(&tx, room, user, access).await?;
+            (kind::MEMBER_JOINED, Some(access))
+        }
+        Decision::Remove => {
+            tx.execute(sql::REMOVE_MEMBER, &[&room, &user.as_str()])
+                .await?;
+            (kind::MEMBER_LEFT, None)
+        }
+        Decision::SetAccess(access) => {
+            let bits = i16::from(access.permissions.bits());
+            tx.execute(
+                sql::SET_ACCESS,
+                &[&room, &user.as_str(), &access.role.as_str(), &bits],
+            )
+            .await?;
+            (kind::ROLE_CHANGED, Some(access))
+        }
+    };
+    let seq = head.get::<_, i64>(0) + 1;
+    let event = append_event(&tx, command, user, seq, kind, access).await?;
+    finish(
+        tx,
+        command,
+        false,
+        Some(event),
+        vec![(user.clone(), access)],
+    )
+    .await
+}
+
+/// Stores the event of a change to `user` at `seq` and moves the room's
+/// head to it.
+async fn append_event(
+    tx: &Transaction<'_>,
+    command: &NewCommand,
+    user: &UserId,
+    seq: i64,
+    kind: &str,
+    access: Option<Access>,
+) -> Result<Message, StoreError> {
+    let room = command.room.as_str();
+    let id = Uuid::now_v7();
+    let event = Message {
+        room: room.to_owned(),
+        seq: seq as u64,
+        id: id.to_string(),
+        sender: command.actor.as_str().to_owned(),
+        ts_ms: chat_protocol::now_ms(),
+        client_msg_id: command.id.clone(),
+        kind: kind.to_owned(),
+        member: user.to_string(),
+        access: access.map(Access::to_proto),
+        ..Message::default()
+    };
+    tx.execute(
+        sql::INSERT_EVENT,
+        &[
+            &room,
+            &seq,
+            &id,
+            &event.sender,
+            &command.id,
+            &user.as_str(),
+            &event.ts_ms,
+            &kind,
+            &access.map(Access::encode),
+        ],
+    )
+    .await?;
+    tx.execute(sql::SET_ROOM_HEAD, &[&room, &seq]).await?;
+    Ok(event)
+}
+
+/// Records what the command did and commits.
+async fn finish(
+    tx: Transaction<'_>,
+    command: &NewCommand,
+    created: bool,
+    event: Option<Message>,
+    changed: Vec<(UserId, Option<Access>)>,
+) -> Result<Applied, StoreError> {
+    let event_seq = event.as_ref().map(|e| e.seq as i64);
+    tx.execute(sql::RECORD_COMMAND, &[&command.id, &event_seq, &created])
+        .await?;
+    tx.commit().await?;
+    Ok(Applied::Done {
+        created,
+        event,
+        fresh: true,
+        changed,
+    })
+}
+
+/// The outcome of a command whose id was claimed before.
+async fn applied_before(
+    tx: &Transaction<'_>,
+    command: &NewCommand,
+    change: &str,
+) -> Result<Applied, StoreError> {
+    let room = command.room.as_str();
+    let Some(done) = tx.query_opt(sql::COMMAND_DONE, &[&command.id]).await? else {
+        return Err(StoreError::Inconsistent("claimed command vanished".into()));
+    };
+    if done.get::<_, &str>(0) != room || done.get::<_, &str>(1) != change {
+        return Ok(Applied::Refused(Refused::IdReused));
+    }
+    let event = match done.get::<_, Option<i64>>(2) {
+        Some(seq) => tx
+            .query_opt(sql::MESSAGE_AT, &[&room, &seq])
+            .await?
+            .as_ref()
+            .map(message_from_row),
+        None => None,
+    };
+    Ok(Applied::Done {
+        created: done.get(3),
+        event,
+        fresh: false,
+        changed: Vec::new(),
+    })
+}
+
+/// Adds a member with this access; false if they were one already.
+async fn add_member(
+    tx: &Transaction<'_>,
+    room: &str,
+    user: &UserId,
+    access: Access,
+) -> Result<bool, StoreError> {
+    let bits = i16::from(access.permissions.bits());
+    let added = tx
+        .execute(
+            sql::ADD_MEMBER,
+            &[&room, &user.as_str(), &access.role.as_str(), &bits],
+        )
+        .await?;
+    Ok(added == 1)
+}

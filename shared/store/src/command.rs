@@ -1,0 +1,129 @@
+//! Commands: changes to a room's members that a worker applies once per
+//! id, and what applying one did.
+
+use chat_proto::v1::Message;
+use chat_protocol::access::{Access, Permissions, Refusal, Role};
+use chat_protocol::{RoomId, UserId};
+
+/// A change to a room, as a worker applies it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Creates the room (if new) with these members, `owners` as owners
+    /// and the rest as plain members; no events: a room's sequence starts
+    /// empty.
+    CreateRoom {
+        members: Vec<UserId>,
+        owners: Vec<UserId>,
+    },
+    /// A change to one member, under the rules of who may change whom.
+    Member(UserId, MemberChange),
+}
+
+#[derive(Clone, Debug)]
+pub enum MemberChange {
+    Add,
+    Remove,
+    /// A new role (with its default flags) if given, then flags granted
+    /// and revoked.
+    SetAccess {
+        role: Option<Role>,
+        grant: Permissions,
+        revoke: Permissions,
+    },
+}
+
+/// Who asks for a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Asker {
+    /// The trusted backend, through the room API with the service token.
+    Service,
+    User(UserId),
+}
+
+impl Asker {
+    /// The sender of the command's event. `:` is not allowed in user ids,
+    /// so no user can send as the service.
+    pub const SERVICE: &'static str = "system:admin";
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Service => Self::SERVICE,
+            Self::User(user) => user.as_str(),
+        }
+    }
+}
+
+/// A command to apply once, by id.
+#[derive(Clone, Debug)]
+pub struct NewCommand {
+    pub id: String,
+    pub room: RoomId,
+    pub actor: Asker,
+    pub change: Change,
+}
+
+impl NewCommand {
+    /// Who does what, recorded with its id: an id reused for another
+    /// change (or by another asker) is refused.
+    pub(crate) fn describe(&self) -> String {
+        let what = match &self.change {
+            Change::CreateRoom { members, owners } => {
+                format!("create:{}:{}", members.len(), owners.len())
+            }
+            Change::Member(user, MemberChange::Add) => format!("add:{user}"),
+            Change::Member(user, MemberChange::Remove) => format!("remove:{user}"),
+            Change::Member(
+                user,
+                MemberChange::SetAccess {
+                    role,
+                    grant,
+                    revoke,
+                },
+            ) => format!(
+                "access:{user}:{}:{}:{}",
+                role.map_or("", Role::as_str),
+                grant.bits(),
+                revoke.bits()
+            ),
+        };
+        format!("{}/{what}", self.actor.as_str())
+    }
+}
+
+/// What applying a command did (the same answer however often it is applied).
+#[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per command, matched as soon as it is returned: boxing the event saves nothing"
+)]
+pub enum Applied {
+    Done {
+        /// The room was created by this command.
+        created: bool,
+        /// The change's event in the room's sequence, if it changed anything.
+        event: Option<Message>,
+        /// Applied by this call, not found applied before (a redelivery,
+        /// a resend): what follows a change is done once.
+        fresh: bool,
+        /// Members whose access this call changed, with their access now
+        /// (`None`: no longer a member). Empty unless `fresh`.
+        changed: Vec<(UserId, Option<Access>)>,
+    },
+    /// Nothing was changed (and nothing recorded: asking again re-checks).
+    Refused(Refused),
+}
+
+/// Why a command changed nothing.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Refused {
+    #[error("no such room")]
+    RoomMissing,
+    #[error("the room exists")]
+    RoomExists,
+    #[error("this command id was used for another change")]
+    IdReused,
+    #[error("{0} is not a member of this room")]
+    NotAMember(UserId),
+    #[error("{0}")]
+    Rule(#[from] Refusal),
+}

@@ -1,0 +1,36 @@
+//! Where Postgres is and how many connections to keep, checked at startup.
+
+use chat_config::{Secret, Validate};
+use serde::{Deserialize, Serialize};
+
+/// Postgres connection settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresConfig {
+    /// libpq-style URL, e.g. `postgres://chat@127.0.0.1:5432/chat`.
+    pub url: Secret,
+    /// Largest number of pooled connections.
+    pub pool_size: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
+            pool_size: 16,
+        }
+    }
+}
+
+impl Validate for PostgresConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
+            problems.push(format!(
+                "postgres.url is not a valid connection string: {e}"
+            ));
+        }
+        if self.pool_size == 0 {
+            problems.push("postgres.pool_size must be > 0".into());
+        }
+    }
+}

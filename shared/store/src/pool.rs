@@ -1,0 +1,50 @@
+//! The handle every read and write goes through: a pool of connections,
+//! opened on first use.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::config::PostgresConfig;
+use crate::error::StoreError;
+use crate::sql;
+
+/// A cheap-to-clone handle on the Postgres pool.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+impl Store {
+    /// Builds the pool; connections are opened on first use.
+    pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
+        let pg: tokio_postgres::Config = config
+            .url
+            .expose()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// Pool usage: (connections open, connections idle).
+    pub fn pool_status(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (status.size, status.available)
+    }
+
+    /// Checks that Postgres answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.simple_query(sql::PING).await?;
+        Ok(())
+    }
+}
