@@ -11,8 +11,15 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    canary, config::WorkerConfig, control, ctx::Ctx, error::WorkerError, health, lanes::Lanes,
+    canary,
+    config::WorkerConfig,
+    control,
+    ctx::Ctx,
+    error::WorkerError,
+    health,
+    lanes::Lanes,
     pulled::Pulled,
+    tasks::{Ends, Tasks},
 };
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
@@ -97,6 +104,7 @@ impl Worker {
                 store,
                 redis,
                 metrics,
+                tasks: Tasks::new(shutdown.clone()),
             }),
             http,
             consumer,
@@ -112,45 +120,67 @@ impl Worker {
     /// and handed to their rooms' lanes, which store each batch in one
     /// transaction, several lanes at once) and bulk sends (lanes of their
     /// own, pulled only while no send waits). On shutdown it stops pulling
-    /// and lets the lanes store what they hold.
+    /// and lets the lanes store what they hold. An error if a task the
+    /// worker cannot do without died (`tasks`).
     pub async fn run(self) -> Result<(), WorkerError> {
+        let tasks = &self.ctx.tasks;
         let http = axum::serve(self.http, health::router(Arc::clone(&self.ctx)))
             .with_graceful_shutdown(self.shutdown.clone().cancelled_owned());
-        let http = tokio::spawn(async move { http.await });
-        let lag = tokio::spawn(report_lag(self.consumer.clone(), self.shutdown.clone()));
+        // Critical: without it Kubernetes sees neither health nor metrics
+        // (its liveness probe would restart the worker anyway).
+        tasks.spawn_critical("http", Ends::AtShutdown, async move {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        let (consumer, shutdown) = (self.consumer.clone(), self.shutdown.clone());
+        // Restarting: it holds no state, and only a gauge waits meanwhile.
+        tasks.spawn_restarting("lag", move || {
+            report_lag(consumer.clone(), shutdown.clone())
+        });
         // The consumer's own ack_wait (which this worker just set) times the
         // lanes' in-progress acks.
         let ack_wait = self.consumer.cached_info().config.ack_wait;
-        let lanes = Lanes::start(&self.ctx, self.ctx.config.batch.concurrency, ack_wait);
-        let bulk_lanes = Lanes::start(&self.ctx, self.ctx.config.batch.bulk_concurrency, ack_wait);
-        let bulk = tokio::spawn(pull_bulk(
-            Arc::clone(&self.ctx),
-            self.consumer.clone(),
-            self.bulk,
-            bulk_lanes,
-            self.shutdown.clone(),
-        ));
-        let commands = tokio::spawn(control::run(
-            Arc::clone(&self.ctx),
-            self.commands,
-            self.shutdown.clone(),
-        ));
+        let batch = &self.ctx.config.batch;
+        let lanes = Lanes::start(&self.ctx, "lane", batch.concurrency, ack_wait);
+        let bulk_lanes = Lanes::start(&self.ctx, "bulk_lane", batch.bulk_concurrency, ack_wait);
+        // Critical: it owns the bulk lanes, which die with it.
+        tasks.spawn_critical(
+            "bulk",
+            Ends::AtShutdown,
+            pull_bulk(
+                Arc::clone(&self.ctx),
+                self.consumer.clone(),
+                self.bulk,
+                bulk_lanes,
+                self.shutdown.clone(),
+            ),
+        );
+        let (ctx, commands, shutdown) =
+            (Arc::clone(&self.ctx), self.commands, self.shutdown.clone());
+        // Restarting: the command under way when it died is not acked, so
+        // JetStream redelivers it; a command that makes it panic costs a
+        // restart each time it comes back, not every worker in turn.
+        tasks.spawn_restarting("commands", move || {
+            control::run(Arc::clone(&ctx), commands.clone(), shutdown.clone())
+        });
         tracing::info!("worker consuming");
         pull(
             &self.ctx,
             &self.consumer,
             &lanes,
-            self.ctx.config.batch.max_messages,
+            batch.max_messages,
             self.reconnected,
             &self.shutdown,
         )
         .await;
+        // Pulling also stops when a lane died: then the rest stop too.
+        self.shutdown.cancel();
         lanes.finish().await;
-        let _ = tokio::join!(commands, bulk);
+        tasks.wait().await;
         let _ = self.ctx.nats.flush().await;
-        let _ = tokio::join!(http, lag);
         tracing::info!("worker stopped");
-        Ok(())
+        tasks.result()
     }
 }
 
@@ -259,11 +289,16 @@ async fn hand_over(
             Ok(msg) => match Pulled::split(msg) {
                 Ok(split) => sends.extend(split),
                 Err(undecodable) => {
-                    let ctx = Arc::clone(ctx);
-                    tokio::spawn(async move {
-                        let (msg, e) = *undecodable;
-                        ctx.fail_undecodable(&msg, &e).await
-                    });
+                    let dead_letter = {
+                        let ctx = Arc::clone(ctx);
+                        async move {
+                            let (msg, e) = *undecodable;
+                            ctx.fail_undecodable(&msg, &e).await
+                        }
+                    };
+                    // One-shot: should it die, the message, not acked, is
+                    // redelivered and dead-lettered then.
+                    ctx.tasks.spawn_once("undecodable", dead_letter);
                 }
             },
             Err(e) => failed = Some(e),
@@ -325,7 +360,11 @@ async fn pull_bulk(
         idle = BULK_IDLE;
         match hand_over(&ctx, &lanes, pulled).await {
             Ok(true) => {}
-            Ok(false) => break,
+            // A bulk lane died: the worker stops.
+            Ok(false) => {
+                shutdown.cancel();
+                break;
+            }
             Err(e) => tracing::warn!(error = %e, "bulk pull failed"),
         }
     }

@@ -11,6 +11,7 @@ use crate::{
     error::WorkerError,
     pulled::Pulled,
     retry::{self, Class},
+    tasks::Tasks,
 };
 
 /// What a batch needs; shared by the concurrent batches.
@@ -21,6 +22,8 @@ pub struct Ctx {
     pub store: Store,
     pub redis: ConnectionManager,
     pub metrics: PrometheusHandle,
+    /// The owner of every background task, for those that start more.
+    pub tasks: Tasks,
 }
 
 impl Ctx {

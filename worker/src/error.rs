@@ -20,6 +20,9 @@ pub enum WorkerError {
     Redis(#[from] redis::RedisError),
     #[error("cannot start: {0}")]
     Startup(String),
+    /// A background task the worker cannot do without died (`tasks`).
+    #[error("task {0} died")]
+    TaskDied(&'static str),
 }
 
 impl WorkerError {
@@ -36,7 +39,7 @@ impl WorkerError {
         match self {
             Self::BadEnvelope(_) | Self::RoomMissing => true,
             Self::Store(e) => !e.is_retryable(),
-            Self::Nats(_) | Self::Redis(_) | Self::Startup(_) => false,
+            Self::Nats(_) | Self::Redis(_) | Self::Startup(_) | Self::TaskDied(_) => false,
         }
     }
 
@@ -59,7 +62,7 @@ impl WorkerError {
     }
 
     /// Short, stable label for dead-letter headers, metrics and logs.
-    /// Every label a failed send can carry (`label` of all but `Startup`),
+    /// Every label a failed send can carry (`label` of all but `Startup` and `TaskDied`),
     /// so its counters can start at zero.
     pub const SEND_FAILURE_LABELS: [&'static str; 6] = [
         "bad_envelope",
@@ -79,6 +82,7 @@ impl WorkerError {
             Self::Nats(_) => "nats",
             Self::Redis(_) => "redis",
             Self::Startup(_) => "startup",
+            Self::TaskDied(_) => "task_died",
         }
     }
 }

@@ -22,7 +22,6 @@ use std::{
 use chat_protocol::RoomId;
 use tokio::{
     sync::mpsc,
-    task::JoinHandle,
     time::{Instant, MissedTickBehavior},
 };
 
@@ -30,6 +29,7 @@ use crate::{
     ctx::Ctx,
     persist,
     pulled::{keep_alive, Alive, Pulled},
+    tasks::{Ends, Tasks},
 };
 
 /// Which of `lanes` lanes stores the sends of `room`: always the same one,
@@ -44,19 +44,26 @@ pub fn lane_of(room: &RoomId, lanes: usize) -> usize {
 pub struct Lanes {
     /// One per lane; dropping them tells the lanes to finish what they hold.
     senders: Vec<mpsc::UnboundedSender<Vec<Pulled>>>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl Lanes {
-    /// Starts `count` lanes. `ack_wait` is the consumer's: held sends are
-    /// kept alive well within it.
-    pub fn start(ctx: &Arc<Ctx>, count: usize, ack_wait: Duration) -> Self {
-        let (senders, tasks) = (0..count)
+    /// Starts `count` lanes, each a task called `name`. `ack_wait` is the
+    /// consumer's: held sends are kept alive well within it.
+    pub fn start(ctx: &Arc<Ctx>, name: &'static str, count: usize, ack_wait: Duration) -> Self {
+        let tasks = ctx.tasks.group();
+        let senders = (0..count)
             .map(|_| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                (tx, tokio::spawn(lane(Arc::clone(ctx), rx, ack_wait)))
+                // Critical: a lane that died took its queue with it, and the
+                // dispatcher cannot replace it. The worker stops (the other
+                // lanes store what they hold), JetStream redelivers what the
+                // dead lane held, and Kubernetes starts a new worker.
+                // A lane ends on its own once its dispatcher lets go of it.
+                tasks.spawn_critical(name, Ends::OnItsOwn, lane(Arc::clone(ctx), rx, ack_wait));
+                tx
             })
-            .unzip();
+            .collect();
         Self { senders, tasks }
     }
 
@@ -77,9 +84,7 @@ impl Lanes {
     /// Lets every lane store what it holds, then returns.
     pub async fn finish(self) {
         drop(self.senders);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.tasks.wait().await;
     }
 }
 

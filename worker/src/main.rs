@@ -57,12 +57,19 @@ async fn main() -> anyhow::Result<ExitCode> {
             let worker = Worker::build(config, shutdown.clone(), telemetry.metrics.clone())
                 .await
                 .context("starting worker")?;
-            tokio::spawn(async move {
-                chat_telemetry::terminated().await;
-                tracing::info!("shutting down");
-                shutdown.cancel();
-            });
-            let run = worker.run().await.context("consuming");
+            // The signal is awaited here, beside the worker, not by a task
+            // of its own that could die unseen.
+            let run = worker.run();
+            tokio::pin!(run);
+            let run = tokio::select! {
+                run = &mut run => run,
+                () = chat_telemetry::terminated() => {
+                    tracing::info!("shutting down");
+                    shutdown.cancel();
+                    run.await
+                }
+            };
+            let run = run.context("consuming");
             drop(telemetry);
             run.map(|()| ExitCode::SUCCESS)
         }

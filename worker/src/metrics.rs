@@ -21,6 +21,7 @@ const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
 const CANARIES: &str = "chat_worker_canaries_total";
 const COMMANDS: &str = "chat_worker_commands_total";
+const TASK_EXITS: &str = "chat_worker_task_exits_total";
 
 pub fn describe() {
     describe_counter!(
@@ -65,6 +66,10 @@ pub fn describe() {
     describe_counter!(
         COMMANDS,
         "Commands (changes to rooms) by outcome: applied, unchanged, refused (by a rule, or no such room), retried (failed this time), dead_lettered (undecodable or out of retries)."
+    );
+    describe_counter!(
+        TASK_EXITS,
+        "Background tasks that died (panicked, or ended before shutdown), by task; each was restarted or stopped the worker."
     );
     for outcome in [
         "applied",
@@ -135,4 +140,14 @@ pub fn pool(store: &Store) {
 
 pub fn canary() {
     counter!(CANARIES).increment(1);
+}
+
+/// A task now has an owner: its series shows 0 until it dies (a restarted
+/// task keeps its count).
+pub fn task_supervised(task: &'static str) {
+    counter!(TASK_EXITS, "task" => task).increment(0);
+}
+
+pub fn task_exit(task: &'static str) {
+    counter!(TASK_EXITS, "task" => task).increment(1);
 }

@@ -1,0 +1,79 @@
+//! The dead-letter stream, read one message per request: slower than a
+//! consumer, but it leaves nothing behind on the server, and the dead
+//! letters an incident leaves are read in seconds.
+
+use async_nats::{
+    header::NATS_MESSAGE_ID,
+    jetstream::{
+        self,
+        stream::{RawMessageErrorKind, Stream},
+    },
+    HeaderMap, HeaderValue,
+};
+use chat_protocol::subjects;
+
+use super::{
+    error::DlqError,
+    letter::{DeadLetter, Decoded},
+};
+use crate::config::WorkerConfig;
+
+/// Header on a replayed send: the dead letter's seq, so that the send can
+/// be told from a gateway's when reading the bulk stream or a trace.
+pub const REPLAY_OF_HEADER: &str = "Chat-Replay-Of";
+
+/// The dead-letter stream, and JetStream to republish to.
+pub(super) struct DeadLetters {
+    js: jetstream::Context,
+    pub(super) stream: Stream,
+}
+
+impl DeadLetters {
+    pub(super) async fn open(config: &WorkerConfig) -> Result<Self, DlqError> {
+        let nats = chat_streams::connect_options("chat-worker-dlq".into())
+            .connect(config.nats_url.expose())
+            .await?;
+        let js = jetstream::new(nats);
+        let stream = js.get_stream(subjects::DEAD_LETTER_STREAM).await?;
+        Ok(Self { js, stream })
+    }
+
+    pub(super) async fn get(&self, seq: u64) -> Result<DeadLetter, DlqError> {
+        match self.stream.get_raw_message(seq).await {
+            Ok(msg) => Ok(DeadLetter::new(msg)),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
+                Err(DlqError::NotFound(seq))
+            }
+            Err(source) => Err(DlqError::Read { seq, source }),
+        }
+    }
+
+    /// Publishes the envelope to its room's bulk subject (a command to its
+    /// command subject) and waits for JetStream's ack; returns its seq
+    /// in that stream.
+    pub(super) async fn republish(
+        &self,
+        letter: &DeadLetter,
+        decoded: &Decoded,
+    ) -> Result<u64, DlqError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            NATS_MESSAGE_ID,
+            HeaderValue::from(subjects::replay_id(letter.msg.sequence).as_str()),
+        );
+        headers.insert(REPLAY_OF_HEADER, HeaderValue::from(letter.msg.sequence));
+        let ack = self
+            .js
+            .publish_with_headers(decoded.subject(), headers, letter.msg.payload.clone())
+            .await?
+            .await?;
+        Ok(ack.sequence)
+    }
+
+    pub(super) async fn delete(&self, seq: u64) -> Result<(), DlqError> {
+        match self.stream.delete_message(seq).await? {
+            true => Ok(()),
+            false => Err(DlqError::AlreadyDeleted),
+        }
+    }
+}
