@@ -9,6 +9,7 @@ use std::{
 };
 
 use chat_store::Store;
+use chat_tasks::{Ends, Tasks};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{
     net::TcpListener,
@@ -32,9 +33,15 @@ use crate::{
     state::{AppState, Inner},
 };
 
+/// How long background tasks get to end after the last socket is gone.
+const TASKS_GRACE: Duration = Duration::from_secs(5);
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The background tasks: rooms' prober, announcements, receipts, the
+    /// batch publisher, the canary, the drain.
+    tasks: Tasks,
 }
 
 impl Application {
@@ -75,19 +82,31 @@ impl Application {
             config: config.delivery.clone(),
             shutdown: shutdown.clone(),
         });
-        tokio::spawn(
-            Prober::new(hub.clone(), history, &config.delivery).run(resync, shutdown.clone()),
+        // Every background task keeps a promise for every socket (fan-out
+        // order, receipts, announcements, the canary's view): one that dies
+        // stops the gateway (`run` returns the error), for Kubernetes to
+        // restart it, rather than serve on with that promise broken.
+        let tasks = Tasks::new(shutdown.clone(), crate::metrics::TASKS);
+        let prober = Prober::new(hub.clone(), history, &config.delivery);
+        tasks.spawn_critical(
+            "tail_probe",
+            Ends::AtShutdown,
+            prober.run(resync, shutdown.clone()),
         );
-        announcements::listen(&nats, hub.clone(), shutdown.clone()).await?;
-        let ingest = Ingest::new(
+        let announced = announcements::listen(&nats, hub.clone(), shutdown.clone()).await?;
+        tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
+        let (ingest, publisher) = Ingest::new(
             js.clone(),
             store.clone(),
             &config.gateway_id,
             Duration::from_millis(config.limits.ack_timeout_ms),
             reconnects,
         );
+        // Ends once the last handle to `ingest` is dropped.
+        tasks.spawn_critical("batch_publisher", Ends::OnItsOwn, publisher);
         // Receipts keep coming while sockets drain, so their sends get acked.
-        ingest.listen(&nats, shutdown.clone()).await?;
+        let receipts = ingest.listen(&nats, shutdown.clone()).await?;
+        tasks.spawn_critical("receipts", Ends::AtShutdown, receipts);
         let canary_health = Arc::new(CanaryHealth::default());
         let canary = Canary::subscribe(
             &nats,
@@ -97,13 +116,17 @@ impl Application {
             Arc::clone(&canary_health),
         )
         .await?;
-        tokio::spawn(canary.run(shutdown.clone()));
+        tasks.spawn_critical("canary", Ends::AtShutdown, canary.run(shutdown.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
         let sockets = Arc::new(Semaphore::new(config.limits.max_connections));
         let limiter = Arc::new(Limiter::new(&config.limits));
-        tokio::spawn(Arc::clone(&limiter).prune(shutdown.clone()));
+        // Only forgets idle buckets: restarted if it dies.
+        let pruned = (Arc::clone(&limiter), shutdown.clone());
+        tasks.spawn_restarting("limiter_prune", move || {
+            Arc::clone(&pruned.0).prune(pruned.1.clone())
+        });
         let drain = Drain::new(Duration::from_millis(config.drain_spread_ms));
         let state = AppState(Arc::new(Inner {
             config,
@@ -123,7 +146,11 @@ impl Application {
             sessions: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         }));
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            tasks,
+        })
     }
 
     pub fn state(&self) -> AppState {
@@ -135,17 +162,22 @@ impl Application {
     }
 
     /// Serves until `terminated` completes (SIGTERM), then drains: see
-    /// [`drain`]. Returns once every socket is gone.
-    pub async fn run(self, terminated: impl Future<Output = ()> + Send + 'static) {
+    /// [`drain`]. Returns once every socket is gone; an error if a
+    /// background task died and stopped the gateway.
+    pub async fn run(
+        self,
+        terminated: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), GatewayError> {
         let state = self.state.clone();
         let addr = self.local_addr();
         tracing::info!(addr = %addr, gateway_id = %state.config.gateway_id, "gateway listening");
         let draining = state.clone();
-        tokio::spawn(async move {
-            terminated.await;
-            drain(&draining).await;
-            draining.shutdown.cancel();
-        });
+        self.tasks
+            .spawn_critical("drain", Ends::OnItsOwn, async move {
+                terminated.await;
+                drain(&draining).await;
+                draining.shutdown.cancel();
+            });
         let limits = &state.config.limits;
         server::serve(
             self.listener,
@@ -154,6 +186,10 @@ impl Application {
             state.shutdown.clone(),
         )
         .await;
+        let died = self.tasks.died();
+        // The drain task waits on a SIGTERM that may never come.
+        let _ = tokio::time::timeout(TASKS_GRACE, self.tasks.wait()).await;
+        died.map_or(Ok(()), |task| Err(GatewayError::TaskDied(task)))
     }
 }
 

@@ -53,6 +53,9 @@ pub enum GatewayError {
     Nats(String),
     #[error("cannot start: {0}")]
     Startup(String),
+    /// A background task the gateway cannot do without died (`chat_tasks`).
+    #[error("background task {0} died")]
+    TaskDied(&'static str),
     /// A bug: a task serving a request panicked (caught, counted, logged).
     #[error("internal error while serving the request")]
     Panicked,
@@ -77,7 +80,7 @@ impl GatewayError {
             | Self::Redis(_)
             | Self::Nats(_)
             | Self::Panicked => ErrorCode::Unavailable,
-            Self::Startup(_) => ErrorCode::Internal,
+            Self::Startup(_) | Self::TaskDied(_) => ErrorCode::Internal,
         }
     }
 

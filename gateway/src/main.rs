@@ -54,9 +54,9 @@ async fn main() -> anyhow::Result<()> {
             let app = Application::build(config, telemetry.metrics.clone())
                 .await
                 .context("starting gateway")?;
-            app.run(chat_telemetry::terminated()).await;
+            let ran = app.run(chat_telemetry::terminated()).await;
             drop(telemetry);
-            Ok(())
+            Ok(ran?)
         }
     }
 }

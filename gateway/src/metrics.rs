@@ -41,6 +41,7 @@ const LIMITS: [&str; 4] = [
 const CANARY_OK: &str = "chat_gateway_canary_ok";
 const CANARY_LATENCY: &str = "chat_gateway_canary_seconds";
 const CANARY_FAILURES: &str = "chat_gateway_canary_failures_total";
+const TASK_EXITS: &str = "chat_gateway_task_exits_total";
 
 pub fn describe() {
     describe_histogram!(
@@ -83,6 +84,12 @@ pub fn describe() {
         "Messages filled into a room's order from the store, by source."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    describe_health();
+}
+
+/// What tells an operator the gateway is sick: its own bugs, and the
+/// delivery canary.
+fn describe_health() {
     describe_counter!(
         REPLAYED,
         "Messages replayed to resuming sockets, by source."
@@ -106,6 +113,10 @@ pub fn describe() {
     describe_counter!(
         PANICS,
         "Panics caught while serving a socket, by task (each one a bug)."
+    );
+    describe_counter!(
+        TASK_EXITS,
+        "Background tasks that died (panicked, or ended before shutdown), by task; each stops the gateway."
     );
     describe_gauge!(
         CANARY_OK,
@@ -222,6 +233,12 @@ pub fn pool(store: &Store) {
     gauge!(PG_POOL, "state" => "idle").set(idle as f64);
     gauge!(PG_POOL, "state" => "in_use").set(size.saturating_sub(idle) as f64);
 }
+
+/// How the gateway's supervised background tasks are counted.
+pub const TASKS: chat_tasks::Counted = chat_tasks::Counted {
+    supervised: |task| counter!(TASK_EXITS, "task" => task).increment(0),
+    died: |task| counter!(TASK_EXITS, "task" => task).increment(1),
+};
 
 pub fn panicked(task: &'static str) {
     tracing::error!(task, "panic while serving a socket");

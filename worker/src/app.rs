@@ -10,16 +10,11 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
+use chat_tasks::{Ends, Tasks};
+
 use crate::{
-    canary,
-    config::WorkerConfig,
-    control,
-    ctx::Ctx,
-    error::WorkerError,
-    health,
-    lanes::Lanes,
+    canary, config::WorkerConfig, control, ctx::Ctx, error::WorkerError, health, lanes::Lanes,
     pulled::Pulled,
-    tasks::{Ends, Tasks},
 };
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
@@ -104,7 +99,7 @@ impl Worker {
                 store,
                 redis,
                 metrics,
-                tasks: Tasks::new(shutdown.clone()),
+                tasks: Tasks::new(shutdown.clone(), crate::metrics::TASKS),
             }),
             http,
             consumer,
@@ -180,7 +175,9 @@ impl Worker {
         tasks.wait().await;
         let _ = self.ctx.nats.flush().await;
         tracing::info!("worker stopped");
-        tasks.result()
+        tasks
+            .died()
+            .map_or(Ok(()), |task| Err(WorkerError::TaskDied(task)))
     }
 }
 

@@ -6,12 +6,13 @@ use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 
+use chat_tasks::Tasks;
+
 use crate::{
     config::WorkerConfig,
     error::WorkerError,
     pulled::Pulled,
     retry::{self, Class},
-    tasks::Tasks,
 };
 
 /// What a batch needs; shared by the concurrent batches.

@@ -25,11 +25,12 @@ use tokio::{
     time::{Instant, MissedTickBehavior},
 };
 
+use chat_tasks::{Ends, Tasks};
+
 use crate::{
     ctx::Ctx,
     persist,
     pulled::{keep_alive, Alive, Pulled},
-    tasks::{Ends, Tasks},
 };
 
 /// Which of `lanes` lanes stores the sends of `room`: always the same one,

@@ -16,7 +16,6 @@ pub mod metrics;
 pub mod persist;
 pub mod pulled;
 pub mod retry;
-pub mod tasks;
 
 pub use app::Worker;
 pub use config::WorkerConfig;

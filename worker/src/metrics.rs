@@ -144,10 +144,16 @@ pub fn canary() {
 
 /// A task now has an owner: its series shows 0 until it dies (a restarted
 /// task keeps its count).
-pub fn task_supervised(task: &'static str) {
+/// How the worker's supervised tasks are counted.
+pub const TASKS: chat_tasks::Counted = chat_tasks::Counted {
+    supervised: task_supervised,
+    died: task_exit,
+};
+
+fn task_supervised(task: &'static str) {
     counter!(TASK_EXITS, "task" => task).increment(0);
 }
 
-pub fn task_exit(task: &'static str) {
+fn task_exit(task: &'static str) {
     counter!(TASK_EXITS, "task" => task).increment(1);
 }

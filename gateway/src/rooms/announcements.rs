@@ -7,6 +7,8 @@
 //! room task applies when it delivers it, so a gateway that missed the
 //! announcement still applies it, at that exact point of the room.
 
+use std::future::Future;
+
 use chat_proto::internal::{control_event::Change, ControlEvent};
 use chat_protocol::{access::Access, subjects, RoomId, UserId};
 use futures::StreamExt;
@@ -15,18 +17,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{error::GatewayError, rooms::hub::Hub};
 
-/// Subscribes to every room's control events and applies them until
-/// shutdown; must run before the gateway serves sockets.
+/// Subscribes to every room's control events; the future it returns
+/// applies them until shutdown. Must subscribe before the gateway serves
+/// sockets.
 pub async fn listen(
     nats: &async_nats::Client,
     hub: Hub,
     shutdown: CancellationToken,
-) -> Result<(), GatewayError> {
+) -> Result<impl Future<Output = ()>, GatewayError> {
     let mut sub = nats
         .subscribe(subjects::control_all())
         .await
         .map_err(GatewayError::nats)?;
-    tokio::spawn(async move {
+    Ok(async move {
         loop {
             let msg = tokio::select! {
                 msg = sub.next() => msg,
@@ -38,8 +41,7 @@ pub async fn listen(
                 None => tracing::warn!(subject = %msg.subject, "undecodable control event"),
             }
         }
-    });
-    Ok(())
+    })
 }
 
 /// The room, the user and their access now (`None`: removed).

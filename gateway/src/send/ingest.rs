@@ -13,6 +13,7 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     str::FromStr,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -117,11 +118,11 @@ impl Ingest {
         gateway_id: &str,
         timeout: Duration,
         reconnected: watch::Receiver<()>,
-    ) -> Arc<Self> {
+    ) -> (Arc<Self>, impl Future<Output = ()>) {
         // Unbounded: every socket's in-flight permits bound it.
         let (batches, queue) = mpsc::unbounded_channel();
-        tokio::spawn(publish_batches(js, gateway_id.to_owned(), queue));
-        Arc::new(Self {
+        let publisher = publish_batches(js, gateway_id.to_owned(), queue);
+        let ingest = Arc::new(Self {
             store,
             receipts_subject: subjects::receipts(gateway_id),
             batches,
@@ -132,21 +133,23 @@ impl Ingest {
             next_ticket: AtomicU64::new(rand::random::<u64>() >> 1),
             timeout,
             reconnected,
-        })
+        });
+        (ingest, publisher)
     }
 
-    /// Subscribes to this gateway's receipts; must run before the first send.
+    /// Subscribes to this gateway's receipts (before the first send); the
+    /// future it returns takes them until shutdown.
     pub async fn listen(
         self: &Arc<Self>,
         nats: &async_nats::Client,
         shutdown: CancellationToken,
-    ) -> Result<tokio::task::JoinHandle<()>, GatewayError> {
+    ) -> Result<impl Future<Output = ()>, GatewayError> {
         let mut sub = nats
             .subscribe(self.receipts_subject.clone())
             .await
             .map_err(GatewayError::nats)?;
         let this = Arc::clone(self);
-        Ok(tokio::spawn(async move {
+        Ok(async move {
             loop {
                 let msg = tokio::select! {
                     msg = sub.next() => msg,
@@ -168,7 +171,7 @@ impl Ingest {
                     }
                 }
             }
-        }))
+        })
     }
 
     /// A receipt: the stored message, or (`refused` set) the store's refusal.

@@ -1,10 +1,12 @@
-//! Every background task of the worker has an owner here, and is spawned
-//! with what its death means. A death (a panic, or a task meant to last
-//! until shutdown ending before it) is logged with the task's name and
-//! counted (`chat_worker_task_exits_total{task}`), and then, as spawned:
-//! - critical: the worker stops as on SIGTERM (stop pulling, lanes store
-//!   what they hold) and `Worker::run` returns an error, so the process
-//!   exits and Kubernetes starts it again;
+//! Every background task of a binary has an owner here, and is spawned
+//! with what its death means. Spawned bare, a task that panics or gives up
+//! vanishes and the process runs on without it. A death (a panic, or a
+//! task meant to last until shutdown ending before it) is logged with the
+//! task's name and counted (each binary's `*_task_exits_total{task}`,
+//! through its [`Counted`] hooks), and then, as spawned:
+//! - critical: shutdown is signalled, so the binary stops as on SIGTERM,
+//!   and [`Tasks::died`] names the task: the process exits with an error
+//!   and Kubernetes starts it again;
 //! - restarting: the task is started again after a short pause;
 //! - one-shot: nothing more, its work being redone elsewhere (a message
 //!   it did not settle is redelivered by JetStream).
@@ -17,7 +19,13 @@ use std::{
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{error::WorkerError, metrics};
+/// How a binary counts its tasks: `supervised` when one starts (so its
+/// series exists at 0), `died` at each death.
+#[derive(Clone, Copy)]
+pub struct Counted {
+    pub supervised: fn(&'static str),
+    pub died: fn(&'static str),
+}
 
 /// Pause before a restarting task starts again, so that one that dies at
 /// once does not spin.
@@ -32,20 +40,22 @@ pub enum Ends {
     OnItsOwn,
 }
 
-/// The tasks of one worker, or of one group of them (see `group`).
+/// The tasks of one process, or of one group of them (see `group`).
 #[derive(Clone)]
 pub struct Tasks {
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    counted: Counted,
     /// The first critical task that died, shared by every group.
     died: Arc<OnceLock<&'static str>>,
 }
 
 impl Tasks {
-    pub fn new(shutdown: CancellationToken) -> Self {
+    pub fn new(shutdown: CancellationToken, counted: Counted) -> Self {
         Self {
             tracker: TaskTracker::new(),
             shutdown,
+            counted,
             died: Arc::default(),
         }
     }
@@ -59,7 +69,7 @@ impl Tasks {
         }
     }
 
-    /// Runs a task the worker cannot do without: if it dies, the worker
+    /// Runs a task the process cannot do without: if it dies, the process
     /// stops and exits with an error.
     pub fn spawn_critical(
         &self,
@@ -67,7 +77,7 @@ impl Tasks {
         ends: Ends,
         task: impl Future<Output = ()> + Send + 'static,
     ) {
-        metrics::task_supervised(name);
+        (self.counted.supervised)(name);
         let this = self.clone();
         self.tracker.spawn(async move {
             if this.watch(name, task, ends).await {
@@ -86,7 +96,7 @@ impl Tasks {
     ) where
         T: Future<Output = ()> + Send + 'static,
     {
-        metrics::task_supervised(name);
+        (self.counted.supervised)(name);
         let this = self.clone();
         self.tracker.spawn(async move {
             while this.watch(name, start(), Ends::AtShutdown).await {
@@ -102,7 +112,7 @@ impl Tasks {
 
     /// Runs a task that does one thing and ends; if it dies, nothing more.
     pub fn spawn_once(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
-        metrics::task_supervised(name);
+        (self.counted.supervised)(name);
         let this = self.clone();
         self.tracker.spawn(async move {
             this.watch(name, task, Ends::OnItsOwn).await;
@@ -115,11 +125,9 @@ impl Tasks {
         self.tracker.wait().await;
     }
 
-    /// An error naming the critical task whose death stopped the worker.
-    pub fn result(&self) -> Result<(), WorkerError> {
-        self.died
-            .get()
-            .map_or(Ok(()), |name| Err(WorkerError::TaskDied(name)))
+    /// The critical task whose death stopped the process, if one did.
+    pub fn died(&self) -> Option<&'static str> {
+        self.died.get().copied()
     }
 
     /// Runs `task` as a task of its own (so that a panic is caught) and
@@ -138,7 +146,7 @@ impl Tasks {
             Err(e) => e.to_string(),
         };
         tracing::error!(task = name, %cause, "background task died");
-        metrics::task_exit(name);
+        (self.counted.died)(name);
         true
     }
 }
@@ -150,12 +158,16 @@ mod tests {
     use super::*;
 
     const SOON: Duration = Duration::from_secs(5);
+    const UNCOUNTED: Counted = Counted {
+        supervised: |_| {},
+        died: |_| {},
+    };
 
     #[tokio::test]
-    async fn a_critical_task_that_panics_or_ends_early_stops_the_worker() {
+    async fn a_critical_task_that_panics_or_ends_early_stops_the_process() {
         for panics in [true, false] {
             let shutdown = CancellationToken::new();
-            let tasks = Tasks::new(shutdown.clone());
+            let tasks = Tasks::new(shutdown.clone(), UNCOUNTED);
             tasks.spawn_critical("doomed", Ends::AtShutdown, async move {
                 assert!(!panics, "boom");
             });
@@ -163,17 +175,14 @@ mod tests {
                 .await
                 .unwrap();
             tasks.wait().await;
-            assert!(matches!(
-                tasks.result(),
-                Err(WorkerError::TaskDied("doomed"))
-            ));
+            assert_eq!(tasks.died(), Some("doomed"));
         }
     }
 
     #[tokio::test]
     async fn a_task_that_ends_on_its_own_or_at_shutdown_is_no_death() {
         let shutdown = CancellationToken::new();
-        let tasks = Tasks::new(shutdown.clone());
+        let tasks = Tasks::new(shutdown.clone(), UNCOUNTED);
         tasks
             .group()
             .spawn_critical("lane", Ends::OnItsOwn, async {});
@@ -186,23 +195,23 @@ mod tests {
         assert!(!shutdown.is_cancelled());
         shutdown.cancel();
         tokio::time::timeout(SOON, tasks.wait()).await.unwrap();
-        assert!(tasks.result().is_ok());
+        assert_eq!(tasks.died(), None);
     }
 
     #[tokio::test]
     async fn a_one_shot_task_that_panics_stops_nothing() {
         let shutdown = CancellationToken::new();
-        let tasks = Tasks::new(shutdown.clone());
+        let tasks = Tasks::new(shutdown.clone(), UNCOUNTED);
         tasks.spawn_once("once", async { panic!("boom") });
         tokio::time::timeout(SOON, tasks.wait()).await.unwrap();
         assert!(!shutdown.is_cancelled());
-        assert!(tasks.result().is_ok());
+        assert_eq!(tasks.died(), None);
     }
 
     #[tokio::test]
     async fn a_restarting_task_is_started_again_until_shutdown() {
         let shutdown = CancellationToken::new();
-        let tasks = Tasks::new(shutdown.clone());
+        let tasks = Tasks::new(shutdown.clone(), UNCOUNTED);
         let starts = Arc::new(AtomicUsize::new(0));
         let (counted, until) = (Arc::clone(&starts), shutdown.clone());
         tasks.spawn_restarting("flaky", move || {
@@ -222,6 +231,6 @@ mod tests {
         assert!(!shutdown.is_cancelled());
         shutdown.cancel();
         tokio::time::timeout(SOON, tasks.wait()).await.unwrap();
-        assert!(tasks.result().is_ok());
+        assert_eq!(tasks.died(), None);
     }
 }
