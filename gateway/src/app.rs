@@ -56,13 +56,11 @@ impl Application {
         let shutdown = CancellationToken::new();
         let verifier = Verifier::new(&config.jwt)
             .map_err(|e| GatewayError::Startup(format!("jwt key: {e}")))?;
-        // Fan-out lost to a slow subscription or a reconnect: every room
-        // checks for a lost tail at once.
         let resync = Arc::new(Notify::new());
         let (reconnected, reconnects) = watch::channel(());
         let nats = connect_nats(&config, Arc::clone(&resync), reconnected).await?;
-        let js = async_nats::jetstream::new(nats.clone());
-        chat_streams::ensure(&js, &config.stream)
+        let nats_events = NatsEvents { resync, reconnects };
+        chat_streams::ensure(&async_nats::jetstream::new(nats.clone()), &config.stream)
             .await
             .map_err(GatewayError::nats)?;
         let store = Store::new(&config.postgres)?;
@@ -76,47 +74,21 @@ impl Application {
             store: store.clone(),
             redis: redis.clone(),
         };
-        let hub = Hub::new(RoomDeps {
-            nats: nats.clone(),
-            history: history.clone(),
-            config: config.delivery.clone(),
-            shutdown: shutdown.clone(),
-        });
         // Every background task keeps a promise for every socket (fan-out
         // order, receipts, announcements, the canary's view): one that dies
         // stops the gateway (`run` returns the error), for Kubernetes to
         // restart it, rather than serve on with that promise broken.
         let tasks = Tasks::new(shutdown.clone(), crate::metrics::TASKS);
-        let prober = Prober::new(hub.clone(), history, &config.delivery);
-        tasks.spawn_critical(
-            "tail_probe",
-            Ends::AtShutdown,
-            prober.run(resync, shutdown.clone()),
-        );
-        let announced = announcements::listen(&nats, hub.clone(), shutdown.clone()).await?;
-        tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
-        let (ingest, publisher) = Ingest::new(
-            js.clone(),
-            store.clone(),
-            &config.gateway_id,
-            Duration::from_millis(config.limits.ack_timeout_ms),
-            reconnects,
-        );
-        // Ends once the last handle to `ingest` is dropped.
-        tasks.spawn_critical("batch_publisher", Ends::OnItsOwn, publisher);
-        // Receipts keep coming while sockets drain, so their sends get acked.
-        let receipts = ingest.listen(&nats, shutdown.clone()).await?;
-        tasks.spawn_critical("receipts", Ends::AtShutdown, receipts);
-        let canary_health = Arc::new(CanaryHealth::default());
-        let canary = Canary::subscribe(
+        let paths = Paths::start(
+            &config,
             &nats,
-            js,
-            &config.gateway_id,
-            &config.canary,
-            Arc::clone(&canary_health),
+            &store,
+            history,
+            &tasks,
+            nats_events,
+            &shutdown,
         )
         .await?;
-        tasks.spawn_critical("canary", Ends::AtShutdown, canary.run(shutdown.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
@@ -134,13 +106,13 @@ impl Application {
             store,
             redis,
             membership,
-            hub,
-            ingest,
+            hub: paths.hub,
+            ingest: paths.ingest,
             nats,
             metrics,
             shutdown,
             drain,
-            canary: canary_health,
+            canary: paths.canary,
             sockets,
             limiter,
             sessions: TaskTracker::new(),
@@ -190,6 +162,77 @@ impl Application {
         // The drain task waits on a SIGTERM that may never come.
         let _ = tokio::time::timeout(TASKS_GRACE, self.tasks.wait()).await;
         died.map_or(Ok(()), |task| Err(GatewayError::TaskDied(task)))
+    }
+}
+
+/// What the NATS connection's events wake.
+struct NatsEvents {
+    /// Fan-out may have been lost (a slow subscription, a reconnect):
+    /// every room checks for a lost tail at once.
+    resync: Arc<Notify>,
+    /// Ticks on each (re)connect: receipts may have been lost too.
+    reconnects: watch::Receiver<()>,
+}
+
+/// The paths to the workers and back, their tasks running under `tasks`.
+struct Paths {
+    hub: Hub,
+    ingest: Arc<Ingest>,
+    canary: Arc<CanaryHealth>,
+}
+
+impl Paths {
+    async fn start(
+        config: &GatewayConfig,
+        nats: &async_nats::Client,
+        store: &Store,
+        history: History,
+        tasks: &Tasks,
+        events: NatsEvents,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, GatewayError> {
+        let js = async_nats::jetstream::new(nats.clone());
+        let hub = Hub::new(RoomDeps {
+            nats: nats.clone(),
+            history: history.clone(),
+            config: config.delivery.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let prober = Prober::new(hub.clone(), history, &config.delivery);
+        tasks.spawn_critical(
+            "tail_probe",
+            Ends::AtShutdown,
+            prober.run(events.resync, shutdown.clone()),
+        );
+        let announced = announcements::listen(&nats, hub.clone(), shutdown.clone()).await?;
+        tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
+        let (ingest, publisher) = Ingest::new(
+            js.clone(),
+            store.clone(),
+            &config.gateway_id,
+            Duration::from_millis(config.limits.ack_timeout_ms),
+            events.reconnects,
+        );
+        // Ends once the last handle to `ingest` is dropped.
+        tasks.spawn_critical("batch_publisher", Ends::OnItsOwn, publisher);
+        // Receipts keep coming while sockets drain, so their sends get acked.
+        let receipts = ingest.listen(&nats, shutdown.clone()).await?;
+        tasks.spawn_critical("receipts", Ends::AtShutdown, receipts);
+        let canary = Arc::new(CanaryHealth::default());
+        let probe = Canary::subscribe(
+            &nats,
+            js,
+            &config.gateway_id,
+            &config.canary,
+            Arc::clone(&canary),
+        )
+        .await?;
+        tasks.spawn_critical("canary", Ends::AtShutdown, probe.run(shutdown.clone()));
+        Ok(Self {
+            hub,
+            ingest,
+            canary,
+        })
     }
 }
 
