@@ -65,36 +65,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let js = jetstream::new(async_nats::connect(&cli.nats).await?);
-    let backlog_room = RoomId::parse(BACKLOG_ROOM)?;
-    let started = Instant::now();
-    for chunk in (0..cli.backlog).collect::<Vec<_>>().chunks(1000) {
-        let mut acks = Vec::with_capacity(chunk.len());
-        for n in chunk {
-            let envelope = Envelope {
-                room: BACKLOG_ROOM.into(),
-                sender: "cb-loud".into(),
-                client_msg_id: format!("cb-{n}"),
-                body: "queued behind the control plane".into(),
-                received_ts_ms: chat_protocol::now_ms(),
-                ..Envelope::default()
-            };
-            acks.push(
-                js.publish(
-                    subjects::ingest(&backlog_room),
-                    envelope.encode_to_vec().into(),
-                )
-                .await?,
-            );
-        }
-        for ack in acks {
-            ack.await?;
-        }
-    }
-    println!(
-        "backlog: {} sends published in {:.1?}",
-        cli.backlog,
-        started.elapsed()
-    );
+    queue_backlog(&js, cli.backlog).await?;
 
     let mut committed = Histogram::<u64>::new(3)?;
     let mut in_effect = Histogram::<u64>::new(3)?;
@@ -127,6 +98,42 @@ async fn main() -> anyhow::Result<()> {
         ms(&in_effect, 0.5),
         ms(&in_effect, 0.99),
         ms(&in_effect, 1.0),
+    );
+    Ok(())
+}
+
+/// Publishes `backlog` sends of one room straight to the ingest stream, so
+/// that removals queue behind them.
+async fn queue_backlog(js: &jetstream::Context, backlog: usize) -> anyhow::Result<()> {
+    let backlog_room = RoomId::parse(BACKLOG_ROOM)?;
+    let started = Instant::now();
+    for chunk in (0..backlog).collect::<Vec<_>>().chunks(1000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for n in chunk {
+            let envelope = Envelope {
+                room: BACKLOG_ROOM.into(),
+                sender: "cb-loud".into(),
+                client_msg_id: format!("cb-{n}"),
+                body: "queued behind the control plane".into(),
+                received_ts_ms: chat_protocol::now_ms(),
+                ..Envelope::default()
+            };
+            acks.push(
+                js.publish(
+                    subjects::ingest(&backlog_room),
+                    envelope.encode_to_vec().into(),
+                )
+                .await?,
+            );
+        }
+        for ack in acks {
+            ack.await?;
+        }
+    }
+    println!(
+        "backlog: {} sends published in {:.1?}",
+        backlog,
+        started.elapsed()
     );
     Ok(())
 }
