@@ -56,4 +56,8 @@ if ! command -v cargo >/dev/null; then
     PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+# test.sh's gates: rustup's minimal profile has neither.
+if command -v rustup >/dev/null && ! { cargo fmt --version && cargo clippy --version; } >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
 export PATH

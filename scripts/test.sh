@@ -21,10 +21,15 @@ bash scripts/check-client-deps.sh
 # Each crate's modules form a graph without cycles (state and contexts live
 # in modules of their own that handlers depend on).
 python3 scripts/check-module-cycles.py
+# Code that reads in pieces: no file over 400 lines, no function over 80.
+python3 scripts/check-sizes.py
+# One format, and no lint left standing (workspace lints in Cargo.toml).
+cargo fmt --all -- --check
 # Test builds compile in failpoints (fault injection driven by $FAILPOINTS);
 # build and test must agree on features or cargo rebuilds the binaries.
 features=(--features chat-gateway/failpoints,chat-worker/failpoints)
 cargo build --workspace --bins "${features[@]}"
+cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
 # The Helm chart, kustomize overlays and Dockerfile, checked offline (the
 # property check asks the binaries just built which variables they read).
 bash scripts/check-deploy.sh

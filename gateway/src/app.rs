@@ -204,7 +204,7 @@ impl Paths {
             Ends::AtShutdown,
             prober.run(events.resync, shutdown.clone()),
         );
-        let announced = announcements::listen(&nats, hub.clone(), shutdown.clone()).await?;
+        let announced = announcements::listen(nats, hub.clone(), shutdown.clone()).await?;
         tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
         let (ingest, publisher) = Ingest::new(
             js.clone(),
@@ -216,11 +216,11 @@ impl Paths {
         // Ends once the last handle to `ingest` is dropped.
         tasks.spawn_critical("batch_publisher", Ends::OnItsOwn, publisher);
         // Receipts keep coming while sockets drain, so their sends get acked.
-        let receipts = ingest.listen(&nats, shutdown.clone()).await?;
+        let receipts = ingest.listen(nats, shutdown.clone()).await?;
         tasks.spawn_critical("receipts", Ends::AtShutdown, receipts);
         let canary = Arc::new(CanaryHealth::default());
         let probe = Canary::subscribe(
-            &nats,
+            nats,
             js,
             &config.gateway_id,
             &config.canary,
