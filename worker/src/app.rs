@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use chat_tasks::{Ends, Tasks};
 
 use crate::{
-    canary, config::WorkerConfig, control, ctx::Ctx, error::WorkerError, health, lanes::Lanes,
+    canary, commands, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, lanes::Lanes,
     pulled::Pulled,
 };
 
@@ -23,7 +23,7 @@ pub struct Worker {
     ctx: Arc<Ctx>,
     http: TcpListener,
     consumer: PullConsumer,
-    /// The command consumer, pulled by a loop of its own (`control`).
+    /// The command consumer, pulled by a loop of its own (`commands`).
     commands: PullConsumer,
     /// The bulk consumer, pulled only while `consumer` has nothing waiting.
     bulk: PullConsumer,
@@ -84,10 +84,10 @@ impl Worker {
             .await
             .map_err(WorkerError::nats)?;
         let commands = js
-            .get_stream(subjects::CONTROL_STREAM)
+            .get_stream(subjects::COMMAND_STREAM)
             .await
             .map_err(WorkerError::nats)?
-            .create_consumer(chat_streams::control_consumer(ack_wait))
+            .create_consumer(chat_streams::command_consumer(ack_wait))
             .await
             .map_err(WorkerError::nats)?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
@@ -111,7 +111,7 @@ impl Worker {
     }
 
     /// Consumes until shutdown, three classes each with its own consumer
-    /// and concurrency: commands (one at a time, `control`), sends (pulled
+    /// and concurrency: commands (one at a time, `commands`), sends (pulled
     /// and handed to their rooms' lanes, which store each batch in one
     /// transaction, several lanes at once) and bulk sends (lanes of their
     /// own, pulled only while no send waits). On shutdown it stops pulling
@@ -157,7 +157,7 @@ impl Worker {
         // JetStream redelivers it; a command that makes it panic costs a
         // restart each time it comes back, not every worker in turn.
         tasks.spawn_restarting("commands", move || {
-            control::run(Arc::clone(&ctx), commands.clone(), shutdown.clone())
+            commands::run(Arc::clone(&ctx), commands.clone(), shutdown.clone())
         });
         tracing::info!("worker consuming");
         pull(

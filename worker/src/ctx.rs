@@ -62,6 +62,6 @@ impl Ctx {
     /// its class.
     pub async fn fail_command(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
         let config = &self.config.control_retry;
-        retry::fail_message(&self.js, config, Class::Control, msg, room, error).await
+        retry::fail_message(&self.js, config, Class::Command, msg, room, error).await
     }
 }

@@ -4,8 +4,8 @@
 
 pub mod app;
 pub mod canary;
+pub mod commands;
 pub mod config;
-pub mod control;
 pub mod ctx;
 pub mod dlq;
 pub mod error;

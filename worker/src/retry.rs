@@ -27,21 +27,21 @@ pub enum Class {
     /// A chat send (`retry`).
     Message,
     /// A command changing a room (`control_retry`).
-    Control,
+    Command,
 }
 
 impl Class {
     fn dead_letter_subject(self, room: &str) -> String {
         match self {
             Self::Message => chat_protocol::subjects::dead_letter(room),
-            Self::Control => chat_protocol::subjects::dead_command(room),
+            Self::Command => chat_protocol::subjects::dead_command(room),
         }
     }
 
     fn as_str(self) -> &'static str {
         match self {
             Self::Message => "send",
-            Self::Control => "command",
+            Self::Command => "command",
         }
     }
 }
@@ -113,7 +113,7 @@ pub async fn fail(
             tracing::warn!(error = %error.detail(), attempts, ?delay, class = class_name, "failed; retrying");
             match class {
                 Class::Message => crate::metrics::retried(error.label()),
-                Class::Control => crate::metrics::command("retried"),
+                Class::Command => crate::metrics::command("retried"),
             }
             Settle::Retry(delay)
         }
@@ -121,7 +121,7 @@ pub async fn fail(
             tracing::error!(error = %error.detail(), attempts, class = class_name, "dead-lettered");
             match class {
                 Class::Message => crate::metrics::dead_lettered(error.label()),
-                Class::Control => crate::metrics::command("dead_lettered"),
+                Class::Command => crate::metrics::command("dead_lettered"),
             }
             let mut headers = HeaderMap::new();
             headers.insert(DEAD_REASON_HEADER, error.label());

@@ -9,7 +9,7 @@
 
 use std::future::Future;
 
-use chat_proto::internal::{control_event::Change, ControlEvent};
+use chat_proto::internal::{announcement::Change, Announcement};
 use chat_protocol::{access::Access, subjects, RoomId, UserId};
 use futures::StreamExt;
 use prost::Message as _;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{error::GatewayError, rooms::hub::Hub};
 
-/// Subscribes to every room's control events; the future it returns
+/// Subscribes to every room's announcements; the future it returns
 /// applies them until shutdown. Must subscribe before the gateway serves
 /// sockets.
 pub async fn listen(
@@ -26,7 +26,7 @@ pub async fn listen(
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = ()>, GatewayError> {
     let mut sub = nats
-        .subscribe(subjects::control_all())
+        .subscribe(subjects::announcement_all())
         .await
         .map_err(GatewayError::nats)?;
     Ok(async move {
@@ -38,7 +38,7 @@ pub async fn listen(
             let Some(msg) = msg else { break };
             match decode(&msg.payload) {
                 Some((room, user, access)) => hub.change_access(&room, user, access).await,
-                None => tracing::warn!(subject = %msg.subject, "undecodable control event"),
+                None => tracing::warn!(subject = %msg.subject, "undecodable announcement"),
             }
         }
     })
@@ -46,7 +46,7 @@ pub async fn listen(
 
 /// The room, the user and their access now (`None`: removed).
 fn decode(payload: &[u8]) -> Option<(RoomId, UserId, Option<Access>)> {
-    let event = ControlEvent::decode(payload).ok()?;
+    let event = Announcement::decode(payload).ok()?;
     let room = RoomId::parse(event.room).ok()?;
     let (user, access) = match event.change? {
         Change::MemberRemoved(removed) => (removed.user, None),

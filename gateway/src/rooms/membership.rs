@@ -1,6 +1,6 @@
 //! Who may enter a room, with which role and flags: Postgres is the truth,
 //! Redis caches each answer for a while, and the worker that commits a
-//! change sets the cached answer (`worker/src/control.rs`). With Redis
+//! change sets the cached answer (`worker/src/commands.rs`). With Redis
 //! down, Postgres answers alone.
 
 use chat_protocol::{access::Access, keys, RoomId, UserId};

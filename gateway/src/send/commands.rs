@@ -1,4 +1,4 @@
-//! Changes to rooms go through the workers as commands (`chat.ctl.<room>`,
+//! Changes to rooms go through the workers as commands (`chat.cmd.<room>`,
 //! their own stream, so a backlog of sends never delays them), and the
 //! caller is answered once the worker has committed the change, as a send
 //! is acked only once stored. A command carries an id: asking again with

@@ -8,9 +8,9 @@ pub const INGEST_STREAM: &str = "CHAT_INGEST";
 pub const WORKER_CONSUMER: &str = "workers";
 /// JetStream stream of commands (changes to rooms): its own stream and
 /// consumer, so that a backlog of sends never delays a change.
-pub const CONTROL_STREAM: &str = "CHAT_CONTROL";
+pub const COMMAND_STREAM: &str = "CHAT_COMMANDS";
 /// Durable pull consumer of commands shared by all workers.
-pub const CONTROL_CONSUMER: &str = "workers-control";
+pub const COMMAND_CONSUMER: &str = "workers-commands";
 /// JetStream stream of bulk sends (dead-letter replays, server-published
 /// bulk): stored like sends, pulled only while no send waits.
 pub const BULK_STREAM: &str = "CHAT_BULK";
@@ -25,8 +25,10 @@ const FANOUT_PREFIX: &str = "chat.room";
 const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
 const CANARY_PREFIX: &str = "chat.canary";
-const CONTROL_PREFIX: &str = "chat.control";
-const COMMAND_PREFIX: &str = "chat.ctl";
+const ANNOUNCEMENT_PREFIX: &str = "chat.announce";
+const COMMAND_PREFIX: &str = "chat.cmd";
+/// Second token of a dead command's subject.
+const DEAD_COMMAND_TOKEN: &str = "cmd";
 /// Where NATS request replies go (`Client::new_inbox`).
 const INBOX_PREFIX: &str = "_INBOX.";
 /// Second token of a canary's ingest subject.
@@ -120,8 +122,8 @@ fn is_gateway_subject(subject: &str, prefix: &str) -> bool {
         .is_some_and(|id| !id.is_empty() && !id.contains(['.', '*', '>', ' ']))
 }
 
-/// `chat.ctl.<room>`: a gateway publishes a command for the room here
-/// (JetStream, stream `CONTROL_STREAM`).
+/// `chat.cmd.<room>`: a gateway publishes a command for the room here
+/// (JetStream, stream `COMMAND_STREAM`).
 pub fn command(room: &RoomId) -> String {
     format!("{COMMAND_PREFIX}.{room}")
 }
@@ -139,15 +141,16 @@ pub fn is_inbox(subject: &str) -> bool {
         && !subject.contains(['*', '>', ' '])
 }
 
-/// `chat.control.<room>`: committed changes to a room (a member removed)
-/// that every gateway applies to its sockets.
-pub fn control(room: &RoomId) -> String {
-    format!("{CONTROL_PREFIX}.{room}")
+/// `chat.announce.<room>`: announcements of committed changes to a room's
+/// members (one removed, one's access changed) that every gateway applies
+/// to its sockets at once (core NATS).
+pub fn announcement(room: &RoomId) -> String {
+    format!("{ANNOUNCEMENT_PREFIX}.{room}")
 }
 
-/// Wildcard each gateway listens on for every room's control events.
-pub fn control_all() -> String {
-    format!("{CONTROL_PREFIX}.>")
+/// Wildcard each gateway listens on for every room's announcements.
+pub fn announcement_all() -> String {
+    format!("{ANNOUNCEMENT_PREFIX}.>")
 }
 
 /// `chat.dead.<room>`: where a worker parks a message it gave up on.
@@ -155,17 +158,19 @@ pub fn dead_letter(room: &str) -> String {
     format!("{DEAD_PREFIX}.{room}")
 }
 
-/// `chat.dead.ctl.<room>`: where a worker parks a command it gave up on
+/// `chat.dead.cmd.<room>`: where a worker parks a command it gave up on
 /// (room ids have no dots, so this never names a room's send letters).
 pub fn dead_command(room: &str) -> String {
-    format!("{DEAD_PREFIX}.ctl.{room}")
+    format!("{DEAD_PREFIX}.{DEAD_COMMAND_TOKEN}.{room}")
 }
 
 /// Whether a dead letter is a command (else a send).
 pub fn is_dead_command(subject: &str) -> bool {
     subject
         .strip_prefix(DEAD_PREFIX)
-        .is_some_and(|rest| rest.starts_with(".ctl."))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_prefix(DEAD_COMMAND_TOKEN))
+        .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Wildcard the dead-letter stream captures.
@@ -223,11 +228,16 @@ mod tests {
     }
 
     #[test]
-    fn control_subjects_are_per_room_under_one_wildcard() {
+    fn commands_and_announcements_are_per_room_under_one_wildcard_each() {
         let room = RoomId::parse("lobby").unwrap();
-        assert_eq!(control(&room), "chat.control.lobby");
-        assert_eq!(control_all(), "chat.control.>");
-        assert_eq!(command(&room), "chat.ctl.lobby");
+        assert_eq!(announcement(&room), "chat.announce.lobby");
+        assert_eq!(announcement_all(), "chat.announce.>");
+        assert_eq!(command(&room), "chat.cmd.lobby");
+        assert_eq!(command_all(), "chat.cmd.>");
+        assert_eq!(dead_command("lobby"), "chat.dead.cmd.lobby");
+        assert!(is_dead_command(&dead_command("lobby")));
+        assert!(!is_dead_command(&dead_letter("lobby")));
+        assert!(!is_dead_command(&dead_letter("cmdroom")));
         assert!(is_inbox("_INBOX.abc.def"));
         assert!(!is_inbox("_INBOX."));
         assert!(!is_inbox("chat.room.lobby"));

@@ -42,7 +42,7 @@ pub async fn ensure(
     })
     .await?;
     js.get_or_create_stream(jetstream::stream::Config {
-        name: subjects::CONTROL_STREAM.into(),
+        name: subjects::COMMAND_STREAM.into(),
         subjects: vec![subjects::command_all()],
         storage: StorageType::File,
         num_replicas: config.replicas,
@@ -88,9 +88,9 @@ fn sends_stream(name: &str, subject: String, config: &StreamConfig) -> jetstream
 
 /// The durable pull consumer of commands all workers share: its own, so a
 /// backlog of sends never stands in front of a change to a room.
-pub fn control_consumer(ack_wait: Duration) -> pull::Config {
+pub fn command_consumer(ack_wait: Duration) -> pull::Config {
     pull::Config {
-        durable_name: Some(subjects::CONTROL_CONSUMER.into()),
+        durable_name: Some(subjects::COMMAND_CONSUMER.into()),
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
         ack_wait,

@@ -4,7 +4,7 @@
 //! id (`Store::apply`, which checks the rules of who may change whom);
 //! then Redis's membership entry is set (not left to expire), the change's
 //! event is cached and fanned out like a message, a removal or a change of
-//! role or flags is announced on the room's control subject for every
+//! role or flags is announced on the room's announcement subject for every
 //! gateway to apply at once, the asker gets its reply, and only then is
 //! the command acked. A crash anywhere before the ack means redelivery, which
 //! finds the command applied and does the rest again.
@@ -13,8 +13,8 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use chat_proto::internal::{
-    command::Change as Requested, control_event::Change as Announced, AccessChanged, Command,
-    CommandReply, ControlEvent, MemberRemoved,
+    announcement::Change as Announced, command::Change as Requested, AccessChanged, Announcement,
+    Command, CommandReply, MemberRemoved,
 };
 use chat_proto::v1::Message;
 use chat_protocol::{
@@ -224,13 +224,13 @@ async fn after_commit(
             // A new member has no sockets in the room yet.
             Some(_) => continue,
         };
-        let announcement = ControlEvent {
+        let announcement = Announcement {
             room: command.room.to_string(),
             change: Some(change),
         };
         ctx.nats
             .publish(
-                subjects::control(&command.room),
+                subjects::announcement(&command.room),
                 announcement.encode_to_vec().into(),
             )
             .await
