@@ -22,14 +22,14 @@ pub struct PostgresConfig {
     /// libpq-style URL, e.g. `postgres://chat@127.0.0.1:5432/chat`.
     pub url: Secret,
     /// Largest number of pooled connections.
-    pub pool_size: usize,
+    pub pool_size: std::num::NonZeroUsize,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
             url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
-            pool_size: 16,
+            pool_size: std::num::NonZeroUsize::new(16).expect("not zero"),
         }
     }
 }
@@ -40,9 +40,6 @@ impl Validate for PostgresConfig {
             problems.push(format!(
                 "postgres.url is not a valid connection string: {e}"
             ));
-        }
-        if self.pool_size == 0 {
-            problems.push("postgres.pool_size must be > 0".into());
         }
     }
 }
@@ -342,7 +339,7 @@ impl Store {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
+            .max_size(config.pool_size.get())
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self { pool })
