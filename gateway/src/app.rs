@@ -5,7 +5,6 @@ use std::{
     future::Future,
     net::SocketAddr,
     sync::{atomic::AtomicU64, Arc},
-    time::Duration,
 };
 
 use chat_store::Store;
@@ -63,7 +62,7 @@ impl Application {
         let membership = Membership::new(
             store.clone(),
             redis.clone(),
-            config.delivery.membership_ttl_secs,
+            config.delivery.membership_ttl.as_secs(),
         );
         let history = History {
             store: store.clone(),
@@ -83,7 +82,7 @@ impl Application {
             js.clone(),
             store.clone(),
             &config.gateway_id,
-            Duration::from_millis(config.limits.ack_timeout_ms),
+            config.limits.ack_timeout,
             reconnects,
         );
         // Receipts keep coming while sockets drain, so their sends get acked.
@@ -101,10 +100,10 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
-        let sockets = Arc::new(Semaphore::new(config.limits.max_connections));
+        let sockets = Arc::new(Semaphore::new(config.limits.max_connections.get()));
         let limiter = Arc::new(Limiter::new(&config.limits));
         tokio::spawn(Arc::clone(&limiter).prune(shutdown.clone()));
-        let drain = Drain::new(Duration::from_millis(config.drain_spread_ms));
+        let drain = Drain::new(config.drain_spread);
         let state = AppState(Arc::new(Inner {
             config,
             verifier,
@@ -150,7 +149,7 @@ impl Application {
         server::serve(
             self.listener,
             http::router(state.clone()),
-            Duration::from_millis(limits.handshake_timeout_ms),
+            limits.handshake_timeout,
             state.shutdown.clone(),
         )
         .await;
@@ -165,9 +164,9 @@ impl Application {
 /// longer than it may.
 async fn drain(state: &AppState) {
     let config = &state.config;
-    let delay = Duration::from_millis(config.drain_delay_ms);
-    let spread = Duration::from_millis(config.drain_spread_ms);
-    let in_flight = Duration::from_millis(config.drain_timeout_ms);
+    let delay = config.drain_delay;
+    let spread = config.drain_spread;
+    let in_flight = config.drain_timeout;
     tracing::info!(
         ?delay,
         ?spread,

@@ -135,7 +135,7 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
     let Some(head) = initial_head(&id, &deps).await else {
         return;
     };
-    let gap_fill_after = Duration::from_millis(deps.config.gap_fill_after_ms);
+    let gap_fill_after = deps.config.gap_fill_after;
     let shutdown = deps.shutdown.clone();
     next.store(head.next().get(), Ordering::Relaxed);
     let mut room = Room {
@@ -289,7 +289,7 @@ impl Room {
                         after: since,
                         target: head,
                         history: self.deps.history.clone(),
-                        page: self.deps.config.replay_page,
+                        page: self.deps.config.replay_page.get(),
                         room_tx,
                         cancel: cancel.clone(),
                     }
@@ -403,11 +403,11 @@ impl Room {
             self.gap_since = None;
             return;
         }
-        if self.pending.len() > self.deps.config.max_pending {
+        if self.pending.len() > self.deps.config.max_pending.get() {
             // Far behind (the store unreachable for long?): drop the newest
             // and fill from the store now; `known_head` remembers they exist.
             metrics::pending_overflow();
-            while self.pending.len() > self.deps.config.max_pending {
+            while self.pending.len() > self.deps.config.max_pending.get() {
                 self.pending.pop_last();
             }
             self.gap_since = Some(Instant::now() - self.gap_fill_after());
@@ -422,7 +422,7 @@ impl Room {
     }
 
     fn gap_fill_after(&self) -> Duration {
-        Duration::from_millis(self.deps.config.gap_fill_after_ms)
+        self.deps.config.gap_fill_after
     }
 
     fn deliver(&mut self, delivery: &Arc<Delivery>) {

@@ -57,7 +57,7 @@ pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
 /// before the closing handshake.
 async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let (sink, mut stream) = socket.split();
-    let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
+    let (out, queue) = mpsc::channel(state.config.limits.socket_queue.get());
     let close = Arc::new(CloseSignal::default());
     let writer = spawn_writer(sink, queue, Arc::clone(&close), info.encoding, &state);
     let mut session = Session {
@@ -70,7 +70,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         },
         encoding: info.encoding,
         joined: HashMap::new(),
-        inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
+        inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends.get())),
         sends: state.limiter.send_budget(),
         publisher: None,
         state: state.clone(),
@@ -85,7 +85,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let reason = close.reason().map_or("normal", |(code, _)| code.as_str());
     tracing::debug!(reason, "socket closed");
     metrics::closed(reason);
-    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
+    let write_timeout = state.config.limits.write_timeout;
     let _ = tokio::join!(writer, closing_handshake(&mut stream, write_timeout));
 }
 
@@ -114,7 +114,7 @@ fn spawn_writer(
     encoding: Encoding,
     state: &AppState,
 ) -> tokio::task::JoinHandle<()> {
-    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
+    let write_timeout = state.config.limits.write_timeout;
     let write = write_loop(sink, queue, Arc::clone(&close), encoding, write_timeout);
     tokio::spawn(
         async move {
@@ -139,10 +139,10 @@ struct Liveness {
 
 impl Liveness {
     fn new(limits: &Limits) -> Self {
-        let every = Duration::from_millis(limits.ping_interval_ms);
+        let every = limits.ping_interval;
         Self {
             ping: tokio::time::interval_at(Instant::now() + every, every),
-            pong_timeout: Duration::from_millis(limits.pong_timeout_ms),
+            pong_timeout: limits.pong_timeout,
             heard: false,
             pong_due: None,
         }
@@ -389,8 +389,8 @@ impl Session {
     /// At the socket's moment in the drain: read nothing more, but answer
     /// the sends already accepted before asking the client to go elsewhere.
     async fn drain(&self) {
-        let all = self.state.config.limits.max_inflight_sends as u32;
-        let drain = Duration::from_millis(self.state.config.drain_timeout_ms);
+        let all = self.state.config.limits.max_inflight_sends.get() as u32;
+        let drain = self.state.config.drain_timeout;
         let _ = tokio::time::timeout(drain, self.inflight.acquire_many(all)).await;
         self.member
             .close
@@ -486,7 +486,7 @@ impl Session {
         join: chat_proto::v1::Join,
     ) -> Result<(), GatewayError> {
         let room = RoomId::parse(join.room)?;
-        let limit = self.state.config.limits.max_rooms_per_connection;
+        let limit = self.state.config.limits.max_rooms_per_connection.get();
         if !self.joined.contains_key(&room) && self.joined.len() >= limit {
             return Err(GatewayError::LimitExceeded(format!(
                 "a socket may join at most {limit} rooms; leave one first"
@@ -535,7 +535,7 @@ impl Session {
         self.sends.spend(&self.state.limiter, &self.member.user)?;
         let room = RoomId::parse(send.room)?;
         let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
-        let limit = self.state.config.limits.max_body_bytes;
+        let limit = self.state.config.limits.max_body_bytes.get();
         if send.body.len() > limit {
             return Err(GatewayError::InvalidArgument(format!(
                 "body is {} bytes; the limit is {limit}",
@@ -637,7 +637,7 @@ impl Session {
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
         let (nats, member) = (self.state.nats.clone(), self.member.clone());
-        let timeout = Duration::from_millis(self.state.config.limits.ack_timeout_ms);
+        let timeout = self.state.config.limits.ack_timeout;
         let request_id = request_id.to_owned();
         tokio::spawn(
             async move {
