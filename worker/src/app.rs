@@ -61,7 +61,7 @@ impl Worker {
         // Create or update: the lanes' in-progress acks are timed by
         // ack_wait, and max_ack_pending bounds what they queue, so the shared
         // consumer must carry this worker's values, not a stale creator's.
-        let ack_wait = Duration::from_millis(config.batch.ack_wait_ms);
+        let ack_wait = config.batch.ack_wait;
         let consumer = stream
             .create_consumer(chat_streams::worker_consumer(
                 subjects::WORKER_CONSUMER,
@@ -121,8 +121,12 @@ impl Worker {
         // The consumer's own ack_wait (which this worker just set) times the
         // lanes' in-progress acks.
         let ack_wait = self.consumer.cached_info().config.ack_wait;
-        let lanes = Lanes::start(&self.ctx, self.ctx.config.batch.concurrency, ack_wait);
-        let bulk_lanes = Lanes::start(&self.ctx, self.ctx.config.batch.bulk_concurrency, ack_wait);
+        let lanes = Lanes::start(&self.ctx, self.ctx.config.batch.concurrency.get(), ack_wait);
+        let bulk_lanes = Lanes::start(
+            &self.ctx,
+            self.ctx.config.batch.bulk_concurrency.get(),
+            ack_wait,
+        );
         let bulk = tokio::spawn(pull_bulk(
             Arc::clone(&self.ctx),
             self.consumer.clone(),
