@@ -68,7 +68,7 @@ impl Application {
         let membership = Membership::new(
             store.clone(),
             redis.clone(),
-            config.delivery.membership_ttl_secs,
+            config.delivery.membership_ttl.as_secs(),
         );
         let history = History {
             store: store.clone(),
@@ -92,14 +92,14 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
-        let sockets = Arc::new(Semaphore::new(config.limits.max_connections));
+        let sockets = Arc::new(Semaphore::new(config.limits.max_connections.get()));
         let limiter = Arc::new(Limiter::new(&config.limits));
         // Only forgets idle buckets: restarted if it dies.
         let pruned = (Arc::clone(&limiter), shutdown.clone());
         tasks.spawn_restarting("limiter_prune", move || {
             Arc::clone(&pruned.0).prune(pruned.1.clone())
         });
-        let drain = Drain::new(Duration::from_millis(config.drain_spread_ms));
+        let drain = Drain::new(config.drain_spread);
         let state = AppState(Arc::new(Inner {
             config,
             verifier,
@@ -154,7 +154,7 @@ impl Application {
         server::serve(
             self.listener,
             http::router(state.clone()),
-            Duration::from_millis(limits.handshake_timeout_ms),
+            limits.handshake_timeout,
             state.shutdown.clone(),
         )
         .await;
@@ -210,7 +210,7 @@ impl Paths {
             js.clone(),
             store.clone(),
             &config.gateway_id,
-            Duration::from_millis(config.limits.ack_timeout_ms),
+            config.limits.ack_timeout,
             events.reconnects,
         );
         // Ends once the last handle to `ingest` is dropped.
@@ -244,9 +244,9 @@ impl Paths {
 /// longer than it may.
 async fn drain(state: &AppState) {
     let config = &state.config;
-    let delay = Duration::from_millis(config.drain_delay_ms);
-    let spread = Duration::from_millis(config.drain_spread_ms);
-    let in_flight = Duration::from_millis(config.drain_timeout_ms);
+    let delay = config.drain_delay;
+    let spread = config.drain_spread;
+    let in_flight = config.drain_timeout;
     tracing::info!(
         ?delay,
         ?spread,

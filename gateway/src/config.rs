@@ -1,8 +1,14 @@
 //! The gateway's configuration: defaults < `$CHAT_CONFIG` file < `CHAT_GATEWAY_*`.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroUsize},
+    time::Duration,
+};
 
-use chat_config::{check_backend_urls, BackendUrl, LogConfig, Secret, StreamConfig, Validate};
+use chat_config::{
+    check_backend_urls, millis, secs, BackendUrl, LogConfig, Secret, StreamConfig, Validate,
+};
 use chat_store::PostgresConfig;
 use chat_telemetry::TracingConfig;
 use serde::{Deserialize, Serialize};
@@ -36,16 +42,19 @@ pub struct GatewayConfig {
     pub canary: CanaryConfig,
     /// After SIGTERM, how long the gateway reports not-ready (so the load
     /// balancer stops sending new sockets) before it closes its sockets.
-    pub drain_delay_ms: u64,
+    #[serde(rename = "drain_delay_ms", with = "millis")]
+    pub drain_delay: Duration,
     /// Then the window over which its sockets are closed (1012), each at a
     /// uniformly random moment, so their reconnects reach the other
     /// gateways as a trickle rather than all at once. 0: all at once.
-    pub drain_spread_ms: u64,
+    #[serde(rename = "drain_spread_ms", with = "millis")]
+    pub drain_spread: Duration,
     /// How long a closing socket waits for the answers to its sends in
     /// flight. The whole drain takes at most drain_delay_ms +
     /// drain_spread_ms + drain_timeout_ms: keep the orchestrator's grace
     /// period (Kubernetes terminationGracePeriodSeconds) above that.
-    pub drain_timeout_ms: u64,
+    #[serde(rename = "drain_timeout_ms", with = "millis::non_zero")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -65,9 +74,9 @@ impl Default for GatewayConfig {
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
             canary: CanaryConfig::default(),
-            drain_delay_ms: 5000,
-            drain_spread_ms: 10_000,
-            drain_timeout_ms: 10_000,
+            drain_delay: Duration::from_millis(5000),
+            drain_spread: Duration::from_millis(10_000),
+            drain_timeout: Duration::from_millis(10_000),
         }
     }
 }
@@ -81,9 +90,11 @@ pub struct JwtConfig {
     /// PEM public key for RS256 tokens.
     pub rs256_public_key_pem: String,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-    pub leeway_secs: u64,
+    #[serde(rename = "leeway_secs", with = "secs")]
+    pub leeway: Duration,
     /// Lifetime of a one-time WebSocket ticket, in seconds.
-    pub ticket_ttl_secs: u64,
+    #[serde(rename = "ticket_ttl_secs", with = "secs::non_zero")]
+    pub ticket_ttl: Duration,
 }
 
 impl Default for JwtConfig {
@@ -91,8 +102,8 @@ impl Default for JwtConfig {
         Self {
             hs256_secret: Secret::default(),
             rs256_public_key_pem: String::new(),
-            leeway_secs: 30,
-            ticket_ttl_secs: 30,
+            leeway: Duration::from_secs(30),
+            ticket_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -104,56 +115,61 @@ pub struct Limits {
     /// Largest WebSocket frame or message accepted; larger closes with 1009.
     pub max_frame_bytes: usize,
     /// Largest message body accepted in a `send`.
-    pub max_body_bytes: usize,
+    pub max_body_bytes: NonZeroUsize,
     /// Frames queued for one socket before it counts as a slow consumer.
-    pub socket_queue: usize,
+    pub socket_queue: NonZeroUsize,
     /// Sends of one socket awaiting their commit at once.
-    pub max_inflight_sends: usize,
+    pub max_inflight_sends: NonZeroUsize,
     /// WebSocket read and write buffer sizes. Small buffers keep idle sockets
     /// cheap (bench `connections`: 13.3 KiB RSS per socket at 4 KiB, 11.3 at
     /// 2 KiB, 10.4 at 1 KiB); chat frames are mostly well under 2 KiB and
     /// larger ones just take more reads.
-    pub ws_buffer_bytes: usize,
+    pub ws_buffer_bytes: NonZeroUsize,
     /// How long a send may wait for its commit before the client gets `timeout`.
-    pub ack_timeout_ms: u64,
+    #[serde(rename = "ack_timeout_ms", with = "millis::non_zero")]
+    pub ack_timeout: Duration,
     /// How long a new TCP connection may take to send its complete HTTP
     /// request (the upgrade) before it is dropped.
-    pub handshake_timeout_ms: u64,
+    #[serde(rename = "handshake_timeout_ms", with = "millis::non_zero")]
+    pub handshake_timeout: Duration,
     /// A socket heard nothing from for a whole interval of this length is
     /// pinged.
-    pub ping_interval_ms: u64,
+    #[serde(rename = "ping_interval_ms", with = "millis::non_zero")]
+    pub ping_interval: Duration,
     /// A pinged socket from which nothing (not even the pong) arrives within
     /// this is closed (4000, `timeout`).
-    pub pong_timeout_ms: u64,
+    #[serde(rename = "pong_timeout_ms", with = "millis::non_zero")]
+    pub pong_timeout: Duration,
     /// How long one write to a socket may block before the socket is closed
     /// (a peer that stopped reading at the TCP level).
-    pub write_timeout_ms: u64,
+    #[serde(rename = "write_timeout_ms", with = "millis::non_zero")]
+    pub write_timeout: Duration,
     /// Open sockets per gateway; the next upgrade is refused with 503.
-    pub max_connections: usize,
+    pub max_connections: NonZeroUsize,
     /// Rooms one socket may have joined at once (`limit_exceeded` beyond).
-    pub max_rooms_per_connection: usize,
+    pub max_rooms_per_connection: NonZeroUsize,
     /// Sends per second one socket may make, sustained (a token bucket);
     /// a send beyond it gets `rate_limited` and is not published.
-    pub send_rate_per_connection: u32,
+    pub send_rate_per_connection: NonZeroU32,
     /// Sends one socket may make at once after a quiet spell (bucket size).
-    pub send_burst_per_connection: u32,
+    pub send_burst_per_connection: NonZeroU32,
     /// Sends per second one user may make over all their sockets on this
     /// gateway, sustained: more sockets buy no more throughput.
-    pub send_rate_per_user: u32,
+    pub send_rate_per_user: NonZeroU32,
     /// Sends one user may make at once after a quiet spell (bucket size).
-    pub send_burst_per_user: u32,
+    pub send_burst_per_user: NonZeroU32,
     /// Consecutive sends of one socket refused by a send rate before the
     /// socket is closed (1008, `rate_limited`): a client that ignores the
     /// refusals is flooding.
-    pub rate_limited_close_after: u32,
+    pub rate_limited_close_after: NonZeroU32,
     /// Open sockets per user on this gateway; the next upgrade is refused
     /// with 429 (`limit_exceeded`).
-    pub max_connections_per_user: usize,
+    pub max_connections_per_user: NonZeroUsize,
     /// Open sockets per client IP address on this gateway; the next upgrade
     /// is refused with 429 (`limit_exceeded`). Generous: offices and mobile
     /// carriers put many users behind one address. Behind a proxy every
     /// socket comes from the proxy's address: set `trust_forwarded_for`.
-    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip: NonZeroUsize,
     /// Take the client's address from the last `X-Forwarded-For` entry
     /// rather than the TCP peer. Only behind a proxy that appends it:
     /// otherwise any client can claim any address and dodge the per-IP cap.
@@ -164,24 +180,24 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_frame_bytes: 64 * 1024,
-            max_body_bytes: 16 * 1024,
-            socket_queue: 4096,
-            max_inflight_sends: 256,
-            ws_buffer_bytes: 2048,
-            ack_timeout_ms: 10_000,
-            handshake_timeout_ms: 10_000,
-            ping_interval_ms: 30_000,
-            pong_timeout_ms: 10_000,
-            write_timeout_ms: 10_000,
-            max_connections: 50_000,
-            max_rooms_per_connection: 100,
-            send_rate_per_connection: 20,
-            send_burst_per_connection: 40,
-            send_rate_per_user: 50,
-            send_burst_per_user: 100,
-            rate_limited_close_after: 50,
-            max_connections_per_user: 20,
-            max_connections_per_ip: 1000,
+            max_body_bytes: count(16 * 1024),
+            socket_queue: count(4096),
+            max_inflight_sends: count(256),
+            ws_buffer_bytes: count(2048),
+            ack_timeout: Duration::from_millis(10_000),
+            handshake_timeout: Duration::from_millis(10_000),
+            ping_interval: Duration::from_millis(30_000),
+            pong_timeout: Duration::from_millis(10_000),
+            write_timeout: Duration::from_millis(10_000),
+            max_connections: count(50_000),
+            max_rooms_per_connection: count(100),
+            send_rate_per_connection: rate(20),
+            send_burst_per_connection: rate(40),
+            send_rate_per_user: rate(50),
+            send_burst_per_user: rate(100),
+            rate_limited_close_after: rate(50),
+            max_connections_per_user: count(20),
+            max_connections_per_ip: count(1000),
             trust_forwarded_for: false,
         }
     }
@@ -193,33 +209,37 @@ impl Default for Limits {
 pub struct DeliveryConfig {
     /// How long a message that arrived ahead of a missing one waits before
     /// the gap is filled from the store.
-    pub gap_fill_after_ms: u64,
+    #[serde(rename = "gap_fill_after_ms", with = "millis::non_zero")]
+    pub gap_fill_after: Duration,
     /// How soon after its last message a room checks the store for a lost
     /// tail (messages published but never received, with nothing after them
     /// to reveal the gap). Quiet rooms are checked at doubling intervals.
-    pub head_probe_ms: u64,
+    #[serde(rename = "head_probe_ms", with = "millis::non_zero")]
+    pub head_probe: Duration,
     /// Longest interval between lost-tail checks of a quiet room. NATS
     /// slow-consumer and reconnect events check every room at once.
-    pub idle_probe_max_ms: u64,
+    #[serde(rename = "idle_probe_max_ms", with = "millis")]
+    pub idle_probe_max: Duration,
     /// Messages a room buffers while waiting for a missing one; beyond it
     /// the room drops the newest and refills from the store.
-    pub max_pending: usize,
+    pub max_pending: NonZeroUsize,
     /// Messages a resuming socket's replay reads per page, and the most it
     /// has queued for the socket at once: its memory bound.
-    pub replay_page: usize,
+    pub replay_page: NonZeroUsize,
     /// How long a membership answer stays in Redis.
-    pub membership_ttl_secs: u64,
+    #[serde(rename = "membership_ttl_secs", with = "secs::non_zero")]
+    pub membership_ttl: Duration,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
-            gap_fill_after_ms: 100,
-            head_probe_ms: 1000,
-            idle_probe_max_ms: 30_000,
-            max_pending: 10_000,
-            replay_page: 64,
-            membership_ttl_secs: 60,
+            gap_fill_after: Duration::from_millis(100),
+            head_probe: Duration::from_millis(1000),
+            idle_probe_max: Duration::from_millis(30_000),
+            max_pending: count(10_000),
+            replay_page: count(64),
+            membership_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -229,7 +249,8 @@ impl Default for DeliveryConfig {
 #[serde(default)]
 pub struct CanaryConfig {
     /// How often a probe is sent; one not answered within this counts as failed.
-    pub interval_ms: u64,
+    #[serde(rename = "interval_ms", with = "millis::non_zero")]
+    pub interval: Duration,
     /// Consecutive failed probes after which `/readyz` fails; 0: the canary
     /// never fails readiness. Off by default on purpose: with every worker
     /// down, every gateway's canary fails at once, and readiness tied to it
@@ -244,18 +265,30 @@ pub struct CanaryConfig {
 impl Default for CanaryConfig {
     fn default() -> Self {
         Self {
-            interval_ms: 5000,
+            interval: Duration::from_millis(5000),
             fail_readiness_after: 0,
         }
     }
 }
 
+/// A default count or rate, never zero.
+fn count(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("defaults are not zero")
+}
+
+fn rate(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("defaults are not zero")
+}
+
+/// What the types cannot say: a zero count or timeout is already refused
+/// while parsing; left are formats and relations between fields.
 impl Validate for GatewayConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         check_backend_urls(&self.nats_url, &self.redis_url, problems);
         self.postgres.validate(problems);
         self.stream.validate(problems);
         self.tracing.validate(problems);
+        self.jwt.validate(problems);
         if !self
             .gateway_id
             .bytes()
@@ -263,86 +296,35 @@ impl Validate for GatewayConfig {
         {
             problems.push("gateway_id may only contain ASCII letters, digits, '-' and '_'".into());
         }
+        let l = &self.limits;
+        if l.max_frame_bytes < 1024 {
+            problems.push("limits.max_frame_bytes must be >= 1024".into());
+        }
+        if l.max_body_bytes.get() >= l.max_frame_bytes {
+            problems.push("limits.max_body_bytes must be < limits.max_frame_bytes".into());
+        }
+        let d = &self.delivery;
+        if d.idle_probe_max < d.head_probe {
+            problems.push("delivery.idle_probe_max_ms must be >= delivery.head_probe_ms".into());
+        }
+    }
+}
+
+impl Validate for JwtConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
         match (
-            self.jwt.hs256_secret.is_empty(),
-            self.jwt.rs256_public_key_pem.is_empty(),
+            self.hs256_secret.is_empty(),
+            self.rs256_public_key_pem.is_empty(),
         ) {
             (true, true) => {
                 problems.push("jwt.hs256_secret or jwt.rs256_public_key_pem must be set".into())
             }
             (false, false) => problems
                 .push("set only one of jwt.hs256_secret and jwt.rs256_public_key_pem".into()),
-            (false, true) if self.jwt.hs256_secret.expose().len() < 32 => {
+            (false, true) if self.hs256_secret.expose().len() < 32 => {
                 problems.push("jwt.hs256_secret must be at least 32 bytes".into())
             }
             _ => {}
-        }
-        if self.jwt.ticket_ttl_secs == 0 {
-            problems.push("jwt.ticket_ttl_secs must be > 0".into());
-        }
-        let l = &self.limits;
-        if l.max_frame_bytes < 1024 {
-            problems.push("limits.max_frame_bytes must be >= 1024".into());
-        }
-        if l.max_body_bytes == 0 || l.max_body_bytes >= l.max_frame_bytes {
-            problems.push("limits.max_body_bytes must be > 0 and < limits.max_frame_bytes".into());
-        }
-        for (name, value) in [
-            ("limits.socket_queue", l.socket_queue as u64),
-            ("limits.max_inflight_sends", l.max_inflight_sends as u64),
-            ("limits.ws_buffer_bytes", l.ws_buffer_bytes as u64),
-            ("limits.ack_timeout_ms", l.ack_timeout_ms),
-            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
-            ("limits.ping_interval_ms", l.ping_interval_ms),
-            ("limits.pong_timeout_ms", l.pong_timeout_ms),
-            ("limits.write_timeout_ms", l.write_timeout_ms),
-            ("limits.max_connections", l.max_connections as u64),
-            (
-                "limits.max_rooms_per_connection",
-                l.max_rooms_per_connection as u64,
-            ),
-            (
-                "limits.send_rate_per_connection",
-                l.send_rate_per_connection.into(),
-            ),
-            (
-                "limits.send_burst_per_connection",
-                l.send_burst_per_connection.into(),
-            ),
-            ("limits.send_rate_per_user", l.send_rate_per_user.into()),
-            ("limits.send_burst_per_user", l.send_burst_per_user.into()),
-            (
-                "limits.rate_limited_close_after",
-                l.rate_limited_close_after.into(),
-            ),
-            (
-                "limits.max_connections_per_user",
-                l.max_connections_per_user as u64,
-            ),
-            (
-                "limits.max_connections_per_ip",
-                l.max_connections_per_ip as u64,
-            ),
-            ("drain_timeout_ms", self.drain_timeout_ms),
-            ("canary.interval_ms", self.canary.interval_ms),
-        ] {
-            if value == 0 {
-                problems.push(format!("{name} must be > 0"));
-            }
-        }
-        let d = &self.delivery;
-        for (name, value) in [
-            ("delivery.gap_fill_after_ms", d.gap_fill_after_ms),
-            ("delivery.head_probe_ms", d.head_probe_ms),
-            ("delivery.max_pending", d.max_pending as u64),
-            ("delivery.replay_page", d.replay_page as u64),
-        ] {
-            if value == 0 {
-                problems.push(format!("{name} must be > 0"));
-            }
-        }
-        if d.idle_probe_max_ms < d.head_probe_ms {
-            problems.push("delivery.idle_probe_max_ms must be >= delivery.head_probe_ms".into());
         }
     }
 }
@@ -356,5 +338,91 @@ impl GatewayConfig {
             config.gateway_id = uuid::Uuid::new_v4().simple().to_string();
         }
         config
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_zero_timeout_or_count_is_refused_naming_its_field() {
+        for (var, field) in [
+            ("LIMITS__ACK_TIMEOUT_MS", "limits.ack_timeout_ms"),
+            ("LIMITS__MAX_CONNECTIONS", "limits.max_connections"),
+            ("LIMITS__SEND_RATE_PER_USER", "limits.send_rate_per_user"),
+            ("DELIVERY__REPLAY_PAGE", "delivery.replay_page"),
+            ("DRAIN_TIMEOUT_MS", "drain_timeout_ms"),
+            ("CANARY__INTERVAL_MS", "canary.interval_ms"),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("CHAT_GATEWAY_JWT__HS256_SECRET", SECRET);
+                jail.set_env(format!("{ENV_PREFIX}{var}"), "0");
+                let err = chat_config::load::<GatewayConfig>(ENV_PREFIX).expect_err(var);
+                let text = err.to_string();
+                assert!(text.contains(&format!("{field}: ")), "{text}");
+                assert!(text.contains(&format!("{ENV_PREFIX}{var}")), "{text}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn relations_between_fields_are_still_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHAT_GATEWAY_JWT__HS256_SECRET", SECRET);
+            jail.set_env("CHAT_GATEWAY_LIMITS__MAX_BODY_BYTES", "65536");
+            jail.set_env("CHAT_GATEWAY_DELIVERY__IDLE_PROBE_MAX_MS", "10");
+            let text = chat_config::load::<GatewayConfig>(ENV_PREFIX)
+                .expect_err("invalid")
+                .to_string();
+            assert!(text.contains("limits.max_body_bytes must be <"), "{text}");
+            assert!(
+                text.contains("delivery.idle_probe_max_ms must be >="),
+                "{text}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_and_the_environment_load_into_durations() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gateway.toml",
+                "drain_delay_ms = 0\n[limits]\nack_timeout_ms = 2500\n\
+                 [jwt]\nticket_ttl_secs = 90\n",
+            )?;
+            jail.set_env(chat_config::CONFIG_FILE_ENV, "gateway.toml");
+            jail.set_env("CHAT_GATEWAY_JWT__HS256_SECRET", SECRET);
+            jail.set_env("CHAT_GATEWAY_LIMITS__PING_INTERVAL_MS", "1500");
+            jail.set_env("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS", "7");
+            let config = chat_config::load::<GatewayConfig>(ENV_PREFIX).expect("valid");
+            assert_eq!(config.drain_delay, Duration::ZERO);
+            assert_eq!(config.limits.ack_timeout, Duration::from_millis(2500));
+            assert_eq!(config.limits.ping_interval, Duration::from_millis(1500));
+            assert_eq!(config.limits.max_connections.get(), 7);
+            assert_eq!(config.jwt.ticket_ttl, Duration::from_secs(90));
+            assert_eq!(config.delivery.gap_fill_after, Duration::from_millis(100));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variable_names_keep_their_units() {
+        let vars = chat_config::env_vars::<GatewayConfig>(ENV_PREFIX);
+        for var in [
+            "CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS",
+            "CHAT_GATEWAY_DRAIN_SPREAD_MS",
+            "CHAT_GATEWAY_JWT__LEEWAY_SECS",
+            "CHAT_GATEWAY_DELIVERY__MEMBERSHIP_TTL_SECS",
+            "CHAT_GATEWAY_CANARY__INTERVAL_MS",
+            "CHAT_GATEWAY_STREAM__DUPLICATE_WINDOW_SECS",
+        ] {
+            assert!(vars.iter().any(|v| v == var), "{var} missing: {vars:?}");
+        }
     }
 }

@@ -63,7 +63,7 @@ impl Worker {
         // Create or update: the lanes' in-progress acks are timed by
         // ack_wait, and max_ack_pending bounds what they queue, so the shared
         // consumer must carry this worker's values, not a stale creator's.
-        let ack_wait = Duration::from_millis(config.batch.ack_wait_ms);
+        let ack_wait = config.batch.ack_wait;
         let consumer = stream
             .create_consumer(chat_streams::worker_consumer(
                 subjects::WORKER_CONSUMER,
@@ -137,8 +137,13 @@ impl Worker {
         // lanes' in-progress acks.
         let ack_wait = self.consumer.cached_info().config.ack_wait;
         let batch = &self.ctx.config.batch;
-        let lanes = Lanes::start(&self.ctx, "lane", batch.concurrency, ack_wait);
-        let bulk_lanes = Lanes::start(&self.ctx, "bulk_lane", batch.bulk_concurrency, ack_wait);
+        let lanes = Lanes::start(&self.ctx, "lane", batch.concurrency.get(), ack_wait);
+        let bulk_lanes = Lanes::start(
+            &self.ctx,
+            "bulk_lane",
+            batch.bulk_concurrency.get(),
+            ack_wait,
+        );
         // Critical: it owns the bulk lanes, which die with it.
         tasks.spawn_critical(
             "bulk",

@@ -206,7 +206,9 @@ async fn after_commit(
         return Ok(());
     };
     let recent = [(command.room.clone(), event.clone())];
-    if let Err(e) = chat_cache::remember(&mut redis, &recent, ctx.config.recent_cache_len).await {
+    if let Err(e) =
+        chat_cache::remember(&mut redis, &recent, ctx.config.recent_cache_len.get()).await
+    {
         tracing::warn!(error = %e, "recent-message cache not updated");
     }
     fanout::publish_event(&ctx.nats, &command.room, event).await?;

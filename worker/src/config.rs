@@ -1,8 +1,12 @@
 //! The worker's configuration: defaults < `$CHAT_CONFIG` file < `CHAT_WORKER_*`.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroUsize},
+    time::Duration,
+};
 
-use chat_config::{check_backend_urls, BackendUrl, LogConfig, StreamConfig, Validate};
+use chat_config::{check_backend_urls, millis, BackendUrl, LogConfig, StreamConfig, Validate};
 use chat_store::PostgresConfig;
 use chat_telemetry::TracingConfig;
 use serde::{Deserialize, Serialize};
@@ -24,7 +28,7 @@ pub struct WorkerConfig {
     /// since nobody resends a command whose asker has given up.
     pub control_retry: RetryConfig,
     /// Recent messages kept per room in Redis for gateways' gap fills.
-    pub recent_cache_len: usize,
+    pub recent_cache_len: NonZeroUsize,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub http_listen: SocketAddr,
     pub log: LogConfig,
@@ -41,10 +45,10 @@ impl Default for WorkerConfig {
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
             control_retry: RetryConfig {
-                max_attempts: 120,
+                max_attempts: NonZeroU32::new(120).expect("not zero"),
                 ..RetryConfig::default()
             },
-            recent_cache_len: 1000,
+            recent_cache_len: NonZeroUsize::new(1000).expect("not zero"),
             http_listen: "0.0.0.0:9091".parse().expect("valid address"),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
@@ -60,13 +64,14 @@ pub struct BatchConfig {
     pub max_messages: usize,
     /// Transactions in flight at once (each holds one Postgres connection);
     /// sends are spread over them by room, so each room stays in order.
-    pub concurrency: usize,
+    pub concurrency: NonZeroUsize,
     /// Milliseconds JetStream waits for an ack before redelivering. Sends a
     /// lane holds longer (queued behind a busy room, or in a slow
     /// transaction) are kept alive with in-progress acks, so this only bounds
     /// how soon a crashed worker's sends go to another: short, so that its
     /// senders are acked within about a second.
-    pub ack_wait_ms: u64,
+    #[serde(rename = "ack_wait_ms", with = "millis")]
+    pub ack_wait: Duration,
     /// Sends delivered to the workers and not yet acknowledged, all workers
     /// together (the consumer's `max_ack_pending`): JetStream delivers no
     /// more until some are acked. This, not a channel, bounds what the lanes
@@ -77,19 +82,19 @@ pub struct BatchConfig {
     /// Lanes (and so Postgres connections) of the bulk class: few, so
     /// that bulk work never takes the connections sends need. Bulk sends
     /// are pulled only while no send waits on the ingest stream.
-    pub bulk_concurrency: usize,
+    pub bulk_concurrency: NonZeroUsize,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_messages: 256,
-            concurrency: 4,
-            ack_wait_ms: 800,
+            concurrency: NonZeroUsize::new(4).expect("not zero"),
+            ack_wait: Duration::from_millis(800),
             // About two batches per lane: enough to keep every lane busy,
             // few enough that a held send rarely needs an in-progress ack.
             max_ack_pending: 2048,
-            bulk_concurrency: 1,
+            bulk_concurrency: NonZeroUsize::MIN,
         }
     }
 }
@@ -100,11 +105,13 @@ impl Default for BatchConfig {
 #[serde(default)]
 pub struct RetryConfig {
     /// Deliveries before it goes to the dead-letter stream.
-    pub max_attempts: u32,
+    pub max_attempts: NonZeroU32,
     /// First redelivery delay; doubles with each attempt.
-    pub base_delay_ms: u64,
+    #[serde(rename = "base_delay_ms", with = "millis::non_zero")]
+    pub base_delay: Duration,
     /// Longest redelivery delay.
-    pub max_delay_ms: u64,
+    #[serde(rename = "max_delay_ms", with = "millis")]
+    pub max_delay: Duration,
 }
 
 impl Default for RetryConfig {
@@ -113,26 +120,25 @@ impl Default for RetryConfig {
         // second apart, so that sends flow again within a second of a
         // dependency's return.
         Self {
-            max_attempts: 30,
-            base_delay_ms: 100,
-            max_delay_ms: 1000,
+            max_attempts: NonZeroU32::new(30).expect("not zero"),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
         }
     }
 }
 
 impl RetryConfig {
     fn check(&self, name: &str, problems: &mut Vec<String>) {
-        if self.max_attempts == 0 {
-            problems.push(format!("{name}.max_attempts must be > 0"));
-        }
-        if self.base_delay_ms == 0 || self.max_delay_ms < self.base_delay_ms {
+        if self.max_delay < self.base_delay {
             problems.push(format!(
-                "{name}.base_delay_ms must be > 0 and <= {name}.max_delay_ms"
+                "{name}.base_delay_ms must be <= {name}.max_delay_ms"
             ));
         }
     }
 }
 
+/// What the types cannot say: a zero count or delay is already refused
+/// while parsing; left are ranges and relations between fields.
 impl Validate for WorkerConfig {
     fn validate(&self, problems: &mut Vec<String>) {
         check_backend_urls(&self.nats_url, &self.redis_url, problems);
@@ -142,20 +148,16 @@ impl Validate for WorkerConfig {
         if self.batch.max_messages == 0 || self.batch.max_messages > 10_000 {
             problems.push("batch.max_messages must be 1..=10000".into());
         }
-        if self.batch.concurrency == 0 {
-            problems.push("batch.concurrency must be > 0".into());
-        }
-        if self.batch.bulk_concurrency == 0 {
-            problems.push("batch.bulk_concurrency must be > 0".into());
-        }
-        if self.batch.concurrency + self.batch.bulk_concurrency >= self.postgres.pool_size {
+        if self.batch.concurrency.get() + self.batch.bulk_concurrency.get()
+            >= self.postgres.pool_size.get()
+        {
             problems.push(
                 "batch.concurrency + batch.bulk_concurrency must be below postgres.pool_size \
                  (commands need a connection too)"
                     .into(),
             );
         }
-        if self.batch.ack_wait_ms < 100 {
+        if self.batch.ack_wait < Duration::from_millis(100) {
             problems.push("batch.ack_wait_ms must be >= 100".into());
         }
         if self.batch.max_ack_pending < self.batch.max_messages as i64 {
@@ -163,9 +165,6 @@ impl Validate for WorkerConfig {
         }
         self.retry.check("retry", problems);
         self.control_retry.check("control_retry", problems);
-        if self.recent_cache_len == 0 {
-            problems.push("recent_cache_len must be > 0".into());
-        }
     }
 }
 
@@ -174,5 +173,71 @@ impl WorkerConfig {
     /// what is wrong on one line.
     pub fn load_or_exit() -> Self {
         chat_config::load_or_exit("worker", ENV_PREFIX)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_count_or_delay_is_refused_naming_its_field() {
+        for (var, field) in [
+            ("BATCH__CONCURRENCY", "batch.concurrency"),
+            ("RETRY__MAX_ATTEMPTS", "retry.max_attempts"),
+            (
+                "CONTROL_RETRY__BASE_DELAY_MS",
+                "control_retry.base_delay_ms",
+            ),
+            ("RECENT_CACHE_LEN", "recent_cache_len"),
+            ("POSTGRES__POOL_SIZE", "postgres.pool_size"),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(format!("{ENV_PREFIX}{var}"), "0");
+                let err = chat_config::load::<WorkerConfig>(ENV_PREFIX).expect_err(var);
+                let text = err.to_string();
+                assert!(text.contains(&format!("{field}: ")), "{text}");
+                assert!(text.contains(&format!("{ENV_PREFIX}{var}")), "{text}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn relations_between_fields_are_still_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHAT_WORKER_RETRY__MAX_DELAY_MS", "50");
+            jail.set_env("CHAT_WORKER_BATCH__ACK_WAIT_MS", "99");
+            jail.set_env("CHAT_WORKER_POSTGRES__POOL_SIZE", "5");
+            let text = chat_config::load::<WorkerConfig>(ENV_PREFIX)
+                .expect_err("invalid")
+                .to_string();
+            assert!(text.contains("retry.base_delay_ms must be <="), "{text}");
+            assert!(text.contains("batch.ack_wait_ms must be >= 100"), "{text}");
+            assert!(text.contains("below postgres.pool_size"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_and_the_environment_load_into_durations() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "worker.toml",
+                "[batch]\nack_wait_ms = 1500\nconcurrency = 2\n[retry]\nmax_delay_ms = 3000\n",
+            )?;
+            jail.set_env(chat_config::CONFIG_FILE_ENV, "worker.toml");
+            jail.set_env("CHAT_WORKER_RETRY__BASE_DELAY_MS", "250");
+            jail.set_env("CHAT_WORKER_STREAM__MAX_AGE_SECS", "3600");
+            let config = chat_config::load::<WorkerConfig>(ENV_PREFIX).expect("valid");
+            assert_eq!(config.batch.ack_wait, Duration::from_millis(1500));
+            assert_eq!(config.batch.concurrency.get(), 2);
+            assert_eq!(config.retry.base_delay, Duration::from_millis(250));
+            assert_eq!(config.retry.max_delay, Duration::from_secs(3));
+            assert_eq!(config.control_retry.max_attempts.get(), 120);
+            assert_eq!(config.stream.max_age, Duration::from_secs(3600));
+            Ok(())
+        });
     }
 }

@@ -93,8 +93,12 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
         }
     }
     let unpublished = outbox.publish(&ctx.nats).await;
-    if let Err(e) =
-        chat_cache::remember(&mut ctx.redis.clone(), &fresh, ctx.config.recent_cache_len).await
+    if let Err(e) = chat_cache::remember(
+        &mut ctx.redis.clone(),
+        &fresh,
+        ctx.config.recent_cache_len.get(),
+    )
+    .await
     {
         // Only a cache: gateways fall back to Postgres.
         tracing::warn!(error = %e, "recent-message cache not updated");

@@ -58,18 +58,18 @@ pub enum Decision {
 /// Exponential backoff with jitter by delivery count; permanent errors and exhausted
 /// retries go to the dead-letter stream.
 pub fn decide(config: &RetryConfig, error: &WorkerError, attempts: u32) -> Decision {
-    if error.is_permanent() || attempts >= config.max_attempts {
+    if error.is_permanent() || attempts >= config.max_attempts.get() {
         return Decision::DeadLetter;
     }
-    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    let factor = 1u32 << attempts.saturating_sub(1).min(20);
     let ceiling = config
-        .base_delay_ms
+        .base_delay
         .saturating_mul(factor)
-        .min(config.max_delay_ms);
+        .min(config.max_delay);
     // Equal jitter: half the delay fixed, half random, so that messages
     // (and workers) that failed together do not all come back at once.
-    let delay = ceiling / 2 + rand::random_range(0..=ceiling - ceiling / 2);
-    Decision::Retry(Duration::from_millis(delay))
+    let half = ceiling / 2;
+    Decision::Retry(half + rand::random_range(Duration::ZERO..=ceiling - half))
 }
 
 /// What becomes of a send or command that failed, once its decision is
@@ -135,7 +135,7 @@ pub async fn fail(
             if stored {
                 Settle::Done
             } else {
-                Settle::Retry(Duration::from_millis(config.max_delay_ms))
+                Settle::Retry(config.max_delay)
             }
         }
     }
@@ -183,9 +183,9 @@ mod tests {
 
     fn config() -> RetryConfig {
         RetryConfig {
-            max_attempts: 4,
-            base_delay_ms: 100,
-            max_delay_ms: 250,
+            max_attempts: 4.try_into().unwrap(),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(250),
         }
     }
 

@@ -31,7 +31,7 @@ impl Verifier {
             )
         };
         let mut validation = Validation::new(algorithm);
-        validation.leeway = config.leeway_secs;
+        validation.leeway = config.leeway.as_secs();
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self { key, validation })

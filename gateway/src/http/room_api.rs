@@ -12,7 +12,6 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use std::time::Duration;
 
 use chat_proto::internal::{command::Change, CommandReply};
 use chat_protocol::{access::Access, RoomId, UserId};
@@ -225,7 +224,7 @@ async fn change(
     room: &RoomId,
     change: Change,
 ) -> Result<CommandReply, GatewayError> {
-    let timeout = Duration::from_millis(state.config.limits.ack_timeout_ms);
+    let timeout = state.config.limits.ack_timeout;
     commands::run(&state.nats, id.0, caller.actor(), room, change, timeout).await
 }
 

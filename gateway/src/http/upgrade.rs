@@ -92,8 +92,8 @@ async fn accept(
     let limits = &state.config.limits;
     let drain_token = state.sessions.token();
     Ok(ws
-        .read_buffer_size(limits.ws_buffer_bytes)
-        .write_buffer_size(limits.ws_buffer_bytes)
+        .read_buffer_size(limits.ws_buffer_bytes.get())
+        .write_buffer_size(limits.ws_buffer_bytes.get())
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .on_upgrade(move |socket| async move {
@@ -110,7 +110,7 @@ async fn ticket(
 ) -> Result<Json<serde_json::Value>, GatewayError> {
     auth::check_origin(&headers, &state.config.allowed_origins)?;
     let user = state.verifier.verify_bearer(&headers)?;
-    let ttl = state.config.jwt.ticket_ttl_secs;
+    let ttl = state.config.jwt.ticket_ttl.as_secs();
     let ticket = auth::issue_ticket(&mut state.redis.clone(), &user, ttl).await?;
     Ok(Json(
         serde_json::json!({ "ticket": ticket, "expires_in_secs": ttl }),

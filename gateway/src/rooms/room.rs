@@ -115,12 +115,12 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
     let Some(head) = initial_head(&id, &deps).await else {
         return;
     };
-    let gap_fill_after = Duration::from_millis(deps.config.gap_fill_after_ms);
+    let gap_fill_after = deps.config.gap_fill_after;
     let shutdown = deps.shutdown.clone();
     next.store(head.next().get(), Ordering::Relaxed);
     let mut room = Room {
         members: Members::new(id.clone()),
-        order: Reorder::new(head, gap_fill_after, deps.config.max_pending),
+        order: Reorder::new(head, gap_fill_after, deps.config.max_pending.get()),
         id,
         deps,
         tx,
@@ -263,7 +263,7 @@ impl Room {
                         after: since,
                         target: head,
                         history: self.deps.history.clone(),
-                        page: self.deps.config.replay_page,
+                        page: self.deps.config.replay_page.get(),
                         room_tx,
                         cancel: cancel.clone(),
                     }

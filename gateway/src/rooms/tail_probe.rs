@@ -50,8 +50,8 @@ impl Prober {
         Self {
             hub,
             history,
-            base: Duration::from_millis(config.head_probe_ms),
-            max: Duration::from_millis(config.idle_probe_max_ms),
+            base: config.head_probe,
+            max: config.idle_probe_max,
             schedules: HashMap::new(),
         }
     }

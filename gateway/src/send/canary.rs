@@ -89,7 +89,7 @@ impl Canary {
             answers,
             ingest_subject: subjects::canary_ingest(gateway_id),
             answer_subject,
-            interval: Duration::from_millis(config.interval_ms),
+            interval: config.interval,
             next_ticket: rand::random::<u64>() >> 1,
             health,
         })

@@ -8,7 +8,7 @@
 //! published nor answered, so a client that resends its unacknowledged sends
 //! in order after reconnecting keeps its order.
 
-use std::{panic::AssertUnwindSafe, time::Duration};
+use std::panic::AssertUnwindSafe;
 
 use chat_proto::v1::{server_frame::Kind, Ack, ServerFrame};
 use chat_protocol::ErrorCode;
@@ -46,7 +46,7 @@ pub fn start(state: AppState, member: Member) -> mpsc::UnboundedSender<Outgoing>
 }
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Outgoing>, state: AppState, member: Member) {
-    let ack_timeout = Duration::from_millis(state.config.limits.ack_timeout_ms);
+    let ack_timeout = state.config.limits.ack_timeout;
     while let Some(send) = rx.recv().await {
         let Outgoing {
             request_id,

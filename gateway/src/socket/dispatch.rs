@@ -3,7 +3,7 @@
 //! the workers, each after the checks that need the session (its budget,
 //! its in-flight sends, its rooms and the membership cache).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chat_proto::{
     internal::command::Change,
@@ -70,7 +70,7 @@ impl Session {
         room: RoomId,
         since: Option<Seq>,
     ) -> Result<(), GatewayError> {
-        let limit = self.state.config.limits.max_rooms_per_connection;
+        let limit = self.state.config.limits.max_rooms_per_connection.get();
         if !self.joined.contains_key(&room) && self.joined.len() >= limit {
             return Err(GatewayError::LimitExceeded(format!(
                 "a socket may join at most {limit} rooms; leave one first"
@@ -193,7 +193,7 @@ impl Session {
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
         let (nats, member) = (self.state.nats.clone(), self.member.clone());
-        let timeout = Duration::from_millis(self.state.config.limits.ack_timeout_ms);
+        let timeout = self.state.config.limits.ack_timeout;
         tokio::spawn(
             async move {
                 let user = member.user.as_str();

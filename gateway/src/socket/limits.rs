@@ -48,9 +48,9 @@ impl Limiter {
                 limits.send_rate_per_connection,
                 limits.send_burst_per_connection,
             ),
-            close_after: limits.rate_limited_close_after,
-            users: Sockets::new(limits.max_connections_per_user),
-            addresses: Sockets::new(limits.max_connections_per_ip),
+            close_after: limits.rate_limited_close_after.get(),
+            users: Sockets::new(limits.max_connections_per_user.get()),
+            addresses: Sockets::new(limits.max_connections_per_ip.get()),
             trust_forwarded_for: limits.trust_forwarded_for,
         }
     }
@@ -109,10 +109,9 @@ impl Limiter {
     }
 }
 
-/// `rate` per second, `burst` at once. Both are checked > 0 at start.
-fn quota(rate: u32, burst: u32) -> Quota {
-    let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-    Quota::per_second(nonzero(rate)).allow_burst(nonzero(burst))
+/// `rate` per second, `burst` at once.
+fn quota(rate: NonZeroU32, burst: NonZeroU32) -> Quota {
+    Quota::per_second(rate).allow_burst(burst)
 }
 
 /// One socket's send allowance: its own bucket, and how many of its sends
@@ -205,17 +204,20 @@ impl<K: Hash + Eq> Drop for Slot<K> {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroUsize;
+
     use super::*;
 
     fn limits() -> Limits {
+        let n = |n: u32| NonZeroU32::new(n).unwrap();
         Limits {
-            send_rate_per_connection: 1,
-            send_burst_per_connection: 3,
-            send_rate_per_user: 1,
-            send_burst_per_user: 5,
-            rate_limited_close_after: 2,
-            max_connections_per_user: 2,
-            max_connections_per_ip: 1,
+            send_rate_per_connection: n(1),
+            send_burst_per_connection: n(3),
+            send_rate_per_user: n(1),
+            send_burst_per_user: n(5),
+            rate_limited_close_after: n(2),
+            max_connections_per_user: NonZeroUsize::new(2).unwrap(),
+            max_connections_per_ip: NonZeroUsize::MIN,
             ..Limits::default()
         }
     }

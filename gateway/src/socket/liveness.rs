@@ -20,10 +20,10 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new(limits: &Limits) -> Self {
-        let every = Duration::from_millis(limits.ping_interval_ms);
+        let every = limits.ping_interval;
         Self {
             ping: tokio::time::interval_at(Instant::now() + every, every),
-            pong_timeout: Duration::from_millis(limits.pong_timeout_ms),
+            pong_timeout: limits.pong_timeout,
             heard: false,
             pong_due: None,
         }

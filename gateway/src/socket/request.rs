@@ -121,7 +121,7 @@ impl ParsedFrame {
 fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, GatewayError> {
     let room = RoomId::parse(send.room)?;
     let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
-    let limit = limits.max_body_bytes;
+    let limit = limits.max_body_bytes.get();
     if send.body.len() > limit {
         return Err(GatewayError::InvalidArgument(format!(
             "body is {} bytes; the limit is {limit}",

@@ -52,9 +52,9 @@ pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
 /// before the closing handshake.
 async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let (sink, mut stream) = socket.split();
-    let (out, queue) = mpsc::channel(state.config.limits.socket_queue);
+    let (out, queue) = mpsc::channel(state.config.limits.socket_queue.get());
     let close = Arc::new(CloseSignal::default());
-    let write_timeout = Duration::from_millis(state.config.limits.write_timeout_ms);
+    let write_timeout = state.config.limits.write_timeout;
     let writer = spawn_writer(
         sink,
         queue,
@@ -72,7 +72,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         },
         encoding: info.encoding,
         joined: HashMap::new(),
-        inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends)),
+        inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends.get())),
         sends: state.limiter.send_budget(),
         publisher: None,
         state: state.clone(),
@@ -188,8 +188,8 @@ impl Session {
     /// At the socket's moment in the drain: read nothing more, but answer
     /// the sends already accepted before asking the client to go elsewhere.
     async fn drain(&self) {
-        let all = self.state.config.limits.max_inflight_sends as u32;
-        let drain = Duration::from_millis(self.state.config.drain_timeout_ms);
+        let all = self.state.config.limits.max_inflight_sends.get() as u32;
+        let drain = self.state.config.drain_timeout;
         let _ = tokio::time::timeout(drain, self.inflight.acquire_many(all)).await;
         self.member
             .close

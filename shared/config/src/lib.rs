@@ -3,14 +3,18 @@
 //! Each binary owns one struct; this module loads it and reports every bad
 //! field by name before the binary starts anything.
 
-use std::fmt;
+mod duration;
+
+use std::{fmt, time::Duration};
 
 use figment::{
     providers::{Env, Format, Serialized, Toml},
-    value::Value,
-    Figment,
+    value::{Dict, Map, Value},
+    Figment, Metadata, Profile, Provider,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+pub use duration::{millis, secs};
 
 /// Environment variable that names an optional TOML file.
 pub const CONFIG_FILE_ENV: &str = "CHAT_CONFIG";
@@ -88,8 +92,6 @@ impl fmt::Debug for BackendUrl {
 /// Why the configuration was refused; lists every bad field, on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration could not be read: {0}")]
-    Load(#[from] Box<figment::Error>),
     #[error("invalid configuration: {}", .0.join("; "))]
     Invalid(Vec<String>),
 }
@@ -135,7 +137,6 @@ where
         .map(|(key, _)| env_var_name(env_prefix, key.as_str()))
         .filter(|name| !known.contains(name))
         .collect();
-    let config: T = figment.merge(env).extract().map_err(Box::new)?;
     let mut problems = Vec::new();
     if !unknown.is_empty() {
         problems.push(format!(
@@ -143,11 +144,51 @@ where
             unknown.join(", ")
         ));
     }
-    config.validate(&mut problems);
-    if problems.is_empty() {
-        Ok(config)
+    // Parsing stops at the first value its type refuses (a zero where a
+    // count or timeout must be > 0); the relations between fields can only
+    // be checked once every value has parsed.
+    let env = Environment {
+        env,
+        prefix: env_prefix.to_owned(),
+    };
+    match figment.merge(env).extract::<T>() {
+        Ok(config) => {
+            config.validate(&mut problems);
+            if problems.is_empty() {
+                return Ok(config);
+            }
+        }
+        Err(e) => problems.extend(e.into_iter().map(|e| field_error(&e))),
+    }
+    Err(ConfigError::Invalid(problems))
+}
+
+/// A parse error led by its field (`limits.ack_timeout_ms: ...`): figment
+/// names only the variable or file key that set it.
+fn field_error(e: &figment::Error) -> String {
+    if e.path.is_empty() {
+        e.to_string()
     } else {
-        Err(ConfigError::Invalid(problems))
+        format!("{}: {e}", e.path.join("."))
+    }
+}
+
+/// The environment as figment reads it, but with errors that name the
+/// variable (`CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS`, not `LIMITS.ACK_TIMEOUT_MS`).
+struct Environment {
+    env: Env,
+    prefix: String,
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        let prefix = self.prefix.clone();
+        Metadata::named("the environment")
+            .interpolater(move |_: &Profile, keys: &[&str]| env_var_name(&prefix, &keys.join(".")))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.env.data()
     }
 }
 
@@ -191,10 +232,12 @@ pub struct StreamConfig {
     pub replicas: usize,
     /// How long JetStream remembers `Nats-Msg-Id`s, which drop a gateway's
     /// own publish retries (a client's resend is a new envelope).
-    pub duplicate_window_secs: u64,
+    #[serde(rename = "duplicate_window_secs", with = "secs::non_zero")]
+    pub duplicate_window: Duration,
     /// How long the ingest stream keeps a send, consumed or not, so that it
     /// can be replayed.
-    pub max_age_secs: u64,
+    #[serde(rename = "max_age_secs", with = "secs")]
+    pub max_age: Duration,
     /// Bytes the ingest stream keeps; past it the oldest sends go first.
     /// A send dropped unconsumed was never acked to its sender, who resends.
     pub max_bytes: i64,
@@ -204,8 +247,8 @@ impl Default for StreamConfig {
     fn default() -> Self {
         Self {
             replicas: 1,
-            duplicate_window_secs: 120,
-            max_age_secs: 7 * 24 * 3600,
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
         }
     }
@@ -219,10 +262,7 @@ impl Validate for StreamConfig {
                 self.replicas
             ));
         }
-        if self.duplicate_window_secs == 0 {
-            problems.push("stream.duplicate_window_secs must be > 0".into());
-        }
-        if self.max_age_secs < self.duplicate_window_secs {
+        if self.max_age < self.duplicate_window {
             problems.push("stream.max_age_secs must be >= stream.duplicate_window_secs".into());
         }
         if self.max_bytes < 1 << 20 {
@@ -300,6 +340,8 @@ pub fn check_url(field: &str, value: &str, schemes: &[&str], problems: &mut Vec<
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
+    use std::num::NonZeroUsize;
+
     use super::*;
 
     #[derive(Default, Serialize, Deserialize)]
@@ -312,20 +354,22 @@ mod tests {
     #[derive(Serialize, Deserialize)]
     #[serde(default)]
     struct Pool {
-        size: usize,
+        size: NonZeroUsize,
+        #[serde(rename = "timeout_ms", with = "millis::non_zero")]
+        timeout: Duration,
     }
 
     impl Default for Pool {
         fn default() -> Self {
-            Self { size: 16 }
+            Self {
+                size: NonZeroUsize::new(16).unwrap(),
+                timeout: Duration::from_millis(1500),
+            }
         }
     }
 
     impl Validate for Demo {
         fn validate(&self, problems: &mut Vec<String>) {
-            if self.pool.size == 0 {
-                problems.push("pool.size must be > 0".into());
-            }
             self.stream.validate(problems);
         }
     }
@@ -333,12 +377,43 @@ mod tests {
     #[test]
     fn environment_overrides_defaults_and_bad_fields_are_named() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("DEMO_POOL__SIZE", "0");
+            jail.set_env("DEMO_STREAM__MAX_AGE_SECS", "1");
             jail.set_env("DEMO_STREAM__REPLICAS", "9");
             let err = load::<Demo>("DEMO_").err().expect("invalid");
             let text = err.to_string();
-            assert!(text.contains("pool.size"), "{text}");
+            assert!(text.contains("stream.max_age_secs"), "{text}");
             assert!(text.contains("stream.replicas"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_zero_count_or_duration_is_refused_naming_its_field() {
+        for (var, field) in [
+            ("DEMO_POOL__SIZE", "pool.size: "),
+            ("DEMO_POOL__TIMEOUT_MS", "pool.timeout_ms: "),
+            (
+                "DEMO_STREAM__DUPLICATE_WINDOW_SECS",
+                "stream.duplicate_window_secs: ",
+            ),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(var, "0");
+                jail.set_env("DEMO_POOL__SIZ", "4");
+                let text = load::<Demo>("DEMO_").err().expect("invalid").to_string();
+                assert!(text.contains(field), "{text}");
+                assert!(text.contains(var), "{text}");
+                assert!(!text.contains('\n'), "{text}");
+                // Reported along with the problems found before parsing.
+                assert!(text.contains("(no such field): DEMO_POOL__SIZ;"), "{text}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[pool]\ntimeout_ms = 0\n")?;
+            jail.set_env(CONFIG_FILE_ENV, "c.toml");
+            let text = load::<Demo>("DEMO_").err().expect("invalid").to_string();
+            assert!(text.contains("pool.timeout_ms: "), "{text}");
             Ok(())
         });
     }
@@ -365,19 +440,34 @@ mod tests {
     fn env_vars_lists_every_leaf_field() {
         let vars = env_vars::<Demo>("DEMO_");
         assert!(vars.contains(&"DEMO_POOL__SIZE".to_string()));
+        assert!(vars.contains(&"DEMO_POOL__TIMEOUT_MS".to_string()));
         assert!(vars.contains(&"DEMO_STREAM__MAX_AGE_SECS".to_string()));
-        assert_eq!(vars.len(), 5, "{vars:?}");
+        assert_eq!(vars.len(), 6, "{vars:?}");
+    }
+
+    #[test]
+    fn durations_are_written_as_whole_units() {
+        let defaults = Value::serialize(Demo::default()).unwrap();
+        let number = |key| defaults.clone().find(key).and_then(|v| v.to_u128());
+        assert_eq!(number("pool.timeout_ms"), Some(1500));
+        assert_eq!(number("stream.duplicate_window_secs"), Some(120));
     }
 
     #[test]
     fn file_sits_between_defaults_and_environment() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("c.toml", "[pool]\nsize = 3\n[stream]\nreplicas = 2\n")?;
+            jail.create_file(
+                "c.toml",
+                "[pool]\nsize = 3\ntimeout_ms = 250\n[stream]\nreplicas = 2\n",
+            )?;
             jail.set_env(CONFIG_FILE_ENV, "c.toml");
             jail.set_env("DEMO_STREAM__REPLICAS", "3");
+            jail.set_env("DEMO_STREAM__MAX_AGE_SECS", "600");
             let demo = load::<Demo>("DEMO_").expect("valid");
-            assert_eq!(demo.pool.size, 3);
+            assert_eq!(demo.pool.size.get(), 3);
+            assert_eq!(demo.pool.timeout, Duration::from_millis(250));
             assert_eq!(demo.stream.replicas, 3);
+            assert_eq!(demo.stream.max_age, Duration::from_secs(600));
             Ok(())
         });
     }

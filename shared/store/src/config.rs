@@ -1,5 +1,7 @@
 //! Where Postgres is and how many connections to keep, checked at startup.
 
+use std::num::NonZeroUsize;
+
 use chat_config::{Secret, Validate};
 use serde::{Deserialize, Serialize};
 
@@ -10,14 +12,14 @@ pub struct PostgresConfig {
     /// libpq-style URL, e.g. `postgres://chat@127.0.0.1:5432/chat`.
     pub url: Secret,
     /// Largest number of pooled connections.
-    pub pool_size: usize,
+    pub pool_size: NonZeroUsize,
 }
 
 impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
             url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
-            pool_size: 16,
+            pool_size: NonZeroUsize::new(16).expect("not zero"),
         }
     }
 }
@@ -28,9 +30,6 @@ impl Validate for PostgresConfig {
             problems.push(format!(
                 "postgres.url is not a valid connection string: {e}"
             ));
-        }
-        if self.pool_size == 0 {
-            problems.push("postgres.pool_size must be > 0".into());
         }
     }
 }

@@ -30,7 +30,7 @@ impl Store {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
+            .max_size(config.pool_size.get())
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self { pool })

@@ -46,8 +46,8 @@ pub async fn ensure(
         subjects: vec![subjects::command_all()],
         storage: StorageType::File,
         num_replicas: config.replicas,
-        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
-        max_age: Duration::from_secs(config.max_age_secs),
+        duplicate_window: config.duplicate_window,
+        max_age: config.max_age,
         ..Default::default()
     })
     .await?;
@@ -79,8 +79,8 @@ fn sends_stream(name: &str, subject: String, config: &StreamConfig) -> jetstream
         discard: DiscardPolicy::Old,
         storage: StorageType::File,
         num_replicas: config.replicas,
-        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
-        max_age: Duration::from_secs(config.max_age_secs),
+        duplicate_window: config.duplicate_window,
+        max_age: config.max_age,
         max_bytes: config.max_bytes,
         ..Default::default()
     }

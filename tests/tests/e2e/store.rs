@@ -23,7 +23,7 @@ fn send(room: &str, sender: &str, id: &str) -> NewMessage {
 fn store_of(cluster: &Cluster, pool_size: usize) -> Store {
     Store::new(&PostgresConfig {
         url: Secret::new(cluster.postgres.url()),
-        pool_size,
+        pool_size: pool_size.try_into().expect("a pool of one or more"),
     })
     .unwrap()
 }
@@ -255,7 +255,7 @@ async fn refused_input_is_not_retryable_and_an_unreachable_store_is() {
     let closed_port = chat_tests::free_port();
     let unreachable = Store::new(&PostgresConfig {
         url: Secret::new(format!("postgres://postgres@127.0.0.1:{closed_port}/chat")),
-        pool_size: 1,
+        pool_size: std::num::NonZeroUsize::MIN,
     })
     .unwrap();
     let e = unreachable

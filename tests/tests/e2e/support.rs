@@ -217,7 +217,7 @@ pub async fn store_without_fanout(
 ) -> chat_proto::v1::Message {
     let store = Store::new(&PostgresConfig {
         url: Secret::new(cluster.postgres.url()),
-        pool_size: 1,
+        pool_size: std::num::NonZeroUsize::MIN,
     })
     .unwrap();
     let outcome = store
