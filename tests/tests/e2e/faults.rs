@@ -13,14 +13,13 @@ use chat_proto::{
     v1::Message,
 };
 use chat_protocol::subjects;
+use chat_tests::STEP;
 use chat_tests::{
     checker::{Traffic, TrafficOptions},
     netns::Namespace,
     wait_for, Cluster, ClusterOptions, Role,
 };
 use prost::Message as _;
-
-use crate::support::{dead_letters, STEP};
 
 /// How long a dependency stays down.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -121,7 +120,7 @@ async fn redis_down() {
     cluster.redis.stop();
     traffic.until_acked(ACKS, STEP).await;
     let options = ClientOptions::new(
-        [cluster.ws_url(1)],
+        [cluster.gateway(1).ws_url()],
         cluster.token("d0u3"),
         ClientEncoding::Proto,
     );
@@ -195,7 +194,7 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
         }],
     }
     .encode_to_vec();
-    let subject = subjects::receipts(&cluster.gateway_id(0));
+    let subject = subjects::receipts(&cluster.gateway(0).id());
     for _ in 0..512 {
         nats.publish(subject.clone(), receipt.clone().into())
             .await
@@ -237,9 +236,9 @@ async fn postgres_down_past_the_retry_budget() {
     cluster.postgres.restart().await;
     traffic.healed();
     finish(traffic, &cluster, "postgres down past retry budget").await;
-    let js = async_nats::jetstream::new(async_nats::connect(cluster.nats.url()).await.unwrap());
+    let js = cluster.jetstream().await;
     assert!(
-        !dead_letters(&js).await.is_empty(),
+        !js.dead_letters().await.is_empty(),
         "the outage outlasted the retry budget: sends were dead-lettered"
     );
 }
