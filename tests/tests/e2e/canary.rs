@@ -48,8 +48,11 @@ async fn the_canary_follows_the_worker_down_and_back() {
     })
     .await;
     // A few periods more: every probe answered, none failed.
-    tokio::time::sleep(4 * period).await;
-    let gateway = cluster.gateway(0).metrics().await;
+    let gateway = wait_for("four canaries to be answered", STEP, || async {
+        let gateway = cluster.gateway(0).metrics().await;
+        (gateway.total("chat_gateway_canary_seconds", &[]) >= 4.0).then_some(gateway)
+    })
+    .await;
     let answered = gateway.total("chat_gateway_canary_seconds", &[]);
     assert!(answered >= 4.0, "{answered} canaries answered");
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chat_client::{Admin, Client, ClientEncoding, ClientError, ClientOptions, Message, Messages};
-use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, STEP};
+use chat_tests::{cluster::ADMIN_TOKEN, wait_for, Cluster, ClusterOptions, STEP};
 use futures::future::join_all;
 
 /// A client of `user` that tries the given gateways in turn, with short
@@ -112,17 +112,26 @@ async fn sends_are_resent_until_acked_while_the_worker_hangs() {
     let pending: Vec<_> = (0..TOTAL)
         .map(|n| client.submit("b", &format!("b{n}"), "x"))
         .collect();
-    // Several rounds of `timeout` and resends...
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = cluster.gateway(0).metrics().await;
-    let sends_in = metrics.total("chat_gateway_frames_in_total", &[("type", "send")]);
-    assert!(
-        sends_in > TOTAL as f64,
-        "resent on timeout: {sends_in} sends read"
-    );
+    // Rounds of `timeout` and resends...
+    let resent = [("type", "send")];
+    wait_for("the client to resend on timeout", STEP, || async {
+        let sends_in = cluster
+            .gateway(0)
+            .metric("chat_gateway_frames_in_total", &resent)
+            .await;
+        (sends_in > TOTAL as f64).then_some(())
+    })
+    .await;
     // ...then the socket drops under it.
     cluster.restart_gateway(0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("the client to reconnect", STEP, || async {
+        let sockets = cluster
+            .gateway(0)
+            .metric("chat_gateway_connections", &[])
+            .await;
+        (sockets == 1.0).then_some(())
+    })
+    .await;
     cluster.workers[0].process.resume();
 
     let acks = tokio::time::timeout(Duration::from_secs(60), join_all(pending))

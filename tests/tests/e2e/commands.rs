@@ -177,6 +177,7 @@ async fn a_command_during_a_postgres_outage_lands_once_when_it_returns() {
                 .as_u16()
         })
     };
+    // Postgres stays down a set time, and the call must not finish in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!call.is_finished(), "not answered while Postgres is down");
     cluster.postgres.restart().await;

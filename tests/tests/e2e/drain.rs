@@ -240,11 +240,26 @@ async fn a_drained_gateways_sockets_reconnect_spread_over_the_window_and_nothing
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_for("every room's sender to be sending", STEP, || async {
+        for room in 0..ROOMS {
+            if cluster.stored(&format!("r{room}")).await.is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
 
     let terminated = Instant::now();
     cluster.gateways[0].process.sigterm();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for("gateway 0 to start draining", STEP, || async {
+        let ready = reqwest::get(cluster.gateway(0).url("/readyz")).await;
+        ready
+            .ok()
+            .filter(|r| r.status().as_u16() == 503)
+            .map(|_| ())
+    })
+    .await;
     match open(&cluster.gateway(0).ws_url(), &cluster.token("w0")).await {
         Err(ClientError::Refused(503)) => {}
         other => panic!(
@@ -264,6 +279,7 @@ async fn a_drained_gateways_sockets_reconnect_spread_over_the_window_and_nothing
     })
     .await;
     let drained = terminated.elapsed();
+    // Stays: the senders keep going on the other gateway a while after the drain.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let sent = joined_all("sender", senders).await;

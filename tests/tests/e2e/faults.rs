@@ -81,6 +81,7 @@ async fn nats_killed_and_restarted() {
     let mut traffic = start(&cluster, "n").await;
     traffic.fault();
     cluster.nats.stop();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE).await;
     cluster.nats.restart().await;
     traffic.healed();
@@ -93,6 +94,7 @@ async fn postgres_crashed_and_restarted() {
     let mut traffic = start(&cluster, "p").await;
     traffic.fault();
     cluster.postgres.crash();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE).await;
     cluster.postgres.restart().await;
     traffic.healed();
@@ -201,6 +203,7 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
             .unwrap();
     }
     nats.flush().await.unwrap();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE * 2).await;
     cluster.gateways[0].process.resume();
     traffic.healed();
@@ -232,6 +235,7 @@ async fn postgres_down_past_the_retry_budget() {
     let mut traffic = start(&cluster, "b").await;
     traffic.fault();
     cluster.postgres.crash();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE).await;
     cluster.postgres.restart().await;
     traffic.healed();
@@ -256,6 +260,7 @@ async fn a_gateway_cut_off_from_nats_then_healed() {
     let mut traffic = start(&cluster, "x").await;
     traffic.fault();
     ns.cut_nats();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE * 2).await;
     ns.heal_nats();
     traffic.healed();
@@ -317,31 +322,37 @@ async fn random_faults() {
         let victim = rng.random_range(0..2);
         println!("round {round}: {fault:?} of #{victim} after {before:?}, for {outage:?}");
         schedule.push(format!("{fault:?}"));
+        // Random quiet time before the fault: part of the schedule.
         tokio::time::sleep(before).await;
         traffic.fault();
         match fault {
             Fault::KillWorker => {
                 cluster.workers[victim].process.kill();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.restart_worker(victim).await;
             }
             Fault::KillGateway => {
                 cluster.gateways[victim].process.kill();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.restart_gateway(victim).await;
             }
             Fault::PauseGateway => {
                 cluster.gateways[victim].process.pause();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.gateways[victim].process.resume();
             }
             Fault::KillNats => {
                 cluster.nats.stop();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.nats.restart().await;
             }
             Fault::CrashPostgres => {
                 cluster.postgres.crash();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.postgres.restart().await;
             }
@@ -351,6 +362,7 @@ async fn random_faults() {
             }
             Fault::StopRedis => {
                 cluster.redis.stop();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.redis.restart().await;
             }

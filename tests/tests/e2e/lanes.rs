@@ -245,7 +245,8 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
             .await
             .expect("another room's send is stored while the hot room is stuck");
     }
-    // Long enough for JetStream to redeliver anything not kept alive.
+    // Stays: waits out the ack window to prove nothing is redelivered, long
+    // enough for JetStream to redeliver anything not kept alive.
     tokio::time::sleep(ACK_WAIT * 3).await;
     let (_, held, redelivered) = js.consumer_state().await;
     assert_eq!((held, redelivered), (SENDS, 0), "(held, redelivered)");

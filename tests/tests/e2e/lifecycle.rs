@@ -187,6 +187,7 @@ async fn a_terminated_worker_stores_and_acks_what_it_holds_before_exiting() {
 
     let worker = &mut cluster.workers[0].process;
     worker.sigterm();
+    // Stays: a window in which the worker must not exit.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(worker.is_running(), "the worker waits for what it holds");
     pg.batch_execute("COMMIT").await.unwrap();

@@ -184,6 +184,7 @@ async fn a_users_second_socket_shares_the_user_bucket() {
     bob.send_and_wait("room", "bob-0", "x")
         .await
         .expect("another user has a bucket of their own");
+    // Waits out the bucket's refill time (1/s): the refill is under test.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     alice_again
         .send_and_wait("room", "a2-later", "x")

@@ -205,6 +205,7 @@ async fn a_sender_keeps_its_order_through_retries() {
             pg.execute("DELETE FROM chaos", &[]).await.unwrap();
         }
         w.send("flaky", id, "typed in order").await.unwrap();
+        // Paces the stream so the failure window falls mid-stream.
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(acks.await.unwrap(), sent.len(), "every send acked");

@@ -150,6 +150,7 @@ async fn replays_hold_bounded_memory_that_returns_after_the_sockets_leave() {
         for user in &replayers {
             stalled.push(stalled_replayer(&cluster, user).await);
         }
+        // The replays stay stalled a set time before RSS is read.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let during = gateway.rss_kib();
         drop(stalled);
@@ -226,6 +227,7 @@ async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
         }
         seen
     });
+    // A second into the 4 s stream, so the lost message falls mid-stream.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let lost = cluster.store_without_fanout("stream", "lost").await;
     let sent = sender.await.unwrap();
@@ -390,7 +392,14 @@ async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
                 .chat_steadily("busy", &stop),
         );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("every sender to be chatting", STEP, || async {
+        let stored = cluster.stored("busy").await;
+        senders
+            .iter()
+            .all(|s| stored.iter().any(|(_, sender, _, _)| sender == s))
+            .then_some(())
+    })
+    .await;
 
     let response = reqwest::Client::new()
         .delete(cluster.gateway(0).url("/v1/rooms/busy/members/bob"))
@@ -413,6 +422,7 @@ async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
             other => panic!("bob expected messages then left, got {other:?}"),
         }
     }
+    // Stays: a window in which nothing more may arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         frame_within(&mut bob.reader, Duration::from_millis(300)).await,
