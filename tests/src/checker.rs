@@ -90,7 +90,7 @@ impl Traffic {
     /// Creates the rooms (named after `tag`), connects every member (alternately preferring
     /// each gateway, the other as fallback), joins and starts sending.
     pub async fn start(cluster: &Cluster, tag: &str, options: TrafficOptions) -> Self {
-        let admin = Admin::new(cluster.http_url(0, ""), ADMIN_TOKEN);
+        let admin = Admin::new(cluster.gateway(0).url(""), ADMIN_TOKEN);
         let log = Arc::new(Mutex::new(Log::default()));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -107,7 +107,11 @@ impl Traffic {
                 let index = members.len();
                 let first = index % cluster.gateways.len();
                 let urls: Vec<String> = (0..cluster.gateways.len())
-                    .map(|g| cluster.ws_url((first + g) % cluster.gateways.len()))
+                    .map(|g| {
+                        cluster
+                            .gateway((first + g) % cluster.gateways.len())
+                            .ws_url()
+                    })
                     .collect();
                 let client_options =
                     ClientOptions::new(urls, cluster.token(&user), ClientEncoding::Json)

@@ -1,114 +1,20 @@
 //! A whole chat system on one machine: services, gateways and workers as
-//! real processes, and helpers that read like what a user does.
+//! real processes, started, restarted and killed as a test needs them.
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use chat_client::{connect, ConnectOptions, Reader, Writer};
-use chat_protocol::codec::Encoding;
 use tempfile::TempDir;
 
+pub use crate::nodes::{Gateway, Worker};
+pub use crate::options::{ClusterOptions, Role, ADMIN_TOKEN, ALLOWED_ORIGIN, JWT_SECRET};
 use crate::{
     free_port,
     netns::Namespace,
+    options::{token, UNLIMITED},
     process::Process,
     services::{Nats, Postgres, Redis},
     wait_for,
 };
-
-pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
-pub const ADMIN_TOKEN: &str = "test-admin-token";
-/// The only browser origin the test gateways allow.
-pub const ALLOWED_ORIGIN: &str = "https://chat.example";
-
-/// Per-user and per-address limits high enough for any test that does
-/// not test them.
-const UNLIMITED: [(&str, &str); 6] = [
-    ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_CONNECTION", "1000000"),
-    ("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION", "1000000"),
-    ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_USER", "1000000"),
-    ("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_USER", "1000000"),
-    ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_USER", "100000"),
-    ("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_IP", "100000"),
-];
-
-/// What to start.
-#[derive(Clone)]
-pub struct ClusterOptions {
-    pub gateways: usize,
-    pub workers: usize,
-    /// Extra `CHAT_GATEWAY_*` variables.
-    pub gateway_env: Vec<(String, String)>,
-    /// Extra `CHAT_WORKER_*` variables.
-    pub worker_env: Vec<(String, String)>,
-    /// nats-server settings after `deploy/nats.conf`'s.
-    pub nats_conf: String,
-    /// Services listen on every interface, not only loopback, so that a
-    /// gateway in a network namespace reaches them.
-    pub all_interfaces: bool,
-}
-
-/// Which processes an environment variable is for.
-pub enum Role {
-    Gateways,
-    Workers,
-    Both,
-}
-
-impl ClusterOptions {
-    pub fn new(gateways: usize, workers: usize) -> Self {
-        Self {
-            gateways,
-            workers,
-            gateway_env: Vec::new(),
-            worker_env: Vec::new(),
-            nats_conf: String::new(),
-            all_interfaces: false,
-        }
-    }
-
-    pub fn reachable_from_namespaces(mut self) -> Self {
-        self.all_interfaces = true;
-        self
-    }
-
-    pub fn nats_conf(mut self, settings: &str) -> Self {
-        self.nats_conf.push_str(settings);
-        self.nats_conf.push('\n');
-        self
-    }
-
-    pub fn gateway_env(self, key: &str, value: &str) -> Self {
-        self.env(Role::Gateways, key, value)
-    }
-
-    pub fn env(mut self, role: Role, key: &str, value: &str) -> Self {
-        let pair = (key.to_string(), value.to_string());
-        match role {
-            Role::Gateways => self.gateway_env.push(pair),
-            Role::Workers => self.worker_env.push(pair),
-            Role::Both => {
-                self.gateway_env.push(pair.clone());
-                self.worker_env.push(pair);
-            }
-        }
-        self
-    }
-}
-
-pub struct Gateway {
-    /// Names its id (`gw<n>`) and log file.
-    n: usize,
-    /// Where clients reach it: loopback, or its network namespace.
-    host: String,
-    pub port: u16,
-    pub process: Process,
-}
-
-pub struct Worker {
-    /// Port of its `/metrics`, `/healthz`, `/readyz`.
-    pub http_port: u16,
-    pub process: Process,
-}
 
 pub struct Cluster {
     pub nats: Nats,
@@ -327,74 +233,15 @@ impl Cluster {
         self.spawned
     }
 
-    /// The id gateway `i` runs with (its receipts subject, its pod name).
-    pub fn gateway_id(&self, gateway: usize) -> String {
-        format!("gw{}", self.gateways[gateway].n)
+    pub fn gateway(&self, i: usize) -> &Gateway {
+        &self.gateways[i]
     }
 
-    pub fn ws_url(&self, gateway: usize) -> String {
-        let g = &self.gateways[gateway];
-        format!("ws://{}:{}/v1/ws", g.host, g.port)
-    }
-
-    pub fn http_url(&self, gateway: usize, path: &str) -> String {
-        let g = &self.gateways[gateway];
-        format!("http://{}:{}{path}", g.host, g.port)
-    }
-
-    pub fn worker_url(&self, worker: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.workers[worker].http_port)
+    pub fn worker(&self, i: usize) -> &Worker {
+        &self.workers[i]
     }
 
     pub fn token(&self, user: &str) -> String {
-        chat_auth::mint_hs256(JWT_SECRET, user, 3600)
-    }
-
-    pub fn options(&self, gateway: usize, user: &str, encoding: Encoding) -> ConnectOptions {
-        ConnectOptions::new(self.ws_url(gateway), self.token(user), encoding)
-    }
-
-    /// Opens a socket for `user` on `gateway`.
-    pub async fn connect(
-        &self,
-        gateway: usize,
-        user: &str,
-        encoding: Encoding,
-    ) -> (Writer, Reader) {
-        connect(&self.options(gateway, user, encoding))
-            .await
-            .unwrap_or_else(|e| panic!("{user} could not connect to gateway {gateway}: {e}"))
-    }
-
-    /// Creates a room with members through the room API (service token).
-    pub async fn create_room(&self, room: &str, members: &[&str]) {
-        let response = reqwest::Client::new()
-            .post(self.http_url(0, "/v1/rooms"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({ "room": room, "members": members }))
-            .send()
-            .await
-            .expect("admin request");
-        assert!(
-            response.status().is_success(),
-            "create room failed: {}",
-            response.status()
-        );
-    }
-
-    /// Messages stored for a room: (seq, sender, client_msg_id, body), by seq.
-    pub async fn stored(&self, room: &str) -> Vec<(i64, String, String, String)> {
-        self.postgres
-            .client()
-            .await
-            .query(
-                "SELECT seq, sender_id, client_msg_id, body FROM messages WHERE room_id = $1 ORDER BY seq",
-                &[&room],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect()
+        token(user)
     }
 }

@@ -5,11 +5,23 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod frames;
+pub mod jetstream;
+pub mod metrics;
 pub mod netns;
+pub mod nodes;
+pub mod options;
 pub mod process;
+pub mod rooms;
 pub mod services;
+pub mod session;
 
-pub use cluster::{Cluster, ClusterOptions, Role};
+pub use cluster::Cluster;
+pub use frames::{assert_gap_free, Frames, STEP};
+pub use jetstream::{envelope, header, JetStream};
+pub use metrics::Metrics;
+pub use options::{ClusterOptions, Role, ADMIN_TOKEN};
+pub use session::Session;
 
 use std::{future::Future, time::Duration};
 

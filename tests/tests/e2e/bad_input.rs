@@ -1,19 +1,17 @@
 //! Bad input gets a clear answer, never a panic, and costs nobody else
 //! anything: after each one, the other member of the room still chats.
 
-use chat_client::{ClientError, ConnectOptions, Credentials, Reader, Writer};
+use chat_client::{ClientError, ConnectOptions, Credentials, Reader};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{Cluster, ClusterOptions};
+use chat_tests::{assert_gap_free, Cluster, ClusterOptions, Frames, Session, STEP};
 use tokio_tungstenite::tungstenite::{protocol::CloseFrame, Message as RawMessage};
-
-use crate::support::*;
 
 /// A room with a victim (who misbehaves) and a bystander on the same gateway.
 struct Scene {
     cluster: Cluster,
-    victim: (Writer, Reader),
-    bystander: (Writer, Reader),
+    victim: Session,
+    bystander: Session,
 }
 
 async fn scene(encoding: Encoding) -> Scene {
@@ -27,14 +25,14 @@ impl Scene {
     async fn from(cluster: Cluster, encoding: Encoding) -> Self {
         cluster.create_room("room", &["victim", "bystander"]).await;
         cluster.create_room("private", &["owner"]).await;
-        let (mut vw, mut vr) = cluster.connect(0, "victim", encoding).await;
-        let (mut bw, mut br) = cluster.connect(0, "bystander", Encoding::Json).await;
-        join(&mut vw, &mut vr, "room", None).await;
-        join(&mut bw, &mut br, "room", None).await;
+        let mut victim = cluster.gateway(0).connect_with("victim", encoding).await;
+        let mut bystander = cluster.gateway(0).connect("bystander").await;
+        victim.join("room").await;
+        bystander.join("room").await;
         Scene {
             cluster,
-            victim: (vw, vr),
-            bystander: (bw, br),
+            victim,
+            bystander,
         }
     }
 }
@@ -43,22 +41,17 @@ impl Scene {
     /// The bystander can still send, and the room still delivers to both
     /// (to the victim too, unless its socket was closed).
     async fn room_still_works(&mut self, victim_open: bool, expected_seq: u64) {
-        let (bw, br) = &mut self.bystander;
-        let ack = send_and_wait(
-            bw,
-            br,
-            "room",
-            &format!("after-{expected_seq}"),
-            "still here",
-        )
-        .await
-        .unwrap();
+        let ack = (self.bystander)
+            .send_and_wait("room", &format!("after-{expected_seq}"), "still here")
+            .await
+            .unwrap();
         assert_eq!(ack.seq, expected_seq);
         if victim_open {
-            let (vw, vr) = &mut self.victim;
-            let (got, _) = collect_messages(vr, 1, STEP).await;
+            let victim = &mut self.victim;
+            let (got, _) = victim.collect_messages(1, STEP).await;
             assert_eq!(got[0].seq, expected_seq);
-            let own = send_and_wait(vw, vr, "room", &format!("victim-{expected_seq}"), "me too")
+            let own = victim
+                .send_and_wait("room", &format!("victim-{expected_seq}"), "me too")
                 .await
                 .unwrap();
             assert_eq!(own.seq, expected_seq + 1);
@@ -69,47 +62,61 @@ impl Scene {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_json_frame_gets_bad_frame_and_the_socket_stays_open() {
     let mut s = scene(Encoding::Json).await;
-    let (vw, vr) = &mut s.victim;
-    vw.raw(RawMessage::Text("{\"send\": {\"room\": ".into()))
+    let victim = &mut s.victim;
+    victim
+        .writer
+        .raw(RawMessage::Text("{\"send\": {\"room\": ".into()))
         .await
         .unwrap();
-    let (_, e) = next_error(vr).await;
+    let (_, e) = victim.next_error().await;
     assert_eq!(e.code, "bad_frame");
     // Wrong field types are malformed too.
-    vw.raw(RawMessage::Text(
-        r#"{"requestId":"7","send":{"room":5}}"#.into(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_error(vr).await.1.code, "bad_frame");
+    victim
+        .writer
+        .raw(RawMessage::Text(
+            r#"{"requestId":"7","send":{"room":5}}"#.into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(victim.next_error().await.1.code, "bad_frame");
     s.room_still_works(true, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_protobuf_frame_gets_bad_frame_and_the_socket_stays_open() {
     let mut s = scene(Encoding::Proto).await;
-    let (vw, vr) = &mut s.victim;
+    let victim = &mut s.victim;
     // Field 4 (send), length-delimited, claims 100 bytes but has 2.
-    vw.raw(RawMessage::Binary(vec![0x22, 100, 0x0a, 0x01].into()))
+    victim
+        .writer
+        .raw(RawMessage::Binary(vec![0x22, 100, 0x0a, 0x01].into()))
         .await
         .unwrap();
-    assert_eq!(next_error(vr).await.1.code, "bad_frame");
+    assert_eq!(victim.next_error().await.1.code, "bad_frame");
     // A text frame on a protobuf socket is malformed as well.
-    vw.raw(RawMessage::Text("hello".into())).await.unwrap();
-    assert_eq!(next_error(vr).await.1.code, "bad_frame");
+    victim
+        .writer
+        .raw(RawMessage::Text("hello".into()))
+        .await
+        .unwrap();
+    assert_eq!(victim.next_error().await.1.code, "bad_frame");
     s.room_still_works(true, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_frame_closes_the_socket_with_1009_and_others_carry_on() {
     let mut s = scene(Encoding::Json).await;
-    let (vw, vr) = &mut s.victim;
+    let victim = &mut s.victim;
     let huge = format!(
         r#"{{"requestId":"1","send":{{"room":"room","clientMsgId":"x","body":"{}"}}}}"#,
         "a".repeat(8000)
     );
-    vw.raw(RawMessage::Text(huge.into())).await.unwrap();
-    let close = expect_close(vr).await.expect("a close frame");
+    victim
+        .writer
+        .raw(RawMessage::Text(huge.into()))
+        .await
+        .unwrap();
+    let close = victim.expect_close().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1009);
     s.room_still_works(false, 1).await;
     assert_eq!(
@@ -122,8 +129,9 @@ async fn an_oversize_frame_closes_the_socket_with_1009_and_others_carry_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_gets_invalid_argument_and_is_not_stored() {
     let mut s = scene(Encoding::Json).await;
-    let (vw, vr) = &mut s.victim;
-    let e = send_and_wait(vw, vr, "room", "big", &"b".repeat(2000))
+    let victim = &mut s.victim;
+    let e = victim
+        .send_and_wait("room", "big", &"b".repeat(2000))
         .await
         .unwrap_err();
     assert_eq!(e.code, "invalid_argument");
@@ -133,16 +141,18 @@ async fn a_body_over_the_limit_gets_invalid_argument_and_is_not_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_to_a_room_one_is_not_a_member_of_is_forbidden_and_stores_nothing() {
     let mut s = scene(Encoding::Proto).await;
-    let (vw, vr) = &mut s.victim;
-    let e = send_and_wait(vw, vr, "private", "sneak", "let me in")
+    let victim = &mut s.victim;
+    let e = victim
+        .send_and_wait("private", "sneak", "let me in")
         .await
         .unwrap_err();
     assert_eq!(e.code, "forbidden");
-    let request_id = vw.join("private", None).await.unwrap();
-    let (rid, e) = next_error(vr).await;
+    let request_id = victim.writer.join("private", None).await.unwrap();
+    let (rid, e) = victim.next_error().await;
     assert_eq!((rid, e.code.as_str()), (request_id, "forbidden"));
     // A room that does not exist is no different from one you are not in.
-    let e = send_and_wait(vw, vr, "nowhere", "x", "hello?")
+    let e = victim
+        .send_and_wait("nowhere", "x", "hello?")
         .await
         .unwrap_err();
     assert_eq!(e.code, "forbidden");
@@ -153,34 +163,42 @@ async fn sending_to_a_room_one_is_not_a_member_of_is_forbidden_and_stores_nothin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_frame_type_gets_unsupported() {
     let mut s = scene(Encoding::Json).await;
-    let (vw, vr) = &mut s.victim;
-    vw.raw(RawMessage::Text(
-        r#"{"requestId":"42","dance":{"style":"tango"}}"#.into(),
-    ))
-    .await
-    .unwrap();
-    let (rid, e) = next_error(vr).await;
+    let victim = &mut s.victim;
+    victim
+        .writer
+        .raw(RawMessage::Text(
+            r#"{"requestId":"42","dance":{"style":"tango"}}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let (rid, e) = victim.next_error().await;
     assert_eq!((rid.as_str(), e.code.as_str()), ("42", "unsupported"));
     s.room_still_works(true, 1).await;
 
     // The same on a protobuf socket: a field number the schema does not have.
-    let (mut pw, mut pr) = s.cluster.connect(0, "victim", Encoding::Proto).await;
-    pw.raw(RawMessage::Binary(
-        vec![0x0a, 0x01, b'9', 0x7a, 0x00].into(),
-    ))
-    .await
-    .unwrap();
-    let (rid, e) = next_error(&mut pr).await;
+    let mut proto = s
+        .cluster
+        .gateway(0)
+        .connect_with("victim", Encoding::Proto)
+        .await;
+    proto
+        .writer
+        .raw(RawMessage::Binary(
+            vec![0x0a, 0x01, b'9', 0x7a, 0x00].into(),
+        ))
+        .await
+        .unwrap();
+    let (rid, e) = proto.next_error().await;
     assert_eq!((rid.as_str(), e.code.as_str()), ("9", "unsupported"));
     assert!(matches!(
-        next_frame_after_ping(&mut pw, &mut pr).await,
+        next_frame_after_ping(&mut proto).await,
         Kind::Pong(_)
     ));
 }
 
-async fn next_frame_after_ping(w: &mut Writer, r: &mut Reader) -> Kind {
-    let id = w.ping().await.unwrap();
-    let frame = next_frame(r).await;
+async fn next_frame_after_ping(session: &mut Session) -> Kind {
+    let id = session.writer.ping().await.unwrap();
+    let frame = session.next_frame().await;
     assert_eq!(frame.request_id, id);
     frame.kind.unwrap()
 }
@@ -188,7 +206,7 @@ async fn next_frame_after_ping(w: &mut Writer, r: &mut Reader) -> Kind {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_expired_or_missing_tokens_are_refused_with_401_before_the_upgrade() {
     let mut s = scene(Encoding::Json).await;
-    let url = s.cluster.ws_url(0);
+    let url = s.cluster.gateway(0).ws_url();
     let forged = chat_auth::mint_hs256("another-secret-of-at-least-32-bytes!", "victim", 60);
     for (what, credentials) in [
         ("forged", Credentials::Bearer(forged)),
@@ -228,7 +246,10 @@ fn expired_token() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_from_an_origin_not_allowed_is_refused_with_403() {
     let mut s = scene(Encoding::Json).await;
-    let mut options = s.cluster.options(0, "victim", Encoding::Json);
+    let mut options = s
+        .cluster
+        .gateway(0)
+        .connect_options("victim", Encoding::Json);
     options.origin = Some("https://evil.example".into());
     assert!(matches!(
         chat_client::connect(&options).await,
@@ -273,15 +294,20 @@ async fn rs256_tokens_are_checked_against_the_configured_public_key() {
         &EncodingKey::from_rsa_pem(&private).unwrap(),
     )
     .unwrap();
-    let options = ConnectOptions::new(cluster.ws_url(0), token, Encoding::Proto);
-    let (mut w, mut r) = chat_client::connect(&options)
+    let options = ConnectOptions::new(cluster.gateway(0).ws_url(), token, Encoding::Proto);
+    let (w, r) = chat_client::connect(&options)
         .await
         .expect("RS256 token accepted");
-    let ack = send_and_wait(&mut w, &mut r, "rsa", "r1", "signed with RSA")
+    let ack = Session::new("rita", w, r)
+        .send_and_wait("rsa", "r1", "signed with RSA")
         .await
         .unwrap();
     assert_eq!(ack.seq, 1);
-    let hs = ConnectOptions::new(cluster.ws_url(0), cluster.token("rita"), Encoding::Json);
+    let hs = ConnectOptions::new(
+        cluster.gateway(0).ws_url(),
+        cluster.token("rita"),
+        Encoding::Json,
+    );
     assert!(matches!(
         chat_client::connect(&hs).await,
         Err(ClientError::Refused(401))
@@ -293,7 +319,7 @@ async fn a_token_whose_subject_could_break_a_header_is_refused_with_401() {
     let mut s = scene(Encoding::Json).await;
     for sub in ["victim\r\nX-Evil: 1", "victim\n", "vic tim", "victim\0"] {
         let token = chat_auth::mint_hs256(chat_tests::cluster::JWT_SECRET, sub, 60);
-        let options = ConnectOptions::new(s.cluster.ws_url(0), token, Encoding::Json);
+        let options = ConnectOptions::new(s.cluster.gateway(0).ws_url(), token, Encoding::Json);
         let err = chat_client::connect(&options).await.err();
         assert!(
             matches!(err, Some(ClientError::Refused(401))),
@@ -306,8 +332,9 @@ async fn a_token_whose_subject_could_break_a_header_is_refused_with_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_with_a_nul_character_gets_invalid_argument_and_is_not_stored() {
     let mut s = scene(Encoding::Proto).await;
-    let (vw, vr) = &mut s.victim;
-    let e = send_and_wait(vw, vr, "room", "nul", "a\0b")
+    let victim = &mut s.victim;
+    let e = victim
+        .send_and_wait("room", "nul", "a\0b")
         .await
         .unwrap_err();
     assert_eq!(e.code, "invalid_argument");
@@ -324,25 +351,24 @@ async fn a_panic_while_serving_a_frame_answers_unavailable_and_is_counted() {
         .gateway_env("FAILPOINTS", "session-frame=1*panic;send-task=1*panic");
     let cluster = Cluster::start(options).await;
     cluster.create_room("room", &["victim"]).await;
-    let (mut w, mut r) = cluster.connect(0, "victim", Encoding::Json).await;
+    let mut victim = cluster.gateway(0).connect("victim").await;
     // The first frame panics in the socket's own task.
-    w.ping().await.unwrap();
-    let (rid, e) = next_error(&mut r).await;
+    victim.writer.ping().await.unwrap();
+    let (rid, e) = victim.next_error().await;
     assert_eq!((rid.as_str(), e.code.as_str()), ("", "unavailable"));
-    join(&mut w, &mut r, "room", None).await;
+    victim.join("room").await;
     // The first send panics in its commit-waiting task.
-    let e = send_and_wait(&mut w, &mut r, "room", "lost", "boom")
+    let e = victim
+        .send_and_wait("room", "lost", "boom")
         .await
         .unwrap_err();
     assert_eq!(e.code, "unavailable");
-    let ack = send_and_wait(&mut w, &mut r, "room", "kept", "fine")
-        .await
-        .unwrap();
+    let ack = victim.send_and_wait("room", "kept", "fine").await.unwrap();
     assert_eq!(ack.seq, 1);
-    let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
+    let metrics = cluster.gateway(0).metrics().await;
     let panics = "chat_gateway_panics_total";
-    assert_eq!(total(&metrics, panics, &[("task", "session")]), 1.0);
-    assert_eq!(total(&metrics, panics, &[("task", "send")]), 1.0);
+    assert_eq!(metrics.total(panics, &[("task", "session")]), 1.0);
+    assert_eq!(metrics.total(panics, &[("task", "send")]), 1.0);
     let stored = cluster.stored("room").await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].2, "kept");
@@ -357,7 +383,7 @@ async fn a_token_not_valid_yet_is_refused_with_401() {
     let claims = |nbf: u64| serde_json::json!({ "sub": "victim", "exp": now + 600, "nbf": nbf });
     let key = EncodingKey::from_secret(chat_tests::cluster::JWT_SECRET.as_bytes());
     let token = |nbf| encode(&Header::default(), &claims(nbf), &key).unwrap();
-    let options = |token| ConnectOptions::new(s.cluster.ws_url(0), token, Encoding::Json);
+    let options = |token| ConnectOptions::new(s.cluster.gateway(0).ws_url(), token, Encoding::Json);
     // An hour ahead is far outside the 30 s leeway.
     let err = chat_client::connect(&options(token(now + 3600)))
         .await
@@ -373,8 +399,8 @@ async fn a_token_not_valid_yet_is_refused_with_401() {
 async fn the_admin_api_authenticates_before_it_reads_the_request() {
     let s = scene(Encoding::Json).await;
     let http = reqwest::Client::new();
-    let url = s.cluster.http_url(0, "/v1/rooms");
-    let member_url = s.cluster.http_url(0, "/v1/rooms/room/members/x%0Ay");
+    let url = s.cluster.gateway(0).url("/v1/rooms");
+    let member_url = s.cluster.gateway(0).url("/v1/rooms/room/members/x%0Ay");
     // Without the token, whatever the body: 401, and nothing about the body.
     for (content_type, body) in [
         ("application/json", "{not json"),
@@ -419,7 +445,7 @@ async fn the_admin_api_authenticates_before_it_reads_the_request() {
 async fn the_ticket_endpoint_answers_cors_preflights_from_allowed_origins_only() {
     let s = scene(Encoding::Json).await;
     let http = reqwest::Client::new();
-    let url = s.cluster.http_url(0, "/v1/ws/ticket");
+    let url = s.cluster.gateway(0).url("/v1/ws/ticket");
     let preflight = |origin: &'static str| {
         http.request(reqwest::Method::OPTIONS, &url)
             .header("Origin", origin)
@@ -461,9 +487,12 @@ async fn a_member_that_does_not_read_is_closed_with_4008_and_resumes() {
     let options = ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__SOCKET_QUEUE", "8");
     let cluster = Cluster::start(options).await;
     cluster.create_room("room", &["sleepy", "talker"]).await;
-    let (mut sw, mut sr) = cluster.connect(0, "sleepy", Encoding::Proto).await;
-    join(&mut sw, &mut sr, "room", None).await;
-    let (mut tw, tr) = cluster.connect(0, "talker", Encoding::Json).await;
+    let mut sleepy = cluster
+        .gateway(0)
+        .connect_with("sleepy", Encoding::Proto)
+        .await;
+    sleepy.join("room").await;
+    let (mut tw, tr) = cluster.gateway(0).connect("talker").await.into_parts();
     // 16 KB bodies fill the socket's TCP buffers (megabytes on loopback),
     // then its 8-slot queue. Sent 64 at a time.
     let body = "z".repeat(16 * 1024);
@@ -472,24 +501,29 @@ async fn a_member_that_does_not_read_is_closed_with_4008_and_resumes() {
     let acks = {
         let window = std::sync::Arc::clone(&window);
         let mut tr = tr;
-        tokio::spawn(async move { collect(&mut tr, 0, total_sent, Some(window), STEP * 2).await })
+        tokio::spawn(async move { tr.collect(0, total_sent, Some(window), STEP * 2).await })
     };
     for n in 0..total_sent {
         window.acquire().await.unwrap().forget();
         tw.send("room", &format!("t{n:04}"), &body).await.unwrap();
     }
     acks.await.unwrap();
-    let (got, close) = collect_until_close(&mut sr).await;
+    let (got, close) = collect_until_close(&mut sleepy.reader).await;
     assert_eq!(u16::from(close.expect("a close frame").code), 4008);
     let last = got.last().map_or(0, |m| m.seq);
     assert!((last as usize) < total_sent, "closed before the end");
     assert_gap_free(&got, last as usize, "sleepy before the close");
-    let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
-    assert_eq!(total(&metrics, "chat_gateway_queue_drops_total", &[]), 1.0);
+    let metrics = cluster.gateway(0).metrics().await;
+    assert_eq!(metrics.total("chat_gateway_queue_drops_total", &[]), 1.0);
     // Resume from the last seq seen: the rest, once each.
-    let (mut sw, mut sr) = cluster.connect(0, "sleepy", Encoding::Proto).await;
-    sw.join("room", Some(last)).await.unwrap();
-    let (rest, _) = collect_messages(&mut sr, total_sent - last as usize, STEP).await;
+    let mut resumed = cluster
+        .gateway(0)
+        .connect_with("sleepy", Encoding::Proto)
+        .await;
+    resumed.writer.join("room", Some(last)).await.unwrap();
+    let (rest, _) = resumed
+        .collect_messages(total_sent - last as usize, STEP)
+        .await;
     let seqs: Vec<u64> = rest.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (last + 1..=total_sent as u64).collect::<Vec<_>>());
 }
@@ -520,23 +554,21 @@ async fn sends_beyond_the_in_flight_cap_get_rate_limited() {
         ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "2");
     let cluster = Cluster::start(options).await;
     cluster.create_room("room", &["eager"]).await;
-    let (mut w, mut r) = cluster.connect(0, "eager", Encoding::Json).await;
+    let mut eager = cluster.gateway(0).connect("eager").await;
     // The worker hangs: nothing is acked, so sends stay in flight.
     cluster.workers[0].process.pause();
-    let first = w.send("room", "f1", "one").await.unwrap();
-    let second = w.send("room", "f2", "two").await.unwrap();
-    let third = w.send("room", "f3", "three").await.unwrap();
-    let frame = next_frame(&mut r).await;
+    let first = eager.writer.send("room", "f1", "one").await.unwrap();
+    let second = eager.writer.send("room", "f2", "two").await.unwrap();
+    let third = eager.writer.send("room", "f3", "three").await.unwrap();
+    let frame = eager.next_frame().await;
     assert_eq!(frame.request_id, third);
     assert!(matches!(frame.kind, Some(Kind::Error(e)) if e.code == "rate_limited"));
     cluster.workers[0].process.resume();
     // Acks of pipelined sends may come in either order.
-    let (_, acks) = collect(&mut r, 0, 2, None, STEP).await;
+    let (_, acks) = eager.collect(0, 2, None, STEP).await;
     let seq_of = |id: &str| acks.iter().find(|(rid, _)| rid == id).map(|(_, a)| a.seq);
     assert_eq!((seq_of(&first), seq_of(&second)), (Some(1), Some(2)));
-    let ack = send_and_wait(&mut w, &mut r, "room", "f4", "four")
-        .await
-        .unwrap();
+    let ack = eager.send_and_wait("room", "f4", "four").await.unwrap();
     assert_eq!(ack.seq, 3);
     let ids: Vec<String> = cluster
         .stored("room")

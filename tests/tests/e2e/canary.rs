@@ -3,16 +3,16 @@
 
 use std::time::Duration;
 
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{wait_for, Cluster, ClusterOptions, STEP};
 use tokio::time::Instant;
-
-use crate::support::*;
 
 const PERIOD_MS: u64 = 300;
 
 /// `/readyz` of gateway 0: (status, names of what fails).
 async fn readiness(cluster: &Cluster) -> (u16, Vec<String>) {
-    let response = reqwest::get(cluster.http_url(0, "/readyz")).await.unwrap();
+    let response = reqwest::get(cluster.gateway(0).url("/readyz"))
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap();
     let failing = body["failing"]
@@ -27,8 +27,8 @@ async fn readiness(cluster: &Cluster) -> (u16, Vec<String>) {
 }
 
 async fn canary_ok(cluster: &Cluster) -> f64 {
-    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
-    total(&m, "chat_gateway_canary_ok", &[])
+    let m = cluster.gateway(0).metrics().await;
+    m.total("chat_gateway_canary_ok", &[])
 }
 
 /// With a worker running the canary is answered, storing nothing; with the
@@ -48,24 +48,27 @@ async fn the_canary_follows_the_worker_down_and_back() {
     })
     .await;
     // A few periods more: every probe answered, none failed.
-    tokio::time::sleep(4 * period).await;
-    let gateway = [scrape(&cluster.http_url(0, "/metrics")).await];
-    let answered = total(&gateway, "chat_gateway_canary_seconds", &[]);
+    let gateway = wait_for("four canaries to be answered", STEP, || async {
+        let gateway = cluster.gateway(0).metrics().await;
+        (gateway.total("chat_gateway_canary_seconds", &[]) >= 4.0).then_some(gateway)
+    })
+    .await;
+    let answered = gateway.total("chat_gateway_canary_seconds", &[]);
     assert!(answered >= 4.0, "{answered} canaries answered");
     assert_eq!(
-        total(&gateway, "chat_gateway_canary_failures_total", &[]),
+        gateway.total("chat_gateway_canary_failures_total", &[]),
         0.0
     );
-    assert_eq!(total(&gateway, "chat_gateway_canary_ok", &[]), 1.0);
-    let worker = [worker_metrics(&cluster, 0).await];
-    assert!(total(&worker, "chat_worker_canaries_total", &[]) >= answered);
-    assert_eq!(total(&worker, "chat_worker_envelopes_total", &[]), 0.0);
+    assert_eq!(gateway.total("chat_gateway_canary_ok", &[]), 1.0);
+    let worker = cluster.worker(0).metrics().await;
+    assert!(worker.total("chat_worker_canaries_total", &[]) >= answered);
+    assert_eq!(worker.total("chat_worker_envelopes_total", &[]), 0.0);
     assert_eq!(
-        total(&worker, "chat_worker_batch_size", &[]),
+        worker.total("chat_worker_batch_size", &[]),
         0.0,
         "no transaction"
     );
-    assert_eq!(total(&worker, "chat_worker_dead_letters_total", &[]), 0.0);
+    assert_eq!(worker.total("chat_worker_dead_letters_total", &[]), 0.0);
     let stored: i64 = cluster
         .postgres
         .client()
@@ -97,10 +100,9 @@ async fn the_canary_follows_the_worker_down_and_back() {
         unready_after <= 3 * period + Duration::from_secs(1),
         "not ready only after {unready_after:?}"
     );
-    let gateway = [scrape(&cluster.http_url(0, "/metrics")).await];
+    let gateway = cluster.gateway(0).metrics().await;
     assert!(
-        total(
-            &gateway,
+        gateway.total(
             "chat_gateway_canary_failures_total",
             &[("reason", "timeout")]
         ) >= 2.0

@@ -4,10 +4,8 @@
 use std::time::Duration;
 
 use chat_client::{Admin, Client, ClientEncoding, ClientError, ClientOptions, Message, Messages};
-use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions};
+use chat_tests::{cluster::ADMIN_TOKEN, wait_for, Cluster, ClusterOptions, STEP};
 use futures::future::join_all;
-
-use crate::support::{scrape, total, STEP};
 
 /// A client of `user` that tries the given gateways in turn, with short
 /// backoff so that the tests do not wait on it.
@@ -17,14 +15,17 @@ fn client(
     user: &str,
     encoding: ClientEncoding,
 ) -> (Client, Messages) {
-    let urls: Vec<String> = gateways.iter().map(|&g| cluster.ws_url(g)).collect();
+    let urls: Vec<String> = gateways
+        .iter()
+        .map(|&g| cluster.gateway(g).ws_url())
+        .collect();
     let options = ClientOptions::new(urls, cluster.token(user), encoding)
         .backoff(Duration::from_millis(50), Duration::from_secs(1));
     Client::connect(options)
 }
 
 fn admin(cluster: &Cluster) -> Admin {
-    Admin::new(cluster.http_url(0, ""), ADMIN_TOKEN)
+    Admin::new(cluster.gateway(0).url(""), ADMIN_TOKEN)
 }
 
 /// The next `n` messages the application is handed.
@@ -111,21 +112,26 @@ async fn sends_are_resent_until_acked_while_the_worker_hangs() {
     let pending: Vec<_> = (0..TOTAL)
         .map(|n| client.submit("b", &format!("b{n}"), "x"))
         .collect();
-    // Several rounds of `timeout` and resends...
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = [scrape(&cluster.http_url(0, "/metrics")).await];
-    let sends_in = total(
-        &metrics,
-        "chat_gateway_frames_in_total",
-        &[("type", "send")],
-    );
-    assert!(
-        sends_in > TOTAL as f64,
-        "resent on timeout: {sends_in} sends read"
-    );
+    // Rounds of `timeout` and resends...
+    let resent = [("type", "send")];
+    wait_for("the client to resend on timeout", STEP, || async {
+        let sends_in = cluster
+            .gateway(0)
+            .metric("chat_gateway_frames_in_total", &resent)
+            .await;
+        (sends_in > TOTAL as f64).then_some(())
+    })
+    .await;
     // ...then the socket drops under it.
     cluster.restart_gateway(0).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("the client to reconnect", STEP, || async {
+        let sockets = cluster
+            .gateway(0)
+            .metric("chat_gateway_connections", &[])
+            .await;
+        (sockets == 1.0).then_some(())
+    })
+    .await;
     cluster.workers[0].process.resume();
 
     let acks = tokio::time::timeout(Duration::from_secs(60), join_all(pending))
@@ -196,14 +202,14 @@ async fn the_admin_client_manages_members_and_a_refused_client_gives_up() {
     let refused = dee.join("d", None).await.unwrap_err();
     assert_eq!(refused.code(), Some("forbidden"), "{refused}");
 
-    let wrong = Admin::new(cluster.http_url(0, ""), "not-the-token");
+    let wrong = Admin::new(cluster.gateway(0).url(""), "not-the-token");
     match wrong.create_room("e", &[]).await {
         Err(chat_client::AdminError::Refused { status: 401, .. }) => {}
         other => panic!("expected 401, got {other:?}"),
     }
 
     let (refused, mut inbox) = Client::connect(ClientOptions::new(
-        [cluster.ws_url(0)],
+        [cluster.gateway(0).ws_url()],
         "not-a-jwt",
         ClientEncoding::Json,
     ));

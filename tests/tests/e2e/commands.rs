@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions};
+use chat_tests::{cluster::ADMIN_TOKEN, envelope, Cluster, ClusterOptions, Frames, STEP};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::support::*;
-
 async fn admin(cluster: &Cluster, method: reqwest::Method, path: &str, key: &str) -> u16 {
     reqwest::Client::new()
-        .request(method, cluster.http_url(0, path))
+        .request(method, cluster.gateway(0).url(path))
         .bearer_auth(ADMIN_TOKEN)
         .header("Idempotency-Key", key)
         .send()
@@ -33,11 +31,14 @@ async fn admin(cluster: &Cluster, method: reqwest::Method, path: &str, key: &str
 async fn an_added_member_is_an_event_in_the_sequence_applied_once() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
     cluster.create_room("team", &["ada"]).await;
-    let (mut ada_w, mut ada_r) = cluster.connect(0, "ada", Encoding::Proto).await;
-    join(&mut ada_w, &mut ada_r, "team", None).await;
-    let (mut bob_w, mut bob_r) = cluster.connect(1, "bob", Encoding::Json).await;
-    let refused = bob_w.join("team", None).await.unwrap();
-    let reply = next_frame(&mut bob_r).await;
+    let mut ada = cluster
+        .gateway(0)
+        .connect_with("ada", Encoding::Proto)
+        .await;
+    ada.join("team").await;
+    let mut bob = cluster.gateway(1).connect("bob").await;
+    let refused = bob.writer.join("team", None).await.unwrap();
+    let reply = bob.next_frame().await;
     assert_eq!(reply.request_id, refused);
     assert!(matches!(reply.kind, Some(Kind::Error(e)) if e.code == "forbidden"));
 
@@ -51,7 +52,7 @@ async fn an_added_member_is_an_event_in_the_sequence_applied_once() {
         204
     );
 
-    let (seen, _) = collect_messages(&mut ada_r, 1, STEP).await;
+    let (seen, _) = ada.collect_messages(1, STEP).await;
     assert_eq!(
         (seen[0].seq, seen[0].kind.as_str(), seen[0].member.as_str()),
         (1, "member_joined", "bob")
@@ -69,11 +70,9 @@ async fn an_added_member_is_an_event_in_the_sequence_applied_once() {
     );
     assert_eq!(cluster.stored("team").await.len(), 1, "and changes nothing");
 
-    join(&mut bob_w, &mut bob_r, "team", None).await;
-    send_and_wait(&mut bob_w, &mut bob_r, "team", "hello", "hi ada")
-        .await
-        .unwrap();
-    let (seen, _) = collect_messages(&mut ada_r, 1, STEP).await;
+    bob.join("team").await;
+    bob.send_and_wait("team", "hello", "hi ada").await.unwrap();
+    let (seen, _) = ada.collect_messages(1, STEP).await;
     assert_eq!((seen[0].seq, seen[0].body.as_str()), (2, "hi ada"));
 }
 
@@ -86,13 +85,13 @@ async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
     let mut cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("busy", &["loud"]).await;
     cluster.create_room("calm", &["ada", "bob"]).await;
-    let (mut bob_w, mut bob_r) = cluster.connect(0, "bob", Encoding::Json).await;
-    join(&mut bob_w, &mut bob_r, "calm", None).await;
+    let mut bob = cluster.gateway(0).connect("bob").await;
+    bob.join("calm").await;
 
     // The backlog is queued with no worker running, so that it is all
     // there when one starts, however slow the machine.
     cluster.workers[0].process.terminate();
-    let js = jetstream(&cluster).await;
+    let js = cluster.jetstream().await;
     // A few hundred publishes in flight at a time: 20,000 at once can run
     // past the publish-ack timeout on a loaded machine.
     let acks: Vec<_> = futures::stream::iter(0..BACKLOG)
@@ -122,9 +121,9 @@ async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
         204
     );
     let committed = asked.elapsed();
-    let (pending, in_flight, _) = consumer_state(&js).await;
+    let (pending, in_flight, _) = js.consumer_state().await;
     let left = loop {
-        match next_frame(&mut bob_r).await.kind {
+        match bob.next_frame().await.kind {
             Some(Kind::Left(_)) => break asked.elapsed(),
             Some(Kind::Message(m)) if m.kind == "member_left" => {}
             other => panic!("bob expected left, got {other:?}"),
@@ -165,7 +164,7 @@ async fn a_command_during_a_postgres_outage_lands_once_when_it_returns() {
     let path = "/v1/rooms/ops/members/bob";
     let asked = Instant::now();
     let call = {
-        let url = cluster.http_url(0, path);
+        let url = cluster.gateway(0).url(path);
         tokio::spawn(async move {
             reqwest::Client::new()
                 .put(url)
@@ -178,17 +177,14 @@ async fn a_command_during_a_postgres_outage_lands_once_when_it_returns() {
                 .as_u16()
         })
     };
+    // Postgres stays down a set time, and the call must not finish in it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!call.is_finished(), "not answered while Postgres is down");
     cluster.postgres.restart().await;
     assert_eq!(call.await.unwrap(), 204);
     println!("added after {:?} (Postgres down 2 s)", asked.elapsed());
-    let worker = [worker_metrics(&cluster, 0).await];
-    let retried = total(
-        &worker,
-        "chat_worker_commands_total",
-        &[("outcome", "retried")],
-    );
+    let worker = cluster.worker(0).metrics().await;
+    let retried = worker.total("chat_worker_commands_total", &[("outcome", "retried")]);
     assert!(retried >= 1.0, "the command was retried: {retried}");
     let stored = cluster.stored("ops").await;
     assert_eq!(stored.len(), 1, "applied once: {stored:?}");

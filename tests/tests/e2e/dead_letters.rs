@@ -9,11 +9,8 @@ use std::sync::{
 };
 
 use chat_proto::internal::Envelope;
-use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{envelope, header, wait_for, Cluster, ClusterOptions, Frames, STEP};
 use prost::Message as _;
-
-use crate::support::*;
 
 /// A user's sends that were acked, checked against what is stored: every
 /// acked send is stored, under the seq its ack carried.
@@ -46,10 +43,18 @@ async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_i
         .create_room("a", &["alice", "carol", "mallory"])
         .await;
     cluster.create_room("b", &["bob"]).await;
-    let js = jetstream(&cluster).await;
+    let js = cluster.jetstream().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let alice = chat_steadily(&cluster, "alice", "a", &stop).await;
-    let bob = chat_steadily(&cluster, "bob", "b", &stop).await;
+    let alice = cluster
+        .gateway(0)
+        .connect("alice")
+        .await
+        .chat_steadily("a", &stop);
+    let bob = cluster
+        .gateway(0)
+        .connect("bob")
+        .await
+        .chat_steadily("b", &stop);
 
     // Room a's row is locked, so its lane waits in a transaction while a
     // burst queues behind it; the burst is then stored as one batch with the
@@ -58,28 +63,31 @@ async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_i
     pg.batch_execute("BEGIN; SELECT 1 FROM rooms WHERE id = 'a' FOR UPDATE")
         .await
         .unwrap();
-    publish_ingest(&js, "a", envelope("a", "carol", "c0", "first")).await;
-    wait_until_workers_hold(&js, 1).await;
+    js.publish_ingest("a", envelope("a", "carol", "c0", "first"))
+        .await;
+    js.wait_until_workers_hold(1).await;
     let refused = envelope("a", "mallory", "m0", "nul \0 byte");
     for (id, body) in [("c1", "one"), ("c2", "two")] {
-        publish_ingest(&js, "a", envelope("a", "carol", id, body)).await;
+        js.publish_ingest("a", envelope("a", "carol", id, body))
+            .await;
     }
-    publish_ingest(&js, "a", refused.clone()).await;
+    js.publish_ingest("a", refused.clone()).await;
     for (id, body) in [("c3", "three"), ("c4", "four")] {
-        publish_ingest(&js, "a", envelope("a", "carol", id, body)).await;
+        js.publish_ingest("a", envelope("a", "carol", id, body))
+            .await;
     }
     let undecodable = b"\xff\xff not an envelope".to_vec();
-    publish_ingest(&js, "b", undecodable.clone()).await;
-    wait_until_workers_hold(&js, 6).await;
+    js.publish_ingest("b", undecodable.clone()).await;
+    js.wait_until_workers_hold(6).await;
     pg.batch_execute("COMMIT").await.unwrap();
 
     wait_for("two dead letters", STEP, || async {
-        (dead_letters(&js).await.len() >= 2).then_some(())
+        (js.dead_letters().await.len() >= 2).then_some(())
     })
     .await;
     stop.store(true, Ordering::Relaxed);
     let (alice, bob) = (alice.await.unwrap(), bob.await.unwrap());
-    wait_until_drained(&js).await;
+    js.wait_until_drained().await;
 
     // Nobody else paid for it: every steady send acked and stored, carol's
     // burst stored in the order it was published, mallory's not at all.
@@ -98,7 +106,7 @@ async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_i
 
     // Each bad send is on the dead-letter stream exactly once (nothing is
     // left to deliver or ack), as published, after one delivery.
-    let letters = dead_letters(&js).await;
+    let letters = js.dead_letters().await;
     assert_eq!(letters.len(), 2, "{letters:?}");
     let nul = letters
         .iter()
@@ -118,23 +126,19 @@ async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_i
     assert_eq!(header(garbage, "Chat-Attempts"), Some("1"));
 
     // The worker split the batch rather than retry it.
-    let worker = [worker_metrics(&cluster, 0).await];
+    let worker = cluster.worker(0).metrics().await;
     println!(
         "batches {} holding {} sends, {} splits",
-        total(&worker, "chat_worker_batch_size", &[]),
-        total(&worker, "chat_worker_batch_size_sum", &[]),
-        total(&worker, "chat_worker_batch_splits_total", &[])
+        worker.total("chat_worker_batch_size", &[]),
+        worker.total("chat_worker_batch_size_sum", &[]),
+        worker.total("chat_worker_batch_splits_total", &[])
     );
-    assert_eq!(total(&worker, "chat_worker_retries_total", &[]), 0.0);
-    assert_eq!(total(&worker, "chat_worker_redeliveries_total", &[]), 0.0);
-    assert!(total(&worker, "chat_worker_batch_splits_total", &[]) >= 1.0);
+    assert_eq!(worker.total("chat_worker_retries_total", &[]), 0.0);
+    assert_eq!(worker.total("chat_worker_redeliveries_total", &[]), 0.0);
+    assert!(worker.total("chat_worker_batch_splits_total", &[]) >= 1.0);
     for reason in ["refused_by_store", "bad_envelope"] {
         assert_eq!(
-            total(
-                &worker,
-                "chat_worker_dead_letters_total",
-                &[("reason", reason)]
-            ),
+            worker.total("chat_worker_dead_letters_total", &[("reason", reason)]),
             1.0,
             "{reason}"
         );
@@ -149,20 +153,24 @@ async fn a_send_whose_room_is_deleted_after_acceptance_is_dead_lettered_with_its
         ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "1000");
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("doomed", &["dora"]).await;
-    let js = jetstream(&cluster).await;
-    let (mut w, mut r) = cluster.connect(0, "dora", Encoding::Json).await;
+    let js = cluster.jetstream().await;
+    let mut dora = cluster.gateway(0).connect("dora").await;
 
     cluster.workers[0].process.terminate();
-    let request = w.send("doomed", "last-words", "goodbye").await.unwrap();
+    let request = dora
+        .writer
+        .send("doomed", "last-words", "goodbye")
+        .await
+        .unwrap();
     wait_for("JetStream to hold the send", STEP, || async {
-        (consumer_state(&js).await.0 == 1).then_some(())
+        (js.consumer_state().await.0 == 1).then_some(())
     })
     .await;
-    delete_room(&cluster, "doomed").await;
+    cluster.delete_room("doomed").await;
     let worker = cluster.start_worker().await;
 
     let letter = wait_for("the dead letter", STEP, || async {
-        dead_letters(&js).await.pop()
+        js.dead_letters().await.pop()
     })
     .await;
     assert_eq!(letter.subject.as_str(), "chat.dead.doomed");
@@ -181,11 +189,11 @@ async fn a_send_whose_room_is_deleted_after_acceptance_is_dead_lettered_with_its
         ),
         ("dora", "last-words", "goodbye")
     );
-    let reply = reply_to(&mut r, &request).await;
+    let reply = dora.reply_to(&request).await;
     assert!(reply.is_err(), "a dead-lettered send is never acked");
 
-    wait_until_drained(&js).await;
-    assert_eq!(dead_letters(&js).await.len(), 1);
-    let metrics = [worker_metrics(&cluster, worker).await];
-    assert_eq!(total(&metrics, "chat_worker_retries_total", &[]), 0.0);
+    js.wait_until_drained().await;
+    assert_eq!(js.dead_letters().await.len(), 1);
+    let metrics = cluster.worker(worker).metrics().await;
+    assert_eq!(metrics.total("chat_worker_retries_total", &[]), 0.0);
 }

@@ -7,13 +7,13 @@ use chat_proto::{
     internal::{Envelope, EnvelopeBatch},
     v1::server_frame::Kind,
 };
-use chat_protocol::{codec::Encoding, subjects};
-use chat_tests::{cluster::bin, wait_for, Cluster, ClusterOptions};
+use chat_protocol::subjects;
+use chat_tests::{
+    cluster::bin, envelope, header, wait_for, Cluster, ClusterOptions, Frames, JetStream, STEP,
+};
 use chat_worker::dlq::REPLAY_OF_HEADER;
 use prost::Message as _;
 use serde_json::Value;
-
-use crate::support::*;
 
 /// What one `worker dlq` run said: exit status, stdout, stderr.
 struct Run {
@@ -91,33 +91,35 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("doomed", &["dora"]).await;
     cluster.create_room("other", &["olga"]).await;
-    let js = jetstream(&cluster).await;
-    let (mut w, mut r) = cluster.connect(0, "dora", Encoding::Json).await;
+    let js = cluster.jetstream().await;
+    let mut dora = cluster.gateway(0).connect("dora").await;
 
     // Dead letters made for real: two sends whose room is deleted after
     // acceptance (one through the gateway, which is never acked), one
     // undecodable envelope and one body Postgres refuses (a NUL byte).
     cluster.workers[0].process.terminate();
-    let request = w.send("doomed", "d1", "goodbye").await.unwrap();
+    let request = dora.writer.send("doomed", "d1", "goodbye").await.unwrap();
     let ingest = js.get_stream("CHAT_INGEST").await.unwrap();
     wait_for("JetStream to hold the send", STEP, || async {
         ingest
-            .get_last_raw_message_by_subject(&subjects::ingest_batch(&cluster.gateway_id(0)))
+            .get_last_raw_message_by_subject(&subjects::ingest_batch(&cluster.gateway(0).id()))
             .await
             .ok()
     })
     .await;
-    delete_room(&cluster, "doomed").await;
-    publish_ingest(&js, "doomed", envelope("doomed", "dora", "d2", "second")).await;
+    cluster.delete_room("doomed").await;
+    js.publish_ingest("doomed", envelope("doomed", "dora", "d2", "second"))
+        .await;
     let garbage = b"\xff\x00 not an envelope".to_vec();
-    publish_ingest(&js, "doomed", garbage.clone()).await;
-    publish_ingest(&js, "other", envelope("other", "olga", "o1", "nul \0")).await;
+    js.publish_ingest("doomed", garbage.clone()).await;
+    js.publish_ingest("other", envelope("other", "olga", "o1", "nul \0"))
+        .await;
     cluster.start_worker().await;
     wait_for("four dead letters", STEP, || async {
-        (dead_letters(&js).await.len() == 4).then_some(())
+        (js.dead_letters().await.len() == 4).then_some(())
     })
     .await;
-    assert!(reply_to(&mut r, &request).await.is_err(), "never acked");
+    assert!(dora.reply_to(&request).await.is_err(), "never acked");
 
     // list: one line each, with a count by reason; filters narrow it.
     let listed = dlq(&cluster, &["list", "--json"]).await;
@@ -168,11 +170,11 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let dry = dlq(&cluster, &["replay", "--room", "doomed", "--dry-run"]).await;
     assert_eq!(dry.status, Some(0));
     assert_eq!(dry.stdout.matches("would_replay room doomed").count(), 2);
-    assert_eq!(dead_letters(&js).await.len(), 4);
+    assert_eq!(js.dead_letters().await.len(), 4);
     cluster.create_room("doomed", &["dora"]).await;
-    join(&mut w, &mut r, "doomed", None).await;
-    w.send("doomed", "d1", "goodbye").await.unwrap();
-    let (messages, acks) = collect(&mut r, 1, 1, None, STEP).await;
+    dora.join("doomed").await;
+    dora.writer.send("doomed", "d1", "goodbye").await.unwrap();
+    let (messages, acks) = dora.collect(1, 1, None, STEP).await;
     assert_eq!(
         (messages[0].seq, acks[0].1.seq),
         (1, 1),
@@ -183,12 +185,12 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let outcomes = replayed.of_kind("replay");
     assert_eq!(outcomes.len(), 2, "{outcomes:?}");
     assert!(outcomes.iter().all(|o| o["outcome"] == "replayed"));
-    let (messages, _) = collect_messages(&mut r, 1, STEP).await;
+    let (messages, _) = dora.collect_messages(1, STEP).await;
     assert_eq!(
         (messages[0].seq, messages[0].client_msg_id.as_str()),
         (2, "d2")
     );
-    wait_until_drained(&js).await;
+    js.wait_until_drained().await;
     let stored: Vec<(i64, String)> = cluster
         .stored("doomed")
         .await
@@ -211,7 +213,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         header(&republished, REPLAY_OF_HEADER),
         Some(d2.to_string().as_str())
     );
-    let left: Vec<u64> = dead_letters(&js).await.iter().map(|l| l.sequence).collect();
+    let left: Vec<u64> = js.dead_letters().await.iter().map(|l| l.sequence).collect();
     assert_eq!(left, [undecodable, nul]);
 
     // Replaying what cannot be: undecodable (skipped), gone (failed): exit 1.
@@ -234,7 +236,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let refused = dlq(&cluster, &["replay", "--reason", "refused_by_store"]).await;
     assert_eq!(refused.status, Some(0), "{}", refused.stdout);
     let anew = wait_for("the refused send dead-lettered again", STEP, || async {
-        dead_letters(&js)
+        js.dead_letters()
             .await
             .into_iter()
             .find(|l| l.sequence > nul)
@@ -246,11 +248,11 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     let would = dlq(&cluster, &["purge", "--reason", "bad_envelope"]).await;
     assert_eq!(would.status, Some(0));
     assert!(would.stdout.contains(&format!("{undecodable} would_purge")));
-    assert_eq!(dead_letters(&js).await.len(), 2);
+    assert_eq!(js.dead_letters().await.len(), 2);
     let purged = dlq(&cluster, &["purge", "--all", "--yes", "--json"]).await;
     assert_eq!(purged.status, Some(0));
     assert_eq!(purged.summary()["purged"], 2);
-    assert!(dead_letters(&js).await.is_empty());
+    assert!(js.dead_letters().await.is_empty());
     assert_eq!(
         dlq(&cluster, &["list", "--json"]).await.summary()["total"],
         0
@@ -311,9 +313,9 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
         );
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("ops", &["ada"]).await;
-    let js = jetstream(&cluster).await;
+    let js = cluster.jetstream().await;
     cluster.postgres.crash();
-    let url = cluster.http_url(0, "/v1/rooms/ops/members/bob");
+    let url = cluster.gateway(0).url("/v1/rooms/ops/members/bob");
     let add = || {
         reqwest::Client::new()
             .put(&url)
@@ -323,7 +325,7 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
     };
     assert_eq!(add().await.unwrap().status(), 504, "not confirmed in time");
     wait_for("the command's dead letter", STEP, || async {
-        (dead_letters(&js).await.len() == 1).then_some(())
+        (js.dead_letters().await.len() == 1).then_some(())
     })
     .await;
     cluster.postgres.restart().await;
@@ -355,16 +357,13 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
         (stored[0].2.as_str(), stored[0].3.as_str()),
         ("add-bob", "bob")
     );
-    assert!(dead_letters(&js).await.is_empty());
+    assert!(js.dead_letters().await.is_empty());
 }
 
 /// The envelopes of the gateway's batches JetStream holds, one list a batch.
-async fn gateway_batches(
-    cluster: &Cluster,
-    js: &async_nats::jetstream::Context,
-) -> Vec<Vec<Envelope>> {
-    let subject = subjects::ingest_batch(&cluster.gateway_id(0));
-    stream_messages(js, subjects::INGEST_STREAM)
+async fn gateway_batches(cluster: &Cluster, js: &JetStream) -> Vec<Vec<Envelope>> {
+    let subject = subjects::ingest_batch(&cluster.gateway(0).id());
+    js.stream_messages(subjects::INGEST_STREAM)
         .await
         .into_iter()
         .filter(|m| m.subject.as_str() == subject)
@@ -386,14 +385,14 @@ async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("doomed", &["dora"]).await;
     cluster.create_room("fine", &["fred"]).await;
-    let js = jetstream(&cluster).await;
-    let (mut dw, _dr) = cluster.connect(0, "dora", Encoding::Json).await;
-    let (mut fw, mut fr) = cluster.connect(0, "fred", Encoding::Json).await;
+    let js = cluster.jetstream().await;
+    let mut dora = cluster.gateway(0).connect("dora").await;
+    let mut fred = cluster.gateway(0).connect("fred").await;
     cluster.workers[0].process.terminate();
 
     let (d, f) = tokio::join!(
-        dw.send("doomed", "d0", "lost"),
-        fw.send("fine", "f0", "kept")
+        dora.writer.send("doomed", "d0", "lost"),
+        fred.writer.send("fine", "f0", "kept")
     );
     let (doomed, fine) = (vec![d.unwrap()], vec![f.unwrap()]);
     let batches = wait_for("JetStream to hold the sends", STEP, || async {
@@ -407,12 +406,12 @@ async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_
         .collect();
     assert_eq!(rooms.len(), 1, "one batch: {rooms:?}");
 
-    delete_room(&cluster, "doomed").await;
+    cluster.delete_room("doomed").await;
     cluster.start_worker().await;
     // The acks come as the commits do, not in request order.
     let mut acks = std::collections::HashMap::new();
     while acks.len() < fine.len() {
-        let frame = next_frame(&mut fr).await;
+        let frame = fred.next_frame().await;
         match frame.kind {
             Some(Kind::Ack(ack)) => acks.insert(frame.request_id, ack.seq),
             other => panic!("fine's send not acked: {other:?}"),
@@ -422,7 +421,7 @@ async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_
     let expected: Vec<u64> = (1..=fine.len() as u64).collect();
     assert_eq!(seqs, expected, "stored once each, in the order sent");
     let letters = wait_for("a dead letter per doomed send", STEP, || async {
-        let letters = dead_letters(&js).await;
+        let letters = js.dead_letters().await;
         (letters.len() == doomed.len()).then_some(letters)
     })
     .await;

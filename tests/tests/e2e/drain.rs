@@ -13,14 +13,12 @@ use std::{
 use chat_client::{Client, ClientError, ClientOptions, ConnectOptions, Event, Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{wait_for, Cluster, ClusterOptions, Session, STEP};
 use tokio::{
     sync::{watch, Semaphore},
     task::JoinHandle,
     time::Instant,
 };
-
-use crate::support::*;
 
 const ROOMS: usize = 20;
 /// Sockets on the gateway that drains, and on the one that stays.
@@ -70,8 +68,9 @@ async fn watch_room(
         rejoined: Vec::new(),
     };
     let slot = opening.acquire().await.unwrap();
-    let (mut w, mut r) = open(&url, &token).await.expect("connect");
-    join(&mut w, &mut r, &name, None).await;
+    let (w, r) = open(&url, &token).await.expect("connect");
+    let mut watcher = Session::new(&name, w, r);
+    watcher.join(&name).await;
     drop(slot);
     joined.fetch_add(1, Ordering::Relaxed);
     loop {
@@ -83,7 +82,7 @@ async fn watch_room(
             return seen;
         }
         let event = tokio::select! {
-            event = r.next() => event,
+            event = watcher.reader.next() => event,
             _ = finals.changed() => continue,
         };
         match event {
@@ -98,8 +97,9 @@ async fn watch_room(
             Some(Ok(Event::Closed(frame))) => {
                 let code = frame.map_or(1005, |f| u16::from(f.code));
                 seen.closes.push((code, Instant::now()));
-                (w, r) = open(&fallback, &token).await.expect("reconnect");
-                join(&mut w, &mut r, &name, Some(seen.last)).await;
+                let (w, r) = open(&fallback, &token).await.expect("reconnect");
+                watcher = Session::new(&name, w, r);
+                watcher.join_since(&name, seen.last).await;
                 seen.rejoined.push(Instant::now());
             }
             other => panic!("watcher of {name}: {other:?}"),
@@ -198,8 +198,8 @@ async fn a_drained_gateways_sockets_reconnect_spread_over_the_window_and_nothing
         .map(|i| {
             let gateway = usize::from(i >= ON_DRAINED);
             tokio::spawn(watch_room(
-                cluster.ws_url(gateway),
-                cluster.ws_url(1),
+                cluster.gateway(gateway).ws_url(),
+                cluster.gateway(1).ws_url(),
                 cluster.token(&format!("w{i}")),
                 i % ROOMS,
                 finals.clone(),
@@ -218,7 +218,7 @@ async fn a_drained_gateways_sockets_reconnect_spread_over_the_window_and_nothing
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..ROOMS)
         .map(|room| {
-            let urls = [cluster.ws_url(0), cluster.ws_url(1)];
+            let urls = [cluster.gateway(0).ws_url(), cluster.gateway(1).ws_url()];
             let options =
                 ClientOptions::new(urls, cluster.token(&format!("s{room}")), Encoding::Proto);
             let stop = Arc::clone(&stop);
@@ -240,19 +240,36 @@ async fn a_drained_gateways_sockets_reconnect_spread_over_the_window_and_nothing
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_for("every room's sender to be sending", STEP, || async {
+        for room in 0..ROOMS {
+            if cluster.stored(&format!("r{room}")).await.is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
 
     let terminated = Instant::now();
     cluster.gateways[0].process.sigterm();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    match open(&cluster.ws_url(0), &cluster.token("w0")).await {
+    wait_for("gateway 0 to start draining", STEP, || async {
+        let ready = reqwest::get(cluster.gateway(0).url("/readyz")).await;
+        ready
+            .ok()
+            .filter(|r| r.status().as_u16() == 503)
+            .map(|_| ())
+    })
+    .await;
+    match open(&cluster.gateway(0).ws_url(), &cluster.token("w0")).await {
         Err(ClientError::Refused(503)) => {}
         other => panic!(
             "a draining gateway must refuse new sockets: {:?}",
             other.map(|_| ())
         ),
     }
-    let ready = reqwest::get(cluster.http_url(0, "/readyz")).await.unwrap();
+    let ready = reqwest::get(cluster.gateway(0).url("/readyz"))
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 503, "not ready while draining");
     let limit = DRAIN_DELAY + SPREAD + Duration::from_secs(10);
     let gateway = &mut cluster.gateways[0].process;
@@ -262,6 +279,7 @@ async fn a_drained_gateways_sockets_reconnect_spread_over_the_window_and_nothing
     })
     .await;
     let drained = terminated.elapsed();
+    // Stays: the senders keep going on the other gateway a while after the drain.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let sent = joined_all("sender", senders).await;

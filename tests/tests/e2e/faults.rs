@@ -13,14 +13,13 @@ use chat_proto::{
     v1::Message,
 };
 use chat_protocol::subjects;
+use chat_tests::STEP;
 use chat_tests::{
     checker::{Traffic, TrafficOptions},
     netns::Namespace,
     wait_for, Cluster, ClusterOptions, Role,
 };
 use prost::Message as _;
-
-use crate::support::{dead_letters, STEP};
 
 /// How long a dependency stays down.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -82,6 +81,7 @@ async fn nats_killed_and_restarted() {
     let mut traffic = start(&cluster, "n").await;
     traffic.fault();
     cluster.nats.stop();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE).await;
     cluster.nats.restart().await;
     traffic.healed();
@@ -94,6 +94,7 @@ async fn postgres_crashed_and_restarted() {
     let mut traffic = start(&cluster, "p").await;
     traffic.fault();
     cluster.postgres.crash();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE).await;
     cluster.postgres.restart().await;
     traffic.healed();
@@ -121,7 +122,7 @@ async fn redis_down() {
     cluster.redis.stop();
     traffic.until_acked(ACKS, STEP).await;
     let options = ClientOptions::new(
-        [cluster.ws_url(1)],
+        [cluster.gateway(1).ws_url()],
         cluster.token("d0u3"),
         ClientEncoding::Proto,
     );
@@ -195,13 +196,14 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
         }],
     }
     .encode_to_vec();
-    let subject = subjects::receipts(&cluster.gateway_id(0));
+    let subject = subjects::receipts(&cluster.gateway(0).id());
     for _ in 0..512 {
         nats.publish(subject.clone(), receipt.clone().into())
             .await
             .unwrap();
     }
     nats.flush().await.unwrap();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE * 2).await;
     cluster.gateways[0].process.resume();
     traffic.healed();
@@ -233,13 +235,14 @@ async fn postgres_down_past_the_retry_budget() {
     let mut traffic = start(&cluster, "b").await;
     traffic.fault();
     cluster.postgres.crash();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE).await;
     cluster.postgres.restart().await;
     traffic.healed();
     finish(traffic, &cluster, "postgres down past retry budget").await;
-    let js = async_nats::jetstream::new(async_nats::connect(cluster.nats.url()).await.unwrap());
+    let js = cluster.jetstream().await;
     assert!(
-        !dead_letters(&js).await.is_empty(),
+        !js.dead_letters().await.is_empty(),
         "the outage outlasted the retry budget: sends were dead-lettered"
     );
 }
@@ -257,6 +260,7 @@ async fn a_gateway_cut_off_from_nats_then_healed() {
     let mut traffic = start(&cluster, "x").await;
     traffic.fault();
     ns.cut_nats();
+    // The outage lasts a set time: that is the fault under test.
     tokio::time::sleep(OUTAGE * 2).await;
     ns.heal_nats();
     traffic.healed();
@@ -318,31 +322,37 @@ async fn random_faults() {
         let victim = rng.random_range(0..2);
         println!("round {round}: {fault:?} of #{victim} after {before:?}, for {outage:?}");
         schedule.push(format!("{fault:?}"));
+        // Random quiet time before the fault: part of the schedule.
         tokio::time::sleep(before).await;
         traffic.fault();
         match fault {
             Fault::KillWorker => {
                 cluster.workers[victim].process.kill();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.restart_worker(victim).await;
             }
             Fault::KillGateway => {
                 cluster.gateways[victim].process.kill();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.restart_gateway(victim).await;
             }
             Fault::PauseGateway => {
                 cluster.gateways[victim].process.pause();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.gateways[victim].process.resume();
             }
             Fault::KillNats => {
                 cluster.nats.stop();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.nats.restart().await;
             }
             Fault::CrashPostgres => {
                 cluster.postgres.crash();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.postgres.restart().await;
             }
@@ -352,6 +362,7 @@ async fn random_faults() {
             }
             Fault::StopRedis => {
                 cluster.redis.stop();
+                // The outage lasts a set time: that is the fault under test.
                 tokio::time::sleep(outage).await;
                 cluster.redis.restart().await;
             }

@@ -13,10 +13,8 @@ use std::{
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::{codec::Encoding, RoomId};
-use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
+use chat_tests::{envelope, wait_for, Cluster, ClusterOptions, Frames, Role, Session, STEP};
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
-
-use crate::support::*;
 
 /// A room named `hot` and another whose sends a worker with `lanes` lanes
 /// stores on a different lane.
@@ -30,17 +28,12 @@ fn rooms_on_different_lanes(lanes: usize) -> (String, String) {
 }
 
 /// Send-to-ack latency of `count` sends, one after another.
-async fn latencies(
-    writer: &mut Writer,
-    reader: &mut Reader,
-    room: &str,
-    tag: &str,
-    count: usize,
-) -> Vec<Duration> {
+async fn latencies(session: &mut Session, room: &str, tag: &str, count: usize) -> Vec<Duration> {
     let mut took = Vec::with_capacity(count);
     for n in 0..count {
         let started = Instant::now();
-        send_and_wait(writer, reader, room, &format!("{tag}-{n}"), "ping")
+        session
+            .send_and_wait(room, &format!("{tag}-{n}"), "ping")
             .await
             .unwrap_or_else(|e| panic!("{tag}-{n} not acked: {e:?}"));
         took.push(started.elapsed());
@@ -67,7 +60,11 @@ impl Flood {
         let acked = Arc::new(AtomicUsize::new(0));
         let mut senders = Vec::new();
         for user in users {
-            let (writer, reader) = cluster.connect(0, user, Encoding::Proto).await;
+            let (writer, reader) = cluster
+                .gateway(0)
+                .connect_with(user, Encoding::Proto)
+                .await
+                .into_parts();
             senders.push(tokio::spawn(flood_sender(
                 writer,
                 reader,
@@ -114,7 +111,7 @@ async fn flood_sender(
         let permits = Arc::clone(&permits);
         tokio::spawn(async move {
             loop {
-                match next_frame(&mut reader).await.kind {
+                match reader.next_frame().await.kind {
                     Some(Kind::Ack(_)) => {
                         acked.fetch_add(1, Ordering::Relaxed);
                         permits.add_permits(1);
@@ -180,10 +177,10 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
         ))
         .await
         .unwrap();
-    let (mut qw, mut qr) = cluster.connect(0, "q", Encoding::Json).await;
+    let mut q = cluster.gateway(0).connect("q").await;
 
-    latencies(&mut qw, &mut qr, &quiet, "warm", 20).await;
-    let idle = median(latencies(&mut qw, &mut qr, &quiet, "idle", SAMPLES).await);
+    latencies(&mut q, &quiet, "warm", 20).await;
+    let idle = median(latencies(&mut q, &quiet, "idle", SAMPLES).await);
 
     let flood = Flood::start(&cluster, &hot, &flooders, WINDOW).await;
     wait_for("the flood to be under way", STEP, || async {
@@ -191,7 +188,7 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
     })
     .await;
     let before = flood.acked();
-    let loaded = median(latencies(&mut qw, &mut qr, &quiet, "loaded", SAMPLES).await);
+    let loaded = median(latencies(&mut q, &quiet, "loaded", SAMPLES).await);
     let during = flood.acked() - before;
     let flooded = flood.stop().await;
 
@@ -227,8 +224,8 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
     let (hot, quiet) = rooms_on_different_lanes(4);
     cluster.create_room(&hot, &["h"]).await;
     cluster.create_room(&quiet, &["q"]).await;
-    let js = jetstream(&cluster).await;
-    let (mut qw, mut qr) = cluster.connect(0, "q", Encoding::Json).await;
+    let js = cluster.jetstream().await;
+    let mut q = cluster.gateway(0).connect("q").await;
 
     let pg = cluster.postgres.client().await;
     pg.batch_execute(&format!(
@@ -239,21 +236,23 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
     // Published one after another, so this is the stream's order.
     let sent: Vec<String> = (0..SENDS).map(|n| format!("h{n}")).collect();
     for id in &sent {
-        publish_ingest(&js, &hot, envelope(&hot, "h", id, "stuck")).await;
+        js.publish_ingest(&hot, envelope(&hot, "h", id, "stuck"))
+            .await;
     }
-    wait_until_workers_hold(&js, SENDS).await;
+    js.wait_until_workers_hold(SENDS).await;
     for n in 0..5 {
-        send_and_wait(&mut qw, &mut qr, &quiet, &format!("q{n}"), "meanwhile")
+        q.send_and_wait(&quiet, &format!("q{n}"), "meanwhile")
             .await
             .expect("another room's send is stored while the hot room is stuck");
     }
-    // Long enough for JetStream to redeliver anything not kept alive.
+    // Stays: waits out the ack window to prove nothing is redelivered, long
+    // enough for JetStream to redeliver anything not kept alive.
     tokio::time::sleep(ACK_WAIT * 3).await;
-    let (_, held, redelivered) = consumer_state(&js).await;
+    let (_, held, redelivered) = js.consumer_state().await;
     assert_eq!((held, redelivered), (SENDS, 0), "(held, redelivered)");
     pg.batch_execute("COMMIT").await.unwrap();
 
-    wait_until_drained(&js).await;
+    js.wait_until_drained().await;
     let stored: Vec<String> = cluster
         .stored(&hot)
         .await
@@ -261,17 +260,13 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
         .map(|(_, _, id, _)| id)
         .collect();
     assert_eq!(stored, sent, "stored once each, in stream order");
-    let worker = [worker_metrics(&cluster, 0).await];
-    assert_eq!(total(&worker, "chat_worker_redeliveries_total", &[]), 0.0);
+    let worker = cluster.worker(0).metrics().await;
+    assert_eq!(worker.total("chat_worker_redeliveries_total", &[]), 0.0);
     assert_eq!(
-        total(
-            &worker,
-            "chat_worker_envelopes_total",
-            &[("outcome", "duplicate")]
-        ),
+        worker.total("chat_worker_envelopes_total", &[("outcome", "duplicate")]),
         0.0
     );
-    assert!(total(&worker, "chat_worker_in_progress_acks_total", &[]) >= SENDS as f64);
+    assert!(worker.total("chat_worker_in_progress_acks_total", &[]) >= SENDS as f64);
 }
 
 /// Sends queued while no worker runs are stored, once one starts, in full
@@ -287,30 +282,33 @@ async fn a_backlog_is_stored_in_full_batches() {
     );
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("backlog", &["b"]).await;
-    let js = jetstream(&cluster).await;
-    let (mut w, mut r) = cluster.connect(0, "b", Encoding::Json).await;
+    let js = cluster.jetstream().await;
+    let mut b = cluster.gateway(0).connect("b").await;
 
     cluster.workers[0].process.terminate();
     for n in 0..SENDS {
-        w.send("backlog", &format!("m{n}"), "queued").await.unwrap();
+        b.writer
+            .send("backlog", &format!("m{n}"), "queued")
+            .await
+            .unwrap();
     }
     wait_for("the backlog to be queued", STEP, || async {
-        (consumer_state(&js).await.0 == SENDS as u64).then_some(())
+        (js.consumer_state().await.0 == SENDS as u64).then_some(())
     })
     .await;
     let worker = cluster.start_worker().await;
-    let (_, acks) = collect(&mut r, 0, SENDS, None, STEP).await;
+    let (_, acks) = b.collect(0, SENDS, None, STEP).await;
     assert_eq!(acks.len(), SENDS);
 
     // Each batch is recorded before its sends are acked.
-    let metrics = [worker_metrics(&cluster, worker).await];
+    let metrics = cluster.worker(worker).metrics().await;
     assert_eq!(
-        total(&metrics, "chat_worker_batch_size", &[]),
+        metrics.total("chat_worker_batch_size", &[]),
         SENDS.div_ceil(MAX) as f64,
         "batches"
     );
     assert_eq!(
-        total(&metrics, "chat_worker_batch_size_sum", &[]),
+        metrics.total("chat_worker_batch_size_sum", &[]),
         SENDS as f64,
         "sends in them"
     );
@@ -332,7 +330,7 @@ async fn bulk_sends_wait_until_no_chat_send_is_queued() {
     cluster.create_room("chatty", &["ada"]).await;
     cluster.create_room("archive", &["ada"]).await;
     cluster.workers[0].process.terminate();
-    let js = jetstream(&cluster).await;
+    let js = cluster.jetstream().await;
     js.publish(
         "chat.bulk.archive",
         envelope("archive", "ada", "bulk-1", "replayed").into(),
@@ -358,7 +356,7 @@ async fn bulk_sends_wait_until_no_chat_send_is_queued() {
         (!cluster.stored("archive").await.is_empty()).then_some(())
     })
     .await;
-    wait_until_drained(&js).await;
+    js.wait_until_drained().await;
     let after: i64 = cluster
         .postgres
         .client()

@@ -7,10 +7,10 @@ use std::{collections::HashMap, time::Duration};
 use chat_client::{Client, ClientOptions, Event};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
+use chat_tests::{
+    assert_gap_free, envelope, wait_for, Cluster, ClusterOptions, Frames, Role, STEP,
+};
 use tokio::time::Instant;
-
-use crate::support::*;
 
 /// SIGTERM one of two gateways while a client streams sends through it:
 /// the gateway answers what it accepted, closes with 1012, and the client
@@ -23,9 +23,9 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
         .gateway_env("CHAT_GATEWAY_DRAIN_SPREAD_MS", "1000");
     let cluster = Cluster::start(options).await;
     cluster.create_room("d", &["s", "r"]).await;
-    let (mut rw, mut rr) = cluster.connect(1, "r", Encoding::Proto).await;
-    join(&mut rw, &mut rr, "d", None).await;
-    let (mut w, mut r) = cluster.connect(0, "s", Encoding::Json).await;
+    let mut r = cluster.gateway(1).connect_with("r", Encoding::Proto).await;
+    r.join("d").await;
+    let mut s = cluster.gateway(0).connect("s").await;
     // Stream sends (32 in flight) until the gateway closes the socket.
     let mut unacked: HashMap<String, String> = HashMap::new();
     let mut acked = Vec::new();
@@ -35,7 +35,7 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
     let close = loop {
         while unacked.len() < 32 {
             let id = format!("d{:05}", sent.len());
-            match w.send("d", &id, "draining").await {
+            match s.writer.send("d", &id, "draining").await {
                 Ok(request_id) => {
                     unacked.insert(request_id, id.clone());
                     sent.push(id);
@@ -47,7 +47,7 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
             cluster.gateways[0].process.sigterm();
             terminated_at = Some(acked.len());
         }
-        match tokio::time::timeout(STEP, r.next()).await {
+        match tokio::time::timeout(STEP, s.reader.next()).await {
             Ok(Some(Ok(Event::Frame(f)))) => {
                 if let Some(Kind::Ack(_)) = f.kind {
                     acked.push(unacked.remove(&f.request_id).expect("ack for a send"));
@@ -71,7 +71,11 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
     assert!(acked.len() > before, "the draining gateway kept acking");
     // What was not acked is resent, in order, on the other gateway, as the
     // client library does after a 1012.
-    let options = ClientOptions::new([cluster.ws_url(1)], cluster.token("s"), Encoding::Json);
+    let options = ClientOptions::new(
+        [cluster.gateway(1).ws_url()],
+        cluster.token("s"),
+        Encoding::Json,
+    );
     let (client, _) = Client::connect(options);
     let mut rest: Vec<String> = unacked.into_values().collect();
     rest.sort();
@@ -86,7 +90,7 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
     let ids: Vec<&String> = stored.iter().map(|(_, _, id, _)| id).collect();
     assert_eq!(ids.len(), sent.len(), "every send stored exactly once");
     assert_eq!(ids, sent.iter().collect::<Vec<_>>(), "in the order sent");
-    let (seen, _) = collect_messages(&mut rr, sent.len(), STEP).await;
+    let (seen, _) = r.collect_messages(sent.len(), STEP).await;
     assert_gap_free(&seen, sent.len(), "reader");
 }
 
@@ -96,13 +100,15 @@ async fn a_draining_gateway_answers_what_it_accepted_then_closes_with_1012() {
 async fn connection_churn_leaves_nothing_behind() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     let gauge = || async {
-        let m = [scrape(&cluster.http_url(0, "/metrics")).await];
-        total(&m, "chat_gateway_connections", &[])
+        let m = cluster.gateway(0).metrics().await;
+        m.total("chat_gateway_connections", &[])
     };
     let churn = |secs: u64| {
         let tasks: Vec<_> = (0..16)
             .map(|i| {
-                let options = cluster.options(0, &format!("c{i}"), Encoding::Json);
+                let options = cluster
+                    .gateway(0)
+                    .connect_options(&format!("c{i}"), Encoding::Json);
                 tokio::spawn(async move {
                     let until = Instant::now() + Duration::from_secs(secs);
                     let mut n = 0u32;
@@ -151,9 +157,9 @@ async fn connection_churn_leaves_nothing_behind() {
         after <= limit,
         "RSS {after} KiB after churn, {before} KiB before"
     );
-    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
-    let accepted = total(&m, "chat_gateway_connects_total", &[("result", "accepted")]);
-    let closed = total(&m, "chat_gateway_disconnects_total", &[]);
+    let m = cluster.gateway(0).metrics().await;
+    let accepted = m.total("chat_gateway_connects_total", &[("result", "accepted")]);
+    let closed = m.total("chat_gateway_disconnects_total", &[]);
     assert_eq!(accepted, closed, "every accepted socket was counted closed");
 }
 
@@ -167,19 +173,21 @@ async fn a_terminated_worker_stores_and_acks_what_it_holds_before_exiting() {
         ClusterOptions::new(1, 1).env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("held", &["h"]).await;
-    let js = jetstream(&cluster).await;
+    let js = cluster.jetstream().await;
     let pg = cluster.postgres.client().await;
     pg.batch_execute("BEGIN; SELECT 1 FROM rooms WHERE id = 'held' FOR UPDATE")
         .await
         .unwrap();
     let sent: Vec<String> = (0..SENDS).map(|n| format!("h{n:02}")).collect();
     for id in &sent {
-        publish_ingest(&js, "held", envelope("held", "h", id, "held")).await;
+        js.publish_ingest("held", envelope("held", "h", id, "held"))
+            .await;
     }
-    wait_until_workers_hold(&js, SENDS).await;
+    js.wait_until_workers_hold(SENDS).await;
 
     let worker = &mut cluster.workers[0].process;
     worker.sigterm();
+    // Stays: a window in which the worker must not exit.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(worker.is_running(), "the worker waits for what it holds");
     pg.batch_execute("COMMIT").await.unwrap();
@@ -190,7 +198,7 @@ async fn a_terminated_worker_stores_and_acks_what_it_holds_before_exiting() {
     .await;
     assert!(worker.log().contains("worker stopped"), "a clean exit");
     assert_eq!(
-        consumer_state(&js).await,
+        js.consumer_state().await,
         (0, 0, 0),
         "(pending, unacked, redelivered)"
     );

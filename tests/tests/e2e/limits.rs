@@ -8,32 +8,30 @@ use std::{
     time::Duration,
 };
 
-use chat_client::{ClientOptions, ConnectOptions, Event, Reader, Writer};
+use chat_client::{ClientOptions, ConnectOptions, Event};
 use chat_proto::v1::{server_frame::Kind, Ack, Message};
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, Session, STEP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::http::Uri;
-
-use crate::support::*;
 
 /// Sends `n` messages one at a time, each after the previous one's ack,
 /// `every` apart; returns the acks and the room's messages seen meanwhile.
 async fn send_steadily(
-    writer: &mut Writer,
-    reader: &mut Reader,
+    session: &mut Session,
     prefix: &str,
     n: usize,
     every: Duration,
 ) -> (Vec<Ack>, Vec<Message>) {
     let (mut acks, mut seen) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let request_id = writer
+        let request_id = session
+            .writer
             .send("room", &format!("{prefix}{i}"), "steady")
             .await
             .unwrap();
         loop {
-            let frame = next_frame(reader).await;
+            let frame = session.next_frame().await;
             match frame.kind {
                 Some(Kind::Message(m)) => seen.push(m),
                 Some(Kind::Ack(a)) if frame.request_id == request_id => {
@@ -43,6 +41,7 @@ async fn send_steadily(
                 other => panic!("{prefix}: expected an ack or a message, got {other:?}"),
             }
         }
+        // Pacing below the rate limit is what this sender is for.
         tokio::time::sleep(every).await;
     }
     (acks, seen)
@@ -68,20 +67,22 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
         .gateway_env("CHAT_GATEWAY_LIMITS__RATE_LIMITED_CLOSE_AFTER", "20");
     let cluster = Cluster::start(options).await;
     cluster.create_room("room", &["flooder", "bystander"]).await;
-    let (mut fw, mut fr) = cluster.connect(0, "flooder", Encoding::Proto).await;
-    let (mut bw, mut br) = cluster.connect(0, "bystander", Encoding::Json).await;
-    join(&mut fw, &mut fr, "room", None).await;
-    join(&mut bw, &mut br, "room", None).await;
+    let mut flooder = cluster
+        .gateway(0)
+        .connect_with("flooder", Encoding::Proto)
+        .await;
+    let mut bystander = cluster.gateway(0).connect("bystander").await;
+    flooder.join("room").await;
+    bystander.join("room").await;
 
     // The bystander sends 4/s, under the rate, all through the flood.
-    let bystander = tokio::spawn(async move {
-        let (acks, seen) =
-            send_steadily(&mut bw, &mut br, "b", 12, Duration::from_millis(250)).await;
-        (br, acks, seen)
+    let steady = tokio::spawn(async move {
+        let (acks, seen) = send_steadily(&mut bystander, "b", 12, Duration::from_millis(250)).await;
+        (bystander, acks, seen)
     });
     let mut sent = Vec::new();
     for i in 0..300 {
-        match fw.send("room", &format!("f{i}"), "flood").await {
+        match flooder.writer.send("room", &format!("f{i}"), "flood").await {
             Ok(request_id) => sent.push(request_id),
             // The gateway closed the socket mid-flood.
             Err(_) => break,
@@ -94,7 +95,7 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
         .collect();
     let mut refused = Vec::new();
     let close = loop {
-        match tokio::time::timeout(STEP, fr.next()).await {
+        match tokio::time::timeout(STEP, flooder.reader.next()).await {
             Ok(Some(Ok(Event::Frame(frame)))) => match frame.kind {
                 Some(Kind::Error(e)) => {
                     assert_eq!(e.code, "rate_limited", "{e:?}");
@@ -112,7 +113,7 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
     assert!(close.reason.contains("rate_limited"), "{close:?}");
     assert!(refused.len() >= 20, "{} refusals", refused.len());
 
-    let (mut br, acks, mut seen) = bystander.await.unwrap();
+    let (mut bystander, acks, mut seen) = steady.await.unwrap();
     assert_eq!(acks.len(), 12, "every bystander send acked");
     // The gateway read the flood up to the last refusal, then closed: of
     // those sends, exactly the ones not refused are stored.
@@ -133,16 +134,22 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
     assert_eq!(flood_stored, accepted, "refused sends are never stored");
     // The bystander saw every message of the room, in order, no gap.
     let missing = total_stored - seen.len();
-    let (rest, _) = collect_messages(&mut br, missing, STEP).await;
+    let (rest, _) = bystander.collect_messages(missing, STEP).await;
     seen.extend(rest);
     assert_gap_free(&seen, total_stored, "the bystander");
 
     let refusals = [("limit", "send_rate_connection")];
-    let counted = gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await;
+    let counted = cluster
+        .gateway(0)
+        .metric("chat_gateway_limit_refusals_total", &refusals)
+        .await;
     assert!(counted >= 20.0, "{counted}");
     let closed = [("reason", "rate_limited")];
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_disconnects_total", &closed).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_disconnects_total", &closed)
+            .await,
         1.0
     );
 }
@@ -156,24 +163,31 @@ async fn a_users_second_socket_shares_the_user_bucket() {
         .gateway_env("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_USER", "3");
     let cluster = Cluster::start(options).await;
     cluster.create_room("room", &["alice", "bob"]).await;
-    let (mut a1w, mut a1r) = cluster.connect(0, "alice", Encoding::Json).await;
-    let (mut a2w, mut a2r) = cluster.connect(0, "alice", Encoding::Proto).await;
-    let (mut bw, mut br) = cluster.connect(0, "bob", Encoding::Json).await;
+    let mut alice = cluster.gateway(0).connect("alice").await;
+    let mut alice_again = cluster
+        .gateway(0)
+        .connect_with("alice", Encoding::Proto)
+        .await;
+    let mut bob = cluster.gateway(0).connect("bob").await;
     for i in 0..3 {
-        send_and_wait(&mut a1w, &mut a1r, "room", &format!("a1-{i}"), "x")
+        alice
+            .send_and_wait("room", &format!("a1-{i}"), "x")
             .await
             .unwrap();
     }
-    let refused = send_and_wait(&mut a2w, &mut a2r, "room", "a2-early", "x")
+    let refused = alice_again
+        .send_and_wait("room", "a2-early", "x")
         .await
         .unwrap_err();
     assert_eq!(refused.code, "rate_limited");
     assert!(refused.message.contains("user"), "{}", refused.message);
-    send_and_wait(&mut bw, &mut br, "room", "bob-0", "x")
+    bob.send_and_wait("room", "bob-0", "x")
         .await
         .expect("another user has a bucket of their own");
+    // Waits out the bucket's refill time (1/s): the refill is under test.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    send_and_wait(&mut a2w, &mut a2r, "room", "a2-later", "x")
+    alice_again
+        .send_and_wait("room", "a2-later", "x")
         .await
         .expect("the bucket refilled");
     assert_eq!(
@@ -182,7 +196,10 @@ async fn a_users_second_socket_shares_the_user_bucket() {
     );
     let refusals = [("limit", "send_rate_user")];
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_limit_refusals_total", &refusals)
+            .await,
         1.0
     );
 }
@@ -196,8 +213,12 @@ async fn the_client_library_reports_rate_limited_as_a_typed_error() {
         .gateway_env("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION", "1");
     let cluster = Cluster::start(options).await;
     cluster.create_room("room", &["eager"]).await;
-    let options = ClientOptions::new([cluster.ws_url(0)], cluster.token("eager"), Encoding::Json)
-        .rate_limited_attempts(2);
+    let options = ClientOptions::new(
+        [cluster.gateway(0).ws_url()],
+        cluster.token("eager"),
+        Encoding::Json,
+    )
+    .rate_limited_attempts(2);
     let (client, _messages) = chat_client::Client::connect(options);
     let first = client.submit("room", "c0", "x");
     let second = client.submit("room", "c1", "x");
@@ -218,7 +239,7 @@ async fn upgrade_by_hand(
     from: IpAddr,
     extra: &str,
 ) -> (u16, serde_json::Value) {
-    let uri: Uri = cluster.ws_url(0).parse().unwrap();
+    let uri: Uri = cluster.gateway(0).ws_url().parse().unwrap();
     let mut tcp = chat_client::connect_from(from, &uri).await.unwrap();
     let request = format!(
         "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
@@ -264,25 +285,27 @@ async fn upgrade_by_hand(
 fn from(ip: &str, cluster: &Cluster, user: &str) -> ConnectOptions {
     ConnectOptions {
         local_addr: Some(ip.parse().unwrap()),
-        ..cluster.options(0, user, Encoding::Json)
+        ..cluster.gateway(0).connect_options(user, Encoding::Json)
     }
 }
 
 /// One socket per `(user, address)`.
-async fn open_all(cluster: &Cluster, who: &[(&str, &str)]) -> Vec<(Writer, Reader)> {
+async fn open_all(cluster: &Cluster, who: &[(&str, &str)]) -> Vec<Session> {
     let mut sockets = Vec::new();
     for (user, ip) in who {
         let opened = chat_client::connect(&from(ip, cluster, user)).await;
-        sockets.push(opened.unwrap_or_else(|e| panic!("{user} from {ip}: {e}")));
+        let (w, r) = opened.unwrap_or_else(|e| panic!("{user} from {ip}: {e}"));
+        sockets.push(Session::new(user, w, r));
     }
     sockets
 }
 
 /// Each socket still chats: joins, sends, and reads its own message back.
-async fn all_still_chat(sockets: &mut [(Writer, Reader)], tag: &str) {
-    for (i, (w, r)) in sockets.iter_mut().enumerate() {
-        join(w, r, "room", None).await;
-        send_and_wait(w, r, "room", &format!("{tag}-{i}"), "still here")
+async fn all_still_chat(sockets: &mut [Session], tag: &str) {
+    for (i, socket) in sockets.iter_mut().enumerate() {
+        socket.join("room").await;
+        socket
+            .send_and_wait("room", &format!("{tag}-{i}"), "still here")
             .await
             .unwrap();
     }
@@ -303,7 +326,8 @@ async fn sockets_beyond_a_users_cap_are_refused_with_429_and_the_open_ones_carry
     assert_eq!(status, 429);
     assert_eq!(body["code"], "limit_exceeded", "{body}");
     assert!(body["message"].as_str().unwrap().contains("user"), "{body}");
-    let refused = chat_client::connect(&cluster.options(0, "alice", Encoding::Json)).await;
+    let refused =
+        chat_client::connect(&cluster.gateway(0).connect_options("alice", Encoding::Json)).await;
     assert!(matches!(
         refused,
         Err(chat_client::ClientError::Refused(429))
@@ -315,19 +339,24 @@ async fn sockets_beyond_a_users_cap_are_refused_with_429_and_the_open_ones_carry
     // few times while the gateway notices the close.
     let refusals = [("limit", "connections_per_user")];
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_limit_refusals_total", &refusals)
+            .await,
         2.0
     );
     let result = [("result", "limit_exceeded")];
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_connects_total", &result).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_connects_total", &result)
+            .await,
         2.0
     );
     // A closed socket frees its slot.
-    let (w, _r) = open.remove(0);
-    w.close().await;
+    open.remove(0).writer.close().await;
     wait_for("alice's slot to free up", STEP, || async {
-        chat_client::connect(&cluster.options(0, "alice", Encoding::Json))
+        chat_client::connect(&cluster.gateway(0).connect_options("alice", Encoding::Json))
             .await
             .ok()
     })
@@ -358,7 +387,10 @@ async fn sockets_beyond_an_addresss_cap_are_refused_with_429_and_the_open_ones_c
     all_still_chat(&mut open, "open").await;
     let refusals = [("limit", "connections_per_ip")];
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_limit_refusals_total", &refusals).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_limit_refusals_total", &refusals)
+            .await,
         2.0
     );
 }

@@ -6,14 +6,12 @@ use std::time::Duration;
 use chat_client::ClientError;
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{wait_for, Cluster, ClusterOptions, Frames, STEP};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
     time::Instant,
 };
-
-use crate::support::*;
 
 /// How long the gateway keeps a raw TCP connection that sent `prefix`.
 async fn held_for(cluster: &Cluster, prefix: &[u8]) -> Duration {
@@ -52,8 +50,8 @@ async fn a_handshake_that_never_completes_is_dropped_after_the_timeout() {
             "{what}: held {held:?}"
         );
     }
-    let (mut w, mut r) = cluster.connect(0, "ok", Encoding::Json).await;
-    send_and_wait(&mut w, &mut r, "room", "m1", "still open for business")
+    let mut ok = cluster.gateway(0).connect("ok").await;
+    ok.send_and_wait("room", "m1", "still open for business")
         .await
         .unwrap();
 }
@@ -66,37 +64,36 @@ async fn a_peer_that_answers_no_ping_is_closed_and_one_that_does_stays() {
         .gateway_env("CHAT_GATEWAY_LIMITS__PING_INTERVAL_MS", "500")
         .gateway_env("CHAT_GATEWAY_LIMITS__PONG_TIMEOUT_MS", "200");
     let cluster = Cluster::start(options).await;
-    let (_silent_w, mut silent) = cluster.connect(0, "mute", Encoding::Json).await;
-    let (mut w, mut r) = cluster.connect(0, "chatty", Encoding::Proto).await;
+    let mut silent = cluster.gateway(0).connect("mute").await;
+    let mut chatty = cluster
+        .gateway(0)
+        .connect_with("chatty", Encoding::Proto)
+        .await;
     // The chatty client speaks once, then only reads (its library answers
     // pings) for many ping intervals.
-    let id = w.ping().await.unwrap();
-    assert_eq!(next_frame(&mut r).await.request_id, id);
+    let id = chatty.writer.ping().await.unwrap();
+    assert_eq!(chatty.next_frame().await.request_id, id);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        match tokio::time::timeout(Duration::from_millis(50), r.next()).await {
+        match tokio::time::timeout(Duration::from_millis(50), chatty.reader.next()).await {
             Err(_) => {}
             Ok(other) => panic!("the chatty client got {other:?}"),
         }
     }
-    let id = w.ping().await.unwrap();
-    let frame = next_frame(&mut r).await;
+    let id = chatty.writer.ping().await.unwrap();
+    let frame = chatty.next_frame().await;
     assert_eq!(frame.request_id, id);
     assert!(matches!(frame.kind, Some(Kind::Pong(_))));
     // The silent one read nothing, so it answered nothing: closed with
     // `timeout` (4000). Its own reads now fail on the answers to the pings
     // its library tries to send, so the gateway's count is the witness.
-    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
-    let timed_out = total(
-        &m,
-        "chat_gateway_disconnects_total",
-        &[("reason", "timeout")],
-    );
+    let m = cluster.gateway(0).metrics().await;
+    let timed_out = m.total("chat_gateway_disconnects_total", &[("reason", "timeout")]);
     assert_eq!(timed_out, 1.0);
-    assert_eq!(total(&m, "chat_gateway_connections", &[]), 1.0);
+    assert_eq!(m.total("chat_gateway_connections", &[]), 1.0);
     let gone = tokio::time::timeout(STEP, async {
         loop {
-            match silent.next().await {
+            match silent.reader.next().await {
                 Some(Ok(chat_client::Event::Frame(_))) => continue,
                 Some(Ok(chat_client::Event::Closed(frame))) => {
                     return frame.map(|f| u16::from(f.code));
@@ -129,11 +126,17 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
         .await
         .unwrap();
     // Asks for 8 MB and reads none of it: the gateway's writes block.
-    let (mut w, _r) = cluster.connect(0, "stuck", Encoding::Json).await;
+    let stuck = cluster.gateway(0).connect("stuck").await;
+    let mut w = stuck.writer;
     // The gateway counts a socket once its session starts, a moment after
     // the handshake: wait for that, or a count of 0 means nothing yet.
     wait_for("the socket to be counted", STEP, || async {
-        (gateway_metric(&cluster, "chat_gateway_connections", &[]).await == 1.0).then_some(())
+        (cluster
+            .gateway(0)
+            .metric("chat_gateway_connections", &[])
+            .await
+            == 1.0)
+            .then_some(())
     })
     .await;
     w.join("big", Some(0)).await.unwrap();
@@ -142,13 +145,21 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
         "the stuck socket to be closed",
         Duration::from_secs(10),
         || async {
-            (gateway_metric(&cluster, "chat_gateway_connections", &[]).await == 0.0).then_some(())
+            (cluster
+                .gateway(0)
+                .metric("chat_gateway_connections", &[])
+                .await
+                == 0.0)
+                .then_some(())
         },
     )
     .await;
     println!("closed {:?} after the join", started.elapsed());
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_write_timeouts_total", &[]).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_write_timeouts_total", &[])
+            .await,
         1.0
     );
 }
@@ -158,9 +169,10 @@ async fn sockets_beyond_the_gateways_maximum_are_refused_with_503() {
     let options =
         ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS", "2");
     let cluster = Cluster::start(options).await;
-    let first = cluster.connect(0, "a", Encoding::Json).await;
-    let _second = cluster.connect(0, "b", Encoding::Json).await;
-    let refused = chat_client::connect(&cluster.options(0, "c", Encoding::Json)).await;
+    let first = cluster.gateway(0).connect("a").await;
+    let _second = cluster.gateway(0).connect("b").await;
+    let refused =
+        chat_client::connect(&cluster.gateway(0).connect_options("c", Encoding::Json)).await;
     assert!(
         matches!(refused, Err(ClientError::Refused(503))),
         "{:?}",
@@ -168,15 +180,23 @@ async fn sockets_beyond_the_gateways_maximum_are_refused_with_503() {
     );
     let at_capacity = [("result", "at_capacity")];
     assert_eq!(
-        gateway_metric(&cluster, "chat_gateway_connects_total", &at_capacity).await,
+        cluster
+            .gateway(0)
+            .metric("chat_gateway_connects_total", &at_capacity)
+            .await,
         1.0
     );
     drop(first);
     wait_for("a slot to free up", STEP, || async {
-        (gateway_metric(&cluster, "chat_gateway_connections", &[]).await == 1.0).then_some(())
+        (cluster
+            .gateway(0)
+            .metric("chat_gateway_connections", &[])
+            .await
+            == 1.0)
+            .then_some(())
     })
     .await;
-    cluster.connect(0, "c", Encoding::Json).await;
+    cluster.gateway(0).connect("c").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,19 +207,17 @@ async fn a_socket_may_join_only_so_many_rooms_at_once() {
     for room in ["a", "b", "c"] {
         cluster.create_room(room, &["u"]).await;
     }
-    let (mut w, mut r) = cluster.connect(0, "u", Encoding::Json).await;
-    join(&mut w, &mut r, "a", None).await;
-    join(&mut w, &mut r, "b", None).await;
-    let id = w.join("c", None).await.unwrap();
-    let (rid, e) = next_error(&mut r).await;
+    let mut user = cluster.gateway(0).connect("u").await;
+    user.join("a").await;
+    user.join("b").await;
+    let id = user.writer.join("c", None).await.unwrap();
+    let (rid, e) = user.next_error().await;
     assert_eq!((rid, e.code.as_str()), (id, "limit_exceeded"));
     // Joining a room already joined is not a new one.
-    join(&mut w, &mut r, "b", None).await;
-    w.leave("a").await.unwrap();
-    assert!(matches!(next_frame(&mut r).await.kind, Some(Kind::Left(_))));
-    join(&mut w, &mut r, "c", None).await;
-    let ack = send_and_wait(&mut w, &mut r, "c", "m", "in c")
-        .await
-        .unwrap();
+    user.join("b").await;
+    user.writer.leave("a").await.unwrap();
+    assert!(matches!(user.next_frame().await.kind, Some(Kind::Left(_))));
+    user.join("c").await;
+    let ack = user.send_and_wait("c", "m", "in c").await.unwrap();
     assert_eq!(ack.seq, 1);
 }

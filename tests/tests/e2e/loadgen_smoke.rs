@@ -14,10 +14,15 @@ async fn loadgen_smoke_run_delivers_everything_once() {
         let chart = cluster.dir.path().join(format!("{target}.svg"));
         let status = tokio::process::Command::new(bin("loadgen"))
             .args(["--scenario", "smoke", "--target", target, "--quiet"])
-            .args(["--url", &cluster.ws_url(0), "--url", &cluster.ws_url(1)])
+            .args([
+                "--url",
+                &cluster.gateway(0).ws_url(),
+                "--url",
+                &cluster.gateway(1).ws_url(),
+            ])
             .args([
                 "--admin-url",
-                &cluster.http_url(0, ""),
+                &cluster.gateway(0).url(""),
                 "--admin-token",
                 ADMIN_TOKEN,
             ])

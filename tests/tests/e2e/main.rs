@@ -23,4 +23,3 @@ mod room_api;
 mod rooms;
 mod startup;
 mod store;
-mod support;

@@ -6,29 +6,28 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use chat_client::Writer;
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{Cluster, ClusterOptions};
+use chat_tests::{assert_gap_free, Cluster, ClusterOptions, Frames, Session, STEP};
 use tokio::sync::Semaphore;
-
-use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_acked_with_its_seq_and_delivered_to_members() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("lobby", &["alice", "bob"]).await;
-    let (mut aw, mut ar) = cluster.connect(0, "alice", Encoding::Json).await;
-    let (mut bw, mut br) = cluster.connect(0, "bob", Encoding::Proto).await;
-    assert_eq!(join(&mut aw, &mut ar, "lobby", None).await, 0);
-    assert_eq!(join(&mut bw, &mut br, "lobby", None).await, 0);
+    let mut alice = cluster.gateway(0).connect("alice").await;
+    let mut bob = cluster
+        .gateway(0)
+        .connect_with("bob", Encoding::Proto)
+        .await;
+    assert_eq!(alice.join("lobby").await, 0);
+    assert_eq!(bob.join("lobby").await, 0);
 
-    let ack = send_and_wait(&mut aw, &mut ar, "lobby", "m-1", "hello")
-        .await
-        .unwrap();
+    let ack = alice.send_and_wait("lobby", "m-1", "hello").await.unwrap();
     assert_eq!(
         (ack.seq, ack.client_msg_id.as_str(), ack.room.as_str()),
         (1, "m-1", "lobby")
     );
 
-    let (got, _) = collect_messages(&mut br, 1, STEP).await;
+    let (got, _) = bob.collect_messages(1, STEP).await;
     assert_eq!(got[0].body, "hello");
     assert_eq!(got[0].sender, "alice");
     assert_eq!(got[0].seq, 1);
@@ -62,8 +61,9 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
         } else {
             Encoding::Proto
         };
-        let (mut w, mut r) = cluster.connect(i % 2, user, encoding).await;
-        join(&mut w, &mut r, "big", None).await;
+        let mut session = cluster.gateway(i % 2).connect_with(user, encoding).await;
+        session.join("big").await;
+        let (w, r) = session.into_parts();
         writers.push(w);
         readers.push(r);
     }
@@ -80,7 +80,8 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
             };
             let window = windows.get(i).cloned();
             tokio::spawn(async move {
-                collect(&mut r, total, acks, window, Duration::from_secs(120)).await
+                r.collect(total, acks, window, Duration::from_secs(120))
+                    .await
             })
         })
         .collect();
@@ -148,29 +149,30 @@ pub async fn run_mixed_load(cluster: &Cluster, total: usize, midway: impl FnOnce
 async fn a_resent_client_msg_id_is_stored_once_and_acked_with_the_same_seq() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
     cluster.create_room("dup", &["carol"]).await;
-    let (mut w, mut r) = cluster.connect(0, "carol", Encoding::Json).await;
-    let first = send_and_wait(&mut w, &mut r, "dup", "same-id", "once")
-        .await
-        .unwrap();
-    let again = send_and_wait(&mut w, &mut r, "dup", "same-id", "once")
-        .await
-        .unwrap();
+    let mut carol = cluster.gateway(0).connect("carol").await;
+    let first = carol.send_and_wait("dup", "same-id", "once").await.unwrap();
+    let again = carol.send_and_wait("dup", "same-id", "once").await.unwrap();
     assert_eq!(
         (again.seq, &again.message_id),
         (first.seq, &first.message_id)
     );
-    w.close().await;
+    carol.writer.close().await;
 
     // After a reconnect, on the other gateway, in the other encoding.
-    let (mut w, mut r) = cluster.connect(1, "carol", Encoding::Proto).await;
-    let third = send_and_wait(&mut w, &mut r, "dup", "same-id", "once")
+    let mut carol_again = cluster
+        .gateway(1)
+        .connect_with("carol", Encoding::Proto)
+        .await;
+    let third = carol_again
+        .send_and_wait("dup", "same-id", "once")
         .await
         .unwrap();
     assert_eq!(
         (third.seq, &third.message_id),
         (first.seq, &first.message_id)
     );
-    let next = send_and_wait(&mut w, &mut r, "dup", "other-id", "twice")
+    let next = carol_again
+        .send_and_wait("dup", "other-id", "twice")
         .await
         .unwrap();
     assert_eq!(next.seq, first.seq + 1);
@@ -181,32 +183,35 @@ async fn a_resent_client_msg_id_is_stored_once_and_acked_with_the_same_seq() {
 async fn a_reconnecting_client_resumes_from_its_last_seq_without_gaps() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
     cluster.create_room("resume", &["dave", "erin"]).await;
-    let (mut dw, mut dr) = cluster.connect(0, "dave", Encoding::Json).await;
-    let (mut ew, mut er) = cluster.connect(0, "erin", Encoding::Proto).await;
-    join(&mut ew, &mut er, "resume", None).await;
+    let mut dave = cluster.gateway(0).connect("dave").await;
+    let mut erin = cluster
+        .gateway(0)
+        .connect_with("erin", Encoding::Proto)
+        .await;
+    erin.join("resume").await;
     for n in 0..5 {
-        send_and_wait(&mut dw, &mut dr, "resume", &format!("a{n}"), "x")
+        dave.send_and_wait("resume", &format!("a{n}"), "x")
             .await
             .unwrap();
     }
-    let (seen, _) = collect_messages(&mut er, 5, STEP).await;
+    let (seen, _) = erin.collect_messages(5, STEP).await;
     let last = seen.last().unwrap().seq;
-    drop((ew, er));
+    drop(erin);
     // Erin is away while ten more arrive.
     for n in 0..10 {
-        send_and_wait(&mut dw, &mut dr, "resume", &format!("b{n}"), "y")
+        dave.send_and_wait("resume", &format!("b{n}"), "y")
             .await
             .unwrap();
     }
-    let (mut ew, mut er) = cluster.connect(1, "erin", Encoding::Json).await;
-    let head = join(&mut ew, &mut er, "resume", Some(last)).await;
+    let mut erin = cluster.gateway(1).connect("erin").await;
+    let head = erin.join_since("resume", last).await;
     assert_eq!(head, 15);
     for n in 0..3 {
-        send_and_wait(&mut dw, &mut dr, "resume", &format!("c{n}"), "z")
+        dave.send_and_wait("resume", &format!("c{n}"), "z")
             .await
             .unwrap();
     }
-    let (rest, _) = collect_messages(&mut er, 13, STEP).await;
+    let (rest, _) = erin.collect_messages(13, STEP).await;
     let seqs: Vec<u64> = rest.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (6..=18).collect::<Vec<_>>());
 }
@@ -217,7 +222,7 @@ async fn browsers_trade_their_token_for_a_one_time_ticket() {
     cluster.create_room("web", &["frank"]).await;
     let http = reqwest::Client::new();
     let response = http
-        .post(cluster.http_url(0, "/v1/ws/ticket"))
+        .post(cluster.gateway(0).url("/v1/ws/ticket"))
         .bearer_auth(cluster.token("frank"))
         .send()
         .await
@@ -227,13 +232,14 @@ async fn browsers_trade_their_token_for_a_one_time_ticket() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut options = cluster.options(0, "frank", Encoding::Json);
+    let mut options = cluster.gateway(0).connect_options("frank", Encoding::Json);
     options.credentials = chat_client::Credentials::Ticket(ticket);
     options.origin = Some(chat_tests::cluster::ALLOWED_ORIGIN.into());
-    let (mut w, mut r) = chat_client::connect(&options)
+    let (w, r) = chat_client::connect(&options)
         .await
         .expect("ticket accepted");
-    let ack = send_and_wait(&mut w, &mut r, "web", "t1", "via ticket")
+    let ack = Session::new("frank", w, r)
+        .send_and_wait("web", "t1", "via ticket")
         .await
         .unwrap();
     assert_eq!(ack.seq, 1);
@@ -248,7 +254,7 @@ async fn browsers_trade_their_token_for_a_one_time_ticket() {
     );
     // The ticket endpoint itself wants a valid token.
     let response = http
-        .post(cluster.http_url(0, "/v1/ws/ticket"))
+        .post(cluster.gateway(0).url("/v1/ws/ticket"))
         .send()
         .await
         .unwrap();
@@ -261,33 +267,34 @@ async fn browsers_trade_their_token_for_a_one_time_ticket() {
 async fn after_leave_nothing_of_the_room_is_delivered() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("l", &["stay", "go"]).await;
-    let (mut gw, mut gr) = cluster.connect(0, "go", Encoding::Json).await;
-    let (mut sw, mut sr) = cluster.connect(0, "stay", Encoding::Proto).await;
-    join(&mut gw, &mut gr, "l", None).await;
-    join(&mut sw, &mut sr, "l", None).await;
-    send_and_wait(&mut sw, &mut sr, "l", "m1", "before")
-        .await
-        .unwrap();
-    assert_eq!(collect_messages(&mut gr, 1, STEP).await.0[0].seq, 1);
-    let id = gw.leave("l").await.unwrap();
-    let frame = next_frame(&mut gr).await;
+    let mut go = cluster.gateway(0).connect("go").await;
+    let mut stay = cluster
+        .gateway(0)
+        .connect_with("stay", Encoding::Proto)
+        .await;
+    go.join("l").await;
+    stay.join("l").await;
+    stay.send_and_wait("l", "m1", "before").await.unwrap();
+    assert_eq!(go.collect_messages(1, STEP).await.0[0].seq, 1);
+    let id = go.writer.leave("l").await.unwrap();
+    let frame = go.next_frame().await;
     assert_eq!(frame.request_id, id);
     assert!(matches!(frame.kind, Some(Kind::Left(_))));
     for n in 2..=4 {
-        send_and_wait(&mut sw, &mut sr, "l", &format!("m{n}"), "after")
+        stay.send_and_wait("l", &format!("m{n}"), "after")
             .await
             .unwrap();
     }
     // The next frame the leaver gets is the answer to its ping: nothing of
     // the room came in between.
-    let ping = gw.ping().await.unwrap();
-    let frame = next_frame(&mut gr).await;
+    let ping = go.writer.ping().await.unwrap();
+    let frame = go.next_frame().await;
     assert_eq!(
         frame.request_id, ping,
         "got {:?} instead of the pong",
         frame.kind
     );
-    gw.join("l", Some(1)).await.unwrap();
-    let (back, _) = collect_messages(&mut gr, 3, STEP).await;
+    go.writer.join("l", Some(1)).await.unwrap();
+    let (back, _) = go.collect_messages(3, STEP).await;
     assert_eq!(back.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3, 4]);
 }

@@ -9,13 +9,11 @@ use std::{
 
 use axum::{body::Bytes, extract::State, routing::post, Router};
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions, Role};
+use chat_tests::{wait_for, Cluster, ClusterOptions, Frames, Metrics, Role, STEP};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value::Value as AnyValue,
 };
 use prost::Message as _;
-
-use crate::support::*;
 
 /// A body that must never appear in a log.
 const BODY: &str = "very-private-body-7f3a";
@@ -35,89 +33,69 @@ async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
         );
     let cluster = Cluster::start(options).await;
     cluster.create_room("m", &["s", "r1", "r2"]).await;
-    let (mut sw, mut sr) = cluster.connect(0, "s", Encoding::Json).await;
-    let (mut w1, mut r1) = cluster.connect(0, "r1", Encoding::Proto).await;
-    let (mut w2, mut r2) = cluster.connect(1, "r2", Encoding::Json).await;
-    join(&mut w1, &mut r1, "m", None).await;
-    join(&mut w2, &mut r2, "m", None).await;
+    let mut s = cluster.gateway(0).connect("s").await;
+    let mut r1 = cluster.gateway(0).connect_with("r1", Encoding::Proto).await;
+    let mut r2 = cluster.gateway(1).connect("r2").await;
+    r1.join("m").await;
+    r2.join("m").await;
     for n in 0..N {
-        send_and_wait(&mut sw, &mut sr, "m", &format!("k{n}"), BODY)
-            .await
-            .unwrap();
+        s.send_and_wait("m", &format!("k{n}"), BODY).await.unwrap();
     }
-    collect_messages(&mut r1, N, STEP).await;
-    collect_messages(&mut r2, N, STEP).await;
+    r1.collect_messages(N, STEP).await;
+    r2.collect_messages(N, STEP).await;
 
-    let gateways = [
-        scrape(&cluster.http_url(0, "/metrics")).await,
-        scrape(&cluster.http_url(1, "/metrics")).await,
-    ];
-    let workers = [
-        scrape(&cluster.worker_url(0, "/metrics")).await,
-        scrape(&cluster.worker_url(1, "/metrics")).await,
-    ];
-    assert_eq!(total(&gateways, "chat_gateway_connections", &[]), 3.0);
+    let gateways = Metrics::merge([
+        cluster.gateway(0).metrics().await,
+        cluster.gateway(1).metrics().await,
+    ]);
+    let workers = Metrics::merge([
+        cluster.worker(0).metrics().await,
+        cluster.worker(1).metrics().await,
+    ]);
+    assert_eq!(gateways.total("chat_gateway_connections", &[]), 3.0);
     assert_eq!(
-        total(
-            &gateways,
-            "chat_gateway_connects_total",
-            &[("result", "accepted")]
-        ),
+        gateways.total("chat_gateway_connects_total", &[("result", "accepted")]),
         3.0
     );
     assert_eq!(
-        total(
-            &gateways,
+        gateways.total(
             "chat_gateway_frames_in_total",
             &[("type", "send"), ("encoding", "json")]
         ),
         N as f64
     );
     assert_eq!(
-        total(
-            &gateways,
-            "chat_gateway_frames_in_total",
-            &[("type", "join")]
-        ),
+        gateways.total("chat_gateway_frames_in_total", &[("type", "join")]),
         2.0
     );
     assert_eq!(
-        total(
-            &gateways,
-            "chat_gateway_frames_out_total",
-            &[("type", "message")]
-        ),
+        gateways.total("chat_gateway_frames_out_total", &[("type", "message")]),
         2.0 * N as f64
     );
     assert_eq!(
-        total(
-            &gateways,
+        gateways.total(
             "chat_gateway_frames_out_total",
             &[("type", "message"), ("encoding", "proto")]
         ),
         N as f64
     );
     assert_eq!(
-        total(&gateways, "chat_gateway_send_ack_seconds", &[]),
+        gateways.total("chat_gateway_send_ack_seconds", &[]),
         N as f64
     );
     assert_eq!(
-        total(&gateways, "chat_gateway_delivery_seconds", &[]),
+        gateways.total("chat_gateway_delivery_seconds", &[]),
         2.0 * N as f64
     );
-    assert_eq!(total(&gateways, "chat_gateway_rooms", &[]), 2.0);
+    assert_eq!(gateways.total("chat_gateway_rooms", &[]), 2.0);
     assert_eq!(
-        total(
-            &workers,
-            "chat_worker_envelopes_total",
-            &[("outcome", "stored")]
-        ),
+        workers.total("chat_worker_envelopes_total", &[("outcome", "stored")]),
         N as f64
     );
-    assert_eq!(total(&workers, "chat_worker_dead_letters_total", &[]), 0.0);
+    assert_eq!(workers.total("chat_worker_dead_letters_total", &[]), 0.0);
     // Each send waited for the previous one's ack, so each was a batch of its own.
-    assert_eq!(total(&workers, "chat_worker_batch_size", &[]), N as f64);
-    assert_eq!(total(&workers, "chat_worker_batch_size_sum", &[]), N as f64);
+    assert_eq!(workers.total("chat_worker_batch_size", &[]), N as f64);
+    assert_eq!(workers.total("chat_worker_batch_size_sum", &[]), N as f64);
 
     // Logs are JSON lines, carry connection ids, and never a token or a body.
     let token = cluster.token("s");
@@ -138,13 +116,13 @@ async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
     assert!(with_conn >= 3, "socket log lines carry the connection id");
 
     // A closed socket leaves the connections gauge.
-    drop((w1, r1));
+    drop(r1);
     wait_for("the closed socket to be counted", STEP, || async {
-        let gateways = [
-            scrape(&cluster.http_url(0, "/metrics")).await,
-            scrape(&cluster.http_url(1, "/metrics")).await,
-        ];
-        (total(&gateways, "chat_gateway_connections", &[]) == 2.0).then_some(())
+        let gateways = Metrics::merge([
+            cluster.gateway(0).metrics().await,
+            cluster.gateway(1).metrics().await,
+        ]);
+        (gateways.total("chat_gateway_connections", &[]) == 2.0).then_some(())
     })
     .await;
 }
@@ -152,8 +130,8 @@ async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_nats_down_and_back() {
     let mut cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    let gateway = cluster.http_url(0, "/readyz");
-    let worker = cluster.worker_url(0, "/readyz");
+    let gateway = cluster.gateway(0).url("/readyz");
+    let worker = cluster.worker(0).url("/readyz");
     let status = |url: String| async move {
         reqwest::get(url)
             .await
@@ -162,7 +140,7 @@ async fn readiness_follows_nats_down_and_back() {
     };
     assert_eq!(status(gateway.clone()).await, 200);
     assert_eq!(status(worker.clone()).await, 200);
-    assert_eq!(status(cluster.http_url(0, "/healthz")).await, 200);
+    assert_eq!(status(cluster.gateway(0).url("/healthz")).await, 200);
 
     cluster.nats.stop();
     for url in [&gateway, &worker] {
@@ -174,7 +152,7 @@ async fn readiness_follows_nats_down_and_back() {
     let body: serde_json::Value = reqwest::get(&gateway).await.unwrap().json().await.unwrap();
     assert_eq!(body["failing"], serde_json::json!(["nats"]));
     assert_eq!(
-        status(cluster.http_url(0, "/healthz")).await,
+        status(cluster.gateway(0).url("/healthz")).await,
         200,
         "alive all the same"
     );
@@ -241,13 +219,11 @@ async fn one_message_is_one_trace_across_gateway_worker_and_delivering_gateway()
         .env(Role::Both, "OTEL_BSP_SCHEDULE_DELAY", "200");
     let cluster = Cluster::start(options).await;
     cluster.create_room("t", &["a", "b"]).await;
-    let (mut bw, mut br) = cluster.connect(1, "b", Encoding::Proto).await;
-    join(&mut bw, &mut br, "t", None).await;
-    let (mut aw, mut ar) = cluster.connect(0, "a", Encoding::Json).await;
-    send_and_wait(&mut aw, &mut ar, "t", "traced", "follow me")
-        .await
-        .unwrap();
-    collect_messages(&mut br, 1, STEP).await;
+    let mut b = cluster.gateway(1).connect_with("b", Encoding::Proto).await;
+    b.join("t").await;
+    let mut a = cluster.gateway(0).connect("a").await;
+    a.send_and_wait("t", "traced", "follow me").await.unwrap();
+    b.collect_messages(1, STEP).await;
 
     let wanted = [
         ("chat-gateway", "send"),
@@ -285,17 +261,17 @@ async fn one_message_is_one_trace_across_gateway_worker_and_delivering_gateway()
 async fn the_dashboard_queries_only_metrics_the_binaries_serve() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("dash", &["d"]).await;
-    let (mut w, mut r) = cluster.connect(0, "d", Encoding::Json).await;
-    join(&mut w, &mut r, "dash", None).await;
-    send_and_wait(&mut w, &mut r, "dash", "d1", "for the dashboard")
+    let mut d = cluster.gateway(0).connect("d").await;
+    d.join("dash").await;
+    d.send_and_wait("dash", "d1", "for the dashboard")
         .await
         .unwrap();
-    let served: HashSet<String> = [
-        scrape(&cluster.http_url(0, "/metrics")).await,
-        scrape(&cluster.worker_url(0, "/metrics")).await,
-    ]
-    .iter()
-    .flat_map(|s| s.samples.iter().map(|sample| sample.metric.clone()))
+    let served: HashSet<String> = Metrics::merge([
+        cluster.gateway(0).metrics().await,
+        cluster.worker(0).metrics().await,
+    ])
+    .names()
+    .map(str::to_owned)
     .collect();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let text = std::fs::read_to_string(root.join("deploy/grafana/chat-dashboard.json")).unwrap();

@@ -4,31 +4,28 @@
 
 use chat_protocol::codec::Encoding;
 use chat_protocol::RoomId;
-use chat_tests::{Cluster, ClusterOptions};
-
-use crate::support::*;
+use chat_tests::{assert_gap_free, Cluster, ClusterOptions, Frames, STEP};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_fan_out_was_lost_is_filled_in_before_the_next_one() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
     cluster.create_room("gap", &["ann", "ben", "ghost"]).await;
-    let (mut aw, mut ar) = cluster.connect(0, "ann", Encoding::Json).await;
-    let (mut bw, mut br) = cluster.connect(1, "ben", Encoding::Proto).await;
-    join(&mut aw, &mut ar, "gap", None).await;
-    join(&mut bw, &mut br, "gap", None).await;
-    let (mut sw, mut sr) = cluster.connect(0, "ghost", Encoding::Json).await;
-    send_and_wait(&mut sw, &mut sr, "gap", "one", "1")
-        .await
-        .unwrap();
+    let mut ann = cluster.gateway(0).connect("ann").await;
+    let mut ben = cluster
+        .gateway(1)
+        .connect_with("ben", Encoding::Proto)
+        .await;
+    ann.join("gap").await;
+    ben.join("gap").await;
+    let mut ghost = cluster.gateway(0).connect("ghost").await;
+    ghost.send_and_wait("gap", "one", "1").await.unwrap();
     // Seq 2 is committed but no gateway hears of it (and Redis has no copy):
     // seq 3 arrives first and reveals the gap, filled from Postgres.
-    let lost = store_without_fanout(&cluster, "gap", "two").await;
+    let lost = cluster.store_without_fanout("gap", "two").await;
     assert_eq!(lost.seq, 2);
-    send_and_wait(&mut sw, &mut sr, "gap", "three", "3")
-        .await
-        .unwrap();
-    for (who, reader) in [("ann", &mut ar), ("ben", &mut br)] {
-        let (got, _) = collect_messages(reader, 3, STEP).await;
+    ghost.send_and_wait("gap", "three", "3").await.unwrap();
+    for (who, reader) in [("ann", &mut ann.reader), ("ben", &mut ben.reader)] {
+        let (got, _) = reader.collect_messages(3, STEP).await;
         assert_gap_free(&got, 3, who);
         assert_eq!(got[1].body, "dropped fan-out");
     }
@@ -38,15 +35,16 @@ async fn a_message_whose_fan_out_was_lost_is_filled_in_before_the_next_one() {
 async fn a_lost_last_message_is_found_by_the_head_probe() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("tail", &["cat", "ghost"]).await;
-    let (mut w, mut r) = cluster.connect(0, "cat", Encoding::Json).await;
-    join(&mut w, &mut r, "tail", None).await;
-    let (mut sw, mut sr) = cluster.connect(0, "ghost", Encoding::Proto).await;
-    send_and_wait(&mut sw, &mut sr, "tail", "first", "1")
-        .await
-        .unwrap();
+    let mut cat = cluster.gateway(0).connect("cat").await;
+    cat.join("tail").await;
+    let mut ghost = cluster
+        .gateway(0)
+        .connect_with("ghost", Encoding::Proto)
+        .await;
+    ghost.send_and_wait("tail", "first", "1").await.unwrap();
     // The last message's fan-out is lost and nothing follows it; the worker
     // had cached it in Redis, which the gateway's probe reads.
-    let lost = store_without_fanout(&cluster, "tail", "last").await;
+    let lost = cluster.store_without_fanout("tail", "last").await;
     let mut redis = redis::Client::open(cluster.redis.url())
         .unwrap()
         .get_connection_manager()
@@ -55,7 +53,7 @@ async fn a_lost_last_message_is_found_by_the_head_probe() {
     chat_cache::remember(&mut redis, &[(RoomId::parse("tail").unwrap(), lost)], 100)
         .await
         .unwrap();
-    let (got, _) = collect_messages(&mut r, 2, STEP).await;
+    let (got, _) = cat.collect_messages(2, STEP).await;
     assert_gap_free(&got, 2, "cat");
 }
 
@@ -78,17 +76,24 @@ async fn pipelined_sends_of_one_socket_are_sequenced_in_the_order_sent() {
         ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "1000");
     let cluster = Cluster::start(options).await;
     cluster.create_room("fifo", &["typist", "reader"]).await;
-    let (mut rw, mut rr) = cluster.connect(0, "reader", Encoding::Proto).await;
-    join(&mut rw, &mut rr, "fifo", None).await;
-    let (mut w, mut r) = cluster.connect(0, "typist", Encoding::Json).await;
+    let mut reader = cluster
+        .gateway(0)
+        .connect_with("reader", Encoding::Proto)
+        .await;
+    reader.join("fifo").await;
+    let mut typist = cluster.gateway(0).connect("typist").await;
     let sent: Vec<String> = (0..300).map(|n| format!("t{n:03}")).collect();
     for id in &sent {
-        w.send("fifo", id, "typed in order").await.unwrap();
+        typist
+            .writer
+            .send("fifo", id, "typed in order")
+            .await
+            .unwrap();
     }
-    let (_, acks) = collect(&mut r, 0, sent.len(), None, STEP).await;
+    let (_, acks) = typist.collect(0, sent.len(), None, STEP).await;
     assert_eq!(acks.len(), sent.len());
     assert_eq!(stored_order(&cluster, "fifo", "typist").await, sent);
-    let (seen, _) = collect_messages(&mut rr, sent.len(), STEP).await;
+    let (seen, _) = reader.collect_messages(sent.len(), STEP).await;
     let seen: Vec<String> = seen.into_iter().map(|m| m.client_msg_id).collect();
     assert_eq!(seen, sent, "the reader saw the typist's order");
 }
@@ -107,9 +112,9 @@ async fn a_sender_under_overload_keeps_its_order() {
     cluster.create_room("loud", &members).await;
     let mut sockets = Vec::new();
     for user in &readers {
-        let (mut w, mut r) = cluster.connect(0, user, Encoding::Proto).await;
-        join(&mut w, &mut r, "loud", None).await;
-        sockets.push((w, r));
+        let mut reader = cluster.gateway(0).connect_with(user, Encoding::Proto).await;
+        reader.join("loud").await;
+        sockets.push(reader.into_parts());
     }
     let drain = tokio::spawn(async move {
         // Readers read everything, so none is cut off as a slow consumer.
@@ -124,16 +129,14 @@ async fn a_sender_under_overload_keeps_its_order() {
     });
     let mut senders = Vec::new();
     for (user, per_sec) in [("hot", 400u64), ("warm", 100)] {
-        let (mut w, mut r) = cluster.connect(0, user, Encoding::Json).await;
+        let (mut w, mut r) = cluster.gateway(0).connect(user).await.into_parts();
         senders.push(tokio::spawn(async move {
             let count = per_sec * 3;
             let every = std::time::Duration::from_micros(1_000_000 / per_sec);
-            let reader = tokio::spawn(async move {
-                collect(&mut r, 0, count as usize, None, STEP * 2)
-                    .await
-                    .1
-                    .len()
-            });
+            let reader =
+                tokio::spawn(
+                    async move { r.collect(0, count as usize, None, STEP * 2).await.1.len() },
+                );
             let mut tick = tokio::time::interval(every);
             let mut ids = Vec::new();
             for n in 0..count {
@@ -185,9 +188,13 @@ async fn a_sender_keeps_its_order_through_retries() {
     )
     .await
     .unwrap();
-    let (mut w, mut r) = cluster.connect(0, "typist", Encoding::Proto).await;
+    let (mut w, mut r) = cluster
+        .gateway(0)
+        .connect_with("typist", Encoding::Proto)
+        .await
+        .into_parts();
     let sent: Vec<String> = (0..200).map(|n| format!("k{n:03}")).collect();
-    let acks = tokio::spawn(async move { collect(&mut r, 0, 200, None, STEP * 2).await.1.len() });
+    let acks = tokio::spawn(async move { r.collect(0, 200, None, STEP * 2).await.1.len() });
     for (n, id) in sent.iter().enumerate() {
         if n == 50 {
             pg.execute("INSERT INTO chaos VALUES (now())", &[])
@@ -198,12 +205,13 @@ async fn a_sender_keeps_its_order_through_retries() {
             pg.execute("DELETE FROM chaos", &[]).await.unwrap();
         }
         w.send("flaky", id, "typed in order").await.unwrap();
+        // Paces the stream so the failure window falls mid-stream.
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(acks.await.unwrap(), sent.len(), "every send acked");
     assert_eq!(stored_order(&cluster, "flaky", "typist").await, sent);
-    let m = [scrape(&cluster.worker_url(0, "/metrics")).await];
-    let retried = total(&m, "chat_worker_retries_total", &[]);
+    let m = cluster.worker(0).metrics().await;
+    let retried = m.total("chat_worker_retries_total", &[]);
     println!("{retried} retries while Postgres refused inserts");
     assert!(retried > 0.0, "the failure window was hit");
 }

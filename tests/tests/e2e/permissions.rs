@@ -5,14 +5,12 @@
 use std::time::Duration;
 
 use chat_client::{Admin, Client, ClientEncoding, ClientError, ClientOptions, Messages};
-use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions};
+use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, STEP};
 use futures::future::join_all;
-
-use crate::support::STEP;
 
 fn client(cluster: &Cluster, gateway: usize, user: &str) -> (Client, Messages) {
     let options = ClientOptions::new(
-        vec![cluster.ws_url(gateway)],
+        vec![cluster.gateway(gateway).ws_url()],
         cluster.token(user),
         ClientEncoding::Json,
     )
@@ -21,7 +19,7 @@ fn client(cluster: &Cluster, gateway: usize, user: &str) -> (Client, Messages) {
 }
 
 fn admin(cluster: &Cluster) -> Admin {
-    Admin::new(cluster.http_url(0, ""), ADMIN_TOKEN)
+    Admin::new(cluster.gateway(0).url(""), ADMIN_TOKEN)
 }
 
 /// The error code of a refused call ("ok" when it was applied).

@@ -7,10 +7,12 @@ use std::{
 };
 
 use chat_client::{Client, ClientOptions};
-use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_proto::internal::EnvelopeBatch;
+use chat_protocol::{codec::Encoding, subjects};
+use chat_tests::{assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, STEP};
+use prost::Message as _;
 
-use crate::{message_path::run_mixed_load, support::*};
+use crate::message_path::run_mixed_load;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_and_duplicates_nothing() {
@@ -38,11 +40,11 @@ async fn clients_of_a_lost_gateway_resume_on_another_without_gaps_or_duplicates(
     cluster
         .create_room("g", &["sender", "reader", "observer"])
         .await;
-    let (mut ow, mut or) = cluster.connect(0, "observer", Encoding::Json).await;
-    join(&mut ow, &mut or, "g", None).await;
+    let mut observer = cluster.gateway(0).connect("observer").await;
+    observer.join("g").await;
     // Both start on gateway 1, the doomed one, and know gateway 0.
     let client = |user: &str, encoding| {
-        let urls = [cluster.ws_url(1), cluster.ws_url(0)];
+        let urls = [cluster.gateway(1).ws_url(), cluster.gateway(0).ws_url()];
         let options = ClientOptions::new(urls, cluster.token(user), encoding)
             .backoff(Duration::from_millis(50), Duration::from_secs(1));
         Client::connect(options)
@@ -74,7 +76,7 @@ async fn clients_of_a_lost_gateway_resume_on_another_without_gaps_or_duplicates(
         (1..=TOTAL as u64).collect::<Vec<_>>(),
         "reader: one order, no gap, no duplicate"
     );
-    let (all, _) = collect_messages(&mut or, TOTAL, STEP).await;
+    let (all, _) = observer.collect_messages(TOTAL, STEP).await;
     assert_gap_free(&all, TOTAL, "observer");
     let stored: Vec<String> = cluster.stored("g").await.into_iter().map(|r| r.2).collect();
     let sent: Vec<String> = (0..TOTAL).map(|n| format!("m{n}")).collect();
@@ -91,23 +93,51 @@ async fn a_restarted_gateway_acks_each_send_with_its_own_message() {
     cluster.create_room("r", &["ada"]).await;
     // The worker hangs, so what the old gateway accepted waits on the stream.
     cluster.workers[0].process.pause();
-    let (mut w, _r) = cluster.connect(0, "ada", Encoding::Json).await;
+    let mut before = cluster.gateway(0).connect("ada").await;
     for n in 0..20 {
-        w.send("r", &format!("old-{n}"), "before the restart")
+        before
+            .writer
+            .send("r", &format!("old-{n}"), "before the restart")
             .await
             .unwrap();
     }
-    // Let the gateway publish them all before it dies.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The gateway publishes them all before it dies.
+    let js = cluster.jetstream().await;
+    let batches = subjects::ingest_batch(&cluster.gateway(0).id());
+    wait_for("the gateway to publish every send", STEP, || async {
+        let published: usize = js
+            .stream_messages(subjects::INGEST_STREAM)
+            .await
+            .into_iter()
+            .filter(|m| m.subject.as_str() == batches)
+            .map(|m| {
+                EnvelopeBatch::decode(m.payload)
+                    .expect("a batch")
+                    .envelopes
+                    .len()
+            })
+            .sum();
+        (published == 20).then_some(())
+    })
+    .await;
     cluster.restart_gateway(0).await;
-    let (mut w, mut r) = cluster.connect(0, "ada", Encoding::Proto).await;
+    let mut ada = cluster
+        .gateway(0)
+        .connect_with("ada", Encoding::Proto)
+        .await;
     let mut sent = HashMap::new();
     for n in 0..20 {
         let id = format!("new-{n}");
-        sent.insert(w.send("r", &id, "after the restart").await.unwrap(), id);
+        sent.insert(
+            ada.writer
+                .send("r", &id, "after the restart")
+                .await
+                .unwrap(),
+            id,
+        );
     }
     cluster.workers[0].process.resume();
-    let (_, acks) = collect(&mut r, 0, sent.len(), None, STEP).await;
+    let (_, acks) = ada.collect(0, sent.len(), None, STEP).await;
     let stored: HashMap<String, i64> = cluster
         .stored("r")
         .await
@@ -131,16 +161,14 @@ async fn the_worker_pulls_again_as_soon_as_nats_is_back() {
         ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "3000");
     let mut cluster = Cluster::start(options).await;
     cluster.create_room("n", &["nina"]).await;
-    let (mut w, mut r) = cluster.connect(0, "nina", Encoding::Json).await;
-    send_and_wait(&mut w, &mut r, "n", "before", "x")
-        .await
-        .unwrap();
+    let mut nina = cluster.gateway(0).connect("nina").await;
+    nina.send_and_wait("n", "before", "x").await.unwrap();
 
     cluster.nats.stop();
     cluster.nats.restart().await;
     for url in [
-        cluster.http_url(0, "/readyz"),
-        cluster.worker_url(0, "/readyz"),
+        cluster.gateway(0).url("/readyz"),
+        cluster.worker(0).url("/readyz"),
     ] {
         wait_for("ready again with NATS back", STEP, || {
             let url = url.clone();
@@ -151,7 +179,8 @@ async fn the_worker_pulls_again_as_soon_as_nats_is_back() {
         })
         .await;
     }
-    let ack = send_and_wait(&mut w, &mut r, "n", "after", "y")
+    let ack = nina
+        .send_and_wait("n", "after", "y")
         .await
         .expect("stored within the ack timeout");
     assert_eq!(ack.seq, 2);

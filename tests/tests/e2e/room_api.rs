@@ -17,7 +17,7 @@ async fn call(
     body: Option<Value>,
 ) -> (u16, Value) {
     let mut request = reqwest::Client::new()
-        .request(method, cluster.http_url(0, path))
+        .request(method, cluster.gateway(0).url(path))
         .bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
@@ -124,7 +124,7 @@ async fn users_manage_their_rooms_over_http_by_the_rules() {
 async fn the_room_api_keeps_to_its_openapi_document() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("lobby", &["ann"]).await;
-    let url = cluster.http_url(0, "/v1/openapi.json");
+    let url = cluster.gateway(0).url("/v1/openapi.json");
     let document: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
     let mut operations: Vec<String> = document["paths"]

@@ -7,10 +7,8 @@ use std::{sync::Arc, time::Duration};
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{wait_for, Cluster, ClusterOptions};
+use chat_tests::{assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, Metrics, STEP};
 use tokio::{sync::Semaphore, time::Instant};
-
-use crate::support::*;
 
 /// Writes `count` messages of `size` bytes straight into a room's history.
 async fn fill_history(cluster: &Cluster, room: &str, count: i64, size: i32) {
@@ -50,16 +48,16 @@ async fn joining_and_leaving_in_a_tight_loop_never_loses_a_joined() {
     cluster.create_room("door", &users).await;
     let mut tasks = Vec::new();
     for user in users {
-        let (mut w, mut r) = cluster.connect(0, user, Encoding::Proto).await;
+        let mut socket = cluster.gateway(0).connect_with(user, Encoding::Proto).await;
         tasks.push(tokio::spawn(async move {
             for round in 0..150 {
-                w.join("door", None).await.unwrap();
-                match frame_within(&mut r, STEP).await {
+                socket.writer.join("door", None).await.unwrap();
+                match frame_within(&mut socket.reader, STEP).await {
                     Some(Kind::Joined(_)) => {}
                     other => panic!("{user} round {round}: no joined, got {other:?}"),
                 }
-                w.leave("door").await.unwrap();
-                match frame_within(&mut r, STEP).await {
+                socket.writer.leave("door").await.unwrap();
+                match frame_within(&mut socket.reader, STEP).await {
                     Some(Kind::Left(_)) => {}
                     other => panic!("{user} round {round}: no left, got {other:?}"),
                 }
@@ -73,13 +71,13 @@ async fn joining_and_leaving_in_a_tight_loop_never_loses_a_joined() {
 
 /// A socket that resumes from seq 0 of a long history and does not read it.
 async fn stalled_replayer(cluster: &Cluster, user: &str) -> (Writer, Reader) {
-    let (mut w, mut r) = cluster.connect(0, user, Encoding::Json).await;
-    w.join("busy", Some(0)).await.unwrap();
+    let mut socket = cluster.gateway(0).connect(user).await;
+    socket.writer.join("busy", Some(0)).await.unwrap();
     assert!(matches!(
-        frame_within(&mut r, STEP).await,
+        frame_within(&mut socket.reader, STEP).await,
         Some(Kind::Joined(_))
     ));
-    (w, r)
+    socket.into_parts()
 }
 
 const HISTORY: i64 = 1500;
@@ -92,25 +90,23 @@ async fn replays_to_sockets_that_do_not_read_never_delay_the_room() {
         .create_room("busy", &["by", "jo", "rp0", "rp1", "tx"])
         .await;
     fill_history(&cluster, "busy", HISTORY, BODY).await;
-    let (mut bw, mut br) = cluster.connect(0, "by", Encoding::Proto).await;
-    join(&mut bw, &mut br, "busy", None).await;
+    let mut by = cluster.gateway(0).connect_with("by", Encoding::Proto).await;
+    by.join("busy").await;
     let _stalled = [
         stalled_replayer(&cluster, "rp0").await,
         stalled_replayer(&cluster, "rp1").await,
     ];
     // A live message reaches the bystander at once.
-    let (mut tw, mut tr) = cluster.connect(0, "tx", Encoding::Json).await;
+    let mut tx = cluster.gateway(0).connect("tx").await;
     let started = Instant::now();
-    send_and_wait(&mut tw, &mut tr, "busy", "live", "now")
-        .await
-        .unwrap();
-    let (got, _) = collect_messages(&mut br, 1, STEP).await;
+    tx.send_and_wait("busy", "live", "now").await.unwrap();
+    let (got, _) = by.collect_messages(1, STEP).await;
     let live = started.elapsed();
     assert_eq!(got[0].seq, HISTORY as u64 + 1);
     // Another member's join is answered at once.
-    let (mut jw, mut jr) = cluster.connect(0, "jo", Encoding::Json).await;
+    let mut jo = cluster.gateway(0).connect("jo").await;
     let started = Instant::now();
-    join(&mut jw, &mut jr, "busy", None).await;
+    jo.join("busy").await;
     let joined = started.elapsed();
     println!("while two sockets stall a replay: live message {live:?}, join {joined:?}");
     assert!(live < Duration::from_secs(1), "live message took {live:?}");
@@ -131,17 +127,17 @@ async fn replays_hold_bounded_memory_that_returns_after_the_sockets_leave() {
     cluster.create_room("busy", &members).await;
     fill_history(&cluster, "busy", HISTORY, BODY).await;
     // Warm up: one socket replays the whole history and reads it.
-    let (mut w, mut r) = cluster.connect(0, "reader", Encoding::Json).await;
-    w.join("busy", Some(0)).await.unwrap();
-    let (got, _) = collect_messages(&mut r, HISTORY as usize, STEP).await;
+    let mut reader = cluster.gateway(0).connect("reader").await;
+    reader.writer.join("busy", Some(0)).await.unwrap();
+    let (got, _) = reader.collect_messages(HISTORY as usize, STEP).await;
     assert_gap_free(&got, HISTORY as usize, "reader");
-    drop((w, r));
+    drop(reader);
     let gateway = &cluster.gateways[0].process;
     let gone = || {
-        let url = cluster.http_url(0, "/metrics");
+        let url = cluster.gateway(0).url("/metrics");
         async move {
-            let m = [scrape(&url).await];
-            (total(&m, "chat_gateway_connections", &[]) == 0.0).then_some(())
+            let m = Metrics::scrape(&url).await;
+            (m.total("chat_gateway_connections", &[]) == 0.0).then_some(())
         }
     };
     wait_for("the reader to go", STEP, gone).await;
@@ -154,6 +150,7 @@ async fn replays_hold_bounded_memory_that_returns_after_the_sockets_leave() {
         for user in &replayers {
             stalled.push(stalled_replayer(&cluster, user).await);
         }
+        // The replays stay stalled a set time before RSS is read.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let during = gateway.rss_kib();
         drop(stalled);
@@ -191,9 +188,9 @@ async fn replays_hold_bounded_memory_that_returns_after_the_sockets_leave() {
 async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("stream", &["tx", "rx", "ghost"]).await;
-    let (mut rw, mut rr) = cluster.connect(0, "rx", Encoding::Proto).await;
-    join(&mut rw, &mut rr, "stream", None).await;
-    let (mut tw, mut tr) = cluster.connect(0, "tx", Encoding::Proto).await;
+    let mut rx = cluster.gateway(0).connect_with("rx", Encoding::Proto).await;
+    rx.join("stream").await;
+    let mut tx = cluster.gateway(0).connect_with("tx", Encoding::Proto).await;
     let window = Arc::new(Semaphore::new(64));
     let streaming = Duration::from_secs(4);
     let sender = {
@@ -203,7 +200,10 @@ async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
             let mut n = 0;
             while Instant::now() < until {
                 window.acquire().await.unwrap().forget();
-                tw.send("stream", &format!("s{n}"), "steady").await.unwrap();
+                tx.writer
+                    .send("stream", &format!("s{n}"), "steady")
+                    .await
+                    .unwrap();
                 n += 1;
             }
             n
@@ -211,7 +211,7 @@ async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
     };
     let acks = tokio::spawn(async move {
         // Acks return window permits; the sender's own copies are ignored.
-        while let Some(Ok(chat_client::Event::Frame(f))) = tr.next().await {
+        while let Some(Ok(chat_client::Event::Frame(f))) = tx.reader.next().await {
             if matches!(f.kind, Some(Kind::Ack(_))) {
                 window.add_permits(1);
             }
@@ -220,15 +220,16 @@ async fn a_gap_under_a_steady_stream_is_filled_within_a_second() {
     // The member reads as it arrives, until the stream has been quiet a while.
     let receiver = tokio::spawn(async move {
         let mut seen = Vec::new();
-        while let Some(kind) = frame_within(&mut rr, Duration::from_secs(3)).await {
+        while let Some(kind) = frame_within(&mut rx.reader, Duration::from_secs(3)).await {
             if let Kind::Message(m) = kind {
                 seen.push((m, chat_protocol::now_ms()));
             }
         }
         seen
     });
+    // A second into the 4 s stream, so the lost message falls mid-stream.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let lost = store_without_fanout(&cluster, "stream", "lost").await;
+    let lost = cluster.store_without_fanout("stream", "lost").await;
     let sent = sender.await.unwrap();
     let seen = receiver.await.unwrap();
     acks.abort();
@@ -255,20 +256,20 @@ async fn an_overflowing_reorder_buffer_refills_from_the_store() {
         .gateway_env("CHAT_GATEWAY_DELIVERY__MAX_PENDING", "20");
     let cluster = Cluster::start(options).await;
     cluster.create_room("deep", &["tx", "rx", "ghost"]).await;
-    let (mut rw, mut rr) = cluster.connect(0, "rx", Encoding::Proto).await;
-    join(&mut rw, &mut rr, "deep", None).await;
-    let lost = store_without_fanout(&cluster, "deep", "lost").await;
+    let mut rx = cluster.gateway(0).connect_with("rx", Encoding::Proto).await;
+    rx.join("deep").await;
+    let lost = cluster.store_without_fanout("deep", "lost").await;
     assert_eq!(lost.seq, 1);
-    let (mut tw, mut tr) = cluster.connect(0, "tx", Encoding::Json).await;
+    let mut tx = cluster.gateway(0).connect("tx").await;
     for n in 0..40 {
-        send_and_wait(&mut tw, &mut tr, "deep", &format!("d{n}"), "behind a gap")
+        tx.send_and_wait("deep", &format!("d{n}"), "behind a gap")
             .await
             .unwrap();
     }
-    let (got, _) = collect_messages(&mut rr, 41, Duration::from_secs(10)).await;
+    let (got, _) = rx.collect_messages(41, Duration::from_secs(10)).await;
     assert_gap_free(&got, 41, "rx");
-    let m = [scrape(&cluster.http_url(0, "/metrics")).await];
-    assert!(total(&m, "chat_gateway_pending_overflows_total", &[]) >= 1.0);
+    let m = cluster.gateway(0).metrics().await;
+    assert!(m.total("chat_gateway_pending_overflows_total", &[]) >= 1.0);
 }
 
 /// A member removed through one gateway's admin API leaves the room on
@@ -279,21 +280,22 @@ async fn an_overflowing_reorder_buffer_refills_from_the_store() {
 async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
     cluster.create_room("club", &["ada", "bob"]).await;
-    let (mut ada_w, mut ada_r) = cluster.connect(0, "ada", Encoding::Json).await;
-    let (mut bob_w, mut bob_r) = cluster.connect(1, "bob", Encoding::Proto).await;
-    join(&mut ada_w, &mut ada_r, "club", None).await;
-    join(&mut bob_w, &mut bob_r, "club", None).await;
-    send_and_wait(&mut ada_w, &mut ada_r, "club", "before", "hi bob")
-        .await
-        .unwrap();
-    match frame_within(&mut bob_r, STEP).await {
+    let mut ada = cluster.gateway(0).connect("ada").await;
+    let mut bob = cluster
+        .gateway(1)
+        .connect_with("bob", Encoding::Proto)
+        .await;
+    ada.join("club").await;
+    bob.join("club").await;
+    ada.send_and_wait("club", "before", "hi bob").await.unwrap();
+    match frame_within(&mut bob.reader, STEP).await {
         Some(Kind::Message(m)) => assert_eq!(m.client_msg_id, "before"),
         other => panic!("bob expected ada's message, got {other:?}"),
     }
 
     let removed_at = Instant::now();
     let response = reqwest::Client::new()
-        .delete(cluster.http_url(0, "/v1/rooms/club/members/bob"))
+        .delete(cluster.gateway(0).url("/v1/rooms/club/members/bob"))
         .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
         .send()
         .await
@@ -302,7 +304,7 @@ async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
     // The removal's event in the room's sequence may reach bob before the
     // gateway drops him (the announcement and the event race), never after.
     loop {
-        match frame_within(&mut bob_r, STEP).await {
+        match frame_within(&mut bob.reader, STEP).await {
             Some(Kind::Left(left)) => break assert_eq!(left.room, "club"),
             Some(Kind::Message(m)) if m.kind == "member_left" => assert_eq!(m.member, "bob"),
             other => panic!("bob expected left, got {other:?}"),
@@ -313,22 +315,21 @@ async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
         removed_at.elapsed()
     );
 
-    send_and_wait(&mut ada_w, &mut ada_r, "club", "after", "bye bob")
-        .await
-        .unwrap();
-    let refused = send_and_wait(&mut bob_w, &mut bob_r, "club", "sneak", "still here?")
+    ada.send_and_wait("club", "after", "bye bob").await.unwrap();
+    let refused = bob
+        .send_and_wait("club", "sneak", "still here?")
         .await
         .expect_err("a removed member's send is refused");
     assert_eq!(refused.code, "forbidden");
-    let request_id = bob_w.join("club", None).await.unwrap();
-    let reply = next_frame(&mut bob_r).await;
+    let request_id = bob.writer.join("club", None).await.unwrap();
+    let reply = bob.next_frame().await;
     assert_eq!(reply.request_id, request_id);
     match reply.kind {
         Some(Kind::Error(e)) => assert_eq!(e.code, "forbidden"),
         other => panic!("a removed member's join is refused, got {other:?}"),
     }
     assert_eq!(
-        frame_within(&mut bob_r, Duration::from_millis(500)).await,
+        frame_within(&mut bob.reader, Duration::from_millis(500)).await,
         None,
         "nothing of the room reaches bob after his removal"
     );
@@ -352,9 +353,9 @@ async fn a_removed_member_leaves_the_room_on_every_gateway_at_once() {
         "the removal has its place in the room's sequence"
     );
     // Resuming from the start replays the removal in its place.
-    let (mut again_w, mut again_r) = cluster.connect(1, "ada", Encoding::Json).await;
-    join(&mut again_w, &mut again_r, "club", Some(0)).await;
-    let (seen, _) = collect_messages(&mut again_r, 3, STEP).await;
+    let mut again = cluster.gateway(1).connect("ada").await;
+    again.join_since("club", 0).await;
+    let (seen, _) = again.collect_messages(3, STEP).await;
     let kinds: Vec<(u64, &str, &str)> = seen
         .iter()
         .map(|m| (m.seq, m.kind.as_str(), m.member.as_str()))
@@ -375,17 +376,33 @@ async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
     let mut members = senders.to_vec();
     members.push("bob");
     cluster.create_room("busy", &members).await;
-    let (mut bob_w, mut bob_r) = cluster.connect(1, "bob", Encoding::Proto).await;
-    let head = join(&mut bob_w, &mut bob_r, "busy", None).await;
+    let mut bob = cluster
+        .gateway(1)
+        .connect_with("bob", Encoding::Proto)
+        .await;
+    let head = bob.join("busy").await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut chatting = Vec::new();
     for sender in senders {
-        chatting.push(chat_steadily(&cluster, sender, "busy", &stop).await);
+        chatting.push(
+            cluster
+                .gateway(0)
+                .connect(sender)
+                .await
+                .chat_steadily("busy", &stop),
+        );
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("every sender to be chatting", STEP, || async {
+        let stored = cluster.stored("busy").await;
+        senders
+            .iter()
+            .all(|s| stored.iter().any(|(_, sender, _, _)| sender == s))
+            .then_some(())
+    })
+    .await;
 
     let response = reqwest::Client::new()
-        .delete(cluster.http_url(0, "/v1/rooms/busy/members/bob"))
+        .delete(cluster.gateway(0).url("/v1/rooms/busy/members/bob"))
         .bearer_auth(chat_tests::cluster::ADMIN_TOKEN)
         .send()
         .await
@@ -394,7 +411,7 @@ async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
     let mut seqs = Vec::new();
     let mut removal = None;
     loop {
-        match frame_within(&mut bob_r, STEP).await {
+        match frame_within(&mut bob.reader, STEP).await {
             Some(Kind::Message(m)) => {
                 if m.kind == "member_left" {
                     removal = Some(m.seq);
@@ -405,13 +422,15 @@ async fn a_member_removed_from_a_busy_room_gets_nothing_after_the_removal() {
             other => panic!("bob expected messages then left, got {other:?}"),
         }
     }
+    // Stays: a window in which nothing more may arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        frame_within(&mut bob_r, Duration::from_millis(300)).await,
+        frame_within(&mut bob.reader, Duration::from_millis(300)).await,
         None,
         "nothing after left"
     );
-    let refused = send_and_wait(&mut bob_w, &mut bob_r, "busy", "sneak", "still here?")
+    let refused = bob
+        .send_and_wait("busy", "sneak", "still here?")
         .await
         .expect_err("a removed member may not send");
     assert_eq!(refused.code, "forbidden");

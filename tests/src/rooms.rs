@@ -1,0 +1,77 @@
+//! Rooms and their messages, set up and read back behind the gateways'
+//! backs: through the room API with the service token, or straight in
+//! Postgres to stage what a fault would leave behind.
+
+use chat_config::Secret;
+use chat_protocol::RoomId;
+use chat_store::{NewMessage, Persisted, PostgresConfig, Store};
+
+use crate::{cluster::Cluster, options::ADMIN_TOKEN};
+
+impl Cluster {
+    /// Creates a room with members through the room API (service token).
+    pub async fn create_room(&self, room: &str, members: &[&str]) {
+        let response = reqwest::Client::new()
+            .post(self.gateway(0).url("/v1/rooms"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "room": room, "members": members }))
+            .send()
+            .await
+            .expect("admin request");
+        assert!(
+            response.status().is_success(),
+            "create room failed: {}",
+            response.status()
+        );
+    }
+
+    /// Messages stored for a room: (seq, sender, client_msg_id, body), by seq.
+    pub async fn stored(&self, room: &str) -> Vec<(i64, String, String, String)> {
+        self.postgres
+            .client()
+            .await
+            .query(
+                "SELECT seq, sender_id, client_msg_id, body FROM messages WHERE room_id = $1 ORDER BY seq",
+                &[&room],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    }
+
+    /// Stores a message the way a worker does but never publishes its
+    /// fan-out, as if NATS had dropped it.
+    pub async fn store_without_fanout(&self, room: &str, id: &str) -> chat_proto::v1::Message {
+        let store = Store::new(&PostgresConfig {
+            url: Secret::new(self.postgres.url()),
+            pool_size: std::num::NonZeroUsize::MIN,
+        })
+        .unwrap();
+        let outcome = store
+            .persist(&[NewMessage {
+                room: RoomId::parse(room).unwrap(),
+                sender: "ghost".into(),
+                client_msg_id: id.into(),
+                body: "dropped fan-out".into(),
+            }])
+            .await
+            .unwrap();
+        match outcome.into_iter().next().unwrap() {
+            Persisted::Stored { message, .. } => message,
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    /// Deletes a room straight from Postgres, as if it had been deleted
+    /// after the gateway accepted sends to it.
+    pub async fn delete_room(&self, room: &str) {
+        self.postgres
+            .client()
+            .await
+            .execute("DELETE FROM rooms WHERE id = $1", &[&room])
+            .await
+            .unwrap();
+    }
+}
