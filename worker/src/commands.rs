@@ -18,10 +18,10 @@ use chat_proto::internal::{
 };
 use chat_proto::v1::Message;
 use chat_protocol::{
-    access::{Access, Permissions, Refusal, Role},
+    access::{Access, Actor, Permissions, Refusal, Role},
     keys, kind, subjects, ErrorCode, RoomId, UserId,
 };
-use chat_store::{Applied, Asker, Change, MemberChange, NewCommand, Refused};
+use chat_store::{Applied, Change, MemberChange, NewCommand, Refused};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -161,10 +161,7 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
         ),
         None => return Err(bad(&"command without a change")),
     };
-    let actor = match command.actor.as_str() {
-        Asker::SERVICE => Asker::Service,
-        other => Asker::User(user(other.to_owned())?),
-    };
+    let actor = Actor::parse(command.actor).map_err(|e| bad(&e))?;
     if command.command_id.is_empty() {
         return Err(bad(&"command without an id"));
     }

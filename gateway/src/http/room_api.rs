@@ -14,8 +14,10 @@ use axum::{
 };
 
 use chat_proto::internal::{command::Change, CommandReply};
-use chat_protocol::{access::Access, RoomId, UserId};
-use chat_store::Asker;
+use chat_protocol::{
+    access::{Access, Actor},
+    RoomId, UserId,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
@@ -63,37 +65,24 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Who calls: the trusted backend (service token) or a user (JWT).
-enum Caller {
-    Service,
-    User(UserId),
-}
+/// The request's actor, authenticated: the trusted backend (service token)
+/// or a user (JWT). Refused (401) before the path or body is even parsed:
+/// handlers take it as their first argument.
+struct Authenticated(Actor);
 
-impl Caller {
-    /// The command's actor, as the worker checks and records it.
-    fn actor(&self) -> &str {
-        match self {
-            Self::Service => Asker::SERVICE,
-            Self::User(user) => user.as_str(),
-        }
-    }
-}
-
-/// Refused (401) before the path or body is even parsed: handlers take it
-/// as their first argument.
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<AppState> for Authenticated {
     type Rejection = GatewayError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, GatewayError> {
         let service = state.config.admin_token.expose();
         match bearer(&parts.headers) {
             Some(token) if !service.is_empty() && constant_time_eq(token, service) => {
-                Ok(Self::Service)
+                Ok(Self(Actor::Service))
             }
             Some(_) => state
                 .verifier
                 .verify_bearer(&parts.headers)
-                .map(Self::User)
+                .map(|user| Self(Actor::User(user)))
                 .map_err(|_| {
                     GatewayError::Unauthorized("a valid service token or JWT is required")
                 }),
@@ -219,13 +208,13 @@ struct MemberView {
 /// Runs a change through the workers; answered once it is committed.
 async fn change(
     state: &AppState,
-    caller: &Caller,
+    actor: &Actor,
     id: CommandId,
     room: &RoomId,
     change: Change,
 ) -> Result<CommandReply, GatewayError> {
     let timeout = state.config.limits.ack_timeout;
-    commands::run(&state.nats, id.0, caller.actor(), room, change, timeout).await
+    commands::run(&state.nats, id.0, actor, room, change, timeout).await
 }
 
 /// Creates a room. The service names its owners and members (asking again
@@ -246,7 +235,7 @@ async fn change(
     )
 )]
 async fn create_room(
-    caller: Caller,
+    Authenticated(actor): Authenticated,
     State(state): State<AppState>,
     id: CommandId,
     Body(req): Body<CreateRoom>,
@@ -257,10 +246,10 @@ async fn create_room(
             .map(|m| UserId::parse(m).map(String::from))
             .collect::<Result<Vec<_>, _>>()
     };
-    let owners = match &caller {
-        Caller::Service => users(req.owners)?,
-        Caller::User(me) if req.owners.is_empty() => vec![me.to_string()],
-        Caller::User(_) => {
+    let owners = match &actor {
+        Actor::Service => users(req.owners)?,
+        Actor::User(me) if req.owners.is_empty() => vec![me.to_string()],
+        Actor::User(_) => {
             return Err(GatewayError::InvalidArgument(
                 "a user creating a room is its owner: leave `owners` out".into(),
             ))
@@ -270,7 +259,7 @@ async fn create_room(
         members: users(req.members)?,
         owners,
     });
-    let reply = change(&state, &caller, id, &room, create).await?;
+    let reply = change(&state, &actor, id, &room, create).await?;
     Ok(if reply.created {
         StatusCode::CREATED
     } else {
@@ -293,7 +282,7 @@ async fn create_room(
     )
 )]
 async fn list_members(
-    caller: Caller,
+    Authenticated(actor): Authenticated,
     State(state): State<AppState>,
     Params(room): Params<String>,
 ) -> Result<Json<Vec<MemberView>>, GatewayError> {
@@ -303,7 +292,7 @@ async fn list_members(
         .members(&room)
         .await?
         .ok_or(GatewayError::NotFound)?;
-    if let Caller::User(me) = &caller {
+    if let Actor::User(me) = &actor {
         if !members.iter().any(|(user, _)| user == me) {
             return Err(GatewayError::Forbidden("not a member of this room"));
         }
@@ -333,13 +322,13 @@ async fn list_members(
     )
 )]
 async fn add_member(
-    caller: Caller,
+    Authenticated(actor): Authenticated,
     State(state): State<AppState>,
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
     let add = commands::add_member(user)?;
-    change(&state, &caller, id, &RoomId::parse(room)?, add).await?;
+    change(&state, &actor, id, &RoomId::parse(room)?, add).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,13 +345,13 @@ async fn add_member(
     )
 )]
 async fn remove_member(
-    caller: Caller,
+    Authenticated(actor): Authenticated,
     State(state): State<AppState>,
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
 ) -> Result<StatusCode, GatewayError> {
     let remove = commands::remove_member(user)?;
-    change(&state, &caller, id, &RoomId::parse(room)?, remove).await?;
+    change(&state, &actor, id, &RoomId::parse(room)?, remove).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -380,13 +369,13 @@ async fn remove_member(
     )
 )]
 async fn set_access(
-    caller: Caller,
+    Authenticated(actor): Authenticated,
     State(state): State<AppState>,
     id: CommandId,
     Params((room, user)): Params<(String, String)>,
     Body(req): Body<SetAccess>,
 ) -> Result<StatusCode, GatewayError> {
     let set = commands::set_access(user, &req.role, &req.grant, &req.revoke)?;
-    change(&state, &caller, id, &RoomId::parse(room)?, set).await?;
+    change(&state, &actor, id, &RoomId::parse(room)?, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chat_proto::internal::{command::Change, AccessChange, Command, CommandReply, MemberChange};
 use chat_protocol::{
-    access::{Permissions, Role},
+    access::{Actor, Permissions, Role},
     subjects, ClientMsgId, ErrorCode, RoomId, UserId,
 };
 use futures::StreamExt;
@@ -61,12 +61,12 @@ pub fn set_access(
     }))
 }
 
-/// Publishes a command of `actor` (a user id, or the service's
-/// `Asker::SERVICE`) and waits for the worker's reply (or `timeout`).
+/// Publishes a command of `actor` and waits for the worker's reply (or
+/// `timeout`).
 pub async fn run(
     nats: &async_nats::Client,
     id: String,
-    actor: &str,
+    actor: &Actor,
     room: &RoomId,
     change: Change,
     timeout: Duration,
@@ -79,7 +79,7 @@ pub async fn run(
     let command = Command {
         command_id: id,
         room: room.to_string(),
-        actor: actor.into(),
+        actor: actor.as_str().into(),
         change: Some(change),
         reply_to: inbox,
     };

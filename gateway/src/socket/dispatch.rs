@@ -10,7 +10,7 @@ use chat_proto::{
     v1::{server_frame::Kind, Applied, Left, Pong, ServerFrame},
 };
 use chat_protocol::{
-    access::{Access, Permissions},
+    access::{Access, Actor, Permissions},
     ClientMsgId, RoomId, Seq,
 };
 use tokio::time::Instant;
@@ -196,8 +196,8 @@ impl Session {
         let timeout = self.state.config.limits.ack_timeout;
         tokio::spawn(
             async move {
-                let user = member.user.as_str();
-                let ran = commands::run(&nats, command_id, user, &room, change, timeout).await;
+                let actor = Actor::User(member.user.clone());
+                let ran = commands::run(&nats, command_id, &actor, &room, change, timeout).await;
                 let kind = match ran {
                     Ok(reply) => Kind::Applied(Applied {
                         room: room.to_string(),

@@ -17,6 +17,8 @@
 //! - The trusted backend (service token) may do anything but the last.
 
 use bitflags::bitflags;
+
+use crate::ids::{IdError, UserId};
 use chat_proto::v1::MemberAccess;
 
 /// A member's rank in a room, lowest first.
@@ -143,9 +145,40 @@ impl Access {
     }
 }
 
-/// Who asks for a change, as the room stands when it is applied.
-#[derive(Clone, Copy, Debug)]
+/// Who asks for a change: the trusted backend, or a user. On the wire
+/// (a command's `actor`, an event's `sender`) the service is
+/// [`Actor::SERVICE`], which no user id can be.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
+    /// The trusted backend, through the room API with the service token.
+    Service,
+    User(UserId),
+}
+
+impl Actor {
+    /// `:` is not allowed in user ids, so no user can act as the service.
+    pub const SERVICE: &'static str = "system:admin";
+
+    pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+        let s = s.into();
+        if s == Self::SERVICE {
+            return Ok(Self::Service);
+        }
+        UserId::parse(s).map(Self::User)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Service => Self::SERVICE,
+            Self::User(user) => user.as_str(),
+        }
+    }
+}
+
+/// An actor as the room stands when its change is applied: what the rules
+/// look at.
+#[derive(Clone, Copy, Debug)]
+pub enum Standing {
     /// The trusted backend (service token).
     Service,
     /// A user of the room (`None`: not a member of it).
@@ -182,8 +215,8 @@ pub enum Refusal {
     LastOwner,
 }
 
-/// Whether `actor` may do `op`; `owners` is how many owners the room has.
-pub fn check(actor: Actor, op: Op, owners: usize) -> Result<(), Refusal> {
+/// Whether an actor of this standing may do `op`; `owners` is how many owners the room has.
+pub fn check(actor: Standing, op: Op, owners: usize) -> Result<(), Refusal> {
     let loses_owner = match op {
         Op::Add => false,
         Op::Remove { target } => target.role == Role::Owner,
@@ -192,7 +225,7 @@ pub fn check(actor: Actor, op: Op, owners: usize) -> Result<(), Refusal> {
     if loses_owner && owners <= 1 {
         return Err(Refusal::LastOwner);
     }
-    let Actor::User { access, is_target } = actor else {
+    let Standing::User { access, is_target } = actor else {
         return Ok(());
     };
     let me = access.ok_or(Refusal::NotAMember)?;
@@ -224,8 +257,16 @@ pub fn check(actor: Actor, op: Op, owners: usize) -> Result<(), Refusal> {
 mod tests {
     use super::*;
 
-    fn user(role: Role) -> Actor {
-        Actor::User {
+    #[test]
+    fn the_service_is_an_actor_no_user_can_be() {
+        assert_eq!(Actor::parse(Actor::SERVICE), Ok(Actor::Service));
+        let alice = Actor::parse("alice").unwrap();
+        assert_eq!(alice.as_str(), "alice");
+        assert!(Actor::parse("system:other").is_err());
+    }
+
+    fn user(role: Role) -> Standing {
+        Standing::User {
             access: Some(Access::new(role)),
             is_target: false,
         }
@@ -277,12 +318,12 @@ mod tests {
     fn the_last_owner_stays_whoever_asks() {
         let owner = Access::new(Role::Owner);
         let leave = Op::Remove { target: owner };
-        let me = Actor::User {
+        let me = Standing::User {
             access: Some(owner),
             is_target: true,
         };
         assert_eq!(check(me, leave, 1), Err(Refusal::LastOwner));
-        assert_eq!(check(Actor::Service, leave, 1), Err(Refusal::LastOwner));
+        assert_eq!(check(Standing::Service, leave, 1), Err(Refusal::LastOwner));
         assert_eq!(check(me, leave, 2), Ok(()));
     }
 
@@ -290,7 +331,7 @@ mod tests {
     fn nobody_grants_a_flag_they_lack() {
         let mut admin = Access::new(Role::Admin);
         admin.permissions -= Permissions::REMOVE_MEMBERS;
-        let me = Actor::User {
+        let me = Standing::User {
             access: Some(admin),
             is_target: false,
         };

@@ -2,12 +2,12 @@
 //! room's row locked, record what it did; or find what it did before.
 
 use chat_proto::v1::Message;
-use chat_protocol::access::{Access, Role};
+use chat_protocol::access::{Access, Actor, Role};
 use chat_protocol::{kind, UserId};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use crate::command::{Applied, Asker, Change, MemberChange, NewCommand, Refused};
+use crate::command::{Applied, Change, MemberChange, NewCommand, Refused};
 use crate::decide::{decide, Decision};
 use crate::error::StoreError;
 use crate::pool::Store;
@@ -56,7 +56,7 @@ async fn create_room(
     let created = tx.execute(sql::CREATE_ROOM, &[&room]).await? == 1;
     // A user creating a room owns it: one that exists is theirs
     // to join, not to take.
-    if !created && command.actor != Asker::Service {
+    if !created && command.actor != Actor::Service {
         return Ok(Applied::Refused(Refused::RoomExists));
     }
     let mut changed = Vec::new();

@@ -2,7 +2,7 @@
 //! id, and what applying one did.
 
 use chat_proto::v1::Message;
-use chat_protocol::access::{Access, Permissions, Refusal, Role};
+use chat_protocol::access::{Access, Actor, Permissions, Refusal, Role};
 use chat_protocol::{RoomId, UserId};
 
 /// A change to a room, as a worker applies it.
@@ -32,33 +32,12 @@ pub enum MemberChange {
     },
 }
 
-/// Who asks for a command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Asker {
-    /// The trusted backend, through the room API with the service token.
-    Service,
-    User(UserId),
-}
-
-impl Asker {
-    /// The sender of the command's event. `:` is not allowed in user ids,
-    /// so no user can send as the service.
-    pub const SERVICE: &'static str = "system:admin";
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Service => Self::SERVICE,
-            Self::User(user) => user.as_str(),
-        }
-    }
-}
-
 /// A command to apply once, by id.
 #[derive(Clone, Debug)]
 pub struct NewCommand {
     pub id: String,
     pub room: RoomId,
-    pub actor: Asker,
+    pub actor: Actor,
     pub change: Change,
 }
 

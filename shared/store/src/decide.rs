@@ -1,11 +1,11 @@
 //! Whether a change to one member may be made, and what it comes to,
 //! under the rules of `chat_protocol::access` and the room as it stands.
 
-use chat_protocol::access::{self, Access, Actor, Op, Role};
+use chat_protocol::access::{self, Access, Actor, Op, Role, Standing};
 use chat_protocol::{RoomId, UserId};
 use deadpool_postgres::Transaction;
 
-use crate::command::{Asker, MemberChange, NewCommand, Refused};
+use crate::command::{MemberChange, NewCommand, Refused};
 use crate::error::StoreError;
 use crate::rows::access_from_row;
 use crate::sql;
@@ -37,13 +37,13 @@ pub async fn decide(
 ) -> Result<Decision, StoreError> {
     let room = &command.room;
     let target = access_in(tx, room, user).await?;
-    let actor = match &command.actor {
-        Asker::Service => Actor::Service,
-        Asker::User(me) if me == user => Actor::User {
+    let standing = match &command.actor {
+        Actor::Service => Standing::Service,
+        Actor::User(me) if me == user => Standing::User {
             access: target,
             is_target: true,
         },
-        Asker::User(me) => Actor::User {
+        Actor::User(me) => Standing::User {
             access: access_in(tx, room, me).await?,
             is_target: false,
         },
@@ -57,7 +57,7 @@ pub async fn decide(
     } else {
         0
     };
-    if let Err(refusal) = access::check(actor, op, owners) {
+    if let Err(refusal) = access::check(standing, op, owners) {
         return Ok(Decision::Refused(refusal.into()));
     }
     Ok(match (change, target, after) {

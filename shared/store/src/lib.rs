@@ -15,7 +15,7 @@ mod reads;
 mod rows;
 mod sql;
 
-pub use command::{Applied, Asker, Change, MemberChange, NewCommand, Refused};
+pub use command::{Applied, Change, MemberChange, NewCommand, Refused};
 pub use config::PostgresConfig;
 pub use error::StoreError;
 pub use persist::{NewMessage, Persisted};
