@@ -19,7 +19,9 @@ use chat_proto::internal::{
 use chat_proto::v1::Message;
 use chat_protocol::{
     access::{Access, Actor, Permissions, Refusal, Role},
-    keys, kind, subjects, ErrorCode, RoomId, UserId,
+    keys,
+    kind::EntryKind,
+    subjects, ErrorCode, RoomId, UserId,
 };
 use chat_store::{Applied, Change, MemberChange, NewCommand, Refused};
 use futures::StreamExt;
@@ -214,7 +216,7 @@ async fn after_commit(
             None => Announced::MemberRemoved(MemberRemoved {
                 user: user.to_string(),
             }),
-            Some(access) if event.kind == kind::ROLE_CHANGED => {
+            Some(access) if event.kind == EntryKind::RoleChanged.as_str() => {
                 Announced::AccessChanged(AccessChanged {
                     user: user.to_string(),
                     access: Some(access.to_proto()),

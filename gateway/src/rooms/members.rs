@@ -9,7 +9,7 @@ use std::{
 };
 
 use chat_proto::v1::{server_frame::Kind, Left, ServerFrame};
-use chat_protocol::{access::Access, kind, RoomId, Seq, UserId};
+use chat_protocol::{access::Access, kind::EntryKind, RoomId, Seq, UserId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -128,27 +128,28 @@ impl Members {
         // The member hears of a change to them, then it applies: a removed
         // member gets nothing after it.
         let message = &delivery.message;
-        if message.kind.is_empty() {
-            return;
-        }
+        let kind = match EntryKind::parse(&message.kind) {
+            None | Some(EntryKind::Message) => return,
+            Some(kind) => kind,
+        };
         let Ok(user) = UserId::parse(message.member.clone()) else {
             return;
         };
-        match message.kind.as_str() {
-            kind::MEMBER_LEFT => {
+        match kind {
+            EntryKind::MemberLeft => {
                 self.remove(&user);
                 self.removed.insert(user);
             }
-            kind::MEMBER_JOINED => {
+            EntryKind::MemberJoined => {
                 self.removed.remove(&user);
             }
-            kind::ROLE_CHANGED => {
+            EntryKind::RoleChanged => {
                 let access = message.access.as_ref().and_then(Access::from_proto);
                 if let Some(access) = access {
                     self.change_access(&user, access);
                 }
             }
-            _ => {}
+            EntryKind::Message => {}
         }
     }
 }

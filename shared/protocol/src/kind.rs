@@ -2,10 +2,59 @@
 //! (empty), or a change to the room, which has its place in the sequence so
 //! that everyone sees it at the same point and a resuming client replays it.
 
-/// `member` was added to the room (by `sender`).
-pub const MEMBER_JOINED: &str = "member_joined";
-/// `member` was removed from the room (by `sender`): nothing of the room
-/// after this entry reaches them.
-pub const MEMBER_LEFT: &str = "member_left";
-/// `member`'s role or flags changed (by `sender`); `access` holds the new ones.
-pub const ROLE_CHANGED: &str = "role_changed";
+/// The kind of an entry in a room's sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A chat message (`kind` empty on the wire).
+    Message,
+    /// `member` was added to the room (by `sender`).
+    MemberJoined,
+    /// `member` was removed from the room (by `sender`): nothing of the room
+    /// after this entry reaches them.
+    MemberLeft,
+    /// `member`'s role or flags changed (by `sender`); `access` holds the new ones.
+    RoleChanged,
+}
+
+impl EntryKind {
+    /// The `kind` field's value on the wire and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "",
+            Self::MemberJoined => "member_joined",
+            Self::MemberLeft => "member_left",
+            Self::RoleChanged => "role_changed",
+        }
+    }
+
+    /// `None` for a kind this build does not know (a newer server's):
+    /// readers skip what they cannot apply.
+    pub fn parse(kind: &str) -> Option<Self> {
+        [
+            Self::Message,
+            Self::MemberJoined,
+            Self::MemberLeft,
+            Self::RoleChanged,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_reads_back_from_its_name() {
+        for kind in [
+            EntryKind::Message,
+            EntryKind::MemberJoined,
+            EntryKind::MemberLeft,
+            EntryKind::RoleChanged,
+        ] {
+            assert_eq!(EntryKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EntryKind::parse("message_edited_in_2030"), None);
+    }
+}

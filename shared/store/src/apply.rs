@@ -3,7 +3,7 @@
 
 use chat_proto::v1::Message;
 use chat_protocol::access::{Access, Actor, Role};
-use chat_protocol::{kind, UserId};
+use chat_protocol::{kind::EntryKind, UserId};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
@@ -88,12 +88,12 @@ async fn change_member(
         Decision::Unchanged => return finish(tx, command, false, None, Vec::new()).await,
         Decision::Add(access) => {
             add_member(&tx, room, user, access).await?;
-            (kind::MEMBER_JOINED, Some(access))
+            (EntryKind::MemberJoined, Some(access))
         }
         Decision::Remove => {
             tx.execute(sql::REMOVE_MEMBER, &[&room, &user.as_str()])
                 .await?;
-            (kind::MEMBER_LEFT, None)
+            (EntryKind::MemberLeft, None)
         }
         Decision::SetAccess(access) => {
             let bits = i16::from(access.permissions.bits());
@@ -102,7 +102,7 @@ async fn change_member(
                 &[&room, &user.as_str(), &access.role.as_str(), &bits],
             )
             .await?;
-            (kind::ROLE_CHANGED, Some(access))
+            (EntryKind::RoleChanged, Some(access))
         }
     };
     let seq = head.get::<_, i64>(0) + 1;
@@ -124,7 +124,7 @@ async fn append_event(
     command: &NewCommand,
     user: &UserId,
     seq: i64,
-    kind: &str,
+    kind: EntryKind,
     access: Option<Access>,
 ) -> Result<Message, StoreError> {
     let room = command.room.as_str();
@@ -136,7 +136,7 @@ async fn append_event(
         sender: command.actor.as_str().to_owned(),
         ts_ms: chat_protocol::now_ms(),
         client_msg_id: command.id.clone(),
-        kind: kind.to_owned(),
+        kind: kind.as_str().to_owned(),
         member: user.to_string(),
         access: access.map(Access::to_proto),
         ..Message::default()
@@ -151,7 +151,7 @@ async fn append_event(
             &command.id,
             &user.as_str(),
             &event.ts_ms,
-            &kind,
+            &kind.as_str(),
             &access.map(Access::encode),
         ],
     )
