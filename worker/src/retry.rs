@@ -9,15 +9,10 @@ use async_nats::{
     HeaderMap, HeaderValue,
 };
 use bytes::Bytes;
+use chat_streams::headers as dead;
 
 use crate::{config::RetryConfig, error::WorkerError};
 
-/// Header naming why a message was dead-lettered: the error's stable label.
-pub const DEAD_REASON_HEADER: &str = "Chat-Dead-Reason";
-/// Header with the error itself, for a person reading the dead letter.
-pub const DEAD_DETAIL_HEADER: &str = "Chat-Dead-Detail";
-/// Header counting the deliveries a dead-lettered message had.
-pub const ATTEMPTS_HEADER: &str = "Chat-Attempts";
 /// Longest `Chat-Dead-Detail`: enough for a Postgres message, small beside the payload.
 const MAX_DETAIL_BYTES: usize = 512;
 
@@ -124,9 +119,9 @@ pub async fn fail(
                 Class::Command => crate::metrics::command("dead_lettered"),
             }
             let mut headers = HeaderMap::new();
-            headers.insert(DEAD_REASON_HEADER, error.label());
-            headers.insert(DEAD_DETAIL_HEADER, detail(error));
-            headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+            headers.insert(dead::DEAD_REASON, error.label());
+            headers.insert(dead::DEAD_DETAIL, detail(error));
+            headers.insert(dead::ATTEMPTS, HeaderValue::from(attempts));
             let subject = class.dead_letter_subject(room);
             let stored = match js.publish_with_headers(subject, headers, payload).await {
                 Ok(ack) => ack.await.is_ok(),

@@ -112,3 +112,31 @@ pub fn worker_consumer(durable: &str, ack_wait: Duration, max_ack_pending: i64) 
         ..Default::default()
     }
 }
+
+/// Headers of the dead-letter stream, which the worker writes and its
+/// `dlq` tool and operators read.
+pub mod headers {
+    /// Why a message was dead-lettered: the error's stable label.
+    pub const DEAD_REASON: &str = "Chat-Dead-Reason";
+    /// The error itself, for a person reading the dead letter.
+    pub const DEAD_DETAIL: &str = "Chat-Dead-Detail";
+    /// How many deliveries the dead-lettered message had.
+    pub const ATTEMPTS: &str = "Chat-Attempts";
+    /// On a replayed send: the dead letter's seq, so that the send can be
+    /// told from a gateway's when reading the bulk stream or a trace.
+    pub const REPLAY_OF: &str = "Chat-Replay-Of";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::headers;
+
+    /// Operators' tools and alerts read these names: they do not change.
+    #[test]
+    fn dead_letter_headers_keep_their_names() {
+        assert_eq!(headers::DEAD_REASON, "Chat-Dead-Reason");
+        assert_eq!(headers::DEAD_DETAIL, "Chat-Dead-Detail");
+        assert_eq!(headers::ATTEMPTS, "Chat-Attempts");
+        assert_eq!(headers::REPLAY_OF, "Chat-Replay-Of");
+    }
+}

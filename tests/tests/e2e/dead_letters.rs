@@ -9,6 +9,7 @@ use std::sync::{
 };
 
 use chat_proto::internal::Envelope;
+use chat_streams::headers;
 use chat_tests::{envelope, header, wait_for, Cluster, ClusterOptions, Frames, STEP};
 use prost::Message as _;
 
@@ -113,17 +114,17 @@ async fn a_send_postgres_refuses_is_dead_lettered_once_and_its_batch_is_stored_i
         .find(|l| l.subject.as_str() == "chat.dead.a")
         .expect("the refused send's dead letter");
     assert_eq!(nul.payload.as_ref(), refused.as_slice());
-    assert_eq!(header(nul, "Chat-Dead-Reason"), Some("refused_by_store"));
-    let detail = header(nul, "Chat-Dead-Detail").unwrap_or_default();
+    assert_eq!(header(nul, headers::DEAD_REASON), Some("refused_by_store"));
+    let detail = header(nul, headers::DEAD_DETAIL).unwrap_or_default();
     assert!(detail.contains("0x00"), "readable reason: {detail}");
-    assert_eq!(header(nul, "Chat-Attempts"), Some("1"));
+    assert_eq!(header(nul, headers::ATTEMPTS), Some("1"));
     let garbage = letters
         .iter()
         .find(|l| l.subject.as_str() == "chat.dead.undecodable")
         .expect("the undecodable send's dead letter");
     assert_eq!(garbage.payload.as_ref(), undecodable.as_slice());
-    assert_eq!(header(garbage, "Chat-Dead-Reason"), Some("bad_envelope"));
-    assert_eq!(header(garbage, "Chat-Attempts"), Some("1"));
+    assert_eq!(header(garbage, headers::DEAD_REASON), Some("bad_envelope"));
+    assert_eq!(header(garbage, headers::ATTEMPTS), Some("1"));
 
     // The worker split the batch rather than retry it.
     let worker = cluster.worker(0).metrics().await;
@@ -174,12 +175,12 @@ async fn a_send_whose_room_is_deleted_after_acceptance_is_dead_lettered_with_its
     })
     .await;
     assert_eq!(letter.subject.as_str(), "chat.dead.doomed");
-    assert_eq!(header(&letter, "Chat-Dead-Reason"), Some("room_missing"));
+    assert_eq!(header(&letter, headers::DEAD_REASON), Some("room_missing"));
     assert_eq!(
-        header(&letter, "Chat-Dead-Detail"),
+        header(&letter, headers::DEAD_DETAIL),
         Some("room does not exist")
     );
-    assert_eq!(header(&letter, "Chat-Attempts"), Some("1"));
+    assert_eq!(header(&letter, headers::ATTEMPTS), Some("1"));
     let envelope = Envelope::decode(letter.payload.clone()).unwrap();
     assert_eq!(
         (

@@ -8,10 +8,10 @@ use chat_proto::{
     v1::server_frame::Kind,
 };
 use chat_protocol::subjects;
+use chat_streams::headers::{self, REPLAY_OF};
 use chat_tests::{
     cluster::bin, envelope, header, wait_for, Cluster, ClusterOptions, Frames, JetStream, STEP,
 };
-use chat_worker::dlq::REPLAY_OF_HEADER;
 use prost::Message as _;
 use serde_json::Value;
 
@@ -163,7 +163,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         "\\xff\\x00 not an envelope"
     );
     assert_eq!(shown["envelope"], Value::Null);
-    assert_eq!(shown["headers"]["Chat-Dead-Reason"], "bad_envelope");
+    assert_eq!(shown["headers"][headers::DEAD_REASON], "bad_envelope");
 
     // replay: a dry run changes nothing; then, the room back and d1 resent
     // by its sender meanwhile, the replay stores d2 once and finds d1.
@@ -210,7 +210,7 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
         Some(format!("dlq:{d2}").as_str())
     );
     assert_eq!(
-        header(&republished, REPLAY_OF_HEADER),
+        header(&republished, REPLAY_OF),
         Some(d2.to_string().as_str())
     );
     let left: Vec<u64> = js.dead_letters().await.iter().map(|l| l.sequence).collect();
@@ -242,7 +242,10 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
             .find(|l| l.sequence > nul)
     })
     .await;
-    assert_eq!(header(&anew, "Chat-Dead-Reason"), Some("refused_by_store"));
+    assert_eq!(
+        header(&anew, headers::DEAD_REASON),
+        Some("refused_by_store")
+    );
 
     // purge: says what it would delete, then deletes with --yes.
     let would = dlq(&cluster, &["purge", "--reason", "bad_envelope"]).await;
@@ -429,7 +432,7 @@ async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_
         .iter()
         .map(|l| {
             assert_eq!(l.subject.as_str(), subjects::dead_letter("doomed"));
-            assert_eq!(header(l, "Chat-Dead-Reason"), Some("room_missing"));
+            assert_eq!(header(l, headers::DEAD_REASON), Some("room_missing"));
             let envelope = Envelope::decode(l.payload.clone()).expect("the send's own envelope");
             assert_eq!(envelope.room, "doomed");
             envelope.client_msg_id

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use super::args::Filter;
-use crate::retry::{ATTEMPTS_HEADER, DEAD_DETAIL_HEADER, DEAD_REASON_HEADER};
+use chat_streams::headers::{ATTEMPTS, DEAD_DETAIL, DEAD_REASON};
 
 /// One message of the dead-letter stream, decoded if it can be.
 pub(super) struct DeadLetter {
@@ -75,7 +75,7 @@ impl DeadLetter {
     }
 
     pub(super) fn reason(&self) -> &str {
-        self.header(DEAD_REASON_HEADER)
+        self.header(DEAD_REASON)
     }
 
     pub(super) fn matches(&self, filter: &Filter) -> bool {
@@ -103,8 +103,8 @@ impl DeadLetter {
             sender: ids.map(|(sender, _)| sender.to_owned()),
             client_msg_id: ids.map(|(_, id)| id.to_owned()),
             reason: self.reason().to_owned(),
-            attempts: self.header(ATTEMPTS_HEADER).parse().ok(),
-            detail: self.header(DEAD_DETAIL_HEADER).to_owned(),
+            attempts: self.header(ATTEMPTS).parse().ok(),
+            detail: self.header(DEAD_DETAIL).to_owned(),
         }
     }
 }

@@ -31,7 +31,6 @@ use std::process::ExitCode;
 
 pub use args::DlqArgs;
 pub use error::DlqError;
-pub use stream::REPLAY_OF_HEADER;
 
 use self::{
     act::{act, Action},

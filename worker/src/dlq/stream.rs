@@ -18,10 +18,6 @@ use super::{
 };
 use crate::config::WorkerConfig;
 
-/// Header on a replayed send: the dead letter's seq, so that the send can
-/// be told from a gateway's when reading the bulk stream or a trace.
-pub const REPLAY_OF_HEADER: &str = "Chat-Replay-Of";
-
 /// The dead-letter stream, and JetStream to republish to.
 pub(super) struct DeadLetters {
     js: jetstream::Context,
@@ -61,7 +57,10 @@ impl DeadLetters {
             NATS_MESSAGE_ID,
             HeaderValue::from(subjects::replay_id(letter.msg.sequence).as_str()),
         );
-        headers.insert(REPLAY_OF_HEADER, HeaderValue::from(letter.msg.sequence));
+        headers.insert(
+            chat_streams::headers::REPLAY_OF,
+            HeaderValue::from(letter.msg.sequence),
+        );
         let ack = self
             .js
             .publish_with_headers(decoded.subject(), headers, letter.msg.payload.clone())
