@@ -26,7 +26,7 @@ pub struct WorkerConfig {
     pub retry: RetryConfig,
     /// How commands (changes to rooms) are retried: longer than sends,
     /// since nobody resends a command whose asker has given up.
-    pub control_retry: RetryConfig,
+    pub command_retry: RetryConfig,
     /// Recent messages kept per room in Redis for gateways' gap fills.
     pub recent_cache_len: NonZeroUsize,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
@@ -44,7 +44,7 @@ impl Default for WorkerConfig {
             stream: StreamConfig::default(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
-            control_retry: RetryConfig {
+            command_retry: RetryConfig {
                 max_attempts: NonZeroU32::new(120).expect("not zero"),
                 ..RetryConfig::default()
             },
@@ -164,7 +164,7 @@ impl Validate for WorkerConfig {
             problems.push("batch.max_ack_pending must be >= batch.max_messages".into());
         }
         self.retry.check("retry", problems);
-        self.control_retry.check("control_retry", problems);
+        self.command_retry.check("command_retry", problems);
     }
 }
 
@@ -187,8 +187,8 @@ mod tests {
             ("BATCH__CONCURRENCY", "batch.concurrency"),
             ("RETRY__MAX_ATTEMPTS", "retry.max_attempts"),
             (
-                "CONTROL_RETRY__BASE_DELAY_MS",
-                "control_retry.base_delay_ms",
+                "COMMAND_RETRY__BASE_DELAY_MS",
+                "command_retry.base_delay_ms",
             ),
             ("RECENT_CACHE_LEN", "recent_cache_len"),
             ("POSTGRES__POOL_SIZE", "postgres.pool_size"),
@@ -235,7 +235,7 @@ mod tests {
             assert_eq!(config.batch.concurrency.get(), 2);
             assert_eq!(config.retry.base_delay, Duration::from_millis(250));
             assert_eq!(config.retry.max_delay, Duration::from_secs(3));
-            assert_eq!(config.control_retry.max_attempts.get(), 120);
+            assert_eq!(config.command_retry.max_attempts.get(), 120);
             assert_eq!(config.stream.max_age, Duration::from_secs(3600));
             Ok(())
         });

@@ -61,7 +61,7 @@ impl Ctx {
     /// Hands a command that could not be applied to the retry policy of
     /// its class.
     pub async fn fail_command(&self, msg: &jetstream::Message, room: &str, error: &WorkerError) {
-        let config = &self.config.control_retry;
+        let config = &self.config.command_retry;
         retry::fail_message(&self.js, config, Class::Command, msg, room, error).await
     }
 }

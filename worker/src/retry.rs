@@ -21,7 +21,7 @@ const MAX_DETAIL_BYTES: usize = 512;
 pub enum Class {
     /// A chat send (`retry`).
     Message,
-    /// A command changing a room (`control_retry`).
+    /// A command changing a room (`command_retry`).
     Command,
 }
 

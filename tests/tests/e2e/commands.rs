@@ -147,7 +147,7 @@ async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
 }
 
 /// Postgres down while a member is added: the worker retries the command
-/// with backoff (`control_retry`), and once Postgres is back it lands,
+/// with backoff (`command_retry`), and once Postgres is back it lands,
 /// once, and the caller still waiting gets its answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_during_a_postgres_outage_lands_once_when_it_returns() {
@@ -155,7 +155,7 @@ async fn a_command_during_a_postgres_outage_lands_once_when_it_returns() {
         .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "15000")
         .env(
             chat_tests::cluster::Role::Workers,
-            "CHAT_WORKER_CONTROL_RETRY__MAX_DELAY_MS",
+            "CHAT_WORKER_COMMAND_RETRY__MAX_DELAY_MS",
             "300",
         );
     let mut cluster = Cluster::start(options).await;

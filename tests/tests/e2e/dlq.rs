@@ -301,17 +301,17 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
         .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "1000")
         .env(
             Role::Workers,
-            "CHAT_WORKER_CONTROL_RETRY__MAX_ATTEMPTS",
+            "CHAT_WORKER_COMMAND_RETRY__MAX_ATTEMPTS",
             "3",
         )
         .env(
             Role::Workers,
-            "CHAT_WORKER_CONTROL_RETRY__BASE_DELAY_MS",
+            "CHAT_WORKER_COMMAND_RETRY__BASE_DELAY_MS",
             "50",
         )
         .env(
             Role::Workers,
-            "CHAT_WORKER_CONTROL_RETRY__MAX_DELAY_MS",
+            "CHAT_WORKER_COMMAND_RETRY__MAX_DELAY_MS",
             "100",
         );
     let mut cluster = Cluster::start(options).await;
