@@ -8,7 +8,7 @@
 //!   sends resent until acked (same `clientMsgId`, in the order sent),
 //!   rooms resumed with `sinceSeq` on reconnect so every message is seen
 //!   once and in seq order, and reconnects across a list of gateways with
-//!   backoff and jitter. [`Admin`] creates rooms and manages members.
+//!   backoff and jitter. [`RoomApi`] creates rooms and manages members.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chat_client::ClientError> {
@@ -34,20 +34,20 @@
 //! Used by the `chat` CLI, the end-to-end tests and the load generator, so
 //! all of them speak exactly what a real client speaks.
 
-mod admin;
 mod backoff;
 mod client;
 mod connection;
 mod driver;
 mod error;
 mod options;
+mod room_api;
 
-pub use admin::{Admin, AdminError};
 pub use backoff::Backoff;
 pub use client::{Client, Messages, PendingAck};
 pub use connection::{connect, connect_from, ConnectOptions, Credentials, Event, Reader, Writer};
 pub use error::ClientError;
 pub use options::ClientOptions;
+pub use room_api::{RoomApi, RoomApiError};
 
 pub use chat_proto::v1::{Ack, Joined, Message};
 pub use chat_protocol::codec::Encoding as ClientEncoding;

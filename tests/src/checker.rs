@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use chat_client::{Admin, Client, ClientEncoding, ClientOptions, Messages};
+use chat_client::{Client, ClientEncoding, ClientOptions, Messages, RoomApi};
 use tokio::{sync::watch, task::JoinSet, time::Instant};
 
 use crate::{cluster::ADMIN_TOKEN, Cluster};
@@ -90,7 +90,7 @@ impl Traffic {
     /// Creates the rooms (named after `tag`), connects every member (alternately preferring
     /// each gateway, the other as fallback), joins and starts sending.
     pub async fn start(cluster: &Cluster, tag: &str, options: TrafficOptions) -> Self {
-        let admin = Admin::new(cluster.gateway(0).url(""), ADMIN_TOKEN);
+        let admin = RoomApi::new(cluster.gateway(0).url(""), ADMIN_TOKEN);
         let log = Arc::new(Mutex::new(Log::default()));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();

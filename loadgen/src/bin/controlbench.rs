@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use async_nats::jetstream;
-use chat_client::{connect, Admin, ConnectOptions, Event, Reader, Writer};
+use chat_client::{connect, ConnectOptions, Event, Reader, RoomApi, Writer};
 use chat_proto::{internal::Envelope, v1::server_frame::Kind};
 use chat_protocol::{codec::Encoding, subjects, RoomId};
 use clap::Parser;
@@ -48,7 +48,7 @@ const STEP: Duration = Duration::from_secs(30);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let admin = Admin::new(cli.admin_url.clone(), cli.admin_token.clone());
+    let admin = RoomApi::new(cli.admin_url.clone(), cli.admin_token.clone());
     admin.create_room(ROOM, &["cb-watch"]).await?;
     admin.create_room(BACKLOG_ROOM, &["cb-loud"]).await?;
     let token = chat_auth::mint_hs256(&cli.jwt_secret, TARGET, 3600);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chat_client::{Admin, Client, ClientEncoding, ClientError, ClientOptions, Message, Messages};
+use chat_client::{Client, ClientEncoding, ClientError, ClientOptions, Message, Messages, RoomApi};
 use chat_tests::{cluster::ADMIN_TOKEN, wait_for, Cluster, ClusterOptions, STEP};
 use futures::future::join_all;
 
@@ -24,8 +24,8 @@ fn client(
     Client::connect(options)
 }
 
-fn admin(cluster: &Cluster) -> Admin {
-    Admin::new(cluster.gateway(0).url(""), ADMIN_TOKEN)
+fn room_api(cluster: &Cluster) -> RoomApi {
+    RoomApi::new(cluster.gateway(0).url(""), ADMIN_TOKEN)
 }
 
 /// The next `n` messages the application is handed.
@@ -63,7 +63,7 @@ fn one_to(n: usize) -> Vec<u64> {
 async fn a_client_whose_gateway_dies_mid_stream_finishes_on_another_in_order() {
     const TOTAL: usize = 1000;
     let mut cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
-    assert!(admin(&cluster).create_room("a", &["ada"]).await.unwrap());
+    assert!(room_api(&cluster).create_room("a", &["ada"]).await.unwrap());
     let (client, mut messages) = client(&cluster, &[1, 0], "ada", ClientEncoding::Json);
     client.join("a", None).await.unwrap();
 
@@ -104,7 +104,7 @@ async fn sends_are_resent_until_acked_while_the_worker_hangs() {
         ClusterOptions::new(1, 1).gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "300"),
     )
     .await;
-    admin(&cluster).create_room("b", &["bo"]).await.unwrap();
+    room_api(&cluster).create_room("b", &["bo"]).await.unwrap();
     let (client, mut messages) = client(&cluster, &[0], "bo", ClientEncoding::Proto);
     client.join("b", None).await.unwrap();
 
@@ -154,7 +154,7 @@ async fn sends_are_resent_until_acked_while_the_worker_hangs() {
 async fn a_reader_resumes_on_another_gateway_without_gap_or_duplicate() {
     const TOTAL: usize = 600;
     let mut cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
-    admin(&cluster)
+    room_api(&cluster)
         .create_room("c", &["writer", "reader"])
         .await
         .unwrap();
@@ -186,7 +186,7 @@ async fn a_reader_resumes_on_another_gateway_without_gap_or_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_client_manages_members_and_a_refused_client_gives_up() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    let admin = admin(&cluster);
+    let admin = room_api(&cluster);
     assert!(admin.create_room("d", &["dee"]).await.unwrap());
     assert!(
         !admin.create_room("d", &[]).await.unwrap(),
@@ -202,9 +202,9 @@ async fn the_admin_client_manages_members_and_a_refused_client_gives_up() {
     let refused = dee.join("d", None).await.unwrap_err();
     assert_eq!(refused.code(), Some("forbidden"), "{refused}");
 
-    let wrong = Admin::new(cluster.gateway(0).url(""), "not-the-token");
+    let wrong = RoomApi::new(cluster.gateway(0).url(""), "not-the-token");
     match wrong.create_room("e", &[]).await {
-        Err(chat_client::AdminError::Refused { status: 401, .. }) => {}
+        Err(chat_client::RoomApiError::Refused { status: 401, .. }) => {}
         other => panic!("expected 401, got {other:?}"),
     }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chat_client::{Admin, Client, ClientEncoding, ClientError, ClientOptions, Messages};
+use chat_client::{Client, ClientEncoding, ClientError, ClientOptions, Messages, RoomApi};
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, STEP};
 use futures::future::join_all;
 
@@ -18,8 +18,8 @@ fn client(cluster: &Cluster, gateway: usize, user: &str) -> (Client, Messages) {
     Client::connect(options)
 }
 
-fn admin(cluster: &Cluster) -> Admin {
-    Admin::new(cluster.gateway(0).url(""), ADMIN_TOKEN)
+fn room_api(cluster: &Cluster) -> RoomApi {
+    RoomApi::new(cluster.gateway(0).url(""), ADMIN_TOKEN)
 }
 
 /// The error code of a refused call ("ok" when it was applied).
@@ -32,7 +32,7 @@ fn outcome<T>(result: Result<T, ClientError>) -> String {
 
 /// Each room of the matrix: owners `own` and `own2`, admin `adm`, members
 /// `mem` and `tgt` (the target of changes to a member).
-async fn staffed_room(admin: &Admin, room: &str) {
+async fn staffed_room(admin: &RoomApi, room: &str) {
     admin
         .create_room_owned(room, &["own", "own2"], &["adm", "mem", "tgt", "tadm"])
         .await
@@ -92,7 +92,7 @@ impl Operation {
 async fn each_role_may_do_what_the_rules_say_and_nothing_more() {
     use Operation::*;
     let cluster = Cluster::start(ClusterOptions::new(2, 2)).await;
-    let admin = admin(&cluster);
+    let admin = room_api(&cluster);
     // (operation, as owner, as admin, as member)
     let table = [
         (AddMember, "ok", "ok", "forbidden"),
@@ -147,7 +147,7 @@ async fn each_role_may_do_what_the_rules_say_and_nothing_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_owner_stays() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    let admin = admin(&cluster);
+    let admin = room_api(&cluster);
     admin
         .create_room_owned("solo", &["own"], &["mem"])
         .await
@@ -159,7 +159,7 @@ async fn the_last_owner_stays() {
         "conflict"
     );
     match admin.remove_member("solo", "own").await {
-        Err(chat_client::AdminError::Refused { status, body }) => {
+        Err(chat_client::RoomApiError::Refused { status, body }) => {
             assert_eq!(status, 409, "{body}");
             assert!(body.contains("conflict"), "{body}");
         }
@@ -193,7 +193,7 @@ async fn the_last_owner_stays() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_member_commands_are_refused_with_a_code() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
-    let admin = admin(&cluster);
+    let admin = room_api(&cluster);
     admin
         .create_room_owned("hall", &["own"], &["mem"])
         .await
@@ -245,7 +245,7 @@ async fn bad_member_commands_are_refused_with_a_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_permission_applies_to_the_next_frame_on_every_gateway() {
     let cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
-    let admin = admin(&cluster);
+    let admin = room_api(&cluster);
     admin
         .create_room_owned("desk", &["own"], &["mem"])
         .await

@@ -2,28 +2,28 @@
 //! with the service token: create rooms, add and remove members, change
 //! their roles and flags.
 
-/// Why an admin request failed.
+/// Why a room API request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub enum RoomApiError {
     /// The gateway could not be reached or answered garbage.
-    #[error("admin request: {0}")]
+    #[error("room API request: {0}")]
     Http(#[from] reqwest::Error),
     /// The gateway refused the request: 401 (bad token), 404 (no such
     /// room), 400 (`invalid_argument`)... with its JSON error body.
-    #[error("admin request refused with HTTP {status}: {body}")]
+    #[error("room API request refused with HTTP {status}: {body}")]
     Refused { status: u16, body: String },
 }
 
 /// A handle on one gateway's room API as a backend; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Admin {
+pub struct RoomApi {
     http: reqwest::Client,
     /// `http://host:port`, without a trailing slash.
     base: String,
     token: String,
 }
 
-impl Admin {
+impl RoomApi {
     /// `base` is the gateway's HTTP address, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
@@ -35,7 +35,7 @@ impl Admin {
 
     /// Creates a room (if it does not exist yet) and adds members to it.
     /// Returns whether the room is new.
-    pub async fn create_room(&self, room: &str, members: &[&str]) -> Result<bool, AdminError> {
+    pub async fn create_room(&self, room: &str, members: &[&str]) -> Result<bool, RoomApiError> {
         self.create_room_owned(room, &[], members).await
     }
 
@@ -46,7 +46,7 @@ impl Admin {
         room: &str,
         owners: &[&str],
         members: &[&str],
-    ) -> Result<bool, AdminError> {
+    ) -> Result<bool, RoomApiError> {
         let body = serde_json::json!({ "room": room, "owners": owners, "members": members });
         let response = self
             .http
@@ -61,7 +61,7 @@ impl Admin {
     }
 
     /// Makes `user` a member of an existing room.
-    pub async fn add_member(&self, room: &str, user: &str) -> Result<(), AdminError> {
+    pub async fn add_member(&self, room: &str, user: &str) -> Result<(), RoomApiError> {
         let response = self
             .http
             .put(self.member_url(room, user))
@@ -72,7 +72,7 @@ impl Admin {
     }
 
     /// Removes `user` from a room; the user's open sockets stop receiving it.
-    pub async fn remove_member(&self, room: &str, user: &str) -> Result<(), AdminError> {
+    pub async fn remove_member(&self, room: &str, user: &str) -> Result<(), RoomApiError> {
         let response = self
             .http
             .delete(self.member_url(room, user))
@@ -91,7 +91,7 @@ impl Admin {
         role: Option<&str>,
         grant: &[&str],
         revoke: &[&str],
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), RoomApiError> {
         let body = serde_json::json!({
             "role": role.unwrap_or_default(),
             "grant": grant,
@@ -114,13 +114,13 @@ impl Admin {
     }
 }
 
-async fn check(response: reqwest::Response) -> Result<(), AdminError> {
+async fn check(response: reqwest::Response) -> Result<(), RoomApiError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let body = response.text().await.unwrap_or_default();
-    Err(AdminError::Refused {
+    Err(RoomApiError::Refused {
         status: status.as_u16(),
         body,
     })
