@@ -21,6 +21,8 @@ bash scripts/check-client-deps.sh
 # Each crate's modules form a graph without cycles (state and contexts live
 # in modules of their own that handlers depend on).
 python3 scripts/check-module-cycles.py
+# docs/architecture.md's module map lists every module file, and only those.
+python3 scripts/check-module-map.py
 # Code that reads in pieces: no file over 400 lines, no function over 80.
 python3 scripts/check-sizes.py
 # One format, and no lint left standing (workspace lints in Cargo.toml).
