@@ -29,6 +29,9 @@ const ANNOUNCEMENT_PREFIX: &str = "chat.announce";
 const COMMAND_PREFIX: &str = "chat.cmd";
 /// Second token of a dead command's subject.
 const DEAD_COMMAND_TOKEN: &str = "cmd";
+/// The same, on commands dead-lettered before 2026-12-06 (kept in
+/// `CHAT_DEAD` for 30 days): `worker dlq` still reads them as commands.
+const DEAD_COMMAND_TOKEN_BEFORE: &str = "ctl";
 /// Where NATS request replies go (`Client::new_inbox`).
 const INBOX_PREFIX: &str = "_INBOX.";
 /// Second token of a canary's ingest subject.
@@ -169,7 +172,10 @@ pub fn is_dead_command(subject: &str) -> bool {
     subject
         .strip_prefix(DEAD_PREFIX)
         .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.strip_prefix(DEAD_COMMAND_TOKEN))
+        .and_then(|rest| {
+            rest.strip_prefix(DEAD_COMMAND_TOKEN)
+                .or_else(|| rest.strip_prefix(DEAD_COMMAND_TOKEN_BEFORE))
+        })
         .is_some_and(|rest| rest.starts_with('.'))
 }
 
@@ -238,6 +244,7 @@ mod tests {
         assert!(is_dead_command(&dead_command("lobby")));
         assert!(!is_dead_command(&dead_letter("lobby")));
         assert!(!is_dead_command(&dead_letter("cmdroom")));
+        assert!(is_dead_command("chat.dead.ctl.lobby"), "dead before the rename");
         assert!(is_inbox("_INBOX.abc.def"));
         assert!(!is_inbox("_INBOX."));
         assert!(!is_inbox("chat.room.lobby"));
