@@ -30,9 +30,17 @@ pub struct Cluster {
 }
 
 /// Where cargo put the workspace binaries (next to this test's `deps/`).
+/// `$CHAT_BIN_DIR` overrides it: binaries of a checkout whose target
+/// folder is shared with others (they would overwrite each other's).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let dir = match std::env::var_os("CHAT_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("test executable path");
+            let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+            dir.to_owned()
+        }
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
