@@ -49,6 +49,13 @@ pub use error::ClientError;
 pub use options::ClientOptions;
 pub use room_api::{RoomApi, RoomApiError};
 
+/// The room API's handle before it was named for it.
+#[deprecated(note = "renamed RoomApi")]
+pub type Admin = RoomApi;
+/// The room API's error before it was named for it.
+#[deprecated(note = "renamed RoomApiError")]
+pub type AdminError = RoomApiError;
+
 pub use chat_proto::v1::{Ack, Joined, Message};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

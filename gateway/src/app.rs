@@ -42,6 +42,10 @@ pub struct Application {
     /// The background tasks: rooms' prober, announcements, receipts, the
     /// batch publisher, the canary, the drain.
     tasks: Tasks,
+    /// Cancelled by `tasks` when a critical task dies: the gateway drains as
+    /// on SIGTERM, then `run` returns the error. Cancelled by the drain too,
+    /// before `shutdown`, so that tasks ending then are not taken for dead.
+    stopping: CancellationToken,
 }
 
 impl Application {
@@ -78,7 +82,8 @@ impl Application {
         // order, receipts, announcements, the canary's view): one that dies
         // stops the gateway (`run` returns the error), for Kubernetes to
         // restart it, rather than serve on with that promise broken.
-        let tasks = Tasks::new(shutdown.clone(), crate::metrics::TASKS);
+        let stopping = CancellationToken::new();
+        let tasks = Tasks::new(stopping.clone(), crate::metrics::TASKS);
         let paths = Paths::start(
             &config,
             &nats,
@@ -122,6 +127,7 @@ impl Application {
             listener,
             state,
             tasks,
+            stopping,
         })
     }
 
@@ -143,11 +149,15 @@ impl Application {
         let state = self.state.clone();
         let addr = self.local_addr();
         tracing::info!(addr = %addr, gateway_id = %state.config.gateway_id, "gateway listening");
-        let draining = state.clone();
+        let (draining, stopping) = (state.clone(), self.stopping.clone());
         self.tasks
             .spawn_critical("drain", Ends::OnItsOwn, async move {
-                terminated.await;
+                tokio::select! {
+                    () = terminated => {}
+                    () = stopping.cancelled() => tracing::error!("a background task died: draining"),
+                }
                 drain(&draining).await;
+                stopping.cancel();
                 draining.shutdown.cancel();
             });
         let limits = &state.config.limits;
@@ -158,10 +168,16 @@ impl Application {
             state.shutdown.clone(),
         )
         .await;
-        let died = self.tasks.died();
-        // The drain task waits on a SIGTERM that may never come.
-        let _ = tokio::time::timeout(TASKS_GRACE, self.tasks.wait()).await;
-        died.map_or(Ok(()), |task| Err(GatewayError::TaskDied(task)))
+        if tokio::time::timeout(TASKS_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after shutdown");
+        }
+        match self.tasks.died() {
+            Some(task) => Err(GatewayError::TaskDied(task)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -212,9 +228,9 @@ impl Paths {
             &config.gateway_id,
             config.limits.ack_timeout,
             events.reconnects,
+            shutdown.clone(),
         );
-        // Ends once the last handle to `ingest` is dropped.
-        tasks.spawn_critical("batch_publisher", Ends::OnItsOwn, publisher);
+        tasks.spawn_critical("batch_publisher", Ends::AtShutdown, publisher);
         // Receipts keep coming while sockets drain, so their sends get acked.
         let receipts = ingest.listen(nats, shutdown.clone()).await?;
         tasks.spawn_critical("receipts", Ends::AtShutdown, receipts);

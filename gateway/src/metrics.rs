@@ -84,16 +84,16 @@ pub fn describe() {
         "Messages filled into a room's order from the store, by source."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
-    describe_health();
-}
-
-/// What tells an operator the gateway is sick: its own bugs, and the
-/// delivery canary.
-fn describe_health() {
     describe_counter!(
         REPLAYED,
         "Messages replayed to resuming sockets, by source."
     );
+    describe_health();
+}
+
+/// What tells an operator the gateway is sick: its own bugs, refusals,
+/// lost tails and overflows, and the delivery canary.
+fn describe_health() {
     describe_counter!(
         PROBES,
         "Room heads probed for lost tails, by where the head was read."
@@ -116,7 +116,7 @@ fn describe_health() {
     );
     describe_counter!(
         TASK_EXITS,
-        "Background tasks that died (panicked, or ended before shutdown), by task; each stops the gateway."
+        "Background tasks that died (panicked, or ended before shutdown), by task; a critical one drains and stops the gateway, limiter_prune restarts."
     );
     describe_gauge!(
         CANARY_OK,

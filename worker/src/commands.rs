@@ -216,7 +216,7 @@ async fn after_commit(
             None => Announced::MemberRemoved(MemberRemoved {
                 user: user.to_string(),
             }),
-            Some(access) if event.kind == EntryKind::RoleChanged.as_str() => {
+            Some(access) if EntryKind::parse(&event.kind) == Some(EntryKind::RoleChanged) => {
                 Announced::AccessChanged(AccessChanged {
                     user: user.to_string(),
                     access: Some(access.to_proto()),

@@ -142,9 +142,8 @@ pub fn canary() {
     counter!(CANARIES).increment(1);
 }
 
-/// A task now has an owner: its series shows 0 until it dies (a restarted
-/// task keeps its count).
-/// How the worker's supervised tasks are counted.
+/// How the worker's supervised tasks are counted: each one's series shows
+/// 0 from its start until it dies (a restarted task keeps its count).
 pub const TASKS: chat_tasks::Counted = chat_tasks::Counted {
     supervised: task_supervised,
     died: task_exit,

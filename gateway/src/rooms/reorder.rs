@@ -86,14 +86,15 @@ impl<T> Reorder<T> {
         false
     }
 
-    /// The room's head as seen elsewhere (the lost-tail prober): the seq to
-    /// read the store up to, if messages up to it are not handed on yet.
-    pub fn saw_head(&mut self, head: Seq) -> Option<Seq> {
+    /// The room's head as seen elsewhere (the lost-tail prober): whether
+    /// messages up to it are not handed on yet (then read the store up to
+    /// it, and call [`Reorder::filled`]).
+    pub fn saw_head(&mut self, head: Seq) -> bool {
         if head < self.next {
-            return None;
+            return false;
         }
         self.known_head = self.known_head.max(head);
-        Some(head)
+        true
     }
 
     /// Where a gap fill reads up to: the first buffered message, or after
@@ -188,8 +189,8 @@ mod tests {
     fn a_head_seen_by_the_prober_opens_a_gap_until_filled() {
         let (mut order, mut out, now) =
             (Reorder::new(Seq::new(2), AFTER, 8), vec![], Instant::now());
-        assert_eq!(order.saw_head(Seq::new(2)), None, "nothing missing");
-        assert_eq!(order.saw_head(Seq::new(4)), Some(Seq::new(4)));
+        assert!(!order.saw_head(Seq::new(2)), "nothing missing");
+        assert!(order.saw_head(Seq::new(4)));
         assert!(order.behind());
         order.filled(now);
         assert_eq!(
@@ -205,17 +206,21 @@ mod tests {
     }
 
     /// One step of a room's life: a fan-out arrives (maybe again, maybe
-    /// never), or the gap fill runs against the store.
+    /// never), the gap fill runs against the store, or the prober reports
+    /// the room's head and the store answers only up to the k-th message
+    /// (a read cut short).
     #[derive(Clone, Debug)]
     enum Step {
         Arrive(u64),
         Fill,
+        Probe(u64),
     }
 
     fn steps(n: u64) -> impl Strategy<Value = Vec<Step>> {
         let step = prop_oneof![
             8 => (1..=n).prop_map(Step::Arrive),
             1 => Just(Step::Fill),
+            1 => (0..=n).prop_map(Step::Probe),
         ];
         prop::collection::vec(step, 0..(4 * n as usize))
     }
@@ -253,6 +258,16 @@ mod tests {
                         take(&mut order, head + k.min(n), now, &mut out);
                     }
                     Step::Fill => fill(&mut order, stored, now, &mut out),
+                    Step::Probe(k) => {
+                        if order.saw_head(Seq::new(stored)) {
+                            let answered = (head + k).min(stored);
+                            while order.next().get() <= answered {
+                                let seq = order.next().get();
+                                take(&mut order, seq, now, &mut out);
+                            }
+                            order.filled(now);
+                        }
+                    }
                 }
                 let expected: Vec<u64> = (head + 1..=head + out.len() as u64).collect();
                 prop_assert_eq!(&out, &expected, "handed on in order, once, no gap");

@@ -219,8 +219,10 @@ impl Room {
             RoomCmd::Access(user, Some(access)) => self.members.change_access(&user, access),
             RoomCmd::Access(user, None) => self.members.remove(&user),
             RoomCmd::Head(head) => {
-                if let Some(up_to) = self.order.saw_head(head) {
-                    self.fetch_up_to(up_to).await;
+                if self.order.saw_head(head) {
+                    self.fetch_up_to(head).await;
+                    // Still behind (store unreachable?): a fill is due later.
+                    self.order.filled(Instant::now());
                 }
             }
         }

@@ -2,19 +2,14 @@
 //! worker's commit receipt. A send is acknowledged to the client only with
 //! the stored message's seq, never on JetStream's word alone.
 //!
-//! The gateway's sends go to JetStream in batches: one task takes whatever
-//! sends have queued up as one message, with up to [`BATCHES_IN_FLIGHT`]
-//! batches awaiting JetStream's ack at once; while they are all on their
-//! way, the next batch grows. One publish and one ack each way per batch,
-//! not per send, and no waiting when the gateway is quiet (a lone send is
-//! a batch of one). A socket's next send is queued only once its previous
-//! one is in the stream, so however batches overtake each other (a retried
-//! one), a socket's sends keep their order.
+//! The sends go to JetStream in batches (`batches`). A socket's next send
+//! is queued only once its previous one is in the stream, so however
+//! batches overtake each other (a retried one), a socket's sends keep
+//! their order.
 
 use std::{
     collections::HashMap,
     future::Future,
-    str::FromStr,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -22,13 +17,9 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{
-    header::{HeaderValue, NATS_MESSAGE_ID},
-    jetstream, HeaderMap,
-};
-use bytes::Bytes;
+use async_nats::jetstream;
 use chat_proto::{
-    internal::{Envelope, EnvelopeBatch, Receipt, Receipts},
+    internal::{Envelope, Receipt, Receipts},
     v1::Message,
 };
 use chat_protocol::{subjects, ClientMsgId, ErrorCode, RoomId, UserId};
@@ -41,7 +32,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::GatewayError, metrics};
+use crate::{
+    error::GatewayError,
+    send::batches::{publish_batches, Queued},
+};
 
 /// A send waiting for its receipt.
 struct Waiter {
@@ -81,24 +75,6 @@ pub struct Published {
 /// Sends waiting for their receipt, by ticket.
 type Waiting = Mutex<HashMap<u64, Waiter>>;
 
-/// A send queued for the next batch.
-struct Queued {
-    envelope: Envelope,
-    /// When the send must be in the stream, or fail.
-    deadline: Instant,
-    /// Told once JetStream holds the batch, or why it could not.
-    stored: oneshot::Sender<Result<(), String>>,
-}
-
-/// Batches awaiting JetStream's ack at once: one slow ack does not hold up
-/// the gateway's other sends.
-const BATCHES_IN_FLIGHT: usize = 4;
-/// Most sends in one batch: a worker stores up to 256 in one transaction.
-const BATCH_SENDS: usize = 256;
-/// Most envelope bytes in one batch: well under NATS's `max_payload` (1 MiB
-/// by default), with a send's body at most 16 KiB by default.
-const BATCH_BYTES: usize = 512 * 1024;
-
 pub struct Ingest {
     store: Store,
     receipts_subject: String,
@@ -118,10 +94,11 @@ impl Ingest {
         gateway_id: &str,
         timeout: Duration,
         reconnected: watch::Receiver<()>,
+        shutdown: CancellationToken,
     ) -> (Arc<Self>, impl Future<Output = ()>) {
         // Unbounded: every socket's in-flight permits bound it.
         let (batches, queue) = mpsc::unbounded_channel();
-        let publisher = publish_batches(js, gateway_id.to_owned(), queue);
+        let publisher = publish_batches(js, gateway_id.to_owned(), queue, shutdown);
         let ingest = Arc::new(Self {
             store,
             receipts_subject: subjects::receipts(gateway_id),
@@ -291,106 +268,5 @@ impl Ingest {
         };
         self.waiting.lock().expect("poisoned").remove(&ticket);
         result
-    }
-}
-
-/// Publishes the queued sends in batches, [`BATCHES_IN_FLIGHT`] at most at
-/// once, until the `Ingest` is dropped. Each batch is whatever queued up
-/// meanwhile, up to [`BATCH_SENDS`] and [`BATCH_BYTES`].
-async fn publish_batches(
-    js: jetstream::Context,
-    gateway_id: String,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
-) {
-    let subject = subjects::ingest_batch(&gateway_id);
-    // A random start, so that a batch of this run never carries the
-    // de-duplication id of one from before a restart (ids are stable).
-    let mut number = rand::random::<u64>() >> 1;
-    let mut left_over = None;
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        let first = match left_over.take() {
-            Some(queued) => queued,
-            None => match queue.recv().await {
-                Some(queued) => queued,
-                None => return,
-            },
-        };
-        // Test builds: wait before gathering, so that sends sent together
-        // share a batch (`gateway-batch-linger=return(<ms>)`).
-        if let Some(ms) = linger() {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
-        let mut bytes = first.envelope.encoded_len();
-        let mut batch = vec![first];
-        while batch.len() < BATCH_SENDS {
-            let Ok(queued) = queue.try_recv() else { break };
-            bytes += queued.envelope.encoded_len();
-            if bytes > BATCH_BYTES {
-                left_over = Some(queued);
-                break;
-            }
-            batch.push(queued);
-        }
-        number += 1;
-        metrics::publish_batch(batch.len());
-        let deadline = batch.iter().map(|q| q.deadline).min().expect("not empty");
-        let (envelopes, waiting): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|q| (q.envelope, q.stored)).unzip();
-        let payload = Bytes::from(EnvelopeBatch { envelopes }.encode_to_vec());
-        let id = subjects::publish_id(&gateway_id, number);
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            return;
-        };
-        let (js, subject) = (js.clone(), subject.clone());
-        tokio::spawn(async move {
-            let outcome = publish_batch(&js, &subject, &id, payload, deadline).await;
-            drop(permit);
-            for stored in waiting {
-                let _ = stored.send(outcome.clone());
-            }
-        });
-    }
-}
-
-/// How long the failpoint `gateway-batch-linger` asks a batch to wait.
-fn linger() -> Option<u64> {
-    fail::fail_point!("gateway-batch-linger", |ms| ms
-        .and_then(|ms| ms.parse().ok()));
-    None
-}
-
-/// Publishes one batch, retried with the same `Nats-Msg-Id` (JetStream
-/// drops a copy it already has) until `deadline`.
-async fn publish_batch(
-    js: &jetstream::Context,
-    subject: &str,
-    id: &str,
-    payload: Bytes,
-    deadline: Instant,
-) -> Result<(), String> {
-    let mut headers = HeaderMap::new();
-    // The fallible constructor: the infallible one panics on CR/LF.
-    let id = HeaderValue::from_str(id).map_err(|e| e.to_string())?;
-    headers.insert(NATS_MESSAGE_ID, id);
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let ack = match js
-            .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
-            .await
-        {
-            Ok(ack) => ack.await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match ack {
-            // A duplicate ack means an earlier try got through.
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() + pause < deadline => {
-                tracing::debug!(error = %e, "batch publish failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e),
-        }
     }
 }

@@ -4,6 +4,7 @@
 //! the workers' receipts and replies come back here and are answered to the
 //! socket's outbox. `canary` probes that whole path on a timer.
 
+mod batches;
 pub mod canary;
 pub mod commands;
 pub mod ingest;

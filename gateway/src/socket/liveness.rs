@@ -6,16 +6,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::Limits;
+
 /// A socket heard nothing from for a whole ping interval is pinged; if
 /// nothing (not even the pong) comes back within the pong timeout, it is
 /// closed as dead.
 pub struct Liveness {
-    pub ping: tokio::time::Interval,
+    pub(super) ping: tokio::time::Interval,
     pong_timeout: Duration,
     /// Something arrived since the last tick.
     heard: bool,
     /// When the outstanding ping must have been answered.
-    pub pong_due: Option<Instant>,
+    pub(super) pong_due: Option<Instant>,
 }
 
 impl Liveness {

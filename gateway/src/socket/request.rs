@@ -76,42 +76,38 @@ pub struct ParsedFrame {
 impl ParsedFrame {
     pub fn parse(frame: ClientFrame, limits: &Limits) -> Self {
         use client_frame::Kind as K;
-        let kind = match &frame.kind {
-            None => FrameKind::Unknown,
-            Some(K::Ping(_)) => FrameKind::Ping,
-            Some(K::Join(_)) => FrameKind::Join,
-            Some(K::Leave(_)) => FrameKind::Leave,
-            Some(K::Send(_)) => FrameKind::Send,
-            Some(K::AddMember(_) | K::RemoveMember(_) | K::SetAccess(_)) => FrameKind::Command,
-        };
-        let request = match frame.kind {
-            None => Err(GatewayError::Unsupported),
-            Some(K::Ping(_)) => Ok(Request::Ping),
-            Some(K::Join(join)) => RoomId::parse(join.room)
-                .map(|room| Request::Join {
-                    room,
-                    since: join.since_seq.map(Seq::new),
-                })
-                .map_err(GatewayError::from),
-            Some(K::Leave(leave)) => RoomId::parse(leave.room)
-                .map(|room| Request::Leave { room })
-                .map_err(GatewayError::from),
-            Some(K::Send(send)) => parse_send(send, limits),
+        let request_id = frame.request_id;
+        let (kind, request) = match frame.kind {
+            None => (FrameKind::Unknown, Err(GatewayError::Unsupported)),
+            Some(K::Ping(_)) => (FrameKind::Ping, Ok(Request::Ping)),
+            Some(K::Join(join)) => {
+                let since = join.since_seq.map(Seq::new);
+                let join = RoomId::parse(join.room).map(|room| Request::Join { room, since });
+                (FrameKind::Join, join.map_err(GatewayError::from))
+            }
+            Some(K::Leave(leave)) => {
+                let leave = RoomId::parse(leave.room).map(|room| Request::Leave { room });
+                (FrameKind::Leave, leave.map_err(GatewayError::from))
+            }
+            Some(K::Send(send)) => (FrameKind::Send, parse_send(send, limits)),
             Some(K::AddMember(add)) => {
                 let change = commands::add_member(add.user);
-                parse_command(add.room, &add.command_id, change)
+                let command = parse_command(add.room, &add.command_id, change);
+                (FrameKind::Command, command)
             }
             Some(K::RemoveMember(remove)) => {
                 let change = commands::remove_member(remove.user);
-                parse_command(remove.room, &remove.command_id, change)
+                let command = parse_command(remove.room, &remove.command_id, change);
+                (FrameKind::Command, command)
             }
             Some(K::SetAccess(set)) => {
                 let change = commands::set_access(set.user, &set.role, &set.grant, &set.revoke);
-                parse_command(set.room, &set.command_id, change)
+                let command = parse_command(set.room, &set.command_id, change);
+                (FrameKind::Command, command)
             }
         };
         Self {
-            request_id: frame.request_id,
+            request_id,
             kind,
             request,
         }

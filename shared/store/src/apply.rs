@@ -19,7 +19,7 @@ impl Store {
     /// before returns what it did then. The room's row is locked first (as
     /// for messages), so the rules (`chat_protocol::access`) are checked
     /// against the room as it stands when the change is made. A change to
-    /// a member gets an event with the room's next seq, sent by the asker,
+    /// a member gets an event with the room's next seq, sent by its actor,
     /// with the command id as its client_msg_id; a change that changes
     /// nothing gets none. A refusal rolls everything back, the claim too.
     pub async fn apply(&self, command: &NewCommand) -> Result<Applied, StoreError> {

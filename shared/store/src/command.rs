@@ -43,7 +43,7 @@ pub struct NewCommand {
 
 impl NewCommand {
     /// Who does what, recorded with its id: an id reused for another
-    /// change (or by another asker) is refused.
+    /// change (or by another actor) is refused.
     pub(crate) fn describe(&self) -> String {
         let what = match &self.change {
             Change::CreateRoom { members, owners } => {

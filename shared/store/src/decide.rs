@@ -16,14 +16,14 @@ pub enum Decision {
     /// The rules forbid it, or it names no member: nothing is changed and
     /// the claim is rolled back with the rest.
     Refused(Refused),
-    /// Allowed, but the room already is as asked (adding a member, removing
-    /// a non-member, setting the access a member has): recorded, no event.
+    /// Allowed, but the room already is as asked (adding an existing member,
+    /// removing a non-member, setting the access a member has): recorded, no event.
     Unchanged,
-    /// The user becomes a member with this access (a `member.joined` event).
+    /// The user becomes a member with this access (a `member_joined` event).
     Add(Access),
-    /// The member leaves or is removed (a `member.left` event).
+    /// The member leaves or is removed (a `member_left` event).
     Remove,
-    /// The member's role and flags become these (a `role.changed` event).
+    /// The member's role and flags become these (a `role_changed` event).
     SetAccess(Access),
 }
 
