@@ -121,24 +121,31 @@ impl ParsedFrame {
 fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, GatewayError> {
     let room = RoomId::parse(send.room)?;
     let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
-    let limit = limits.max_body_bytes.get();
-    if send.body.len() > limit {
-        return Err(GatewayError::InvalidArgument(format!(
-            "body is {} bytes; the limit is {limit}",
-            send.body.len()
-        )));
-    }
-    // Postgres text cannot hold NUL; refused here, it never reaches a batch.
-    if send.body.contains('\0') {
-        return Err(GatewayError::InvalidArgument(
-            "body must not contain NUL characters".into(),
-        ));
-    }
+    check_body(&send.body, limits)?;
     Ok(Request::Send {
         room,
         client_msg_id,
         body: send.body,
     })
+}
+
+/// The limits of a message's body, the same for a socket's send and a
+/// server publish: at most `max_body_bytes`, no NUL.
+pub fn check_body(body: &str, limits: &Limits) -> Result<(), GatewayError> {
+    let limit = limits.max_body_bytes.get();
+    if body.len() > limit {
+        return Err(GatewayError::InvalidArgument(format!(
+            "body is {} bytes; the limit is {limit}",
+            body.len()
+        )));
+    }
+    // Postgres text cannot hold NUL; refused here, it never reaches a batch.
+    if body.contains('\0') {
+        return Err(GatewayError::InvalidArgument(
+            "body must not contain NUL characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_command(

@@ -18,6 +18,7 @@ mod message_path;
 mod observability;
 mod ordering;
 mod permissions;
+mod publish;
 mod resilience;
 mod room_api;
 mod rooms;
