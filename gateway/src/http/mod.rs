@@ -1,13 +1,15 @@
 //! What arrives over HTTP. In: TCP connections (`server`), WebSocket
 //! upgrades and ticket requests (`upgrade`, checked by `auth`), room API
-//! calls (`room_api`) and server publishes (`publish`), both under the
-//! OpenAPI document `api` serves, health and metrics scrapes (`health`).
+//! calls (`room_api`), server publishes (`publish`) and direct rooms
+//! (`direct`), all under the OpenAPI document `api` serves, health and
+//! metrics scrapes (`health`).
 //! Out: an authenticated socket handed to `socket::session`, commands to
 //! `send::commands`, published messages to `send::ingest`, answers as HTTP
 //! statuses (`error::GatewayError`).
 
 pub mod api;
 pub mod auth;
+pub mod direct;
 pub mod health;
 pub mod publish;
 pub mod room_api;
@@ -20,7 +22,9 @@ use crate::state::AppState;
 
 /// Every route of the gateway, each resource's own router merged here.
 pub fn router(state: AppState) -> Router {
-    let resources = room_api::routes().merge(publish::routes());
+    let resources = room_api::routes()
+        .merge(publish::routes())
+        .merge(direct::routes());
     Router::new()
         .merge(upgrade::router(&state.config.allowed_origins))
         .merge(health::router())

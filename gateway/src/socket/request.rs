@@ -7,7 +7,7 @@ use chat_proto::{
     internal::command::Change,
     v1::{client_frame, ClientFrame},
 };
-use chat_protocol::{ClientMsgId, RoomId, Seq};
+use chat_protocol::{ClientMsgId, RoomId, Seq, UserId};
 
 use crate::{config::Limits, error::GatewayError, send::commands};
 
@@ -31,6 +31,10 @@ pub enum Request {
         room: RoomId,
         command_id: String,
         change: Change,
+    },
+    /// The direct room of this user and `peer`, made if new.
+    OpenDirect {
+        peer: UserId,
     },
 }
 
@@ -82,7 +86,9 @@ impl ParsedFrame {
             Some(K::Join(_)) => FrameKind::Join,
             Some(K::Leave(_)) => FrameKind::Leave,
             Some(K::Send(_)) => FrameKind::Send,
-            Some(K::AddMember(_) | K::RemoveMember(_) | K::SetAccess(_)) => FrameKind::Command,
+            Some(K::AddMember(_) | K::RemoveMember(_) | K::SetAccess(_) | K::OpenDirect(_)) => {
+                FrameKind::Command
+            }
         };
         let request = match frame.kind {
             None => Err(GatewayError::Unsupported),
@@ -109,6 +115,9 @@ impl ParsedFrame {
                 let change = commands::set_access(set.user, &set.role, &set.grant, &set.revoke);
                 parse_command(set.room, &set.command_id, change)
             }
+            Some(K::OpenDirect(open)) => UserId::parse(open.user)
+                .map(|peer| Request::OpenDirect { peer })
+                .map_err(GatewayError::from),
         };
         Self {
             request_id: frame.request_id,
