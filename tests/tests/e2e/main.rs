@@ -6,6 +6,7 @@ mod canary;
 mod client_library;
 mod commands;
 mod dead_letters;
+mod direct;
 mod dlq;
 mod drain;
 mod faults;
