@@ -9,12 +9,13 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, Ack, AddMember, Applied, Joined, Message, RemoveMember, SetAccess,
+    client_frame, Ack, AddMember, Applied, DirectRoom, Joined, Message, OpenDirect, RemoveMember,
+    SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    driver::{Command, Driver},
+    driver::{ChangeReply, Command, Driver},
     options::ClientOptions,
     ClientError,
 };
@@ -180,6 +181,20 @@ impl Client {
     /// safe).
     async fn change(&self, id: String, frame: client_frame::Kind) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
+        let reply = ChangeReply::Applied(reply);
+        self.command(Command::Change { id, frame, reply })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// The direct room of this user and `user`: made on first use (by
+    /// either) with both as members, then the same room for both. Join it
+    /// to read and send. Asked again after a reconnect until answered
+    /// (harmless: `created` then says whether that last ask made it).
+    pub async fn open_direct(&self, user: &str) -> Result<DirectRoom, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let frame = client_frame::Kind::OpenDirect(OpenDirect { user: user.into() });
+        let id = uuid::Uuid::now_v7().to_string();
+        let reply = ChangeReply::Direct(reply);
         self.command(Command::Change { id, frame, reply })?;
         answer.await.unwrap_or(Err(ClientError::Closed))
     }

@@ -4,7 +4,9 @@
 
 use crate::ClientError;
 use bytes::Bytes;
-use chat_proto::v1::{client_frame::Kind, ClientFrame, Join, Leave, Ping, Send, ServerFrame};
+use chat_proto::v1::{
+    client_frame::Kind, ClientFrame, Join, Leave, OpenDirect, Ping, Send, ServerFrame,
+};
 use chat_protocol::codec::{Encoding, Payload};
 use futures::{
     stream::{SplitSink, SplitStream},
@@ -217,6 +219,12 @@ impl Writer {
             body: body.into(),
         }))
         .await
+    }
+
+    /// Asks for the direct room of this user and `user`.
+    pub async fn open_direct(&mut self, user: &str) -> Result<String, ClientError> {
+        self.request(Kind::OpenDirect(OpenDirect { user: user.into() }))
+            .await
     }
 
     pub async fn ping(&mut self) -> Result<String, ClientError> {

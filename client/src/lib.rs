@@ -56,6 +56,6 @@ pub type Admin = RoomApi;
 #[deprecated(note = "renamed RoomApiError")]
 pub type AdminError = RoomApiError;
 
-pub use chat_proto::v1::{Ack, Joined, Message};
+pub use chat_proto::v1::{Ack, DirectRoom, Joined, Message};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

@@ -1,12 +1,13 @@
-//! `chat`: a small interactive client. Lines typed are sent to the room;
-//! messages of the room are printed as they arrive. Built on [`Client`], so
-//! it reconnects (to the next `--url`), resumes the room and resends what
-//! was not acked.
+//! `chat`: a small interactive client. Lines typed are sent to the room
+//! (`--room`, or with `chat dm <user>` the direct room with that user, made
+//! if new); messages of the room are printed as they arrive. Built on
+//! [`Client`], so it reconnects (to the next `--url`), resumes the room and
+//! resends what was not acked.
 
 use anyhow::Context;
 use chat_client::{Client, ClientOptions};
 use chat_protocol::codec::Encoding;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser)]
@@ -24,6 +25,14 @@ struct Cli {
     /// Speak protobuf instead of JSON.
     #[arg(long)]
     proto: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Chat in the direct room with USER (made if new; `--room` is ignored).
+    Dm { user: String },
 }
 
 #[tokio::main]
@@ -35,7 +44,19 @@ async fn main() -> anyhow::Result<()> {
         Encoding::Json
     };
     let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
-    let joined = client.join(&cli.room, None).await.context("joining")?;
+    let room = match &cli.command {
+        None => cli.room,
+        Some(Cmd::Dm { user }) => {
+            let direct = client
+                .open_direct(user)
+                .await
+                .context("opening the direct room")?;
+            let made = if direct.created { "made" } else { "found" };
+            eprintln!("{made} the direct room with {user}: {}", direct.room);
+            direct.room
+        }
+    };
+    let joined = client.join(&room, None).await.context("joining")?;
     eprintln!("joined {} at seq {}", joined.room, joined.head_seq);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     // Acks still owed; awaited at the end of input so that piped lines
@@ -48,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
                 if !line.trim().is_empty() {
                     // Not awaited here: the ack may take a reconnect, and
                     // messages should keep printing meanwhile.
-                    let ack = client.submit(&cli.room, &uuid::Uuid::now_v7().to_string(), &line);
+                    let ack = client.submit(&room, &uuid::Uuid::now_v7().to_string(), &line);
                     unacked.spawn(async move {
                         if let Err(e) = ack.await {
                             eprintln!("not sent: {e}");
@@ -60,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(m) => println!("#{} <{}> {}", m.seq, m.sender, m.body),
                 None => {
                     // The client gave up; a request tells why.
-                    let why = client.join(&cli.room, None).await.err();
+                    let why = client.join(&room, None).await.err();
                     anyhow::bail!("disconnected: {}", why.map(|e| e.to_string()).unwrap_or_default());
                 }
             },

@@ -126,8 +126,12 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
 fn refusal_code(refused: &Refused) -> ErrorCode {
     match refused {
         Refused::RoomMissing | Refused::NotAMember(_) => ErrorCode::NotFound,
-        Refused::IdReused => ErrorCode::InvalidArgument,
-        Refused::Rule(Refusal::LastOwner) | Refused::RoomExists => ErrorCode::Conflict,
+        Refused::IdReused | Refused::ReservedId | Refused::DirectWithSelf | Refused::NotThePair => {
+            ErrorCode::InvalidArgument
+        }
+        Refused::Rule(Refusal::LastOwner) | Refused::RoomExists | Refused::DirectRoom => {
+            ErrorCode::Conflict
+        }
         Refused::Rule(_) => ErrorCode::Forbidden,
     }
 }
@@ -150,6 +154,7 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
         },
         Some(Requested::AddMember(m)) => Change::Member(user(m.user)?, MemberChange::Add),
         Some(Requested::RemoveMember(m)) => Change::Member(user(m.user)?, MemberChange::Remove),
+        Some(Requested::OpenDirect(pair)) => Change::OpenDirect(user(pair.peer)?),
         Some(Requested::SetAccess(a)) => Change::Member(
             user(a.user)?,
             MemberChange::SetAccess {

@@ -1,19 +1,48 @@
-//! Member commands (add/remove a member, set access) not answered yet. Each
-//! is written again on every new socket until answered; its command id makes
-//! the server apply it once however often it arrives.
+//! Member commands (add/remove a member, set access) and direct-room opens
+//! not answered yet. Each is written again on every new socket until
+//! answered; its command id makes the server apply a member command once
+//! however often it arrives, and opening a direct room again is harmless.
 
 use std::collections::HashMap;
 
-use chat_proto::v1::{client_frame, server_frame::Kind, Applied};
+use chat_proto::v1::{client_frame, server_frame::Kind, Applied, DirectRoom};
 use tokio::sync::oneshot;
 
 use super::server_errors::server_error;
 use crate::ClientError;
 
-/// A member command not answered yet.
+/// Who waits for a command's answer, and which answer it takes.
+pub(crate) enum ChangeReply {
+    Applied(oneshot::Sender<Result<Applied, ClientError>>),
+    Direct(oneshot::Sender<Result<DirectRoom, ClientError>>),
+}
+
+impl ChangeReply {
+    /// Hands the waiter its answer, or an error if `kind` is not one it takes.
+    fn answer(self, kind: Option<Kind>) {
+        match (self, kind) {
+            (Self::Applied(reply), Some(Kind::Applied(applied))) => drop(reply.send(Ok(applied))),
+            (Self::Direct(reply), Some(Kind::DirectRoom(room))) => drop(reply.send(Ok(room))),
+            (reply, Some(Kind::Error(e))) => reply.fail(server_error(&e.code, &e.message)),
+            (reply, other) => {
+                let what = format!("unexpected reply to a command: {other:?}");
+                reply.fail(server_error("protocol", &what));
+            }
+        }
+    }
+
+    pub(crate) fn fail(self, error: ClientError) {
+        match self {
+            Self::Applied(reply) => drop(reply.send(Err(error))),
+            Self::Direct(reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A command not answered yet.
 struct PendingChange {
     frame: client_frame::Kind,
-    reply: oneshot::Sender<Result<Applied, ClientError>>,
+    reply: ChangeReply,
 }
 
 /// Member commands not answered yet, by command id.
@@ -21,12 +50,7 @@ struct PendingChange {
 pub(super) struct Changes(HashMap<String, PendingChange>);
 
 impl Changes {
-    pub(super) fn insert(
-        &mut self,
-        id: String,
-        frame: client_frame::Kind,
-        reply: oneshot::Sender<Result<Applied, ClientError>>,
-    ) {
+    pub(super) fn insert(&mut self, id: String, frame: client_frame::Kind, reply: ChangeReply) {
         self.0.insert(id, PendingChange { frame, reply });
     }
 
@@ -40,26 +64,15 @@ impl Changes {
 
     /// The reply to command `id` arrived: its caller gets it.
     pub(super) fn answer(&mut self, id: &str, kind: Option<Kind>) {
-        let Some(change) = self.0.remove(id) else {
-            return;
-        };
-        let answer = match kind {
-            Some(Kind::Applied(applied)) => Ok(applied),
-            Some(Kind::Error(e)) => Err(server_error(&e.code, &e.message)),
-            other => Err(server_error(
-                "protocol",
-                &format!("unexpected reply to a command: {other:?}"),
-            )),
-        };
-        let _ = change.reply.send(answer);
+        if let Some(change) = self.0.remove(id) {
+            change.reply.answer(kind);
+        }
     }
 
     /// The client gave up: every caller learns why.
     pub(super) fn stop(&mut self, reason: &str) {
         for (_, change) in self.0.drain() {
-            let _ = change
-                .reply
-                .send(Err(ClientError::Stopped(reason.to_owned())));
+            change.reply.fail(ClientError::Stopped(reason.to_owned()));
         }
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::{options::ClientOptions, Backoff, ClientError};
 
+pub(crate) use changes::ChangeReply;
 use changes::Changes;
 pub(crate) use commands::Command;
 use rooms::Rooms;
@@ -79,7 +80,7 @@ impl Driver {
                 Command::Join { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Leave { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Send { reply, .. } => drop(reply.send(Err(stopped()))),
-                Command::Change { reply, .. } => drop(reply.send(Err(stopped()))),
+                Command::Change { reply, .. } => reply.fail(stopped()),
                 Command::Close => return,
             }
         }

@@ -1,11 +1,17 @@
 //! What arrives over HTTP. In: TCP connections (`server`), WebSocket
 //! upgrades and ticket requests (`upgrade`, checked by `auth`), room API
-//! calls (`room_api`), health and metrics scrapes (`health`). Out: an
-//! authenticated socket handed to `socket::session`, commands to
-//! `send::commands`, answers as HTTP statuses (`error::GatewayError`).
+//! calls (`room_api`), server publishes (`publish`) and direct rooms
+//! (`direct`), all under the OpenAPI document `api` serves, health and
+//! metrics scrapes (`health`).
+//! Out: an authenticated socket handed to `socket::session`, commands to
+//! `send::commands`, published messages to `send::ingest`, answers as HTTP
+//! statuses (`error::GatewayError`).
 
+pub mod api;
 pub mod auth;
+pub mod direct;
 pub mod health;
+pub mod publish;
 pub mod room_api;
 pub mod server;
 pub mod upgrade;
@@ -16,9 +22,12 @@ use crate::state::AppState;
 
 /// Every route of the gateway, each resource's own router merged here.
 pub fn router(state: AppState) -> Router {
+    let resources = room_api::routes()
+        .merge(publish::routes())
+        .merge(direct::routes());
     Router::new()
         .merge(upgrade::router(&state.config.allowed_origins))
         .merge(health::router())
-        .merge(room_api::router())
+        .merge(api::router(resources))
         .with_state(state)
 }

@@ -7,10 +7,9 @@
 //! generated from these handlers.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, State},
+    extract::{FromRequestParts, State},
     http::{request::Parts, StatusCode},
-    routing::get,
-    Json, Router,
+    Json,
 };
 
 use chat_proto::internal::{command::Change, CommandReply};
@@ -19,97 +18,24 @@ use chat_protocol::{
     RoomId, UserId,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
-    OpenApi, ToSchema,
-};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::GatewayError, http::auth::bearer, send::commands, state::AppState};
+use crate::{
+    error::GatewayError,
+    http::api::{bad_key, idempotency_key, Authenticated, Body, ErrorBody, Params},
+    send::commands,
+    state::AppState,
+};
 
-pub fn router() -> Router<AppState> {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The room API's routes, for `api::router` to serve with the document.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(create_room))
         .routes(routes!(list_members))
         .routes(routes!(add_member, remove_member))
         .routes(routes!(set_access))
-        .split_for_parts();
-    let document = serde_json::to_value(&api).expect("the OpenAPI document serializes");
-    router.route(
-        "/v1/openapi.json",
-        get(move || std::future::ready(Json(document.clone()))),
-    )
 }
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "chat room API",
-        version = "1",
-        description = "Rooms, members, roles and permissions. Changes are answered once committed; the rules of who may change whom are in docs/protocol.md."
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
-/// The request's actor, authenticated: the trusted backend (service token)
-/// or a user (JWT). Refused (401) before the path or body is even parsed:
-/// handlers take it as their first argument.
-struct Authenticated(Actor);
-
-impl FromRequestParts<AppState> for Authenticated {
-    type Rejection = GatewayError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, GatewayError> {
-        let service = state.config.admin_token.expose();
-        match bearer(&parts.headers) {
-            Some(token) if !service.is_empty() && constant_time_eq(token, service) => {
-                Ok(Self(Actor::Service))
-            }
-            Some(_) => state
-                .verifier
-                .verify_bearer(&parts.headers)
-                .map(|user| Self(Actor::User(user)))
-                .map_err(|_| {
-                    GatewayError::Unauthorized("a valid service token or JWT is required")
-                }),
-            None => Err(GatewayError::Unauthorized(
-                "a service token or a user's JWT is required",
-            )),
-        }
-    }
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-/// A JSON body whose rejection is our `invalid_argument`, not axum's text.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(GatewayError))]
-struct Body<T>(T);
-
-/// Path parameters, refused the same way.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(GatewayError))]
-struct Params<T>(T);
 
 /// The command id of a request: its `Idempotency-Key` (so a retried
 /// request is applied once), or a fresh one.
@@ -119,25 +45,9 @@ impl FromRequestParts<AppState> for CommandId {
     type Rejection = GatewayError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, GatewayError> {
-        let key = match parts.headers.get("idempotency-key").map(|k| k.to_str()) {
-            None => None,
-            Some(Ok(key)) if !key.is_empty() => Some(key),
-            Some(_) => return Err(bad_key()),
-        };
+        let key = idempotency_key(parts)?;
         commands::command_id(key).map(Self).map_err(|_| bad_key())
     }
-}
-
-fn bad_key() -> GatewayError {
-    GatewayError::InvalidArgument("Idempotency-Key must be a valid client message id".into())
-}
-
-/// An error answer: a stable code (docs/protocol.md) and a message for people.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// e.g. `invalid_argument`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `timeout`.
-    code: String,
-    message: String,
 }
 
 #[derive(Deserialize, ToSchema)]

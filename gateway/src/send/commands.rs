@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use chat_proto::internal::{command::Change, AccessChange, Command, CommandReply, MemberChange};
+use chat_proto::internal::{
+    command::Change, AccessChange, Command, CommandReply, DirectPair, MemberChange,
+};
 use chat_protocol::{
     access::{Actor, Permissions, Role},
     subjects, ClientMsgId, ErrorCode, RoomId, UserId,
@@ -59,6 +61,28 @@ pub fn set_access(
         grant: flags(grant)?.bits().into(),
         revoke: flags(revoke)?.bits().into(),
     }))
+}
+
+/// Opens the direct room of `me` and `peer` through the workers (made on
+/// first use, by either): the pair's room, and whether this call made it.
+pub async fn open_direct(
+    nats: &async_nats::Client,
+    me: &UserId,
+    peer: &UserId,
+    timeout: Duration,
+) -> Result<(RoomId, bool), GatewayError> {
+    if peer == me {
+        return Err(GatewayError::InvalidArgument(
+            "a direct room is between two different users".into(),
+        ));
+    }
+    let room = RoomId::direct(me, peer);
+    let change = Change::OpenDirect(DirectPair {
+        peer: peer.to_string(),
+    });
+    let actor = Actor::User(me.clone());
+    let reply = run(nats, command_id(None)?, &actor, &room, change, timeout).await?;
+    Ok((room, reply.created))
 }
 
 /// Publishes a command of `actor` and waits for the worker's reply (or

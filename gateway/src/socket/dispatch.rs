@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use chat_proto::{
     internal::command::Change,
-    v1::{server_frame::Kind, Applied, Left, Pong, ServerFrame},
+    v1::{server_frame::Kind, Applied, DirectRoom, Left, Pong, ServerFrame},
 };
 use chat_protocol::{
     access::{Access, Actor, Permissions},
-    ClientMsgId, RoomId, Seq,
+    ClientMsgId, RoomId, Seq, UserId,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -61,6 +61,7 @@ impl Session {
                 command_id,
                 change,
             } => self.command(request_id, room, command_id, change),
+            Request::OpenDirect { peer } => self.open_direct(request_id, peer),
         }
     }
 
@@ -180,8 +181,7 @@ impl Session {
     }
 
     /// Runs a member command through the workers, as this user, and
-    /// answers `applied` once it is committed. Counted like a send, and
-    /// awaited on a task of its own so the socket reads on meanwhile.
+    /// answers `applied` once it is committed.
     fn command(
         &mut self,
         request_id: String,
@@ -189,28 +189,53 @@ impl Session {
         command_id: String,
         change: Change,
     ) -> Result<(), GatewayError> {
+        let nats = self.state.nats.clone();
+        let actor = Actor::User(self.member.user.clone());
+        let timeout = self.state.config.limits.ack_timeout;
+        self.answer_later(request_id, async move {
+            let reply = commands::run(&nats, command_id, &actor, &room, change, timeout).await?;
+            Ok(Kind::Applied(Applied {
+                room: room.to_string(),
+                command_id: reply.command_id,
+                event: reply.event,
+            }))
+        })
+    }
+
+    /// Opens the direct room of this user and `peer` (made if new) and
+    /// answers `directRoom` once it is committed.
+    fn open_direct(&mut self, request_id: String, peer: UserId) -> Result<(), GatewayError> {
+        let nats = self.state.nats.clone();
+        let me = self.member.user.clone();
+        let timeout = self.state.config.limits.ack_timeout;
+        self.answer_later(request_id, async move {
+            let (room, created) = commands::open_direct(&nats, &me, &peer, timeout).await?;
+            Ok(Kind::DirectRoom(DirectRoom {
+                room: room.to_string(),
+                created,
+            }))
+        })
+    }
+
+    /// Answers a request that goes through the workers from a task of its
+    /// own, so the socket reads on meanwhile. Counted like a send.
+    fn answer_later(
+        &mut self,
+        request_id: String,
+        answer: impl std::future::Future<Output = Result<Kind, GatewayError>> + Send + 'static,
+    ) -> Result<(), GatewayError> {
         let permit = Arc::clone(&self.inflight)
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
-        let (nats, member) = (self.state.nats.clone(), self.member.clone());
-        let timeout = self.state.config.limits.ack_timeout;
+        let out = self.member.out.clone();
         tokio::spawn(
             async move {
-                let actor = Actor::User(member.user.clone());
-                let ran = commands::run(&nats, command_id, &actor, &room, change, timeout).await;
-                let kind = match ran {
-                    Ok(reply) => Kind::Applied(Applied {
-                        room: room.to_string(),
-                        command_id: reply.command_id,
-                        event: reply.event,
-                    }),
-                    Err(e) => e.to_kind(),
-                };
+                let kind = answer.await.unwrap_or_else(|e| e.to_kind());
                 let frame = ServerFrame {
                     request_id,
                     kind: Some(kind),
                 };
-                let _ = member.out.send(Outbound::frame(frame)).await;
+                let _ = out.send(Outbound::frame(frame)).await;
                 drop(permit);
             }
             .in_current_span(),

@@ -9,6 +9,6 @@ pub mod drain;
 pub mod limits;
 mod liveness;
 pub mod outbox;
-mod request;
+pub mod request;
 pub mod session;
 mod writer;

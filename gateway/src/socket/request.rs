@@ -7,7 +7,7 @@ use chat_proto::{
     internal::command::Change,
     v1::{client_frame, ClientFrame},
 };
-use chat_protocol::{ClientMsgId, RoomId, Seq};
+use chat_protocol::{ClientMsgId, RoomId, Seq, UserId};
 
 use crate::{config::Limits, error::GatewayError, send::commands};
 
@@ -31,6 +31,10 @@ pub enum Request {
         room: RoomId,
         command_id: String,
         change: Change,
+    },
+    /// The direct room of this user and `peer`, made if new.
+    OpenDirect {
+        peer: UserId,
     },
 }
 
@@ -105,6 +109,10 @@ impl ParsedFrame {
                 let command = parse_command(set.room, &set.command_id, change);
                 (FrameKind::Command, command)
             }
+            Some(K::OpenDirect(open)) => {
+                let open = UserId::parse(open.user).map(|peer| Request::OpenDirect { peer });
+                (FrameKind::Command, open.map_err(GatewayError::from))
+            }
         };
         Self {
             request_id,
@@ -117,24 +125,31 @@ impl ParsedFrame {
 fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, GatewayError> {
     let room = RoomId::parse(send.room)?;
     let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
-    let limit = limits.max_body_bytes.get();
-    if send.body.len() > limit {
-        return Err(GatewayError::InvalidArgument(format!(
-            "body is {} bytes; the limit is {limit}",
-            send.body.len()
-        )));
-    }
-    // Postgres text cannot hold NUL; refused here, it never reaches a batch.
-    if send.body.contains('\0') {
-        return Err(GatewayError::InvalidArgument(
-            "body must not contain NUL characters".into(),
-        ));
-    }
+    check_body(&send.body, limits)?;
     Ok(Request::Send {
         room,
         client_msg_id,
         body: send.body,
     })
+}
+
+/// The limits of a message's body, the same for a socket's send and a
+/// server publish: at most `max_body_bytes`, no NUL.
+pub fn check_body(body: &str, limits: &Limits) -> Result<(), GatewayError> {
+    let limit = limits.max_body_bytes.get();
+    if body.len() > limit {
+        return Err(GatewayError::InvalidArgument(format!(
+            "body is {} bytes; the limit is {limit}",
+            body.len()
+        )));
+    }
+    // Postgres text cannot hold NUL; refused here, it never reaches a batch.
+    if body.contains('\0') {
+        return Err(GatewayError::InvalidArgument(
+            "body must not contain NUL characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_command(

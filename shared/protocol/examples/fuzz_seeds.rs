@@ -8,7 +8,7 @@ use std::{fs, path::Path};
 
 use chat_proto::{
     internal::{Envelope, EnvelopeBatch},
-    v1::{client_frame::Kind, ClientFrame, Join, Leave, Ping, Send},
+    v1::{client_frame::Kind, ClientFrame, Join, Leave, OpenDirect, Ping, Send},
 };
 use chat_protocol::codec::{Encoding, Payload};
 use prost::Message as _;
@@ -61,6 +61,13 @@ fn frames() -> Vec<(&'static str, ClientFrame)> {
         ),
         ("ping", frame("5", Some(Kind::Ping(Ping {})))),
         ("no_kind", frame("6", None)),
+        (
+            "open_direct",
+            frame(
+                "7",
+                Some(Kind::OpenDirect(OpenDirect { user: "bob".into() })),
+            ),
+        ),
     ]
 }
 

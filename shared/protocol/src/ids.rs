@@ -74,6 +74,32 @@ impl RoomId {
 
 string_id!(RoomId);
 
+impl RoomId {
+    /// What every direct room's id starts with; reserved for them (a room
+    /// cannot be created under such an id any other way).
+    pub const DIRECT_PREFIX: &'static str = "dm-";
+
+    /// The direct room of two users: `dm-` and 40 hex digits of a SHA-256
+    /// of the pair in sorted order, so the same for (a, b) and (b, a), and
+    /// within the room alphabet whatever the user ids (up to 128 bytes each).
+    pub fn direct(a: &UserId, b: &UserId) -> Self {
+        use sha2::{Digest, Sha256};
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        // '\n' is outside the user alphabet: no two pairs hash the same text.
+        let digest = Sha256::digest(format!("{first}\n{second}"));
+        let mut id = String::from(Self::DIRECT_PREFIX);
+        for byte in &digest[..20] {
+            id.push_str(&format!("{byte:02x}"));
+        }
+        Self(id)
+    }
+
+    /// Whether the id is in the direct rooms' reserved space.
+    pub fn is_direct(&self) -> bool {
+        self.0.starts_with(Self::DIRECT_PREFIX)
+    }
+}
+
 /// A user's id: the `sub` of a verified token, 1–128 of `[A-Za-z0-9_.@-]`
 /// (the room alphabet plus the '.' and '@' of e-mail-like subjects).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -195,6 +221,22 @@ mod tests {
         assert_eq!(RoomId::parse("a*"), Err(IdError::BadChar("room")));
         assert_eq!(RoomId::parse("a b"), Err(IdError::BadChar("room")));
         assert!(RoomId::parse("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn a_pair_has_one_direct_room_whatever_the_order() {
+        let user = |u: &str| UserId::parse(u).unwrap();
+        let (a, b) = (user("alice"), user("bob"));
+        let room = RoomId::direct(&a, &b);
+        assert_eq!(room, RoomId::direct(&b, &a));
+        assert!(room.is_direct());
+        assert_eq!(RoomId::parse(room.as_str()), Ok(room.clone()));
+        // Pinned: a pair's room id may never change, or it would get a second room.
+        assert_eq!(room.as_str(), "dm-1cb15457d1ddab60e205c0fe3ca2f65d1e27e1b0");
+        assert_ne!(room, RoomId::direct(&a, &user("carol")));
+        let long = user(&"x".repeat(128));
+        assert!(RoomId::parse(RoomId::direct(&long, &user("a.b@c")).as_str()).is_ok());
+        assert!(!RoomId::parse("lobby").unwrap().is_direct());
     }
 
     #[test]

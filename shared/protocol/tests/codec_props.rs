@@ -6,8 +6,8 @@ use bytes::Bytes;
 use chat_proto::{
     internal::Envelope,
     v1::{
-        client_frame, server_frame, Ack, ClientFrame, Error, Join, Joined, Leave, Left,
-        MemberAccess, Message, Ping, Pong, Send, ServerFrame,
+        client_frame, server_frame, Ack, ClientFrame, DirectRoom, Error, Join, Joined, Leave, Left,
+        MemberAccess, Message, OpenDirect, Ping, Pong, Send, ServerFrame,
     },
 };
 use chat_protocol::{
@@ -35,6 +35,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             })
         }),
         Just(client_frame::Kind::Ping(Ping {})),
+        text().prop_map(|user| client_frame::Kind::OpenDirect(OpenDirect { user })),
     ];
     (text(), proptest::option::of(kind))
         .prop_map(|(request_id, kind)| ClientFrame { request_id, kind })
@@ -89,6 +90,9 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (text(), any::<u64>())
             .prop_map(|(room, head_seq)| server_frame::Kind::Joined(Joined { room, head_seq })),
         text().prop_map(|room| server_frame::Kind::Left(Left { room })),
+        (text(), any::<bool>()).prop_map(|(room, created)| server_frame::Kind::DirectRoom(
+            DirectRoom { room, created }
+        )),
     ];
     (text(), proptest::option::of(kind))
         .prop_map(|(request_id, kind)| ServerFrame { request_id, kind })

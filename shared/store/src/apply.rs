@@ -3,7 +3,7 @@
 
 use chat_proto::v1::Message;
 use chat_protocol::access::{Access, Actor, Role};
-use chat_protocol::{kind::EntryKind, UserId};
+use chat_protocol::{kind::EntryKind, RoomId, UserId};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
@@ -41,6 +41,7 @@ impl Store {
                 create_room(tx, command, members, owners).await
             }
             Change::Member(user, change) => change_member(tx, command, user, change).await,
+            Change::OpenDirect(peer) => open_direct(tx, command, peer).await,
         }
     }
 }
@@ -52,6 +53,9 @@ async fn create_room(
     members: &[UserId],
     owners: &[UserId],
 ) -> Result<Applied, StoreError> {
+    if command.room.is_direct() {
+        return Ok(Applied::Refused(Refused::ReservedId));
+    }
     let room = command.room.as_str();
     let created = tx.execute(sql::CREATE_ROOM, &[&room]).await? == 1;
     // A user creating a room owns it: one that exists is theirs
@@ -83,6 +87,9 @@ async fn change_member(
     let Some(head) = tx.query_opt(sql::LOCK_ROOM, &[&room]).await? else {
         return Ok(Applied::Refused(Refused::RoomMissing));
     };
+    if head.get::<_, bool>(1) && matches!(change, MemberChange::Add) {
+        return Ok(Applied::Refused(Refused::DirectRoom));
+    }
     let (kind, access) = match decide(&tx, command, user, change).await? {
         Decision::Refused(refused) => return Ok(Applied::Refused(refused)),
         Decision::Unchanged => return finish(tx, command, false, None, Vec::new()).await,
@@ -115,6 +122,49 @@ async fn change_member(
         vec![(user.clone(), access)],
     )
     .await
+}
+
+/// Opens the pair's direct room, after the claim: made with both as plain
+/// members if new (no events, as for any new room); an actor who left is
+/// added back (a `member_joined`), a peer who left is not.
+async fn open_direct(
+    tx: Transaction<'_>,
+    command: &NewCommand,
+    peer: &UserId,
+) -> Result<Applied, StoreError> {
+    let Actor::User(me) = &command.actor else {
+        return Ok(Applied::Refused(Refused::NotThePair));
+    };
+    if me == peer {
+        return Ok(Applied::Refused(Refused::DirectWithSelf));
+    }
+    if command.room != RoomId::direct(me, peer) {
+        return Ok(Applied::Refused(Refused::NotThePair));
+    }
+    let room = command.room.as_str();
+    let access = Access::new(Role::Member);
+    if tx.execute(sql::CREATE_DIRECT_ROOM, &[&room]).await? == 1 {
+        for user in [me, peer] {
+            add_member(&tx, room, user, access).await?;
+        }
+        let changed = vec![(me.clone(), Some(access)), (peer.clone(), Some(access))];
+        return finish(tx, command, true, None, changed).await;
+    }
+    let Some(head) = tx.query_opt(sql::LOCK_ROOM, &[&room]).await? else {
+        return Ok(Applied::Refused(Refused::RoomMissing));
+    };
+    if !head.get::<_, bool>(1) {
+        // Made under this id before direct rooms reserved it.
+        return Ok(Applied::Refused(Refused::ReservedId));
+    }
+    if !add_member(&tx, room, me, access).await? {
+        return finish(tx, command, false, None, Vec::new()).await;
+    }
+    let seq = head.get::<_, i64>(0) + 1;
+    let kind = EntryKind::MemberJoined;
+    let event = append_event(&tx, command, me, seq, kind, Some(access)).await?;
+    let changed = vec![(me.clone(), Some(access))];
+    finish(tx, command, false, Some(event), changed).await
 }
 
 /// Stores the event of a change to `user` at `seq` and moves the room's

@@ -17,6 +17,9 @@ pub enum Change {
     },
     /// A change to one member, under the rules of who may change whom.
     Member(UserId, MemberChange),
+    /// Opens the direct room of the actor (a user) and this peer: made
+    /// with both as members if new; the actor is added back if they left.
+    OpenDirect(UserId),
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +52,7 @@ impl NewCommand {
             Change::CreateRoom { members, owners } => {
                 format!("create:{}:{}", members.len(), owners.len())
             }
+            Change::OpenDirect(peer) => format!("direct:{peer}"),
             Change::Member(user, MemberChange::Add) => format!("add:{user}"),
             Change::Member(user, MemberChange::Remove) => format!("remove:{user}"),
             Change::Member(
@@ -103,6 +107,14 @@ pub enum Refused {
     IdReused,
     #[error("{0} is not a member of this room")]
     NotAMember(UserId),
+    #[error("ids starting with `dm-` are for direct rooms: open one with openDirect")]
+    ReservedId,
+    #[error("a direct room has its two members and no other")]
+    DirectRoom,
+    #[error("a direct room is between two different users")]
+    DirectWithSelf,
+    #[error("a direct room is opened by one of its pair, at the pair's room id")]
+    NotThePair,
     #[error("{0}")]
     Rule(#[from] Refusal),
 }

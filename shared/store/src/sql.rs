@@ -15,6 +15,10 @@ pub const COUNT_OWNERS: &str = "SELECT count(*) FROM members WHERE room_id = $1 
 pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
 pub const ROOM_HEADS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1)";
 pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
+/// Two at once for one pair: the second waits for the first's insert,
+/// then does nothing.
+pub const CREATE_DIRECT_ROOM: &str =
+    "INSERT INTO rooms (id, direct) VALUES ($1, true) ON CONFLICT (id) DO NOTHING";
 pub const ADD_MEMBER: &str = "INSERT INTO members (room_id, user_id, role, permissions) \
     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 pub const SET_ACCESS: &str =
@@ -37,7 +41,7 @@ pub const CLAIM_COMMAND: &str = "INSERT INTO commands (id, room_id, change) VALU
     ON CONFLICT (id) DO NOTHING";
 pub const COMMAND_DONE: &str =
     "SELECT room_id, change, event_seq, created FROM commands WHERE id = $1";
-pub const LOCK_ROOM: &str = "SELECT last_seq FROM rooms WHERE id = $1 FOR UPDATE";
+pub const LOCK_ROOM: &str = "SELECT last_seq, direct FROM rooms WHERE id = $1 FOR UPDATE";
 pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
 pub const INSERT_EVENT: &str = "INSERT INTO messages \
     (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind, access) \

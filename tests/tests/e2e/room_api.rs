@@ -144,7 +144,9 @@ async fn the_room_api_keeps_to_its_openapi_document() {
         [
             "DELETE /v1/rooms/{room}/members/{user}",
             "GET /v1/rooms/{room}/members",
+            "POST /v1/direct/{user}",
             "POST /v1/rooms",
+            "POST /v1/rooms/{room}/messages",
             "PUT /v1/rooms/{room}/members/{user}",
             "PUT /v1/rooms/{room}/members/{user}/access",
         ]
