@@ -22,8 +22,8 @@ use crate::{
     error::GatewayError,
     http::{self, auth::Verifier, server},
     rooms::{
-        announcements, history::History, hub::Hub, membership::Membership, room::RoomDeps,
-        tail_probe::Prober,
+        announcements, history::History, hub::Hub, membership::Membership, pages::Pages,
+        room::RoomDeps, tail_probe::Prober,
     },
     send::{
         canary::{Canary, CanaryHealth},
@@ -70,6 +70,7 @@ impl Application {
             redis.clone(),
             config.delivery.membership_ttl.as_secs(),
         );
+        let pages = Pages::new(&store, Store::replica(&config.postgres)?, &redis);
         let history = History {
             store: store.clone(),
             redis: redis.clone(),
@@ -106,6 +107,7 @@ impl Application {
             store,
             redis,
             membership,
+            pages,
             hub: paths.hub,
             ingest: paths.ingest,
             nats,

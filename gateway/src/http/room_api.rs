@@ -4,7 +4,7 @@
 //! users with their JWT (the rules of `chat_protocol::access` apply, as for
 //! their WebSocket frames). Every change runs through the workers and is
 //! answered once committed. The OpenAPI document at `/v1/openapi.json` is
-//! generated from these handlers.
+//! generated from these handlers and those `router` is given (`http::history`).
 
 use axum::{
     extract::{FromRequest, FromRequestParts, State},
@@ -27,12 +27,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::GatewayError, http::auth::bearer, send::commands, state::AppState};
 
-pub fn router() -> Router<AppState> {
+/// The room API and the operations of other modules (`more`), described
+/// by one OpenAPI document.
+pub fn router(more: OpenApiRouter<AppState>) -> Router<AppState> {
     let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_room))
         .routes(routes!(list_members))
         .routes(routes!(add_member, remove_member))
         .routes(routes!(set_access))
+        .merge(more)
         .split_for_parts();
     let document = serde_json::to_value(&api).expect("the OpenAPI document serializes");
     router.route(
@@ -68,7 +71,7 @@ impl utoipa::Modify for BearerAuth {
 /// The request's actor, authenticated: the trusted backend (service token)
 /// or a user (JWT). Refused (401) before the path or body is even parsed:
 /// handlers take it as their first argument.
-struct Authenticated(Actor);
+pub(crate) struct Authenticated(pub(crate) Actor);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = GatewayError;
@@ -109,7 +112,7 @@ struct Body<T>(T);
 /// Path parameters, refused the same way.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(GatewayError))]
-struct Params<T>(T);
+pub(crate) struct Params<T>(pub(crate) T);
 
 /// The command id of a request: its `Idempotency-Key` (so a retried
 /// request is applied once), or a fresh one.

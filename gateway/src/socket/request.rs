@@ -9,7 +9,7 @@ use chat_proto::{
 };
 use chat_protocol::{ClientMsgId, RoomId, Seq};
 
-use crate::{config::Limits, error::GatewayError, send::commands};
+use crate::{config::Limits, error::GatewayError, rooms::pages::PageQuery, send::commands};
 
 /// What a client frame asks for.
 pub enum Request {
@@ -25,6 +25,11 @@ pub enum Request {
         room: RoomId,
         client_msg_id: ClientMsgId,
         body: String,
+    },
+    /// A page of a room's history.
+    History {
+        room: RoomId,
+        query: PageQuery,
     },
     /// A member command, run through the workers as this user.
     Command {
@@ -43,6 +48,7 @@ pub enum FrameKind {
     Leave,
     Send,
     Command,
+    History,
 }
 
 impl FrameKind {
@@ -55,6 +61,7 @@ impl FrameKind {
             Self::Leave => "leave",
             Self::Send => "send",
             Self::Command => "command",
+            Self::History => "history",
         }
     }
 
@@ -83,6 +90,7 @@ impl ParsedFrame {
             Some(K::Leave(_)) => FrameKind::Leave,
             Some(K::Send(_)) => FrameKind::Send,
             Some(K::AddMember(_) | K::RemoveMember(_) | K::SetAccess(_)) => FrameKind::Command,
+            Some(K::History(_)) => FrameKind::History,
         };
         let request = match frame.kind {
             None => Err(GatewayError::Unsupported),
@@ -109,6 +117,7 @@ impl ParsedFrame {
                 let change = commands::set_access(set.user, &set.role, &set.grant, &set.revoke);
                 parse_command(set.room, &set.command_id, change)
             }
+            Some(K::History(history)) => parse_history(history),
         };
         Self {
             request_id: frame.request_id,
@@ -139,6 +148,13 @@ fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, Ga
         client_msg_id,
         body: send.body,
     })
+}
+
+fn parse_history(history: chat_proto::v1::History) -> Result<Request, GatewayError> {
+    let room = RoomId::parse(history.room)?;
+    let limit = history.limit.map(i64::from);
+    let query = PageQuery::parse(history.before, history.after, history.around, limit)?;
+    Ok(Request::History { room, query })
 }
 
 fn parse_command(

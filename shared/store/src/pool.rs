@@ -1,6 +1,7 @@
 //! The handle every read and write goes through: a pool of connections,
 //! opened on first use.
 
+use chat_config::Secret;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -17,8 +18,20 @@ pub struct Store {
 impl Store {
     /// Builds the pool; connections are opened on first use.
     pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
-        let pg: tokio_postgres::Config = config
-            .url
+        Self::at(&config.url, config)
+    }
+
+    /// A pool on the streaming replica (`read_url`), if one is configured.
+    pub fn replica(config: &PostgresConfig) -> Result<Option<Self>, StoreError> {
+        config
+            .read_url
+            .as_ref()
+            .map(|url| Self::at(url, config))
+            .transpose()
+    }
+
+    fn at(url: &Secret, config: &PostgresConfig) -> Result<Self, StoreError> {
+        let pg: tokio_postgres::Config = url
             .expose()
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
