@@ -43,12 +43,12 @@ mod options;
 mod room_api;
 
 pub use backoff::Backoff;
-pub use client::{Client, Messages, PendingAck};
+pub use client::{Client, HistoryCursor, Messages, PendingAck};
 pub use connection::{connect, connect_from, ConnectOptions, Credentials, Event, Reader, Writer};
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use room_api::{RoomApi, RoomApiError};
 
-pub use chat_proto::v1::{Ack, Joined, Message};
+pub use chat_proto::v1::{Ack, HistoryPage, Joined, Message};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

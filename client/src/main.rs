@@ -1,12 +1,13 @@
 //! `chat`: a small interactive client. Lines typed are sent to the room;
 //! messages of the room are printed as they arrive. Built on [`Client`], so
 //! it reconnects (to the next `--url`), resumes the room and resends what
-//! was not acked.
+//! was not acked. `chat history <room>` prints a room's history instead,
+//! a page at a time, oldest first.
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions};
+use chat_client::{Client, ClientOptions, HistoryCursor};
 use chat_protocol::codec::Encoding;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser)]
@@ -24,6 +25,49 @@ struct Cli {
     /// Speak protobuf instead of JSON.
     #[arg(long)]
     proto: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a page of a room's history and how to page back.
+    History {
+        room: String,
+        /// Messages before this seq (the `before` a previous page printed);
+        /// the newest without it.
+        #[arg(long)]
+        before: Option<u64>,
+        /// Messages per page (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// Prints one page, then where the page before it starts.
+async fn history(
+    client: &Client,
+    room: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let cursor = before.map_or(HistoryCursor::Newest, HistoryCursor::Before);
+    let page = client
+        .history(room, cursor, Some(limit))
+        .await
+        .context("reading history")?;
+    for m in &page.messages {
+        match m.kind.as_str() {
+            "" => println!("#{} <{}> {}", m.seq, m.sender, m.body),
+            kind => println!("#{} {kind} {} (by {})", m.seq, m.member, m.sender),
+        }
+    }
+    if page.has_before {
+        eprintln!("older: chat history {room} --before {}", page.before);
+    } else {
+        eprintln!("(the room's first message)");
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -35,6 +79,16 @@ async fn main() -> anyhow::Result<()> {
         Encoding::Json
     };
     let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
+    if let Some(Command::History {
+        room,
+        before,
+        limit,
+    }) = &cli.command
+    {
+        let read = history(&client, room, *before, *limit).await;
+        client.close();
+        return read;
+    }
     let joined = client.join(&cli.room, None).await.context("joining")?;
     eprintln!("joined {} at seq {}", joined.room, joined.head_seq);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

@@ -2,10 +2,11 @@
 //! recorded as owed (so a reconnect still honours it) and, when a socket is
 //! open, written at once.
 
-use chat_proto::v1::{client_frame, Ack, Applied, Joined};
+use chat_proto::v1::{client_frame, Ack, Joined};
 use tokio::sync::oneshot;
 
 use super::{
+    changes::Reply,
     conn::{retry, write_change, write_join, Conn, Disconnect, Request},
     Driver,
 };
@@ -28,11 +29,11 @@ pub(crate) enum Command {
         body: String,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     },
-    /// A member command frame, its command id set.
+    /// A member command frame (its command id set) or a history read.
     Change {
         id: String,
         frame: client_frame::Kind,
-        reply: oneshot::Sender<Result<Applied, ClientError>>,
+        reply: Reply,
     },
     Close,
 }

@@ -12,7 +12,7 @@
 //! reconnect; owned by one task they need no lock, and a reconnect sees a
 //! consistent picture of what is still owed.
 
-mod changes;
+pub(crate) mod changes;
 mod commands;
 mod conn;
 mod reconnect;
@@ -79,7 +79,7 @@ impl Driver {
                 Command::Join { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Leave { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Send { reply, .. } => drop(reply.send(Err(stopped()))),
-                Command::Change { reply, .. } => drop(reply.send(Err(stopped()))),
+                Command::Change { reply, .. } => reply.fail(stopped()),
                 Command::Close => return,
             }
         }

@@ -224,7 +224,8 @@ impl Pages {
         room: &RoomId,
         window: Window,
     ) -> Result<(Vec<Message>, &'static str), GatewayError> {
-        let (after, up_to, n) = (Seq::new(window.lo - 1), Seq::new(window.hi), window.len());
+        let (from, n) = (Seq::new(window.lo), window.len());
+        let (after, up_to) = (Seq::new(window.lo - 1), Seq::new(window.hi));
         let mut redis = self.redis.clone();
         if let Ok(cached) = chat_cache::between(&mut redis, room, after, up_to, n).await {
             if window.holds(&cached) {
@@ -232,14 +233,14 @@ impl Pages {
             }
         }
         if let Some(replica) = &self.replica {
-            match replica.messages_between(room, after, up_to, n).await {
+            match replica.history_page(room, from, n).await {
                 // Short of the window: the replica has not replayed it all yet.
                 Ok(page) if window.holds(&page) => return Ok((page, "replica")),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "replica read failed; reading the primary"),
             }
         }
-        let page = self.primary.messages_between(room, after, up_to, n).await?;
+        let page = self.primary.history_page(room, from, n).await?;
         Ok((page, "primary"))
     }
 }

@@ -9,6 +9,7 @@ mod dead_letters;
 mod dlq;
 mod drain;
 mod faults;
+mod history;
 mod lanes;
 mod lifecycle;
 mod limits;
