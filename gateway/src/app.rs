@@ -63,7 +63,7 @@ impl Application {
         chat_streams::ensure(&async_nats::jetstream::new(nats.clone()), &config.stream)
             .await
             .map_err(GatewayError::nats)?;
-        let store = Store::new(&config.postgres)?;
+        let store = Store::reader(&config.postgres)?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
         let membership = Membership::new(
             store.clone(),

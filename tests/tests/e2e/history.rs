@@ -529,6 +529,9 @@ async fn bad_history_requests_are_refused_and_store_nothing() {
 async fn history_statements_scan_the_primary_key_without_sorting() {
     let cluster = Cluster::start(ClusterOptions::new(0, 1)).await;
     let pg = cluster.postgres.client().await;
+    // As the gateways' connections are set up.
+    let setting = chat_store::sql::READER_OPTIONS.trim_start_matches("-c ");
+    pg.batch_execute(&format!("SET {setting}")).await.unwrap();
     // Rooms interleaved on disk, as live traffic writes them.
     pg.batch_execute(
         "INSERT INTO rooms (id, last_seq) SELECT 'r' || r, 2000 FROM generate_series(1, 20000) r;
