@@ -119,6 +119,10 @@ impl Window {
         (self.hi + 1).saturating_sub(self.lo) as usize
     }
 
+    pub fn is_empty(self) -> bool {
+        self.lo > self.hi
+    }
+
     /// Whether `messages` are exactly this window's, in order.
     fn holds(self, messages: &[Message]) -> bool {
         messages.len() == self.len()
@@ -189,7 +193,7 @@ impl Pages {
             return Ok(None);
         };
         let window = Window::new(head, query);
-        let (messages, source) = if window.len() == 0 {
+        let (messages, source) = if window.is_empty() {
             (Vec::new(), head_source)
         } else {
             self.messages(room, window).await?
