@@ -6,6 +6,7 @@
 //! ETag/304, compression, membership, and every bad input refused with
 //! nothing stored.
 
+use chat_client::{Client, ClientOptions, HistoryCursor};
 use chat_proto::v1::{client_frame, server_frame::Kind, Error as ErrorFrame, History, HistoryPage};
 use chat_protocol::codec::Encoding;
 use chat_tests::{
@@ -521,6 +522,57 @@ async fn bad_history_requests_are_refused_and_store_nothing() {
         "nothing stored in the room of others"
     );
     send_many(&mut ann, "bad", "after", 1).await;
+}
+
+/// The client library's `history` and the `chat history` command page back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_and_the_cli_page_back() {
+    let cluster = Cluster::start(options()).await;
+    cluster.create_room("cli", &["ann"]).await;
+    let mut ann = cluster.gateway(0).connect("ann").await;
+    send_many(&mut ann, "cli", "c", 30).await;
+    let url = cluster.gateway(1).ws_url();
+    let options = ClientOptions::new(vec![url.clone()], cluster.token("ann"), Encoding::Proto);
+    let (client, _messages) = Client::connect(options);
+    let newest = client
+        .history("cli", HistoryCursor::Newest, Some(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (newest.before, newest.after, newest.has_before),
+        (11, 30, true)
+    );
+    let older = client
+        .history("cli", HistoryCursor::Before(newest.before), Some(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (older.before, older.after, older.has_before),
+        (1, 10, false)
+    );
+    let refused = client
+        .history("cli", HistoryCursor::Newest, Some(500))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    client.close();
+
+    let out = tokio::process::Command::new(chat_tests::cluster::bin("chat"))
+        .args(["--url", &url, "--token", &cluster.token("ann")])
+        .args(["history", "cli", "--before", "11", "--limit", "5"])
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.starts_with("#6 <ann> c 5") && printed.trim_end().ends_with("c 9"),
+        "{printed}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--before 6"));
 }
 
 /// The history statements read the `messages` primary key in order: an
