@@ -9,13 +9,13 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, Ack, AddMember, Applied, DirectRoom, Joined, Message, OpenDirect, RemoveMember,
-    SetAccess,
+    client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, Message,
+    OpenDirect, RemoveMember, SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    driver::{ChangeReply, Command, Driver},
+    driver::{changes::Reply, Command, Driver},
     options::ClientOptions,
     ClientError,
 };
@@ -49,6 +49,15 @@ impl futures::Stream for Messages {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
         self.0.poll_recv(cx)
     }
+}
+
+/// Where a history page starts (see [`Client::history`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryCursor {
+    Newest,
+    Before(u64),
+    After(u64),
+    Around(u64),
 }
 
 /// The ack of a submitted send, once the gateway has stored it.
@@ -181,7 +190,7 @@ impl Client {
     /// safe).
     async fn change(&self, id: String, frame: client_frame::Kind) -> Result<Applied, ClientError> {
         let (reply, answer) = oneshot::channel();
-        let reply = ChangeReply::Applied(reply);
+        let reply = Reply::Applied(reply);
         self.command(Command::Change { id, frame, reply })?;
         answer.await.unwrap_or(Err(ClientError::Closed))
     }
@@ -194,8 +203,43 @@ impl Client {
         let (reply, answer) = oneshot::channel();
         let frame = client_frame::Kind::OpenDirect(OpenDirect { user: user.into() });
         let id = uuid::Uuid::now_v7().to_string();
-        let reply = ChangeReply::Direct(reply);
+        let reply = Reply::Direct(reply);
         self.command(Command::Change { id, frame, reply })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// A page of a room's history (the room need not be joined, but the
+    /// user must be a member): the newest `limit` messages for
+    /// [`HistoryCursor::Newest`], else those before, after or around a
+    /// seq. Page back with `HistoryCursor::Before(page.before)` while
+    /// `page.has_before`. Asked again after a reconnect until answered.
+    pub async fn history(
+        &self,
+        room: &str,
+        cursor: HistoryCursor,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage, ClientError> {
+        let seq = |s: u64| Some(i64::try_from(s).unwrap_or(i64::MAX));
+        let (before, after, around) = match cursor {
+            HistoryCursor::Newest => (None, None, None),
+            HistoryCursor::Before(s) => (seq(s), None, None),
+            HistoryCursor::After(s) => (None, seq(s), None),
+            HistoryCursor::Around(s) => (None, None, seq(s)),
+        };
+        let frame = client_frame::Kind::History(History {
+            room: room.into(),
+            before,
+            after,
+            around,
+            limit: limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+        });
+        let (reply, answer) = oneshot::channel();
+        let id = uuid::Uuid::now_v7().to_string();
+        self.command(Command::Change {
+            id,
+            frame,
+            reply: Reply::Page(reply),
+        })?;
         answer.await.unwrap_or(Err(ClientError::Closed))
     }
 

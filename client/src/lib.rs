@@ -43,7 +43,7 @@ mod options;
 mod room_api;
 
 pub use backoff::Backoff;
-pub use client::{Client, Messages, PendingAck};
+pub use client::{Client, HistoryCursor, Messages, PendingAck};
 pub use connection::{connect, connect_from, ConnectOptions, Credentials, Event, Reader, Writer};
 pub use error::ClientError;
 pub use options::ClientOptions;
@@ -56,6 +56,6 @@ pub type Admin = RoomApi;
 #[deprecated(note = "renamed RoomApiError")]
 pub type AdminError = RoomApiError;
 
-pub use chat_proto::v1::{Ack, DirectRoom, Joined, Message};
+pub use chat_proto::v1::{Ack, DirectRoom, HistoryPage, Joined, Message};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

@@ -2,10 +2,11 @@
 //! (`--room`, or with `chat dm <user>` the direct room with that user, made
 //! if new); messages of the room are printed as they arrive. Built on
 //! [`Client`], so it reconnects (to the next `--url`), resumes the room and
-//! resends what was not acked.
+//! resends what was not acked. `chat history <room>` prints a room's
+//! history instead, a page at a time.
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions};
+use chat_client::{Client, ClientOptions, HistoryCursor};
 use chat_protocol::codec::Encoding;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -33,6 +34,43 @@ struct Cli {
 enum Cmd {
     /// Chat in the direct room with USER (made if new; `--room` is ignored).
     Dm { user: String },
+    /// Print a page of a room's history and how to page back.
+    History {
+        room: String,
+        /// Messages before this seq (the `before` a previous page printed);
+        /// the newest without it.
+        #[arg(long)]
+        before: Option<u64>,
+        /// Messages per page (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// Prints one page, then where the page before it starts.
+async fn history(
+    client: &Client,
+    room: &str,
+    before: Option<u64>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let cursor = before.map_or(HistoryCursor::Newest, HistoryCursor::Before);
+    let page = client
+        .history(room, cursor, Some(limit))
+        .await
+        .context("reading history")?;
+    for m in &page.messages {
+        match m.kind.as_str() {
+            "" => println!("#{} <{}> {}", m.seq, m.sender, m.body),
+            kind => println!("#{} {kind} {} (by {})", m.seq, m.member, m.sender),
+        }
+    }
+    if page.has_before {
+        eprintln!("older: chat history {room} --before {}", page.before);
+    } else {
+        eprintln!("(the room's first message)");
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -46,6 +84,15 @@ async fn main() -> anyhow::Result<()> {
     let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
     let room = match &cli.command {
         None => cli.room,
+        Some(Cmd::History {
+            room,
+            before,
+            limit,
+        }) => {
+            let read = history(&client, room, *before, *limit).await;
+            client.close();
+            return read;
+        }
         Some(Cmd::Dm { user }) => {
             let direct = client
                 .open_direct(user)

@@ -22,8 +22,8 @@ use crate::{
     error::GatewayError,
     http::{self, auth::Verifier, server},
     rooms::{
-        announcements, history::History, hub::Hub, membership::Membership, room::RoomDeps,
-        tail_probe::Prober,
+        announcements, history::History, hub::Hub, membership::Membership, pages::Pages,
+        room::RoomDeps, tail_probe::Prober,
     },
     send::{
         canary::{Canary, CanaryHealth},
@@ -67,21 +67,20 @@ impl Application {
         chat_streams::ensure(&async_nats::jetstream::new(nats.clone()), &config.stream)
             .await
             .map_err(GatewayError::nats)?;
-        let store = Store::new(&config.postgres)?;
+        let store = Store::reader(&config.postgres)?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
         let membership = Membership::new(
             store.clone(),
             redis.clone(),
             config.delivery.membership_ttl.as_secs(),
         );
+        let pages = Pages::new(&store, Store::replica(&config.postgres)?, &redis);
         let history = History {
             store: store.clone(),
             redis: redis.clone(),
         };
-        // Every background task keeps a promise for every socket (fan-out
-        // order, receipts, announcements, the canary's view): one that dies
-        // stops the gateway (`run` returns the error), for Kubernetes to
-        // restart it, rather than serve on with that promise broken.
+        // Each background task keeps a promise for every socket: one that
+        // dies drains the gateway, and `run` returns the error.
         let stopping = CancellationToken::new();
         let tasks = Tasks::new(stopping.clone(), crate::metrics::TASKS);
         let paths = Paths::start(
@@ -111,6 +110,7 @@ impl Application {
             store,
             redis,
             membership,
+            pages,
             hub: paths.hub,
             ingest: paths.ingest,
             nats,

@@ -30,6 +30,10 @@ const REPLAYED: &str = "chat_gateway_replayed_total";
 const PROBES: &str = "chat_gateway_head_probes_total";
 const PENDING_OVERFLOWS: &str = "chat_gateway_pending_overflows_total";
 const LIMIT_REFUSALS: &str = "chat_gateway_limit_refusals_total";
+const HISTORY_PAGES: &str = "chat_gateway_history_pages_total";
+const HISTORY_PAGE_SECONDS: &str = "chat_gateway_history_page_seconds";
+/// The `source` label of the history metrics: where a page was read.
+pub const PAGE_SOURCES: [&str; 3] = ["redis", "replica", "primary"];
 
 /// The `limit` label of `LIMIT_REFUSALS`: every limit in `crate::socket::limits`.
 const LIMITS: [&str; 4] = [
@@ -84,6 +88,15 @@ pub fn describe() {
         "Messages filled into a room's order from the store, by source."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    describe_counter!(
+        HISTORY_PAGES,
+        "History pages served, by source (redis, replica, primary)."
+    );
+    describe_histogram!(
+        HISTORY_PAGE_SECONDS,
+        Unit::Seconds,
+        "Time to read one history page, by source."
+    );
     describe_counter!(
         REPLAYED,
         "Messages replayed to resuming sockets, by source."
@@ -151,6 +164,9 @@ pub fn zero_event_counters() {
         counter!(GAP_FILLS, "source" => source).absolute(0);
         counter!(REPLAYED, "source" => source).absolute(0);
         counter!(PROBES, "source" => source).absolute(0);
+    }
+    for source in PAGE_SOURCES {
+        counter!(HISTORY_PAGES, "source" => source).absolute(0);
     }
     for task in ["session", "send"] {
         counter!(PANICS, "task" => task).absolute(0);
@@ -226,6 +242,12 @@ pub fn nats_slow_consumer() {
 
 pub fn gap_filled(source: &'static str, messages: usize) {
     counter!(GAP_FILLS, "source" => source).increment(messages as u64);
+}
+
+/// One history page served from `source` (one of `PAGE_SOURCES`).
+pub fn history_page(source: &'static str, took: Duration) {
+    counter!(HISTORY_PAGES, "source" => source).increment(1);
+    histogram!(HISTORY_PAGE_SECONDS, "source" => source).record(took.as_secs_f64());
 }
 
 pub fn pool(store: &Store) {

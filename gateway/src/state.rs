@@ -14,7 +14,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::GatewayConfig, http::auth::Verifier, rooms::hub::Hub, rooms::membership::Membership,
-    send::canary::CanaryHealth, send::ingest::Ingest, socket::drain::Drain,
+    rooms::pages::Pages, send::canary::CanaryHealth, send::ingest::Ingest, socket::drain::Drain,
     socket::limits::Limiter,
 };
 
@@ -28,6 +28,8 @@ pub struct Inner {
     pub store: Store,
     pub redis: ConnectionManager,
     pub membership: Membership,
+    /// History pages: Redis, the replica, the primary.
+    pub pages: Pages,
     pub hub: Hub,
     pub ingest: Arc<Ingest>,
     pub nats: async_nats::Client,

@@ -236,6 +236,13 @@ impl Cluster {
         }
     }
 
+    /// Adds a `CHAT_GATEWAY_*` variable for the gateways started from now
+    /// on (one that names a server the cluster starts after its gateways:
+    /// a replica, say).
+    pub fn set_gateway_env(&mut self, key: &str, value: &str) {
+        self.options.gateway_env.push((key.into(), value.into()));
+    }
+
     fn next_name(&mut self) -> usize {
         self.spawned += 1;
         self.spawned

@@ -47,6 +47,7 @@ impl Cluster {
         let store = Store::new(&PostgresConfig {
             url: Secret::new(self.postgres.url()),
             pool_size: std::num::NonZeroUsize::MIN,
+            read_url: None,
         })
         .unwrap();
         let outcome = store

@@ -222,6 +222,35 @@ impl Postgres {
         postgres
     }
 
+    /// A streaming replica of this server (`pg_basebackup -R`, so it
+    /// follows the primary as a hot standby), started in `dir` on a port
+    /// of its own. `SELECT pg_wal_replay_pause()` on it makes it lag.
+    pub async fn start_replica(&self, dir: &Path) -> Postgres {
+        std::fs::create_dir_all(dir.join("pgsock")).unwrap();
+        if self.as_root {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            chown(dir, Some(postgres_uid()), None).unwrap();
+            chown(dir.join("pgsock"), Some(postgres_uid()), None).unwrap();
+        }
+        let status = self
+            .command("pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-R", "-X", "stream", "--no-sync", "-D"])
+            .arg(dir.join("pgdata"))
+            .status()
+            .expect("run pg_basebackup");
+        assert!(status.success(), "pg_basebackup failed");
+        let mut replica = Self {
+            port: free_port(),
+            listen: self.listen,
+            dir: dir.into(),
+            as_root: self.as_root,
+            process: None,
+        };
+        replica.restart().await;
+        replica
+    }
+
     fn command(&self, program: &str) -> Command {
         if self.as_root {
             let mut c = Command::new("runuser");

@@ -1,31 +1,34 @@
-//! Member commands (add/remove a member, set access) and direct-room opens
-//! not answered yet. Each is written again on every new socket until
-//! answered; its command id makes the server apply a member command once
-//! however often it arrives, and opening a direct room again is harmless.
+//! Requests answered once and not answered yet: member commands (add or
+//! remove a member, set access), direct-room opens and history reads. Each
+//! is written again on every new socket until answered; a command's id
+//! makes the server apply it once however often it arrives, opening a
+//! direct room again is harmless, and a read changes nothing.
 
 use std::collections::HashMap;
 
-use chat_proto::v1::{client_frame, server_frame::Kind, Applied, DirectRoom};
+use chat_proto::v1::{client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage};
 use tokio::sync::oneshot;
 
 use super::server_errors::server_error;
 use crate::ClientError;
 
-/// Who waits for a command's answer, and which answer it takes.
-pub(crate) enum ChangeReply {
+/// Who waits for the answer, and which answer it takes.
+pub(crate) enum Reply {
     Applied(oneshot::Sender<Result<Applied, ClientError>>),
     Direct(oneshot::Sender<Result<DirectRoom, ClientError>>),
+    Page(oneshot::Sender<Result<HistoryPage, ClientError>>),
 }
 
-impl ChangeReply {
+impl Reply {
     /// Hands the waiter its answer, or an error if `kind` is not one it takes.
     fn answer(self, kind: Option<Kind>) {
         match (self, kind) {
             (Self::Applied(reply), Some(Kind::Applied(applied))) => drop(reply.send(Ok(applied))),
             (Self::Direct(reply), Some(Kind::DirectRoom(room))) => drop(reply.send(Ok(room))),
+            (Self::Page(reply), Some(Kind::HistoryPage(page))) => drop(reply.send(Ok(page))),
             (reply, Some(Kind::Error(e))) => reply.fail(server_error(&e.code, &e.message)),
             (reply, other) => {
-                let what = format!("unexpected reply to a command: {other:?}");
+                let what = format!("unexpected reply to a request: {other:?}");
                 reply.fail(server_error("protocol", &what));
             }
         }
@@ -35,26 +38,27 @@ impl ChangeReply {
         match self {
             Self::Applied(reply) => drop(reply.send(Err(error))),
             Self::Direct(reply) => drop(reply.send(Err(error))),
+            Self::Page(reply) => drop(reply.send(Err(error))),
         }
     }
 }
 
-/// A command not answered yet.
+/// A request not answered yet.
 struct PendingChange {
     frame: client_frame::Kind,
-    reply: ChangeReply,
+    reply: Reply,
 }
 
-/// Member commands not answered yet, by command id.
+/// Requests not answered yet, by command id (a fresh id for the others).
 #[derive(Default)]
 pub(super) struct Changes(HashMap<String, PendingChange>);
 
 impl Changes {
-    pub(super) fn insert(&mut self, id: String, frame: client_frame::Kind, reply: ChangeReply) {
+    pub(super) fn insert(&mut self, id: String, frame: client_frame::Kind, reply: Reply) {
         self.0.insert(id, PendingChange { frame, reply });
     }
 
-    /// Each command still owed, to write again on a new socket.
+    /// Each request still owed, to write again on a new socket.
     pub(super) fn pending(&self) -> Vec<(String, client_frame::Kind)> {
         self.0
             .iter()
@@ -62,7 +66,7 @@ impl Changes {
             .collect()
     }
 
-    /// The reply to command `id` arrived: its caller gets it.
+    /// The reply to request `id` arrived: its caller gets it.
     pub(super) fn answer(&mut self, id: &str, kind: Option<Kind>) {
         if let Some(change) = self.0.remove(id) {
             change.reply.answer(kind);

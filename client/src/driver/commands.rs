@@ -6,7 +6,7 @@ use chat_proto::v1::{client_frame, Ack, Joined};
 use tokio::sync::oneshot;
 
 use super::{
-    changes::ChangeReply,
+    changes::Reply,
     conn::{retry, write_change, write_join, Conn, Disconnect, Request},
     Driver,
 };
@@ -29,12 +29,12 @@ pub(crate) enum Command {
         body: String,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     },
-    /// A member command frame, its command id set, or an `openDirect`
-    /// (`id` then only names it here).
+    /// A member command frame (its command id set), an `openDirect` or a
+    /// history read (`id` then only names it here).
     Change {
         id: String,
         frame: client_frame::Kind,
-        reply: ChangeReply,
+        reply: Reply,
     },
     Close,
 }

@@ -12,7 +12,7 @@
 //! reconnect; owned by one task they need no lock, and a reconnect sees a
 //! consistent picture of what is still owed.
 
-mod changes;
+pub(crate) mod changes;
 mod commands;
 mod conn;
 mod reconnect;
@@ -26,7 +26,6 @@ use tokio::sync::mpsc;
 
 use crate::{options::ClientOptions, Backoff, ClientError};
 
-pub(crate) use changes::ChangeReply;
 use changes::Changes;
 pub(crate) use commands::Command;
 use rooms::Rooms;

@@ -1,8 +1,8 @@
 //! What arrives over HTTP. In: TCP connections (`server`), WebSocket
 //! upgrades and ticket requests (`upgrade`, checked by `auth`), room API
-//! calls (`room_api`), server publishes (`publish`) and direct rooms
-//! (`direct`), all under the OpenAPI document `api` serves, health and
-//! metrics scrapes (`health`).
+//! calls (`room_api`), history pages (`history`), server publishes
+//! (`publish`) and direct rooms (`direct`), all under the OpenAPI document
+//! `api` serves, health and metrics scrapes (`health`).
 //! Out: an authenticated socket handed to `socket::session`, commands to
 //! `send::commands`, published messages to `send::ingest`, answers as HTTP
 //! statuses (`error::GatewayError`).
@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod direct;
 pub mod health;
+pub mod history;
 pub mod publish;
 pub mod room_api;
 pub mod server;
@@ -23,6 +24,7 @@ use crate::state::AppState;
 /// Every route of the gateway, each resource's own router merged here.
 pub fn router(state: AppState) -> Router {
     let resources = room_api::routes()
+        .merge(history::routes())
         .merge(publish::routes())
         .merge(direct::routes());
     Router::new()

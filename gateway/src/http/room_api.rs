@@ -4,7 +4,7 @@
 //! users with their JWT (the rules of `chat_protocol::access` apply, as for
 //! their WebSocket frames). Every change runs through the workers and is
 //! answered once committed. The OpenAPI document at `/v1/openapi.json` is
-//! generated from these handlers.
+//! generated from these handlers and those `router` is given (`http::history`).
 
 use axum::{
     extract::{FromRequestParts, State},

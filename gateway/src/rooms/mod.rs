@@ -4,13 +4,15 @@
 //! member changes (`announcements`), the heads seen by the `tail_probe`.
 //! Out: each message once, in seq order, to every member socket's outbox,
 //! with gaps filled and resuming sockets caught up (`replay`) from the
-//! store (`history`). `membership` answers who may join or send.
+//! store (`history`). `membership` answers who may join or send; `pages`
+//! serves history pages to members who ask for them.
 
 pub mod announcements;
 pub mod history;
 pub mod hub;
 mod members;
 pub mod membership;
+pub mod pages;
 mod reorder;
 pub mod replay;
 pub mod room;

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::{
     error::GatewayError,
+    rooms::pages::PageQuery,
     send::{
         commands,
         ingest::Submission,
@@ -62,6 +63,7 @@ impl Session {
                 change,
             } => self.command(request_id, room, command_id, change),
             Request::OpenDirect { peer } => self.open_direct(request_id, peer),
+            Request::History { room, query } => self.history(request_id, room, query).await,
         }
     }
 
@@ -178,6 +180,26 @@ impl Session {
             .access(room, &self.member.user)
             .await?
             .ok_or(GatewayError::Forbidden("not a member of this room"))
+    }
+
+    /// Answers a page of the room's history, read while the socket waits
+    /// (one page at a time per socket), for members of the room only.
+    async fn history(
+        &mut self,
+        request_id: String,
+        room: RoomId,
+        query: PageQuery,
+    ) -> Result<(), GatewayError> {
+        self.access(&room).await?;
+        let page = self
+            .state
+            .pages
+            .read(&room, query)
+            .await?
+            .ok_or(GatewayError::Forbidden("not a member of this room"))?;
+        self.reply(request_id, Kind::HistoryPage(page.into_proto()))
+            .await;
+        Ok(())
     }
 
     /// Runs a member command through the workers, as this user, and

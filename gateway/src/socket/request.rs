@@ -9,7 +9,7 @@ use chat_proto::{
 };
 use chat_protocol::{ClientMsgId, RoomId, Seq, UserId};
 
-use crate::{config::Limits, error::GatewayError, send::commands};
+use crate::{config::Limits, error::GatewayError, rooms::pages::PageQuery, send::commands};
 
 /// What a client frame asks for.
 pub enum Request {
@@ -25,6 +25,11 @@ pub enum Request {
         room: RoomId,
         client_msg_id: ClientMsgId,
         body: String,
+    },
+    /// A page of a room's history.
+    History {
+        room: RoomId,
+        query: PageQuery,
     },
     /// A member command, run through the workers as this user.
     Command {
@@ -47,6 +52,7 @@ pub enum FrameKind {
     Leave,
     Send,
     Command,
+    History,
 }
 
 impl FrameKind {
@@ -59,6 +65,7 @@ impl FrameKind {
             Self::Leave => "leave",
             Self::Send => "send",
             Self::Command => "command",
+            Self::History => "history",
         }
     }
 
@@ -113,6 +120,7 @@ impl ParsedFrame {
                 let open = UserId::parse(open.user).map(|peer| Request::OpenDirect { peer });
                 (FrameKind::Command, open.map_err(GatewayError::from))
             }
+            Some(K::History(history)) => (FrameKind::History, parse_history(history)),
         };
         Self {
             request_id,
@@ -150,6 +158,13 @@ pub fn check_body(body: &str, limits: &Limits) -> Result<(), GatewayError> {
         ));
     }
     Ok(())
+}
+
+fn parse_history(history: chat_proto::v1::History) -> Result<Request, GatewayError> {
+    let room = RoomId::parse(history.room)?;
+    let limit = history.limit.map(i64::from);
+    let query = PageQuery::parse(history.before, history.after, history.around, limit)?;
+    Ok(Request::History { room, query })
 }
 
 fn parse_command(

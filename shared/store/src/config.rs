@@ -13,6 +13,10 @@ pub struct PostgresConfig {
     pub url: Secret,
     /// Largest number of pooled connections.
     pub pool_size: NonZeroUsize,
+    /// A streaming replica of `url` that serves history pages (the
+    /// gateway's only use of it), keeping those reads off the primary.
+    /// Pages the replica has not replayed yet still come from the primary.
+    pub read_url: Option<Secret>,
 }
 
 impl Default for PostgresConfig {
@@ -20,6 +24,7 @@ impl Default for PostgresConfig {
         Self {
             url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
             pool_size: NonZeroUsize::new(16).expect("not zero"),
+            read_url: None,
         }
     }
 }
@@ -29,6 +34,15 @@ impl Validate for PostgresConfig {
         if let Err(e) = self.url.expose().parse::<tokio_postgres::Config>() {
             problems.push(format!(
                 "postgres.url is not a valid connection string: {e}"
+            ));
+        }
+        if let Some(Err(e)) = self
+            .read_url
+            .as_ref()
+            .map(|u| u.expose().parse::<tokio_postgres::Config>())
+        {
+            problems.push(format!(
+                "postgres.read_url is not a valid connection string: {e}"
             ));
         }
     }

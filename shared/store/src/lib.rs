@@ -13,7 +13,7 @@ mod persist;
 mod pool;
 mod reads;
 mod rows;
-mod sql;
+pub mod sql;
 
 pub use command::{Applied, Change, MemberChange, NewCommand, Refused};
 pub use config::PostgresConfig;

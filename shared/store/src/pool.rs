@@ -1,6 +1,7 @@
 //! The handle every read and write goes through: a pool of connections,
 //! opened on first use.
 
+use chat_config::Secret;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -17,11 +18,36 @@ pub struct Store {
 impl Store {
     /// Builds the pool; connections are opened on first use.
     pub fn new(config: &PostgresConfig) -> Result<Self, StoreError> {
-        let pg: tokio_postgres::Config = config
-            .url
+        Self::at(&config.url, config, None)
+    }
+
+    /// A pool for a gateway, whose reads walk indexes in order
+    /// (`sql::READER_OPTIONS`).
+    pub fn reader(config: &PostgresConfig) -> Result<Self, StoreError> {
+        Self::at(&config.url, config, Some(sql::READER_OPTIONS))
+    }
+
+    /// A reader pool on the streaming replica (`read_url`), if one is configured.
+    pub fn replica(config: &PostgresConfig) -> Result<Option<Self>, StoreError> {
+        config
+            .read_url
+            .as_ref()
+            .map(|url| Self::at(url, config, Some(sql::READER_OPTIONS)))
+            .transpose()
+    }
+
+    fn at(
+        url: &Secret,
+        config: &PostgresConfig,
+        options: Option<&str>,
+    ) -> Result<Self, StoreError> {
+        let mut pg: tokio_postgres::Config = url
             .expose()
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        if let Some(options) = options {
+            pg.options(options);
+        }
         let manager = Manager::from_config(
             pg,
             NoTls,

@@ -93,6 +93,21 @@ impl Store {
         Ok(rows.iter().map(message_from_row).collect())
     }
 
+    /// A history page: at most `limit` messages from seq `from` on, in seq order.
+    pub async fn history_page(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::HISTORY_PAGE).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&room.as_str(), &(from.get() as i64), &(limit as i64)];
+        let rows = client.query(&stmt, &params).await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
     /// The message `sender` stored in `room` under `client_msg_id`, if any.
     pub async fn find_sent(
         &self,

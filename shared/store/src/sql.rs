@@ -53,6 +53,19 @@ pub const MESSAGES_BETWEEN: &str = concat!(
     " FROM messages WHERE room_id = $1 AND seq > $2 AND seq <= $3 \
     ORDER BY seq LIMIT $4"
 );
+/// Session settings of the gateways' connections (`Store::reader`): their
+/// statements are key lookups and ordered walks of a primary key, which a
+/// bitmap scan would turn into a fetch plus a sort whenever the planner
+/// expects few rows (a page near a room's head).
+pub const READER_OPTIONS: &str = "-c enable_bitmapscan=off";
+/// A history page: the `$3` messages from seq `$2` on. Open-ended, so that
+/// the planner walks the primary key in order and stops at the limit
+/// rather than collecting a bounded range and sorting it.
+pub const HISTORY_PAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE room_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+);
 pub const FIND_SENT: &str = concat!(
     "SELECT ",
     message_columns!(),

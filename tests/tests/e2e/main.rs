@@ -10,6 +10,7 @@ mod direct;
 mod dlq;
 mod drain;
 mod faults;
+mod history;
 mod lanes;
 mod lifecycle;
 mod limits;

@@ -144,6 +144,7 @@ async fn the_room_api_keeps_to_its_openapi_document() {
         [
             "DELETE /v1/rooms/{room}/members/{user}",
             "GET /v1/rooms/{room}/members",
+            "GET /v1/rooms/{room}/messages",
             "POST /v1/direct/{user}",
             "POST /v1/rooms",
             "POST /v1/rooms/{room}/messages",
