@@ -1,7 +1,7 @@
 //! The gateway's errors, mapped once to protocol codes and HTTP responses.
 
 use axum::{
-    extract::rejection::{JsonRejection, PathRejection},
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
@@ -116,6 +116,12 @@ impl From<JsonRejection> for GatewayError {
 
 impl From<PathRejection> for GatewayError {
     fn from(e: PathRejection) -> Self {
+        Self::InvalidArgument(e.body_text())
+    }
+}
+
+impl From<QueryRejection> for GatewayError {
+    fn from(e: QueryRejection) -> Self {
         Self::InvalidArgument(e.body_text())
     }
 }

@@ -9,8 +9,7 @@
 use axum::{
     extract::{FromRequest, FromRequestParts, State},
     http::{request::Parts, StatusCode},
-    routing::get,
-    Json, Router,
+    Json,
 };
 
 use chat_proto::internal::{command::Change, CommandReply};
@@ -27,18 +26,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::GatewayError, http::auth::bearer, send::commands, state::AppState};
 
-pub fn router() -> Router<AppState> {
-    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The room API's operations, under the OpenAPI document's header
+/// (`http::router` adds the lookups' and serves the document).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_room))
         .routes(routes!(list_members))
         .routes(routes!(add_member, remove_member))
         .routes(routes!(set_access))
-        .split_for_parts();
-    let document = serde_json::to_value(&api).expect("the OpenAPI document serializes");
-    router.route(
-        "/v1/openapi.json",
-        get(move || std::future::ready(Json(document.clone()))),
-    )
 }
 
 #[derive(OpenApi)]
@@ -46,7 +41,7 @@ pub fn router() -> Router<AppState> {
     info(
         title = "chat room API",
         version = "1",
-        description = "Rooms, members, roles and permissions. Changes are answered once committed; the rules of who may change whom are in docs/protocol.md."
+        description = "Rooms, members, roles and permissions; a user's rooms and search. Changes are answered once committed; the rules of who may change whom are in docs/protocol.md."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -68,7 +63,7 @@ impl utoipa::Modify for BearerAuth {
 /// The request's actor, authenticated: the trusted backend (service token)
 /// or a user (JWT). Refused (401) before the path or body is even parsed:
 /// handlers take it as their first argument.
-struct Authenticated(Actor);
+pub(super) struct Authenticated(pub(super) Actor);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = GatewayError;
@@ -109,7 +104,7 @@ struct Body<T>(T);
 /// Path parameters, refused the same way.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(GatewayError))]
-struct Params<T>(T);
+pub(super) struct Params<T>(pub(super) T);
 
 /// The command id of a request: its `Idempotency-Key` (so a retried
 /// request is applied once), or a fresh one.
@@ -134,7 +129,7 @@ fn bad_key() -> GatewayError {
 
 /// An error answer: a stable code (docs/protocol.md) and a message for people.
 #[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     /// e.g. `invalid_argument`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `timeout`.
     code: String,
     message: String,

@@ -1,6 +1,6 @@
 //! What each request does with the session's state: joins and leaves go
 //! to the rooms' hub, sends to the socket's publisher, member commands to
-//! the workers, each after the checks that need the session (its budget,
+//! the workers, lookups (rooms, search) to `lookup`, each after the checks that need the session (its budget,
 //! its in-flight sends, its rooms and the membership cache).
 
 use std::sync::Arc;
@@ -61,6 +61,17 @@ impl Session {
                 command_id,
                 change,
             } => self.command(request_id, room, command_id, change),
+            // Awaited here: a socket has one lookup running at a time.
+            Request::ListRooms(list) => {
+                let page = list.run(&self.state.store, &self.member.user).await?;
+                self.reply(request_id, Kind::RoomList(page)).await;
+                Ok(())
+            }
+            Request::Search(search) => {
+                let page = search.run(&self.state.store, &self.member.user).await?;
+                self.reply(request_id, Kind::SearchResults(page)).await;
+                Ok(())
+            }
         }
     }
 

@@ -9,7 +9,12 @@ use chat_proto::{
 };
 use chat_protocol::{ClientMsgId, RoomId, Seq};
 
-use crate::{config::Limits, error::GatewayError, send::commands};
+use crate::{
+    config::Limits,
+    error::GatewayError,
+    lookup::{my_rooms::ListRooms, search::Search},
+    send::commands,
+};
 
 /// What a client frame asks for.
 pub enum Request {
@@ -32,6 +37,10 @@ pub enum Request {
         command_id: String,
         change: Change,
     },
+    /// A page of the user's rooms.
+    ListRooms(ListRooms),
+    /// A page of search hits in the user's rooms.
+    Search(Search),
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -43,6 +52,8 @@ pub enum FrameKind {
     Leave,
     Send,
     Command,
+    ListRooms,
+    Search,
 }
 
 impl FrameKind {
@@ -55,6 +66,8 @@ impl FrameKind {
             Self::Leave => "leave",
             Self::Send => "send",
             Self::Command => "command",
+            Self::ListRooms => "list_rooms",
+            Self::Search => "search",
         }
     }
 
@@ -83,6 +96,8 @@ impl ParsedFrame {
             Some(K::Leave(_)) => FrameKind::Leave,
             Some(K::Send(_)) => FrameKind::Send,
             Some(K::AddMember(_) | K::RemoveMember(_) | K::SetAccess(_)) => FrameKind::Command,
+            Some(K::ListRooms(_)) => FrameKind::ListRooms,
+            Some(K::Search(_)) => FrameKind::Search,
         };
         let request = match frame.kind {
             None => Err(GatewayError::Unsupported),
@@ -108,6 +123,13 @@ impl ParsedFrame {
             Some(K::SetAccess(set)) => {
                 let change = commands::set_access(set.user, &set.role, &set.grant, &set.revoke);
                 parse_command(set.room, &set.command_id, change)
+            }
+            Some(K::ListRooms(list)) => {
+                ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms)
+            }
+            Some(K::Search(search)) => {
+                Search::parse(search.query, &search.room, &search.cursor, search.limit)
+                    .map(Request::Search)
             }
         };
         Self {

@@ -244,7 +244,10 @@ mod tests {
         assert!(is_dead_command(&dead_command("lobby")));
         assert!(!is_dead_command(&dead_letter("lobby")));
         assert!(!is_dead_command(&dead_letter("cmdroom")));
-        assert!(is_dead_command("chat.dead.ctl.lobby"), "dead before the rename");
+        assert!(
+            is_dead_command("chat.dead.ctl.lobby"),
+            "dead before the rename"
+        );
         assert!(is_inbox("_INBOX.abc.def"));
         assert!(!is_inbox("_INBOX."));
         assert!(!is_inbox("chat.room.lobby"));
