@@ -9,7 +9,8 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, Ack, AddMember, Applied, Joined, Message, RemoveMember, SetAccess,
+    client_frame, server_frame, Ack, AddMember, Applied, Joined, ListRooms, Message,
+    RemoveMember, RoomList, Search, SearchResults, SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -184,6 +185,54 @@ impl Client {
         answer.await.unwrap_or(Err(ClientError::Closed))
     }
 
+    /// A page of the rooms this user belongs to, newest activity first:
+    /// `cursor` is the `next_cursor` of the page before (`None`: the
+    /// first), `limit` 1..=200 (`None`: 50).
+    pub async fn rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<RoomList, ClientError> {
+        let frame = client_frame::Kind::ListRooms(ListRooms {
+            cursor: cursor.unwrap_or_default().into(),
+            limit,
+        });
+        match self.read(frame).await? {
+            server_frame::Kind::RoomList(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A page of the chat messages matching `query` in this user's rooms
+    /// (in `room` alone when given), best match first, then newest;
+    /// `cursor` and `limit` as for [`Client::rooms`].
+    pub async fn search(
+        &self,
+        query: &str,
+        room: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<SearchResults, ClientError> {
+        let frame = client_frame::Kind::Search(Search {
+            query: query.into(),
+            room: room.unwrap_or_default().into(),
+            cursor: cursor.unwrap_or_default().into(),
+            limit,
+        });
+        match self.read(frame).await? {
+            server_frame::Kind::SearchResults(results) => Ok(results),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a lookup and waits for its answer; written again after a
+    /// reconnect until answered.
+    async fn read(&self, frame: client_frame::Kind) -> Result<server_frame::Kind, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Read { frame, reply })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
     /// Closes the connection; requests still waiting get `Closed`.
     pub fn close(&self) {
         let _ = self.command(Command::Close);
@@ -191,5 +240,13 @@ impl Client {
 
     fn command(&self, command: Command) -> Result<(), ClientError> {
         self.commands.send(command).map_err(|_| ClientError::Closed)
+    }
+}
+
+/// A reply of the wrong kind: a server bug, reported rather than panicked on.
+fn unexpected(kind: server_frame::Kind) -> ClientError {
+    ClientError::Server {
+        code: "protocol".into(),
+        message: format!("unexpected reply to a lookup: {kind:?}"),
     }
 }

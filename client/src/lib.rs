@@ -49,6 +49,6 @@ pub use error::ClientError;
 pub use options::ClientOptions;
 pub use room_api::{RoomApi, RoomApiError};
 
-pub use chat_proto::v1::{Ack, Joined, Message};
+pub use chat_proto::v1::{Ack, Joined, Message, RoomList, RoomSummary, SearchHit, SearchResults};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

@@ -2,11 +2,11 @@
 //! recorded as owed (so a reconnect still honours it) and, when a socket is
 //! open, written at once.
 
-use chat_proto::v1::{client_frame, Ack, Applied, Joined};
+use chat_proto::v1::{client_frame, server_frame, Ack, Applied, Joined};
 use tokio::sync::oneshot;
 
 use super::{
-    conn::{retry, write_change, write_join, Conn, Disconnect, Request},
+    conn::{retry, write_change, write_join, write_read, Conn, Disconnect, Request},
     Driver,
 };
 use crate::ClientError;
@@ -33,6 +33,11 @@ pub(crate) enum Command {
         id: String,
         frame: client_frame::Kind,
         reply: oneshot::Sender<Result<Applied, ClientError>>,
+    },
+    /// A lookup frame (list rooms, search), answered with the reply's kind.
+    Read {
+        frame: client_frame::Kind,
+        reply: oneshot::Sender<Result<server_frame::Kind, ClientError>>,
     },
     Close,
 }
@@ -77,6 +82,12 @@ impl Driver {
                     write_change(conn, id.clone(), frame.clone()).await?;
                 }
                 self.changes.insert(id, frame, reply);
+            }
+            Command::Read { frame, reply } => {
+                let id = self.reads.insert(frame.clone(), reply);
+                if let Some(conn) = conn {
+                    write_read(conn, id, frame).await?;
+                }
             }
             // Callers end the connection themselves before getting here.
             Command::Close => {}

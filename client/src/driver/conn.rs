@@ -21,6 +21,8 @@ pub(super) enum Request {
     Ping,
     /// A member command, by command id.
     Change(String),
+    /// A lookup, by the driver's number for it.
+    Read(u64),
 }
 
 /// One open socket and what is outstanding on it.
@@ -62,6 +64,16 @@ pub(super) async fn write_change(
 ) -> Result<(), Disconnect> {
     let request = conn.writer.request(frame).await.map_err(retry)?;
     conn.requests.insert(request, Request::Change(id));
+    Ok(())
+}
+
+pub(super) async fn write_read(
+    conn: &mut Conn,
+    id: u64,
+    frame: client_frame::Kind,
+) -> Result<(), Disconnect> {
+    let request = conn.writer.request(frame).await.map_err(retry)?;
+    conn.requests.insert(request, Request::Read(id));
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The task behind a [`crate::Client`]: owns the socket, reconnects, rejoins
 //! rooms with `sinceSeq`, and resends unacknowledged sends in the order they
-//! were first submitted (and member commands until answered, with their
+//! were first submitted (and member commands and lookups until answered, with their
 //! command id, so each is applied once).
 //!
 //! In: [`Command`]s from the client handles, and frames from the current
@@ -15,6 +15,7 @@
 mod changes;
 mod commands;
 mod conn;
+mod reads;
 mod reconnect;
 mod rooms;
 mod sends;
@@ -27,6 +28,7 @@ use tokio::sync::mpsc;
 use crate::{options::ClientOptions, Backoff, ClientError};
 
 use changes::Changes;
+use reads::Reads;
 pub(crate) use commands::Command;
 use rooms::Rooms;
 use sends::Sends;
@@ -41,6 +43,8 @@ pub(crate) struct Driver {
     sends: Sends,
     /// Member commands not answered yet.
     changes: Changes,
+    /// Lookups not answered yet.
+    reads: Reads,
     /// Reconnect delays; reset after a connection that lasted.
     backoff: Backoff,
     /// Index into `options.urls` of the gateway to try next.
@@ -61,6 +65,7 @@ impl Driver {
             messages: Some(messages),
             rooms: Rooms::default(),
             changes: Changes::default(),
+            reads: Reads::default(),
             next_url: 0,
         }
     }
@@ -73,6 +78,7 @@ impl Driver {
         self.rooms.stop(&reason);
         self.sends.stop(&reason);
         self.changes.stop(&reason);
+        self.reads.stop(&reason);
         let stopped = || ClientError::Stopped(reason.clone());
         while let Some(command) = self.commands.recv().await {
             match command {
@@ -80,6 +86,7 @@ impl Driver {
                 Command::Leave { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Send { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Change { reply, .. } => drop(reply.send(Err(stopped()))),
+                Command::Read { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Close => return,
             }
         }

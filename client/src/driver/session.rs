@@ -1,5 +1,5 @@
 //! One socket's life: resume what is owed (rejoin rooms from their last
-//! seq, write unanswered member commands again), then write sends as the
+//! seq, write unanswered member commands and lookups again), then write sends as the
 //! window allows, take the application's requests, and dispatch each frame
 //! to what was waiting for it, until the socket fails or the client closes.
 
@@ -8,7 +8,7 @@ use chat_protocol::ErrorCode;
 use tokio::time::{sleep_until, Instant};
 
 use super::{
-    conn::{retry, write_change, write_join, Conn, Disconnect, Request},
+    conn::{retry, write_change, write_join, write_read, Conn, Disconnect, Request},
     server_errors::is_transient,
     Command, Driver,
 };
@@ -55,13 +55,16 @@ impl Driver {
     }
 
     /// Writes on a new socket what the last one left owed: a join per
-    /// followed room and every unanswered member command.
+    /// followed room, every unanswered member command and lookup.
     async fn resume(&mut self, conn: &mut Conn) -> Result<(), Disconnect> {
         for (room, since) in self.rooms.resume_points() {
             write_join(conn, &room, since).await?;
         }
         for (id, frame) in self.changes.pending() {
             write_change(conn, id, frame).await?;
+        }
+        for (id, frame) in self.reads.pending() {
+            write_read(conn, id, frame).await?;
         }
         Ok(())
     }
@@ -134,6 +137,7 @@ impl Driver {
                 kind,
             ) => self.sends.on_reply(conn, &room, &client_msg_id, kind),
             (Request::Change(id), kind) => self.changes.answer(&id, kind),
+            (Request::Read(id), kind) => self.reads.answer(id, kind),
             // A reply of the wrong kind: a server bug, not worth a panic.
             (Request::Join(_), _) => {}
         }

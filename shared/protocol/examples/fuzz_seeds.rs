@@ -8,7 +8,7 @@ use std::{fs, path::Path};
 
 use chat_proto::{
     internal::{Envelope, EnvelopeBatch},
-    v1::{client_frame::Kind, ClientFrame, Join, Leave, Ping, Send},
+    v1::{client_frame::Kind, ClientFrame, Join, Leave, ListRooms, Ping, Search, Send},
 };
 use chat_protocol::codec::{Encoding, Payload};
 use prost::Message as _;
@@ -61,6 +61,28 @@ fn frames() -> Vec<(&'static str, ClientFrame)> {
         ),
         ("ping", frame("5", Some(Kind::Ping(Ping {})))),
         ("no_kind", frame("6", None)),
+        (
+            "list_rooms",
+            frame(
+                "7",
+                Some(Kind::ListRooms(ListRooms {
+                    cursor: "726f6f6d7331".into(),
+                    limit: Some(50),
+                })),
+            ),
+        ),
+        (
+            "search",
+            frame(
+                "8",
+                Some(Kind::Search(Search {
+                    query: "\"deploy now\" or ship -late".into(),
+                    room: "lobby".into(),
+                    cursor: String::new(),
+                    limit: Some(20),
+                })),
+            ),
+        ),
     ]
 }
 
