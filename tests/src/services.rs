@@ -280,12 +280,9 @@ impl Postgres {
     /// session, open ones included, to count what a request runs.
     pub async fn log_statements(&self, setting: &str) {
         let admin = self.admin().await;
-        admin
-            .batch_execute(&format!(
-                "ALTER SYSTEM SET log_statement = '{setting}'; SELECT pg_reload_conf()"
-            ))
-            .await
-            .unwrap();
+        let set = format!("ALTER SYSTEM SET log_statement = '{setting}'");
+        admin.batch_execute(&set).await.unwrap();
+        admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     }
 
     /// A connection to the `postgres` database, once the server accepts one.
