@@ -9,8 +9,8 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, server_frame, Ack, AddMember, Applied, Joined, ListRooms, Message,
-    RemoveMember, RoomList, Search, SearchResults, SetAccess,
+    client_frame, server_frame, Ack, AddMember, Applied, Joined, ListRooms, Message, RemoveMember,
+    RoomList, Search, SearchResults, SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 

@@ -124,7 +124,9 @@ async fn look_up(client: &Client, lookup: Lookup) -> anyhow::Result<()> {
         }
         Lookup::Search { query, room, page } => {
             let (cursor, limit) = (page.cursor.as_deref(), page.limit);
-            let found = client.search(&query, room.as_deref(), cursor, limit).await?;
+            let found = client
+                .search(&query, room.as_deref(), cursor, limit)
+                .await?;
             for hit in found.hits {
                 let message = hit.message.as_ref().map(line).unwrap_or_default();
                 println!("{:.3}\t{message}", hit.rank);

@@ -282,7 +282,10 @@ impl Postgres {
         let admin = self.admin().await;
         let set = format!("ALTER SYSTEM SET log_statement = '{setting}'");
         admin.batch_execute(&set).await.unwrap();
-        admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .unwrap();
     }
 
     /// A connection to the `postgres` database, once the server accepts one.

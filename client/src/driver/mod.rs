@@ -28,8 +28,8 @@ use tokio::sync::mpsc;
 use crate::{options::ClientOptions, Backoff, ClientError};
 
 use changes::Changes;
-use reads::Reads;
 pub(crate) use commands::Command;
+use reads::Reads;
 use rooms::Rooms;
 use sends::Sends;
 

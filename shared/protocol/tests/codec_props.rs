@@ -6,8 +6,8 @@ use bytes::Bytes;
 use chat_proto::{
     internal::Envelope,
     v1::{
-        client_frame, server_frame, Ack, ClientFrame, Error, Join, Joined, Leave, Left,
-        ListRooms, MemberAccess, Message, Ping, Pong, Search, Send, ServerFrame,
+        client_frame, server_frame, Ack, ClientFrame, Error, Join, Joined, Leave, Left, ListRooms,
+        MemberAccess, Message, Ping, Pong, Search, Send, ServerFrame,
     },
 };
 use chat_protocol::{

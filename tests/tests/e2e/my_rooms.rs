@@ -6,16 +6,18 @@
 use std::time::Duration;
 
 use chat_client::{Client, ClientEncoding, ClientOptions};
-use chat_proto::v1::{
-    client_frame, server_frame::Kind, Error as ErrorFrame, ListRooms, RoomList,
-};
+use chat_proto::v1::{client_frame, server_frame::Kind, Error as ErrorFrame, ListRooms, RoomList};
 use chat_protocol::codec::Encoding;
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Session};
-use tokio::time::Instant;
 use serde_json::Value;
+use tokio::time::Instant;
 
 /// A page of `session`'s rooms, or the error it got.
-async fn list(session: &mut Session, cursor: &str, limit: Option<u32>) -> Result<RoomList, ErrorFrame> {
+async fn list(
+    session: &mut Session,
+    cursor: &str,
+    limit: Option<u32>,
+) -> Result<RoomList, ErrorFrame> {
     let request = client_frame::Kind::ListRooms(ListRooms {
         cursor: cursor.into(),
         limit,
@@ -75,7 +77,10 @@ async fn my_rooms_come_newest_activity_first_with_last_entry_head_and_access() {
     ] {
         cluster.create_room(room, members).await;
     }
-    let mut bob = cluster.gateway(1).connect_with("bob", Encoding::Proto).await;
+    let mut bob = cluster
+        .gateway(1)
+        .connect_with("bob", Encoding::Proto)
+        .await;
     bob.send_and_wait("busy", "b1", "hello ann").await.unwrap();
     let added = reqwest::Client::new()
         .put(cluster.gateway(0).url("/v1/rooms/quiet/members/carl"))
@@ -86,25 +91,54 @@ async fn my_rooms_come_newest_activity_first_with_last_entry_head_and_access() {
     assert_eq!(added.status().as_u16(), 204);
 
     let mut ann_json = cluster.gateway(0).connect("ann").await;
-    let mut ann_proto = cluster.gateway(1).connect_with("ann", Encoding::Proto).await;
+    let mut ann_proto = cluster
+        .gateway(1)
+        .connect_with("ann", Encoding::Proto)
+        .await;
     let page = list(&mut ann_json, "", None).await.unwrap();
     let names: Vec<&str> = page.rooms.iter().map(|r| r.room.as_str()).collect();
     assert_eq!(names, ["quiet", "busy", "fresh", "empty"]);
     assert!(page.next_cursor.is_empty(), "one page holds them all");
     let quiet = page.rooms[0].last_message.as_ref().unwrap();
-    assert_eq!((quiet.kind.as_str(), quiet.member.as_str(), quiet.seq), ("member_joined", "carl", 1));
+    assert_eq!(
+        (quiet.kind.as_str(), quiet.member.as_str(), quiet.seq),
+        ("member_joined", "carl", 1)
+    );
     let busy = &page.rooms[1];
     let last = busy.last_message.as_ref().expect("busy has a last message");
-    assert_eq!((last.sender.as_str(), last.body.as_str()), ("bob", "hello ann"));
-    assert_eq!((busy.head_seq, last.seq), (1, 1), "a room's creation is no entry");
+    assert_eq!(
+        (last.sender.as_str(), last.body.as_str()),
+        ("bob", "hello ann")
+    );
+    assert_eq!(
+        (busy.head_seq, last.seq),
+        (1, 1),
+        "a room's creation is no entry"
+    );
     let access = busy.access.as_ref().unwrap();
-    assert_eq!((access.role.as_str(), &access.permissions[..]), ("member", &["can_send_messages".to_string()][..]));
+    assert_eq!(
+        (access.role.as_str(), &access.permissions[..]),
+        ("member", &["can_send_messages".to_string()][..])
+    );
     for room in &page.rooms[2..] {
-        assert!(room.last_message.is_none(), "a room without entries has none");
+        assert!(
+            room.last_message.is_none(),
+            "a room without entries has none"
+        );
         assert_eq!(room.head_seq, 0);
     }
-    assert_eq!(list(&mut ann_proto, "", None).await.unwrap(), page, "both encodings, both gateways");
-    let bobs: Vec<String> = list(&mut bob, "", None).await.unwrap().rooms.into_iter().map(|r| r.room).collect();
+    assert_eq!(
+        list(&mut ann_proto, "", None).await.unwrap(),
+        page,
+        "both encodings, both gateways"
+    );
+    let bobs: Vec<String> = list(&mut bob, "", None)
+        .await
+        .unwrap()
+        .rooms
+        .into_iter()
+        .map(|r| r.room)
+        .collect();
     assert_eq!(bobs, ["busy", "other"]);
 
     let (status, body) = get(&cluster, 1, &cluster.token("ann"), "/v1/me/rooms?limit=2").await;
@@ -113,8 +147,17 @@ async fn my_rooms_come_newest_activity_first_with_last_entry_head_and_access() {
     assert_eq!(body["rooms"][1]["room"], "busy");
     assert_eq!(body["rooms"][1]["headSeq"], "1");
     assert_eq!(body["rooms"][1]["lastMessage"]["body"], "hello ann");
-    let cursor = body["nextCursor"].as_str().expect("a second page").to_owned();
-    let (_, rest) = get(&cluster, 0, &cluster.token("ann"), &format!("/v1/me/rooms?cursor={cursor}")).await;
+    let cursor = body["nextCursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let (_, rest) = get(
+        &cluster,
+        0,
+        &cluster.token("ann"),
+        &format!("/v1/me/rooms?cursor={cursor}"),
+    )
+    .await;
     assert_eq!(rest["rooms"][0]["room"], "fresh");
     assert_eq!(rest["rooms"][1]["room"], "empty");
     assert!(rest.get("nextCursor").is_none(), "{rest}");
@@ -123,8 +166,16 @@ async fn my_rooms_come_newest_activity_first_with_last_entry_head_and_access() {
     let options = ClientOptions::new(urls, cluster.token("ann"), ClientEncoding::Proto);
     let (client, _messages) = Client::connect(options);
     let first = client.rooms(None, Some(3)).await.unwrap();
-    let second = client.rooms(Some(&first.next_cursor), Some(3)).await.unwrap();
-    let names: Vec<String> = first.rooms.iter().chain(&second.rooms).map(|r| r.room.clone()).collect();
+    let second = client
+        .rooms(Some(&first.next_cursor), Some(3))
+        .await
+        .unwrap();
+    let names: Vec<String> = first
+        .rooms
+        .iter()
+        .chain(&second.rooms)
+        .map(|r| r.room.clone())
+        .collect();
     assert_eq!(names, ["quiet", "busy", "fresh", "empty"]);
     assert!(second.next_cursor.is_empty());
     client.close();
@@ -186,10 +237,19 @@ async fn five_hundred_rooms_walk_one_statement_a_page_and_new_activity_moves_not
     assert_eq!(rooms, expected(500));
     assert_eq!(pages, 10);
     let log = cluster.postgres.log()[from..].to_owned();
-    let statements: Vec<&str> = log.lines().filter(|l| l.contains("LOG:  execute")).collect();
-    assert_eq!(statements.iter().filter(|l| l.contains(MARK)).count(), pages, "{log}");
+    let statements: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("LOG:  execute"))
+        .collect();
+    assert_eq!(
+        statements.iter().filter(|l| l.contains(MARK)).count(),
+        pages,
+        "{log}"
+    );
     assert!(
-        statements.iter().all(|l| l.contains(MARK) || !l.contains("members")),
+        statements
+            .iter()
+            .all(|l| l.contains(MARK) || !l.contains("members")),
         "no other statement read the rooms: {statements:#?}"
     );
     cluster.postgres.log_statements("none").await;
@@ -216,7 +276,11 @@ async fn five_hundred_rooms_walk_one_statement_a_page_and_new_activity_moves_not
     assert_eq!(seen, expected(500), "each room once, in the walk's order");
     let fresh = list(&mut ann, "", Some(3)).await.unwrap();
     let top: Vec<&str> = fresh.rooms.iter().map(|r| r.room.as_str()).collect();
-    assert_eq!(top, ["r010", "r400", "r001"], "a new walk shows them on top");
+    assert_eq!(
+        top,
+        ["r010", "r400", "r001"],
+        "a new walk shows them on top"
+    );
 }
 
 /// Malformed cursors and limits 0 and 201 are `invalid_argument` on both
@@ -234,7 +298,10 @@ async fn bad_cursors_and_limits_are_invalid_arguments() {
     assert!(!rooms_cursor.is_empty());
     for (gateway, encoding) in [(0, Encoding::Json), (1, Encoding::Proto)] {
         let mut ann = cluster.gateway(gateway).connect_with("ann", encoding).await;
-        let forged: String = "rooms1\nx\ny\nlobby".bytes().map(|b| format!("{b:02x}")).collect();
+        let forged: String = "rooms1\nx\ny\nlobby"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let bad = [
             ("zz-not-hex", None),
             ("6e6f", None),
@@ -245,16 +312,26 @@ async fn bad_cursors_and_limits_are_invalid_arguments() {
         ];
         for (cursor, limit) in bad {
             let e = list(&mut ann, cursor, limit).await.unwrap_err();
-            assert_eq!(e.code, "invalid_argument", "{cursor:?} {limit:?}: {}", e.message);
+            assert_eq!(
+                e.code, "invalid_argument",
+                "{cursor:?} {limit:?}: {}",
+                e.message
+            );
         }
         let page = list(&mut ann, "", Some(200)).await.unwrap();
         assert_eq!(page.rooms.len(), 2, "the socket carries on");
-        ann.send_and_wait("lobby", &format!("after-{gateway}"), "still here").await.unwrap();
+        ann.send_and_wait("lobby", &format!("after-{gateway}"), "still here")
+            .await
+            .unwrap();
     }
     let token = cluster.token("ann");
     for query in ["cursor=zz", "limit=0", "limit=201", "limit=x"] {
         let (status, body) = get(&cluster, 1, &token, &format!("/v1/me/rooms?{query}")).await;
-        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_argument")), "{query}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{query}"
+        );
     }
     let (status, _) = get(&cluster, 0, ADMIN_TOKEN, "/v1/me/rooms").await;
     assert_eq!(status, 403);

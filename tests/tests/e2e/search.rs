@@ -5,7 +5,9 @@
 //! forbidden.
 
 use chat_client::{Client, ClientEncoding, ClientOptions};
-use chat_proto::v1::{client_frame, server_frame::Kind, Error as ErrorFrame, Search, SearchResults};
+use chat_proto::v1::{
+    client_frame, server_frame::Kind, Error as ErrorFrame, Search, SearchResults,
+};
 use chat_protocol::codec::Encoding;
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Session};
 use serde_json::Value;
@@ -64,60 +66,112 @@ async fn search_finds_chat_messages_of_my_rooms_best_first_then_newest() {
         .send()
         .await
         .unwrap();
-    assert_eq!(added.status().as_u16(), 204, "an event whose member is `deploy`");
+    assert_eq!(
+        added.status().as_u16(),
+        204,
+        "an event whose member is `deploy`"
+    );
     cluster.create_room("ops", &["ann"]).await;
     cluster.create_room("secret", &["carol"]).await;
-    let mut bob = cluster.gateway(1).connect_with("bob", Encoding::Proto).await;
+    let mut bob = cluster
+        .gateway(1)
+        .connect_with("bob", Encoding::Proto)
+        .await;
     let mut ann = cluster.gateway(0).connect("ann").await;
     let mut carol = cluster.gateway(0).connect("carol").await;
-    bob.send_and_wait("team", "t1", "the deploy is running late").await.unwrap();
-    bob.send_and_wait("team", "t2", "deploy deploy deploy now").await.unwrap();
-    carol.send_and_wait("secret", "s1", "deploy the secret plan").await.unwrap();
-    ann.send_and_wait("ops", "o1", "deploy finished").await.unwrap();
+    bob.send_and_wait("team", "t1", "the deploy is running late")
+        .await
+        .unwrap();
+    bob.send_and_wait("team", "t2", "deploy deploy deploy now")
+        .await
+        .unwrap();
+    carol
+        .send_and_wait("secret", "s1", "deploy the secret plan")
+        .await
+        .unwrap();
+    ann.send_and_wait("ops", "o1", "deploy finished")
+        .await
+        .unwrap();
 
     let found = search(&mut ann, "deploy", "", "", None).await.unwrap();
     assert_eq!(
         bodies(&found),
-        ["deploy deploy deploy now", "deploy finished", "the deploy is running late"],
+        [
+            "deploy deploy deploy now",
+            "deploy finished",
+            "the deploy is running late"
+        ],
         "best first, then newest; never carol's room, never the member named deploy"
     );
     assert!(found.hits[0].rank > found.hits[1].rank);
     assert_eq!(found.hits[1].rank, found.hits[2].rank);
     assert!(found.next_cursor.is_empty());
     let hit = found.hits[0].message.as_ref().unwrap();
-    assert_eq!((hit.room.as_str(), hit.sender.as_str(), hit.seq), ("team", "bob", 3));
+    assert_eq!(
+        (hit.room.as_str(), hit.sender.as_str(), hit.seq),
+        ("team", "bob", 3)
+    );
 
     let bobs = search(&mut bob, "deploy", "", "", None).await.unwrap();
-    assert_eq!(bodies(&bobs), ["deploy deploy deploy now", "the deploy is running late"]);
+    assert_eq!(
+        bodies(&bobs),
+        ["deploy deploy deploy now", "the deploy is running late"]
+    );
     let stemmed = search(&mut bob, "runs", "team", "", None).await.unwrap();
     assert_eq!(bodies(&stemmed), ["the deploy is running late"]);
-    let phrase = search(&mut ann, "\"deploy finished\" -late", "", "", None).await.unwrap();
+    let phrase = search(&mut ann, "\"deploy finished\" -late", "", "", None)
+        .await
+        .unwrap();
     assert_eq!(bodies(&phrase), ["deploy finished"]);
     let ops = search(&mut ann, "deploy", "ops", "", None).await.unwrap();
     assert_eq!(bodies(&ops), ["deploy finished"]);
-    let e = search(&mut bob, "deploy", "ops", "", None).await.unwrap_err();
+    let e = search(&mut bob, "deploy", "ops", "", None)
+        .await
+        .unwrap_err();
     assert_eq!(e.code, "forbidden");
-    let none = search(&mut ann, "nothing-like-it", "", "", None).await.unwrap();
+    let none = search(&mut ann, "nothing-like-it", "", "", None)
+        .await
+        .unwrap();
     assert!(none.hits.is_empty());
 
     let token = cluster.token("ann");
     let (status, body) = get(&cluster, &token, "/v1/search?q=deploy&limit=2").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["hits"][0]["message"]["body"], "deploy deploy deploy now");
+    assert_eq!(
+        body["hits"][0]["message"]["body"],
+        "deploy deploy deploy now"
+    );
     assert_eq!(body["hits"][0]["message"]["seq"], "3");
     assert!(body["hits"][0]["rank"].as_f64().unwrap() > 0.0);
     let cursor = body["nextCursor"].as_str().expect("a second page");
-    let (_, rest) = get(&cluster, &token, &format!("/v1/search?q=deploy&cursor={cursor}")).await;
-    assert_eq!(rest["hits"][0]["message"]["body"], "the deploy is running late");
+    let (_, rest) = get(
+        &cluster,
+        &token,
+        &format!("/v1/search?q=deploy&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(
+        rest["hits"][0]["message"]["body"],
+        "the deploy is running late"
+    );
     let (status, body) = get(&cluster, &token, "/v1/rooms/ops/search?q=finished").await;
-    assert_eq!((status, body["hits"][0]["message"]["body"].as_str()), (200, Some("deploy finished")));
+    assert_eq!(
+        (status, body["hits"][0]["message"]["body"].as_str()),
+        (200, Some("deploy finished"))
+    );
     let (status, body) = get(&cluster, &token, "/v1/rooms/secret/search?q=deploy").await;
     assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
 
     let urls = [cluster.gateway(1).ws_url(), cluster.gateway(0).ws_url()];
-    let (client, _messages) =
-        Client::connect(ClientOptions::new(urls, cluster.token("bob"), ClientEncoding::Json));
-    let found = client.search("late", Some("team"), None, None).await.unwrap();
+    let (client, _messages) = Client::connect(ClientOptions::new(
+        urls,
+        cluster.token("bob"),
+        ClientEncoding::Json,
+    ));
+    let found = client
+        .search("late", Some("team"), None, None)
+        .await
+        .unwrap();
     assert_eq!(bodies(&found), ["the deploy is running late"]);
     client.close();
 }
@@ -134,14 +188,18 @@ async fn search_pages_through_every_hit_once() {
             .await
             .unwrap();
         if i % 10 == 0 {
-            ann.send_and_wait("team", &format!("h{i}"), "haystack").await.unwrap();
+            ann.send_and_wait("team", &format!("h{i}"), "haystack")
+                .await
+                .unwrap();
         }
     }
     for (gateway, encoding) in [(0, Encoding::Json), (1, Encoding::Proto)] {
         let mut bob = cluster.gateway(gateway).connect_with("bob", encoding).await;
         let (mut seqs, mut sizes, mut cursor) = (Vec::new(), Vec::new(), String::new());
         loop {
-            let page = search(&mut bob, "needle", "team", &cursor, Some(50)).await.unwrap();
+            let page = search(&mut bob, "needle", "team", &cursor, Some(50))
+                .await
+                .unwrap();
             sizes.push(page.hits.len());
             seqs.extend(page.hits.iter().map(|h| h.message.as_ref().unwrap().seq));
             if page.next_cursor.is_empty() {
@@ -151,7 +209,10 @@ async fn search_pages_through_every_hit_once() {
         }
         assert_eq!(sizes, [50, 50, 20]);
         assert_eq!(seqs.len(), 120);
-        assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first, each once: {seqs:?}");
+        assert!(
+            seqs.windows(2).all(|w| w[0] > w[1]),
+            "newest first, each once: {seqs:?}"
+        );
     }
 }
 
@@ -180,18 +241,43 @@ async fn bad_searches_are_refused() {
             ("word", "bad room!", "", None),
         ];
         for (query, room, cursor, limit) in bad {
-            let e = search(&mut ann, query, room, cursor, limit).await.unwrap_err();
-            assert_eq!(e.code, "invalid_argument", "{query:?} {room:?} {cursor:?} {limit:?}");
+            let e = search(&mut ann, query, room, cursor, limit)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                e.code, "invalid_argument",
+                "{query:?} {room:?} {cursor:?} {limit:?}"
+            );
         }
-        let e = search(&mut ann, "word", "secret", "", None).await.unwrap_err();
+        let e = search(&mut ann, "word", "secret", "", None)
+            .await
+            .unwrap_err();
         assert_eq!(e.code, "forbidden");
-        assert!(search(&mut ann, &max, "team", "", Some(200)).await.unwrap().hits.is_empty());
-        ann.send_and_wait("team", &format!("after-{gateway}"), "still here").await.unwrap();
+        assert!(search(&mut ann, &max, "team", "", Some(200))
+            .await
+            .unwrap()
+            .hits
+            .is_empty());
+        ann.send_and_wait("team", &format!("after-{gateway}"), "still here")
+            .await
+            .unwrap();
     }
     let token = cluster.token("ann");
-    for query in ["", "q=", "q=%20", &format!("q={long}"), "q=a&cursor=zz", "q=a&limit=0", "q=a&limit=201"] {
+    for query in [
+        "",
+        "q=",
+        "q=%20",
+        &format!("q={long}"),
+        "q=a&cursor=zz",
+        "q=a&limit=0",
+        "q=a&limit=201",
+    ] {
         let (status, body) = get(&cluster, &token, &format!("/v1/search?{query}")).await;
-        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_argument")), "{query}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_argument")),
+            "{query}"
+        );
     }
     let (status, _) = get(&cluster, &token, "/v1/rooms/secret/search?q=a").await;
     assert_eq!(status, 403);
