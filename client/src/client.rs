@@ -9,8 +9,8 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, Message,
-    OpenDirect, RemoveMember, SetAccess,
+    client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, ListRooms,
+    Message, OpenDirect, RemoveMember, RoomList, Search, SearchResults, SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -239,6 +239,55 @@ impl Client {
             id,
             frame,
             reply: Reply::Page(reply),
+        })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// A page of the rooms this user belongs to, newest activity first:
+    /// `cursor` is the `next_cursor` of the page before (`None`: the
+    /// first), `limit` 1..=200 (`None`: 50). Asked again after a reconnect
+    /// until answered.
+    pub async fn rooms(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<RoomList, ClientError> {
+        let frame = client_frame::Kind::ListRooms(ListRooms {
+            cursor: cursor.unwrap_or_default().into(),
+            limit,
+        });
+        let (reply, answer) = oneshot::channel();
+        let id = uuid::Uuid::now_v7().to_string();
+        self.command(Command::Change {
+            id,
+            frame,
+            reply: Reply::Rooms(reply),
+        })?;
+        answer.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// A page of the chat messages matching `query` in this user's rooms
+    /// (in `room` alone when given), best match first, then newest;
+    /// `cursor` and `limit` as for [`Client::rooms`].
+    pub async fn search(
+        &self,
+        query: &str,
+        room: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<SearchResults, ClientError> {
+        let frame = client_frame::Kind::Search(Search {
+            query: query.into(),
+            room: room.unwrap_or_default().into(),
+            cursor: cursor.unwrap_or_default().into(),
+            limit,
+        });
+        let (reply, answer) = oneshot::channel();
+        let id = uuid::Uuid::now_v7().to_string();
+        self.command(Command::Change {
+            id,
+            frame,
+            reply: Reply::Search(reply),
         })?;
         answer.await.unwrap_or(Err(ClientError::Closed))
     }

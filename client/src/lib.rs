@@ -56,6 +56,8 @@ pub type Admin = RoomApi;
 #[deprecated(note = "renamed RoomApiError")]
 pub type AdminError = RoomApiError;
 
-pub use chat_proto::v1::{Ack, DirectRoom, HistoryPage, Joined, Message};
+pub use chat_proto::v1::{
+    Ack, DirectRoom, HistoryPage, Joined, Message, RoomList, RoomSummary, SearchHit, SearchResults,
+};
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

@@ -3,10 +3,11 @@
 //! if new); messages of the room are printed as they arrive. Built on
 //! [`Client`], so it reconnects (to the next `--url`), resumes the room and
 //! resends what was not acked. `chat history <room>` prints a room's
-//! history instead, a page at a time.
+//! history instead, `chat rooms` one's rooms and `chat search` the messages
+//! that match, a page at a time.
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions, HistoryCursor};
+use chat_client::{Client, ClientOptions, HistoryCursor, Message};
 use chat_protocol::codec::Encoding;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -45,6 +46,31 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// The rooms you belong to, newest activity first.
+    Rooms {
+        #[command(flatten)]
+        page: Page,
+    },
+    /// Messages of your rooms matching a query, best match first.
+    Search {
+        /// Words, "quoted phrases", `or`, `-excluded` words.
+        query: String,
+        /// Search this room only.
+        #[arg(long)]
+        room: Option<String>,
+        #[command(flatten)]
+        page: Page,
+    },
+}
+
+#[derive(clap::Args)]
+struct Page {
+    /// The cursor printed after the page before.
+    #[arg(long)]
+    cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[arg(long)]
+    limit: Option<u32>,
 }
 
 /// Prints one page, then where the page before it starts.
@@ -84,6 +110,12 @@ async fn main() -> anyhow::Result<()> {
     let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
     let room = match &cli.command {
         None => cli.room,
+        Some(Cmd::Rooms { .. } | Cmd::Search { .. }) => {
+            let lookup = cli.command.expect("a lookup");
+            let looked = look_up(&client, lookup).await;
+            client.close();
+            return looked;
+        }
         Some(Cmd::History {
             room,
             before,
@@ -137,4 +169,45 @@ async fn main() -> anyhow::Result<()> {
     while unacked.join_next().await.is_some() {}
     client.close();
     Ok(())
+}
+
+/// Prints one page of a lookup, then the cursor of the next (if any).
+async fn look_up(client: &Client, lookup: Cmd) -> anyhow::Result<()> {
+    let next = match lookup {
+        Cmd::Rooms { page } => {
+            let list = client.rooms(page.cursor.as_deref(), page.limit).await?;
+            for room in list.rooms {
+                let role = room.access.map(|a| a.role).unwrap_or_default();
+                let last = room.last_message.as_ref().map(line).unwrap_or_default();
+                println!("{}\thead {}\t{role}\t{last}", room.room, room.head_seq);
+            }
+            list.next_cursor
+        }
+        Cmd::Search { query, room, page } => {
+            let (cursor, limit) = (page.cursor.as_deref(), page.limit);
+            let found = client
+                .search(&query, room.as_deref(), cursor, limit)
+                .await?;
+            for hit in found.hits {
+                let message = hit.message.as_ref().map(line).unwrap_or_default();
+                println!("{:.3}\t{message}", hit.rank);
+            }
+            found.next_cursor
+        }
+        Cmd::Dm { .. } | Cmd::History { .. } => return Ok(()),
+    };
+    if !next.is_empty() {
+        println!("more: --cursor {next}");
+    }
+    Ok(())
+}
+
+/// A message on one line: where, who and what (or which change it was).
+fn line(m: &Message) -> String {
+    let what = if m.kind.is_empty() {
+        m.body.clone()
+    } else {
+        format!("[{} {}]", m.kind, m.member)
+    };
+    format!("{}#{} <{}> {what}", m.room, m.seq, m.sender)
 }

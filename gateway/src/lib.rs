@@ -5,12 +5,14 @@
 //! The folders follow a frame: `http` accepts connections and requests,
 //! `socket` serves one upgraded WebSocket, `send` takes its sends and
 //! commands to the workers and brings their answers back, `rooms` delivers
-//! each room's committed messages to the sockets that joined it.
+//! each room's committed messages to the sockets that joined it; `lookup`
+//! answers a user's reads outside a room's sequence (their rooms, search).
 
 pub mod app;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod lookup;
 pub mod metrics;
 pub mod rooms;
 pub mod send;

@@ -299,6 +299,24 @@ impl Postgres {
         self.admin().await;
     }
 
+    /// What the server logged so far (with `log_statement` = `all`, every
+    /// statement: see `log_statements`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+
+    /// Turns statement logging on (`all`) or off (`none`) for every
+    /// session, open ones included, to count what a request runs.
+    pub async fn log_statements(&self, setting: &str) {
+        let admin = self.admin().await;
+        let set = format!("ALTER SYSTEM SET log_statement = '{setting}'");
+        admin.batch_execute(&set).await.unwrap();
+        admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .unwrap();
+    }
+
     /// A connection to the `postgres` database, once the server accepts one.
     async fn admin(&self) -> tokio_postgres::Client {
         let admin = format!(

@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use chat_client::{Reader, Writer};
-use chat_proto::v1::{server_frame::Kind, Ack, Error as ErrorFrame};
+use chat_proto::v1::{client_frame, server_frame::Kind, Ack, Error as ErrorFrame};
 use tokio::task::JoinHandle;
 
 use crate::frames::Frames;
@@ -67,6 +67,18 @@ impl Session {
     ) -> Result<Ack, ErrorFrame> {
         let request_id = self.writer.send(room, id, body).await.unwrap();
         self.reply_to(&request_id).await
+    }
+
+    /// Writes a request and returns the kind of its reply, skipping
+    /// pushed frames (for lookups: `roomList`, `searchResults`, `error`).
+    pub async fn ask(&mut self, request: client_frame::Kind) -> Kind {
+        let request_id = self.writer.request(request).await.unwrap();
+        loop {
+            let frame = self.next_frame().await;
+            if frame.request_id == request_id {
+                return frame.kind.expect("a reply has a kind");
+            }
+        }
     }
 
     /// Sends to `room` one message at a time, each after the previous one's

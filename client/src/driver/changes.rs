@@ -1,12 +1,15 @@
 //! Requests answered once and not answered yet: member commands (add or
-//! remove a member, set access), direct-room opens and history reads. Each
+//! remove a member, set access), direct-room opens, history pages and
+//! lookups (my rooms, search). Each
 //! is written again on every new socket until answered; a command's id
 //! makes the server apply it once however often it arrives, opening a
 //! direct room again is harmless, and a read changes nothing.
 
 use std::collections::HashMap;
 
-use chat_proto::v1::{client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage};
+use chat_proto::v1::{
+    client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage, RoomList, SearchResults,
+};
 use tokio::sync::oneshot;
 
 use super::server_errors::server_error;
@@ -17,6 +20,8 @@ pub(crate) enum Reply {
     Applied(oneshot::Sender<Result<Applied, ClientError>>),
     Direct(oneshot::Sender<Result<DirectRoom, ClientError>>),
     Page(oneshot::Sender<Result<HistoryPage, ClientError>>),
+    Rooms(oneshot::Sender<Result<RoomList, ClientError>>),
+    Search(oneshot::Sender<Result<SearchResults, ClientError>>),
 }
 
 impl Reply {
@@ -26,6 +31,8 @@ impl Reply {
             (Self::Applied(reply), Some(Kind::Applied(applied))) => drop(reply.send(Ok(applied))),
             (Self::Direct(reply), Some(Kind::DirectRoom(room))) => drop(reply.send(Ok(room))),
             (Self::Page(reply), Some(Kind::HistoryPage(page))) => drop(reply.send(Ok(page))),
+            (Self::Rooms(reply), Some(Kind::RoomList(list))) => drop(reply.send(Ok(list))),
+            (Self::Search(reply), Some(Kind::SearchResults(hits))) => drop(reply.send(Ok(hits))),
             (reply, Some(Kind::Error(e))) => reply.fail(server_error(&e.code, &e.message)),
             (reply, other) => {
                 let what = format!("unexpected reply to a request: {other:?}");
@@ -39,6 +46,8 @@ impl Reply {
             Self::Applied(reply) => drop(reply.send(Err(error))),
             Self::Direct(reply) => drop(reply.send(Err(error))),
             Self::Page(reply) => drop(reply.send(Err(error))),
+            Self::Rooms(reply) => drop(reply.send(Err(error))),
+            Self::Search(reply) => drop(reply.send(Err(error))),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The task behind a [`crate::Client`]: owns the socket, reconnects, rejoins
 //! rooms with `sinceSeq`, and resends unacknowledged sends in the order they
-//! were first submitted (and member commands until answered, with their
+//! were first submitted (and member commands and lookups until answered, with their
 //! command id, so each is applied once).
 //!
 //! In: [`Command`]s from the client handles, and frames from the current
@@ -41,6 +41,7 @@ pub(crate) struct Driver {
     sends: Sends,
     /// Member commands not answered yet.
     changes: Changes,
+    /// Lookups not answered yet.
     /// Reconnect delays; reset after a connection that lasted.
     backoff: Backoff,
     /// Index into `options.urls` of the gateway to try next.

@@ -1,5 +1,5 @@
 //! One socket's life: resume what is owed (rejoin rooms from their last
-//! seq, write unanswered member commands again), then write sends as the
+//! seq, write unanswered requests again), then write sends as the
 //! window allows, take the application's requests, and dispatch each frame
 //! to what was waiting for it, until the socket fails or the client closes.
 

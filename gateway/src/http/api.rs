@@ -37,7 +37,7 @@ pub fn router(resources: OpenApiRouter<AppState>) -> Router<AppState> {
     info(
         title = "chat room API",
         version = "1",
-        description = "Rooms, members, roles and permissions, and messages published by trusted backends. Changes are answered once committed; the rules of who may change whom are in docs/protocol.md."
+        description = "Rooms, members, roles and permissions; history pages, messages published by trusted backends, direct rooms, a user's rooms and search. Changes are answered once committed; the rules of who may change whom are in docs/protocol.md."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

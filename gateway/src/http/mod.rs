@@ -1,8 +1,9 @@
 //! What arrives over HTTP. In: TCP connections (`server`), WebSocket
 //! upgrades and ticket requests (`upgrade`, checked by `auth`), room API
-//! calls (`room_api`), history pages (`history`), server publishes
-//! (`publish`) and direct rooms (`direct`), all under the OpenAPI document
-//! `api` serves, health and metrics scrapes (`health`).
+//! calls (`room_api`), history pages (`history`), a user's lookups
+//! (`lookups`), server publishes (`publish`) and direct rooms (`direct`),
+//! all under the OpenAPI document `api` serves, health and metrics scrapes
+//! (`health`).
 //! Out: an authenticated socket handed to `socket::session`, commands to
 //! `send::commands`, published messages to `send::ingest`, answers as HTTP
 //! statuses (`error::GatewayError`).
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod direct;
 pub mod health;
 pub mod history;
+pub mod lookups;
 pub mod publish;
 pub mod room_api;
 pub mod server;
@@ -26,7 +28,8 @@ pub fn router(state: AppState) -> Router {
     let resources = room_api::routes()
         .merge(history::routes())
         .merge(publish::routes())
-        .merge(direct::routes());
+        .merge(direct::routes())
+        .merge(lookups::routes());
     Router::new()
         .merge(upgrade::router(&state.config.allowed_origins))
         .merge(health::router())

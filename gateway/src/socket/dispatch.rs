@@ -1,6 +1,6 @@
 //! What each request does with the session's state: joins and leaves go
 //! to the rooms' hub, sends to the socket's publisher, member commands to
-//! the workers, each after the checks that need the session (its budget,
+//! the workers, lookups (rooms, search) to `lookup`, each after the checks that need the session (its budget,
 //! its in-flight sends, its rooms and the membership cache).
 
 use std::sync::Arc;
@@ -64,6 +64,17 @@ impl Session {
             } => self.command(request_id, room, command_id, change),
             Request::OpenDirect { peer } => self.open_direct(request_id, peer),
             Request::History { room, query } => self.history(request_id, room, query).await,
+            // Awaited here: a socket has one lookup running at a time.
+            Request::ListRooms(list) => {
+                let page = list.run(&self.state.store, &self.member.user).await?;
+                self.reply(request_id, Kind::RoomList(page)).await;
+                Ok(())
+            }
+            Request::Search(search) => {
+                let page = search.run(&self.state.store, &self.member.user).await?;
+                self.reply(request_id, Kind::SearchResults(page)).await;
+                Ok(())
+            }
         }
     }
 

@@ -9,7 +9,13 @@ use chat_proto::{
 };
 use chat_protocol::{ClientMsgId, RoomId, Seq, UserId};
 
-use crate::{config::Limits, error::GatewayError, rooms::pages::PageQuery, send::commands};
+use crate::{
+    config::Limits,
+    error::GatewayError,
+    lookup::{my_rooms::ListRooms, search::Search},
+    rooms::pages::PageQuery,
+    send::commands,
+};
 
 /// What a client frame asks for.
 pub enum Request {
@@ -41,6 +47,10 @@ pub enum Request {
     OpenDirect {
         peer: UserId,
     },
+    /// A page of the user's rooms.
+    ListRooms(ListRooms),
+    /// A page of search hits in the user's rooms.
+    Search(Search),
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -53,6 +63,8 @@ pub enum FrameKind {
     Send,
     Command,
     History,
+    ListRooms,
+    Search,
 }
 
 impl FrameKind {
@@ -66,6 +78,8 @@ impl FrameKind {
             Self::Send => "send",
             Self::Command => "command",
             Self::History => "history",
+            Self::ListRooms => "list_rooms",
+            Self::Search => "search",
         }
     }
 
@@ -121,6 +135,16 @@ impl ParsedFrame {
                 (FrameKind::Command, open.map_err(GatewayError::from))
             }
             Some(K::History(history)) => (FrameKind::History, parse_history(history)),
+            Some(K::ListRooms(list)) => {
+                let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);
+                (FrameKind::ListRooms, list)
+            }
+            Some(K::Search(search)) => {
+                let search =
+                    Search::parse(search.query, &search.room, &search.cursor, search.limit)
+                        .map(Request::Search);
+                (FrameKind::Search, search)
+            }
         };
         Self {
             request_id,

@@ -8,7 +8,7 @@ use std::{fs, path::Path};
 
 use chat_proto::{
     internal::{Envelope, EnvelopeBatch},
-    v1::{client_frame::Kind, ClientFrame, Join, Leave, OpenDirect, Ping, Send},
+    v1::{client_frame::Kind, ClientFrame, Join, Leave, ListRooms, OpenDirect, Ping, Search, Send},
 };
 use chat_protocol::codec::{Encoding, Payload};
 use prost::Message as _;
@@ -66,6 +66,28 @@ fn frames() -> Vec<(&'static str, ClientFrame)> {
             frame(
                 "7",
                 Some(Kind::OpenDirect(OpenDirect { user: "bob".into() })),
+            ),
+        ),
+        (
+            "list_rooms",
+            frame(
+                "8",
+                Some(Kind::ListRooms(ListRooms {
+                    cursor: "726f6f6d7331".into(),
+                    limit: Some(50),
+                })),
+            ),
+        ),
+        (
+            "search",
+            frame(
+                "9",
+                Some(Kind::Search(Search {
+                    query: "\"deploy now\" or ship -late".into(),
+                    room: "lobby".into(),
+                    cursor: String::new(),
+                    limit: Some(20),
+                })),
             ),
         ),
     ]

@@ -7,7 +7,7 @@ use chat_proto::{
     internal::Envelope,
     v1::{
         client_frame, server_frame, Ack, ClientFrame, DirectRoom, Error, Join, Joined, Leave, Left,
-        MemberAccess, Message, OpenDirect, Ping, Pong, Send, ServerFrame,
+        ListRooms, MemberAccess, Message, OpenDirect, Ping, Pong, Search, Send, ServerFrame,
     },
 };
 use chat_protocol::{
@@ -36,6 +36,16 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         }),
         Just(client_frame::Kind::Ping(Ping {})),
         text().prop_map(|user| client_frame::Kind::OpenDirect(OpenDirect { user })),
+        (text(), any::<Option<u32>>())
+            .prop_map(|(cursor, limit)| client_frame::Kind::ListRooms(ListRooms { cursor, limit })),
+        (text(), text(), text(), any::<Option<u32>>()).prop_map(|(query, room, cursor, limit)| {
+            client_frame::Kind::Search(Search {
+                query,
+                room,
+                cursor,
+                limit,
+            })
+        }),
     ];
     (text(), proptest::option::of(kind))
         .prop_map(|(request_id, kind)| ClientFrame { request_id, kind })

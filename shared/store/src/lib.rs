@@ -1,6 +1,6 @@
 //! Postgres: the schema migrations and every SQL statement of the system.
 //!
-//! Gateways read (membership, heads, history); workers write (`persist`);
+//! Gateways read (membership, heads, history, a user's rooms, search); workers write (`persist`);
 //! the admin seam creates rooms and members.
 
 mod apply;
@@ -9,14 +9,18 @@ mod config;
 mod decide;
 mod error;
 mod migrate;
+mod my_rooms;
 mod persist;
 mod pool;
 mod reads;
 mod rows;
+mod search;
 pub mod sql;
 
 pub use command::{Applied, Change, MemberChange, NewCommand, Refused};
 pub use config::PostgresConfig;
 pub use error::StoreError;
+pub use my_rooms::{RoomsPage, RoomsPosition};
 pub use persist::{NewMessage, Persisted};
 pub use pool::Store;
+pub use search::{HitPosition, HitsPage, Searched};

@@ -75,3 +75,73 @@ pub const FIND_SENT: &str = concat!(
 /// One round trip per batch: see `migrations/V6__persist_two_statements.sql`.
 pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, allowed \
     FROM persist_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[])";
+/// Microseconds since the epoch of a timestamptz, exactly (`extract`
+/// answers numeric), for positions a cursor carries.
+macro_rules! micros {
+    ($column:expr) => {
+        concat!("(extract(epoch FROM ", $column, ") * 1000000)::int8")
+    };
+}
+/// A page of the rooms of user $1, newest activity first, as of the
+/// walk's snapshot $2 (µs; NULL: now, returned as `snapshot`): a room's
+/// activity is the time of its last entry stamped at or before the
+/// snapshot (found from the head down by the primary key), or its
+/// creation. After the position ($3 activity, $4 room) when given; at
+/// most $5 rows. Columns: the last entry as `message_from_row` reads them
+/// (NULLs when none), then room, head, role, permissions, activity,
+/// snapshot.
+pub const MY_ROOMS: &str = concat!(
+    "WITH t AS (SELECT coalesce($2::int8, ",
+    micros!("statement_timestamp()"),
+    ") AS snapshot), \
+    mine AS (SELECT m.room_id, r.last_seq, m.role, m.permissions, \
+        coalesce(a.at, ",
+    micros!("r.created_at"),
+    ") AS activity \
+        FROM members m JOIN rooms r ON r.id = m.room_id CROSS JOIN t \
+        LEFT JOIN LATERAL (SELECT ",
+    micros!("e.created_at"),
+    " AS at FROM messages e \
+            WHERE e.room_id = m.room_id AND e.seq <= r.last_seq AND ",
+    micros!("e.created_at"),
+    " <= t.snapshot ORDER BY e.seq DESC LIMIT 1) a ON true \
+        WHERE m.user_id = $1), \
+    page AS (SELECT * FROM mine \
+        WHERE $3::int8 IS NULL OR (activity, room_id) < ($3::int8, $4::text) \
+        ORDER BY activity DESC, room_id DESC LIMIT $5) \
+    SELECT l.*, p.room_id, p.last_seq, p.role, p.permissions, p.activity, t.snapshot \
+    FROM page p CROSS JOIN t \
+    LEFT JOIN LATERAL (SELECT ",
+    message_columns!(),
+    " FROM messages WHERE room_id = p.room_id AND seq = p.last_seq) l ON true \
+    ORDER BY p.activity DESC, p.room_id DESC"
+);
+/// A page of chat messages matching query $2 (`websearch_to_tsquery`,
+/// configuration 'english' as in migration V9) in the rooms of user $1
+/// (in room $3 alone when given), best rank first, then newest; after
+/// the position ($4 rank, $5 time in µs, $6 room, $7 seq) when given; at
+/// most $8 rows. Always at least one row: its `member` says whether $1
+/// is in any room searched (with room $3: in that room); the hit columns
+/// are NULL when nothing matches. A deleted flag, once messages have
+/// one, is one more predicate in `hits`. Columns: the message as
+/// `message_from_row` reads them, then rank, time, member.
+pub const SEARCH: &str = concat!(
+    "WITH mine AS (SELECT room_id FROM members \
+        WHERE user_id = $1 AND ($3::text IS NULL OR room_id = $3)), \
+    hits AS (SELECT m.room_id, m.seq, \
+            ts_rank(m.search_terms, websearch_to_tsquery('english', $2)) AS rank, ",
+    micros!("m.created_at"),
+    " AS at \
+        FROM mine JOIN messages m ON m.room_id = mine.room_id \
+        WHERE m.search_terms @@ websearch_to_tsquery('english', $2)), \
+    page AS (SELECT * FROM hits \
+        WHERE $4::real IS NULL \
+            OR (rank, at, room_id, seq) < ($4::real, $5::int8, $6::text, $7::int8) \
+        ORDER BY rank DESC, at DESC, room_id DESC, seq DESC LIMIT $8) \
+    SELECT l.*, p.rank, p.at, EXISTS (SELECT 1 FROM mine) AS member \
+    FROM (SELECT 1) one LEFT JOIN page p ON true \
+    LEFT JOIN LATERAL (SELECT ",
+    message_columns!(),
+    " FROM messages WHERE room_id = p.room_id AND seq = p.seq) l ON true \
+    ORDER BY p.rank DESC, p.at DESC, p.room_id DESC, p.seq DESC"
+);

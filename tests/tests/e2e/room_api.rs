@@ -143,9 +143,12 @@ async fn the_room_api_keeps_to_its_openapi_document() {
         operations,
         [
             "DELETE /v1/rooms/{room}/members/{user}",
+            "GET /v1/me/rooms",
             "GET /v1/rooms/{room}/members",
             "GET /v1/rooms/{room}/messages",
             "POST /v1/direct/{user}",
+            "GET /v1/rooms/{room}/search",
+            "GET /v1/search",
             "POST /v1/rooms",
             "POST /v1/rooms/{room}/messages",
             "PUT /v1/rooms/{room}/members/{user}",
