@@ -189,8 +189,20 @@ impl Client {
     /// again after a reconnect until answered (its command id makes that
     /// safe).
     async fn change(&self, id: String, frame: client_frame::Kind) -> Result<Applied, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        let reply = Reply::Applied(reply);
+        self.ask(id, frame, Reply::Applied).await
+    }
+
+    /// Sends a request answered once and waits for its answer; the driver
+    /// writes it again after a reconnect until answered. `reply` says
+    /// which answer it takes; `id` is a command's id, or a fresh one.
+    async fn ask<T>(
+        &self,
+        id: String,
+        frame: client_frame::Kind,
+        reply: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Reply,
+    ) -> Result<T, ClientError> {
+        let (sender, answer) = oneshot::channel();
+        let reply = reply(sender);
         self.command(Command::Change { id, frame, reply })?;
         answer.await.unwrap_or(Err(ClientError::Closed))
     }
@@ -200,12 +212,8 @@ impl Client {
     /// to read and send. Asked again after a reconnect until answered
     /// (harmless: `created` then says whether that last ask made it).
     pub async fn open_direct(&self, user: &str) -> Result<DirectRoom, ClientError> {
-        let (reply, answer) = oneshot::channel();
         let frame = client_frame::Kind::OpenDirect(OpenDirect { user: user.into() });
-        let id = uuid::Uuid::now_v7().to_string();
-        let reply = Reply::Direct(reply);
-        self.command(Command::Change { id, frame, reply })?;
-        answer.await.unwrap_or(Err(ClientError::Closed))
+        self.ask(fresh_id(), frame, Reply::Direct).await
     }
 
     /// A page of a room's history (the room need not be joined, but the
@@ -233,14 +241,7 @@ impl Client {
             around,
             limit: limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         });
-        let (reply, answer) = oneshot::channel();
-        let id = uuid::Uuid::now_v7().to_string();
-        self.command(Command::Change {
-            id,
-            frame,
-            reply: Reply::Page(reply),
-        })?;
-        answer.await.unwrap_or(Err(ClientError::Closed))
+        self.ask(fresh_id(), frame, Reply::Page).await
     }
 
     /// A page of the rooms this user belongs to, newest activity first:
@@ -256,14 +257,7 @@ impl Client {
             cursor: cursor.unwrap_or_default().into(),
             limit,
         });
-        let (reply, answer) = oneshot::channel();
-        let id = uuid::Uuid::now_v7().to_string();
-        self.command(Command::Change {
-            id,
-            frame,
-            reply: Reply::Rooms(reply),
-        })?;
-        answer.await.unwrap_or(Err(ClientError::Closed))
+        self.ask(fresh_id(), frame, Reply::Rooms).await
     }
 
     /// A page of the chat messages matching `query` in this user's rooms
@@ -282,14 +276,7 @@ impl Client {
             cursor: cursor.unwrap_or_default().into(),
             limit,
         });
-        let (reply, answer) = oneshot::channel();
-        let id = uuid::Uuid::now_v7().to_string();
-        self.command(Command::Change {
-            id,
-            frame,
-            reply: Reply::Search(reply),
-        })?;
-        answer.await.unwrap_or(Err(ClientError::Closed))
+        self.ask(fresh_id(), frame, Reply::Search).await
     }
 
     /// Closes the connection; requests still waiting get `Closed`.
@@ -300,4 +287,10 @@ impl Client {
     fn command(&self, command: Command) -> Result<(), ClientError> {
         self.commands.send(command).map_err(|_| ClientError::Closed)
     }
+}
+
+/// An id for a request that carries none of its own (a read, a direct
+/// room's open): it names the request to the driver only.
+fn fresh_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
