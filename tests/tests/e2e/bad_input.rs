@@ -175,7 +175,8 @@ async fn an_unknown_frame_type_gets_unsupported() {
     assert_eq!((rid.as_str(), e.code.as_str()), ("42", "unsupported"));
     s.room_still_works(true, 1).await;
 
-    // The same on a protobuf socket: a field number the schema does not have.
+    // The same on a protobuf socket: a field number the schema does not
+    // have (30, a length of 0).
     let mut proto = s
         .cluster
         .gateway(0)
@@ -184,7 +185,7 @@ async fn an_unknown_frame_type_gets_unsupported() {
     proto
         .writer
         .raw(RawMessage::Binary(
-            vec![0x0a, 0x01, b'9', 0x7a, 0x00].into(),
+            vec![0x0a, 0x01, b'9', 0xf2, 0x01, 0x00].into(),
         ))
         .await
         .unwrap();
