@@ -18,7 +18,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::GatewayConfig,
+    config::{GatewayConfig, Limits},
     error::GatewayError,
     http::{self, auth::Verifier, server},
     rooms::{
@@ -97,12 +97,8 @@ impl Application {
             .await
             .map_err(|e| GatewayError::Startup(format!("bind {}: {e}", config.listen)))?;
         let sockets = Arc::new(Semaphore::new(config.limits.max_connections.get()));
-        let limiter = Arc::new(Limiter::new(&config.limits));
-        // Only forgets idle buckets: restarted if it dies.
-        let pruned = (Arc::clone(&limiter), shutdown.clone());
-        tasks.spawn_restarting("limiter_prune", move || {
-            Arc::clone(&pruned.0).prune(pruned.1.clone())
-        });
+        let publishes = Semaphore::new(config.limits.max_inflight_publishes.get());
+        let limiter = limiter(&config.limits, &tasks, &shutdown);
         let drain = Drain::new(config.drain_spread);
         let state = AppState(Arc::new(Inner {
             config,
@@ -119,6 +115,7 @@ impl Application {
             drain,
             canary: paths.canary,
             sockets,
+            publishes,
             limiter,
             sessions: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
@@ -179,6 +176,17 @@ impl Application {
             None => Ok(()),
         }
     }
+}
+
+/// Send rates and socket counts. Its pruning only forgets idle buckets:
+/// restarted if it dies.
+fn limiter(limits: &Limits, tasks: &Tasks, shutdown: &CancellationToken) -> Arc<Limiter> {
+    let limiter = Arc::new(Limiter::new(limits));
+    let pruned = (Arc::clone(&limiter), shutdown.clone());
+    tasks.spawn_restarting("limiter_prune", move || {
+        Arc::clone(&pruned.0).prune(pruned.1.clone())
+    });
+    limiter
 }
 
 /// What the NATS connection's events wake.

@@ -120,6 +120,10 @@ pub struct Limits {
     pub socket_queue: NonZeroUsize,
     /// Sends of one socket awaiting their commit at once.
     pub max_inflight_sends: NonZeroUsize,
+    /// Server publishes (`POST /v1/rooms/{room}/messages`) awaiting their
+    /// commit at once on this gateway; more are refused with 429. Bots are
+    /// not held to the send rates, but a flood must not queue unbounded work.
+    pub max_inflight_publishes: NonZeroUsize,
     /// WebSocket read and write buffer sizes. Small buffers keep idle sockets
     /// cheap (bench `connections`: 13.3 KiB RSS per socket at 4 KiB, 11.3 at
     /// 2 KiB, 10.4 at 1 KiB); chat frames are mostly well under 2 KiB and
@@ -183,6 +187,7 @@ impl Default for Limits {
             max_body_bytes: count(16 * 1024),
             socket_queue: count(4096),
             max_inflight_sends: count(256),
+            max_inflight_publishes: count(1024),
             ws_buffer_bytes: count(2048),
             ack_timeout: Duration::from_millis(10_000),
             handshake_timeout: Duration::from_millis(10_000),

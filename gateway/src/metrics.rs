@@ -21,6 +21,7 @@ const PUBLISH_BATCH: &str = "chat_gateway_publish_batch_size";
 const DELIVERY: &str = "chat_gateway_delivery_seconds";
 const QUEUE_DROPS: &str = "chat_gateway_queue_drops_total";
 const ROOMS: &str = "chat_gateway_rooms";
+const PUBLISHES_IN_FLIGHT: &str = "chat_gateway_publishes_in_flight";
 const SLOW_CONSUMER: &str = "chat_gateway_nats_slow_consumer_total";
 const GAP_FILLS: &str = "chat_gateway_gap_fills_total";
 const PG_POOL: &str = "chat_gateway_postgres_pool_connections";
@@ -88,6 +89,10 @@ pub fn describe() {
         "Messages filled into a room's order from the store, by source."
     );
     describe_gauge!(PG_POOL, "Postgres pool connections by state.");
+    describe_gauge!(
+        PUBLISHES_IN_FLIGHT,
+        "Server publishes awaiting their commit (at most limits.max_inflight_publishes)."
+    );
     describe_counter!(
         HISTORY_PAGES,
         "History pages served, by source (redis, replica, primary)."
@@ -234,6 +239,10 @@ pub fn queue_drop() {
 
 pub fn rooms(count: usize) {
     gauge!(ROOMS).set(count as f64);
+}
+
+pub fn publishes_in_flight(count: usize) {
+    gauge!(PUBLISHES_IN_FLIGHT).set(count as f64);
 }
 
 pub fn nats_slow_consumer() {

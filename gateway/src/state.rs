@@ -46,6 +46,9 @@ pub struct Inner {
     pub sessions: TaskTracker,
     /// One permit per open socket, up to `limits.max_connections`.
     pub sockets: Arc<Semaphore>,
+    /// One permit per server publish awaiting its commit, up to
+    /// `limits.max_inflight_publishes`.
+    pub publishes: Semaphore,
     /// Send rates, and sockets per user and per address.
     pub limiter: Arc<Limiter>,
     /// The next socket's connection id (for logs).

@@ -33,5 +33,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::
 async fn render_metrics(State(state): State<AppState>) -> String {
     metrics::pool(&state.store);
     metrics::rooms(state.hub.room_count());
+    let publishes = state.config.limits.max_inflight_publishes.get();
+    metrics::publishes_in_flight(publishes - state.publishes.available_permits());
     state.metrics.render()
 }

@@ -86,6 +86,7 @@ impl FromRequestParts<AppState> for MessageKey {
         (status = 400, description = "Bad room or sender id, body too long or with NUL, bad JSON, missing or bad Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "A user's JWT (only the service publishes), or the sender is not a member with can_send_messages", body = ErrorBody),
+        (status = 429, description = "limits.max_inflight_publishes publishes already await their commit on this gateway; retry with the same key", body = ErrorBody),
         (status = 404, description = "No such room", body = ErrorBody),
         (status = 503, description = "A dependency is down; retry with the same key", body = ErrorBody),
         (status = 504, description = "Not confirmed in time; retry with the same key", body = ErrorBody),
@@ -102,6 +103,10 @@ async fn publish(
     let room = RoomId::parse(room)?;
     let sender = UserId::parse(req.sender)?;
     check_body(&req.body, &state.config.limits)?;
+    let _in_flight = state
+        .publishes
+        .try_acquire()
+        .map_err(|_| GatewayError::RateLimited)?;
     may_send(&state, &room, &sender).await?;
     let submission = Submission {
         room,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use chat_protocol::codec::Encoding;
 use chat_tests::{
-    assert_gap_free, cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Frames, Session, STEP,
+    assert_gap_free, cluster::ADMIN_TOKEN, wait_for, Cluster, ClusterOptions, Frames, Session, STEP,
 };
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
@@ -443,4 +443,68 @@ async fn a_burst_of_500_publishes_is_not_held_to_the_send_rates() {
         "rate_limited",
         "the rates were in force"
     );
+}
+
+/// A gateway holds at most `limits.max_inflight_publishes` publishes
+/// awaiting their commit: with the worker paused and two in flight, a
+/// third is refused at once with 429 `rate_limited` and stores nothing;
+/// the two are stored once the worker is back, and the refused one, sent
+/// again with its key, is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_past_the_in_flight_cap_are_refused_and_store_nothing() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_PUBLISHES", "2")
+        .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "20000");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("lobby", &["bot"]).await;
+    let http = reqwest::Client::new();
+    cluster.worker(0).process.pause();
+    let waiting: Vec<_> = (0..2)
+        .map(|n| {
+            let (http, cluster) = (http.clone(), &cluster);
+            async move { publish_ok(&http, cluster, 0, "lobby", &format!("held-{n}"), "held").await }
+        })
+        .collect();
+    let held = stream::iter(waiting)
+        .buffer_unordered(2)
+        .collect::<Vec<_>>();
+    let third_refused = async {
+        wait_for("two publishes in flight", STEP, || async {
+            let gateway = cluster.gateway(0);
+            let in_flight = gateway
+                .metric("chat_gateway_publishes_in_flight", &[])
+                .await;
+            (in_flight == 2.0).then_some(())
+        })
+        .await;
+        let message = json!({ "sender": "bot", "body": "one too many" });
+        let third = Some("third");
+        let (status, refused) = publish(
+            &http,
+            &cluster,
+            0,
+            Some(ADMIN_TOKEN),
+            third,
+            "lobby",
+            message,
+        )
+        .await;
+        assert_eq!((status, &refused["code"]), (429, &json!("rate_limited")));
+        assert!(
+            cluster.stored("lobby").await.is_empty(),
+            "nothing stored yet"
+        );
+        cluster.worker(0).process.resume();
+    };
+    let (answers, ()) = tokio::join!(held, third_refused);
+    assert_eq!(answers.len(), 2);
+    let third = publish_ok(&http, &cluster, 0, "lobby", "third", "one too many").await;
+    let bodies: Vec<String> = chat_rows(&cluster, "lobby")
+        .await
+        .into_iter()
+        .map(|r| r.3)
+        .collect();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert_eq!(bodies.iter().filter(|b| *b == "one too many").count(), 1);
+    assert_eq!(seq(&third), 3);
 }
