@@ -13,8 +13,8 @@ ALTER TABLE messages ADD COLUMN search_terms tsvector
 
 -- fastupdate off: with the default pending list, the insert that finds the
 -- list full merges all of it into the index inside the worker's batch
--- transaction, and every send of that batch waits (ingest at 3,000/s:
--- ack p99 1.2-2.1 s against 0.12-0.2 s without the index; bench/RESULTS.md
--- §8). Off, each insert pays for its own terms, steadily.
+-- transaction, and every send of that batch waits for it. Off, each insert
+-- pays for its own terms. Either way the index costs Postgres CPU on every
+-- stored message (bench/RESULTS.md §8: about 15-30 µs per send).
 CREATE INDEX messages_search_terms ON messages USING gin (search_terms)
     WITH (fastupdate = off);
