@@ -36,6 +36,32 @@ impl Gateway {
         format!("http://{}:{}{path}", self.host, self.port)
     }
 
+    /// An HTTP call to this gateway as `token` (a JWT or the service
+    /// token): the status and the JSON answer (`Null` when there is none).
+    pub async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// `GET path` as `token`: the status and the JSON answer.
+    pub async fn get(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        self.call(token, reqwest::Method::GET, path, None).await
+    }
+
     pub fn connect_options(&self, user: &str, encoding: Encoding) -> ConnectOptions {
         ConnectOptions::new(self.ws_url(), token(user), encoding)
     }

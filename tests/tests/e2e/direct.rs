@@ -10,7 +10,7 @@ use chat_proto::v1::{server_frame::Kind, DirectRoom, Error as ErrorFrame};
 use chat_protocol::{codec::Encoding, RoomId, UserId};
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Frames, Session, STEP};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// `openDirect` on a raw socket: the answer to it.
 async fn open_direct(session: &mut Session, user: &str) -> Result<DirectRoom, ErrorFrame> {
@@ -28,27 +28,6 @@ async fn open_direct(session: &mut Session, user: &str) -> Result<DirectRoom, Er
     }
 }
 
-/// An HTTP call as `token` to gateway `gateway`: the status and JSON answer.
-async fn call(
-    cluster: &Cluster,
-    gateway: usize,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, cluster.gateway(gateway).url(path))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 fn pair_room(a: &str, b: &str) -> String {
     let user = |u: &str| UserId::parse(u).unwrap();
     RoomId::direct(&user(a), &user(b)).to_string()
@@ -57,7 +36,10 @@ fn pair_room(a: &str, b: &str) -> String {
 /// The room's members as `user:role`, read by the service.
 async fn members(cluster: &Cluster, room: &str) -> Vec<String> {
     let path = format!("/v1/rooms/{room}/members");
-    let (status, body) = call(cluster, 0, ADMIN_TOKEN, Method::GET, &path, None).await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(ADMIN_TOKEN, Method::GET, &path, None)
+        .await;
     assert_eq!(status, 200, "{body}");
     body.as_array()
         .unwrap()
@@ -107,15 +89,10 @@ async fn a_pair_shares_one_direct_room_over_both_encodings_and_gateways() {
     let found = open_direct(&mut bob, "alice").await.unwrap();
     assert_eq!((found.room.as_str(), found.created), (room.as_str(), false));
     let bob_token = cluster.token("bob");
-    let (status, body) = call(
-        &cluster,
-        0,
-        &bob_token,
-        Method::POST,
-        "/v1/direct/alice",
-        None,
-    )
-    .await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(&bob_token, Method::POST, "/v1/direct/alice", None)
+        .await;
     assert_eq!(
         (status, body),
         (200, json!({ "room": room, "created": false }))
@@ -203,14 +180,20 @@ async fn nobody_adds_a_third_member_to_a_direct_room() {
         .await;
     let room = open_direct(&mut alice, "bob").await.unwrap().room;
     let carol = format!("/v1/rooms/{room}/members/carol");
-    let (status, body) = call(&cluster, 1, ADMIN_TOKEN, Method::PUT, &carol, None).await;
+    let (status, body) = cluster
+        .gateway(1)
+        .call(ADMIN_TOKEN, Method::PUT, &carol, None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("conflict")),
         "{body}"
     );
     let alice_token = cluster.token("alice");
-    let (status, body) = call(&cluster, 0, &alice_token, Method::PUT, &carol, None).await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(&alice_token, Method::PUT, &carol, None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("conflict")),
@@ -230,15 +213,10 @@ async fn nobody_adds_a_third_member_to_a_direct_room() {
     let (id, error) = alice.next_error().await;
     assert_eq!((id, error.code.as_str()), (request_id, "conflict"));
     let create = json!({ "room": room, "members": ["carol"] });
-    let (status, body) = call(
-        &cluster,
-        0,
-        ADMIN_TOKEN,
-        Method::POST,
-        "/v1/rooms",
-        Some(create),
-    )
-    .await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(ADMIN_TOKEN, Method::POST, "/v1/rooms", Some(create))
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("invalid_argument")),
@@ -246,7 +224,10 @@ async fn nobody_adds_a_third_member_to_a_direct_room() {
     );
     let squat = json!({ "room": pair_room("dave", "erin") });
     let dave = cluster.token("dave");
-    let (status, body) = call(&cluster, 1, &dave, Method::POST, "/v1/rooms", Some(squat)).await;
+    let (status, body) = cluster
+        .gateway(1)
+        .call(&dave, Method::POST, "/v1/rooms", Some(squat))
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("invalid_argument")),
@@ -269,10 +250,16 @@ async fn nobody_adds_a_third_member_to_a_direct_room() {
     // Bob leaves; Alice may leave and come back; Bob is not brought back.
     let bob_token = cluster.token("bob");
     let bob_path = format!("/v1/rooms/{room}/members/bob");
-    let (status, _) = call(&cluster, 1, &bob_token, Method::DELETE, &bob_path, None).await;
+    let (status, _) = cluster
+        .gateway(1)
+        .call(&bob_token, Method::DELETE, &bob_path, None)
+        .await;
     assert_eq!(status, 204);
     let alice_path = format!("/v1/rooms/{room}/members/alice");
-    let (status, _) = call(&cluster, 0, &alice_token, Method::DELETE, &alice_path, None).await;
+    let (status, _) = cluster
+        .gateway(0)
+        .call(&alice_token, Method::DELETE, &alice_path, None)
+        .await;
     assert_eq!(status, 204);
     let back = open_direct(&mut alice, "bob").await.unwrap();
     assert_eq!((back.room.as_str(), back.created), (room.as_str(), false));
@@ -320,7 +307,10 @@ async fn a_direct_room_with_oneself_or_a_bad_user_is_refused() {
         ("not-a-token", "/v1/direct/bob", 401, "unauthorized"),
     ];
     for (token, path, status, code) in cases {
-        let (got, body) = call(&cluster, 1, token, Method::POST, path, None).await;
+        let (got, body) = cluster
+            .gateway(1)
+            .call(token, Method::POST, path, None)
+            .await;
         assert_eq!(
             (got, body["code"].as_str()),
             (status, Some(code)),

@@ -9,7 +9,6 @@ use chat_client::{Client, ClientEncoding, ClientOptions};
 use chat_proto::v1::{client_frame, server_frame::Kind, Error as ErrorFrame, ListRooms, RoomList};
 use chat_protocol::codec::Encoding;
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Session};
-use serde_json::Value;
 use tokio::time::Instant;
 
 /// A page of `session`'s rooms, or the error it got.
@@ -41,18 +40,6 @@ async fn walk(session: &mut Session, limit: u32) -> (Vec<String>, usize) {
         }
         cursor = page.next_cursor;
     }
-}
-
-/// `GET path` as `token`: the status and JSON body.
-async fn get(cluster: &Cluster, gateway: usize, token: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(cluster.gateway(gateway).url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Rooms come newest activity first (a message moves its room up; a room
@@ -141,7 +128,10 @@ async fn my_rooms_come_newest_activity_first_with_last_entry_head_and_access() {
         .collect();
     assert_eq!(bobs, ["busy", "other"]);
 
-    let (status, body) = get(&cluster, 1, &cluster.token("ann"), "/v1/me/rooms?limit=2").await;
+    let (status, body) = cluster
+        .gateway(1)
+        .get(&cluster.token("ann"), "/v1/me/rooms?limit=2")
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rooms"][0]["room"], "quiet");
     assert_eq!(body["rooms"][1]["room"], "busy");
@@ -151,13 +141,13 @@ async fn my_rooms_come_newest_activity_first_with_last_entry_head_and_access() {
         .as_str()
         .expect("a second page")
         .to_owned();
-    let (_, rest) = get(
-        &cluster,
-        0,
-        &cluster.token("ann"),
-        &format!("/v1/me/rooms?cursor={cursor}"),
-    )
-    .await;
+    let (_, rest) = cluster
+        .gateway(0)
+        .get(
+            &cluster.token("ann"),
+            &format!("/v1/me/rooms?cursor={cursor}"),
+        )
+        .await;
     assert_eq!(rest["rooms"][0]["room"], "fresh");
     assert_eq!(rest["rooms"][1]["room"], "empty");
     assert!(rest.get("nextCursor").is_none(), "{rest}");
@@ -326,16 +316,19 @@ async fn bad_cursors_and_limits_are_invalid_arguments() {
     }
     let token = cluster.token("ann");
     for query in ["cursor=zz", "limit=0", "limit=201", "limit=x"] {
-        let (status, body) = get(&cluster, 1, &token, &format!("/v1/me/rooms?{query}")).await;
+        let (status, body) = cluster
+            .gateway(1)
+            .get(&token, &format!("/v1/me/rooms?{query}"))
+            .await;
         assert_eq!(
             (status, body["code"].as_str()),
             (400, Some("invalid_argument")),
             "{query}"
         );
     }
-    let (status, _) = get(&cluster, 0, ADMIN_TOKEN, "/v1/me/rooms").await;
+    let (status, _) = cluster.gateway(0).get(ADMIN_TOKEN, "/v1/me/rooms").await;
     assert_eq!(status, 403);
-    let (status, _) = get(&cluster, 0, "nope", "/v1/me/rooms").await;
+    let (status, _) = cluster.gateway(0).get("nope", "/v1/me/rooms").await;
     assert_eq!(status, 401);
     let stored = cluster.stored("lobby").await;
     assert_eq!(stored.len(), 2, "the two sends, nothing else");

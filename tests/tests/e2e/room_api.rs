@@ -8,26 +8,6 @@ use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// A call as `token`: the status and the JSON body (Null when empty).
-async fn call(
-    cluster: &Cluster,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, cluster.gateway(0).url(path))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 /// A user creates a room and owns it; the rules decide what each user may
 /// do over HTTP exactly as over the socket; the member list shows roles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,16 +19,15 @@ async fn users_manage_their_rooms_over_http_by_the_rules() {
         cluster.token("zed"),
     );
     let create = json!({ "room": "annroom", "members": ["bob"] });
-    let (status, _) = call(
-        &cluster,
-        &ann,
-        Method::POST,
-        "/v1/rooms",
-        Some(create.clone()),
-    )
-    .await;
+    let (status, _) = cluster
+        .gateway(0)
+        .call(&ann, Method::POST, "/v1/rooms", Some(create.clone()))
+        .await;
     assert_eq!(status, 201);
-    let (status, body) = call(&cluster, &zed, Method::POST, "/v1/rooms", Some(create)).await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(&zed, Method::POST, "/v1/rooms", Some(create))
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("conflict")),
@@ -56,7 +35,10 @@ async fn users_manage_their_rooms_over_http_by_the_rules() {
     );
 
     let members = "/v1/rooms/annroom/members";
-    let (status, body) = call(&cluster, &bob, Method::GET, members, None).await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(&bob, Method::GET, members, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         body,
@@ -65,42 +47,51 @@ async fn users_manage_their_rooms_over_http_by_the_rules() {
             { "user": "bob", "role": "member", "permissions": ["can_send_messages"] },
         ])
     );
-    let (status, _) = call(&cluster, &zed, Method::GET, members, None).await;
+    let (status, _) = cluster
+        .gateway(0)
+        .call(&zed, Method::GET, members, None)
+        .await;
     assert_eq!(status, 403, "a stranger may not list the members");
 
     let carol = "/v1/rooms/annroom/members/carol";
-    let (status, body) = call(&cluster, &bob, Method::PUT, carol, None).await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(&bob, Method::PUT, carol, None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("forbidden")),
         "{body}"
     );
     let promote = json!({ "role": "admin" });
-    let (status, _) = call(
-        &cluster,
-        &ann,
-        Method::PUT,
-        "/v1/rooms/annroom/members/bob/access",
-        Some(promote),
-    )
-    .await;
+    let (status, _) = cluster
+        .gateway(0)
+        .call(
+            &ann,
+            Method::PUT,
+            "/v1/rooms/annroom/members/bob/access",
+            Some(promote),
+        )
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(&cluster, &bob, Method::PUT, carol, None).await;
+    let (status, _) = cluster
+        .gateway(0)
+        .call(&bob, Method::PUT, carol, None)
+        .await;
     assert_eq!(status, 204, "an admin may add members");
-    let (status, body) = call(
-        &cluster,
-        &ann,
-        Method::DELETE,
-        "/v1/rooms/annroom/members/ann",
-        None,
-    )
-    .await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call(&ann, Method::DELETE, "/v1/rooms/annroom/members/ann", None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("conflict")),
         "the last owner stays"
     );
-    let (status, body) = call(&cluster, "not-a-token", Method::GET, members, None).await;
+    let (status, body) = cluster
+        .gateway(0)
+        .call("not-a-token", Method::GET, members, None)
+        .await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
 
     let kinds: Vec<String> = cluster

@@ -10,7 +10,6 @@ use chat_proto::v1::{
 };
 use chat_protocol::codec::Encoding;
 use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Session};
-use serde_json::Value;
 
 /// A page of hits for `query` (in `room` when not empty), or the error.
 async fn search(
@@ -39,18 +38,6 @@ fn bodies(results: &SearchResults) -> Vec<String> {
         .iter()
         .map(|h| h.message.as_ref().unwrap().body.clone())
         .collect()
-}
-
-/// `GET path` as `token`: the status and JSON body.
-async fn get(cluster: &Cluster, token: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(cluster.gateway(1).url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Hits come from the asker's rooms only, best rank first, then newest;
@@ -135,7 +122,10 @@ async fn search_finds_chat_messages_of_my_rooms_best_first_then_newest() {
     assert!(none.hits.is_empty());
 
     let token = cluster.token("ann");
-    let (status, body) = get(&cluster, &token, "/v1/search?q=deploy&limit=2").await;
+    let (status, body) = cluster
+        .gateway(1)
+        .get(&token, "/v1/search?q=deploy&limit=2")
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["hits"][0]["message"]["body"],
@@ -144,22 +134,26 @@ async fn search_finds_chat_messages_of_my_rooms_best_first_then_newest() {
     assert_eq!(body["hits"][0]["message"]["seq"], "3");
     assert!(body["hits"][0]["rank"].as_f64().unwrap() > 0.0);
     let cursor = body["nextCursor"].as_str().expect("a second page");
-    let (_, rest) = get(
-        &cluster,
-        &token,
-        &format!("/v1/search?q=deploy&cursor={cursor}"),
-    )
-    .await;
+    let (_, rest) = cluster
+        .gateway(1)
+        .get(&token, &format!("/v1/search?q=deploy&cursor={cursor}"))
+        .await;
     assert_eq!(
         rest["hits"][0]["message"]["body"],
         "the deploy is running late"
     );
-    let (status, body) = get(&cluster, &token, "/v1/rooms/ops/search?q=finished").await;
+    let (status, body) = cluster
+        .gateway(1)
+        .get(&token, "/v1/rooms/ops/search?q=finished")
+        .await;
     assert_eq!(
         (status, body["hits"][0]["message"]["body"].as_str()),
         (200, Some("deploy finished"))
     );
-    let (status, body) = get(&cluster, &token, "/v1/rooms/secret/search?q=deploy").await;
+    let (status, body) = cluster
+        .gateway(1)
+        .get(&token, "/v1/rooms/secret/search?q=deploy")
+        .await;
     assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
 
     let urls = [cluster.gateway(1).ws_url(), cluster.gateway(0).ws_url()];
@@ -272,16 +266,22 @@ async fn bad_searches_are_refused() {
         "q=a&limit=0",
         "q=a&limit=201",
     ] {
-        let (status, body) = get(&cluster, &token, &format!("/v1/search?{query}")).await;
+        let (status, body) = cluster
+            .gateway(1)
+            .get(&token, &format!("/v1/search?{query}"))
+            .await;
         assert_eq!(
             (status, body["code"].as_str()),
             (400, Some("invalid_argument")),
             "{query}"
         );
     }
-    let (status, _) = get(&cluster, &token, "/v1/rooms/secret/search?q=a").await;
+    let (status, _) = cluster
+        .gateway(1)
+        .get(&token, "/v1/rooms/secret/search?q=a")
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = get(&cluster, ADMIN_TOKEN, "/v1/search?q=a").await;
+    let (status, _) = cluster.gateway(1).get(ADMIN_TOKEN, "/v1/search?q=a").await;
     assert_eq!(status, 403, "the service has no rooms");
     assert_eq!(cluster.stored("team").await.len(), 2, "the two sends");
     assert!(cluster.stored("secret").await.is_empty());
