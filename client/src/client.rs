@@ -9,8 +9,9 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, ListRooms,
-    Message, OpenDirect, RemoveMember, RoomList, Search, SearchResults, SetAccess,
+    client_frame, Ack, AddMember, Applied, Delete, DirectRoom, Edit, History, HistoryPage, Joined,
+    ListRooms, Message, OpenDirect, React, RemoveMember, RoomList, Search, SearchResults, Send,
+    SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -126,13 +127,88 @@ impl Client {
     /// submitted, resent until acked, and the returned future resolves with
     /// the ack. For pipelining many sends.
     pub fn submit(&self, room: &str, client_msg_id: &str, body: &str) -> PendingAck {
+        let frame = client_frame::Kind::Send(Send {
+            room: room.into(),
+            client_msg_id: client_msg_id.into(),
+            body: body.into(),
+            reply_to: None,
+        });
+        self.submit_entry(room, client_msg_id, frame)
+    }
+
+    /// Sends a message answering the room's message at `to` (its seq) and
+    /// waits for the ack.
+    pub async fn reply(&self, room: &str, to: u64, body: &str) -> Result<Ack, ClientError> {
+        let id = fresh_id();
+        let frame = client_frame::Kind::Send(Send {
+            room: room.into(),
+            client_msg_id: id.clone(),
+            body: body.into(),
+            reply_to: Some(wire_seq(to)),
+        });
+        self.submit_entry(room, &id, frame).await
+    }
+
+    /// Replaces the body of one's own message at `seq`. Acked with the
+    /// edit's own seq (it is an entry of the room, as delete and react are).
+    pub async fn edit(&self, room: &str, seq: u64, body: &str) -> Result<Ack, ClientError> {
+        let id = fresh_id();
+        let frame = client_frame::Kind::Edit(Edit {
+            room: room.into(),
+            seq: wire_seq(seq),
+            body: body.into(),
+            client_msg_id: id.clone(),
+        });
+        self.submit_entry(room, &id, frame).await
+    }
+
+    /// Deletes one's own message at `seq` (another's needs
+    /// `can_delete_other_messages`).
+    pub async fn delete(&self, room: &str, seq: u64) -> Result<Ack, ClientError> {
+        let id = fresh_id();
+        let frame = client_frame::Kind::Delete(Delete {
+            room: room.into(),
+            seq: wire_seq(seq),
+            client_msg_id: id.clone(),
+        });
+        self.submit_entry(room, &id, frame).await
+    }
+
+    /// Adds this user's `emoji` reaction to the message at `seq` (with
+    /// `remove`, takes it back). One that changes nothing is acked with seq 0.
+    pub async fn react(
+        &self,
+        room: &str,
+        seq: u64,
+        emoji: &str,
+        remove: bool,
+    ) -> Result<Ack, ClientError> {
+        let id = fresh_id();
+        let frame = client_frame::Kind::React(React {
+            room: room.into(),
+            seq: wire_seq(seq),
+            emoji: emoji.into(),
+            remove,
+            client_msg_id: id.clone(),
+        });
+        self.submit_entry(room, &id, frame).await
+    }
+
+    /// Queues an entry frame (`send`, `edit`, `delete`, `react`) with the
+    /// sends: written in order, resent until acked.
+    fn submit_entry(
+        &self,
+        room: &str,
+        client_msg_id: &str,
+        frame: client_frame::Kind,
+    ) -> PendingAck {
         let (reply, answer) = oneshot::channel();
         // If the driver is gone, `reply` is dropped with the command and
         // the future resolves to `Closed`.
         let _ = self.command(Command::Send {
             room: room.into(),
             client_msg_id: client_msg_id.into(),
-            body: body.into(),
+            frame,
             reply,
         });
         PendingAck(answer)
@@ -227,7 +303,7 @@ impl Client {
         cursor: HistoryCursor,
         limit: Option<u32>,
     ) -> Result<HistoryPage, ClientError> {
-        let seq = |s: u64| Some(i64::try_from(s).unwrap_or(i64::MAX));
+        let seq = |s: u64| Some(wire_seq(s));
         let (before, after, around) = match cursor {
             HistoryCursor::Newest => (None, None, None),
             HistoryCursor::Before(s) => (seq(s), None, None),
@@ -293,4 +369,9 @@ impl Client {
 /// room's open): it names the request to the driver only.
 fn fresh_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// A seq as the protocol's signed fields carry it.
+fn wire_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
 }

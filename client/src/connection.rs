@@ -217,6 +217,7 @@ impl Writer {
             room: room.into(),
             client_msg_id: client_msg_id.into(),
             body: body.into(),
+            reply_to: None,
         }))
         .await
     }

@@ -9,6 +9,9 @@
 //!   rooms resumed with `sinceSeq` on reconnect so every message is seen
 //!   once and in seq order, and reconnects across a list of gateways with
 //!   backoff and jitter. [`RoomApi`] creates rooms and manages members.
+//! - [`Timeline`] turns a room's entries (live, replayed or paged) into its
+//!   messages as they stand: edits, deletes, reactions and replies applied
+//!   once each.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chat_client::ClientError> {
@@ -41,6 +44,7 @@ mod driver;
 mod error;
 mod options;
 mod room_api;
+mod timeline;
 
 pub use backoff::Backoff;
 pub use client::{Client, HistoryCursor, Messages, PendingAck};
@@ -48,6 +52,7 @@ pub use connection::{connect, connect_from, ConnectOptions, Credentials, Event, 
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use room_api::{RoomApi, RoomApiError};
+pub use timeline::Timeline;
 
 /// The room API's handle before it was named for it.
 #[deprecated(note = "renamed RoomApi")]

@@ -8,16 +8,16 @@ use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok((env, room)) = envelope::decode(data) {
-        assert_eq!(room.as_str(), env.room);
-        let (again, _) = envelope::decode(&env.encode_to_vec()).expect("re-encodes");
-        assert_eq!(again, env);
+    if let Ok(send) = envelope::decode(data) {
+        assert_eq!(send.room.as_str(), send.envelope.room);
+        let again = envelope::decode(&send.envelope.encode_to_vec()).expect("re-encodes");
+        assert_eq!(again, send);
     }
     if let Ok(sends) = envelope::decode_batch(data) {
         assert!(!sends.is_empty());
-        let envelopes: Vec<_> = sends.into_iter().map(|(env, _)| env).collect();
+        let envelopes: Vec<_> = sends.into_iter().map(|send| send.envelope).collect();
         let batch = EnvelopeBatch { envelopes };
         let again = envelope::decode_batch(&batch.encode_to_vec()).expect("re-encodes");
-        assert!(again.into_iter().map(|(env, _)| env).eq(batch.envelopes));
+        assert!(again.into_iter().map(|send| send.envelope).eq(batch.envelopes));
     }
 });

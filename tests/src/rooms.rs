@@ -3,7 +3,7 @@
 //! Postgres to stage what a fault would leave behind.
 
 use chat_config::Secret;
-use chat_protocol::RoomId;
+use chat_protocol::{kind::EntryKind, RoomId};
 use chat_store::{NewMessage, Persisted, PostgresConfig, Store};
 
 use crate::{cluster::Cluster, options::ADMIN_TOKEN};
@@ -41,21 +41,44 @@ impl Cluster {
             .collect()
     }
 
-    /// Stores a message the way a worker does but never publishes its
-    /// fan-out, as if NATS had dropped it.
-    pub async fn store_without_fanout(&self, room: &str, id: &str) -> chat_proto::v1::Message {
-        let store = Store::new(&PostgresConfig {
+    /// A store on the cluster's Postgres, as a worker holds one.
+    pub fn store(&self) -> Store {
+        Store::new(&PostgresConfig {
             url: Secret::new(self.postgres.url()),
             pool_size: std::num::NonZeroUsize::MIN,
             read_url: None,
         })
-        .unwrap();
-        let outcome = store
+        .unwrap()
+    }
+
+    /// The entries of a room's Redis window (`chat_cache`), by seq.
+    pub async fn window(&self, room: &str) -> Vec<chat_proto::v1::Message> {
+        let mut redis = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap();
+        let (room, all) = (
+            RoomId::parse(room).unwrap(),
+            chat_protocol::Seq::new(u64::MAX >> 1),
+        );
+        chat_cache::between(&mut redis, &room, chat_protocol::Seq::ZERO, all, 100_000)
+            .await
+            .unwrap()
+    }
+
+    /// Stores a message the way a worker does but never publishes its
+    /// fan-out, as if NATS had dropped it.
+    pub async fn store_without_fanout(&self, room: &str, id: &str) -> chat_proto::v1::Message {
+        let outcome = self
+            .store()
             .persist(&[NewMessage {
                 room: RoomId::parse(room).unwrap(),
                 sender: "ghost".into(),
                 client_msg_id: id.into(),
                 body: "dropped fan-out".into(),
+                kind: EntryKind::Message,
+                target: None,
             }])
             .await
             .unwrap();

@@ -48,7 +48,7 @@ impl Outbox {
         // The receipt leaves the body out: the sender's gateway acks with
         // the seq and id, so the body crosses NATS once, in the fan-out.
         let body = std::mem::take(&mut message.body);
-        self.receipt(envelope, message.clone(), String::new());
+        self.receipt(envelope, message.clone(), String::new(), "");
         message.body = body;
         let at = *self.room_index.entry(room.clone()).or_insert_with(|| {
             self.rooms.push(RoomOut {
@@ -69,22 +69,23 @@ impl Outbox {
         out.items.push(item);
     }
 
-    /// The store refused the send for good (`code`): its sender gets that
-    /// answer rather than a timeout. The receipt's message holds only what
-    /// identifies the send.
-    pub fn refused(&mut self, envelope: &Envelope, code: ErrorCode) {
-        let message = Message {
-            room: envelope.room.clone(),
-            sender: envelope.sender.clone(),
-            client_msg_id: envelope.client_msg_id.clone(),
-            ..Message::default()
-        };
-        self.receipt(envelope, message, code.as_str().to_owned());
+    /// The store refused the send for good (`code`, and why): its sender
+    /// gets that answer rather than a timeout. The receipt's message holds
+    /// only what identifies the send.
+    pub fn refused(&mut self, envelope: &Envelope, code: ErrorCode, reason: &str) {
+        let message = identity(envelope);
+        self.receipt(envelope, message, code.as_str().to_owned(), reason);
+    }
+
+    /// The send changed nothing and took no seq (a reaction already there):
+    /// its sender is answered with seq 0.
+    pub fn unchanged(&mut self, envelope: &Envelope) {
+        self.receipt(envelope, identity(envelope), String::new(), "");
     }
 
     /// Only to a gateway's receipt subject: anything can publish to the
     /// ingest stream, and a `reply_to` elsewhere is ignored.
-    fn receipt(&mut self, envelope: &Envelope, message: Message, refused: String) {
+    fn receipt(&mut self, envelope: &Envelope, message: Message, refused: String, reason: &str) {
         if !subjects::is_receipts(&envelope.reply_to) {
             return;
         }
@@ -95,6 +96,7 @@ impl Outbox {
                 ticket: envelope.ticket,
                 message: Some(message),
                 refused,
+                reason: reason.to_owned(),
             });
     }
 
@@ -132,6 +134,16 @@ impl Outbox {
     }
 }
 
+/// What identifies a send in a receipt that carries no stored entry.
+fn identity(envelope: &Envelope) -> Message {
+    Message {
+        room: envelope.room.clone(),
+        sender: envelope.sender.clone(),
+        client_msg_id: envelope.client_msg_id.clone(),
+        ..Message::default()
+    }
+}
+
 /// Publishes a room's change (an event in its sequence) on its fan-out
 /// subject, like a stored message; no gateway waits for a receipt.
 pub async fn publish_event(
@@ -160,7 +172,7 @@ pub async fn answer_canary(
     let answer = Receipt {
         ticket: envelope.ticket,
         message: None,
-        refused: String::new(),
+        ..Receipt::default()
     };
     nats.publish(envelope.reply_to.clone(), answer.encode_to_vec().into())
         .await
@@ -205,7 +217,7 @@ mod tests {
         stored(&mut outbox, 1, &envelope("b", &g2, 11), 1);
         stored(&mut outbox, 2, &envelope("a", &g2, 12), 2);
         stored(&mut outbox, 3, &envelope("b", "chat.room.b", 13), 2);
-        outbox.refused(&envelope("a", &g1, 14), ErrorCode::Forbidden);
+        outbox.refused(&envelope("a", &g1, 14), ErrorCode::Forbidden, "no");
 
         let rooms: Vec<(&str, Vec<u64>, &[usize])> = outbox
             .rooms

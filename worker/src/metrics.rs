@@ -92,7 +92,8 @@ pub fn describe() {
 }
 
 /// A send's fate: `stored` (new row), `duplicate` (row already there),
-/// `forbidden` (its sender may not send).
+/// `refused` (the store's checks said no), `unchanged` (a reaction that
+/// changed nothing).
 pub fn envelope(outcome: &'static str) {
     counter!(ENVELOPES, "outcome" => outcome).increment(1);
 }

@@ -13,6 +13,8 @@
 
 use std::ops::Range;
 
+use chat_proto::v1::Message;
+use chat_protocol::{RoomId, Seq};
 use chat_store::{NewMessage, Persisted};
 use tokio::time::Instant;
 use tracing::Span;
@@ -38,6 +40,8 @@ impl Item {
             sender: self.send.envelope.sender.clone(),
             client_msg_id: self.send.envelope.client_msg_id.clone(),
             body: self.send.envelope.body.clone(),
+            kind: self.send.entry.kind,
+            target: self.send.entry.target,
         }
     }
 }
@@ -64,45 +68,16 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     let (outcomes, failed) = store(ctx, &items).await;
     // Test builds: a worker that dies between the commit and the fan-out.
     fail::fail_point!("worker-after-commit", |_| std::process::abort());
-    let mut fresh = Vec::new();
-    let mut answered = Vec::with_capacity(items.len());
-    let mut missing = Vec::new();
-    let mut outbox = fanout::Outbox::default();
-    for (i, outcome) in outcomes {
-        let item = &items[i];
-        match outcome {
-            Persisted::Stored {
-                message,
-                fresh: is_new,
-            } => {
-                metrics::envelope(if is_new { "stored" } else { "duplicate" });
-                if is_new {
-                    fresh.push((item.send.room.clone(), message.clone()));
-                }
-                let (room, envelope) = (&item.send.room, &item.send.envelope);
-                outbox.stored(i, room, envelope, message, item.span.as_ref());
-                answered.push(i);
-            }
-            Persisted::RoomMissing => missing.push(i),
-            // An answer, not a failure: nothing to retry or keep.
-            Persisted::Forbidden => {
-                metrics::envelope("forbidden");
-                outbox.refused(&item.send.envelope, chat_protocol::ErrorCode::Forbidden);
-                answered.push(i);
-            }
-        }
-    }
+    let Sorted {
+        outbox,
+        fresh,
+        changed,
+        changing,
+        answered,
+        missing,
+    } = sort(&items, outcomes);
     let unpublished = outbox.publish(&ctx.nats).await;
-    if let Err(e) = chat_cache::remember(
-        &mut ctx.redis.clone(),
-        &fresh,
-        ctx.config.recent_cache_len.get(),
-    )
-    .await
-    {
-        // Only a cache: gateways fall back to Postgres.
-        tracing::warn!(error = %e, "recent-message cache not updated");
-    }
+    let window = update_window(ctx, fresh, &changed).await;
     let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
     let mut take = |i: usize| items[i].take().map(|item| item.send);
     for (part, e, attempts) in failed {
@@ -120,6 +95,100 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     for send in answered.into_iter().filter_map(&mut take) {
         send.settle(Settle::Done).await;
     }
+    // The window must not keep a changed message's old state: the events
+    // are redelivered (found stored) until it is rewritten.
+    for send in changing.into_iter().filter_map(&mut take) {
+        match &window {
+            Ok(()) => send.settle(Settle::Done).await,
+            Err(e) => ctx.fail(send, e).await,
+        }
+    }
+}
+
+/// Writes the batch's new entries into their rooms' Redis windows, with
+/// the current state of the messages its events changed. New entries
+/// alone need no care (a window that misses one is not whole, so readers
+/// go to Postgres); a changed message's old state would be read as
+/// current, so that failure is returned.
+async fn update_window(
+    ctx: &Ctx,
+    mut entries: Vec<(RoomId, Message)>,
+    changed: &[(RoomId, Seq)],
+) -> Result<(), WorkerError> {
+    let keep = ctx.config.recent_cache_len.get();
+    if !changed.is_empty() {
+        let states = ctx.store.messages_at(changed).await?;
+        entries.extend(
+            states
+                .into_iter()
+                .filter_map(|m| Some((RoomId::parse(m.room.clone()).ok()?, m))),
+        );
+    }
+    let written = chat_cache::remember(&mut ctx.redis.clone(), &entries, keep).await;
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if changed.is_empty() => {
+            // Only a cache: gateways fall back to Postgres.
+            tracing::warn!(error = %e, "recent-message window not updated");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A stored batch's outcomes, sorted by what follows for each item.
+#[derive(Default)]
+struct Sorted {
+    outbox: fanout::Outbox,
+    /// Entries stored by this batch, for the rooms' windows.
+    fresh: Vec<(RoomId, Message)>,
+    /// Messages that events (and replies) of the batch changed, and those
+    /// items: resends included, so that a redelivery rewrites the window.
+    changed: Vec<(RoomId, Seq)>,
+    changing: Vec<usize>,
+    /// Items answered (stored or refused) that are done once published.
+    answered: Vec<usize>,
+    /// Items whose room does not exist.
+    missing: Vec<usize>,
+}
+
+/// Sorts a batch's outcomes, gathering what is published for each.
+fn sort(items: &[Item], outcomes: Vec<(usize, Persisted)>) -> Sorted {
+    let mut sorted = Sorted::default();
+    for (i, outcome) in outcomes {
+        let item = &items[i];
+        let (room, envelope) = (&item.send.room, &item.send.envelope);
+        match outcome {
+            Persisted::Stored { message, fresh } => {
+                metrics::envelope(if fresh { "stored" } else { "duplicate" });
+                if fresh {
+                    sorted.fresh.push((room.clone(), message.clone()));
+                }
+                if let Some(target) = item.send.entry.target {
+                    sorted.changed.push((room.clone(), target));
+                    sorted.changing.push(i);
+                } else {
+                    sorted.answered.push(i);
+                }
+                let span = item.span.as_ref();
+                sorted.outbox.stored(i, room, envelope, message, span);
+            }
+            Persisted::RoomMissing => sorted.missing.push(i),
+            // An answer, not a failure: nothing to retry or keep.
+            Persisted::Refused(refusal) => {
+                metrics::envelope("refused");
+                let (code, reason) = (refusal.code(), refusal.reason());
+                sorted.outbox.refused(envelope, code, reason);
+                sorted.answered.push(i);
+            }
+            Persisted::Unchanged => {
+                metrics::envelope("unchanged");
+                sorted.outbox.unchanged(envelope);
+                sorted.answered.push(i);
+            }
+        }
+    }
+    sorted
 }
 
 /// Stores the items and returns the outcome of each one stored, by index,

@@ -21,7 +21,10 @@ use std::{
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
 use chat_proto::internal::Envelope;
-use chat_protocol::{envelope, subjects, RoomId};
+use chat_protocol::{
+    envelope::{self, Decoded, Entry},
+    subjects, RoomId,
+};
 use prost::Message as _;
 use tracing::Span;
 
@@ -31,6 +34,8 @@ use crate::{error::WorkerError, metrics, retry::Settle};
 pub struct Pulled {
     pub envelope: Envelope,
     pub room: RoomId,
+    /// A chat message or an event, and its target.
+    pub entry: Entry,
     delivery: Arc<Delivery>,
 }
 
@@ -68,9 +73,10 @@ impl Pulled {
         });
         Ok(sends
             .into_iter()
-            .map(|(envelope, room)| Pulled {
-                envelope,
-                room,
+            .map(|send| Pulled {
+                envelope: send.envelope,
+                room: send.room,
+                entry: send.entry,
                 delivery: Arc::clone(&delivery),
             })
             .collect())
@@ -141,7 +147,7 @@ impl Pulled {
 
 /// A pulled payload as the sends to store: a gateway's batch or one
 /// envelope alone. Anything else is permanent.
-fn decode(batch: bool, payload: &[u8]) -> Result<Vec<(Envelope, RoomId)>, WorkerError> {
+fn decode(batch: bool, payload: &[u8]) -> Result<Vec<Decoded>, WorkerError> {
     let decoded = if batch {
         envelope::decode_batch(payload)
     } else {
@@ -185,7 +191,7 @@ mod tests {
             received_ts_ms: 1,
             reply_to: "chat.receipt.gw1".into(),
             ticket,
-            trace: Default::default(),
+            ..Envelope::default()
         }
     }
 
@@ -221,9 +227,9 @@ mod tests {
             let payload = EnvelopeBatch { envelopes: envelopes.clone() }.encode_to_vec();
             let back = decode(true, &payload).unwrap();
             prop_assert_eq!(back.len(), envelopes.len());
-            for ((decoded, room), sent) in back.into_iter().zip(envelopes) {
-                prop_assert_eq!(room.as_str(), sent.room.as_str());
-                prop_assert_eq!(decoded, sent);
+            for (decoded, sent) in back.into_iter().zip(envelopes) {
+                prop_assert_eq!(decoded.room.as_str(), sent.room.as_str());
+                prop_assert_eq!(decoded.envelope, sent);
             }
         }
 
@@ -232,7 +238,9 @@ mod tests {
         fn a_lone_envelope_decodes_to_itself(room in "[a-z0-9_-]{1,32}", body in ".{0,64}") {
             let sent = envelope(room, body, 7);
             let back = decode(false, &sent.encode_to_vec()).unwrap();
-            prop_assert_eq!(back, vec![(sent.clone(), RoomId::parse(sent.room).unwrap())]);
+            prop_assert_eq!(back.len(), 1);
+            prop_assert_eq!(back[0].room.as_str(), sent.room.as_str());
+            prop_assert_eq!(&back[0].envelope, &sent);
         }
     }
 

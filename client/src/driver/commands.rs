@@ -23,10 +23,12 @@ pub(crate) enum Command {
         room: String,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    /// An entry of a room's sequence: a `send`, `edit`, `delete` or
+    /// `react` frame, with its room and client_msg_id.
     Send {
         room: String,
         client_msg_id: String,
-        body: String,
+        frame: client_frame::Kind,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     },
     /// A member command frame (its command id set), an `openDirect` or a
@@ -71,9 +73,9 @@ impl Driver {
             Command::Send {
                 room,
                 client_msg_id,
-                body,
+                frame,
                 reply,
-            } => self.sends.push(room, client_msg_id, body, reply),
+            } => self.sends.push(room, client_msg_id, frame, reply),
             Command::Change { id, frame, reply } => {
                 if let Some(conn) = conn {
                     write_change(conn, id.clone(), frame.clone()).await?;

@@ -4,7 +4,7 @@
 
 use std::{collections::VecDeque, time::Duration};
 
-use chat_proto::v1::{server_frame::Kind, Ack};
+use chat_proto::v1::{client_frame, server_frame::Kind, Ack};
 use chat_protocol::ErrorCode;
 use tokio::{sync::oneshot, time::Instant};
 
@@ -18,7 +18,8 @@ use crate::{options::ClientOptions, Backoff, ClientError};
 struct Outgoing {
     room: String,
     client_msg_id: String,
-    body: String,
+    /// The frame, written as it is on every socket until acked.
+    frame: client_frame::Kind,
     reply: oneshot::Sender<Result<Ack, ClientError>>,
     /// Written on the current socket and not answered yet.
     written: bool,
@@ -59,13 +60,13 @@ impl Sends {
         &mut self,
         room: String,
         client_msg_id: String,
-        body: String,
+        frame: client_frame::Kind,
         reply: oneshot::Sender<Result<Ack, ClientError>>,
     ) {
         self.queue.push_back(Outgoing {
             room,
             client_msg_id,
-            body,
+            frame,
             reply,
             written: false,
             not_before: None,
@@ -99,7 +100,7 @@ impl Sends {
             }
             let id = conn
                 .writer
-                .send(&send.room, &send.client_msg_id, &send.body)
+                .request(send.frame.clone())
                 .await
                 .map_err(retry)?;
             conn.requests.insert(

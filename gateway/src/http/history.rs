@@ -99,7 +99,8 @@ struct PageView {
     after: u64,
 }
 
-/// A stored message, as the WebSocket's `message` frame carries it.
+/// A stored entry, as the WebSocket's `message` frame carries it: a chat
+/// message as it stands now, or an event.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MessageView {
@@ -107,21 +108,49 @@ struct MessageView {
     seq: u64,
     id: String,
     sender: String,
+    /// A chat message's text (empty once deleted); an edit's new text.
     body: String,
     ts_ms: i64,
     client_msg_id: String,
-    /// Empty for a chat message; `member_joined`, `member_left` or `role_changed`.
+    /// Empty for a chat message; `member_joined`, `member_left`,
+    /// `role_changed`, `message_edited`, `message_deleted`,
+    /// `reaction_added` or `reaction_removed`.
     kind: String,
     /// The member a change is about.
     member: String,
     /// The member's role and flags after a join or a role change.
     access: Option<AccessView>,
+    /// When the message was last edited (0: never).
+    edited_ts_ms: i64,
+    /// A tombstone: the message was deleted.
+    deleted: bool,
+    /// The seq and id of the message this one answers (0 and empty: none).
+    reply_to: u64,
+    reply_to_id: String,
+    /// How many messages answer this one.
+    reply_count: u32,
+    reactions: Vec<ReactionView>,
+    /// The newest entry this state includes: events up to it are applied.
+    changed_seq: u64,
+    /// An event's message: its seq and id.
+    target_seq: u64,
+    target_id: String,
+    /// A reaction event's emoji.
+    emoji: String,
 }
 
 #[derive(Serialize, ToSchema)]
 struct AccessView {
     role: String,
     permissions: Vec<String>,
+}
+
+/// One emoji on a message: how many reacted with it, and whether the asker did.
+#[derive(Serialize, ToSchema)]
+struct ReactionView {
+    emoji: String,
+    count: u32,
+    mine: bool,
 }
 
 impl From<Message> for MessageView {
@@ -140,6 +169,24 @@ impl From<Message> for MessageView {
                 role: a.role,
                 permissions: a.permissions,
             }),
+            edited_ts_ms: m.edited_ts_ms,
+            deleted: m.deleted,
+            reply_to: m.reply_to,
+            reply_to_id: m.reply_to_id,
+            reply_count: m.reply_count,
+            reactions: m
+                .reactions
+                .into_iter()
+                .map(|r| ReactionView {
+                    emoji: r.emoji,
+                    count: r.count,
+                    mine: r.mine,
+                })
+                .collect(),
+            changed_seq: m.changed_seq,
+            target_seq: m.target_seq,
+            target_id: m.target_id,
+            emoji: m.emoji,
         }
     }
 }
@@ -189,9 +236,13 @@ async fn messages(
             return Err(GatewayError::Forbidden("not a member of this room"));
         }
     }
+    let asker = match &actor {
+        Actor::User(user) => Some(user),
+        Actor::Service => None,
+    };
     let page = state
         .pages
-        .read(&room, query)
+        .read(&room, query, asker)
         .await?
         .ok_or(GatewayError::NotFound)?;
     let body = serde_json::to_vec(&PageView::from(page.into_proto())).expect("a page serializes");

@@ -11,7 +11,9 @@ use axum::{
     http::{request::Parts, StatusCode},
     Json,
 };
-use chat_protocol::{access::Permissions, ClientMsgId, RoomId, UserId};
+use chat_protocol::{
+    access::Permissions, envelope::Entry, kind::EntryKind, ClientMsgId, RoomId, UserId,
+};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
@@ -21,7 +23,7 @@ use crate::{
     error::GatewayError,
     http::api::{bad_key, idempotency_key, Body, ErrorBody, Params, Service},
     send::ingest::Submission,
-    socket::request::check_body,
+    socket::request::{check_body, target_seq},
     state::AppState,
 };
 
@@ -40,6 +42,10 @@ struct Publish {
     sender: String,
     /// At most `limits.max_body_bytes` bytes (16,384 by default), no NUL.
     body: String,
+    /// The seq of the room's chat message this one answers.
+    #[serde(default, rename = "replyTo")]
+    #[schema(minimum = 1)]
+    reply_to: Option<i64>,
 }
 
 /// The stored message, as a socket's `ack` names it.
@@ -83,11 +89,11 @@ impl FromRequestParts<AppState> for MessageKey {
     request_body = Publish,
     responses(
         (status = 201, description = "Committed (or committed before, under this key)", body = Published),
-        (status = 400, description = "Bad room or sender id, body too long or with NUL, bad JSON, missing or bad Idempotency-Key", body = ErrorBody),
+        (status = 400, description = "Bad room or sender id, body too long or with NUL, bad JSON, missing or bad Idempotency-Key, replyTo below 1 or naming an event", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "A user's JWT (only the service publishes), or the sender is not a member with can_send_messages", body = ErrorBody),
         (status = 429, description = "limits.max_inflight_publishes publishes already await their commit on this gateway; retry with the same key", body = ErrorBody),
-        (status = 404, description = "No such room", body = ErrorBody),
+        (status = 404, description = "No such room, or replyTo names no message of it (or a deleted one)", body = ErrorBody),
         (status = 503, description = "A dependency is down; retry with the same key", body = ErrorBody),
         (status = 504, description = "Not confirmed in time; retry with the same key", body = ErrorBody),
     )
@@ -107,12 +113,17 @@ async fn publish(
         .publishes
         .try_acquire()
         .map_err(|_| GatewayError::RateLimited)?;
+    let target = req.reply_to.map(|s| target_seq("replyTo", s)).transpose()?;
     may_send(&state, &room, &sender).await?;
     let submission = Submission {
         room,
         sender,
         client_msg_id,
         body: req.body,
+        entry: Entry {
+            kind: EntryKind::Message,
+            target,
+        },
     };
     let deadline = received + state.config.limits.ack_timeout;
     let published = state.ingest.publish(submission, deadline).await?;

@@ -129,8 +129,10 @@ impl Members {
         // member gets nothing after it.
         let message = &delivery.message;
         let kind = match EntryKind::parse(&message.kind) {
-            None | Some(EntryKind::Message) => return,
-            Some(kind) => kind,
+            Some(
+                kind @ (EntryKind::MemberJoined | EntryKind::MemberLeft | EntryKind::RoleChanged),
+            ) => kind,
+            _ => return,
         };
         let Ok(user) = UserId::parse(message.member.clone()) else {
             return;
@@ -149,7 +151,7 @@ impl Members {
                     self.change_access(&user, access);
                 }
             }
-            EntryKind::Message => {}
+            _ => {}
         }
     }
 }

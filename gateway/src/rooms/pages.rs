@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use chat_proto::v1::{HistoryPage, Message};
-use chat_protocol::{RoomId, Seq};
+use chat_protocol::{RoomId, Seq, UserId};
 use chat_store::Store;
 use redis::aio::ConnectionManager;
 
@@ -182,22 +182,27 @@ impl Pages {
         }
     }
 
-    /// The page `query` asks for; `None` if the room does not exist.
+    /// The page `query` asks for, with which reactions are the asker's
+    /// (a user; the service has none); `None` if the room does not exist.
     pub async fn read(
         &self,
         room: &RoomId,
         query: PageQuery,
+        asker: Option<&UserId>,
     ) -> Result<Option<Page>, GatewayError> {
         let started = Instant::now();
         let Some((head, head_source)) = self.head(room).await? else {
             return Ok(None);
         };
         let window = Window::new(head, query);
-        let (messages, source) = if window.is_empty() {
+        let (mut messages, source) = if window.is_empty() {
             (Vec::new(), head_source)
         } else {
             self.messages(room, window).await?
         };
+        if let Some(user) = asker {
+            self.mark_mine(room, user, window, &mut messages).await?;
+        }
         metrics::history_page(source, started.elapsed());
         Ok(Some(Page {
             room: room.clone(),
@@ -220,6 +225,30 @@ impl Pages {
         }
         let head = self.primary.room_head(room).await?;
         Ok(head.map(|h| (h.get(), "primary")))
+    }
+
+    /// Marks the asker's own reactions. Every source holds the counts; who
+    /// reacted is only in Postgres, asked only for a page with reactions.
+    async fn mark_mine(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        window: Window,
+        messages: &mut [Message],
+    ) -> Result<(), GatewayError> {
+        if messages.iter().all(|m| m.reactions.is_empty()) {
+            return Ok(());
+        }
+        let (lo, hi) = (Seq::new(window.lo), Seq::new(window.hi));
+        for (seq, emoji) in self.primary.my_reactions(room, user, lo, hi).await? {
+            let Ok(at) = messages.binary_search_by_key(&seq.get(), |m| m.seq) else {
+                continue;
+            };
+            if let Some(r) = messages[at].reactions.iter_mut().find(|r| r.emoji == emoji) {
+                r.mine = true;
+            }
+        }
+        Ok(())
     }
 
     /// The window's messages from the first source that holds all of them.

@@ -22,7 +22,7 @@ use chat_proto::{
     internal::{Envelope, Receipt, Receipts},
     v1::Message,
 };
-use chat_protocol::{subjects, ClientMsgId, ErrorCode, RoomId, UserId};
+use chat_protocol::{envelope::Entry, subjects, ClientMsgId, ErrorCode, RoomId, Seq, UserId};
 use chat_store::Store;
 use futures::StreamExt;
 use prost::Message as _;
@@ -61,6 +61,8 @@ pub struct Submission {
     pub sender: UserId,
     pub client_msg_id: ClientMsgId,
     pub body: String,
+    /// A chat message (a reply if it has a target), or an event.
+    pub entry: Entry,
 }
 
 /// A send JetStream holds, waiting for its commit.
@@ -143,7 +145,8 @@ impl Ingest {
                             ticket,
                             message: Some(message),
                             refused,
-                        } => this.on_receipt(ticket, message, &refused),
+                            reason,
+                        } => this.on_receipt(ticket, message, &refused, reason),
                         _ => tracing::warn!("receipt without a message"),
                     }
                 }
@@ -151,8 +154,9 @@ impl Ingest {
         })
     }
 
-    /// A receipt: the stored message, or (`refused` set) the store's refusal.
-    fn on_receipt(&self, ticket: u64, message: Message, refused: &str) {
+    /// A receipt: the stored message, or (`refused` set) the store's
+    /// refusal and why (a worker of the previous release gives no reason).
+    fn on_receipt(&self, ticket: u64, message: Message, refused: &str, reason: String) {
         let mut waiting = self.waiting.lock().expect("poisoned");
         match waiting.get(&ticket) {
             Some(waiter) if waiter.matches(&message) => {
@@ -161,7 +165,10 @@ impl Ingest {
                     "" => Ok(message),
                     code => Err(GatewayError::Refused {
                         code: ErrorCode::parse(code).unwrap_or(ErrorCode::Forbidden),
-                        reason: "you may not send in this room".into(),
+                        reason: match reason.as_str() {
+                            "" => "you may not send in this room".into(),
+                            _ => reason,
+                        },
                     }),
                 };
                 let _ = waiter.reply.send(outcome);
@@ -190,6 +197,8 @@ impl Ingest {
             reply_to: self.receipts_subject.clone(),
             ticket,
             trace: chat_telemetry::trace_map(),
+            kind: send.entry.kind.as_str().to_owned(),
+            target_seq: send.entry.target.map_or(0, Seq::get),
         };
         let (reply, receipt) = oneshot::channel();
         let waiter = Waiter {

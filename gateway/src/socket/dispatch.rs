@@ -11,7 +11,8 @@ use chat_proto::{
 };
 use chat_protocol::{
     access::{Access, Actor, Permissions},
-    ClientMsgId, RoomId, Seq, UserId,
+    kind::EntryKind,
+    RoomId, Seq, UserId,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -53,9 +54,16 @@ impl Session {
                 room,
                 client_msg_id,
                 body,
+                entry,
             } => {
-                self.send(request_id, room, client_msg_id, body, received)
-                    .await
+                let submission = Submission {
+                    room,
+                    sender: self.member.user.clone(),
+                    client_msg_id,
+                    body,
+                    entry,
+                };
+                self.send(request_id, submission, received).await
             }
             Request::Command {
                 room,
@@ -116,28 +124,31 @@ impl Session {
     async fn send(
         &mut self,
         request_id: String,
-        room: RoomId,
-        client_msg_id: ClientMsgId,
-        body: String,
+        submission: Submission,
         received: Instant,
     ) -> Result<(), GatewayError> {
         let permit = Arc::clone(&self.inflight)
             .try_acquire_owned()
             .map_err(|_| GatewayError::RateLimited)?;
-        if !self.may_send(&room).await? {
-            return Err(GatewayError::Forbidden(
-                "you may not send messages in this room",
-            ));
+        let room = &submission.room;
+        // Writing text needs can_send_messages; deleting and reacting, only
+        // membership. The store checks again, under the room's lock.
+        match submission.entry.kind {
+            EntryKind::Message | EntryKind::MessageEdited => {
+                if !self.may_send(room).await? {
+                    return Err(GatewayError::Forbidden(
+                        "you may not send messages in this room",
+                    ));
+                }
+            }
+            _ => {
+                self.access(room).await?;
+            }
         }
         let span = tracing::info_span!("send", room = %room, request_id = %request_id);
         let outgoing = Outgoing {
             request_id,
-            submission: Submission {
-                room,
-                sender: self.member.user.clone(),
-                client_msg_id,
-                body,
-            },
+            submission,
             received,
             permit,
             span,
@@ -205,7 +216,7 @@ impl Session {
         let page = self
             .state
             .pages
-            .read(&room, query)
+            .read(&room, query, Some(&self.member.user))
             .await?
             .ok_or(GatewayError::Forbidden("not a member of this room"))?;
         self.reply(request_id, Kind::HistoryPage(page.into_proto()))

@@ -7,7 +7,7 @@ use chat_proto::{
     internal::command::Change,
     v1::{client_frame, ClientFrame},
 };
-use chat_protocol::{ClientMsgId, RoomId, Seq, UserId};
+use chat_protocol::{envelope::Entry, kind::EntryKind, ClientMsgId, RoomId, Seq, UserId};
 
 use crate::{
     config::Limits,
@@ -27,10 +27,13 @@ pub enum Request {
     Leave {
         room: RoomId,
     },
+    /// A chat message, or an event changing one (edit, delete, react):
+    /// each an entry of the room's sequence, sent the same way.
     Send {
         room: RoomId,
         client_msg_id: ClientMsgId,
         body: String,
+        entry: Entry,
     },
     /// A page of a room's history.
     History {
@@ -61,6 +64,9 @@ pub enum FrameKind {
     Join,
     Leave,
     Send,
+    Edit,
+    Delete,
+    React,
     Command,
     History,
     ListRooms,
@@ -76,6 +82,9 @@ impl FrameKind {
             Self::Join => "join",
             Self::Leave => "leave",
             Self::Send => "send",
+            Self::Edit => "edit",
+            Self::Delete => "delete",
+            Self::React => "react",
             Self::Command => "command",
             Self::History => "history",
             Self::ListRooms => "list_rooms",
@@ -83,10 +92,13 @@ impl FrameKind {
         }
     }
 
-    /// Whether the frame spends the socket's send budget. Every send and
-    /// command frame does, valid or not: refusing is what is cheap.
+    /// Whether the frame spends the socket's send budget. Every send, event
+    /// and command frame does, valid or not: refusing is what is cheap.
     pub fn spends_budget(self) -> bool {
-        matches!(self, Self::Send | Self::Command)
+        matches!(
+            self,
+            Self::Send | Self::Edit | Self::Delete | Self::React | Self::Command
+        )
     }
 }
 
@@ -115,6 +127,9 @@ impl ParsedFrame {
                 (FrameKind::Leave, leave.map_err(GatewayError::from))
             }
             Some(K::Send(send)) => (FrameKind::Send, parse_send(send, limits)),
+            Some(K::Edit(edit)) => (FrameKind::Edit, parse_edit(edit, limits)),
+            Some(K::Delete(delete)) => (FrameKind::Delete, parse_delete(delete)),
+            Some(K::React(react)) => (FrameKind::React, parse_react(react)),
             Some(K::AddMember(add)) => {
                 let change = commands::add_member(add.user);
                 let command = parse_command(add.room, &add.command_id, change);
@@ -158,11 +173,102 @@ fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, Ga
     let room = RoomId::parse(send.room)?;
     let client_msg_id = ClientMsgId::parse(send.client_msg_id)?;
     check_body(&send.body, limits)?;
+    let target = send
+        .reply_to
+        .map(|s| target_seq("replyTo", s))
+        .transpose()?;
     Ok(Request::Send {
         room,
         client_msg_id,
         body: send.body,
+        entry: Entry {
+            kind: EntryKind::Message,
+            target,
+        },
     })
+}
+
+fn parse_edit(edit: chat_proto::v1::Edit, limits: &Limits) -> Result<Request, GatewayError> {
+    check_body(&edit.body, limits)?;
+    event(
+        edit.room,
+        edit.seq,
+        edit.client_msg_id,
+        EntryKind::MessageEdited,
+        edit.body,
+    )
+}
+
+fn parse_delete(delete: chat_proto::v1::Delete) -> Result<Request, GatewayError> {
+    let kind = EntryKind::MessageDeleted;
+    event(
+        delete.room,
+        delete.seq,
+        delete.client_msg_id,
+        kind,
+        String::new(),
+    )
+}
+
+fn parse_react(react: chat_proto::v1::React) -> Result<Request, GatewayError> {
+    check_emoji(&react.emoji)?;
+    let kind = match react.remove {
+        false => EntryKind::ReactionAdded,
+        true => EntryKind::ReactionRemoved,
+    };
+    event(
+        react.room,
+        react.seq,
+        react.client_msg_id,
+        kind,
+        react.emoji,
+    )
+}
+
+/// An event on the message at `seq`; `body` is the new text or the emoji.
+fn event(
+    room: String,
+    seq: i64,
+    client_msg_id: String,
+    kind: EntryKind,
+    body: String,
+) -> Result<Request, GatewayError> {
+    let room = RoomId::parse(room)?;
+    let target = Some(target_seq("seq", seq)?);
+    Ok(Request::Send {
+        room,
+        client_msg_id: ClientMsgId::parse(client_msg_id)?,
+        body,
+        entry: Entry { kind, target },
+    })
+}
+
+/// A message's seq as a client names it: seqs start at 1.
+pub fn target_seq(name: &str, seq: i64) -> Result<Seq, GatewayError> {
+    u64::try_from(seq)
+        .ok()
+        .filter(|&s| s >= 1)
+        .map(Seq::new)
+        .ok_or_else(|| GatewayError::InvalidArgument(format!("{name} is {seq}; seqs start at 1")))
+}
+
+/// Most bytes of a reaction's emoji: a grapheme of several code points
+/// (a family, a flag with a skin tone) or a short name (`:party:`).
+const MAX_EMOJI_BYTES: usize = 64;
+
+/// A reaction is one short token: not empty, no spaces or control characters.
+fn check_emoji(emoji: &str) -> Result<(), GatewayError> {
+    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
+        return Err(GatewayError::InvalidArgument(format!(
+            "emoji must be 1 to {MAX_EMOJI_BYTES} bytes"
+        )));
+    }
+    if emoji.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(GatewayError::InvalidArgument(
+            "emoji must not contain spaces or control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The limits of a message's body, the same for a socket's send and a

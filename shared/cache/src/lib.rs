@@ -1,17 +1,20 @@
-//! The Redis caches: each room's recent messages (workers add to them after
-//! commit; gateways read them to fill delivery gaps before asking Postgres;
-//! messages never change once stored, so entries never need invalidating)
-//! and each member's access (set by the worker that changes it).
+//! The Redis caches: each room's window of recent entries as they stand
+//! (workers write them after commit; gateways read them for gap fills,
+//! replays and history pages before asking Postgres) and each member's
+//! access (set by the worker that changes it).
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use chat_proto::v1::Message;
 use prost::Message as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    ErrorKind, Script, ServerErrorKind,
+};
 
 use chat_protocol::{access::Access, keys, RoomId, Seq};
 
-/// How long an idle room's recent messages stay in Redis.
+/// How long an idle room's window stays in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;
 
 /// A connection to Redis that fails fast while Redis is down instead of
@@ -86,29 +89,87 @@ async fn cache_membership(
     set.arg("EX").arg(ttl_secs).query_async(redis).await
 }
 
-/// Adds stored messages to their rooms' recent sets, keeping the newest `keep`.
+/// Writes entries into their rooms' windows, keeping each room's newest
+/// `keep`: a stored entry, or the new state of a message an event changed.
+/// Each entry is versioned by the newest seq its state includes
+/// (`changed_seq`, else its own seq), and the script keeps the newer of
+/// what a window holds and what it is given, so two workers writing the
+/// same message in either order leave its newest state. A message older
+/// than everything a window holds is left out (the window stays whole).
 pub async fn remember(
     redis: &mut ConnectionManager,
-    messages: &[(RoomId, Message)],
+    entries: &[(RoomId, Message)],
     keep: usize,
 ) -> redis::RedisResult<()> {
-    if messages.is_empty() {
+    if entries.is_empty() {
         return Ok(());
     }
+    let mut by_room: Vec<&(RoomId, Message)> = entries.iter().collect();
+    by_room.sort_by(|a, b| a.0.cmp(&b.0));
     let mut pipe = redis::pipe();
-    for (room, msg) in messages {
-        pipe.zadd(keys::recent(room), msg.encode_to_vec(), msg.seq)
-            .ignore();
+    for room in by_room.chunk_by(|a, b| a.0 == b.0) {
+        let call = pipe
+            .cmd("EVALSHA")
+            .arg(WINDOW.get_hash())
+            .arg(1)
+            .arg(keys::window(&room[0].0))
+            .arg(keep)
+            .arg(RECENT_TTL_SECS);
+        for (_, message) in room {
+            call.arg(message.seq).arg(versioned(message));
+        }
+        call.ignore();
     }
-    let mut rooms: Vec<&RoomId> = messages.iter().map(|(r, _)| r).collect();
-    rooms.sort();
-    rooms.dedup();
-    for room in rooms {
-        let key = keys::recent(room);
-        pipe.zremrangebyrank(&key, 0, -(keep as isize) - 1).ignore();
-        pipe.expire(&key, RECENT_TTL_SECS).ignore();
+    match pipe.query_async::<()>(redis).await {
+        // The first call since Redis started: load the script, run again
+        // (what ran already runs again to the same effect).
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            WINDOW.prepare_invoke().load_async(redis).await?;
+            pipe.query_async(redis).await
+        }
+        done => done,
     }
-    pipe.query_async(redis).await
+}
+
+/// KEYS[1] a room's window; ARGV: keep, ttl, then (seq, member) pairs, a
+/// member being its version (16 hex digits) and the encoded `Message`.
+static WINDOW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local key = KEYS[1]
+for i = 3, #ARGV, 2 do
+    local seq, member = ARGV[i], ARGV[i + 1]
+    local held = redis.call('ZRANGE', key, seq, seq, 'BYSCORE')
+    if #held == 0 then
+        local low = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        if #low == 0 or tonumber(low[2]) <= tonumber(seq) then
+            redis.call('ZADD', key, seq, member)
+        end
+    elseif tonumber(string.sub(held[1], 1, 16), 16) < tonumber(string.sub(member, 1, 16), 16) then
+        redis.call('ZREM', key, held[1])
+        redis.call('ZADD', key, seq, member)
+    end
+end
+redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[1]) - 1)
+redis.call('EXPIRE', key, ARGV[2])
+",
+    )
+});
+
+/// Hex digits of an entry's version at the start of its window member.
+const VERSION_LEN: usize = 16;
+
+/// A window member: the entry's version, then the entry.
+fn versioned(message: &Message) -> Vec<u8> {
+    let version = message.seq.max(message.changed_seq);
+    let mut member = format!("{version:016x}").into_bytes();
+    member.extend(message.encode_to_vec());
+    member
+}
+
+/// The entry of a window member; `None` for one this build cannot read.
+fn entry(member: &[u8]) -> Option<Message> {
+    Message::decode(member.get(VERSION_LEN..)?).ok()
 }
 
 /// At most `limit` messages with `after < seq <= up_to` that are still
@@ -121,7 +182,7 @@ pub async fn between(
     limit: usize,
 ) -> redis::RedisResult<Vec<Message>> {
     let raw: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-        .arg(keys::recent(room))
+        .arg(keys::window(room))
         .arg(format!("({after}"))
         .arg(up_to.get())
         .arg("BYSCORE")
@@ -130,10 +191,7 @@ pub async fn between(
         .arg(limit)
         .query_async(redis)
         .await?;
-    Ok(raw
-        .iter()
-        .filter_map(|b| Message::decode(b.as_slice()).ok())
-        .collect())
+    Ok(raw.iter().filter_map(|b| entry(b)).collect())
 }
 
 /// The highest cached seq of each room, in one round trip: a hint that
@@ -149,7 +207,7 @@ pub async fn head_hints(
     let mut pipe = redis::pipe();
     for room in rooms {
         pipe.cmd("ZRANGE")
-            .arg(keys::recent(room))
+            .arg(keys::window(room))
             .arg(-1)
             .arg(-1)
             .arg("WITHSCORES");

@@ -8,7 +8,10 @@ use std::{fs, path::Path};
 
 use chat_proto::{
     internal::{Envelope, EnvelopeBatch},
-    v1::{client_frame::Kind, ClientFrame, Join, Leave, ListRooms, OpenDirect, Ping, Search, Send},
+    v1::{
+        client_frame::Kind, ClientFrame, Edit, Join, Leave, ListRooms, OpenDirect, Ping, React,
+        Search, Send,
+    },
 };
 use chat_protocol::codec::{Encoding, Payload};
 use prost::Message as _;
@@ -56,10 +59,36 @@ fn frames() -> Vec<(&'static str, ClientFrame)> {
                     room: "lobby".into(),
                     client_msg_id: "0193-a".into(),
                     body: "hi ✓ \"quoted\" \\ \u{1F600}".into(),
+                    reply_to: Some(3),
                 })),
             ),
         ),
         ("ping", frame("5", Some(Kind::Ping(Ping {})))),
+        (
+            "edit",
+            frame(
+                "10",
+                Some(Kind::Edit(Edit {
+                    room: "lobby".into(),
+                    seq: 3,
+                    body: "fixed".into(),
+                    client_msg_id: "0193-b".into(),
+                })),
+            ),
+        ),
+        (
+            "react",
+            frame(
+                "11",
+                Some(Kind::React(React {
+                    room: "lobby".into(),
+                    seq: 3,
+                    emoji: "\u{1F44D}".into(),
+                    remove: false,
+                    client_msg_id: "0193-c".into(),
+                })),
+            ),
+        ),
         ("no_kind", frame("6", None)),
         (
             "open_direct",
@@ -102,6 +131,8 @@ fn envelopes() -> Vec<(&'static str, Envelope)> {
         received_ts_ms: 1_700_000_000_000,
         reply_to: "chat.receipt.gw1".into(),
         ticket: 42,
+        kind: String::new(),
+        target_seq: 0,
         trace: [(
             "traceparent".to_owned(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),

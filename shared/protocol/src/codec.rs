@@ -99,6 +99,7 @@ mod tests {
                 room: "lobby".into(),
                 client_msg_id: "c1".into(),
                 body: "hi".into(),
+                reply_to: None,
             })),
         }
     }

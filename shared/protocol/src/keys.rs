@@ -13,9 +13,11 @@ pub fn ticket(ticket: &str) -> String {
     format!("chat:ticket:{ticket}")
 }
 
-/// `chat:recent:<room>`: sorted set of the room's latest stored messages
-/// (protobuf `Message`, scored by seq). Gateways fill gaps from it and read
-/// its top score as a cheap hint of the room's head.
-pub fn recent(room: &RoomId) -> String {
-    format!("chat:recent:{room}")
+/// `chat:window:<room>`: sorted set of the room's newest entries as they
+/// stand, scored by seq; each member is its version (16 hex digits: the
+/// newest seq its state includes) then the protobuf `Message`
+/// (chat_cache::remember). Gateways fill gaps and serve history pages from
+/// it and read its top score as a cheap hint of the room's head.
+pub fn window(room: &RoomId) -> String {
+    format!("chat:window:{room}")
 }

@@ -6,8 +6,9 @@ use bytes::Bytes;
 use chat_proto::{
     internal::Envelope,
     v1::{
-        client_frame, server_frame, Ack, ClientFrame, DirectRoom, Error, Join, Joined, Leave, Left,
-        ListRooms, MemberAccess, Message, OpenDirect, Ping, Pong, Search, Send, ServerFrame,
+        client_frame, server_frame, Ack, ClientFrame, Delete, DirectRoom, Edit, Error, Join,
+        Joined, Leave, Left, ListRooms, MemberAccess, Message, OpenDirect, Ping, Pong, React,
+        Reaction, Search, Send, ServerFrame,
     },
 };
 use chat_protocol::{
@@ -27,13 +28,42 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         (text(), any::<Option<u64>>())
             .prop_map(|(room, since_seq)| { client_frame::Kind::Join(Join { room, since_seq }) }),
         text().prop_map(|room| client_frame::Kind::Leave(Leave { room })),
-        (text(), text(), text()).prop_map(|(room, client_msg_id, body)| {
-            client_frame::Kind::Send(Send {
+        (text(), text(), text(), any::<Option<i64>>()).prop_map(
+            |(room, client_msg_id, body, reply_to)| {
+                client_frame::Kind::Send(Send {
+                    room,
+                    client_msg_id,
+                    body,
+                    reply_to,
+                })
+            }
+        ),
+        (text(), any::<i64>(), text(), text()).prop_map(|(room, seq, body, client_msg_id)| {
+            client_frame::Kind::Edit(Edit {
                 room,
-                client_msg_id,
+                seq,
                 body,
+                client_msg_id,
             })
         }),
+        (text(), any::<i64>(), text()).prop_map(|(room, seq, client_msg_id)| {
+            client_frame::Kind::Delete(Delete {
+                room,
+                seq,
+                client_msg_id,
+            })
+        }),
+        (text(), any::<i64>(), text(), any::<bool>(), text()).prop_map(
+            |(room, seq, emoji, remove, client_msg_id)| {
+                client_frame::Kind::React(React {
+                    room,
+                    seq,
+                    emoji,
+                    remove,
+                    client_msg_id,
+                })
+            }
+        ),
         Just(client_frame::Kind::Ping(Ping {})),
         text().prop_map(|user| client_frame::Kind::OpenDirect(OpenDirect { user })),
         (text(), any::<Option<u32>>())
@@ -71,13 +101,29 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 text(),
                 text(),
                 proptest::option::of((text(), proptest::collection::vec(text(), 0..4)))
-            )
+            ),
+            (
+                (
+                    any::<i64>(),
+                    any::<bool>(),
+                    any::<u64>(),
+                    text(),
+                    any::<u32>()
+                ),
+                proptest::collection::vec((text(), any::<u32>(), any::<bool>()), 0..3),
+                (any::<u64>(), any::<u64>(), text(), text()),
+            ),
         )
             .prop_map(
                 |(
                     (room, seq, id, sender),
                     (body, ts_ms, client_msg_id),
                     (kind, member, access),
+                    (
+                        (edited_ts_ms, deleted, reply_to, reply_to_id, reply_count),
+                        reactions,
+                        (changed_seq, target_seq, target_id, emoji),
+                    ),
                 )| {
                     server_frame::Kind::Message(Message {
                         room,
@@ -91,6 +137,19 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                         member,
                         access: access
                             .map(|(role, permissions)| MemberAccess { role, permissions }),
+                        edited_ts_ms,
+                        deleted,
+                        reply_to,
+                        reply_to_id,
+                        reply_count,
+                        reactions: reactions
+                            .into_iter()
+                            .map(|(emoji, count, mine)| Reaction { emoji, count, mine })
+                            .collect(),
+                        changed_seq,
+                        target_seq,
+                        target_id,
+                        emoji,
                     })
                 }
             ),
@@ -112,17 +171,34 @@ fn envelope() -> impl Strategy<Value = Envelope> {
     (
         ("[a-z0-9_-]{1,20}", text(), text(), text()),
         (any::<i64>(), text(), any::<u64>()),
+        (0usize..5, any::<u64>()),
     )
         .prop_map(
-            |((room, sender, client_msg_id, body), (received_ts_ms, reply_to, ticket))| Envelope {
-                room,
-                sender,
-                client_msg_id,
-                body,
-                received_ts_ms,
-                reply_to,
-                ticket,
-                trace: Default::default(),
+            |(
+                (room, sender, client_msg_id, body),
+                (received_ts_ms, reply_to, ticket),
+                (kind, target),
+            )| {
+                // A chat message, with or without a reply target, or an event with one.
+                let kinds = [
+                    "",
+                    "message_edited",
+                    "message_deleted",
+                    "reaction_added",
+                    "reaction_removed",
+                ];
+                Envelope {
+                    room,
+                    sender,
+                    client_msg_id,
+                    body,
+                    received_ts_ms,
+                    reply_to,
+                    ticket,
+                    trace: Default::default(),
+                    kind: kinds[kind].into(),
+                    target_seq: if kind == 0 { target } else { target.max(1) },
+                }
             },
         )
 }
@@ -174,9 +250,9 @@ proptest! {
 
     #[test]
     fn envelopes_round_trip(env in envelope()) {
-        let (back, room) = envelope::decode(&env.encode_to_vec()).unwrap();
-        prop_assert_eq!(room.as_str(), env.room.as_str());
-        prop_assert_eq!(back, env);
+        let back = envelope::decode(&env.encode_to_vec()).unwrap();
+        prop_assert_eq!(back.room.as_str(), env.room.as_str());
+        prop_assert_eq!(back.envelope, env);
     }
 
     #[test]
@@ -199,8 +275,8 @@ proptest! {
         bytes in proptest::collection::vec(any::<u8>(), 0..256)
     ) {
         match envelope::decode(&bytes) {
-            Ok((env, room)) => prop_assert_eq!(room.as_str(), env.room.as_str()),
-            Err(EnvelopeError::Decode(_) | EnvelopeError::Room(_)) => {}
+            Ok(send) => prop_assert_eq!(send.room.as_str(), send.envelope.room.as_str()),
+            Err(EnvelopeError::Decode(_) | EnvelopeError::Room(_) | EnvelopeError::Entry { .. }) => {}
             Err(e @ EnvelopeError::Empty) => prop_assert!(false, "{e} for a lone envelope"),
         }
     }
@@ -212,11 +288,16 @@ proptest! {
         match envelope::decode_batch(&bytes) {
             Ok(sends) => {
                 prop_assert!(!sends.is_empty());
-                for (env, room) in sends {
-                    prop_assert_eq!(room.as_str(), env.room.as_str());
+                for send in sends {
+                    prop_assert_eq!(send.room.as_str(), send.envelope.room.as_str());
                 }
             }
-            Err(EnvelopeError::Decode(_) | EnvelopeError::Room(_) | EnvelopeError::Empty) => {}
+            Err(
+                EnvelopeError::Decode(_)
+                | EnvelopeError::Room(_)
+                | EnvelopeError::Empty
+                | EnvelopeError::Entry { .. },
+            ) => {}
         }
     }
 }

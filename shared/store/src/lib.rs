@@ -21,6 +21,6 @@ pub use command::{Applied, Change, MemberChange, NewCommand, Refused};
 pub use config::PostgresConfig;
 pub use error::StoreError;
 pub use my_rooms::{RoomsPage, RoomsPosition};
-pub use persist::{NewMessage, Persisted};
+pub use persist::{NewMessage, Persisted, Refusal};
 pub use pool::Store;
 pub use search::{HitPosition, HitsPage, Searched};

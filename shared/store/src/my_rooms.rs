@@ -28,7 +28,7 @@ pub struct RoomsPage {
 }
 
 /// The layout of `sql::MY_ROOMS` after the message's columns.
-const ROOM: usize = 9;
+const ROOM: usize = sql::MESSAGE_COLUMNS;
 
 impl Store {
     /// A page of at most `limit` of `user`'s rooms, after `after` (a

@@ -123,4 +123,28 @@ impl Store {
             .as_ref()
             .map(message_from_row))
     }
+
+    /// The emojis `user` reacted with to the messages `lo..=hi` of `room`,
+    /// as (seq, emoji).
+    pub async fn my_reactions(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        lo: Seq,
+        hi: Seq,
+    ) -> Result<Vec<(Seq, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::MY_REACTIONS).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+            &room.as_str(),
+            &user.as_str(),
+            &(lo.get() as i64),
+            &(hi.get() as i64),
+        ];
+        let rows = client.query(&stmt, &params).await?;
+        Ok(rows
+            .iter()
+            .map(|row| (Seq::new(row.get::<_, i64>(0) as u64), row.get(1)))
+            .collect())
+    }
 }

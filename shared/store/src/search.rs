@@ -35,7 +35,7 @@ pub enum Searched {
 }
 
 /// The layout of `sql::SEARCH` after the message's columns.
-const RANK: usize = 9;
+const RANK: usize = sql::MESSAGE_COLUMNS;
 
 impl Store {
     /// A page of at most `limit` messages matching `query` in `user`'s

@@ -29,9 +29,14 @@ pub const REMOVE_MEMBER: &str = "DELETE FROM members WHERE room_id = $1 AND user
 macro_rules! message_columns {
     () => {
         "room_id, seq, id, sender_id, body, \
-        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id, kind, access"
+        round(extract(epoch FROM created_at) * 1000)::int8, client_msg_id, kind, access, \
+        round(extract(epoch FROM edited_at) * 1000)::int8, deleted, target_seq, target_id, \
+        reply_count, reactions::text, changed_seq"
     };
 }
+/// How many columns `message_columns!` has: statements that add their own
+/// after them read those from here on.
+pub const MESSAGE_COLUMNS: usize = 16;
 pub const MESSAGE_AT: &str = concat!(
     "SELECT ",
     message_columns!(),
@@ -72,9 +77,22 @@ pub const FIND_SENT: &str = concat!(
     " FROM messages \
     WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
 );
-/// One round trip per batch: see `migrations/V6__persist_two_statements.sql`.
-pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, allowed \
-    FROM persist_messages($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[])";
+/// One round trip per batch: see `migrations/V10__message_events.sql`.
+pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, refusal, target_id \
+    FROM persist_entries($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[], \
+    $7::text[], $8::int8[])";
+/// The current rows of the messages at seqs `$2` of rooms `$1` (pairs),
+/// for the caches after events changed them.
+pub const MESSAGES_AT: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE (room_id, seq) IN \
+    (SELECT * FROM unnest($1::text[], $2::int8[]))"
+);
+/// The emojis user `$2` reacted with to messages `$3..=$4` of room `$1`:
+/// the "mine" of a history page (its counts are in the rows).
+pub const MY_REACTIONS: &str = "SELECT seq, emoji FROM reactions \
+    WHERE room_id = $1 AND seq BETWEEN $3 AND $4 AND user_id = $2";
 /// Microseconds since the epoch of a timestamptz, exactly (`extract`
 /// answers numeric), for positions a cursor carries.
 macro_rules! micros {

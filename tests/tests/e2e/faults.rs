@@ -192,7 +192,7 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
                 body: "x".repeat(64 * 1024),
                 ..Message::default()
             }),
-            refused: String::new(),
+            ..Receipt::default()
         }],
     }
     .encode_to_vec();

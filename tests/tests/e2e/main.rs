@@ -9,6 +9,7 @@ mod dead_letters;
 mod direct;
 mod dlq;
 mod drain;
+mod events;
 mod faults;
 mod history;
 mod lanes;

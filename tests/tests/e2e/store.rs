@@ -3,9 +3,9 @@
 //! may not send, and which failures are worth retrying.
 
 use chat_config::Secret;
-use chat_protocol::RoomId;
+use chat_protocol::{kind::EntryKind, RoomId};
 use chat_store::{
-    PostgresConfig, {NewMessage, Persisted, Store, StoreError},
+    PostgresConfig, {NewMessage, Persisted, Refusal, Store, StoreError},
 };
 use chat_tests::{Cluster, ClusterOptions};
 use tokio_postgres::error::SqlState;
@@ -16,6 +16,8 @@ fn send(room: &str, sender: &str, id: &str) -> NewMessage {
         sender: sender.into(),
         client_msg_id: id.into(),
         body: format!("{sender}:{id}"),
+        kind: EntryKind::Message,
+        target: None,
     }
 }
 
@@ -133,8 +135,8 @@ async fn only_members_who_may_send_are_stored() {
         ])
         .await
         .unwrap();
-    assert_eq!(out[0], Persisted::Forbidden);
-    assert_eq!(out[1], Persisted::Forbidden);
+    assert_eq!(out[0], Persisted::Refused(Refusal::CannotSend));
+    assert_eq!(out[1], Persisted::Refused(Refusal::CannotSend));
     assert_eq!(seq_of(&out[2]), (2, false), "stored before the revoke");
     assert_eq!(seq_of(&out[3]), (3, true), "no seq was taken by a refusal");
     assert_heads_match(&cluster, &store, &["a"]).await;

@@ -61,9 +61,9 @@ impl DeadLetter {
                 })
         } else {
             chat_protocol::envelope::decode(&msg.payload)
-                .map(|(e, room)| Decoded {
-                    letter: Letter::Send(e),
-                    room,
+                .map(|send| Decoded {
+                    letter: Letter::Send(send.envelope),
+                    room: send.room,
                 })
                 .map_err(|e| e.to_string())
         };
