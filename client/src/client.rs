@@ -9,14 +9,14 @@ use std::{
 };
 
 use chat_proto::v1::{
-    client_frame, Ack, AddMember, Applied, Delete, DirectRoom, Edit, History, HistoryPage, Joined,
-    ListRooms, Message, OpenDirect, React, RemoveMember, RoomList, Search, SearchResults, Send,
-    SetAccess,
+    client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, ListRooms,
+    Message, OpenDirect, RemoveMember, RoomList, Search, SearchResults, SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     driver::{changes::Reply, Command, Driver},
+    entry::{wire_seq, NewEntry},
     options::ClientOptions,
     ClientError,
 };
@@ -127,51 +127,54 @@ impl Client {
     /// submitted, resent until acked, and the returned future resolves with
     /// the ack. For pipelining many sends.
     pub fn submit(&self, room: &str, client_msg_id: &str, body: &str) -> PendingAck {
-        let frame = client_frame::Kind::Send(Send {
+        let body = body.to_owned();
+        let entry = NewEntry::Message {
+            body,
+            reply_to: None,
+        };
+        self.submit_entry(room, client_msg_id, entry)
+    }
+
+    /// Queues any entry (a message, a reply, an edit, a delete, a reaction)
+    /// with the sends, under the caller's `clientMsgId`: written in the
+    /// order submitted, resent until acked, applied once.
+    pub fn submit_entry(&self, room: &str, client_msg_id: &str, entry: NewEntry) -> PendingAck {
+        let (reply, answer) = oneshot::channel();
+        // If the driver is gone, `reply` is dropped with the command and
+        // the future resolves to `Closed`.
+        let _ = self.command(Command::Send {
             room: room.into(),
             client_msg_id: client_msg_id.into(),
-            body: body.into(),
-            reply_to: None,
+            frame: entry.frame(room, client_msg_id),
+            reply,
         });
-        self.submit_entry(room, client_msg_id, frame)
+        PendingAck(answer)
     }
 
     /// Sends a message answering the room's message at `to` (its seq) and
     /// waits for the ack.
     pub async fn reply(&self, room: &str, to: u64, body: &str) -> Result<Ack, ClientError> {
-        let id = fresh_id();
-        let frame = client_frame::Kind::Send(Send {
-            room: room.into(),
-            client_msg_id: id.clone(),
-            body: body.into(),
-            reply_to: Some(wire_seq(to)),
-        });
-        self.submit_entry(room, &id, frame).await
+        let body = body.to_owned();
+        let entry = NewEntry::Message {
+            body,
+            reply_to: Some(to),
+        };
+        self.submit_entry(room, &fresh_id(), entry).await
     }
 
     /// Replaces the body of one's own message at `seq`. Acked with the
     /// edit's own seq (it is an entry of the room, as delete and react are).
     pub async fn edit(&self, room: &str, seq: u64, body: &str) -> Result<Ack, ClientError> {
-        let id = fresh_id();
-        let frame = client_frame::Kind::Edit(Edit {
-            room: room.into(),
-            seq: wire_seq(seq),
-            body: body.into(),
-            client_msg_id: id.clone(),
-        });
-        self.submit_entry(room, &id, frame).await
+        let body = body.to_owned();
+        let entry = NewEntry::Edit { seq, body };
+        self.submit_entry(room, &fresh_id(), entry).await
     }
 
     /// Deletes one's own message at `seq` (another's needs
     /// `can_delete_other_messages`).
     pub async fn delete(&self, room: &str, seq: u64) -> Result<Ack, ClientError> {
-        let id = fresh_id();
-        let frame = client_frame::Kind::Delete(Delete {
-            room: room.into(),
-            seq: wire_seq(seq),
-            client_msg_id: id.clone(),
-        });
-        self.submit_entry(room, &id, frame).await
+        let entry = NewEntry::Delete { seq };
+        self.submit_entry(room, &fresh_id(), entry).await
     }
 
     /// Adds this user's `emoji` reaction to the message at `seq` (with
@@ -183,35 +186,9 @@ impl Client {
         emoji: &str,
         remove: bool,
     ) -> Result<Ack, ClientError> {
-        let id = fresh_id();
-        let frame = client_frame::Kind::React(React {
-            room: room.into(),
-            seq: wire_seq(seq),
-            emoji: emoji.into(),
-            remove,
-            client_msg_id: id.clone(),
-        });
-        self.submit_entry(room, &id, frame).await
-    }
-
-    /// Queues an entry frame (`send`, `edit`, `delete`, `react`) with the
-    /// sends: written in order, resent until acked.
-    fn submit_entry(
-        &self,
-        room: &str,
-        client_msg_id: &str,
-        frame: client_frame::Kind,
-    ) -> PendingAck {
-        let (reply, answer) = oneshot::channel();
-        // If the driver is gone, `reply` is dropped with the command and
-        // the future resolves to `Closed`.
-        let _ = self.command(Command::Send {
-            room: room.into(),
-            client_msg_id: client_msg_id.into(),
-            frame,
-            reply,
-        });
-        PendingAck(answer)
+        let emoji = emoji.to_owned();
+        let entry = NewEntry::React { seq, emoji, remove };
+        self.submit_entry(room, &fresh_id(), entry).await
     }
 
     /// Adds `user` to the room (as a plain member); needs the admin or owner
@@ -369,9 +346,4 @@ impl Client {
 /// room's open): it names the request to the driver only.
 fn fresh_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// A seq as the protocol's signed fields carry it.
-fn wire_seq(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
 }

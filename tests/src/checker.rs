@@ -6,14 +6,14 @@
 //! Postgres and in every member's view, and how long recovery took.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     fmt::Write as _,
     io::Write as _,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use chat_client::{Client, ClientEncoding, ClientOptions, Messages, RoomApi};
+use chat_client::{Client, ClientEncoding, ClientOptions, Messages, NewEntry, RoomApi};
 use tokio::{sync::watch, task::JoinSet, time::Instant};
 
 use crate::{cluster::ADMIN_TOKEN, Cluster};
@@ -30,6 +30,9 @@ pub struct TrafficOptions {
     pub interval: Duration,
     /// The clients' silence timeout: how soon they drop a hung gateway.
     pub silence_timeout: Duration,
+    /// Senders also edit their messages and add and take back reactions
+    /// (`event_state` checks what that left).
+    pub events: bool,
 }
 
 impl Default for TrafficOptions {
@@ -40,6 +43,7 @@ impl Default for TrafficOptions {
             senders: 2,
             interval: Duration::from_millis(50),
             silence_timeout: Duration::from_secs(20),
+            events: false,
         }
     }
 }
@@ -133,9 +137,12 @@ impl Traffic {
         for (i, member) in members.iter().enumerate() {
             if i % options.members < options.senders {
                 tasks.spawn(send(
-                    member.client.clone(),
-                    member.room.clone(),
-                    member.user.clone(),
+                    Sender {
+                        client: member.client.clone(),
+                        room: member.room.clone(),
+                        user: member.user.clone(),
+                        events: options.events,
+                    },
                     options.interval,
                     Arc::clone(&log),
                     stopped.clone(),
@@ -151,6 +158,11 @@ impl Traffic {
             fault_at: None,
             healed_at: None,
         }
+    }
+
+    /// The rooms it sends to.
+    pub fn rooms(&self) -> &[String] {
+        &self.rooms
     }
 
     /// Acks so far.
@@ -259,29 +271,116 @@ async fn read_stored(
     stored
 }
 
-async fn send(
+/// One member that sends.
+struct Sender {
     client: Client,
     room: String,
     user: String,
+    /// Whether it edits and reacts too.
+    events: bool,
+}
+
+/// What a sender did, to pick the targets of its events.
+#[derive(Default)]
+struct Sent {
+    /// Its chat messages' ids.
+    messages: Vec<String>,
+    /// Reactions it added, not taken back yet: (id, target, emoji).
+    reactions: VecDeque<(String, u64, String)>,
+}
+
+impl Sent {
+    /// The seq of its newest message acked so far.
+    fn newest_acked(&self, log: &Log) -> Option<u64> {
+        self.messages.iter().rev().find_map(|id| acked_seq(log, id))
+    }
+
+    /// Its next entry: every fourth a message; else (once one is acked) an
+    /// edit of its newest message, a reaction to it (a new emoji each
+    /// time, so that each changes something), or the take-back of its
+    /// oldest reaction already acked.
+    fn next(&mut self, id: &str, n: usize, user: &str, events: bool, log: &Log) -> NewEntry {
+        let message = NewEntry::Message {
+            body: format!("message {n} of {user}"),
+            reply_to: None,
+        };
+        let newest = self.newest_acked(log);
+        let entry = match (events, n % 4, newest) {
+            (true, 1, Some(seq)) => NewEntry::Edit {
+                seq,
+                body: format!("edit {n} of {user}"),
+            },
+            (true, 2, Some(seq)) => {
+                let emoji = format!("r{n}");
+                self.reactions
+                    .push_back((id.to_owned(), seq, emoji.clone()));
+                NewEntry::React {
+                    seq,
+                    emoji,
+                    remove: false,
+                }
+            }
+            (true, 3, _)
+                if self
+                    .reactions
+                    .front()
+                    .is_some_and(|r| acked_seq(log, &r.0).is_some()) =>
+            {
+                let (_, seq, emoji) = self.reactions.pop_front().expect("checked");
+                NewEntry::React {
+                    seq,
+                    emoji,
+                    remove: true,
+                }
+            }
+            _ => message,
+        };
+        if matches!(entry, NewEntry::Message { .. }) {
+            self.messages.push(id.to_owned());
+        }
+        entry
+    }
+}
+
+fn acked_seq(log: &Log, id: &str) -> Option<u64> {
+    match log.outcomes.get(id) {
+        Some(Outcome::Acked { seq, .. }) => Some(*seq),
+        _ => None,
+    }
+}
+
+async fn send(
+    sender: Sender,
     interval: Duration,
     log: Arc<Mutex<Log>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Sender {
+        client,
+        room,
+        user,
+        events,
+    } = sender;
     let mut ticker = tokio::time::interval(interval);
     let mut answers = JoinSet::new();
+    let mut sent = Sent::default();
     for n in 0.. {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
         }
         let id = format!("{user}-{n}");
-        log.lock().unwrap().attempts.push(Attempt {
-            room: room.clone(),
-            sender: user.clone(),
-            id: id.clone(),
-            at: Instant::now(),
-        });
-        let pending = client.submit(&room, &id, &format!("message {n} of {user}"));
+        let entry = {
+            let mut log = log.lock().unwrap();
+            log.attempts.push(Attempt {
+                room: room.clone(),
+                sender: user.clone(),
+                id: id.clone(),
+                at: Instant::now(),
+            });
+            sent.next(&id, n, &user, events, &log)
+        };
+        let pending = client.submit_entry(&room, &id, entry);
         let log = Arc::clone(&log);
         answers.spawn(async move {
             let outcome = match pending.await {

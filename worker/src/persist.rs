@@ -77,7 +77,8 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
         missing,
     } = sort(&items, outcomes);
     let unpublished = outbox.publish(&ctx.nats).await;
-    let window = update_window(ctx, fresh, &changed).await;
+    let changes = !changing.is_empty();
+    let window = update_window(ctx, fresh, &changed, changes).await;
     let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
     let mut take = |i: usize| items[i].take().map(|item| item.send);
     for (part, e, attempts) in failed {
@@ -106,18 +107,27 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
 }
 
 /// Writes the batch's new entries into their rooms' Redis windows, with
-/// the current state of the messages its events changed. New entries
-/// alone need no care (a window that misses one is not whole, so readers
-/// go to Postgres); a changed message's old state would be read as
-/// current, so that failure is returned.
+/// the current state of the messages its events changed and of entries
+/// found stored already. New entries alone need no care (a window that
+/// misses one is not whole, so readers go to Postgres); a changed
+/// message's old state would be read as current, so that failure is
+/// returned when the batch changed one.
 async fn update_window(
     ctx: &Ctx,
     mut entries: Vec<(RoomId, Message)>,
     changed: &[(RoomId, Seq)],
+    changes: bool,
 ) -> Result<(), WorkerError> {
     let keep = ctx.config.recent_cache_len.get();
     if !changed.is_empty() {
-        let states = ctx.store.messages_at(changed).await?;
+        let states = match ctx.store.messages_at(changed).await {
+            Ok(states) => states,
+            Err(e) if !changes => {
+                tracing::warn!(error = %e, "stored entries not read back for the window");
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
         entries.extend(
             states
                 .into_iter()
@@ -127,7 +137,7 @@ async fn update_window(
     let written = chat_cache::remember(&mut ctx.redis.clone(), &entries, keep).await;
     match written {
         Ok(()) => Ok(()),
-        Err(e) if changed.is_empty() => {
+        Err(e) if !changes => {
             // Only a cache: gateways fall back to Postgres.
             tracing::warn!(error = %e, "recent-message window not updated");
             Ok(())
@@ -142,8 +152,10 @@ struct Sorted {
     outbox: fanout::Outbox,
     /// Entries stored by this batch, for the rooms' windows.
     fresh: Vec<(RoomId, Message)>,
-    /// Messages that events (and replies) of the batch changed, and those
-    /// items: resends included, so that a redelivery rewrites the window.
+    /// Entries to write into the window as they stand now: the messages
+    /// that events (and replies) of the batch changed, and entries found
+    /// stored already. `changing` are the events and replies, resends
+    /// included, so that a redelivery rewrites the window.
     changed: Vec<(RoomId, Seq)>,
     changing: Vec<usize>,
     /// Items answered (stored or refused) that are done once published.
@@ -163,6 +175,10 @@ fn sort(items: &[Item], outcomes: Vec<(usize, Persisted)>) -> Sorted {
                 metrics::envelope(if fresh { "stored" } else { "duplicate" });
                 if fresh {
                     sorted.fresh.push((room.clone(), message.clone()));
+                } else {
+                    // Found stored (a redelivery): the window may have
+                    // missed it, and it may have changed since.
+                    sorted.changed.push((room.clone(), Seq::new(message.seq)));
                 }
                 if let Some(target) = item.send.entry.target {
                     sorted.changed.push((room.clone(), target));

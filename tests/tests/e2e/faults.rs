@@ -16,6 +16,7 @@ use chat_protocol::subjects;
 use chat_tests::STEP;
 use chat_tests::{
     checker::{Traffic, TrafficOptions},
+    event_state::assert_events_applied,
     netns::Namespace,
     wait_for, Cluster, ClusterOptions, Role,
 };
@@ -31,7 +32,11 @@ async fn cluster(workers: usize) -> Cluster {
 }
 
 async fn start(cluster: &Cluster, tag: &str) -> Traffic {
-    let traffic = Traffic::start(cluster, tag, TrafficOptions::default()).await;
+    start_with(cluster, tag, TrafficOptions::default()).await
+}
+
+async fn start_with(cluster: &Cluster, tag: &str, options: TrafficOptions) -> Traffic {
+    let traffic = Traffic::start(cluster, tag, options).await;
     traffic.until_acked(ACKS, STEP).await;
     traffic
 }
@@ -43,13 +48,18 @@ async fn finish(traffic: Traffic, cluster: &Cluster, fault: &str) {
 }
 
 /// A worker whose failpoint `point` aborts it (after `after` batches) dies;
-/// the other takes over its sends, then a replacement starts.
-async fn worker_dies_at(point: &str, fault: &str) {
+/// the other takes over its sends, then a replacement starts. Returns the
+/// cluster and the rooms of the traffic, judged already.
+async fn worker_dies_at(
+    point: &str,
+    fault: &str,
+    options: TrafficOptions,
+) -> (Cluster, Vec<String>) {
     let mut cluster = cluster(1).await;
     let doomed = cluster
         .start_worker_with(&[("FAILPOINTS", &format!("{point}=40*off->return"))])
         .await;
-    let mut traffic = start(&cluster, "w").await;
+    let mut traffic = start_with(&cluster, "w", options).await;
     wait_for("the worker to die at its failpoint", STEP * 2, || {
         let dead = !cluster.workers[doomed].process.is_running();
         async move { dead.then_some(()) }
@@ -58,21 +68,40 @@ async fn worker_dies_at(point: &str, fault: &str) {
     traffic.fault();
     traffic.until_acked(ACKS, STEP).await;
     cluster.restart_worker(doomed).await;
+    let rooms = traffic.rooms().to_vec();
     finish(traffic, &cluster, fault).await;
+    (cluster, rooms)
 }
 
 /// Killed holding a pulled batch it had not stored: JetStream redelivers
 /// it to the other worker once the ack wait runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch() {
-    worker_dies_at("worker-before-store", "worker killed mid-batch").await;
+    let options = TrafficOptions::default();
+    worker_dies_at("worker-before-store", "worker killed mid-batch", options).await;
 }
 
 /// Killed after the commit, before the fan-out and the acks: the
 /// redelivered sends are found stored, fanned out and acked with their seq.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_between_commit_and_fanout() {
-    worker_dies_at("worker-after-commit", "worker killed after commit").await;
+    let options = TrafficOptions::default();
+    worker_dies_at("worker-after-commit", "worker killed after commit", options).await;
+}
+
+/// The same while senders also edit and react: no event is lost or
+/// applied twice, each message ends as its events say, and the Redis
+/// window (rewritten by the redelivered events) is what Postgres holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_while_applying_edits_and_reactions() {
+    let options = TrafficOptions {
+        events: true,
+        ..TrafficOptions::default()
+    };
+    let fault = "worker killed applying events";
+    let (cluster, rooms) = worker_dies_at("worker-after-commit", fault, options).await;
+    let events = assert_events_applied(&cluster, &rooms).await;
+    assert!(events >= ACKS, "only {events} edits and reactions");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

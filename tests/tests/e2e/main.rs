@@ -9,6 +9,7 @@ mod dead_letters;
 mod direct;
 mod dlq;
 mod drain;
+mod event_refusals;
 mod events;
 mod faults;
 mod history;
