@@ -2,12 +2,15 @@
 //! (`--room`, or with `chat dm <user>` the direct room with that user, made
 //! if new); messages of the room are printed as they arrive. Built on
 //! [`Client`], so it reconnects (to the next `--url`), resumes the room and
-//! resends what was not acked. `chat history <room>` prints a room's
-//! history instead, `chat rooms` one's rooms and `chat search` the messages
-//! that match, a page at a time.
+//! resends what was not acked. While chatting, `/reply SEQ TEXT`,
+//! `/edit SEQ TEXT`, `/delete SEQ`, `/react SEQ EMOJI` and `/unreact SEQ
+//! EMOJI` change messages; `chat edit|delete|react|reply ROOM ...` do the
+//! same once. `chat history <room>` prints a room's history instead, `chat
+//! rooms` one's rooms and `chat search` the messages that match, a page at
+//! a time.
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions, HistoryCursor, Message};
+use chat_client::{Client, ClientOptions, HistoryCursor, Message, Messages, NewEntry};
 use chat_protocol::codec::Encoding;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -51,6 +54,28 @@ enum Cmd {
         #[command(flatten)]
         page: Page,
     },
+    /// Answer the message at SEQ of ROOM.
+    Reply {
+        room: String,
+        seq: u64,
+        text: String,
+    },
+    /// Replace the text of your message at SEQ of ROOM.
+    Edit {
+        room: String,
+        seq: u64,
+        text: String,
+    },
+    /// Delete the message at SEQ of ROOM (another's takes can_delete_other_messages).
+    Delete { room: String, seq: u64 },
+    /// React to the message at SEQ of ROOM with EMOJI (or take it back).
+    React {
+        room: String,
+        seq: u64,
+        emoji: String,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Messages of your rooms matching a query, best match first.
     Search {
         /// Words, "quoted phrases", `or`, `-excluded` words.
@@ -86,10 +111,7 @@ async fn history(
         .await
         .context("reading history")?;
     for m in &page.messages {
-        match m.kind.as_str() {
-            "" => println!("#{} <{}> {}", m.seq, m.sender, m.body),
-            kind => println!("#{} {kind} {} (by {})", m.seq, m.member, m.sender),
-        }
+        println!("#{} <{}> {}", m.seq, m.sender, what(m));
     }
     if page.has_before {
         eprintln!("older: chat history {room} --before {}", page.before);
@@ -108,10 +130,9 @@ async fn main() -> anyhow::Result<()> {
         Encoding::Json
     };
     let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
-    let room = match &cli.command {
+    let room = match cli.command {
         None => cli.room,
-        Some(Cmd::Rooms { .. } | Cmd::Search { .. }) => {
-            let lookup = cli.command.expect("a lookup");
+        Some(lookup @ (Cmd::Rooms { .. } | Cmd::Search { .. })) => {
             let looked = look_up(&client, lookup).await;
             client.close();
             return looked;
@@ -121,21 +142,43 @@ async fn main() -> anyhow::Result<()> {
             before,
             limit,
         }) => {
-            let read = history(&client, room, *before, *limit).await;
+            let read = history(&client, &room, before, limit).await;
             client.close();
             return read;
         }
         Some(Cmd::Dm { user }) => {
             let direct = client
-                .open_direct(user)
+                .open_direct(&user)
                 .await
                 .context("opening the direct room")?;
             let made = if direct.created { "made" } else { "found" };
             eprintln!("{made} the direct room with {user}: {}", direct.room);
             direct.room
         }
+        Some(change) => {
+            let Some((room, entry)) = once(change) else {
+                return Ok(());
+            };
+            let id = uuid::Uuid::now_v7().to_string();
+            let ack = client.submit_entry(&room, &id, entry).await;
+            client.close();
+            let ack = ack.context("not stored")?;
+            match ack.seq {
+                0 => println!("nothing to change"),
+                seq => println!("stored as #{seq}"),
+            }
+            return Ok(());
+        }
     };
-    let joined = client.join(&room, None).await.context("joining")?;
+    chat(&client, &mut messages, &room).await?;
+    client.close();
+    Ok(())
+}
+
+/// Chats in `room`: typed lines are sent (or change a message), the room's
+/// entries are printed, until the input ends.
+async fn chat(client: &Client, messages: &mut Messages, room: &str) -> anyhow::Result<()> {
+    let joined = client.join(room, None).await.context("joining")?;
     eprintln!("joined {} at seq {}", joined.room, joined.head_seq);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     // Acks still owed; awaited at the end of input so that piped lines
@@ -146,9 +189,17 @@ async fn main() -> anyhow::Result<()> {
             line = lines.next_line() => {
                 let Some(line) = line? else { break };
                 if !line.trim().is_empty() {
+                    let entry = match typed(&line) {
+                        Ok(entry) => entry,
+                        Err(usage) => {
+                            eprintln!("{usage}");
+                            continue;
+                        }
+                    };
                     // Not awaited here: the ack may take a reconnect, and
                     // messages should keep printing meanwhile.
-                    let ack = client.submit(&room, &uuid::Uuid::now_v7().to_string(), &line);
+                    let id = uuid::Uuid::now_v7().to_string();
+                    let ack = client.submit_entry(room, &id, entry);
                     unacked.spawn(async move {
                         if let Err(e) = ack.await {
                             eprintln!("not sent: {e}");
@@ -157,17 +208,16 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             message = messages.recv() => match message {
-                Some(m) => println!("#{} <{}> {}", m.seq, m.sender, m.body),
+                Some(m) => println!("{}", line(&m)),
                 None => {
                     // The client gave up; a request tells why.
-                    let why = client.join(&room, None).await.err();
+                    let why = client.join(room, None).await.err();
                     anyhow::bail!("disconnected: {}", why.map(|e| e.to_string()).unwrap_or_default());
                 }
             },
         }
     }
     while unacked.join_next().await.is_some() {}
-    client.close();
     Ok(())
 }
 
@@ -194,7 +244,7 @@ async fn look_up(client: &Client, lookup: Cmd) -> anyhow::Result<()> {
             }
             found.next_cursor
         }
-        Cmd::Dm { .. } | Cmd::History { .. } => return Ok(()),
+        _ => return Ok(()),
     };
     if !next.is_empty() {
         println!("more: --cursor {next}");
@@ -202,12 +252,84 @@ async fn look_up(client: &Client, lookup: Cmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A message on one line: where, who and what (or which change it was).
-fn line(m: &Message) -> String {
-    let what = if m.kind.is_empty() {
-        m.body.clone()
-    } else {
-        format!("[{} {}]", m.kind, m.member)
+/// The entry of a subcommand that changes one message, and its room.
+fn once(change: Cmd) -> Option<(String, NewEntry)> {
+    Some(match change {
+        Cmd::Reply { room, seq, text } => (
+            room,
+            NewEntry::Message {
+                body: text,
+                reply_to: Some(seq),
+            },
+        ),
+        Cmd::Edit { room, seq, text } => (room, NewEntry::Edit { seq, body: text }),
+        Cmd::Delete { room, seq } => (room, NewEntry::Delete { seq }),
+        Cmd::React {
+            room,
+            seq,
+            emoji,
+            remove,
+        } => (room, NewEntry::React { seq, emoji, remove }),
+        _ => return None,
+    })
+}
+
+/// A typed line: a message, or a slash command changing one.
+fn typed(line: &str) -> Result<NewEntry, &'static str> {
+    const USAGE: &str =
+        "/reply SEQ TEXT, /edit SEQ TEXT, /delete SEQ, /react SEQ EMOJI, /unreact SEQ EMOJI";
+    let Some(command) = line.strip_prefix('/') else {
+        return Ok(NewEntry::Message {
+            body: line.to_owned(),
+            reply_to: None,
+        });
     };
-    format!("{}#{} <{}> {what}", m.room, m.seq, m.sender)
+    let mut words = command.splitn(3, ' ');
+    let (verb, seq) = (words.next().unwrap_or_default(), words.next());
+    let seq = seq.and_then(|s| s.parse().ok()).ok_or(USAGE)?;
+    let rest = words.next().map(str::to_owned);
+    Ok(match (verb, rest) {
+        ("reply", Some(body)) => NewEntry::Message {
+            body,
+            reply_to: Some(seq),
+        },
+        ("edit", Some(body)) => NewEntry::Edit { seq, body },
+        ("delete", None) => NewEntry::Delete { seq },
+        ("react" | "unreact", Some(emoji)) => NewEntry::React {
+            seq,
+            emoji,
+            remove: verb == "unreact",
+        },
+        _ => return Err(USAGE),
+    })
+}
+
+/// An entry on one line: where, who and what (or which change it was).
+fn line(m: &Message) -> String {
+    format!("{}#{} <{}> {}", m.room, m.seq, m.sender, what(m))
+}
+
+/// What an entry says: a message's text, or which change it is.
+fn what(m: &Message) -> String {
+    match m.kind.as_str() {
+        "" if m.deleted => "[deleted]".to_owned(),
+        "" => {
+            let mut text = m.body.clone();
+            if m.reply_to > 0 {
+                text = format!("(re #{}) {text}", m.reply_to);
+            }
+            if m.edited_ts_ms > 0 {
+                text.push_str(" (edited)");
+            }
+            for r in &m.reactions {
+                text.push_str(&format!(" {}{}", r.emoji, r.count));
+            }
+            text
+        }
+        "message_edited" => format!("[edited #{}] {}", m.target_seq, m.body),
+        "message_deleted" => format!("[deleted #{}]", m.target_seq),
+        "reaction_added" => format!("[{} on #{}]", m.emoji, m.target_seq),
+        "reaction_removed" => format!("[took back {} on #{}]", m.emoji, m.target_seq),
+        kind => format!("[{kind} {}]", m.member),
+    }
 }
