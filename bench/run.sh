@@ -11,6 +11,8 @@
 #   bench/run.sh idle-rooms      what 10,000 joined, silent rooms cost at rest
 #   bench/run.sh control-backlog  a member's removal, in effect on every gateway,
 #                                 with 100,000 sends queued for the workers
+#   bench/run.sh history         readers paging back over HTTP while writers send:
+#                                 Redis hit ratio, page p99 by source, sends' p99
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 #   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
@@ -255,6 +257,20 @@ run_control_backlog() {
   stop "${SERVER_PIDS[@]}"
 }
 
+# `history`: HISTORY_ROOMS rooms (20) seeded with HISTORY_SEED messages
+# (3,000), writers at HISTORY_RATE sends/s (400) alone, then with
+# HISTORY_READERS readers (20) paging back over HTTP; both phases
+# HISTORY_SECS (10) long.
+run_history() {
+  start_ours
+  echo "== history / ours: readers paging back while writers send"
+  taskset -c "$LOADGEN_CPU" $BIN/historybench --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
+    --http "http://127.0.0.1:$G1" --http "http://127.0.0.1:$G2" --admin-token $ADMIN --jwt-secret $SECRET \
+    --nats "nats://127.0.0.1:$NATS_PORT" --rooms "${HISTORY_ROOMS:-20}" --seed "${HISTORY_SEED:-3000}" \
+    --rate "${HISTORY_RATE:-400}" --readers "${HISTORY_READERS:-20}" --secs "${HISTORY_SECS:-10}" | tee "$OUT/history.txt"
+  stop "${SERVER_PIDS[@]}"
+}
+
 loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 run_one() { # scenario target label [extra loadgen args...]
@@ -304,6 +320,10 @@ for scenario in "${SCENARIOS[@]}"; do
   fi
   if [ "$scenario" = control-backlog ]; then
     run_control_backlog
+    continue
+  fi
+  if [ "$scenario" = history ]; then
+    run_history
     continue
   fi
   for target in $(targets_for "$scenario"); do

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 
 use axum::{
     extract::{FromRequestParts, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
 use chat_proto::v1::{HistoryPage, Message};
@@ -213,7 +213,7 @@ impl From<HistoryPage> for PageView {
         ("If-None-Match" = Option<String>, Header, description = "The ETag of a page read before: 304 if it is unchanged"),
     ),
     responses(
-        (status = 200, description = "The page, with its ETag", body = PageView),
+        (status = 200, description = "The page, with its ETag; Server-Timing names where it was read (redis, replica or primary)", body = PageView),
         (status = 304, description = "Unchanged since the ETag given in If-None-Match"),
         (status = 400, description = "Bad room id, cursor or limit; more than one cursor", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
@@ -245,6 +245,12 @@ async fn messages(
         .read(&room, query, asker)
         .await?
         .ok_or(GatewayError::NotFound)?;
+    // Where the page was read (redis, replica, primary), for whoever
+    // measures pages from outside (bench/run.sh history).
+    let timing = (
+        HeaderName::from_static("server-timing"),
+        HeaderValue::from_static(page.source),
+    );
     let body = serde_json::to_vec(&PageView::from(page.into_proto())).expect("a page serializes");
     let etag = etag(&body);
     let cache = [
@@ -261,7 +267,7 @@ async fn messages(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok((cache, [json], body).into_response())
+    Ok((cache, [json, timing], body).into_response())
 }
 
 /// A weak validator of the answer's bytes (weak: the same page compressed
