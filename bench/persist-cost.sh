@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Postgres's own CPU per stored send, as the worker's statements spend it
+# Postgres's own CPU per stored send, as the worker's function spends it
 # (`persist_entries` from V10 on, with chat messages only; before that
-# `persist_messages`; from V11 on, also the search terms statement the
-# worker runs after each batch's commit, `sql::INDEX_TERMS`).
+# `persist_messages`).
 #
 #   bash bench/persist-cost.sh            every migration, i.e. the committed function
 #   bash bench/persist-cost.sh V5 V6      each variant: migrations up to and including it
@@ -38,17 +37,16 @@ trap cleanup EXIT
 psql_() { psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 # One loop of CALLS batches; $1 = 1 stores them, 0 only builds the arguments.
-# $4 is the call that stores them, $5 what runs after (empty: nothing).
-# Prints the backend's CPU ns over the loop.
+# $4 is the call that stores them. Prints the backend's CPU ns over the loop.
 loop_sql() {
-  local store=$1 shape=$2 db=$3 persist=$4 after=$5
+  local store=$1 shape=$2 db=$3 persist=$4
   cat <<SQL
 SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS t0 \gset
 DO \$\$
 DECLARE
   k INT;
   rooms TEXT[]; senders TEXT[]; cmids TEXT[]; bodies TEXT[]; ids UUID[]; stamps BIGINT[];
-  n INT; stored_rooms TEXT[]; stored_seqs BIGINT[];
+  n INT;
 BEGIN
   FOR k IN 1..$CALLS LOOP
     SELECT array_agg(CASE WHEN '$shape' = 'one' THEN 'r1' ELSE 'r' || ((k * $BATCH + g) % $ROOMS + 1) END ORDER BY g),
@@ -60,11 +58,8 @@ BEGIN
       INTO rooms, senders, cmids, bodies, ids, stamps
       FROM generate_series(1, $BATCH) g;
     IF $store = 1 THEN
-      SELECT count(*), array_agg(rooms[p.idx]), array_agg(p.seq) INTO n, stored_rooms, stored_seqs
-        FROM $persist p WHERE p.fresh;
+      SELECT count(*) INTO n FROM $persist p WHERE p.fresh;
       IF n <> $BATCH THEN RAISE EXCEPTION 'stored % of %', n, $BATCH; END IF;
-      COMMIT;
-      $after
     END IF;
     COMMIT;
   END LOOP;
@@ -88,26 +83,16 @@ for variant in "${VARIANTS[@]}"; do
   if [ "$(psql_ -d "$db" -c "SELECT count(*) FROM pg_proc WHERE proname = 'persist_entries'")" = 1 ]; then
     persist="persist_entries(rooms, senders, cmids, bodies, ids, stamps, array_fill(''::text, ARRAY[$BATCH]), array_fill(NULL::int8, ARRAY[$BATCH]))"
   fi
-  # From V11 on, the worker's search terms statement (as sql::INDEX_TERMS).
-  after=""
-  if [ "$(psql_ -d "$db" -c "SELECT count(*) FROM pg_class WHERE relname = 'message_terms'")" = 1 ]; then
-    after="INSERT INTO message_terms (room_id, seq, version, terms)
-      SELECT m.room_id, m.seq, coalesce(m.changed_seq, m.seq), to_tsvector('english', m.body)
-        FROM unnest(stored_rooms, stored_seqs) AS u (room_id, seq)
-        JOIN messages m ON m.room_id = u.room_id AND m.seq = u.seq WHERE m.kind = ''
-      ON CONFLICT (room_id, seq) DO UPDATE SET version = EXCLUDED.version, terms = EXCLUDED.terms
-      WHERE message_terms.version < EXCLUDED.version;"
-  fi
   psql_ -d "$db" -c "INSERT INTO rooms (id) SELECT 'r' || g FROM generate_series(1, $ROOMS) g;
     INSERT INTO members (room_id, user_id) SELECT 'r' || g, 'u' || g || s FROM generate_series(1, $ROOMS) g, unnest(ARRAY['a', 'b']) s;"
   results=()
   for shape in all one; do
     # A warm-up loop first: plans cached, pages in shared buffers.
-    loop_sql 1 "$shape" "$db-warm" "$persist" "$after" | psql_ -d "$db" >/dev/null
+    loop_sql 1 "$shape" "$db-warm" "$persist" | psql_ -d "$db" >/dev/null
     rounds=""
     for round in 1 2 3; do
-      stored=$(loop_sql 1 "$shape" "$db-$round" "$persist" "$after" | psql_ -d "$db" | tail -1)
-      built=$(loop_sql 0 "$shape" "$db-$round" "$persist" "$after" | psql_ -d "$db" | tail -1)
+      stored=$(loop_sql 1 "$shape" "$db-$round" "$persist" | psql_ -d "$db" | tail -1)
+      built=$(loop_sql 0 "$shape" "$db-$round" "$persist" | psql_ -d "$db" | tail -1)
       us=$(python3 -c "print(f'{($stored - $built) / 1000 / ($CALLS * $BATCH):.1f}')")
       rounds="$rounds $us"
     done

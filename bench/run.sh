@@ -259,15 +259,16 @@ run_control_backlog() {
 
 # `history`: HISTORY_ROOMS rooms (20) seeded with HISTORY_SEED messages
 # (3,000), writers at HISTORY_RATE sends/s (400) alone, then with
-# HISTORY_READERS readers (20) paging back over HTTP; both phases
-# HISTORY_SECS (10) long.
+# HISTORY_READERS readers (20) paging back over HTTP, HISTORY_THINK_MS
+# (100) between pages; both phases HISTORY_SECS (10) long.
 run_history() {
   start_ours
   echo "== history / ours: readers paging back while writers send"
   taskset -c "$LOADGEN_CPU" $BIN/historybench --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
     --http "http://127.0.0.1:$G1" --http "http://127.0.0.1:$G2" --admin-token $ADMIN --jwt-secret $SECRET \
     --nats "nats://127.0.0.1:$NATS_PORT" --rooms "${HISTORY_ROOMS:-20}" --seed "${HISTORY_SEED:-3000}" \
-    --rate "${HISTORY_RATE:-400}" --readers "${HISTORY_READERS:-20}" --secs "${HISTORY_SECS:-10}" | tee "$OUT/history.txt"
+    --rate "${HISTORY_RATE:-400}" --readers "${HISTORY_READERS:-20}" \
+    --think-ms "${HISTORY_THINK_MS:-100}" --secs "${HISTORY_SECS:-10}" | tee "$OUT/history.txt"
   stop "${SERVER_PIDS[@]}"
 }
 

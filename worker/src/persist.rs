@@ -1,5 +1,5 @@
-//! Stores a batch of sends in one transaction, then writes their search
-//! terms and the rooms' Redis windows, fans out and acks. The order is the guarantee: nothing is acked before its
+//! Stores a batch of sends in one transaction, then writes the rooms'
+//! Redis windows, fans out and acks. The order is the guarantee: nothing is acked before its
 //! commit is known, and a crash anywhere means redelivery, which finds the
 //! stored row (idempotent on room, sender, client_msg_id) and fans out again.
 //!
@@ -14,7 +14,7 @@
 use std::ops::Range;
 
 use chat_proto::v1::Message;
-use chat_protocol::{kind::EntryKind, RoomId, Seq};
+use chat_protocol::{RoomId, Seq};
 use chat_store::{NewMessage, Persisted};
 use tokio::time::Instant;
 use tracing::Span;
@@ -72,30 +72,20 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
         outbox,
         fresh,
         changed,
-        terms,
-        indexing,
         changing,
         answered,
         missing,
     } = sort(&items, outcomes);
-    // Both before the receipts: whoever is told a message is stored then
-    // finds it, as it stands, in search and in the newest history page.
-    let indexed = ctx
-        .store
-        .index_terms(&terms)
-        .await
-        .map_err(WorkerError::from);
+    // Before the receipts: whoever is told an entry is stored then finds
+    // it, and the message it changed as it stands, in the newest page.
     let changes = !changing.is_empty();
     let window = update_window(ctx, fresh, &changed, changes).await;
     let unpublished = outbox.publish(&ctx.nats).await;
-    // A stored entry whose search terms, or (an event's) window state,
-    // were not written is redelivered, found stored, and written again.
+    // An event whose message's new state was not written to the window
+    // is redelivered, found stored, and written again.
     let mut redo: Vec<Option<&WorkerError>> = vec![None; items.len()];
-    for &i in &indexing {
-        redo[i] = indexed.as_ref().err();
-    }
     for &i in &changing {
-        redo[i] = redo[i].or(window.as_ref().err());
+        redo[i] = window.as_ref().err();
     }
     let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
     let mut take = |i: usize| items[i].take().map(|item| item.send);
@@ -172,10 +162,6 @@ struct Sorted {
     /// included, so that a redelivery rewrites the window.
     changed: Vec<(RoomId, Seq)>,
     changing: Vec<usize>,
-    /// Chat messages whose search terms to write (new, edited, deleted, or
-    /// found stored), and the items that stored them.
-    terms: Vec<(RoomId, Seq)>,
-    indexing: Vec<usize>,
     /// Items answered (stored or refused) that are done once published.
     answered: Vec<usize>,
     /// Items whose room does not exist.
@@ -198,17 +184,7 @@ fn sort(items: &[Item], outcomes: Vec<(usize, Persisted)>) -> Sorted {
                     // missed it, and it may have changed since.
                     sorted.changed.push((room.clone(), Seq::new(message.seq)));
                 }
-                let entry = item.send.entry;
-                let searched = match entry.kind {
-                    EntryKind::Message => Some(Seq::new(message.seq)),
-                    EntryKind::MessageEdited | EntryKind::MessageDeleted => entry.target,
-                    _ => None,
-                };
-                if let Some(seq) = searched {
-                    sorted.terms.push((room.clone(), seq));
-                    sorted.indexing.push(i);
-                }
-                if let Some(target) = entry.target {
+                if let Some(target) = item.send.entry.target {
                     sorted.changed.push((room.clone(), target));
                     sorted.changing.push(i);
                 } else {

@@ -4,7 +4,8 @@
 //! Seeds `--rooms` rooms with `--seed` messages each (straight to the
 //! ingest stream), then runs writers at `--rate` sends per second over all
 //! rooms for `--secs` alone, and `--secs` again with `--readers` readers
-//! paging back over HTTP (`GET /v1/rooms/{room}/messages`, 50 a page):
+//! paging back over HTTP (`GET /v1/rooms/{room}/messages`, 50 a page,
+//! `--think-ms` between pages):
 //! four cycles in five read the newest three pages, the fifth pages back
 //! to the room's first message. Prints the sends' ack latency in both
 //! phases, pages per second, the share and latency of pages by where the
@@ -51,6 +52,10 @@ struct Cli {
     rate: f64,
     #[arg(long, default_value_t = 20)]
     readers: usize,
+    /// Pause of each reader between two pages (0: flat out), as a person
+    /// scrolling back does.
+    #[arg(long, default_value_t = 100)]
+    think_ms: u64,
     /// Seconds of each phase.
     #[arg(long, default_value_t = 10)]
     secs: u64,
@@ -120,7 +125,8 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..cli.readers {
         let base = cli.http[n % cli.http.len()].clone();
         let (rooms, token, pages) = (rooms.clone(), token.clone(), Arc::clone(&pages));
-        readers.spawn(read(n, base, rooms, token, pages, reading.clone()));
+        let think = Duration::from_millis(cli.think_ms);
+        readers.spawn(read(n, base, rooms, token, think, pages, reading.clone()));
     }
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(cli.secs)).await;
@@ -158,9 +164,10 @@ fn report(
     }
     let total: u64 = by_source.values().map(Histogram::len).sum();
     println!(
-        "pages: {total} in {secs:.1} s ({:.0}/s) by {} readers over {} rooms of {}+ messages",
+        "pages: {total} in {secs:.1} s ({:.0}/s) by {} readers ({} ms between pages) over {} rooms of {}+ messages",
         total as f64 / secs,
         cli.readers,
+        cli.think_ms,
         cli.rooms,
         cli.seed
     );
@@ -273,6 +280,7 @@ async fn read(
     base: String,
     rooms: Vec<String>,
     token: String,
+    think: Duration,
     pages: Arc<Timings>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -288,6 +296,7 @@ async fn read(
             match page(&http, &base, room, &token, before).await {
                 Ok((source, took, next)) => {
                     pages.record(&source, took);
+                    tokio::time::sleep(think).await;
                     match next {
                         Some(b) => before = Some(b),
                         None => break,

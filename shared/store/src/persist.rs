@@ -154,20 +154,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes the search terms of the chat messages at `seqs` (new ones,
-    /// edited or deleted ones) in one statement, after their commit.
-    pub async fn index_terms(&self, seqs: &[(RoomId, Seq)]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let rooms: Vec<&str> = seqs.iter().map(|(r, _)| r.as_str()).collect();
-        let at: Vec<i64> = seqs.iter().map(|(_, s)| s.get() as i64).collect();
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::INDEX_TERMS).await?;
-        client.execute(&stmt, &[&rooms, &at]).await?;
-        Ok(())
-    }
-
     /// The messages at `seqs` of their rooms as they stand now (for the
     /// caches, after events changed them), in no particular order.
     pub async fn messages_at(&self, seqs: &[(RoomId, Seq)]) -> Result<Vec<Message>, StoreError> {

@@ -1,5 +1,5 @@
 //! Full-text search of the chat messages of a user's rooms, a page per
-//! query (migration V11's `message_terms` and its GIN index).
+//! query (migration V9's `search_terms` and its GIN index).
 
 use chat_proto::v1::SearchHit;
 use chat_protocol::{RoomId, UserId};

@@ -81,24 +81,14 @@ pub const FIND_SENT: &str = concat!(
 pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, refusal, target_id \
     FROM persist_entries($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[], \
     $7::text[], $8::int8[])";
-/// Writes the search terms of the chat messages at seqs `$2` of rooms `$1`
-/// (pairs) from their rows as they stand, after their batch's commit
-/// (migration V11): a new message's, or an edited or deleted one's again.
-/// Of two writes of one message, the one made from its newer state stays.
-pub const INDEX_TERMS: &str = "INSERT INTO message_terms (room_id, seq, version, terms) \
-    SELECT m.room_id, m.seq, coalesce(m.changed_seq, m.seq), to_tsvector('english', m.body) \
-    FROM unnest($1::text[], $2::int8[]) AS u (room_id, seq) \
-    JOIN messages m ON m.room_id = u.room_id AND m.seq = u.seq \
-    WHERE m.kind = '' \
-    ON CONFLICT (room_id, seq) DO UPDATE SET version = EXCLUDED.version, terms = EXCLUDED.terms \
-    WHERE message_terms.version < EXCLUDED.version";
 /// The current rows of the messages at seqs `$2` of rooms `$1` (pairs),
-/// for the caches after events changed them.
+/// for the caches after events changed them: a lookup of the primary key
+/// per pair, whatever the planner thinks of the list's length.
 pub const MESSAGES_AT: &str = concat!(
-    "SELECT ",
+    "SELECT m.* FROM unnest($1::text[], $2::int8[]) AS u (room_id, seq) \
+    CROSS JOIN LATERAL (SELECT ",
     message_columns!(),
-    " FROM messages WHERE (room_id, seq) IN \
-    (SELECT * FROM unnest($1::text[], $2::int8[]))"
+    " FROM messages WHERE room_id = u.room_id AND seq = u.seq) m"
 );
 /// The emojis user `$2` reacted with to messages `$3..=$4` of room `$1`:
 /// the "mine" of a history page (its counts are in the rows).
@@ -146,24 +136,23 @@ pub const MY_ROOMS: &str = concat!(
     ORDER BY p.activity DESC, p.room_id DESC"
 );
 /// A page of chat messages matching query $2 (`websearch_to_tsquery`,
-/// configuration 'english' as in `INDEX_TERMS`) in the rooms of user $1
+/// configuration 'english' as in migration V9) in the rooms of user $1
 /// (in room $3 alone when given), best rank first, then newest; after
 /// the position ($4 rank, $5 time in µs, $6 room, $7 seq) when given; at
 /// most $8 rows. Always at least one row: its `member` says whether $1
 /// is in any room searched (with room $3: in that room); the hit columns
 /// are NULL when nothing matches. A deleted message has no terms to
-/// match (its body is empty). Columns: the message as `message_from_row`
-/// reads them, then rank, time, member.
+/// match (its body is empty, and `search_terms` follows it). Columns: the
+/// message as `message_from_row` reads them, then rank, time, member.
 pub const SEARCH: &str = concat!(
     "WITH mine AS (SELECT room_id FROM members \
         WHERE user_id = $1 AND ($3::text IS NULL OR room_id = $3)), \
     hits AS (SELECT m.room_id, m.seq, \
-            ts_rank(t.terms, websearch_to_tsquery('english', $2)) AS rank, ",
+            ts_rank(m.search_terms, websearch_to_tsquery('english', $2)) AS rank, ",
     micros!("m.created_at"),
     " AS at \
-        FROM mine JOIN message_terms t ON t.room_id = mine.room_id \
-        JOIN messages m ON m.room_id = t.room_id AND m.seq = t.seq \
-        WHERE t.terms @@ websearch_to_tsquery('english', $2)), \
+        FROM mine JOIN messages m ON m.room_id = mine.room_id \
+        WHERE m.search_terms @@ websearch_to_tsquery('english', $2)), \
     page AS (SELECT * FROM hits \
         WHERE $4::real IS NULL \
             OR (rank, at, room_id, seq) < ($4::real, $5::int8, $6::text, $7::int8) \
