@@ -75,6 +75,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         inflight: Arc::new(Semaphore::new(state.config.limits.max_inflight_sends.get())),
         sends: state.limiter.send_budget(),
         publisher: None,
+        closing: None,
         state: state.clone(),
     };
     tracing::debug!(user = %session.member.user, "socket open");
@@ -128,6 +129,8 @@ pub(super) struct Session {
     /// that sockets that only read cost no task.
     pub(super) publisher: Option<mpsc::UnboundedSender<Outgoing>>,
     pub(super) state: AppState,
+    /// Set by a frame after which the gateway closes the socket (a flood).
+    pub(super) closing: Option<(ErrorCode, &'static str)>,
 }
 
 impl Session {
@@ -147,8 +150,7 @@ impl Session {
                     continue;
                 }
                 () = tokio::time::sleep_until(live.pong_due.unwrap_or_else(Instant::now)), if live.pong_due.is_some() => {
-                    close.close(ErrorCode::Timeout, "no pong in time");
-                    return;
+                    return self.answer_then_close(ErrorCode::Timeout, "no pong in time").await;
                 }
                 () = close.closed() => return,
                 () = self.state.drain.closing(), if close_at.is_none() => {
@@ -178,7 +180,10 @@ impl Session {
             if handled.catch_unwind().await.is_err() {
                 self.on_panic("session").await;
             }
-            // A frame that closed the socket (a flood) is the last one read.
+            // A frame that closes the socket (a flood) is the last one read.
+            if let Some((code, why)) = self.closing.take() {
+                return self.answer_then_close(code, why).await;
+            }
             if close.is_closed() {
                 return;
             }
@@ -188,12 +193,19 @@ impl Session {
     /// At the socket's moment in the drain: read nothing more, but answer
     /// the sends already accepted before asking the client to go elsewhere.
     async fn drain(&self) {
+        self.answer_then_close(ErrorCode::Unavailable, "gateway shutting down; reconnect")
+            .await
+    }
+
+    /// Closes the socket by the gateway's choice (a drain, a flood, a
+    /// client gone silent): nothing more is read, and the sends already
+    /// accepted are answered first (at most `drain_timeout_ms`), so that
+    /// the client knows which of them are stored.
+    async fn answer_then_close(&self, code: ErrorCode, why: &str) {
         let all = self.state.config.limits.max_inflight_sends.get() as u32;
         let drain = self.state.config.drain_timeout;
         let _ = tokio::time::timeout(drain, self.inflight.acquire_many(all)).await;
-        self.member
-            .close
-            .close(ErrorCode::Unavailable, "gateway shutting down; reconnect");
+        self.member.close.close(code, why);
     }
 
     /// A bug met while serving a frame: the client hears `unavailable`
@@ -225,10 +237,8 @@ impl Session {
             self.reply_error(request_id, e).await;
             // After the refusal is queued, so the client reads why.
             if flooding {
-                self.member.close.close(
-                    ErrorCode::RateLimited,
-                    "rate_limited: kept sending over the send rate",
-                );
+                let why = "rate_limited: kept sending over the send rate";
+                self.closing = Some((ErrorCode::RateLimited, why));
             }
         }
     }

@@ -57,8 +57,9 @@ async fn stored_ids(cluster: &Cluster, count: usize) -> Vec<String> {
 }
 
 /// A socket that keeps sending over its rate gets `rate_limited` for each
-/// send over it (never stored), then is closed with 1008; another user in
-/// the room sends and receives every message meanwhile, without a gap.
+/// send over it (never stored), then, once the sends it accepted are
+/// answered, is closed with 1008; another user in the room sends and
+/// receives every message meanwhile, without a gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing() {
     let options = ClusterOptions::new(1, 1)
@@ -94,6 +95,7 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
         .map(|(i, id)| (id.as_str(), i))
         .collect();
     let mut refused = Vec::new();
+    let mut acked = HashSet::new();
     let close = loop {
         match tokio::time::timeout(STEP, flooder.reader.next()).await {
             Ok(Some(Ok(Event::Frame(frame)))) => match frame.kind {
@@ -102,7 +104,10 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
                     let at = index.get(frame.request_id.as_str());
                     refused.push(*at.expect("each refusal answers one of our sends"));
                 }
-                Some(Kind::Ack(_) | Kind::Message(_)) => {}
+                Some(Kind::Ack(ack)) => {
+                    acked.insert(ack.client_msg_id);
+                }
+                Some(Kind::Message(_)) => {}
                 other => panic!("flooder got {other:?}"),
             },
             Ok(Some(Ok(Event::Closed(frame)))) => break frame.expect("a close frame"),
@@ -132,6 +137,10 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
         .cloned()
         .collect();
     assert_eq!(flood_stored, accepted, "refused sends are never stored");
+    assert_eq!(
+        acked, accepted,
+        "every send the gateway accepted is answered before it closes"
+    );
     // The bystander saw every message of the room, in order, no gap.
     let missing = total_stored - seen.len();
     let (rest, _) = bystander.collect_messages(missing, STEP).await;
