@@ -12,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod listen;
 pub mod lookup;
 pub mod metrics;
 pub mod rooms;

@@ -11,11 +11,10 @@ use std::future::Future;
 
 use chat_proto::internal::{announcement::Change, Announcement};
 use chat_protocol::{access::Access, subjects, RoomId, UserId};
-use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::GatewayError, rooms::hub::Hub};
+use crate::{error::GatewayError, listen, rooms::hub::Hub};
 
 /// Subscribes to every room's announcements; the future it returns
 /// applies them until shutdown. Must subscribe before the gateway serves
@@ -25,23 +24,16 @@ pub async fn listen(
     hub: Hub,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = ()>, GatewayError> {
-    let mut sub = nats
-        .subscribe(subjects::announcement_all())
-        .await
-        .map_err(GatewayError::nats)?;
-    Ok(async move {
-        loop {
-            let msg = tokio::select! {
-                msg = sub.next() => msg,
-                () = shutdown.cancelled() => None,
-            };
-            let Some(msg) = msg else { break };
+    listen::until_shutdown(nats, subjects::announcement_all(), shutdown, move |msg| {
+        let hub = hub.clone();
+        async move {
             match decode(&msg.payload) {
                 Some((room, user, access)) => hub.change_access(&room, user, access).await,
                 None => tracing::warn!(subject = %msg.subject, "undecodable announcement"),
             }
         }
     })
+    .await
 }
 
 /// The room, the user and their access now (`None`: removed).

@@ -103,6 +103,14 @@ impl Hub {
         }
     }
 
+    /// Someone is typing in the room: its task here, if any, tells its
+    /// sockets. Dropped when the task's inbox is full (it is ephemeral).
+    pub fn typing(&self, room: &RoomId, user: UserId) {
+        if let Some(tx) = self.running(room) {
+            let _ = tx.try_send(RoomCmd::Typing(user));
+        }
+    }
+
     /// The room's inbox, if its task runs here.
     fn running(&self, room: &RoomId) -> Option<mpsc::Sender<RoomCmd>> {
         let rooms = self.inner.rooms.lock().expect("poisoned");

@@ -54,6 +54,14 @@ impl Members {
         self.slots.get(&conn)
     }
 
+    /// An ephemeral frame for every socket of the room (one each, made by
+    /// `frame`); a socket whose queue is full misses it.
+    pub fn tell(&self, frame: impl Fn() -> Outbound) {
+        for slot in self.slots.values() {
+            slot.member.offer_ephemeral(frame());
+        }
+    }
+
     pub fn insert(&mut self, slot: Slot) {
         self.slots.insert(slot.member.conn, slot);
     }

@@ -17,3 +17,5 @@ mod reorder;
 pub mod replay;
 pub mod room;
 pub mod tail_probe;
+pub mod typing;
+pub mod typing_signals;

@@ -13,7 +13,7 @@ use std::{
 
 use chat_proto::{
     internal::Fanout,
-    v1::{server_frame::Kind, Joined, ServerFrame},
+    v1::{server_frame::Kind, Joined, ServerFrame, TypingNow},
 };
 use chat_protocol::{access::Access, subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
@@ -34,6 +34,7 @@ use crate::{
         members::{Members, Slot},
         reorder::Reorder,
         replay::{CaughtUp, Replay},
+        typing::Typing,
     },
     socket::outbox::{Delivery, Member, Outbound},
 };
@@ -65,6 +66,8 @@ pub enum RoomCmd {
     /// The user's access changed (`None`: no longer a member, and their
     /// sockets leave the room).
     Access(UserId, Option<Access>),
+    /// The user is typing (`typing`).
+    Typing(UserId),
 }
 
 impl From<CaughtUp> for RoomCmd {
@@ -104,6 +107,7 @@ struct Room {
     order: Reorder<Arc<Delivery>>,
     /// `order`'s next seq, for the prober.
     shared_next: Arc<AtomicU64>,
+    typing: Typing,
 }
 
 /// Runs a room until it has no members left (or the gateway shuts down).
@@ -125,9 +129,11 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
         deps,
         tx,
         shared_next: next,
+        typing: Typing::default(),
     };
     loop {
         let gap_deadline = room.order.gap_due();
+        let typing_lapse = room.typing.next_lapse();
         // Gap fill comes before fan-out: under a steady stream fan-out is
         // always ready, and a gap must still be filled.
         tokio::select! {
@@ -140,6 +146,11 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
             },
             () = tokio::time::sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
                 Box::pin(room.fill_gap()).await
+            }
+            () = tokio::time::sleep_until(typing_lapse.unwrap_or_else(Instant::now)), if typing_lapse.is_some() => {
+                if room.typing.expire(Instant::now()) {
+                    room.tell_typing();
+                }
             }
             msg = sub.next() => match msg {
                 Some(msg) => room.on_fanout(msg),
@@ -218,6 +229,11 @@ impl Room {
             }
             RoomCmd::Access(user, Some(access)) => self.members.change_access(&user, access),
             RoomCmd::Access(user, None) => self.members.remove(&user),
+            RoomCmd::Typing(user) => {
+                if self.typing.refresh(user, Instant::now()) {
+                    self.tell_typing();
+                }
+            }
             RoomCmd::Head(head) => {
                 if self.order.saw_head(head) {
                     self.fetch_up_to(head).await;
@@ -288,7 +304,25 @@ impl Room {
                 replay: None,
             },
         };
+        if !self.typing.is_empty() {
+            slot.member.offer_ephemeral(self.typing_now());
+        }
         self.members.insert(slot);
+    }
+
+    /// Who is typing now, as the room's sockets hear it.
+    fn typing_now(&self) -> Outbound {
+        Outbound::frame(ServerFrame {
+            request_id: String::new(),
+            kind: Some(Kind::TypingNow(TypingNow {
+                room: self.id.to_string(),
+                users: self.typing.users(),
+            })),
+        })
+    }
+
+    fn tell_typing(&self) {
+        self.members.tell(|| self.typing_now());
     }
 
     /// A worker batch's messages of this room (or one change's event).

@@ -24,7 +24,6 @@ use chat_proto::{
 };
 use chat_protocol::{envelope::Entry, subjects, ClientMsgId, ErrorCode, RoomId, Seq, UserId};
 use chat_store::Store;
-use futures::StreamExt;
 use prost::Message as _;
 use tokio::{
     sync::{mpsc, oneshot, watch},
@@ -34,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::GatewayError,
+    listen,
     send::batches::{publish_batches, Queued},
 };
 
@@ -123,35 +123,30 @@ impl Ingest {
         nats: &async_nats::Client,
         shutdown: CancellationToken,
     ) -> Result<impl Future<Output = ()>, GatewayError> {
-        let mut sub = nats
-            .subscribe(self.receipts_subject.clone())
-            .await
-            .map_err(GatewayError::nats)?;
         let this = Arc::clone(self);
-        Ok(async move {
-            loop {
-                let msg = tokio::select! {
-                    msg = sub.next() => msg,
-                    () = shutdown.cancelled() => None,
-                };
-                let Some(msg) = msg else { break };
-                let Ok(batch) = Receipts::decode(msg.payload) else {
-                    tracing::warn!("undecodable receipts");
-                    continue;
-                };
-                for receipt in batch.receipts {
-                    match receipt {
-                        Receipt {
-                            ticket,
-                            message: Some(message),
-                            refused,
-                            reason,
-                        } => this.on_receipt(ticket, message, &refused, reason),
-                        _ => tracing::warn!("receipt without a message"),
-                    }
-                }
+        let subject = self.receipts_subject.clone();
+        listen::until_shutdown(nats, subject, shutdown, move |msg| {
+            match Receipts::decode(msg.payload) {
+                Ok(batch) => this.on_receipts(batch),
+                Err(_) => tracing::warn!("undecodable receipts"),
             }
+            std::future::ready(())
         })
+        .await
+    }
+
+    fn on_receipts(&self, batch: Receipts) {
+        for receipt in batch.receipts {
+            match receipt {
+                Receipt {
+                    ticket,
+                    message: Some(message),
+                    refused,
+                    reason,
+                } => self.on_receipt(ticket, message, &refused, reason),
+                _ => tracing::warn!("receipt without a message"),
+            }
+        }
     }
 
     /// A receipt: the stored message, or (`refused` set) the store's

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::{
     error::GatewayError,
-    rooms::pages::PageQuery,
+    rooms::{pages::PageQuery, typing_signals},
     send::{
         commands,
         ingest::Submission,
@@ -31,6 +31,9 @@ use crate::{
         session::Session,
     },
 };
+
+/// A socket's typing signals for one room are at most this frequent.
+const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Session {
     /// Carries out one frame's request.
@@ -78,6 +81,7 @@ impl Session {
                 self.reply(request_id, Kind::RoomList(page)).await;
                 Ok(())
             }
+            Request::Typing { room } => self.typing(room).await,
             Request::Search(search) => {
                 let page = search.run(&self.state.store, &self.member.user).await?;
                 self.reply(request_id, Kind::SearchResults(page)).await;
@@ -202,6 +206,29 @@ impl Session {
             .access(room, &self.member.user)
             .await?
             .ok_or(GatewayError::Forbidden("not a member of this room"))
+    }
+
+    /// Tells every gateway that this user is typing in the room: for a
+    /// member, at most once a second per room on this socket. Not answered
+    /// unless refused.
+    async fn typing(&mut self, room: RoomId) -> Result<(), GatewayError> {
+        self.access(&room).await?;
+        let now = Instant::now();
+        match self.typed.get(&room) {
+            Some(at) if now.duration_since(*at) < TYPING_EVERY => {
+                return Err(GatewayError::RateLimited);
+            }
+            _ => {}
+        }
+        typing_signals::publish(&self.state.nats, &room, &self.member.user).await?;
+        // Bounded by the rooms a socket may be in at once, give or take
+        // the rooms it left: forgotten once it holds twice that many.
+        if self.typed.len() >= 2 * self.state.config.limits.max_rooms_per_connection.get() {
+            self.typed
+                .retain(|_, at| now.duration_since(*at) < TYPING_EVERY);
+        }
+        self.typed.insert(room, now);
+        Ok(())
     }
 
     /// Answers a page of the room's history, read while the socket waits

@@ -149,6 +149,14 @@ impl Member {
     /// Queues without waiting: a socket that cannot keep up is closed
     /// (`slow_consumer`) rather than skipped, so it never sees a gap; it
     /// reconnects and resumes from its last seq.
+    /// Queues an ephemeral frame (who is typing) if there is room; a full
+    /// queue drops it rather than the socket: the next one says it all.
+    pub fn offer_ephemeral(&self, item: Outbound) {
+        if self.out.try_send(item).is_err() {
+            crate::metrics::queue_drop();
+        }
+    }
+
     pub fn offer(&self, item: Outbound) -> bool {
         match self.out.try_send(item) {
             Ok(()) => true,

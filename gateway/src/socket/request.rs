@@ -54,6 +54,10 @@ pub enum Request {
     ListRooms(ListRooms),
     /// A page of search hits in the user's rooms.
     Search(Search),
+    /// The user is typing in the room (ephemeral).
+    Typing {
+        room: RoomId,
+    },
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -71,6 +75,7 @@ pub enum FrameKind {
     History,
     ListRooms,
     Search,
+    Typing,
 }
 
 impl FrameKind {
@@ -89,6 +94,7 @@ impl FrameKind {
             Self::History => "history",
             Self::ListRooms => "list_rooms",
             Self::Search => "search",
+            Self::Typing => "typing",
         }
     }
 
@@ -150,6 +156,10 @@ impl ParsedFrame {
                 (FrameKind::Command, open.map_err(GatewayError::from))
             }
             Some(K::History(history)) => (FrameKind::History, parse_history(history)),
+            Some(K::Typing(typing)) => {
+                let typing = RoomId::parse(typing.room).map(|room| Request::Typing { room });
+                (FrameKind::Typing, typing.map_err(GatewayError::from))
+            }
             Some(K::ListRooms(list)) => {
                 let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);
                 (FrameKind::ListRooms, list)

@@ -76,6 +76,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         sends: state.limiter.send_budget(),
         publisher: None,
         closing: None,
+        typed: HashMap::new(),
         state: state.clone(),
     };
     tracing::debug!(user = %session.member.user, "socket open");
@@ -131,6 +132,8 @@ pub(super) struct Session {
     pub(super) state: AppState,
     /// Set by a frame after which the gateway closes the socket (a flood).
     pub(super) closing: Option<(ErrorCode, &'static str)>,
+    /// When this socket last said it was typing, by room.
+    pub(super) typed: HashMap<RoomId, Instant>,
 }
 
 impl Session {

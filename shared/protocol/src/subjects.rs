@@ -26,6 +26,7 @@ const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
 const CANARY_PREFIX: &str = "chat.canary";
 const ANNOUNCEMENT_PREFIX: &str = "chat.announce";
+const TYPING_PREFIX: &str = "chat.typing";
 const COMMAND_PREFIX: &str = "chat.cmd";
 /// Second token of a dead command's subject.
 const DEAD_COMMAND_TOKEN: &str = "cmd";
@@ -151,6 +152,17 @@ pub fn announcement(room: &RoomId) -> String {
     format!("{ANNOUNCEMENT_PREFIX}.{room}")
 }
 
+/// `chat.typing.<room>`: a member typing in the room, from their socket's
+/// gateway to every gateway with the room's task (core NATS, ephemeral).
+pub fn typing(room: &RoomId) -> String {
+    format!("{TYPING_PREFIX}.{room}")
+}
+
+/// Wildcard each gateway listens on for every room's typing signals.
+pub fn typing_all() -> String {
+    format!("{TYPING_PREFIX}.>")
+}
+
 /// Wildcard each gateway listens on for every room's announcements.
 pub fn announcement_all() -> String {
     format!("{ANNOUNCEMENT_PREFIX}.>")
@@ -238,6 +250,8 @@ mod tests {
         let room = RoomId::parse("lobby").unwrap();
         assert_eq!(announcement(&room), "chat.announce.lobby");
         assert_eq!(announcement_all(), "chat.announce.>");
+        assert_eq!(typing(&room), "chat.typing.lobby");
+        assert_eq!(typing_all(), "chat.typing.>");
         assert_eq!(command(&room), "chat.cmd.lobby");
         assert_eq!(command_all(), "chat.cmd.>");
         assert_eq!(dead_command("lobby"), "chat.dead.cmd.lobby");

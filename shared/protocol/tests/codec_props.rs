@@ -8,7 +8,7 @@ use chat_proto::{
     v1::{
         client_frame, server_frame, Ack, ClientFrame, Delete, DirectRoom, Edit, Error, Join,
         Joined, Leave, Left, ListRooms, MemberAccess, Message, OpenDirect, Ping, Pong, React,
-        Reaction, Search, Send, ServerFrame,
+        Reaction, Search, Send, ServerFrame, Typing, TypingNow,
     },
 };
 use chat_protocol::{
@@ -65,6 +65,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             }
         ),
         Just(client_frame::Kind::Ping(Ping {})),
+        text().prop_map(|room| client_frame::Kind::Typing(Typing { room })),
         text().prop_map(|user| client_frame::Kind::OpenDirect(OpenDirect { user })),
         (text(), any::<Option<u32>>())
             .prop_map(|(cursor, limit)| client_frame::Kind::ListRooms(ListRooms { cursor, limit })),
@@ -159,6 +160,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (text(), any::<u64>())
             .prop_map(|(room, head_seq)| server_frame::Kind::Joined(Joined { room, head_seq })),
         text().prop_map(|room| server_frame::Kind::Left(Left { room })),
+        (text(), proptest::collection::vec(text(), 0..4))
+            .prop_map(|(room, users)| server_frame::Kind::TypingNow(TypingNow { room, users })),
         (text(), any::<bool>()).prop_map(|(room, created)| server_frame::Kind::DirectRoom(
             DirectRoom { room, created }
         )),

@@ -30,3 +30,4 @@ mod rooms;
 mod search;
 mod startup;
 mod store;
+mod typing;
