@@ -162,6 +162,12 @@ pub struct Limits {
     pub send_rate_per_user: NonZeroU32,
     /// Sends one user may make at once after a quiet spell (bucket size).
     pub send_burst_per_user: NonZeroU32,
+    /// Reads (history pages, searches, room lists; socket or HTTP) per
+    /// second one user may make on this gateway, sustained: readers paging
+    /// flat out would otherwise take the servers from every writer.
+    pub read_rate_per_user: NonZeroU32,
+    /// Reads one user may make at once after a quiet spell (bucket size).
+    pub read_burst_per_user: NonZeroU32,
     /// Consecutive sends of one socket refused by a send rate before the
     /// socket is closed (1008, `rate_limited`): a client that ignores the
     /// refusals is flooding.
@@ -200,6 +206,8 @@ impl Default for Limits {
             send_burst_per_connection: rate(40),
             send_rate_per_user: rate(50),
             send_burst_per_user: rate(100),
+            read_rate_per_user: rate(20),
+            read_burst_per_user: rate(40),
             rate_limited_close_after: rate(50),
             max_connections_per_user: count(20),
             max_connections_per_ip: count(1000),

@@ -37,9 +37,10 @@ const HISTORY_PAGE_SECONDS: &str = "chat_gateway_history_page_seconds";
 pub const PAGE_SOURCES: [&str; 3] = ["redis", "replica", "primary"];
 
 /// The `limit` label of `LIMIT_REFUSALS`: every limit in `crate::socket::limits`.
-const LIMITS: [&str; 4] = [
+const LIMITS: [&str; 5] = [
     "send_rate_connection",
     "send_rate_user",
+    "read_rate_user",
     "connections_per_user",
     "connections_per_ip",
 ];

@@ -217,6 +217,7 @@ impl From<HistoryPage> for PageView {
         (status = 304, description = "Unchanged since the ETag given in If-None-Match"),
         (status = 400, description = "Bad room id, cursor or limit; more than one cursor", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "The user made more than limits.read_rate_per_user reads a second (bursts of read_burst_per_user); retry shortly", body = ErrorBody),
         (status = 403, description = "Not a member of the room (users)", body = ErrorBody),
         (status = 404, description = "No such room (service)", body = ErrorBody),
         (status = 503, description = "A dependency is down; retry", body = ErrorBody),
@@ -232,6 +233,7 @@ async fn messages(
     let room = RoomId::parse(room)?;
     let query = params.query()?;
     if let Actor::User(user) = &actor {
+        state.limiter.read(user)?;
         if state.membership.access(&room, user).await?.is_none() {
             return Err(GatewayError::Forbidden("not a member of this room"));
         }

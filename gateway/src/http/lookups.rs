@@ -54,9 +54,13 @@ struct SearchQuery {
 }
 
 /// The user a lookup is for: the service has no rooms of its own.
-fn user(actor: Actor) -> Result<UserId, GatewayError> {
+/// The user a lookup is for, once it spent one of their reads.
+fn reader(state: &AppState, actor: Actor) -> Result<UserId, GatewayError> {
     match actor {
-        Actor::User(user) => Ok(user),
+        Actor::User(user) => {
+            state.limiter.read(&user)?;
+            Ok(user)
+        }
         Actor::Service => Err(GatewayError::Forbidden(
             "a lookup is a user's: call it with the user's JWT",
         )),
@@ -72,6 +76,7 @@ fn user(actor: Actor) -> Result<UserId, GatewayError> {
         (status = 200, description = "One page of the user's rooms", body = RoomListDoc),
         (status = 400, description = "Malformed cursor, limit outside 1..=200", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "The user made more than limits.read_rate_per_user reads a second (bursts of read_burst_per_user); retry shortly", body = ErrorBody),
         (status = 403, description = "The service token: it belongs to no rooms", body = ErrorBody),
         (status = 503, description = "A dependency is down; retry", body = ErrorBody),
     )
@@ -82,7 +87,7 @@ async fn my_rooms(
     Query(page): Query<Page>,
 ) -> Result<Json<RoomList>, GatewayError> {
     let list = ListRooms::parse(page.cursor.as_deref().unwrap_or_default(), page.limit)?;
-    Ok(Json(list.run(&state.store, &user(actor)?).await?))
+    Ok(Json(list.run(&state.store, &reader(&state, actor)?).await?))
 }
 
 /// Searches the chat messages of all the user's rooms: best match first,
@@ -94,6 +99,7 @@ async fn my_rooms(
         (status = 200, description = "One page of hits", body = SearchResultsDoc),
         (status = 400, description = "Empty or over-long query, malformed cursor, limit outside 1..=200", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "The user made more than limits.read_rate_per_user reads a second (bursts of read_burst_per_user); retry shortly", body = ErrorBody),
         (status = 403, description = "The service token: it belongs to no rooms", body = ErrorBody),
         (status = 503, description = "A dependency is down; retry", body = ErrorBody),
     )
@@ -114,6 +120,7 @@ async fn search(
         (status = 200, description = "One page of hits", body = SearchResultsDoc),
         (status = 400, description = "Bad room id, empty or over-long query, malformed cursor, limit outside 1..=200", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 429, description = "The user made more than limits.read_rate_per_user reads a second (bursts of read_burst_per_user); retry shortly", body = ErrorBody),
         (status = 403, description = "Not a member of the room (or the service token)", body = ErrorBody),
         (status = 503, description = "A dependency is down; retry", body = ErrorBody),
     )
@@ -135,7 +142,9 @@ async fn run_search(
 ) -> Result<Json<SearchResults>, GatewayError> {
     let cursor = query.cursor.as_deref().unwrap_or_default();
     let search = Search::parse(query.q, room, cursor, query.limit)?;
-    Ok(Json(search.run(&state.store, &user(actor)?).await?))
+    Ok(Json(
+        search.run(&state.store, &reader(state, actor)?).await?,
+    ))
 }
 
 // The JSON of the frames (proto3's JSON mapping: 64-bit integers as

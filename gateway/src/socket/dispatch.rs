@@ -45,6 +45,9 @@ impl Session {
         if frame.kind.spends_budget() {
             self.sends.spend(&self.state.limiter, &self.member.user)?;
         }
+        if frame.kind.is_read() {
+            self.state.limiter.read(&self.member.user)?;
+        }
         let request_id = frame.request_id;
         match frame.request? {
             Request::Ping => {

@@ -28,6 +28,8 @@ pub struct Limiter {
     /// One bucket per user, shared by all their sockets here. It outlives
     /// the sockets until it has refilled, so reconnecting buys nothing.
     user_sends: DefaultKeyedRateLimiter<UserId>,
+    /// One bucket per user for reads (history, search, room lists).
+    user_reads: DefaultKeyedRateLimiter<UserId>,
     /// Each socket's own bucket.
     conn_sends: Quota,
     /// Consecutive refused sends that close a socket.
@@ -43,6 +45,10 @@ impl Limiter {
             user_sends: RateLimiter::keyed(quota(
                 limits.send_rate_per_user,
                 limits.send_burst_per_user,
+            )),
+            user_reads: RateLimiter::keyed(quota(
+                limits.read_rate_per_user,
+                limits.read_burst_per_user,
             )),
             conn_sends: quota(
                 limits.send_rate_per_connection,
@@ -61,10 +67,22 @@ impl Limiter {
         let mut every = tokio::time::interval(PRUNE_EVERY);
         loop {
             tokio::select! {
-                _ = every.tick() => self.user_sends.retain_recent(),
+                _ = every.tick() => {
+                    self.user_sends.retain_recent();
+                    self.user_reads.retain_recent();
+                }
                 () = shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// Spends one of the user's reads; `rate_limited` when none is left.
+    pub fn read(&self, user: &UserId) -> Result<(), GatewayError> {
+        if self.user_reads.check_key(user).is_err() {
+            metrics::limit_refused("read_rate_user");
+            return Err(GatewayError::RateLimited);
+        }
+        Ok(())
     }
 
     /// The client's address: the TCP peer, or with `trust_forwarded_for`

@@ -98,6 +98,12 @@ impl FrameKind {
         }
     }
 
+    /// Whether the frame spends one of the user's reads (it asks the
+    /// store for a page).
+    pub fn is_read(self) -> bool {
+        matches!(self, Self::History | Self::ListRooms | Self::Search)
+    }
+
     /// Whether the frame spends the socket's send budget. Every send, event
     /// and command frame does, valid or not: refusing is what is cheap.
     pub fn spends_budget(self) -> bool {

@@ -92,7 +92,10 @@ async fn main() -> anyhow::Result<()> {
     let rooms: Vec<String> = (0..cli.rooms).map(|r| format!("hb-{r}")).collect();
     for (r, room) in rooms.iter().enumerate() {
         let (a, b) = (format!("hb-{r}-a"), format!("hb-{r}-b"));
-        admin.create_room(room, &[&a, &b, "hb-reader"]).await?;
+        let readers: Vec<String> = (0..cli.readers).map(|n| format!("hb-reader-{n}")).collect();
+        let mut members: Vec<&str> = readers.iter().map(String::as_str).collect();
+        members.extend([a.as_str(), b.as_str()]);
+        admin.create_room(room, &members).await?;
     }
     let js = jetstream::new(async_nats::connect(&cli.nats).await?);
     seed(&js, &rooms, cli.seed, &cli.http[0], &cli.admin_token).await?;
@@ -121,10 +124,11 @@ async fn main() -> anyhow::Result<()> {
     let pages = Arc::new(Timings::default());
     let reading = tokio_util::sync::CancellationToken::new();
     let mut readers = JoinSet::new();
-    let token = chat_auth::mint_hs256(&cli.jwt_secret, "hb-reader", 3600);
     for n in 0..cli.readers {
+        // A user each: reads are limited per user (`limits.read_rate_per_user`).
+        let token = chat_auth::mint_hs256(&cli.jwt_secret, &format!("hb-reader-{n}"), 3600);
         let base = cli.http[n % cli.http.len()].clone();
-        let (rooms, token, pages) = (rooms.clone(), token.clone(), Arc::clone(&pages));
+        let (rooms, pages) = (rooms.clone(), Arc::clone(&pages));
         let think = Duration::from_millis(cli.think_ms);
         readers.spawn(read(n, base, rooms, token, think, pages, reading.clone()));
     }

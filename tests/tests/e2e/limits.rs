@@ -11,7 +11,9 @@ use std::{
 use chat_client::{ClientOptions, ConnectOptions, Event};
 use chat_proto::v1::{server_frame::Kind, Ack, Message};
 use chat_protocol::codec::Encoding;
-use chat_tests::{assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, Session, STEP};
+use chat_tests::{
+    assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, Session, ADMIN_TOKEN, STEP,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::http::Uri;
 
@@ -401,5 +403,50 @@ async fn sockets_beyond_an_addresss_cap_are_refused_with_429_and_the_open_ones_c
             .metric("chat_gateway_limit_refusals_total", &refusals)
             .await,
         2.0
+    );
+}
+
+/// A user reading flat out (history pages, searches, room lists, over the
+/// socket or HTTP) is refused `rate_limited` (429 over HTTP) beyond the
+/// read rate, and nothing else: another user, and the service, read on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_reading_flat_out_is_rate_limited_and_others_read_on() {
+    let options = ClusterOptions::new(1, 1)
+        .gateway_env("CHAT_GATEWAY_LIMITS__READ_RATE_PER_USER", "2")
+        .gateway_env("CHAT_GATEWAY_LIMITS__READ_BURST_PER_USER", "5");
+    let cluster = Cluster::start(options).await;
+    cluster.create_room("room", &["reader", "other"]).await;
+    let gateway = cluster.gateway(0);
+    let token = cluster.token("reader");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let (status, body) = gateway.get(&token, "/v1/rooms/room/messages").await;
+        if status == 429 {
+            assert_eq!(body["code"], "rate_limited");
+        }
+        statuses.push(status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((5..=6).contains(&ok), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 10 - ok);
+    // The same bucket over the socket.
+    let mut socket = gateway.connect_with("reader", Encoding::Proto).await;
+    let ask = chat_proto::v1::client_frame::Kind::ListRooms(chat_proto::v1::ListRooms::default());
+    match socket.ask(ask).await {
+        Kind::Error(e) => assert_eq!(e.code, "rate_limited"),
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    let (status, _) = gateway
+        .get(&cluster.token("other"), "/v1/rooms/room/messages")
+        .await;
+    assert_eq!(status, 200, "another user reads on");
+    let (status, _) = gateway.get(ADMIN_TOKEN, "/v1/rooms/room/messages").await;
+    assert_eq!(status, 200, "the service is not a reader with a bucket");
+    let refused = [("limit", "read_rate_user")];
+    assert!(
+        gateway
+            .metric("chat_gateway_limit_refusals_total", &refused)
+            .await
+            >= 5.0
     );
 }
