@@ -5,6 +5,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod entries;
 pub mod event_state;
 pub mod frames;
 pub mod jetstream;

@@ -3,13 +3,11 @@
 //! has left), the rest by the store under the room's lock (whose message,
 //! which flag, what the target is); either way no seq is taken.
 
-use chat_proto::v1::{
-    client_frame::Kind as Ask, Ack, Delete, Edit, Error as ErrorFrame, React, Send,
-};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chat_proto::v1::client_frame::Kind as Ask;
 use chat_protocol::codec::Encoding;
-use chat_tests::{Cluster, ClusterOptions, Frames, Session, ADMIN_TOKEN};
+use chat_tests::{entries, Cluster, ClusterOptions, ADMIN_TOKEN};
 
 /// A client_msg_id not used before in this run.
 fn fresh_id() -> String {
@@ -17,45 +15,20 @@ fn fresh_id() -> String {
     format!("e{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-async fn entry(session: &mut Session, frame: Ask) -> Result<Ack, ErrorFrame> {
-    let request_id = session.writer.request(frame).await.unwrap();
-    session.reply_to(&request_id).await
-}
-
 fn edit(room: &str, seq: i64, body: &str) -> Ask {
-    Ask::Edit(Edit {
-        room: room.into(),
-        seq,
-        body: body.into(),
-        client_msg_id: fresh_id(),
-    })
+    entries::edit(room, &fresh_id(), seq, body)
 }
 
 fn delete(room: &str, seq: i64) -> Ask {
-    Ask::Delete(Delete {
-        room: room.into(),
-        seq,
-        client_msg_id: fresh_id(),
-    })
+    entries::delete(room, &fresh_id(), seq)
 }
 
 fn react(room: &str, seq: i64, emoji: &str) -> Ask {
-    Ask::React(React {
-        room: room.into(),
-        seq,
-        emoji: emoji.into(),
-        remove: false,
-        client_msg_id: fresh_id(),
-    })
+    entries::react(room, &fresh_id(), seq, emoji, false)
 }
 
 fn reply(room: &str, to: i64) -> Ask {
-    Ask::Send(Send {
-        room: room.into(),
-        client_msg_id: fresh_id(),
-        body: "re".into(),
-        reply_to: Some(to),
-    })
+    entries::reply(room, &fresh_id(), "re", to)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +46,7 @@ async fn bad_events_get_their_code_and_store_nothing() {
         ann.send_and_wait(r, "a1", "kept as it is").await.unwrap();
         bob.send_and_wait(r, "b1", "bob's").await.unwrap();
         ann.send_and_wait(r, "a2", "regret").await.unwrap();
-        assert_eq!(entry(&mut ann, delete(r, 3)).await.unwrap().seq, 4);
+        assert_eq!(ann.entry(delete(r, 3)).await.unwrap().seq, 4);
         let path = format!("/v1/rooms/{r}/members/lea");
         let (status, _) = gateway
             .call(ADMIN_TOKEN, reqwest::Method::DELETE, &path, None)
@@ -128,7 +101,7 @@ async fn bad_events_get_their_code_and_store_nothing() {
         ];
         let mut people = [ann, bob, lea];
         for (who, frame, code, what) in cases {
-            let refused = entry(&mut people[who], frame).await.unwrap_err();
+            let refused = people[who].entry(frame).await.unwrap_err();
             assert_eq!(
                 refused.code, code,
                 "{encoding:?} {what}: {}",
@@ -141,7 +114,8 @@ async fn bad_events_get_their_code_and_store_nothing() {
             "{encoding:?}: nothing stored, nothing changed"
         );
         // The room goes on: the next entry takes the next seq.
-        let next = entry(&mut people[ANN], edit(r, 1, "edited at last"))
+        let next = people[ANN]
+            .entry(edit(r, 1, "edited at last"))
             .await
             .unwrap();
         assert_eq!(next.seq, 6);

@@ -5,53 +5,14 @@
 
 use chat_client::Timeline;
 use chat_proto::v1::{
-    client_frame::Kind as Ask, server_frame::Kind, Ack, Delete, Edit, Error as ErrorFrame, History,
-    HistoryPage, Message, React, Search, Send,
+    client_frame::Kind as Ask, server_frame::Kind, History, HistoryPage, Message, Search,
 };
 use chat_protocol::{codec::Encoding, RoomId, Seq};
-use chat_tests::{assert_gap_free, Cluster, ClusterOptions, Frames, Session, ADMIN_TOKEN, STEP};
-
-/// Writes an entry frame and waits for its ack or error.
-async fn entry(session: &mut Session, frame: Ask) -> Result<Ack, ErrorFrame> {
-    let request_id = session.writer.request(frame).await.unwrap();
-    session.reply_to(&request_id).await
-}
-
-fn reply(room: &str, id: &str, body: &str, to: i64) -> Ask {
-    Ask::Send(Send {
-        room: room.into(),
-        client_msg_id: id.into(),
-        body: body.into(),
-        reply_to: Some(to),
-    })
-}
-
-fn edit(room: &str, id: &str, seq: i64, body: &str) -> Ask {
-    Ask::Edit(Edit {
-        room: room.into(),
-        seq,
-        body: body.into(),
-        client_msg_id: id.into(),
-    })
-}
-
-fn delete(room: &str, id: &str, seq: i64) -> Ask {
-    Ask::Delete(Delete {
-        room: room.into(),
-        seq,
-        client_msg_id: id.into(),
-    })
-}
-
-fn react(room: &str, id: &str, seq: i64, emoji: &str, remove: bool) -> Ask {
-    Ask::React(React {
-        room: room.into(),
-        seq,
-        emoji: emoji.into(),
-        remove,
-        client_msg_id: id.into(),
-    })
-}
+use chat_tests::{
+    assert_gap_free,
+    entries::{delete, edit, react, reply},
+    Cluster, ClusterOptions, Frames, Session, ADMIN_TOKEN, STEP,
+};
 
 /// The newest page of the room's history, as `session`'s user sees it.
 async fn page(session: &mut Session, room: &str) -> HistoryPage {
@@ -110,13 +71,13 @@ async fn events_are_entries_applied_once_and_history_shows_messages_as_they_stan
 
     let first = ann.send_and_wait("team", "a1", "helo world").await.unwrap();
     assert_eq!(first.seq, 1);
-    let answer = entry(&mut bob, reply("team", "b1", "hi ann", 1))
+    let answer = bob.entry(reply("team", "b1", "hi ann", 1)).await.unwrap();
+    let edited = ann
+        .entry(edit("team", "a2", 1, "hello world"))
         .await
         .unwrap();
-    let edited = entry(&mut ann, edit("team", "a2", 1, "hello world"))
-        .await
-        .unwrap();
-    let again = entry(&mut ann, edit("team", "a2", 1, "hello world"))
+    let again = ann
+        .entry(edit("team", "a2", 1, "hello world"))
         .await
         .unwrap();
     assert_eq!(
@@ -124,23 +85,23 @@ async fn events_are_entries_applied_once_and_history_shows_messages_as_they_stan
         (edited.seq, edited.message_id.as_str()),
         "a resent edit is applied once"
     );
-    entry(&mut bob, react("team", "b2", 1, "👍", false))
+    bob.entry(react("team", "b2", 1, "👍", false))
         .await
         .unwrap();
-    entry(&mut ann, react("team", "a3", 1, "👍", false))
+    ann.entry(react("team", "a3", 1, "👍", false))
         .await
         .unwrap();
-    entry(&mut ann, react("team", "a4", 1, "🎉", false))
+    ann.entry(react("team", "a4", 1, "🎉", false))
         .await
         .unwrap();
-    entry(&mut ann, react("team", "a5", 1, "🎉", true))
-        .await
-        .unwrap();
-    let repeat = entry(&mut ann, react("team", "a6", 1, "👍", false))
+    ann.entry(react("team", "a5", 1, "🎉", true)).await.unwrap();
+    let repeat = ann
+        .entry(react("team", "a6", 1, "👍", false))
         .await
         .unwrap();
     assert_eq!(repeat.seq, 0, "a reaction already there changes nothing");
-    let gone = entry(&mut bob, delete("team", "b3", answer.seq as i64))
+    let gone = bob
+        .entry(delete("team", "b3", answer.seq as i64))
         .await
         .unwrap();
     assert_eq!(
@@ -274,10 +235,10 @@ async fn deleting_anothers_message_takes_the_flag() {
     let mut mia = cluster.gateway(0).connect("mia").await;
     let spam = ann.send_and_wait("mod", "a1", "spam").await.unwrap();
     assert_eq!(spam.seq, 2);
-    let refused = entry(&mut bob, delete("mod", "b1", 2)).await.unwrap_err();
+    let refused = bob.entry(delete("mod", "b1", 2)).await.unwrap_err();
     assert_eq!(refused.code, "forbidden", "{}", refused.message);
     assert!(refused.message.contains("can_delete_other_messages"));
-    let deleted = entry(&mut mia, delete("mod", "m1", 2)).await.unwrap();
+    let deleted = mia.entry(delete("mod", "m1", 2)).await.unwrap();
     assert_eq!(deleted.seq, 3, "bob's refusal took no seq");
     let stored = cluster.stored("mod").await;
     assert_eq!(stored.len(), 3);
