@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::pool::Store;
-use crate::rows::message_from_row;
+use crate::rows::{message_from_row, place_entry};
 use crate::sql;
 
 /// A send to store, as the worker received it.
@@ -183,24 +183,17 @@ fn stored(m: &NewMessage, row: &tokio_postgres::Row) -> Message {
         client_msg_id: m.client_msg_id.clone(),
         ..Message::default()
     };
-    let body: String = row.get(3);
-    match m.kind {
-        EntryKind::Message => {
-            message.body = body;
-            message.reply_to = target_seq;
-            message.reply_to_id = target_id;
-            message.changed_seq = seq;
-        }
-        kind => {
-            if kind == EntryKind::MessageEdited {
-                message.body = body;
-            } else if matches!(kind, EntryKind::ReactionAdded | EntryKind::ReactionRemoved) {
-                message.emoji = body;
-            }
-            message.kind = kind.as_str().to_owned();
-            message.target_seq = target_seq;
-            message.target_id = target_id;
-        }
+    place_entry(
+        &mut message,
+        Some(m.kind),
+        row.get(3),
+        target_seq,
+        target_id,
+    );
+    if m.kind == EntryKind::Message {
+        message.changed_seq = seq;
+    } else {
+        message.kind = m.kind.as_str().to_owned();
     }
     message
 }

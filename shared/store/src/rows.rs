@@ -34,34 +34,51 @@ pub fn message_from_row(row: &Row) -> Message {
             .map(Access::to_proto),
         ..Message::default()
     };
-    match EntryKind::parse(&kind) {
-        Some(EntryKind::Message) => {
-            message.body = body;
-            message.edited_ts_ms = row.get::<_, Option<i64>>(9).unwrap_or(0);
-            message.deleted = row.get(10);
-            message.reply_to = target_seq;
-            message.reply_to_id = target_id;
-            message.reply_count = row.get::<_, i32>(13) as u32;
-            message.reactions = reactions(row.get(14));
-            message.changed_seq = row.get::<_, Option<i64>>(15).map_or(seq, |s| s as u64);
-        }
-        Some(EntryKind::MessageEdited) => {
-            message.body = body;
-            (message.target_seq, message.target_id) = (target_seq, target_id);
-        }
-        Some(EntryKind::ReactionAdded | EntryKind::ReactionRemoved) => {
-            message.emoji = body;
-            (message.target_seq, message.target_id) = (target_seq, target_id);
-        }
-        Some(EntryKind::MessageDeleted) => {
-            (message.target_seq, message.target_id) = (target_seq, target_id);
-        }
-        Some(EntryKind::MemberJoined | EntryKind::MemberLeft | EntryKind::RoleChanged) | None => {
-            message.member = body;
-        }
+    let chat = EntryKind::parse(&kind) == Some(EntryKind::Message);
+    place_entry(
+        &mut message,
+        EntryKind::parse(&kind),
+        body,
+        target_seq,
+        target_id,
+    );
+    if chat {
+        message.edited_ts_ms = row.get::<_, Option<i64>>(9).unwrap_or(0);
+        message.deleted = row.get(10);
+        message.reply_count = row.get::<_, i32>(13) as u32;
+        message.reactions = reactions(row.get(14));
+        message.changed_seq = row.get::<_, Option<i64>>(15).map_or(seq, |s| s as u64);
     }
     message.kind = kind;
     message
+}
+
+/// Where an entry's `body` column and target go in its `Message`, by kind
+/// (`None`: a kind this build does not know, read as a member change):
+/// a chat message's text and reply target; an edit's new text, a
+/// reaction's emoji, a member change's member; an event's message.
+pub fn place_entry(
+    message: &mut Message,
+    kind: Option<EntryKind>,
+    body: String,
+    target_seq: u64,
+    target_id: String,
+) {
+    match kind {
+        Some(EntryKind::Message) => {
+            message.body = body;
+            (message.reply_to, message.reply_to_id) = (target_seq, target_id);
+            return;
+        }
+        Some(EntryKind::MessageEdited) => message.body = body,
+        Some(EntryKind::ReactionAdded | EntryKind::ReactionRemoved) => message.emoji = body,
+        Some(EntryKind::MessageDeleted) => {}
+        Some(EntryKind::MemberJoined | EntryKind::MemberLeft | EntryKind::RoleChanged) | None => {
+            message.member = body;
+            return;
+        }
+    }
+    (message.target_seq, message.target_id) = (target_seq, target_id);
 }
 
 /// A message's reaction counts as stored (`{"👍": 2}`), by emoji.
