@@ -66,7 +66,7 @@ impl Application {
         let nats_events = NatsEvents { resync, reconnects };
         chat_streams::ensure(&async_nats::jetstream::new(nats.clone()), &config.stream)
             .await
-            .map_err(GatewayError::nats)?;
+            .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let store = Store::reader(&config.postgres)?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
         let membership = Membership::new(
@@ -236,6 +236,7 @@ impl Paths {
             js.clone(),
             store.clone(),
             &config.gateway_id,
+            config.stream.partitions,
             config.limits.ack_timeout,
             events.reconnects,
             shutdown.clone(),
@@ -249,6 +250,7 @@ impl Paths {
             nats,
             js,
             &config.gateway_id,
+            config.stream.partitions,
             &config.canary,
             Arc::clone(&canary),
         )

@@ -7,54 +7,105 @@ use std::ops::Deref;
 use async_nats::jetstream::{
     self, consumer::pull, message::StreamMessage, stream::RawMessageErrorKind,
 };
-use chat_proto::internal::Envelope;
-use chat_protocol::subjects;
+use chat_proto::internal::{Envelope, EnvelopeBatch};
+use chat_protocol::{subjects, RoomId};
 use prost::Message as _;
 
 use crate::{cluster::Cluster, frames::STEP, wait_for};
 
 /// A JetStream context on the cluster's NATS; derefs to the client's own.
-pub struct JetStream(jetstream::Context);
+pub struct JetStream {
+    context: jetstream::Context,
+    /// The ingest partitions (P), as the streams record it.
+    pub partitions: u32,
+}
 
 impl Deref for JetStream {
     type Target = jetstream::Context;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.context
     }
 }
 
 impl Cluster {
     pub async fn jetstream(&self) -> JetStream {
-        JetStream(jetstream::new(
-            async_nats::connect(self.nats.url()).await.unwrap(),
-        ))
+        let context = jetstream::new(async_nats::connect(self.nats.url()).await.unwrap());
+        let mut first = context
+            .get_stream(subjects::ingest_stream(0))
+            .await
+            .expect("the partitions' streams exist once a gateway or worker started");
+        let partitions = first.info().await.unwrap().config.metadata[subjects::PARTITIONS_METADATA]
+            .parse()
+            .unwrap();
+        JetStream {
+            context,
+            partitions,
+        }
     }
 }
 
 impl JetStream {
-    /// Publishes raw bytes on a room's ingest subject (not through a
-    /// gateway), and waits until the stream has stored them.
+    /// Publishes raw bytes as one envelope alone on a room's partition (not
+    /// through a gateway), and waits until the stream has stored them.
     pub async fn publish_ingest(&self, room: &str, payload: Vec<u8>) {
-        self.publish(format!("chat.in.{room}"), payload.into())
+        let room = RoomId::parse(room).unwrap();
+        self.publish(subjects::ingest_one(&room, self.partitions), payload.into())
             .await
             .unwrap()
             .await
             .expect("ingest stream stored the send");
     }
 
-    /// The workers' consumer: (sends not yet delivered, delivered and not
-    /// acked, of those delivered more than once).
+    /// The room's partition.
+    pub fn partition(&self, room: &str) -> u32 {
+        subjects::partition(&RoomId::parse(room).unwrap(), self.partitions)
+    }
+
+    /// The partitions' consumers together: (sends not yet delivered,
+    /// delivered and not acked, of those delivered more than once).
     pub async fn consumer_state(&self) -> (u64, usize, usize) {
-        let mut consumer: jetstream::consumer::Consumer<pull::Config> = self
-            .get_stream(subjects::INGEST_STREAM)
+        let mut state = (0, 0, 0);
+        for partition in 0..self.partitions {
+            let mut consumer: jetstream::consumer::Consumer<pull::Config> = self
+                .get_stream(subjects::ingest_stream(partition))
+                .await
+                .unwrap()
+                .get_consumer(&subjects::ingest_consumer(partition))
+                .await
+                .unwrap();
+            let info = consumer.info().await.unwrap();
+            state.0 += info.num_pending;
+            state.1 += info.num_ack_pending;
+            state.2 += info.num_redelivered;
+        }
+        state
+    }
+
+    /// Every message the partitions' streams hold, partition by partition.
+    pub async fn ingest_messages(&self) -> Vec<StreamMessage> {
+        let mut messages = Vec::new();
+        for partition in 0..self.partitions {
+            messages.extend(
+                self.stream_messages(&subjects::ingest_stream(partition))
+                    .await,
+            );
+        }
+        messages
+    }
+
+    /// The envelopes of a gateway's batches the partitions hold, one list
+    /// a batch.
+    pub async fn gateway_batches(&self, gateway_id: &str) -> Vec<Vec<Envelope>> {
+        let subjects: Vec<String> = (0..self.partitions)
+            .map(|p| subjects::ingest_batch(p, gateway_id))
+            .collect();
+        self.ingest_messages()
             .await
-            .unwrap()
-            .get_consumer(subjects::WORKER_CONSUMER)
-            .await
-            .unwrap();
-        let info = consumer.info().await.unwrap();
-        (info.num_pending, info.num_ack_pending, info.num_redelivered)
+            .into_iter()
+            .filter(|m| subjects.iter().any(|s| s == m.subject.as_str()))
+            .map(|m| EnvelopeBatch::decode(m.payload).expect("a batch").envelopes)
+            .collect()
     }
 
     /// Waits until JetStream has delivered every send to the workers and
@@ -116,4 +167,13 @@ pub fn envelope(room: &str, sender: &str, client_msg_id: &str, body: &str) -> Ve
 /// A header of a stored message, as text.
 pub fn header<'a>(msg: &'a StreamMessage, name: &str) -> Option<&'a str> {
     msg.headers.get(name).map(|v| v.as_str())
+}
+
+/// A room id starting with `prefix` whose sends go to `partition`: to put
+/// rooms in one partition (one batch, one owner) or in different ones.
+pub fn room_in_partition(partition: u32, prefix: &str, partitions: u32) -> String {
+    (0..)
+        .map(|n| format!("{prefix}-{n}"))
+        .find(|room| subjects::partition(&RoomId::parse(room).unwrap(), partitions) == partition)
+        .expect("some room falls in every partition")
 }

@@ -20,7 +20,7 @@ pub mod session;
 
 pub use cluster::Cluster;
 pub use frames::{assert_gap_free, Frames, STEP};
-pub use jetstream::{envelope, header, JetStream};
+pub use jetstream::{envelope, header, room_in_partition, JetStream};
 pub use metrics::Metrics;
 pub use options::{ClusterOptions, Role, ADMIN_TOKEN};
 pub use session::Session;

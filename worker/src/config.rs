@@ -73,12 +73,18 @@ pub struct BatchConfig {
     #[serde(rename = "ack_wait_ms", with = "millis")]
     pub ack_wait: Duration,
     /// Sends delivered to the workers and not yet acknowledged, all workers
-    /// together (the consumer's `max_ack_pending`): JetStream delivers no
-    /// more until some are acked. This, not a channel, bounds what the lanes
-    /// queue, so a full lane never holds up the others. Each worker applies
-    /// this and `ack_wait_ms` to the shared consumer when it starts, so
-    /// all workers should agree on both.
+    /// together, split evenly over the partitions (each consumer's
+    /// `max_ack_pending`): JetStream delivers no more until some are acked.
+    /// This, not a channel, bounds what the lanes queue, so a full lane
+    /// never holds up the others. Each worker applies this, `ack_wait_ms`
+    /// and `priority_timeout_ms` to the consumers when it starts, so all
+    /// workers should agree on them.
     pub max_ack_pending: i64,
+    /// Milliseconds a partition's owner may go without pulling before
+    /// JetStream pins another worker: how soon a dead or cut-off worker's
+    /// partitions move. Owners pull every second.
+    #[serde(rename = "priority_timeout_ms", with = "millis")]
+    pub priority_timeout: Duration,
     /// Lanes (and so Postgres connections) of the bulk class: few, so
     /// that bulk work never takes the connections sends need. Bulk sends
     /// are pulled only while no send waits on the ingest stream.
@@ -94,6 +100,9 @@ impl Default for BatchConfig {
             // About two batches per lane: enough to keep every lane busy,
             // few enough that a held send rarely needs an in-progress ack.
             max_ack_pending: 2048,
+            // Three missed pulls: a busy two-core box does not flap, and a
+            // dead worker's partitions move within about four seconds.
+            priority_timeout: Duration::from_secs(3),
             bulk_concurrency: NonZeroUsize::MIN,
         }
     }
@@ -162,6 +171,11 @@ impl Validate for WorkerConfig {
         }
         if self.batch.max_ack_pending < self.batch.max_messages as i64 {
             problems.push("batch.max_ack_pending must be >= batch.max_messages".into());
+        }
+        if self.batch.priority_timeout < Duration::from_secs(2) {
+            problems.push(
+                "batch.priority_timeout_ms must be >= 2000 (owners pull every second)".into(),
+            );
         }
         self.retry.check("retry", problems);
         self.command_retry.check("command_retry", problems);

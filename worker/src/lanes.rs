@@ -41,11 +41,18 @@ pub fn lane_of(room: &RoomId, lanes: usize) -> usize {
     (hasher.finish() % lanes as u64) as usize
 }
 
-/// The lanes of one worker, fed by its dispatch loop.
+/// The lanes of one worker, fed by its pull loops through `Dispatch`es.
 pub struct Lanes {
-    /// One per lane; dropping them tells the lanes to finish what they hold.
-    senders: Vec<mpsc::UnboundedSender<Vec<Pulled>>>,
+    dispatch: Dispatch,
     tasks: Tasks,
+}
+
+/// Hands sends to a worker's lanes; the lanes finish what they hold once
+/// every copy of it is dropped.
+#[derive(Clone)]
+pub struct Dispatch {
+    /// One per lane.
+    senders: Vec<mpsc::UnboundedSender<Vec<Pulled>>>,
 }
 
 impl Lanes {
@@ -65,9 +72,26 @@ impl Lanes {
                 tx
             })
             .collect();
-        Self { senders, tasks }
+        Self {
+            dispatch: Dispatch { senders },
+            tasks,
+        }
     }
 
+    /// A handle that feeds these lanes.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// Lets every lane store what it holds, once every other `Dispatch` is
+    /// gone too, then returns.
+    pub async fn finish(self) {
+        drop(self.dispatch);
+        self.tasks.wait().await;
+    }
+}
+
+impl Dispatch {
     /// Hands sends that were ready together to their lanes, one group per
     /// lane, without waiting. False once a lane has stopped.
     pub fn dispatch(&self, ready: Vec<Pulled>) -> bool {
@@ -80,12 +104,6 @@ impl Lanes {
             .zip(&self.senders)
             .filter(|(group, _)| !group.is_empty())
             .all(|(group, lane)| lane.send(group).is_ok())
-    }
-
-    /// Lets every lane store what it holds, then returns.
-    pub async fn finish(self) {
-        drop(self.senders);
-        self.tasks.wait().await;
     }
 }
 

@@ -1,5 +1,5 @@
-//! The chat worker: consumes accepted sends from JetStream (any number of
-//! workers share one durable consumer), stores them in Postgres with a
+//! The chat worker: consumes accepted sends from JetStream (each ingest
+//! partition pinned to one worker at a time), stores them in Postgres with a
 //! gap-free per-room seq, keeps the Redis cache, fans out, and only then acks.
 
 pub mod app;
@@ -10,9 +10,12 @@ pub mod ctx;
 pub mod dlq;
 pub mod error;
 pub mod fanout;
+pub mod gate;
 pub mod health;
+pub mod intake;
 pub mod lanes;
 pub mod metrics;
+pub mod partitions;
 pub mod persist;
 pub mod pulled;
 pub mod retry;

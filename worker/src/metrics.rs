@@ -22,6 +22,10 @@ const PG_POOL: &str = "chat_worker_postgres_pool_connections";
 const CANARIES: &str = "chat_worker_canaries_total";
 const COMMANDS: &str = "chat_worker_commands_total";
 const TASK_EXITS: &str = "chat_worker_task_exits_total";
+const PARTITION_OWNED: &str = "chat_worker_partition_owned";
+const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
+const GATE_HOLDS: &str = "chat_worker_gate_holds_total";
+const PARTITION_RELEASES: &str = "chat_worker_partition_releases_total";
 
 pub fn describe() {
     describe_counter!(
@@ -67,6 +71,22 @@ pub fn describe() {
         COMMANDS,
         "Commands (changes to rooms) by outcome: applied, unchanged, refused (by a rule, or no such room), retried (failed this time), dead_lettered (undecodable or out of retries)."
     );
+    describe_gauge!(
+        PARTITION_OWNED,
+        "1 for each ingest partition this worker is the pinned owner of, else 0."
+    );
+    describe_gauge!(
+        PARTITIONS_TARGET,
+        "Partitions this worker aims to own: P over the workers alive, rounded up."
+    );
+    describe_counter!(
+        GATE_HOLDS,
+        "Sends held back because a lower seq of their partition was neither stored here nor acked (a takeover, a lost pull)."
+    );
+    describe_counter!(
+        PARTITION_RELEASES,
+        "Partitions this worker gave up for another to own (above its share, or shutting down)."
+    );
     describe_counter!(
         TASK_EXITS,
         "Background tasks that died (panicked, or ended before shutdown), by task; each was restarted or stopped the worker."
@@ -82,7 +102,14 @@ pub fn describe() {
     }
     // Event counters start at zero, so dashboards and alerts see a series
     // (and a rate of 0) before the first event instead of nothing.
-    for name in [REDELIVERIES, SPLITS, IN_PROGRESS, CANARIES] {
+    for name in [
+        REDELIVERIES,
+        SPLITS,
+        IN_PROGRESS,
+        CANARIES,
+        GATE_HOLDS,
+        PARTITION_RELEASES,
+    ] {
         counter!(name).absolute(0);
     }
     for reason in WorkerError::SEND_FAILURE_LABELS {
@@ -131,6 +158,22 @@ pub fn command(outcome: &'static str) {
 
 pub fn pending(count: u64) {
     gauge!(PENDING).set(count as f64);
+}
+
+pub fn partition_owned(partition: u32, owned: bool) {
+    gauge!(PARTITION_OWNED, "partition" => partition.to_string()).set(f64::from(u8::from(owned)));
+}
+
+pub fn partitions_target(target: usize) {
+    gauge!(PARTITIONS_TARGET).set(target as f64);
+}
+
+pub fn gate_held() {
+    counter!(GATE_HOLDS).increment(1);
+}
+
+pub fn partition_released() {
+    counter!(PARTITION_RELEASES).increment(1);
 }
 
 pub fn pool(store: &Store) {

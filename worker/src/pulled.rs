@@ -60,7 +60,7 @@ impl Pulled {
         if msg.info().is_ok_and(|info| info.delivered > 1) {
             metrics::redelivered();
         }
-        let batch = subjects::is_ingest_batch(msg.subject.as_str());
+        let batch = subjects::ingest_kind(msg.subject.as_str()) == subjects::Ingest::Batch;
         let sends = match decode(batch, &msg.payload) {
             Ok(sends) => sends,
             Err(e) => return Err(Box::new((msg, e))),

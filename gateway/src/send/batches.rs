@@ -1,9 +1,11 @@
-//! The gateway's sends on their way to JetStream, in batches: one task
-//! takes whatever sends have queued up as one message, with up to
-//! [`BATCHES_IN_FLIGHT`] batches awaiting JetStream's ack at once; while
-//! they are all on their way, the next batch grows. One publish and one ack
-//! each way per batch, not per send, and no waiting when the gateway is
-//! quiet (a lone send is a batch of one).
+//! The gateway's sends on their way to JetStream, in batches, one publisher
+//! per ingest partition: each takes whatever sends to its partition's rooms
+//! have queued up as one message, with up to [`BATCHES_IN_FLIGHT`] batches
+//! awaiting JetStream's ack at once; while they are all on their way, the
+//! next batch grows. One publish and one ack each way per batch, not per
+//! send, and no waiting when the gateway is quiet (a lone send is a batch of
+//! one). A partition whose stream is slow (electing a leader) holds up only
+//! its own sends.
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -13,7 +15,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use chat_proto::internal::{Envelope, EnvelopeBatch};
-use chat_protocol::subjects;
+use chat_protocol::{subjects, RoomId};
 use prost::Message as _;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -41,16 +43,59 @@ const BATCH_SENDS: usize = 256;
 /// by default), with a send's body at most 16 KiB by default.
 const BATCH_BYTES: usize = 512 * 1024;
 
-/// Publishes the queued sends in batches, [`BATCHES_IN_FLIGHT`] at most at
-/// once, until shutdown (when every socket is gone). Each batch is whatever
-/// queued up meanwhile, up to [`BATCH_SENDS`] and [`BATCH_BYTES`].
-pub async fn publish_batches(
+/// The queues of the partitions' publishers; they stop once this is dropped.
+pub struct Batches {
+    /// One per partition. Unbounded: every socket's in-flight permits bound them.
+    queues: Vec<mpsc::UnboundedSender<Queued>>,
+}
+
+impl Batches {
+    /// Starts a publisher per partition of `partitions`; the future runs them
+    /// until shutdown (when every socket is gone).
+    pub fn start(
+        js: &jetstream::Context,
+        gateway_id: &str,
+        partitions: u32,
+        shutdown: &CancellationToken,
+    ) -> (Self, impl std::future::Future<Output = ()>) {
+        let (queues, publishers): (Vec<_>, Vec<_>) = (0..partitions)
+            .map(|partition| {
+                let (queue, queued) = mpsc::unbounded_channel();
+                let subject = subjects::ingest_batch(partition, gateway_id);
+                let publisher = publish_batches(
+                    js.clone(),
+                    gateway_id.to_owned(),
+                    subject,
+                    queued,
+                    shutdown.clone(),
+                );
+                (queue, publisher)
+            })
+            .unzip();
+        let run = async move {
+            futures::future::join_all(publishers).await;
+        };
+        (Self { queues }, run)
+    }
+
+    /// Queues a send to `room` for its partition's next batch; false if
+    /// that publisher has stopped.
+    pub fn queue(&self, room: &RoomId, queued: Queued) -> bool {
+        let partition = subjects::partition(room, self.queues.len() as u32) as usize;
+        self.queues[partition].send(queued).is_ok()
+    }
+}
+
+/// Publishes one partition's queued sends in batches, [`BATCHES_IN_FLIGHT`]
+/// at most at once, until shutdown. Each batch is whatever queued up
+/// meanwhile, up to [`BATCH_SENDS`] and [`BATCH_BYTES`].
+async fn publish_batches(
     js: jetstream::Context,
     gateway_id: String,
+    subject: String,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     shutdown: CancellationToken,
 ) {
-    let subject = subjects::ingest_batch(&gateway_id);
     // A random start, so that a batch of this run never carries the
     // de-duplication id of one from before a restart (ids are stable).
     let mut number = rand::random::<u64>() >> 1;

@@ -1,7 +1,9 @@
 //! The delivery canary. Every `canary.interval_ms` the gateway sends a probe
-//! the way a send goes: onto the ingest stream (JetStream), through the
-//! workers' consumer, and back over core NATS to a subject this gateway
-//! subscribes to. Workers answer it at once and store nothing, so it shows,
+//! the way a send goes: onto an ingest partition's stream (JetStream), through
+//! the partition's owning worker, and back over core NATS to a subject this
+//! gateway subscribes to. Probes take the partitions in turn, so a partition
+//! without an owner fails one probe in every P. Workers answer it at once
+//! and store nothing, so it shows,
 //! even in a quiet system, whether sends get through and how fast; Postgres
 //! and Redis are probed by `/readyz` directly.
 
@@ -61,7 +63,8 @@ impl ProbeFailure {
 pub struct Canary {
     js: jetstream::Context,
     answers: async_nats::Subscriber,
-    ingest_subject: String,
+    gateway_id: String,
+    partitions: u32,
     answer_subject: String,
     interval: Duration,
     /// Tickets start at a random point, as the send path's do, so an answer
@@ -76,6 +79,7 @@ impl Canary {
         nats: &async_nats::Client,
         js: jetstream::Context,
         gateway_id: &str,
+        partitions: u32,
         config: &CanaryConfig,
         health: Arc<CanaryHealth>,
     ) -> Result<Self, GatewayError> {
@@ -87,7 +91,8 @@ impl Canary {
         Ok(Self {
             js,
             answers,
-            ingest_subject: subjects::canary_ingest(gateway_id),
+            gateway_id: gateway_id.to_owned(),
+            partitions,
             answer_subject,
             interval: config.interval,
             next_ticket: rand::random::<u64>() >> 1,
@@ -141,9 +146,13 @@ impl Canary {
             ..Default::default()
         };
         let payload = Bytes::from(envelope.encode_to_vec());
+        let partition = (ticket % u64::from(self.partitions)) as u32;
         let published = self
             .js
-            .publish(self.ingest_subject.clone(), payload)
+            .publish(
+                subjects::canary_ingest(partition, &self.gateway_id),
+                payload,
+            )
             .await
             .map_err(|_| ProbeFailure::Publish)?;
         published.await.map_err(|_| ProbeFailure::Publish)?;

@@ -26,7 +26,7 @@ use chat_protocol::{envelope::Entry, subjects, ClientMsgId, ErrorCode, RoomId, S
 use chat_store::Store;
 use prost::Message as _;
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{oneshot, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     error::GatewayError,
     listen,
-    send::batches::{publish_batches, Queued},
+    send::batches::{Batches, Queued},
 };
 
 /// A send waiting for its receipt.
@@ -80,8 +80,8 @@ type Waiting = Mutex<HashMap<u64, Waiter>>;
 pub struct Ingest {
     store: Store,
     receipts_subject: String,
-    /// To the batch publisher; it stops once this is dropped.
-    batches: mpsc::UnboundedSender<Queued>,
+    /// To the partitions' batch publishers; they stop once this is dropped.
+    batches: Batches,
     waiting: Waiting,
     next_ticket: AtomicU64,
     timeout: Duration,
@@ -94,13 +94,12 @@ impl Ingest {
         js: jetstream::Context,
         store: Store,
         gateway_id: &str,
+        partitions: u32,
         timeout: Duration,
         reconnected: watch::Receiver<()>,
         shutdown: CancellationToken,
     ) -> (Arc<Self>, impl Future<Output = ()>) {
-        // Unbounded: every socket's in-flight permits bound it.
-        let (batches, queue) = mpsc::unbounded_channel();
-        let publisher = publish_batches(js, gateway_id.to_owned(), queue, shutdown);
+        let (batches, publisher) = Batches::start(&js, gateway_id, partitions, &shutdown);
         let ingest = Arc::new(Self {
             store,
             receipts_subject: subjects::receipts(gateway_id),
@@ -219,11 +218,12 @@ impl Ingest {
             deadline,
             stored,
         };
-        let outcome = match self.batches.send(queued) {
-            Ok(()) => in_stream
+        let outcome = if self.batches.queue(&published.room, queued) {
+            in_stream
                 .await
-                .unwrap_or_else(|_| Err("batch publisher stopped".into())),
-            Err(_) => Err("batch publisher stopped".into()),
+                .unwrap_or_else(|_| Err("batch publisher stopped".into()))
+        } else {
+            Err("batch publisher stopped".into())
         };
         match outcome {
             Ok(()) => Ok(published),

@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
 /// that removals queue behind them.
 async fn queue_backlog(js: &jetstream::Context, backlog: usize) -> anyhow::Result<()> {
     let backlog_room = RoomId::parse(BACKLOG_ROOM)?;
+    let partitions = chat_streams::partitions(js).await?;
     let started = Instant::now();
     for chunk in (0..backlog).collect::<Vec<_>>().chunks(1000) {
         let mut acks = Vec::with_capacity(chunk.len());
@@ -120,7 +121,7 @@ async fn queue_backlog(js: &jetstream::Context, backlog: usize) -> anyhow::Resul
             };
             acks.push(
                 js.publish(
-                    subjects::ingest(&backlog_room),
+                    subjects::ingest_one(&backlog_room, partitions),
                     envelope.encode_to_vec().into(),
                 )
                 .await?,
@@ -171,13 +172,6 @@ async fn next(r: &mut Reader) -> anyhow::Result<Kind> {
 
 /// Sends the workers have not acked yet.
 async fn pending(js: &jetstream::Context) -> anyhow::Result<u64> {
-    let mut consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config> = js
-        .get_stream(subjects::INGEST_STREAM)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .get_consumer(subjects::WORKER_CONSUMER)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let info = consumer.info().await?;
-    Ok(info.num_pending + info.num_ack_pending as u64)
+    let partitions = chat_streams::partitions(js).await?;
+    Ok(chat_streams::backlog(js, partitions).await?)
 }

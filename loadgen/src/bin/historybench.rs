@@ -202,6 +202,7 @@ async fn seed(
     admin_token: &str,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    let partitions = chat_streams::partitions(js).await?;
     for (r, room) in rooms.iter().enumerate() {
         let id = RoomId::parse(room.clone())?;
         let mut acks = Vec::with_capacity(per_room);
@@ -215,8 +216,11 @@ async fn seed(
                 ..Envelope::default()
             };
             acks.push(
-                js.publish(subjects::ingest(&id), envelope.encode_to_vec().into())
-                    .await?,
+                js.publish(
+                    subjects::ingest_one(&id, partitions),
+                    envelope.encode_to_vec().into(),
+                )
+                .await?,
             );
         }
         for ack in acks {

@@ -240,7 +240,13 @@ pub struct StreamConfig {
     pub max_age: Duration,
     /// Bytes the ingest stream keeps; past it the oldest sends go first.
     /// A send dropped unconsumed was never acked to its sender, who resends.
+    /// Split evenly over the partitions' streams.
     pub max_bytes: i64,
+    /// Ingest partitions (P): a room's sends go to one, and each has one
+    /// owning worker at a time, so P caps the workers that store sends. Fixed
+    /// at install (decision 15); every gateway and worker must agree, and one
+    /// that does not refuses to start.
+    pub partitions: u32,
 }
 
 impl Default for StreamConfig {
@@ -250,6 +256,7 @@ impl Default for StreamConfig {
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
+            partitions: 16,
         }
     }
 }
@@ -264,6 +271,12 @@ impl Validate for StreamConfig {
         }
         if self.max_age < self.duplicate_window {
             problems.push("stream.max_age_secs must be >= stream.duplicate_window_secs".into());
+        }
+        if !(1..=1024).contains(&self.partitions) {
+            problems.push(format!(
+                "stream.partitions must be 1..=1024, got {}",
+                self.partitions
+            ));
         }
         if self.max_bytes < 1 << 20 {
             problems.push(format!(

@@ -2,10 +2,16 @@
 
 use crate::ids::RoomId;
 
-/// JetStream stream that holds accepted sends until a worker stores them.
-pub const INGEST_STREAM: &str = "CHAT_INGEST";
-/// Durable pull consumer shared by all workers.
-pub const WORKER_CONSUMER: &str = "workers";
+/// The single ingest stream of releases before partitions (decision 15):
+/// narrowed at upgrade and drained by the workers' `LEGACY_CONSUMER`.
+pub const LEGACY_INGEST_STREAM: &str = "CHAT_INGEST";
+/// The durable pull consumer of `LEGACY_INGEST_STREAM`.
+pub const LEGACY_CONSUMER: &str = "workers";
+/// The priority group whose pinned client owns an ingest partition.
+pub const INGEST_GROUP: &str = "ingest";
+/// Stream metadata key that records P, so a binary set to another P refuses
+/// to start rather than send rooms to the wrong partition.
+pub const PARTITIONS_METADATA: &str = "chat.partitions";
 /// JetStream stream of commands (changes to rooms): its own stream and
 /// consumer, so that a backlog of sends never delays a change.
 pub const COMMAND_STREAM: &str = "CHAT_COMMANDS";
@@ -35,13 +41,15 @@ const DEAD_COMMAND_TOKEN: &str = "cmd";
 const DEAD_COMMAND_TOKEN_BEFORE: &str = "ctl";
 /// Where NATS request replies go (`Client::new_inbox`).
 const INBOX_PREFIX: &str = "_INBOX.";
-/// Second token of a canary's ingest subject.
+/// Token of a canary's ingest subject.
 const CANARY_TOKEN: &str = "canary";
-/// Second token of a gateway's batch subject.
+/// Token of a gateway's batch subject.
 const BATCH_TOKEN: &str = "batch";
+/// Token of a lone envelope's subject.
+const ROOM_TOKEN: &str = "room";
 
-/// `chat.bulk.<room>`: a send of the bulk class (an envelope, as on
-/// `chat.in.<room>`), e.g. a dead letter replayed.
+/// `chat.bulk.<room>`: a send of the bulk class (a lone envelope), e.g. a
+/// dead letter replayed.
 pub fn bulk(room: &RoomId) -> String {
     format!("{BULK_PREFIX}.{room}")
 }
@@ -51,14 +59,92 @@ pub fn bulk_all() -> String {
     format!("{BULK_PREFIX}.>")
 }
 
-/// `chat.in.<room>`: a gateway publishes a client's send here (JetStream).
-pub fn ingest(room: &RoomId) -> String {
-    format!("{INGEST_PREFIX}.{room}")
+/// The ingest partition of a room: FNV-1a 32 of its id's bytes, mod P. The
+/// same function as NATS's own `{{partition(P, …)}}` subject mapping, so it
+/// never changes with a Rust release and can be checked against a server.
+pub fn partition(room: &RoomId, partitions: u32) -> u32 {
+    let hash = room.as_str().bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash % partitions.max(1)
 }
 
-/// Wildcard the ingest stream captures.
-pub fn ingest_all() -> String {
-    format!("{INGEST_PREFIX}.>")
+/// `CHAT_INGEST_<p>`: the stream of partition p's accepted sends, one per
+/// partition so that its seqs have no holes (the worker's gate needs that).
+pub fn ingest_stream(partition: u32) -> String {
+    format!("{LEGACY_INGEST_STREAM}_{partition}")
+}
+
+/// `workers-<p>`: the durable consumer of partition p, pinned to one worker.
+pub fn ingest_consumer(partition: u32) -> String {
+    format!("{LEGACY_CONSUMER}-{partition}")
+}
+
+/// `chat.in.<p>.>`: what partition p's stream captures.
+pub fn ingest_partition_all(partition: u32) -> String {
+    format!("{INGEST_PREFIX}.{partition}.>")
+}
+
+/// What the legacy stream keeps capturing after the upgrade: the old
+/// gateways' subjects, none of which a partition's stream captures.
+pub fn legacy_ingest_subjects() -> Vec<String> {
+    vec![
+        format!("{INGEST_PREFIX}.{BATCH_TOKEN}.>"),
+        format!("{INGEST_PREFIX}.{CANARY_TOKEN}.>"),
+        format!("{INGEST_PREFIX}.*"),
+    ]
+}
+
+/// `chat.in.<p>.batch.<gateway>`: a gateway's sends to rooms of partition p,
+/// many per message (`EnvelopeBatch`).
+pub fn ingest_batch(partition: u32, gateway_id: &str) -> String {
+    format!("{INGEST_PREFIX}.{partition}.{BATCH_TOKEN}.{gateway_id}")
+}
+
+/// `chat.in.<p>.canary.<gateway>`: a gateway's delivery canary, through
+/// partition p's stream and owner like a send.
+pub fn canary_ingest(partition: u32, gateway_id: &str) -> String {
+    format!("{INGEST_PREFIX}.{partition}.{CANARY_TOKEN}.{gateway_id}")
+}
+
+/// `chat.in.<p>.room.<room>`: one envelope alone (tools; gateways publish
+/// batches), stored exactly like a batch of one.
+pub fn ingest_one(room: &RoomId, partitions: u32) -> String {
+    let partition = partition(room, partitions);
+    format!("{INGEST_PREFIX}.{partition}.{ROOM_TOKEN}.{room}")
+}
+
+/// What an ingest message carries, told by its subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingest {
+    /// A gateway's `EnvelopeBatch`.
+    Batch,
+    /// A gateway's canary: answered, never stored.
+    Canary,
+    /// One `Envelope` alone (tools, and gateways before partitions).
+    One,
+}
+
+/// Reads an ingest subject, partitioned (`chat.in.<p>.<kind>.<id>`) or of
+/// the legacy stream (`chat.in.<kind>.<gateway>`, `chat.in.<room>`).
+pub fn ingest_kind(subject: &str) -> Ingest {
+    let Some(rest) = subject
+        .strip_prefix(INGEST_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return Ingest::One;
+    };
+    let rest = match rest.split_once('.') {
+        Some((partition, rest)) if partition.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => rest,
+    };
+    if is_gateway_subject(rest, BATCH_TOKEN) {
+        Ingest::Batch
+    } else if is_gateway_subject(rest, CANARY_TOKEN) {
+        Ingest::Canary
+    } else {
+        Ingest::One
+    }
 }
 
 /// `chat.room.<room>`: a worker publishes each stored message here (core NATS);
@@ -75,37 +161,6 @@ pub fn receipts(gateway_id: &str) -> String {
 /// Whether a subject is a gateway's receipt subject (workers reply only there).
 pub fn is_receipts(subject: &str) -> bool {
     is_gateway_subject(subject, RECEIPT_PREFIX)
-}
-
-/// `chat.in.canary.<gateway>`: a gateway's delivery canary, on the ingest
-/// stream like a send. Two tokens after `chat.in`, so never a room's subject.
-pub fn canary_ingest(gateway_id: &str) -> String {
-    format!("{INGEST_PREFIX}.{CANARY_TOKEN}.{gateway_id}")
-}
-
-/// Whether an ingest subject carries a canary rather than a send.
-pub fn is_canary_ingest(subject: &str) -> bool {
-    is_ingest_of_gateway(subject, CANARY_TOKEN)
-}
-
-/// `chat.in.batch.<gateway>`: a gateway's sends, many per message
-/// (`EnvelopeBatch`), on the ingest stream. Two tokens after `chat.in`, so
-/// never a room's subject.
-pub fn ingest_batch(gateway_id: &str) -> String {
-    format!("{INGEST_PREFIX}.{BATCH_TOKEN}.{gateway_id}")
-}
-
-/// Whether an ingest subject carries a gateway's batch of sends.
-pub fn is_ingest_batch(subject: &str) -> bool {
-    is_ingest_of_gateway(subject, BATCH_TOKEN)
-}
-
-/// `chat.in.<token>.<gateway id>`.
-fn is_ingest_of_gateway(subject: &str, token: &str) -> bool {
-    subject
-        .strip_prefix(INGEST_PREFIX)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .is_some_and(|rest| is_gateway_subject(rest, token))
 }
 
 /// `chat.canary.<gateway>`: where workers answer a gateway's canaries (core NATS).
@@ -220,7 +275,6 @@ mod tests {
     #[test]
     fn subjects_are_per_room() {
         let room = RoomId::parse("lobby").unwrap();
-        assert_eq!(ingest(&room), "chat.in.lobby");
         assert_eq!(fanout(&room), "chat.room.lobby");
         assert_eq!(receipts("gw-1"), "chat.receipt.gw-1");
         assert!(is_receipts(&receipts("gw-1")));
@@ -228,18 +282,36 @@ mod tests {
         assert!(!is_receipts("chat.room.lobby"));
     }
 
+    /// FNV-1a 32 of the bytes, mod P: the published test vectors of FNV-1a
+    /// ("" → 0x811c9dc5, "a" → 0xe40c292c, "foobar" → 0xbf9cf968).
     #[test]
-    fn canaries_never_share_a_subject_with_a_room() {
+    fn partitions_are_fnv1a_of_the_room_mod_p() {
+        let p = |room: &str, n| partition(&RoomId::parse(room).unwrap(), n);
+        assert_eq!(p("a", u32::MAX), 0xe40c_292c);
+        assert_eq!(p("foobar", u32::MAX), 0xbf9c_f968);
+        assert_eq!(p("foobar", 16), 0xbf9c_f968 % 16);
+        assert_eq!(p("lobby", 1), 0);
+        assert_eq!(ingest_stream(3), "CHAT_INGEST_3");
+        assert_eq!(ingest_consumer(3), "workers-3");
+        assert_eq!(ingest_partition_all(3), "chat.in.3.>");
+    }
+
+    #[test]
+    fn an_ingest_subject_tells_what_it_carries() {
         let room = RoomId::parse("canary").unwrap();
-        assert_eq!(canary_ingest("gw-1"), "chat.in.canary.gw-1");
-        assert!(is_canary_ingest(&canary_ingest("gw-1")));
-        assert!(!is_canary_ingest(&ingest(&room)));
-        assert!(!is_canary_ingest("chat.in.canary.a.b"));
-        assert_eq!(ingest_batch("gw-1"), "chat.in.batch.gw-1");
-        assert!(is_ingest_batch(&ingest_batch("gw-1")));
-        assert!(!is_ingest_batch(&ingest(&room)));
-        assert!(!is_ingest_batch(&canary_ingest("gw-1")));
-        assert!(!is_canary_ingest(&ingest_batch("gw-1")));
+        assert_eq!(ingest_batch(3, "gw-1"), "chat.in.3.batch.gw-1");
+        assert_eq!(canary_ingest(3, "gw-1"), "chat.in.3.canary.gw-1");
+        assert_eq!(
+            ingest_one(&room, 16),
+            format!("chat.in.{}.room.canary", partition(&room, 16))
+        );
+        assert_eq!(ingest_kind(&ingest_batch(3, "gw-1")), Ingest::Batch);
+        assert_eq!(ingest_kind(&canary_ingest(3, "gw-1")), Ingest::Canary);
+        assert_eq!(ingest_kind(&ingest_one(&room, 16)), Ingest::One);
+        assert_eq!(ingest_kind("chat.in.3.canary.a.b"), Ingest::One);
+        assert_eq!(ingest_kind("chat.in.batch.gw-1"), Ingest::Batch);
+        assert_eq!(ingest_kind("chat.in.canary.gw-1"), Ingest::Canary);
+        assert_eq!(ingest_kind("chat.in.canary"), Ingest::One);
         assert!(is_canary_answers(&canary_answers("gw-1")));
         assert!(!is_canary_answers(&receipts("gw-1")));
         assert!(!is_receipts(&canary_answers("gw-1")));

@@ -1,11 +1,11 @@
 //! JetStream streams and the worker consumer, declared once so that every
 //! binary creates them identically, whichever starts first.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_nats::jetstream::{
     self,
-    consumer::{pull, AckPolicy, DeliverPolicy},
+    consumer::{pull, AckPolicy, DeliverPolicy, PriorityPolicy},
     stream::{DiscardPolicy, RetentionPolicy, StorageType},
 };
 
@@ -26,12 +26,28 @@ pub fn connect_options(name: String) -> async_nats::ConnectOptions {
         })
 }
 
-/// Creates the ingest, bulk, command and dead-letter streams if they do not
-/// exist.
-pub async fn ensure(
-    js: &jetstream::Context,
-    config: &StreamConfig,
-) -> Result<jetstream::stream::Stream, async_nats::Error> {
+/// Why the streams could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The partitions' streams were made for another P (decision 15).
+    #[error(
+        "stream.partitions is {configured}, but the ingest streams were created with {existing}; \
+         P is fixed at install (see deploy/README.md, \"Changing the partitions\")"
+    )]
+    Partitions { configured: u32, existing: String },
+}
+
+fn nats(e: impl std::fmt::Display) -> StreamsError {
+    StreamsError::Nats(e.to_string())
+}
+
+/// Creates the ingest partitions', bulk, command and dead-letter streams if
+/// they do not exist, and narrows a legacy ingest stream so that it no
+/// longer overlaps the partitions'. An error if the partitions' streams
+/// were made for another P.
+pub async fn ensure(js: &jetstream::Context, config: &StreamConfig) -> Result<(), StreamsError> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: subjects::DEAD_LETTER_STREAM.into(),
         subjects: vec![subjects::dead_letter_all()],
@@ -40,7 +56,8 @@ pub async fn ensure(
         max_age: Duration::from_secs(30 * 24 * 3600),
         ..Default::default()
     })
-    .await?;
+    .await
+    .map_err(nats)?;
     js.get_or_create_stream(jetstream::stream::Config {
         name: subjects::COMMAND_STREAM.into(),
         subjects: vec![subjects::command_all()],
@@ -50,20 +67,101 @@ pub async fn ensure(
         max_age: config.max_age,
         ..Default::default()
     })
-    .await?;
+    .await
+    .map_err(nats)?;
     js.get_or_create_stream(sends_stream(
         subjects::BULK_STREAM,
         subjects::bulk_all(),
-        config,
-    ))
-    .await?;
-    js.get_or_create_stream(sends_stream(
-        subjects::INGEST_STREAM,
-        subjects::ingest_all(),
+        config.max_bytes,
         config,
     ))
     .await
-    .map_err(Into::into)
+    .map_err(nats)?;
+    narrow_legacy(js).await.map_err(nats)?;
+    for partition in 0..config.partitions {
+        let stream = js
+            .get_or_create_stream(partition_stream(partition, config))
+            .await
+            .map_err(nats)?;
+        let existing = stream
+            .cached_info()
+            .config
+            .metadata
+            .get(subjects::PARTITIONS_METADATA)
+            .cloned()
+            .unwrap_or_default();
+        if existing != config.partitions.to_string() {
+            return Err(StreamsError::Partitions {
+                configured: config.partitions,
+                existing,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// P as the partitions' streams record it, for tools that publish or read
+/// the ingest streams directly.
+pub async fn partitions(js: &jetstream::Context) -> Result<u32, StreamsError> {
+    let mut first = js
+        .get_stream(subjects::ingest_stream(0))
+        .await
+        .map_err(nats)?;
+    let info = first.info().await.map_err(nats)?;
+    let recorded = info.config.metadata.get(subjects::PARTITIONS_METADATA);
+    recorded
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| StreamsError::Nats(format!("{} has no P", subjects::ingest_stream(0))))
+}
+
+/// Sends not yet delivered or not yet acked, over every partition.
+pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<u64, StreamsError> {
+    let mut backlog = 0;
+    for partition in 0..partitions {
+        let mut consumer: jetstream::consumer::PullConsumer = js
+            .get_stream(subjects::ingest_stream(partition))
+            .await
+            .map_err(nats)?
+            .get_consumer(&subjects::ingest_consumer(partition))
+            .await
+            .map_err(nats)?;
+        let info = consumer.info().await.map_err(nats)?;
+        backlog += info.num_pending + info.num_ack_pending as u64;
+    }
+    Ok(backlog)
+}
+
+/// Partition p's stream: its share of `max_bytes`, and P in its metadata.
+fn partition_stream(partition: u32, config: &StreamConfig) -> jetstream::stream::Config {
+    let share = (config.max_bytes / i64::from(config.partitions)).max(1 << 20);
+    jetstream::stream::Config {
+        metadata: HashMap::from([(
+            subjects::PARTITIONS_METADATA.to_owned(),
+            config.partitions.to_string(),
+        )]),
+        ..sends_stream(
+            &subjects::ingest_stream(partition),
+            subjects::ingest_partition_all(partition),
+            share,
+            config,
+        )
+    }
+}
+
+/// The one ingest stream of releases before partitions captured every
+/// `chat.in.>` subject; it keeps only the old gateways' subjects, so that
+/// the partitions' streams can exist beside it while it drains.
+async fn narrow_legacy(js: &jetstream::Context) -> Result<(), async_nats::Error> {
+    let Ok(mut legacy) = js.get_stream(subjects::LEGACY_INGEST_STREAM).await else {
+        return Ok(());
+    };
+    let mut config = legacy.info().await?.config.clone();
+    let narrowed = subjects::legacy_ingest_subjects();
+    if config.subjects != narrowed {
+        config.subjects = narrowed;
+        js.update_stream(config).await?;
+    }
+    Ok(())
 }
 
 /// A stream of sends (ingest or bulk). Limits retention: a send stays
@@ -71,7 +169,12 @@ pub async fn ensure(
 /// stream can be replayed (a new consumer, an audit). Past the limits the
 /// oldest go first: one dropped unconsumed was never acked to its sender,
 /// who resends it.
-fn sends_stream(name: &str, subject: String, config: &StreamConfig) -> jetstream::stream::Config {
+fn sends_stream(
+    name: &str,
+    subject: String,
+    max_bytes: i64,
+    config: &StreamConfig,
+) -> jetstream::stream::Config {
     jetstream::stream::Config {
         name: name.into(),
         subjects: vec![subject],
@@ -81,7 +184,7 @@ fn sends_stream(name: &str, subject: String, config: &StreamConfig) -> jetstream
         num_replicas: config.replicas,
         duplicate_window: config.duplicate_window,
         max_age: config.max_age,
-        max_bytes: config.max_bytes,
+        max_bytes,
         ..Default::default()
     }
 }
@@ -98,8 +201,8 @@ pub fn command_consumer(ack_wait: Duration) -> pull::Config {
     }
 }
 
-/// A durable pull consumer of sends all workers share (`WORKER_CONSUMER`
-/// on the ingest stream, `BULK_CONSUMER` on the bulk stream).
+/// A durable pull consumer of sends all workers share (`BULK_CONSUMER` on
+/// the bulk stream, `LEGACY_CONSUMER` on the legacy ingest stream).
 /// `max_ack_pending` caps the sends delivered to workers and not yet
 /// acknowledged, all workers together.
 pub fn worker_consumer(durable: &str, ack_wait: Duration, max_ack_pending: i64) -> pull::Config {
@@ -109,6 +212,29 @@ pub fn worker_consumer(durable: &str, ack_wait: Duration, max_ack_pending: i64) 
         deliver_policy: DeliverPolicy::All,
         ack_wait,
         max_ack_pending,
+        ..Default::default()
+    }
+}
+
+/// Partition p's consumer: delivered to one pinned worker at a time (the
+/// priority group `INGEST_GROUP`); a pin not renewed by a pull within
+/// `priority_timeout` passes to a standby. `max_ack_pending` is the
+/// partition's share of the sends all workers may hold unacked.
+pub fn partition_consumer(
+    partition: u32,
+    ack_wait: Duration,
+    max_ack_pending: i64,
+    priority_timeout: Duration,
+) -> pull::Config {
+    pull::Config {
+        durable_name: Some(subjects::ingest_consumer(partition)),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait,
+        max_ack_pending,
+        priority_policy: PriorityPolicy::PinnedClient,
+        priority_groups: vec![subjects::INGEST_GROUP.into()],
+        priority_timeout,
         ..Default::default()
     }
 }

@@ -3,14 +3,12 @@
 //! then stored once, delivered and acked), purged; bad arguments exit 2.
 //! And a send that dies inside a gateway's batch is parked alone.
 
-use chat_proto::{
-    internal::{Envelope, EnvelopeBatch},
-    v1::server_frame::Kind,
-};
+use chat_proto::{internal::Envelope, v1::server_frame::Kind};
 use chat_protocol::subjects;
 use chat_streams::headers::{self, REPLAY_OF};
 use chat_tests::{
-    cluster::bin, envelope, header, wait_for, Cluster, ClusterOptions, Frames, JetStream, STEP,
+    cluster::bin, envelope, header, room_in_partition, wait_for, Cluster, ClusterOptions, Frames,
+    STEP,
 };
 use prost::Message as _;
 use serde_json::Value;
@@ -99,10 +97,17 @@ async fn dead_letters_are_listed_shown_replayed_once_and_purged() {
     // undecodable envelope and one body Postgres refuses (a NUL byte).
     cluster.workers[0].process.terminate();
     let request = dora.writer.send("doomed", "d1", "goodbye").await.unwrap();
-    let ingest = js.get_stream("CHAT_INGEST").await.unwrap();
+    let partition = js.partition("doomed");
+    let ingest = js
+        .get_stream(subjects::ingest_stream(partition))
+        .await
+        .unwrap();
     wait_for("JetStream to hold the send", STEP, || async {
         ingest
-            .get_last_raw_message_by_subject(&subjects::ingest_batch(&cluster.gateway(0).id()))
+            .get_last_raw_message_by_subject(&subjects::ingest_batch(
+                partition,
+                &cluster.gateway(0).id(),
+            ))
             .await
             .ok()
     })
@@ -363,18 +368,8 @@ async fn a_dead_lettered_command_is_replayed_and_applied_once() {
     assert!(js.dead_letters().await.is_empty());
 }
 
-/// The envelopes of the gateway's batches JetStream holds, one list a batch.
-async fn gateway_batches(cluster: &Cluster, js: &JetStream) -> Vec<Vec<Envelope>> {
-    let subject = subjects::ingest_batch(&cluster.gateway(0).id());
-    js.stream_messages(subjects::INGEST_STREAM)
-        .await
-        .into_iter()
-        .filter(|m| m.subject.as_str() == subject)
-        .map(|m| EnvelopeBatch::decode(m.payload).expect("a batch").envelopes)
-        .collect()
-}
-
-/// A gateway publishes sends of different rooms in one JetStream message;
+/// A gateway publishes sends of different rooms of one partition in one
+/// JetStream message;
 /// one of them that cannot be stored (its room is gone) is dead-lettered
 /// alone, as its own envelope, and its batch mates are stored and acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,20 +381,21 @@ async fn a_dead_send_in_a_gateway_batch_is_parked_alone_and_its_batch_mates_are_
         .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "60000")
         .gateway_env("FAILPOINTS", "gateway-batch-linger=return(500)");
     let mut cluster = Cluster::start(options).await;
-    cluster.create_room("doomed", &["dora"]).await;
-    cluster.create_room("fine", &["fred"]).await;
     let js = cluster.jetstream().await;
+    let fine_room = room_in_partition(js.partition("doomed"), "fine", js.partitions);
+    cluster.create_room("doomed", &["dora"]).await;
+    cluster.create_room(&fine_room, &["fred"]).await;
     let mut dora = cluster.gateway(0).connect("dora").await;
     let mut fred = cluster.gateway(0).connect("fred").await;
     cluster.workers[0].process.terminate();
 
     let (d, f) = tokio::join!(
         dora.writer.send("doomed", "d0", "lost"),
-        fred.writer.send("fine", "f0", "kept")
+        fred.writer.send(&fine_room, "f0", "kept")
     );
     let (doomed, fine) = (vec![d.unwrap()], vec![f.unwrap()]);
     let batches = wait_for("JetStream to hold the sends", STEP, || async {
-        let batches = gateway_batches(&cluster, &js).await;
+        let batches = js.gateway_batches(&cluster.gateway(0).id()).await;
         (batches.iter().map(Vec::len).sum::<usize>() == 2).then_some(batches)
     })
     .await;

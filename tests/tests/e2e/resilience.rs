@@ -7,10 +7,8 @@ use std::{
 };
 
 use chat_client::{Client, ClientOptions};
-use chat_proto::internal::EnvelopeBatch;
-use chat_protocol::{codec::Encoding, subjects};
+use chat_protocol::codec::Encoding;
 use chat_tests::{assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, STEP};
-use prost::Message as _;
 
 use crate::message_path::run_mixed_load;
 
@@ -103,19 +101,13 @@ async fn a_restarted_gateway_acks_each_send_with_its_own_message() {
     }
     // The gateway publishes them all before it dies.
     let js = cluster.jetstream().await;
-    let batches = subjects::ingest_batch(&cluster.gateway(0).id());
+    let gateway = cluster.gateway(0).id();
     wait_for("the gateway to publish every send", STEP, || async {
         let published: usize = js
-            .stream_messages(subjects::INGEST_STREAM)
+            .gateway_batches(&gateway)
             .await
-            .into_iter()
-            .filter(|m| m.subject.as_str() == batches)
-            .map(|m| {
-                EnvelopeBatch::decode(m.payload)
-                    .expect("a batch")
-                    .envelopes
-                    .len()
-            })
+            .iter()
+            .map(Vec::len)
             .sum();
         (published == 20).then_some(())
     })

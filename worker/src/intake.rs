@@ -1,0 +1,221 @@
+//! What the worker pulls besides its partitions, and how anything pulled
+//! reaches the lanes: the shared consumers (bulk sends, and the legacy
+//! ingest stream of releases before partitions, drained at upgrade), pulled
+//! in rounds of a batch.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream;
+use chat_protocol::subjects::{self, Ingest};
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    canary,
+    ctx::Ctx,
+    error::WorkerError,
+    lanes::{Dispatch, Lanes},
+    partitions::{Partitions, PullConsumer},
+    pulled::Pulled,
+};
+
+/// How long a waiting pull request lasts.
+const LONG_POLL: Duration = Duration::from_secs(5);
+/// Longest a round of pulling may take: a long poll whose end JetStream
+/// never sent (without a reconnect to tell) must not idle the worker.
+const ROUND_LIMIT: Duration = Duration::from_secs(6);
+/// Pause after a failed pull (NATS down, consumer gone) before the next.
+const PULL_RETRY: Duration = Duration::from_millis(250);
+
+/// Pulls sends for the lanes until shutdown; a failed pull (NATS down,
+/// consumer gone) is logged and tried again shortly.
+pub async fn pull(
+    ctx: Arc<Ctx>,
+    consumer: PullConsumer,
+    lanes: Dispatch,
+    max: usize,
+    mut reconnected: watch::Receiver<()>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        reconnected.borrow_and_update();
+        let round = tokio::select! {
+            round = tokio::time::timeout(ROUND_LIMIT, pull_round(&ctx, &consumer, &lanes, max)) => {
+                round.unwrap_or(Ok(true))
+            }
+            // A pull request does not outlive the connection it was sent on:
+            // pull again at once rather than wait for it to expire.
+            Ok(()) = reconnected.changed() => continue,
+            () = shutdown.cancelled() => return,
+        };
+        match round {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "pull failed");
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_RETRY) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// One round of pulling. What is already waiting is fetched in one answer,
+/// up to a batch, and handed over together, so a backlog is stored in full
+/// batches whatever the timing. Unless that was a full batch, a long poll
+/// then hands sends over as they arrive, without delay. False once the
+/// lanes are gone.
+async fn pull_round(
+    ctx: &Arc<Ctx>,
+    consumer: &PullConsumer,
+    lanes: &Dispatch,
+    max: usize,
+) -> Result<bool, WorkerError> {
+    let waiting: Vec<_> = consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .map_err(WorkerError::nats)?
+        .collect()
+        .await;
+    let full = waiting.len() == max;
+    if !hand_over(ctx, lanes, waiting).await? {
+        return Ok(false);
+    }
+    if full {
+        return Ok(true);
+    }
+    let arriving = consumer
+        .batch()
+        .max_messages(max)
+        .expires(LONG_POLL)
+        .messages()
+        .await
+        .map_err(WorkerError::nats)?
+        .ready_chunks(max);
+    tokio::pin!(arriving);
+    while let Some(ready) = arriving.next().await {
+        if !hand_over(ctx, lanes, ready).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Hands the sends of a pull to the lanes, answering canaries on the way;
+/// a payload that is no send is dead-lettered apart, so it holds up no one.
+/// A failure within the pull is returned once the sends delivered before it
+/// are handed over. False once the lanes are gone.
+pub async fn hand_over(
+    ctx: &Arc<Ctx>,
+    lanes: &Dispatch,
+    pulled: Vec<Result<jetstream::Message, async_nats::Error>>,
+) -> Result<bool, WorkerError> {
+    let mut sends = Vec::with_capacity(pulled.len());
+    let mut failed = None;
+    for msg in pulled {
+        match msg {
+            Ok(msg) if subjects::ingest_kind(msg.subject.as_str()) == Ingest::Canary => {
+                canary::answer(&ctx.nats, msg).await
+            }
+            Ok(msg) => match Pulled::split(msg) {
+                Ok(split) => sends.extend(split),
+                Err(undecodable) => {
+                    let dead_letter = {
+                        let ctx = Arc::clone(ctx);
+                        async move {
+                            let (msg, e) = *undecodable;
+                            ctx.fail_undecodable(&msg, &e).await
+                        }
+                    };
+                    // One-shot: should it die, the message, not acked, is
+                    // redelivered and dead-lettered then.
+                    ctx.tasks.spawn_once("undecodable", dead_letter);
+                }
+            },
+            Err(e) => failed = Some(e),
+        }
+    }
+    if !lanes.dispatch(sends) {
+        return Ok(false);
+    }
+    failed.map_or(Ok(true), |e| Err(WorkerError::nats(e)))
+}
+
+/// How soon the bulk class looks again while sends wait or bulk is empty;
+/// while bulk stays empty the pause doubles up to `BULK_IDLE_MAX`, so an
+/// idle worker does not ask JetStream for the consumer's state five times
+/// a second. Bulk work may wait that long to start.
+const BULK_IDLE: Duration = Duration::from_millis(200);
+const BULK_IDLE_MAX: Duration = Duration::from_secs(2);
+
+/// Pulls bulk sends for their own lanes, a batch at a time and only while
+/// no partition this worker owns has a send waiting, so bulk work never
+/// delays a chat message; then lets its lanes store what they hold.
+pub async fn pull_bulk(
+    ctx: Arc<Ctx>,
+    partitions: Arc<Partitions>,
+    bulk: PullConsumer,
+    lanes: Lanes,
+    shutdown: CancellationToken,
+) {
+    let max = ctx.config.batch.max_messages;
+    let mut idle = BULK_IDLE;
+    while !shutdown.is_cancelled() {
+        let sends_waiting = partitions.sends_waiting();
+        let pulled = if sends_waiting {
+            Vec::new()
+        } else {
+            match bulk.fetch().max_messages(max).messages().await {
+                Ok(pulled) => pulled.collect().await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bulk pull failed");
+                    Vec::new()
+                }
+            }
+        };
+        if pulled.is_empty() {
+            let pause = if sends_waiting { BULK_IDLE } else { idle };
+            idle = if sends_waiting {
+                BULK_IDLE
+            } else {
+                (idle * 2).min(BULK_IDLE_MAX)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => continue,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        idle = BULK_IDLE;
+        match hand_over(&ctx, lanes.dispatch(), pulled).await {
+            Ok(true) => {}
+            // A bulk lane died: the worker stops.
+            Ok(false) => {
+                shutdown.cancel();
+                break;
+            }
+            Err(e) => tracing::warn!(error = %e, "bulk pull failed"),
+        }
+    }
+    lanes.finish().await;
+}
+
+/// Publishes the partitions' backlog (not yet delivered + delivered but not
+/// acked) as a gauge, for dashboards and autoscaling on lag.
+pub async fn report_lag(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let partitions = ctx.config.stream.partitions;
+        if let Ok(backlog) = chat_streams::backlog(&ctx.js, partitions).await {
+            crate::metrics::pending(backlog);
+        }
+    }
+}
