@@ -12,13 +12,8 @@ use tokio_util::sync::CancellationToken;
 use chat_tasks::{Ends, Tasks};
 
 use crate::{
-    commands,
-    config::WorkerConfig,
-    ctx::Ctx,
-    error::WorkerError,
-    health, intake,
-    lanes::Lanes,
-    partitions::{Partitions, PullConsumer},
+    commands, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, intake,
+    intake::PullConsumer, lanes::Lanes, partitions::Partitions,
 };
 
 pub struct Worker {
@@ -65,41 +60,7 @@ impl Worker {
         chat_streams::ensure(&js, &config.stream)
             .await
             .map_err(|e| WorkerError::Startup(e.to_string()))?;
-        // Create or update: the lanes' in-progress acks are timed by
-        // ack_wait, and max_ack_pending bounds what they queue, so the shared
-        // consumers must carry this worker's values, not a stale creator's.
-        let ack_wait = config.batch.ack_wait;
-        let legacy = match js.get_stream(subjects::LEGACY_INGEST_STREAM).await {
-            Ok(stream) => Some(
-                stream
-                    .create_consumer(chat_streams::worker_consumer(
-                        subjects::LEGACY_CONSUMER,
-                        ack_wait,
-                        config.batch.max_ack_pending,
-                    ))
-                    .await
-                    .map_err(WorkerError::nats)?,
-            ),
-            Err(_) => None,
-        };
-        let bulk = js
-            .get_stream(subjects::BULK_STREAM)
-            .await
-            .map_err(WorkerError::nats)?
-            .create_consumer(chat_streams::worker_consumer(
-                subjects::BULK_CONSUMER,
-                ack_wait,
-                config.batch.max_messages as i64,
-            ))
-            .await
-            .map_err(WorkerError::nats)?;
-        let commands = js
-            .get_stream(subjects::COMMAND_STREAM)
-            .await
-            .map_err(WorkerError::nats)?
-            .create_consumer(chat_streams::command_consumer(ack_wait))
-            .await
-            .map_err(WorkerError::nats)?;
+        let (legacy, bulk, commands) = shared_consumers(&js, &config).await?;
         let redis = chat_cache::connect(config.redis_url.expose())?;
         let ctx = Arc::new(Ctx {
             config,
@@ -161,7 +122,6 @@ impl Worker {
             Ends::AtShutdown,
             intake::pull_bulk(
                 Arc::clone(&self.ctx),
-                Arc::clone(&self.partitions),
                 self.bulk,
                 bulk_lanes,
                 self.shutdown.clone(),
@@ -175,24 +135,14 @@ impl Worker {
         tasks.spawn_restarting("commands", move || {
             commands::run(Arc::clone(&ctx), commands.clone(), shutdown.clone())
         });
-        // The pull loops hold the lanes' dispatch: they end (at shutdown)
-        // before the lanes can finish.
-        let pulling = tasks.group();
-        if let Some(legacy) = self.legacy {
-            let (ctx, lanes, max) = (
-                Arc::clone(&self.ctx),
-                lanes.dispatch().clone(),
-                batch.max_messages,
-            );
-            let (reconnected, shutdown) = (self.reconnected, self.shutdown.clone());
-            pulling.spawn_critical(
-                "legacy_ingest",
-                Ends::AtShutdown,
-                intake::pull(ctx, legacy, lanes, max, reconnected, shutdown),
-            );
-        }
-        self.partitions
-            .bid(&self.ctx, &pulling, lanes.dispatch(), &self.shutdown);
+        let pulling = start_pulling(
+            &self.ctx,
+            &self.partitions,
+            self.legacy,
+            self.reconnected,
+            &lanes,
+            &self.shutdown,
+        );
         let (partitions, ctx, shutdown) = (
             Arc::clone(&self.partitions),
             Arc::clone(&self.ctx),
@@ -214,4 +164,79 @@ impl Worker {
             .died()
             .map_or(Ok(()), |task| Err(WorkerError::TaskDied(task)))
     }
+}
+
+/// Starts the partitions' owner loops and, while it exists, the legacy
+/// ingest stream's pull loop, in a group of their own: they hold the lanes'
+/// dispatch, so they must end (at shutdown) before the lanes can finish.
+fn start_pulling(
+    ctx: &Arc<Ctx>,
+    partitions: &Arc<Partitions>,
+    legacy: Option<PullConsumer>,
+    reconnected: watch::Receiver<()>,
+    lanes: &Lanes,
+    shutdown: &CancellationToken,
+) -> Tasks {
+    let pulling = ctx.tasks.group();
+    if let Some(legacy) = legacy {
+        let lanes = lanes.dispatch().clone();
+        let max = ctx.config.batch.max_messages;
+        pulling.spawn_critical(
+            "legacy_ingest",
+            Ends::AtShutdown,
+            intake::pull(
+                Arc::clone(ctx),
+                legacy,
+                lanes,
+                max,
+                reconnected,
+                shutdown.clone(),
+            ),
+        );
+    }
+    partitions.bid(ctx, &pulling, lanes.dispatch(), shutdown);
+    pulling
+}
+
+/// The consumers all workers share, created or updated with this worker's
+/// settings (the lanes' in-progress acks are timed by ack_wait, and
+/// max_ack_pending bounds what they queue): the legacy ingest stream's while
+/// it exists, the bulk class's and the commands'.
+async fn shared_consumers(
+    js: &jetstream::Context,
+    config: &WorkerConfig,
+) -> Result<(Option<PullConsumer>, PullConsumer, PullConsumer), WorkerError> {
+    let ack_wait = config.batch.ack_wait;
+    let legacy = match js.get_stream(subjects::LEGACY_INGEST_STREAM).await {
+        Ok(stream) => Some(
+            stream
+                .create_consumer(chat_streams::worker_consumer(
+                    subjects::LEGACY_CONSUMER,
+                    ack_wait,
+                    config.batch.max_ack_pending,
+                ))
+                .await
+                .map_err(WorkerError::nats)?,
+        ),
+        Err(_) => None,
+    };
+    let bulk = js
+        .get_stream(subjects::BULK_STREAM)
+        .await
+        .map_err(WorkerError::nats)?
+        .create_consumer(chat_streams::worker_consumer(
+            subjects::BULK_CONSUMER,
+            ack_wait,
+            config.batch.max_messages as i64,
+        ))
+        .await
+        .map_err(WorkerError::nats)?;
+    let commands = js
+        .get_stream(subjects::COMMAND_STREAM)
+        .await
+        .map_err(WorkerError::nats)?
+        .create_consumer(chat_streams::command_consumer(ack_wait))
+        .await
+        .map_err(WorkerError::nats)?;
+    Ok((legacy, bulk, commands))
 }

@@ -16,9 +16,10 @@ use crate::{
     ctx::Ctx,
     error::WorkerError,
     lanes::{Dispatch, Lanes},
-    partitions::{Partitions, PullConsumer},
     pulled::Pulled,
 };
+
+pub type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
 /// How long a waiting pull request lasts.
 const LONG_POLL: Duration = Duration::from_secs(5);
@@ -154,20 +155,27 @@ const BULK_IDLE: Duration = Duration::from_millis(200);
 const BULK_IDLE_MAX: Duration = Duration::from_secs(2);
 
 /// Pulls bulk sends for their own lanes, a batch at a time and only while
-/// no partition this worker owns has a send waiting, so bulk work never
-/// delays a chat message; then lets its lanes store what they hold.
+/// no partition has a send waiting, so bulk work never delays a chat
+/// message; then lets its lanes store what they hold. The partitions are
+/// asked only while bulk work waits.
 pub async fn pull_bulk(
     ctx: Arc<Ctx>,
-    partitions: Arc<Partitions>,
-    bulk: PullConsumer,
+    mut bulk: PullConsumer,
     lanes: Lanes,
     shutdown: CancellationToken,
 ) {
     let max = ctx.config.batch.max_messages;
     let mut idle = BULK_IDLE;
     while !shutdown.is_cancelled() {
-        let sends_waiting = partitions.sends_waiting();
-        let pulled = if sends_waiting {
+        let bulk_waiting = bulk
+            .info()
+            .await
+            .is_ok_and(|info| info.num_pending > 0 || info.num_ack_pending > 0);
+        let sends_waiting = bulk_waiting
+            && chat_streams::backlog(&ctx.js, ctx.config.stream.partitions)
+                .await
+                .map_or(true, |(waiting, _)| waiting > 0);
+        let pulled = if sends_waiting || !bulk_waiting {
             Vec::new()
         } else {
             match bulk.fetch().max_messages(max).messages().await {
@@ -214,8 +222,8 @@ pub async fn report_lag(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         let partitions = ctx.config.stream.partitions;
-        if let Ok(backlog) = chat_streams::backlog(&ctx.js, partitions).await {
-            crate::metrics::pending(backlog);
+        if let Ok((waiting, unacked)) = chat_streams::backlog(&ctx.js, partitions).await {
+            crate::metrics::pending(waiting + unacked);
         }
     }
 }

@@ -27,7 +27,28 @@ const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
 const GATE_HOLDS: &str = "chat_worker_gate_holds_total";
 const PARTITION_RELEASES: &str = "chat_worker_partition_releases_total";
 
+/// The ingest partitions' metrics (`partitions`).
+fn describe_partitions() {
+    describe_gauge!(
+        PARTITION_OWNED,
+        "1 for each ingest partition this worker is the pinned owner of, else 0."
+    );
+    describe_gauge!(
+        PARTITIONS_TARGET,
+        "Partitions this worker aims to own: P over the workers alive, rounded up."
+    );
+    describe_counter!(
+        GATE_HOLDS,
+        "Sends held back because a lower seq of their partition was neither stored here nor acked (a takeover, a lost pull)."
+    );
+    describe_counter!(
+        PARTITION_RELEASES,
+        "Partitions this worker gave up for another to own (above its share, or shutting down)."
+    );
+}
+
 pub fn describe() {
+    describe_partitions();
     describe_counter!(
         ENVELOPES,
         "Sends handled, by outcome (stored, duplicate, forbidden, retried, dead_lettered)."
@@ -70,22 +91,6 @@ pub fn describe() {
     describe_counter!(
         COMMANDS,
         "Commands (changes to rooms) by outcome: applied, unchanged, refused (by a rule, or no such room), retried (failed this time), dead_lettered (undecodable or out of retries)."
-    );
-    describe_gauge!(
-        PARTITION_OWNED,
-        "1 for each ingest partition this worker is the pinned owner of, else 0."
-    );
-    describe_gauge!(
-        PARTITIONS_TARGET,
-        "Partitions this worker aims to own: P over the workers alive, rounded up."
-    );
-    describe_counter!(
-        GATE_HOLDS,
-        "Sends held back because a lower seq of their partition was neither stored here nor acked (a takeover, a lost pull)."
-    );
-    describe_counter!(
-        PARTITION_RELEASES,
-        "Partitions this worker gave up for another to own (above its share, or shutting down)."
     );
     describe_counter!(
         TASK_EXITS,

@@ -9,15 +9,13 @@
 //!
 //! Who owns what is the server's pin; this module only spreads the pins.
 //! Each worker writes its name to the KV bucket `chat_workers` every second
-//! (entries expire after five), aims to own P over the workers alive
-//! (rounded up), and releases one partition at a time while it owns more
-//! than that for a few seconds in a row.
+//! (entries expire after five), aims to own its share of the partitions
+//! that have an owner (those that had traffic), rounded up, and releases one
+//! partition at a time while it owns more than that for a few seconds in a
+//! row.
 
 use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -27,9 +25,14 @@ use futures::StreamExt;
 use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::{ctx::Ctx, error::WorkerError, gate::Gate, intake, lanes::Dispatch, metrics};
-
-pub type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
+use crate::{
+    ctx::Ctx,
+    error::WorkerError,
+    gate::Gate,
+    intake::{self, PullConsumer},
+    lanes::Dispatch,
+    metrics,
+};
 
 /// How long a pull request waits: the owner renews its pin at least this
 /// often, well within `priority_timeout`.
@@ -54,9 +57,6 @@ struct Slot {
     consumer: PullConsumer,
     /// The pin id on the last message this worker got, if any.
     pin: Mutex<Option<String>>,
-    /// Sends left after the last one this worker got (`pending` of the
-    /// message's info): whether bulk work should wait.
-    pending: AtomicU64,
     /// Told to give the partition up.
     release: Notify,
 }
@@ -91,18 +91,10 @@ impl Partitions {
             slots.push(Slot {
                 consumer,
                 pin: Mutex::new(None),
-                pending: AtomicU64::new(0),
                 release: Notify::new(),
             });
         }
         Ok(Arc::new(Self { slots }))
-    }
-
-    /// Whether sends wait in a partition this worker owns.
-    pub fn sends_waiting(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|slot| slot.pending.load(Ordering::Relaxed) > 0)
     }
 
     /// Starts an owner loop per partition in `tasks`.
@@ -153,9 +145,9 @@ impl Partitions {
                 () = shutdown.cancelled() => break,
             }
             let alive = alive(&bucket, &name).await;
-            let target = self.slots.len().div_ceil(alive.max(1));
+            let (owned, pinned) = self.census().await;
+            let target = pinned.div_ceil(alive.max(1));
             metrics::partitions_target(target);
-            let owned = self.owned().await;
             above = if owned.len() > target { above + 1 } else { 0 };
             if above >= ABOVE_ROUNDS {
                 above = 0;
@@ -173,21 +165,20 @@ impl Partitions {
         let _ = bucket.purge(&name).await;
     }
 
-    /// The partitions whose current pin is the one this worker last got.
-    async fn owned(&self) -> Vec<usize> {
-        let mut owned = Vec::new();
+    /// The partitions whose current pin is the one this worker last got,
+    /// and how many have a pin at all.
+    async fn census(&self) -> (Vec<usize>, usize) {
+        let (mut owned, mut pinned) = (Vec::new(), 0);
         for (partition, slot) in self.slots.iter().enumerate() {
-            let Some(pin) = slot.pin.lock().expect("poisoned").clone() else {
-                metrics::partition_owned(partition as u32, false);
-                continue;
-            };
-            let mine = pinned_now(&slot.consumer).await.as_deref() == Some(pin.as_str());
+            let now = pinned_now(&slot.consumer).await;
+            pinned += usize::from(now.is_some());
+            let mine = now.is_some() && *slot.pin.lock().expect("poisoned") == now;
             metrics::partition_owned(partition as u32, mine);
             if mine {
                 owned.push(partition);
             }
         }
-        owned
+        (owned, pinned)
     }
 }
 
@@ -256,7 +247,6 @@ async fn own(
             () = shutdown.cancelled() => false,
         };
         let pin = slot.pin.lock().expect("poisoned").take();
-        slot.pending.store(0, Ordering::Relaxed);
         metrics::partition_owned(partition as u32, false);
         if pin.is_some() && pinned_now(&slot.consumer).await == pin {
             // The standby pulls get the pin at once, not after priority_timeout.
@@ -378,21 +368,11 @@ async fn pull_stream(
     }
 }
 
-/// Notes the pin and the backlog a message shows.
+/// Notes the pin a message carries.
 fn saw(slot: &Slot, msg: &jetstream::Message) {
-    if let Ok(info) = msg.info() {
-        slot.pending.store(info.pending, Ordering::Relaxed);
-    }
-    let pin = msg
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get(async_nats::header::NATS_PIN_ID))
-        .map(|id| id.as_str().to_owned());
-    if let Some(pin) = pin {
-        let mut mine = slot.pin.lock().expect("poisoned");
-        if mine.as_deref() != Some(pin.as_str()) {
-            *mine = Some(pin);
-        }
+    let headers = msg.headers.as_ref();
+    if let Some(pin) = headers.and_then(|h| h.get(async_nats::header::NATS_PIN_ID)) {
+        *slot.pin.lock().expect("poisoned") = Some(pin.as_str().to_owned());
     }
 }
 

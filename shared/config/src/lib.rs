@@ -320,7 +320,10 @@ pub fn check_backend_urls(
     redis_url: &BackendUrl,
     problems: &mut Vec<String>,
 ) {
-    check_url("nats_url", nats_url.expose(), &["nats", "tls"], problems);
+    // A NATS cluster is a comma-separated list of its servers' URLs.
+    for server in nats_url.expose().split(',') {
+        check_url("nats_url", server.trim(), &["nats", "tls"], problems);
+    }
     check_url(
         "redis_url",
         redis_url.expose(),

@@ -114,9 +114,10 @@ pub async fn partitions(js: &jetstream::Context) -> Result<u32, StreamsError> {
         .ok_or_else(|| StreamsError::Nats(format!("{} has no P", subjects::ingest_stream(0))))
 }
 
-/// Sends not yet delivered or not yet acked, over every partition.
-pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<u64, StreamsError> {
-    let mut backlog = 0;
+/// Sends over every partition: (not yet delivered, delivered and not yet
+/// acked).
+pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<(u64, u64), StreamsError> {
+    let mut backlog = (0, 0);
     for partition in 0..partitions {
         let mut consumer: jetstream::consumer::PullConsumer = js
             .get_stream(subjects::ingest_stream(partition))
@@ -126,7 +127,8 @@ pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<u64, St
             .await
             .map_err(nats)?;
         let info = consumer.info().await.map_err(nats)?;
-        backlog += info.num_pending + info.num_ack_pending as u64;
+        backlog.0 += info.num_pending;
+        backlog.1 += info.num_ack_pending as u64;
     }
     Ok(backlog)
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chat_proto::v1::server_frame::Kind;
-use chat_protocol::codec::Encoding;
+use chat_protocol::{codec::Encoding, subjects, RoomId};
 use chat_tests::{cluster::ADMIN_TOKEN, envelope, Cluster, ClusterOptions, Frames, STEP};
 use futures::StreamExt;
 use tokio::time::Instant;
@@ -94,12 +94,13 @@ async fn a_removal_is_not_held_up_by_a_backlog_of_sends() {
     let js = cluster.jetstream().await;
     // A few hundred publishes in flight at a time: 20,000 at once can run
     // past the publish-ack timeout on a loaded machine.
+    let busy = subjects::ingest_one(&RoomId::parse("busy").unwrap(), js.partitions);
     let acks: Vec<_> = futures::stream::iter(0..BACKLOG)
         .map(|n| {
-            let js = js.clone();
+            let (js, busy) = (js.clone(), busy.clone());
             async move {
                 js.publish(
-                    "chat.in.busy",
+                    busy,
                     envelope("busy", "loud", &format!("b{n}"), "queued").into(),
                 )
                 .await

@@ -47,19 +47,23 @@ async fn finish(traffic: Traffic, cluster: &Cluster, fault: &str) {
     traffic.finish(cluster, fault).await.check();
 }
 
-/// A worker whose failpoint `point` aborts it (after `after` batches) dies;
-/// the other takes over its sends, then a replacement starts. Returns the
-/// cluster and the rooms of the traffic, judged already.
+/// A worker whose failpoint `point` aborts it (after 40 batches) dies; the
+/// other takes over its partitions and sends, then a replacement starts.
+/// Returns the cluster and the rooms of the traffic, judged already.
 async fn worker_dies_at(
     point: &str,
     fault: &str,
     options: TrafficOptions,
 ) -> (Cluster, Vec<String>) {
-    let mut cluster = cluster(1).await;
+    let mut cluster = cluster(0).await;
     let doomed = cluster
         .start_worker_with(&[("FAILPOINTS", &format!("{point}=40*off->return"))])
         .await;
-    let mut traffic = start_with(&cluster, "w", options).await;
+    // Alone at first, the doomed worker is pinned to the traffic's
+    // partitions; the other then waits as their standby.
+    let mut traffic = Traffic::start(&cluster, "w", options).await;
+    traffic.until_acked(5, STEP).await;
+    cluster.start_worker().await;
     wait_for("the worker to die at its failpoint", STEP * 2, || {
         let dead = !cluster.workers[doomed].process.is_running();
         async move { dead.then_some(()) }

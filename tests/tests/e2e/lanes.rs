@@ -12,7 +12,7 @@ use std::{
 
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
-use chat_protocol::{codec::Encoding, RoomId};
+use chat_protocol::{codec::Encoding, subjects, RoomId};
 use chat_tests::{envelope, wait_for, Cluster, ClusterOptions, Frames, Role, Session, STEP};
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 
@@ -339,18 +339,16 @@ async fn bulk_sends_wait_until_no_chat_send_is_queued() {
     .unwrap()
     .await
     .unwrap();
+    let chatty = subjects::ingest_one(&RoomId::parse("chatty").unwrap(), js.partitions);
     for n in 0..BACKLOG {
         let payload = envelope("chatty", "ada", &format!("c{n}"), "live");
-        js.publish("chat.in.chatty", payload.into()).await.unwrap();
+        js.publish(chatty.clone(), payload.into()).await.unwrap();
     }
-    js.publish(
-        "chat.in.chatty",
-        envelope("chatty", "ada", "last", "live").into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    js.publish(chatty, envelope("chatty", "ada", "last", "live").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     cluster.start_worker().await;
     wait_for("the bulk send stored", Duration::from_secs(30), || async {
         (!cluster.stored("archive").await.is_empty()).then_some(())

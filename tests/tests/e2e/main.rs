@@ -28,6 +28,7 @@ mod resilience;
 mod room_api;
 mod rooms;
 mod search;
+mod sender_order;
 mod startup;
 mod store;
 mod typing;
