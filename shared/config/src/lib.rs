@@ -458,7 +458,7 @@ mod tests {
         assert!(vars.contains(&"DEMO_POOL__SIZE".to_string()));
         assert!(vars.contains(&"DEMO_POOL__TIMEOUT_MS".to_string()));
         assert!(vars.contains(&"DEMO_STREAM__MAX_AGE_SECS".to_string()));
-        assert_eq!(vars.len(), 6, "{vars:?}");
+        assert_eq!(vars.len(), 7, "{vars:?}");
     }
 
     #[test]
