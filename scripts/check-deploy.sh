@@ -100,7 +100,7 @@ done
 step "kubernetes-validate --strict (Kubernetes 1.31)" \
   kubernetes-validate --strict --quiet --no-warn -k 1.31.0 "$work"/render/*.yaml
 step "yamllint" yamllint -s -c .yamllint.yaml \
-  deploy/compose.yaml deploy/prometheus.yml deploy/grafana/provisioning helm/prometheus-adapter-values.yaml \
+  deploy/compose.yaml deploy/prometheus.yml deploy/grafana/provisioning helm/prometheus-adapter-values.yaml helm/nats-values.yaml \
   $chart/Chart.yaml $chart/values.yaml $chart/ci k8s "$work"/render
 step "hadolint deploy/Dockerfile" hadolint deploy/Dockerfile
 cp deploy/Dockerfile "$work/render/"

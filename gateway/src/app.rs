@@ -68,7 +68,7 @@ impl Application {
             .await
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let store = Store::reader(&config.postgres)?;
-        let redis = chat_cache::connect(config.redis_url.expose())?;
+        let redis = chat_cache::connect(config.redis_url.expose()).await?;
         let membership = Membership::new(
             store.clone(),
             redis.clone(),
@@ -319,7 +319,7 @@ async fn connect_nats(
                 }
             }
         })
-        .connect(config.nats_url.expose())
+        .connect(chat_streams::servers(config.nats_url.expose()))
         .await
         .map_err(GatewayError::nats)
 }

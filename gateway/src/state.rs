@@ -6,9 +6,9 @@ use std::{
     sync::{atomic::AtomicU64, Arc},
 };
 
+use chat_cache::Redis;
 use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -26,7 +26,7 @@ pub struct Inner {
     pub config: GatewayConfig,
     pub verifier: Verifier,
     pub store: Store,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub membership: Membership,
     /// History pages: Redis, the replica, the primary.
     pub pages: Pages,

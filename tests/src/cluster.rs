@@ -12,14 +12,22 @@ use crate::{
     netns::Namespace,
     options::{token, UNLIMITED},
     process::Process,
-    services::{Nats, Postgres, Redis},
+    redis_cluster::RedisCluster,
+    services::{Nats, NodePlace, Postgres, Redis},
     wait_for,
 };
 
 pub struct Cluster {
     pub nats: Nats,
+    /// The namespace of the NATS node a test may cut off
+    /// (`ClusterOptions::nats_cluster_with_a_node_apart`); after `nats`, so
+    /// it is deleted once its server is gone.
+    pub nats_namespace: Option<Namespace>,
     pub postgres: Postgres,
     pub redis: Redis,
+    /// A Redis Cluster the gateways and workers use instead of `redis`
+    /// (`ClusterOptions::redis_cluster`).
+    pub redis_cluster: Option<RedisCluster>,
     pub gateways: Vec<Gateway>,
     pub workers: Vec<Worker>,
     options: ClusterOptions,
@@ -61,14 +69,43 @@ impl Cluster {
         } else {
             "127.0.0.1"
         };
+        let nats_namespace = options.nats_node_apart.then(Namespace::create);
+        let nats = async {
+            if options.nats_nodes == 1 {
+                return Nats::start(dir.path(), &options.nats_conf, listen).await;
+            }
+            let places = (0..options.nats_nodes)
+                .map(|i| match &nats_namespace {
+                    Some(ns) if i + 1 == options.nats_nodes => NodePlace {
+                        listen: ns.inside.clone(),
+                        host: ns.inside.clone(),
+                        namespace: Some(ns.name().to_owned()),
+                        peers_via: ns.host.clone(),
+                    },
+                    _ => NodePlace {
+                        listen: listen.into(),
+                        host: "127.0.0.1".into(),
+                        namespace: None,
+                        peers_via: "127.0.0.1".into(),
+                    },
+                })
+                .collect();
+            Nats::start_cluster(dir.path(), &options.nats_conf, places).await
+        };
         let (nats, postgres, redis) = tokio::join!(
-            Nats::start(dir.path(), &options.nats_conf, listen),
+            nats,
             Postgres::start(dir.path(), listen),
             Redis::start(dir.path(), listen),
         );
+        let redis_cluster = match options.redis_cluster {
+            true => Some(RedisCluster::start(dir.path()).await),
+            false => None,
+        };
         let mut cluster = Self {
             dir,
             nats,
+            nats_namespace,
+            redis_cluster,
             postgres,
             redis,
             gateways: Vec::new(),
@@ -111,7 +148,7 @@ impl Cluster {
         let mut cmd = Command::new(bin("worker"));
         cmd.env("CHAT_WORKER_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
             .env("CHAT_WORKER_NATS_URL", self.nats.url())
-            .env("CHAT_WORKER_REDIS_URL", self.redis.url())
+            .env("CHAT_WORKER_REDIS_URL", self.redis_url())
             .env("CHAT_WORKER_POSTGRES__URL", self.postgres.url())
             .env("CHAT_WORKER_POSTGRES__POOL_SIZE", "8")
             .env("RUST_LOG", "info");
@@ -159,10 +196,12 @@ impl Cluster {
         let n = self.next_name();
         let mut cmd = ns.command(&bin("gateway"));
         cmd.env("CHAT_GATEWAY_LISTEN", format!("{}:{}", ns.inside, 8080))
-            .env(
-                "CHAT_GATEWAY_NATS_URL",
-                format!("nats://{}:{}", ns.nats_host, self.nats.port),
-            )
+            .env("CHAT_GATEWAY_NATS_URL", {
+                let urls: Vec<String> = (self.nats.ports().iter())
+                    .map(|port| format!("nats://{}:{port}", ns.nats_host))
+                    .collect();
+                urls.join(",")
+            })
             .env(
                 "CHAT_GATEWAY_REDIS_URL",
                 format!("redis://{}:{}", ns.host, self.redis.port),
@@ -183,7 +222,7 @@ impl Cluster {
         let mut cmd = Command::new(bin("gateway"));
         cmd.env("CHAT_GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("CHAT_GATEWAY_NATS_URL", self.nats.url())
-            .env("CHAT_GATEWAY_REDIS_URL", self.redis.url())
+            .env("CHAT_GATEWAY_REDIS_URL", self.redis_url())
             .env("CHAT_GATEWAY_POSTGRES__URL", self.postgres.url());
         self.launch(n, "127.0.0.1", port, cmd).await
     }
@@ -246,6 +285,14 @@ impl Cluster {
     fn next_name(&mut self) -> usize {
         self.spawned += 1;
         self.spawned
+    }
+
+    /// The Redis the gateways and workers use: the cluster's nodes, or the one server.
+    pub fn redis_url(&self) -> String {
+        match &self.redis_cluster {
+            Some(cluster) => cluster.url(),
+            None => self.redis.url(),
+        }
     }
 
     pub fn gateway(&self, i: usize) -> &Gateway {

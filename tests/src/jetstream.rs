@@ -9,6 +9,7 @@ use async_nats::jetstream::{
 };
 use chat_proto::internal::{Envelope, EnvelopeBatch};
 use chat_protocol::{subjects, RoomId};
+use futures::StreamExt;
 use prost::Message as _;
 
 use crate::{cluster::Cluster, frames::STEP, wait_for};
@@ -29,15 +30,15 @@ impl Deref for JetStream {
 }
 
 impl Cluster {
+    /// A JetStream context; waits until JetStream answers (a NATS cluster
+    /// just healed may take a few seconds), reading P from the partitions'
+    /// streams, which exist once a gateway or worker has started.
     pub async fn jetstream(&self) -> JetStream {
-        let context = jetstream::new(async_nats::connect(self.nats.url()).await.unwrap());
-        let mut first = context
-            .get_stream(subjects::ingest_stream(0))
-            .await
-            .expect("the partitions' streams exist once a gateway or worker started");
-        let partitions = first.info().await.unwrap().config.metadata[subjects::PARTITIONS_METADATA]
-            .parse()
-            .unwrap();
+        let context = jetstream::new(self.nats.client().await);
+        let partitions = wait_for("JetStream to show the ingest streams", STEP, || async {
+            chat_streams::partitions(&context).await.ok()
+        })
+        .await;
         JetStream {
             context,
             partitions,
@@ -60,6 +61,40 @@ impl JetStream {
     /// The room's partition.
     pub fn partition(&self, room: &str) -> u32 {
         subjects::partition(&RoomId::parse(room).unwrap(), self.partitions)
+    }
+
+    /// The server leading a stream's replicas (in a NATS cluster), if it
+    /// has a leader now.
+    pub async fn leader(&self, stream: &str) -> Option<String> {
+        let mut stream = self.get_stream(stream).await.ok()?;
+        let info = stream.info().await.ok()?;
+        info.cluster.clone()?.leader
+    }
+
+    /// Waits until every stream has a leader and every replica is current:
+    /// the cluster has healed, and losing another node loses no quorum.
+    pub async fn wait_until_replicas_current(&self) {
+        wait_for("every stream's replicas to catch up", STEP * 2, || async {
+            let names: Vec<String> = self
+                .stream_names()
+                .filter_map(|n| async { n.ok() })
+                .collect()
+                .await;
+            for name in names {
+                let mut stream = self.get_stream(&name).await.ok()?;
+                let cluster = stream.info().await.ok()?.cluster.clone()?;
+                cluster.leader.as_ref()?;
+                if cluster
+                    .replicas
+                    .iter()
+                    .any(|peer| !peer.current || peer.offline)
+                {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
     }
 
     /// The partitions' consumers together: (sends not yet delivered,

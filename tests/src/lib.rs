@@ -14,6 +14,7 @@ pub mod netns;
 pub mod nodes;
 pub mod options;
 pub mod process;
+pub mod redis_cluster;
 pub mod rooms;
 pub mod services;
 pub mod session;

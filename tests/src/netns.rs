@@ -27,8 +27,11 @@ fn ip(args: &[&str]) {
 impl Namespace {
     /// Creates the namespace and its link; needs root (CAP_NET_ADMIN).
     pub fn create() -> Self {
-        // Unique per test process, so concurrent runs do not collide.
-        let k = std::process::id() % 250 + 1;
+        // Unique per namespace of this process (tests run in threads) and
+        // per test process, so concurrent runs do not collide.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let k = (std::process::id() * 7 + made) % 250 + 1;
         let name = format!("chat-{k}");
         let (outside, inside_link) = (format!("vh{k}"), format!("vn{k}"));
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
@@ -85,6 +88,24 @@ impl Namespace {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
+    }
+
+    /// The namespace's name, for `ip netns exec`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Packets from the namespace to the host are dropped from now on: a
+    /// process inside is cut off from everything (TCP needs both ways).
+    pub fn cut_all(&self) {
+        let host = format!("{}/32", self.host);
+        self.exec(&["ip", "route", "replace", "blackhole", &host]);
+    }
+
+    /// Undoes `cut_all`.
+    pub fn heal_all(&self) {
+        let host = format!("{}/32", self.host);
+        self.exec(&["ip", "route", "del", "blackhole", &host]);
     }
 
     /// Packets from the namespace to NATS are dropped from now on.

@@ -36,6 +36,13 @@ pub struct ClusterOptions {
     /// Services listen on every interface, not only loopback, so that a
     /// gateway in a network namespace reaches them.
     pub all_interfaces: bool,
+    /// NATS servers: 1, or 3 for a cluster whose streams have 3 replicas.
+    pub nats_nodes: usize,
+    /// In a NATS cluster, the last node runs in a network namespace of its
+    /// own, so that a test can cut it off (`Cluster::nats_namespace`).
+    pub nats_node_apart: bool,
+    /// Gateways and workers use a Redis Cluster of three masters.
+    pub redis_cluster: bool,
 }
 
 /// Which processes an environment variable is for.
@@ -54,7 +61,34 @@ impl ClusterOptions {
             worker_env: Vec::new(),
             nats_conf: String::new(),
             all_interfaces: false,
+            nats_nodes: 1,
+            nats_node_apart: false,
+            redis_cluster: false,
         }
+    }
+
+    /// Gateways and workers cache in a 3-master Redis Cluster.
+    pub fn redis_cluster(mut self) -> Self {
+        self.redis_cluster = true;
+        self
+    }
+
+    /// A 3-node NATS cluster, every stream at 3 replicas.
+    pub fn nats_cluster(self) -> Self {
+        let mut options = self.gateway_env("CHAT_GATEWAY_STREAM__REPLICAS", "3").env(
+            Role::Workers,
+            "CHAT_WORKER_STREAM__REPLICAS",
+            "3",
+        );
+        options.nats_nodes = 3;
+        options
+    }
+
+    /// As `nats_cluster`, with its last node in a network namespace.
+    pub fn nats_cluster_with_a_node_apart(self) -> Self {
+        let mut options = self.nats_cluster().reachable_from_namespaces();
+        options.nats_node_apart = true;
+        options
     }
 
     pub fn reachable_from_namespaces(mut self) -> Self {

@@ -53,11 +53,7 @@ impl Cluster {
 
     /// The entries of a room's Redis window (`chat_cache`), by seq.
     pub async fn window(&self, room: &str) -> Vec<chat_proto::v1::Message> {
-        let mut redis = redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_connection_manager()
-            .await
-            .unwrap();
+        let mut redis = chat_cache::connect(&self.redis_url()).await.unwrap();
         let (room, all) = (
             RoomId::parse(room).unwrap(),
             chat_protocol::Seq::new(u64::MAX >> 1),

@@ -11,70 +11,252 @@ use crate::{free_port, process::Process, wait_for};
 
 const STARTUP: Duration = Duration::from_secs(30);
 
-/// `nats-server -js`; binary from `$NATS_SERVER_BIN` or `nats-server` on PATH.
+/// `nats-server -js`: one server, or a cluster of them whose JetStream
+/// keeps every stream on each node; binary from `$NATS_SERVER_BIN` or
+/// `nats-server` on PATH.
 pub struct Nats {
-    pub port: u16,
-    /// Listen address: loopback, or every interface for namespaced tests.
-    listen: &'static str,
+    nodes: Vec<NatsNode>,
+}
+
+/// One server of a `Nats`.
+struct NatsNode {
+    name: String,
+    port: u16,
+    /// Where it listens: loopback, every interface, or its namespace's address.
+    listen: String,
+    /// Where the others and the clients reach it.
+    host: String,
+    /// Runs inside this network namespace (a node a test cuts off).
+    namespace: Option<String>,
     store: PathBuf,
     config: PathBuf,
     log: PathBuf,
     process: Option<Process>,
 }
 
+/// Where a cluster node runs, for `Nats::start_cluster`.
+pub struct NodePlace {
+    /// Listen address.
+    pub listen: String,
+    /// Address the others and the clients use.
+    pub host: String,
+    /// Network namespace to run in, if any.
+    pub namespace: Option<String>,
+    /// Address this node reaches the others at (its namespace's view of the host).
+    pub peers_via: String,
+}
+
 impl Nats {
     /// Starts a server with the project's `deploy/nats.conf` and `extra`
     /// settings after it (later settings win).
     pub async fn start(dir: &Path, extra: &str, listen: &'static str) -> Self {
-        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats.conf");
-        std::fs::copy(&deploy, dir.join("nats-deploy.conf")).expect("copy deploy/nats.conf");
-        let config = dir.join("nats.conf");
-        std::fs::write(&config, format!("include \"nats-deploy.conf\"\n{extra}\n"))
-            .expect("write nats.conf");
-        let mut nats = Self {
-            port: free_port(),
-            listen,
-            store: dir.join("jetstream"),
-            config,
-            log: dir.join("nats.log"),
-            process: None,
+        let place = NodePlace {
+            listen: listen.into(),
+            host: "127.0.0.1".into(),
+            namespace: None,
+            peers_via: "127.0.0.1".into(),
         };
-        nats.restart().await;
+        let mut node = NatsNode::new(dir, "nats", place, free_port(), extra.to_owned());
+        node.restart().await;
+        Self { nodes: vec![node] }
+    }
+
+    /// Starts a cluster of one node per place (three for streams of three
+    /// replicas), routed to each other, and waits until JetStream answers.
+    pub async fn start_cluster(dir: &Path, extra: &str, places: Vec<NodePlace>) -> Self {
+        let cluster_ports: Vec<u16> = places.iter().map(|_| free_port()).collect();
+        let hosts: Vec<String> = places.iter().map(|p| p.host.clone()).collect();
+        let mut nodes = Vec::new();
+        for (i, place) in places.into_iter().enumerate() {
+            let routes: Vec<String> = (0..hosts.len())
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let host = if hosts[j] == "127.0.0.1" {
+                        &place.peers_via
+                    } else {
+                        &hosts[j]
+                    };
+                    format!("\"nats-route://{host}:{}\"", cluster_ports[j])
+                })
+                .collect();
+            let settings = format!(
+                "server_name: n{i}\ncluster {{\n  name: chat\n  listen: \"{}:{}\"\n  routes: [{}]\n}}\n{extra}",
+                place.listen,
+                cluster_ports[i],
+                routes.join(", "),
+            );
+            nodes.push(NatsNode::new(
+                dir,
+                &format!("n{i}"),
+                place,
+                free_port(),
+                settings,
+            ));
+        }
+        let mut nats = Self { nodes };
+        for node in &mut nats.nodes {
+            node.spawn();
+        }
+        for node in &nats.nodes {
+            node.wait_accepting().await;
+        }
+        nats.wait_for_jetstream().await;
         nats
     }
 
+    /// Every server's URL, comma-separated, as gateways and workers take it.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let urls: Vec<String> = self.nodes.iter().map(NatsNode::url).collect();
+        urls.join(",")
     }
 
-    /// What the server has logged so far.
+    /// A client of the cluster (any server).
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(chat_streams::servers(&self.url()))
+            .await
+            .expect("connect to NATS")
+    }
+
+    /// The client ports, for a process that reaches NATS another way.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// The servers' names (`nats`, or `n0`, `n1`, … in a cluster).
+    pub fn names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// What the servers have logged so far.
     pub fn log(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.log())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stops every server (SIGKILL), keeping their stores.
+    pub fn stop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+
+    /// Starts every server again on the same ports and stores.
+    pub async fn restart(&mut self) {
+        for node in &mut self.nodes {
+            node.spawn();
+        }
+        for node in &self.nodes {
+            node.wait_accepting().await;
+        }
+        if self.nodes.len() > 1 {
+            self.wait_for_jetstream().await;
+        }
+    }
+
+    /// Stops the server called `name` (SIGKILL), keeping its store.
+    pub fn stop_node(&mut self, name: &str) {
+        self.node(name).stop();
+    }
+
+    /// Starts the server called `name` again.
+    pub async fn restart_node(&mut self, name: &str) {
+        let node = self.node(name);
+        node.spawn();
+        node.wait_accepting().await;
+    }
+
+    fn node(&mut self, name: &str) -> &mut NatsNode {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no nats node {name}"))
+    }
+
+    /// Waits until JetStream answers through the first server that does.
+    async fn wait_for_jetstream(&self) {
+        let url = self.url();
+        wait_for("JetStream to answer", STARTUP, || {
+            let url = url.clone();
+            async move {
+                let client = async_nats::connect(chat_streams::servers(&url))
+                    .await
+                    .ok()?;
+                let js = async_nats::jetstream::new(client);
+                js.query_account().await.ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+}
+
+impl NatsNode {
+    fn new(dir: &Path, name: &str, place: NodePlace, port: u16, extra: String) -> Self {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats.conf");
+        std::fs::copy(&deploy, dir.join("nats-deploy.conf")).expect("copy deploy/nats.conf");
+        let config = dir.join(format!("{name}.conf"));
+        std::fs::write(&config, format!("include \"nats-deploy.conf\"\n{extra}\n"))
+            .expect("write nats.conf");
+        Self {
+            name: name.into(),
+            port,
+            listen: place.listen,
+            host: place.host,
+            namespace: place.namespace,
+            store: dir.join(format!("jetstream-{name}")),
+            config,
+            log: dir.join(format!("{name}.log")),
+            process: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://{}:{}", self.host, self.port)
+    }
+
+    fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Stops the server (SIGKILL), keeping its store.
-    pub fn stop(&mut self) {
+    fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {
             p.kill();
         }
     }
 
-    /// Starts (again) on the same port and store.
-    pub async fn restart(&mut self) {
+    /// Starts the server (again) and waits until it accepts connections.
+    async fn restart(&mut self) {
+        self.spawn();
+        self.wait_accepting().await;
+    }
+
+    fn spawn(&mut self) {
         let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-        let mut cmd = Command::new(bin);
+        let mut cmd = match &self.namespace {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, &bin]);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("-c")
             .arg(&self.config)
             .args([
                 "-js",
                 "-a",
-                self.listen,
+                &self.listen,
                 "-p",
                 &self.port.to_string(),
                 "-sd",
             ])
             .arg(&self.store);
-        self.process = Some(Process::spawn("nats", cmd, &self.log));
+        self.process = Some(Process::spawn(&self.name, cmd, &self.log));
+    }
+
+    async fn wait_accepting(&self) {
         let url = self.url();
         wait_for("nats to accept connections", STARTUP, || {
             let url = url.clone();
@@ -290,6 +472,12 @@ impl Postgres {
                 "full_page_writes=off",
                 "-c",
                 "max_connections=300",
+                // Every statement, nested ones included, for the test that
+                // checks each hot statement names its room (store.rs).
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
+                "-c",
+                "pg_stat_statements.track=all",
             ]);
         self.process = Some(Process::spawn(
             "postgres",

@@ -53,7 +53,7 @@ impl Worker {
                 }
                 std::future::ready(())
             })
-            .connect(config.nats_url.expose())
+            .connect(chat_streams::servers(config.nats_url.expose()))
             .await
             .map_err(WorkerError::nats)?;
         let js = jetstream::new(nats.clone());
@@ -61,7 +61,7 @@ impl Worker {
             .await
             .map_err(|e| WorkerError::Startup(e.to_string()))?;
         let (legacy, bulk, commands) = shared_consumers(&js, &config).await?;
-        let redis = chat_cache::connect(config.redis_url.expose())?;
+        let redis = chat_cache::connect(config.redis_url.expose()).await?;
         let ctx = Arc::new(Ctx {
             config,
             nats,

@@ -2,9 +2,9 @@
 //! modules that handle sends depend on this, not on `app`.
 
 use async_nats::jetstream;
+use chat_cache::Redis;
 use chat_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 
 use chat_tasks::Tasks;
 
@@ -21,7 +21,7 @@ pub struct Ctx {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     pub store: Store,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub metrics: PrometheusHandle,
     /// The owner of every background task, for those that start more.
     pub tasks: Tasks,

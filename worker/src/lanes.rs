@@ -1,6 +1,9 @@
-//! Lanes: pulled sends are spread over `batch.concurrency` lanes by room, so
-//! one worker stores and publishes each room's sends in the order it pulled
-//! them while rooms on other lanes proceed in parallel.
+//! Lanes: pulled sends are spread over `batch.concurrency` lanes by their
+//! room's ingest partition, so one worker stores and publishes each room's
+//! sends in the order it pulled them while partitions on other lanes
+//! proceed in parallel. A transaction holds the sends of one partition
+//! only, so that a store sharded by partition keeps each on one shard
+//! (docs/scaling.md).
 //!
 //! Handing a send to its lane never waits: a lane queues whatever it is
 //! given. A busy room (a flood, a slow transaction) therefore delays only its
@@ -12,14 +15,9 @@
 //! `ack_wait`; the lane then sends in-progress acks (for the message it came
 //! in) so that JetStream does not redeliver work that is still under way.
 
-use std::{
-    collections::VecDeque,
-    hash::{DefaultHasher, Hash, Hasher},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use chat_protocol::RoomId;
+use chat_protocol::{subjects, RoomId};
 use tokio::{
     sync::mpsc,
     time::{Instant, MissedTickBehavior},
@@ -34,11 +32,10 @@ use crate::{
 };
 
 /// Which of `lanes` lanes stores the sends of `room`: always the same one,
-/// so a room's sends are stored in the order they were pulled.
-pub fn lane_of(room: &RoomId, lanes: usize) -> usize {
-    let mut hasher = DefaultHasher::new();
-    room.as_str().hash(&mut hasher);
-    (hasher.finish() % lanes as u64) as usize
+/// the one of its partition (of `partitions`), so a room's sends are stored
+/// in the order they were pulled.
+pub fn lane_of(room: &RoomId, partitions: u32, lanes: usize) -> usize {
+    subjects::partition(room, partitions) as usize % lanes
 }
 
 /// The lanes of one worker, fed by its pull loops through `Dispatch`es.
@@ -53,6 +50,7 @@ pub struct Lanes {
 pub struct Dispatch {
     /// One per lane.
     senders: Vec<mpsc::UnboundedSender<Vec<Pulled>>>,
+    partitions: u32,
 }
 
 impl Lanes {
@@ -73,7 +71,10 @@ impl Lanes {
             })
             .collect();
         Self {
-            dispatch: Dispatch { senders },
+            dispatch: Dispatch {
+                senders,
+                partitions: ctx.config.stream.partitions,
+            },
             tasks,
         }
     }
@@ -97,7 +98,7 @@ impl Dispatch {
     pub fn dispatch(&self, ready: Vec<Pulled>) -> bool {
         let mut groups: Vec<Vec<Pulled>> = self.senders.iter().map(|_| Vec::new()).collect();
         for send in ready {
-            groups[lane_of(&send.room, self.senders.len())].push(send);
+            groups[lane_of(&send.room, self.partitions, self.senders.len())].push(send);
         }
         groups
             .into_iter()
@@ -113,6 +114,7 @@ struct Held {
     send: Pulled,
     alive: Alive,
     since: Instant,
+    partition: u32,
 }
 
 /// Stores whatever sends are queued on this lane (up to a batch) in one
@@ -121,6 +123,7 @@ struct Held {
 /// holds and returns.
 async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_wait: Duration) {
     let max = ctx.config.batch.max_messages;
+    let partitions = ctx.config.stream.partitions;
     // A held send is refreshed once half of ack_wait has passed, checked
     // every quarter: at most three quarters of ack_wait go by unrefreshed.
     let stale = ack_wait / 2;
@@ -132,6 +135,7 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_w
         let since = Instant::now();
         queue.extend(group.into_iter().map(|send| Held {
             alive: send.alive(),
+            partition: subjects::partition(&send.room, partitions),
             send,
             since,
         }));
@@ -149,15 +153,14 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_w
                 None => return,
             }
         }
-        let take = queue.len().min(max);
-        let mut batch_since = queue
+        let taken = take_partition(&mut queue, max);
+        let mut batch_since = taken
             .iter()
-            .take(take)
             .map(|h| h.since)
             .min()
             .unwrap_or_else(Instant::now);
         let (batch, storing): (Vec<Pulled>, Vec<Alive>) =
-            queue.drain(..take).map(|h| (h.send, h.alive)).unzip();
+            taken.into_iter().map(|h| (h.send, h.alive)).unzip();
         let store = persist::handle_batch(&ctx, batch);
         tokio::pin!(store);
         loop {
@@ -183,4 +186,28 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_w
             }
         }
     }
+}
+
+/// Takes up to `max` held sends of the first one's partition, in queue
+/// order, leaving the others in theirs: each room's sends keep their order
+/// (a room is in one partition), and a transaction touches one partition.
+fn take_partition(queue: &mut VecDeque<Held>, max: usize) -> Vec<Held> {
+    let Some(partition) = queue.front().map(|h| h.partition) else {
+        return Vec::new();
+    };
+    if queue.iter().take(max).all(|h| h.partition == partition) {
+        let take = queue.len().min(max);
+        return queue.drain(..take).collect();
+    }
+    let mut taken = Vec::new();
+    let mut rest = VecDeque::with_capacity(queue.len());
+    for held in queue.drain(..) {
+        if held.partition == partition && taken.len() < max {
+            taken.push(held);
+        } else {
+            rest.push_back(held);
+        }
+    }
+    *queue = rest;
+    taken
 }

@@ -3,10 +3,11 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use chat_auth::Claims;
+use chat_cache::Redis;
 use chat_protocol::{keys, UserId};
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use rand::RngCore;
-use redis::{aio::ConnectionManager, AsyncCommands};
+use redis::AsyncCommands;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{config::JwtConfig, error::GatewayError};
@@ -66,7 +67,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Issues a one-time ticket that stands for `user` for `ttl_secs`.
 pub async fn issue_ticket(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     user: &UserId,
     ttl_secs: u64,
 ) -> Result<String, GatewayError> {
@@ -80,10 +81,7 @@ pub async fn issue_ticket(
 }
 
 /// Trades a ticket for its user, deleting it so it cannot be used twice.
-pub async fn redeem_ticket(
-    redis: &mut ConnectionManager,
-    ticket: &str,
-) -> Result<UserId, GatewayError> {
+pub async fn redeem_ticket(redis: &mut Redis, ticket: &str) -> Result<UserId, GatewayError> {
     if ticket.len() != 48 || !ticket.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(GatewayError::Unauthorized("invalid ticket"));
     }

@@ -2,10 +2,10 @@
 //! Redis's recent set first (cheap, the newest ~1,000 of the room), Postgres
 //! for whatever Redis lacks.
 
+use chat_cache::Redis;
 use chat_proto::v1::Message;
 use chat_protocol::{RoomId, Seq};
 use chat_store::{Store, StoreError};
-use redis::aio::ConnectionManager;
 
 /// Where a page came from, as a metrics label.
 pub type Source = &'static str;
@@ -13,7 +13,7 @@ pub type Source = &'static str;
 #[derive(Clone)]
 pub struct History {
     pub store: Store,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
 }
 
 impl History {

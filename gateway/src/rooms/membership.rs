@@ -3,21 +3,21 @@
 //! change sets the cached answer (`worker/src/commands.rs`). With Redis
 //! down, Postgres answers alone.
 
+use chat_cache::Redis;
 use chat_protocol::{access::Access, keys, RoomId, UserId};
 use chat_store::Store;
-use redis::aio::ConnectionManager;
 
 use crate::error::GatewayError;
 
 #[derive(Clone)]
 pub struct Membership {
     store: Store,
-    redis: ConnectionManager,
+    redis: Redis,
     ttl_secs: u64,
 }
 
 impl Membership {
-    pub fn new(store: Store, redis: ConnectionManager, ttl_secs: u64) -> Self {
+    pub fn new(store: Store, redis: Redis, ttl_secs: u64) -> Self {
         Self {
             store,
             redis,

@@ -7,10 +7,10 @@
 
 use std::time::Instant;
 
+use chat_cache::Redis;
 use chat_proto::v1::{HistoryPage, Message};
 use chat_protocol::{RoomId, Seq, UserId};
 use chat_store::Store;
-use redis::aio::ConnectionManager;
 
 use crate::{error::GatewayError, metrics};
 
@@ -170,11 +170,11 @@ impl Page {
 pub struct Pages {
     primary: Store,
     replica: Option<Store>,
-    redis: ConnectionManager,
+    redis: Redis,
 }
 
 impl Pages {
-    pub fn new(primary: &Store, replica: Option<Store>, redis: &ConnectionManager) -> Self {
+    pub fn new(primary: &Store, replica: Option<Store>, redis: &Redis) -> Self {
         Self {
             primary: primary.clone(),
             replica,

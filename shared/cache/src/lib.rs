@@ -8,30 +8,83 @@ use std::{sync::LazyLock, time::Duration};
 use chat_proto::v1::Message;
 use prost::Message as _;
 use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    ErrorKind, Script, ServerErrorKind,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
+    Cmd, ErrorKind, Pipeline, RedisFuture, Script, ServerErrorKind, Value,
 };
 
 use chat_protocol::{access::Access, keys, RoomId, Seq};
 
 /// How long an idle room's window stays in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;
+/// How long a call may wait for Redis to connect or to answer: Redis is
+/// only a cache, and every caller has Postgres to fall back on.
+const PATIENCE: Duration = Duration::from_millis(500);
 
-/// A connection to Redis that fails fast while Redis is down instead of
-/// retrying for seconds: Redis is only a cache, and every caller has
-/// Postgres to fall back on. Lazy, so a binary starts without Redis; each
-/// call after a failure tries to reconnect once.
-pub fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
+/// The cache's connection: one Redis server, or a Redis Cluster, whose
+/// commands go to the node that holds their key's slot. Every key of a
+/// room carries the room as its hash tag (`keys`), so a room's keys share a
+/// slot. Cheap to clone; calls fail fast while Redis is down.
+#[derive(Clone)]
+pub enum Redis {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// Connects to Redis at `url`, or to a Redis Cluster when `url` lists
+/// several nodes (comma-separated). One server's connection is lazy, so a
+/// binary starts without Redis, and each call after a failure tries to
+/// reconnect once. A cluster's is made at once (its client must read the
+/// slot map), with the same short timeouts.
+pub async fn connect(url: &str) -> redis::RedisResult<Redis> {
+    if url.contains(',') {
+        let client = ClusterClient::builder(url.split(',').map(str::trim))
+            .connection_timeout(PATIENCE)
+            .response_timeout(PATIENCE)
+            .retries(1)
+            .build()?;
+        return Ok(Redis::Cluster(client.get_async_connection().await?));
+    }
     let config = ConnectionManagerConfig::new()
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(10))
         .set_max_delay(Duration::from_millis(50))
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)));
-    ConnectionManager::new_lazy_with_config(redis::Client::open(url)?, config)
+        .set_connection_timeout(Some(PATIENCE))
+        .set_response_timeout(Some(PATIENCE));
+    let manager = ConnectionManager::new_lazy_with_config(redis::Client::open(url)?, config)?;
+    Ok(Redis::Server(manager))
 }
 
-/// How long a cached membership answer lives (`chat:member:<room>:<user>`).
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Server(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How long a cached membership answer lives (`chat:member:{<room>}:<user>`).
 /// Workers set it after every change; gateways cache what Postgres said on
 /// a miss, for their own `delivery.membership_ttl_secs`.
 pub const MEMBERSHIP_TTL_SECS: u64 = 60;
@@ -42,7 +95,7 @@ const NOT_A_MEMBER: &str = "-";
 /// The answer after a committed change to a member: overwrites whatever a
 /// gateway cached before it.
 pub async fn set_membership(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     key: &str,
     access: Option<Access>,
 ) -> redis::RedisResult<()> {
@@ -52,7 +105,7 @@ pub async fn set_membership(
 /// A gateway's answer read from Postgres: cached only where nothing is, so
 /// it never overwrites a worker's fresher one.
 pub async fn offer_membership(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     key: &str,
     access: Option<Access>,
     ttl_secs: u64,
@@ -63,7 +116,7 @@ pub async fn offer_membership(
 /// The cached answer: `Some(None)` for "not a member", `None` for nothing
 /// cached (or a value this version cannot read, which counts as a miss).
 pub async fn membership(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     key: &str,
 ) -> redis::RedisResult<Option<Option<Access>>> {
     let cached: Option<String> = redis::cmd("GET").arg(key).query_async(redis).await?;
@@ -74,7 +127,7 @@ pub async fn membership(
 }
 
 async fn cache_membership(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     key: &str,
     access: Option<Access>,
     ttl_secs: u64,
@@ -97,7 +150,7 @@ async fn cache_membership(
 /// same message in either order leave its newest state. A message older
 /// than everything a window holds is left out (the window stays whole).
 pub async fn remember(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     entries: &[(RoomId, Message)],
     keep: usize,
 ) -> redis::RedisResult<()> {
@@ -175,7 +228,7 @@ fn entry(member: &[u8]) -> Option<Message> {
 /// At most `limit` messages with `after < seq <= up_to` that are still
 /// cached, in seq order.
 pub async fn between(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     room: &RoomId,
     after: Seq,
     up_to: Seq,
@@ -198,7 +251,7 @@ pub async fn between(
 /// messages up to it exist. `None` where Redis holds nothing for the room
 /// (no message yet, expired, or Redis restarted empty).
 pub async fn head_hints(
-    redis: &mut ConnectionManager,
+    redis: &mut Redis,
     rooms: &[RoomId],
 ) -> redis::RedisResult<Vec<Option<Seq>>> {
     if rooms.is_empty() {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_nats::connection::State;
-use redis::aio::ConnectionManager;
+use chat_cache::Redis;
 
 use chat_store::Store;
 
@@ -19,7 +19,7 @@ pub struct Probe {
 }
 
 /// Which dependencies are not reachable now.
-pub async fn probe(nats: &async_nats::Client, store: &Store, redis: &ConnectionManager) -> Probe {
+pub async fn probe(nats: &async_nats::Client, store: &Store, redis: &Redis) -> Probe {
     let mut redis = redis.clone();
     let ping = redis::cmd("PING");
     let (pg, rd) = tokio::join!(

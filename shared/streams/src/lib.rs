@@ -12,6 +12,12 @@ use async_nats::jetstream::{
 use chat_config::StreamConfig;
 use chat_protocol::subjects;
 
+/// The servers of a NATS URL setting: one URL, or a cluster's,
+/// comma-separated (async-nats takes a list, not a joined string).
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).collect()
+}
+
 /// How every binary connects to NATS. A dead connection (a partition, a
 /// hung server) is noticed within seconds rather than the client's default
 /// minutes, and reconnects are tried at least every half second, so that

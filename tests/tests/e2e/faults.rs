@@ -213,7 +213,7 @@ async fn a_gateway_killed_with_clients_on_it() {
 async fn a_gateway_paused_until_nats_cuts_it_off() {
     let cluster = cluster(1).await;
     let mut traffic = start(&cluster, "s").await;
-    let nats = async_nats::connect(cluster.nats.url()).await.unwrap();
+    let nats = cluster.nats.client().await;
     traffic.fault();
     cluster.gateways[0].process.pause();
     // Receipts with tickets the gateway never handed out: ignored when it

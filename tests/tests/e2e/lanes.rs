@@ -19,7 +19,9 @@ use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 /// A room named `hot` and another whose sends a worker with `lanes` lanes
 /// stores on a different lane.
 fn rooms_on_different_lanes(lanes: usize) -> (String, String) {
-    let lane = |room: &str| chat_worker::lanes::lane_of(&RoomId::parse(room).unwrap(), lanes);
+    let partitions = chat_config::StreamConfig::default().partitions;
+    let lane =
+        |room: &str| chat_worker::lanes::lane_of(&RoomId::parse(room).unwrap(), partitions, lanes);
     let quiet = (0..)
         .map(|n| format!("quiet{n}"))
         .find(|room| lane(room) != lane("hot"))

@@ -18,21 +18,12 @@ const SENDS: usize = 300;
 /// Rooms each socket writes to, in turn: each in a partition of its own.
 const ROOMS: u32 = 6;
 
-/// Two workers; sockets may pipeline every send at once (no rate limit in
-/// the way), and a send waits out a takeover for its ack.
+/// Two workers; sockets may pipeline every send at once, and a send waits
+/// out a takeover for its ack.
 fn options() -> ClusterOptions {
-    let mut options = ClusterOptions::new(2, 2);
-    for (key, value) in [
-        ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_CONNECTION", "100000"),
-        ("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_CONNECTION", "100000"),
-        ("CHAT_GATEWAY_LIMITS__SEND_RATE_PER_USER", "100000"),
-        ("CHAT_GATEWAY_LIMITS__SEND_BURST_PER_USER", "100000"),
-        ("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "1000"),
-        ("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "60000"),
-    ] {
-        options = options.gateway_env(key, value);
-    }
-    options
+    ClusterOptions::new(2, 2)
+        .gateway_env("CHAT_GATEWAY_LIMITS__MAX_INFLIGHT_SENDS", "1000")
+        .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "60000")
 }
 
 /// Rooms in `ROOMS` different partitions (0..ROOMS), each with both

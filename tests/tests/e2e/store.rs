@@ -268,3 +268,82 @@ async fn refused_input_is_not_retryable_and_an_unreachable_store_is() {
         .expect_err("nothing listens there");
     assert!(e.is_retryable(), "{e:?}");
 }
+
+/// The road past one Postgres (docs/scaling.md) needs every hot table keyed
+/// by room, and every statement on one to name its room: distributed by
+/// room (or by its partition), each then runs on one shard. Checks the
+/// schema's primary keys, then every statement Postgres saw while two
+/// gateways and a worker carried sends, events, history and membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_tables_are_keyed_by_room() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    let pg = cluster.postgres.client().await;
+    pg.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .unwrap();
+    let keys = pg
+        .query(
+            "SELECT c.relname::text, a.attname::text
+               FROM pg_index i
+               JOIN pg_class c ON c.oid = i.indrelid
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+              WHERE i.indisprimary AND c.relname = ANY($1)",
+            &[&vec!["rooms", "members", "messages", "reactions"]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 4, "every hot table has a primary key");
+    for row in &keys {
+        let (table, first): (String, String) = (row.get(0), row.get(1));
+        let room = if table == "rooms" { "id" } else { "room_id" };
+        assert_eq!(first, room, "{table}'s primary key starts with the room");
+    }
+    pg.batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .unwrap();
+    cluster.create_room("hot", &["ann", "bob"]).await;
+    let mut ann = cluster.gateway(0).connect("ann").await;
+    ann.join("hot").await;
+    let first = ann.send_and_wait("hot", "h1", "one").await.unwrap();
+    let seq = first.seq as i64;
+    let reply = chat_tests::entries::reply("hot", "h2", "two", seq);
+    ann.entry(reply).await.unwrap();
+    let react = chat_tests::entries::react("hot", "h3", seq, "👍", false);
+    ann.entry(react).await.unwrap();
+    let (status, _) = cluster
+        .gateway(0)
+        .get(&cluster.token("bob"), "/v1/rooms/hot/messages?limit=10")
+        .await;
+    assert_eq!(status, 200);
+    let statements = pg
+        .query(
+            "SELECT query FROM pg_stat_statements
+              WHERE query ~* '\\m(rooms|members|messages|reactions)\\M'
+                AND query ~* '^\\s*(select|insert|update|delete|with)'
+                AND query !~* 'pg_stat_statements|pg_index'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(statements.len() > 3, "the traffic's statements were seen");
+    for row in statements {
+        let query: String = row.get(0);
+        let names_room = query.contains("room_id") || rooms_by_id(&query);
+        assert!(names_room, "a hot statement without its room:\n{query}");
+    }
+}
+
+/// The rooms table read or written by its own id (`WHERE id = …`,
+/// `r.id`, `rooms.id`).
+fn rooms_by_id(query: &str) -> bool {
+    let q = query.to_lowercase().replace(char::is_whitespace, " ");
+    [
+        "where id =",
+        "where \"id\" operator",
+        "r.id",
+        "rooms.id",
+        "rooms (id",
+    ]
+    .iter()
+    .any(|k| q.contains(k))
+}

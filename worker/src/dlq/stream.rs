@@ -27,7 +27,7 @@ pub(super) struct DeadLetters {
 impl DeadLetters {
     pub(super) async fn open(config: &WorkerConfig) -> Result<Self, DlqError> {
         let nats = chat_streams::connect_options("chat-worker-dlq".into())
-            .connect(config.nats_url.expose())
+            .connect(chat_streams::servers(config.nats_url.expose()))
             .await?;
         let js = jetstream::new(nats);
         let stream = js.get_stream(subjects::DEAD_LETTER_STREAM).await?;
