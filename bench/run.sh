@@ -13,6 +13,9 @@
 #                                 with 100,000 sends queued for the workers
 #   bench/run.sh history         readers paging back over HTTP while writers send:
 #                                 Redis hit ratio, page p99 by source, sends' p99
+#   bench/run.sh scaling         ingest with 1, 2 and 4 workers: stored sends/s,
+#                                 CPU per stored send, Postgres lock waits
+#   bench/run.sh takeover        20 SIGKILLs of a partition owner: time to a new owner
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 #   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
@@ -101,13 +104,21 @@ start_ours() {
   export CHAT_GATEWAY_NATS_URL=$CHAT_WORKER_NATS_URL CHAT_GATEWAY_REDIS_URL=$REDIS_URL
   export CHAT_GATEWAY_POSTGRES__URL=$CHAT_WORKER_POSTGRES__URL CHAT_GATEWAY_JWT__HS256_SECRET=$SECRET CHAT_GATEWAY_ADMIN_TOKEN=$ADMIN
   export CHAT_GATEWAY_LOG__FILTER=${LOG_FILTER:-warn} CHAT_WORKER_LOG__FILTER=${LOG_FILTER:-warn}
-  spawn worker $BIN/worker; SERVER_PIDS=("$LAST")
+  WORKER_PORTS=(); WORKER_PIDS=()
+  start_worker; SERVER_PIDS=("$LAST")
   G1=$(free_port); G2=$(free_port)
   export CHAT_GATEWAY_LISTEN=127.0.0.1:$G1; spawn gateway1 $BIN/gateway; SERVER_PIDS+=("$LAST")
   export CHAT_GATEWAY_LISTEN=127.0.0.1:$G2; spawn gateway2 $BIN/gateway; SERVER_PIDS+=("$LAST")
+  # WORKERS=N: N workers sharing the ingest partitions (scaling, takeover).
+  for _ in $(seq 2 "${WORKERS:-1}"); do start_worker; SERVER_PIDS+=("$LAST"); done
   wait_port $G1; wait_port $G2
   URLS=(--url ws://127.0.0.1:$G1/v1/ws --url ws://127.0.0.1:$G2/v1/ws --admin-url http://127.0.0.1:$G1 --admin-token $ADMIN --jwt-secret $SECRET)
   WATCH=${SERVER_PIDS[1]},${SERVER_PIDS[2]}
+}
+start_worker() {
+  local port; port=$(free_port)
+  CHAT_WORKER_HTTP_LISTEN=127.0.0.1:$port spawn "worker-$port" $BIN/worker
+  WORKER_PORTS+=("$port"); WORKER_PIDS+=("$LAST")
 }
 start_socketio() {
   P1=$(free_port); P2=$(free_port)
@@ -274,6 +285,79 @@ run_history() {
 
 loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
+# Every server process's CPU ticks: gateways, workers, NATS, Redis, Postgres.
+server_ticks() {
+  local postmaster t=0 p; postmaster=$(head -1 "$TMP/pg/postmaster.pid")
+  for p in "${SERVER_PIDS[@]}" $NATS_PID $REDIS_PID $postmaster $(pgrep -P $postmaster); do
+    t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0)))
+  done
+  echo $t
+}
+stored_count() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT count(*) FROM messages"; }
+
+# `scaling`: the ingest load at SCALING_RATE (2,000 sends/s) with 1, 2 and
+# 4 workers (SCALING_WORKERS): stored sends/s, all servers' CPU per stored
+# send, and how often a Postgres backend waited for a lock (pg_locks
+# sampled every 100 ms). A two-core box cannot show more throughput; it
+# shows whether the work per send and the contention grow with workers.
+run_scaling() {
+  for w in ${SCALING_WORKERS:-1 2 4}; do
+    WORKERS=$w start_ours
+    echo "== scaling / ours: $w workers"
+    local t1 s1 waits=0 samples=0
+    t1=$(server_ticks); s1=$(stored_count)
+    taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario ingest --rate "${SCALING_RATE:-2000}" "${URLS[@]}" \
+      --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "ours-$w" --report "$OUT/scaling--$w.json" >"$TMP/scaling-$w.log" 2>&1 &
+    local lg=$!
+    while kill -0 $lg 2>/dev/null; do
+      local n; n=$(psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT count(*) FROM pg_locks WHERE NOT granted" 2>/dev/null || echo 0)
+      samples=$((samples + 1)); [ "${n:-0}" -gt 0 ] && waits=$((waits + 1))
+      sleep 0.1
+    done
+    sleep 2
+    local t2 s2; t2=$(server_ticks); s2=$(stored_count)
+    grep "^ours" "$TMP/scaling-$w.log" | tail -1
+    python3 - "$w" "$t1" "$t2" "$s1" "$s2" "$waits" "$samples" "$(getconf CLK_TCK)" <<'PY' | tee -a "$OUT/scaling.txt"
+import sys
+w, t1, t2, s1, s2, waits, samples, hz = map(float, sys.argv[1:])
+stored = max(s2 - s1, 1)
+print(f"scaling: {w:.0f} workers: {stored:.0f} sends stored, all servers {1e6 * (t2 - t1) / hz / stored:.0f} µs CPU per stored send, "
+      f"lock waits in {waits:.0f} of {samples:.0f} samples of pg_locks")
+PY
+    stop "${SERVER_PIDS[@]}"
+  done
+}
+
+# `takeover`: two workers under 500 sends/s; TAKEOVERS times (20) SIGKILL
+# the one owning partitions and time until each of them has a new pinned
+# owner (`takeover`), then start a worker in its place and let the
+# partitions spread again. Prints p50 and max.
+run_takeover() {
+  WORKERS=2 start_ours
+  echo "== takeover / ours: ${TAKEOVERS:-20} SIGKILLs of a partition owner"
+  taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario ingest --rate 500 --duration 100000 "${URLS[@]}" \
+    --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label ours-takeover >"$TMP/takeover-load.log" 2>&1 &
+  local lg=$! times=() i k
+  sleep 20
+  for i in $(seq "${TAKEOVERS:-20}"); do
+    local victim="" owned=""
+    for k in "${!WORKER_PORTS[@]}"; do
+      owned=$(curl -s "http://127.0.0.1:${WORKER_PORTS[$k]}/metrics" \
+        | awk -F'"' '/^chat_worker_partition_owned\{/ && $NF ~ / 1$/ {printf "%s%s", sep, $2; sep=","}')
+      if [ -n "$owned" ] && kill -0 "${WORKER_PIDS[$k]}" 2>/dev/null; then victim=$k; break; fi
+    done
+    [ -n "$victim" ] || { echo "   no worker owns a partition"; sleep 5; continue; }
+    local ms; ms=$($BIN/takeover --nats "nats://127.0.0.1:$NATS_PORT" --kill "${WORKER_PIDS[$victim]}" --partitions "$owned") \
+      && times+=("$ms") && echo "   kill $i: partitions $owned owned again after $ms ms"
+    unset "WORKER_PORTS[$victim]" "WORKER_PIDS[$victim]"
+    start_worker; SERVER_PIDS+=("$LAST")
+    sleep 15
+  done
+  kill $lg 2>/dev/null || true
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR] = $1} END {if (NR) printf "takeover: %d kills, p50 %d ms, max %d ms\n", NR, a[int((NR + 1) / 2)], a[NR]}' | tee "$OUT/takeover.txt"
+  stop "${SERVER_PIDS[@]}"
+}
+
 run_one() { # scenario target label [extra loadgen args...]
   local scenario=$1 target=$2 label=$3; shift 3
   "start_$target"
@@ -325,6 +409,10 @@ for scenario in "${SCENARIOS[@]}"; do
   fi
   if [ "$scenario" = history ]; then
     run_history
+    continue
+  fi
+  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ]; then
+    "run_$scenario"
     continue
   fi
   for target in $(targets_for "$scenario"); do
