@@ -39,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
             .get_consumer(&subjects::ingest_consumer(p))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let before = pin(&consumer).await?.context("an owned partition has a pin")?;
+        let before = pin(&consumer)
+            .await?
+            .context("an owned partition has a pin")?;
         consumers.push((consumer, before));
     }
     let status = std::process::Command::new("kill")

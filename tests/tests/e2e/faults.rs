@@ -1,6 +1,7 @@
 //! The fault suite: one process killed, paused, crashed or cut off at a
 //! time, under steady traffic in several rooms from clients on two
-//! gateways. The checker (`chat_tests::checker`) records every attempt, ack
+//! gateways, on a 3-node NATS cluster with every stream at 3 replicas (the
+//! cluster's own faults are in `nats_cluster.rs`). The checker (`chat_tests::checker`) records every attempt, ack
 //! and delivery and fails the test on anything lost, duplicated, made up or
 //! out of seq; each test prints its row of the suite's table (and appends it
 //! to `$FAULT_TABLE`, which scripts/test.sh prints at the end).
@@ -28,7 +29,7 @@ const OUTAGE: Duration = Duration::from_secs(3);
 const ACKS: usize = 60;
 
 async fn cluster(workers: usize) -> Cluster {
-    Cluster::start(ClusterOptions::new(2, workers)).await
+    Cluster::start(ClusterOptions::new(2, workers).nats_cluster()).await
 }
 
 async fn start(cluster: &Cluster, tag: &str) -> Traffic {
@@ -260,6 +261,7 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_past_the_retry_budget() {
     let options = ClusterOptions::new(2, 1)
+        .nats_cluster()
         .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_ATTEMPTS", "3")
         .env(Role::Workers, "CHAT_WORKER_RETRY__BASE_DELAY_MS", "50")
         .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_DELAY_MS", "200")
@@ -288,7 +290,10 @@ async fn postgres_down_past_the_retry_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_cut_off_from_nats_then_healed() {
     let ns = Namespace::create();
-    let mut cluster = Cluster::start(ClusterOptions::new(1, 1).reachable_from_namespaces()).await;
+    let options = ClusterOptions::new(1, 1)
+        .nats_cluster()
+        .reachable_from_namespaces();
+    let mut cluster = Cluster::start(options).await;
     let cut_off = cluster.start_gateway_in(&ns).await;
     let mut traffic = start(&cluster, "x").await;
     traffic.fault();
