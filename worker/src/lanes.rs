@@ -1,9 +1,10 @@
 //! Lanes: pulled sends are spread over `batch.concurrency` lanes by their
 //! room's ingest partition, so one worker stores and publishes each room's
 //! sends in the order it pulled them while partitions on other lanes
-//! proceed in parallel. A transaction holds the sends of one partition
-//! only, so that a store sharded by partition keeps each on one shard
-//! (docs/scaling.md).
+//! proceed in parallel. A lane's transaction holds whatever its partitions
+//! queued: one partition per transaction cost sends' latency four times
+//! over at 1,200 sends/s (bench/RESULTS.md §10); with `batch.concurrency`
+//! at least P, a lane holds one partition (docs/scaling.md).
 //!
 //! Handing a send to its lane never waits: a lane queues whatever it is
 //! given. A busy room (a flood, a slow transaction) therefore delays only its
@@ -114,7 +115,6 @@ struct Held {
     send: Pulled,
     alive: Alive,
     since: Instant,
-    partition: u32,
 }
 
 /// Stores whatever sends are queued on this lane (up to a batch) in one
@@ -123,7 +123,6 @@ struct Held {
 /// holds and returns.
 async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_wait: Duration) {
     let max = ctx.config.batch.max_messages;
-    let partitions = ctx.config.stream.partitions;
     // A held send is refreshed once half of ack_wait has passed, checked
     // every quarter: at most three quarters of ack_wait go by unrefreshed.
     let stale = ack_wait / 2;
@@ -135,7 +134,6 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_w
         let since = Instant::now();
         queue.extend(group.into_iter().map(|send| Held {
             alive: send.alive(),
-            partition: subjects::partition(&send.room, partitions),
             send,
             since,
         }));
@@ -153,14 +151,15 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_w
                 None => return,
             }
         }
-        let taken = take_partition(&mut queue, max);
-        let mut batch_since = taken
+        let take = queue.len().min(max);
+        let mut batch_since = queue
             .iter()
+            .take(take)
             .map(|h| h.since)
             .min()
             .unwrap_or_else(Instant::now);
         let (batch, storing): (Vec<Pulled>, Vec<Alive>) =
-            taken.into_iter().map(|h| (h.send, h.alive)).unzip();
+            queue.drain(..take).map(|h| (h.send, h.alive)).unzip();
         let store = persist::handle_batch(&ctx, batch);
         tokio::pin!(store);
         loop {
@@ -186,28 +185,4 @@ async fn lane(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<Vec<Pulled>>, ack_w
             }
         }
     }
-}
-
-/// Takes up to `max` held sends of the first one's partition, in queue
-/// order, leaving the others in theirs: each room's sends keep their order
-/// (a room is in one partition), and a transaction touches one partition.
-fn take_partition(queue: &mut VecDeque<Held>, max: usize) -> Vec<Held> {
-    let Some(partition) = queue.front().map(|h| h.partition) else {
-        return Vec::new();
-    };
-    if queue.iter().take(max).all(|h| h.partition == partition) {
-        let take = queue.len().min(max);
-        return queue.drain(..take).collect();
-    }
-    let mut taken = Vec::new();
-    let mut rest = VecDeque::with_capacity(queue.len());
-    for held in queue.drain(..) {
-        if held.partition == partition && taken.len() < max {
-            taken.push(held);
-        } else {
-            rest.push_back(held);
-        }
-    }
-    *queue = rest;
-    taken
 }

@@ -245,7 +245,9 @@ pub struct StreamConfig {
     /// Ingest partitions (P): a room's sends go to one, and each has one
     /// owning worker at a time, so P caps the workers that store sends. Fixed
     /// at install (decision 15); every gateway and worker must agree, and one
-    /// that does not refuses to start.
+    /// that does not refuses to start. 4 by default: each partition is a
+    /// stream and a consumer of its own, and at 16 NATS spent 40–65 % more
+    /// CPU per send (bench/RESULTS.md §10).
     pub partitions: u32,
 }
 
@@ -256,7 +258,7 @@ impl Default for StreamConfig {
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
-            partitions: 16,
+            partitions: 4,
         }
     }
 }

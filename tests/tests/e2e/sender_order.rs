@@ -15,8 +15,9 @@ use chat_tests::{
 
 /// Pipelined sends per socket.
 const SENDS: usize = 300;
-/// Rooms each socket writes to, in turn: each in a partition of its own.
-const ROOMS: u32 = 6;
+/// Rooms each socket writes to, in turn: each in a partition of its own
+/// (as many as the default P).
+const ROOMS: u32 = 4;
 
 /// Two workers; sockets may pipeline every send at once, and a send waits
 /// out a takeover for its ack.
