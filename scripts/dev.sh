@@ -31,6 +31,17 @@ if ! listening $REDIS_PORT; then
   redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no >"$STATE/redis.log" 2>&1 &
   pids+=($!)
 fi
+# The workers need consumer priority groups (nats-server >= 2.11). An older
+# server on 4222 (Debian's 2.9) is left alone: ours runs on 4223 then.
+nats_version() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1; head -n 1 <&3" 2>/dev/null | grep -o '"version":"[0-9.]*"' | grep -o '[0-9][0-9.]*'; }
+if listening $NATS_PORT; then
+  v=$(nats_version $NATS_PORT)
+  if [ "$(printf '%s\n2.11.0\n' "${v:-0}" | sort -V | head -1)" != 2.11.0 ]; then
+    echo "nats-server ${v:-?} on $NATS_PORT is older than 2.11: starting ours on 4223"
+    NATS_PORT=4223
+  fi
+fi
+export CHAT_GATEWAY_NATS_URL=nats://127.0.0.1:$NATS_PORT CHAT_WORKER_NATS_URL=nats://127.0.0.1:$NATS_PORT
 if ! listening $NATS_PORT; then
   "$NATS_SERVER_BIN" -c deploy/nats.conf -js -a 127.0.0.1 -p $NATS_PORT -sd "$STATE/jetstream" >"$STATE/nats.log" 2>&1 &
   pids+=($!)
