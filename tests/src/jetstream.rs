@@ -4,9 +4,7 @@
 
 use std::ops::Deref;
 
-use async_nats::jetstream::{
-    self, consumer::pull, message::StreamMessage, stream::RawMessageErrorKind,
-};
+use async_nats::jetstream::{self, message::StreamMessage, stream::RawMessageErrorKind};
 use chat_proto::internal::{Envelope, EnvelopeBatch};
 use chat_protocol::{subjects, RoomId};
 use futures::StreamExt;
@@ -100,21 +98,12 @@ impl JetStream {
     /// The partitions' consumers together: (sends not yet delivered,
     /// delivered and not acked, of those delivered more than once).
     pub async fn consumer_state(&self) -> (u64, usize, usize) {
-        let mut state = (0, 0, 0);
-        for partition in 0..self.partitions {
-            let mut consumer: jetstream::consumer::Consumer<pull::Config> = self
-                .get_stream(subjects::ingest_stream(partition))
-                .await
-                .unwrap()
-                .get_consumer(&subjects::ingest_consumer(partition))
-                .await
-                .unwrap();
-            let info = consumer.info().await.unwrap();
-            state.0 += info.num_pending;
-            state.1 += info.num_ack_pending;
-            state.2 += info.num_redelivered;
-        }
-        state
+        let backlog = chat_streams::backlog(self, self.partitions).await.unwrap();
+        (
+            backlog.waiting,
+            backlog.unacked as usize,
+            backlog.redelivered as usize,
+        )
     }
 
     /// Every message the partitions' streams hold, partition by partition.

@@ -174,7 +174,7 @@ pub async fn pull_bulk(
         let sends_waiting = bulk_waiting
             && chat_streams::backlog(&ctx.js, ctx.config.stream.partitions)
                 .await
-                .map_or(true, |(waiting, _)| waiting > 0);
+                .map_or(true, |backlog| backlog.waiting > 0);
         let pulled = if sends_waiting || !bulk_waiting {
             Vec::new()
         } else {
@@ -222,8 +222,8 @@ pub async fn report_lag(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         let partitions = ctx.config.stream.partitions;
-        if let Ok((waiting, unacked)) = chat_streams::backlog(&ctx.js, partitions).await {
-            crate::metrics::pending(waiting + unacked);
+        if let Ok(backlog) = chat_streams::backlog(&ctx.js, partitions).await {
+            crate::metrics::pending(backlog.waiting + backlog.unacked);
         }
     }
 }

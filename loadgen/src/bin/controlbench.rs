@@ -173,6 +173,6 @@ async fn next(r: &mut Reader) -> anyhow::Result<Kind> {
 /// Sends the workers have not acked yet.
 async fn pending(js: &jetstream::Context) -> anyhow::Result<u64> {
     let partitions = chat_streams::partitions(js).await?;
-    let (waiting, unacked) = chat_streams::backlog(js, partitions).await?;
-    Ok(waiting + unacked)
+    let backlog = chat_streams::backlog(js, partitions).await?;
+    Ok(backlog.waiting + backlog.unacked)
 }

@@ -120,10 +120,20 @@ pub async fn partitions(js: &jetstream::Context) -> Result<u32, StreamsError> {
         .ok_or_else(|| StreamsError::Nats(format!("{} has no P", subjects::ingest_stream(0))))
 }
 
-/// Sends over every partition: (not yet delivered, delivered and not yet
-/// acked).
-pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<(u64, u64), StreamsError> {
-    let mut backlog = (0, 0);
+/// The partitions' consumers together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Sends not yet delivered.
+    pub waiting: u64,
+    /// Delivered and not yet acked.
+    pub unacked: u64,
+    /// Of those delivered, how many more than once.
+    pub redelivered: u64,
+}
+
+/// The sends over every partition, as its consumer counts them.
+pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<Backlog, StreamsError> {
+    let mut backlog = Backlog::default();
     for partition in 0..partitions {
         let mut consumer: jetstream::consumer::PullConsumer = js
             .get_stream(subjects::ingest_stream(partition))
@@ -133,8 +143,9 @@ pub async fn backlog(js: &jetstream::Context, partitions: u32) -> Result<(u64, u
             .await
             .map_err(nats)?;
         let info = consumer.info().await.map_err(nats)?;
-        backlog.0 += info.num_pending;
-        backlog.1 += info.num_ack_pending as u64;
+        backlog.waiting += info.num_pending;
+        backlog.unacked += info.num_ack_pending as u64;
+        backlog.redelivered += info.num_redelivered as u64;
     }
     Ok(backlog)
 }
