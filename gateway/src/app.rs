@@ -23,7 +23,7 @@ use crate::{
     http::{self, auth::Verifier, server},
     rooms::{
         announcements, history::History, hub::Hub, membership::Membership, pages::Pages,
-        room::RoomDeps, tail_probe::Prober, typing_signals,
+        room::RoomDeps, signals, tail_probe::Prober,
     },
     send::{
         canary::{Canary, CanaryHealth},
@@ -230,8 +230,8 @@ impl Paths {
         );
         let announced = announcements::listen(nats, hub.clone(), shutdown.clone()).await?;
         tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
-        let typing = typing_signals::listen(nats, hub.clone(), shutdown.clone()).await?;
-        tasks.spawn_critical("typing", Ends::AtShutdown, typing);
+        let signals = signals::listen(nats, hub.clone(), shutdown.clone()).await?;
+        tasks.spawn_critical("signals", Ends::AtShutdown, signals);
         let (ingest, publisher) = Ingest::new(
             js.clone(),
             store.clone(),

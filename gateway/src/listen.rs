@@ -1,5 +1,5 @@
 //! The core NATS subscriptions a gateway keeps for its whole life (every
-//! room's announcements and typing signals, its own receipts): subscribed
+//! room's announcements and signals, its own receipts): subscribed
 //! before the gateway serves sockets, each message handed on until
 //! shutdown.
 

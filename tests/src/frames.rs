@@ -5,7 +5,9 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use chat_client::{Event, Reader};
-use chat_proto::v1::{server_frame::Kind, Ack, Error as ErrorFrame, Message, ServerFrame};
+use chat_proto::v1::{
+    server_frame::Kind, Ack, Error as ErrorFrame, Message, ReadMarker, ServerFrame,
+};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 
@@ -21,9 +23,17 @@ pub type Collected = (Vec<Message>, Vec<(String, Ack)>);
 pub trait Frames: Send {
     fn reader(&mut self) -> &mut Reader;
 
-    /// The next frame, failing the test on close, error or silence.
+    /// The next frame, failing the test on close, error or silence. The
+    /// read marker every join brings is skipped: tests that look at it
+    /// read it with `next_read_marker`.
     fn next_frame(&mut self) -> impl Future<Output = ServerFrame> + Send {
         next_frame(self.reader())
+    }
+
+    /// The next read marker pushed to the socket (after a join), skipping
+    /// other frames.
+    fn next_read_marker(&mut self) -> impl Future<Output = ReadMarker> + Send {
+        next_read_marker(self.reader())
     }
 
     /// The close frame the server sends next (frames before it are skipped).
@@ -74,6 +84,23 @@ impl Frames for Reader {
 }
 
 async fn next_frame(reader: &mut Reader) -> ServerFrame {
+    loop {
+        let frame = any_frame(reader).await;
+        if !matches!(frame.kind, Some(Kind::ReadMarker(_))) || !frame.request_id.is_empty() {
+            return frame;
+        }
+    }
+}
+
+async fn next_read_marker(reader: &mut Reader) -> ReadMarker {
+    loop {
+        if let Some(Kind::ReadMarker(marker)) = any_frame(reader).await.kind {
+            return marker;
+        }
+    }
+}
+
+async fn any_frame(reader: &mut Reader) -> ServerFrame {
     match tokio::time::timeout(STEP, reader.next()).await {
         Ok(Some(Ok(Event::Frame(frame)))) => frame,
         other => panic!("expected a frame, got {other:?}"),

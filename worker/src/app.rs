@@ -13,7 +13,7 @@ use chat_tasks::{Ends, Tasks};
 
 use crate::{
     commands, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, intake,
-    intake::PullConsumer, lanes::Lanes, partitions::Partitions,
+    intake::PullConsumer, lanes::Lanes, marks, partitions::Partitions,
 };
 
 pub struct Worker {
@@ -27,6 +27,8 @@ pub struct Worker {
     commands: PullConsumer,
     /// The bulk consumer, pulled only while no owned partition has sends waiting.
     bulk: PullConsumer,
+    /// The read marks' consumer, pulled by a loop of its own (`marks`).
+    marks: PullConsumer,
     /// Changes each time the NATS connection is (re)established.
     reconnected: watch::Receiver<()>,
     shutdown: CancellationToken,
@@ -60,7 +62,12 @@ impl Worker {
         chat_streams::ensure(&js, &config.stream)
             .await
             .map_err(|e| WorkerError::Startup(e.to_string()))?;
-        let (legacy, bulk, commands) = shared_consumers(&js, &config).await?;
+        let Shared {
+            legacy,
+            bulk,
+            commands,
+            marks,
+        } = shared_consumers(&js, &config).await?;
         let redis = chat_cache::connect(config.redis_url.expose()).await?;
         let ctx = Arc::new(Ctx {
             config,
@@ -79,6 +86,7 @@ impl Worker {
             legacy,
             commands,
             bulk,
+            marks,
             reconnected,
             shutdown,
         })
@@ -134,6 +142,11 @@ impl Worker {
         // restart each time it comes back, not every worker in turn.
         tasks.spawn_restarting("commands", move || {
             commands::run(Arc::clone(&ctx), commands.clone(), shutdown.clone())
+        });
+        let (ctx, marks, shutdown) = (Arc::clone(&self.ctx), self.marks, self.shutdown.clone());
+        // Restarting: a batch not acked when it died is redelivered.
+        tasks.spawn_restarting("marks", move || {
+            marks::run(Arc::clone(&ctx), marks.clone(), shutdown.clone())
         });
         let pulling = start_pulling(
             &self.ctx,
@@ -198,14 +211,22 @@ fn start_pulling(
     pulling
 }
 
+/// The consumers all workers share.
+struct Shared {
+    /// The legacy ingest stream's, while it exists.
+    legacy: Option<PullConsumer>,
+    bulk: PullConsumer,
+    commands: PullConsumer,
+    marks: PullConsumer,
+}
+
 /// The consumers all workers share, created or updated with this worker's
 /// settings (the lanes' in-progress acks are timed by ack_wait, and
-/// max_ack_pending bounds what they queue): the legacy ingest stream's while
-/// it exists, the bulk class's and the commands'.
+/// max_ack_pending bounds what they queue).
 async fn shared_consumers(
     js: &jetstream::Context,
     config: &WorkerConfig,
-) -> Result<(Option<PullConsumer>, PullConsumer, PullConsumer), WorkerError> {
+) -> Result<Shared, WorkerError> {
     let ack_wait = config.batch.ack_wait;
     let legacy = match js.get_stream(subjects::LEGACY_INGEST_STREAM).await {
         Ok(stream) => Some(
@@ -220,23 +241,42 @@ async fn shared_consumers(
         ),
         Err(_) => None,
     };
-    let bulk = js
-        .get_stream(subjects::BULK_STREAM)
+    let max = config.batch.max_messages as i64;
+    let bulk = consumer(
+        js,
+        subjects::BULK_STREAM,
+        chat_streams::worker_consumer(subjects::BULK_CONSUMER, ack_wait, max),
+    )
+    .await?;
+    let commands = consumer(
+        js,
+        subjects::COMMAND_STREAM,
+        chat_streams::command_consumer(ack_wait),
+    )
+    .await?;
+    let marks = consumer(
+        js,
+        subjects::MARK_STREAM,
+        chat_streams::worker_consumer(subjects::MARK_CONSUMER, marks::ACK_WAIT, max),
+    )
+    .await?;
+    Ok(Shared {
+        legacy,
+        bulk,
+        commands,
+        marks,
+    })
+}
+
+async fn consumer(
+    js: &jetstream::Context,
+    stream: &str,
+    config: async_nats::jetstream::consumer::pull::Config,
+) -> Result<PullConsumer, WorkerError> {
+    js.get_stream(stream)
         .await
         .map_err(WorkerError::nats)?
-        .create_consumer(chat_streams::worker_consumer(
-            subjects::BULK_CONSUMER,
-            ack_wait,
-            config.batch.max_messages as i64,
-        ))
+        .create_consumer(config)
         .await
-        .map_err(WorkerError::nats)?;
-    let commands = js
-        .get_stream(subjects::COMMAND_STREAM)
-        .await
-        .map_err(WorkerError::nats)?
-        .create_consumer(chat_streams::command_consumer(ack_wait))
-        .await
-        .map_err(WorkerError::nats)?;
-    Ok((legacy, bulk, commands))
+        .map_err(WorkerError::nats)
 }

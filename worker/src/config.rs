@@ -157,12 +157,12 @@ impl Validate for WorkerConfig {
         if self.batch.max_messages == 0 || self.batch.max_messages > 10_000 {
             problems.push("batch.max_messages must be 1..=10000".into());
         }
-        if self.batch.concurrency.get() + self.batch.bulk_concurrency.get()
+        if self.batch.concurrency.get() + self.batch.bulk_concurrency.get() + 1
             >= self.postgres.pool_size.get()
         {
             problems.push(
-                "batch.concurrency + batch.bulk_concurrency must be below postgres.pool_size \
-                 (commands need a connection too)"
+                "batch.concurrency + batch.bulk_concurrency + 1 must be below postgres.pool_size \
+                 (commands and read marks need a connection each)"
                     .into(),
             );
         }

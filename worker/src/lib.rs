@@ -14,6 +14,7 @@ pub mod gate;
 pub mod health;
 pub mod intake;
 pub mod lanes;
+pub mod marks;
 pub mod metrics;
 pub mod partitions;
 pub mod persist;

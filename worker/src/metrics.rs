@@ -21,6 +21,7 @@ const PENDING: &str = "chat_worker_consumer_pending";
 const PG_POOL: &str = "chat_worker_postgres_pool_connections";
 const CANARIES: &str = "chat_worker_canaries_total";
 const COMMANDS: &str = "chat_worker_commands_total";
+const MARKS: &str = "chat_worker_marks_total";
 const TASK_EXITS: &str = "chat_worker_task_exits_total";
 const PARTITION_OWNED: &str = "chat_worker_partition_owned";
 const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
@@ -49,6 +50,10 @@ fn describe_partitions() {
 
 pub fn describe() {
     describe_partitions();
+    describe_counter!(
+        MARKS,
+        "Read marks handled, by outcome (stored, retried, given_up, undecodable)."
+    );
     describe_counter!(
         ENVELOPES,
         "Sends handled, by outcome (stored, duplicate, forbidden, retried, dead_lettered)."
@@ -159,6 +164,10 @@ pub fn dead_lettered(reason: &'static str) {
 
 pub fn command(outcome: &'static str) {
     counter!(COMMANDS, "outcome" => outcome).increment(1);
+}
+
+pub fn marks(outcome: &'static str, count: usize) {
+    counter!(MARKS, "outcome" => outcome).increment(count as u64);
 }
 
 pub fn pending(count: u64) {

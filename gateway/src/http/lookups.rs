@@ -159,7 +159,9 @@ struct RoomListDoc {
     next_cursor: Option<String>,
 }
 
-/// A room: its last entry (absent when none), head seq, the user's access.
+/// A room: its last entry (absent when none), head seq, the user's
+/// access, read marker and unread chat messages of others up to the head
+/// (counted to 1,000).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // Read by the OpenAPI document only.
@@ -169,6 +171,9 @@ struct RoomSummaryDoc {
     head_seq: Option<String>,
     access: Option<AccessDoc>,
     last_message: Option<MessageDoc>,
+    /// uint64, as a string.
+    read_seq: Option<String>,
+    unread: Option<u32>,
 }
 
 /// One page of hits; `nextCursor` absent on the last.

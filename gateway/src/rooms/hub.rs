@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     rooms::room::{self, Registry, RoomCmd, RoomDeps},
+    rooms::signals::Signal,
     socket::outbox::Member,
 };
 
@@ -103,11 +104,12 @@ impl Hub {
         }
     }
 
-    /// Someone is typing in the room: its task here, if any, tells its
-    /// sockets. Dropped when the task's inbox is full (it is ephemeral).
-    pub fn typing(&self, room: &RoomId, user: UserId) {
+    /// A signal about a member (typing, a read marker moved): the room's
+    /// task here, if any, tells its sockets. Dropped when the task's inbox
+    /// is full (it is ephemeral).
+    pub fn signal(&self, room: &RoomId, signal: Signal) {
         if let Some(tx) = self.running(room) {
-            let _ = tx.try_send(RoomCmd::Typing(user));
+            let _ = tx.try_send(RoomCmd::Signal(signal));
         }
     }
 

@@ -1,6 +1,8 @@
-//! Replay for a socket that joins with `sinceSeq`: what it missed, paged
-//! from the store by a task of its own, so a slow or huge replay never
-//! delays the room's live delivery to anyone else.
+//! A joining socket's way in, by a task of its own, so that a slow store or
+//! a huge replay never delays the room's live delivery to anyone else:
+//! first the user's read marker (`readMarker`, the unread messages counted
+//! up to the head it joined at), then, when it joined with `sinceSeq`,
+//! what it missed, paged from the store.
 //!
 //! Memory is bounded per socket: at most `replay_page` replayed messages sit
 //! in the socket's queue at once (each holds a permit until written) plus
@@ -10,6 +12,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use chat_proto::v1::{server_frame::Kind, ReadMarker, ServerFrame};
 use chat_protocol::{ErrorCode, RoomId, Seq};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,9 @@ use crate::{
 /// How long a replay waits for the socket to take its next message before
 /// closing it as a slow consumer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the read marker may take to read before the socket goes on
+/// without it.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A replay's word to its room: the socket has everything up to `after`.
 /// The room answers `None` (the socket is live now) or the seq the replay
@@ -61,6 +67,7 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
     }
 
     async fn replay(mut self) {
+        self.tell_read_marker().await;
         let window = Arc::new(Semaphore::new(self.page));
         loop {
             while self.after < self.target {
@@ -84,6 +91,33 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
                 Ok(None) | Err(_) => return,
             }
         }
+    }
+
+    /// The user's read marker and unread messages up to the head the
+    /// socket joined at; left out if the store does not answer in time.
+    async fn tell_read_marker(&self) {
+        let user = &self.member.user;
+        let read = self.history.store.read_state(&self.room, user, self.target);
+        let (seq, unread) = match tokio::time::timeout(MARKER_TIMEOUT, read).await {
+            Ok(Ok(Some(state))) => state,
+            // Not a member any more: the room tells the socket.
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                return tracing::warn!(room = %self.room, error = %e, "read marker not read")
+            }
+            Err(_) => return tracing::warn!(room = %self.room, "read marker not read in time"),
+        };
+        let frame = ServerFrame {
+            request_id: String::new(),
+            kind: Some(Kind::ReadMarker(ReadMarker {
+                room: self.room.to_string(),
+                seq: seq.get(),
+                unread,
+                head_seq: self.target.get(),
+            })),
+        };
+        let _ =
+            tokio::time::timeout(SEND_TIMEOUT, self.member.out.send(Outbound::frame(frame))).await;
     }
 
     async fn send_page(

@@ -13,7 +13,7 @@ use std::{
 
 use chat_proto::{
     internal::Fanout,
-    v1::{server_frame::Kind, Joined, ServerFrame, TypingNow},
+    v1::{server_frame::Kind, Joined, ServerFrame},
 };
 use chat_protocol::{access::Access, subjects, RoomId, Seq, UserId};
 use futures::{future::BoxFuture, StreamExt};
@@ -30,11 +30,12 @@ use crate::{
     error::GatewayError,
     metrics,
     rooms::{
+        ephemeral::Ephemeral,
         history::History,
         members::{Members, Slot},
         reorder::Reorder,
         replay::{CaughtUp, Replay},
-        typing::Typing,
+        signals::Signal,
     },
     socket::outbox::{Delivery, Member, Outbound},
 };
@@ -66,8 +67,8 @@ pub enum RoomCmd {
     /// The user's access changed (`None`: no longer a member, and their
     /// sockets leave the room).
     Access(UserId, Option<Access>),
-    /// The user is typing (`typing`).
-    Typing(UserId),
+    /// A member typing, or their read marker moved (`signals`).
+    Signal(Signal),
 }
 
 impl From<CaughtUp> for RoomCmd {
@@ -107,7 +108,8 @@ struct Room {
     order: Reorder<Arc<Delivery>>,
     /// `order`'s next seq, for the prober.
     shared_next: Arc<AtomicU64>,
-    typing: Typing,
+    /// Who is typing, whose marker moved.
+    ephemeral: Ephemeral,
 }
 
 /// Runs a room until it has no members left (or the gateway shuts down).
@@ -124,16 +126,16 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
     next.store(head.next().get(), Ordering::Relaxed);
     let mut room = Room {
         members: Members::new(id.clone()),
+        ephemeral: Ephemeral::new(id.clone()),
         order: Reorder::new(head, gap_fill_after, deps.config.max_pending.get()),
         id,
         deps,
         tx,
         shared_next: next,
-        typing: Typing::default(),
     };
     loop {
         let gap_deadline = room.order.gap_due();
-        let typing_lapse = room.typing.next_lapse();
+        let ephemeral_due = room.ephemeral.next_due();
         // Gap fill comes before fan-out: under a steady stream fan-out is
         // always ready, and a gap must still be filled.
         tokio::select! {
@@ -147,10 +149,8 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
             () = tokio::time::sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {
                 Box::pin(room.fill_gap()).await
             }
-            () = tokio::time::sleep_until(typing_lapse.unwrap_or_else(Instant::now)), if typing_lapse.is_some() => {
-                if room.typing.expire(Instant::now()) {
-                    room.tell_typing();
-                }
+            () = tokio::time::sleep_until(ephemeral_due.unwrap_or_else(Instant::now)), if ephemeral_due.is_some() => {
+                room.ephemeral.due(&room.members);
             }
             msg = sub.next() => match msg {
                 Some(msg) => room.on_fanout(msg),
@@ -229,11 +229,7 @@ impl Room {
             }
             RoomCmd::Access(user, Some(access)) => self.members.change_access(&user, access),
             RoomCmd::Access(user, None) => self.members.remove(&user),
-            RoomCmd::Typing(user) => {
-                if self.typing.refresh(user, Instant::now()) {
-                    self.tell_typing();
-                }
-            }
+            RoomCmd::Signal(signal) => self.ephemeral.signal(signal, &self.members),
             RoomCmd::Head(head) => {
                 if self.order.saw_head(head) {
                     self.fetch_up_to(head).await;
@@ -244,6 +240,9 @@ impl Room {
         }
     }
 
+    /// Answers a join with `joined`, then hands the socket to a replay of
+    /// its own, which tells it its read marker and what it missed (after
+    /// `since`) before it goes live.
     fn join(&mut self, member: Member, request_id: String, since: Option<Seq>) {
         if self.members.is_removed(&member.user) {
             member.changes.add(self.id.clone(), None);
@@ -268,61 +267,30 @@ impl Room {
         if !member.offer(joined) {
             return;
         }
-        let slot = match since {
-            Some(since) if since < head => {
-                let cancel = CancellationToken::new();
-                let Some(room_tx) = self.tx.upgrade() else {
-                    return;
-                };
-                tokio::spawn(
-                    Replay {
-                        member: member.clone(),
-                        room: self.id.clone(),
-                        after: since,
-                        target: head,
-                        history: self.deps.history.clone(),
-                        page: self.deps.config.replay_page.get(),
-                        room_tx,
-                        cancel: cancel.clone(),
-                    }
-                    .run(),
-                );
-                Slot {
-                    member,
-                    after: since,
-                    replay: Some(cancel),
-                }
-            }
-            Some(since) => Slot {
-                member,
-                after: since,
-                replay: None,
-            },
-            None => Slot {
-                member,
-                after: head,
-                replay: None,
-            },
+        let Some(room_tx) = self.tx.upgrade() else {
+            return;
         };
-        if !self.typing.is_empty() {
-            slot.member.offer_ephemeral(self.typing_now());
-        }
-        self.members.insert(slot);
-    }
-
-    /// Who is typing now, as the room's sockets hear it.
-    fn typing_now(&self) -> Outbound {
-        Outbound::frame(ServerFrame {
-            request_id: String::new(),
-            kind: Some(Kind::TypingNow(TypingNow {
-                room: self.id.to_string(),
-                users: self.typing.users(),
-            })),
-        })
-    }
-
-    fn tell_typing(&self) {
-        self.members.tell(|| self.typing_now());
+        let after = since.unwrap_or(head);
+        let cancel = CancellationToken::new();
+        tokio::spawn(
+            Replay {
+                member: member.clone(),
+                room: self.id.clone(),
+                after,
+                target: head,
+                history: self.deps.history.clone(),
+                page: self.deps.config.replay_page.get(),
+                room_tx,
+                cancel: cancel.clone(),
+            }
+            .run(),
+        );
+        self.ephemeral.joined(&member);
+        self.members.insert(Slot {
+            member,
+            after,
+            replay: Some(cancel),
+        });
     }
 
     /// A worker batch's messages of this room (or one change's event).

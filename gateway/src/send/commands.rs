@@ -13,10 +13,9 @@ use chat_protocol::{
     access::{Actor, Permissions, Role},
     subjects, ClientMsgId, ErrorCode, RoomId, UserId,
 };
-use futures::StreamExt;
 use prost::Message as _;
 
-use crate::error::GatewayError;
+use crate::{error::GatewayError, send::ask};
 
 /// A command's id: the one the asker chose (so that asking again applies
 /// it once), or a fresh one.
@@ -95,32 +94,18 @@ pub async fn run(
     change: Change,
     timeout: Duration,
 ) -> Result<CommandReply, GatewayError> {
-    let inbox = nats.new_inbox();
-    let mut replies = nats
-        .subscribe(inbox.clone())
-        .await
-        .map_err(GatewayError::nats)?;
-    let command = Command {
-        command_id: id,
-        room: room.to_string(),
-        actor: actor.as_str().into(),
-        change: Some(change),
-        reply_to: inbox,
+    let payload = |inbox| {
+        Command {
+            command_id: id,
+            room: room.to_string(),
+            actor: actor.as_str().into(),
+            change: Some(change),
+            reply_to: inbox,
+        }
+        .encode_to_vec()
     };
-    // No `Nats-Msg-Id`: JetStream would drop a resend within its window,
-    // and the resend's asker would never hear back. The store applies a
-    // command once per id.
-    async_nats::jetstream::new(nats.clone())
-        .publish(subjects::command(room), command.encode_to_vec().into())
-        .await
-        .map_err(GatewayError::nats)?
-        .await
-        .map_err(GatewayError::nats)?;
-    let reply = tokio::time::timeout(timeout, replies.next())
-        .await
-        .map_err(|_| GatewayError::Timeout)?
-        .ok_or_else(|| GatewayError::nats("reply subscription ended"))?;
-    let reply = CommandReply::decode(reply.payload)
+    let reply = ask::workers(nats, subjects::command(room), payload, timeout).await?;
+    let reply = CommandReply::decode(reply)
         .map_err(|e| GatewayError::nats(format!("undecodable command reply: {e}")))?;
     match ErrorCode::parse(&reply.error) {
         None if reply.error.is_empty() => Ok(reply),

@@ -1,11 +1,14 @@
 //! From a socket to the workers and back. In: a socket's sends, in order
-//! (`publisher`), and member commands (`commands`). Out: batches of
-//! envelopes on JetStream (`ingest`) and commands on the command stream;
+//! (`publisher`), member commands (`commands`) and read marks (`marks`).
+//! Out: batches of envelopes on JetStream (`ingest`), commands and marks
+//! on their streams (`ask`);
 //! the workers' receipts and replies come back here and are answered to the
 //! socket's outbox. `canary` probes that whole path on a timer.
 
+mod ask;
 mod batches;
 pub mod canary;
 pub mod commands;
 pub mod ingest;
+pub mod marks;
 pub mod publisher;

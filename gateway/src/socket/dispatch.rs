@@ -19,10 +19,11 @@ use tracing::Instrument;
 
 use crate::{
     error::GatewayError,
-    rooms::{pages::PageQuery, typing_signals},
+    rooms::{pages::PageQuery, signals},
     send::{
         commands,
         ingest::Submission,
+        marks,
         publisher::{self, Outgoing},
     },
     socket::{
@@ -85,6 +86,7 @@ impl Session {
                 Ok(())
             }
             Request::Typing { room } => self.typing(room).await,
+            Request::MarkRead { room, seq } => self.mark_read(request_id, room, seq).await,
             Request::Search(search) => {
                 let page = search.run(&self.state.store, &self.member.user).await?;
                 self.reply(request_id, Kind::SearchResults(page)).await;
@@ -112,6 +114,24 @@ impl Session {
             .join(room, self.member.clone(), request_id, since)
             .await;
         Ok(())
+    }
+
+    /// Moves the user's read marker through the workers, for a member, and
+    /// answers `readMarker` once stored.
+    async fn mark_read(
+        &mut self,
+        request_id: String,
+        room: RoomId,
+        seq: Seq,
+    ) -> Result<(), GatewayError> {
+        self.access(&room).await?;
+        let nats = self.state.nats.clone();
+        let user = self.member.user.clone();
+        let timeout = self.state.config.limits.ack_timeout;
+        self.answer_later(request_id, async move {
+            let marker = marks::mark_read(&nats, &room, &user, seq, timeout).await?;
+            Ok(Kind::ReadMarker(marker))
+        })
     }
 
     async fn leave(&mut self, request_id: String, room: RoomId) -> Result<(), GatewayError> {
@@ -223,7 +243,7 @@ impl Session {
             }
             _ => {}
         }
-        typing_signals::publish(&self.state.nats, &room, &self.member.user).await?;
+        signals::publish_typing(&self.state.nats, &room, &self.member.user).await?;
         // Bounded by the rooms a socket may be in at once, give or take
         // the rooms it left: forgotten once it holds twice that many.
         if self.typed.len() >= 2 * self.state.config.limits.max_rooms_per_connection.get() {

@@ -58,6 +58,11 @@ pub enum Request {
     Typing {
         room: RoomId,
     },
+    /// The user has read the room up to `seq`.
+    MarkRead {
+        room: RoomId,
+        seq: Seq,
+    },
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -76,6 +81,7 @@ pub enum FrameKind {
     ListRooms,
     Search,
     Typing,
+    MarkRead,
 }
 
 impl FrameKind {
@@ -95,6 +101,7 @@ impl FrameKind {
             Self::ListRooms => "list_rooms",
             Self::Search => "search",
             Self::Typing => "typing",
+            Self::MarkRead => "mark_read",
         }
     }
 
@@ -165,6 +172,15 @@ impl ParsedFrame {
             Some(K::Typing(typing)) => {
                 let typing = RoomId::parse(typing.room).map(|room| Request::Typing { room });
                 (FrameKind::Typing, typing.map_err(GatewayError::from))
+            }
+            Some(K::MarkRead(mark)) => {
+                let mark = RoomId::parse(mark.room)
+                    .map_err(GatewayError::from)
+                    .and_then(|room| {
+                        let seq = target_seq("seq", mark.seq)?;
+                        Ok(Request::MarkRead { room, seq })
+                    });
+                (FrameKind::MarkRead, mark)
             }
             Some(K::ListRooms(list)) => {
                 let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);

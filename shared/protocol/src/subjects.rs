@@ -22,6 +22,11 @@ pub const COMMAND_CONSUMER: &str = "workers-commands";
 pub const BULK_STREAM: &str = "CHAT_BULK";
 /// Durable pull consumer of bulk sends shared by all workers.
 pub const BULK_CONSUMER: &str = "workers-bulk";
+/// JetStream stream of members' read marks, stored by the workers in
+/// batches in the bulk class.
+pub const MARK_STREAM: &str = "CHAT_MARKS";
+/// Durable pull consumer of read marks shared by all workers.
+pub const MARK_CONSUMER: &str = "workers-marks";
 /// JetStream stream that keeps messages that could not be stored.
 pub const DEAD_LETTER_STREAM: &str = "CHAT_DEAD";
 
@@ -32,7 +37,8 @@ const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
 const CANARY_PREFIX: &str = "chat.canary";
 const ANNOUNCEMENT_PREFIX: &str = "chat.announce";
-const TYPING_PREFIX: &str = "chat.typing";
+const SIGNAL_PREFIX: &str = "chat.signal";
+const MARK_PREFIX: &str = "chat.mark";
 const COMMAND_PREFIX: &str = "chat.cmd";
 /// Second token of a dead command's subject.
 const DEAD_COMMAND_TOKEN: &str = "cmd";
@@ -207,15 +213,26 @@ pub fn announcement(room: &RoomId) -> String {
     format!("{ANNOUNCEMENT_PREFIX}.{room}")
 }
 
-/// `chat.typing.<room>`: a member typing in the room, from their socket's
-/// gateway to every gateway with the room's task (core NATS, ephemeral).
-pub fn typing(room: &RoomId) -> String {
-    format!("{TYPING_PREFIX}.{room}")
+/// `chat.signal.<room>`: ephemeral signals about a member of the room (is
+/// typing, read up to), for every gateway with the room's task (core NATS).
+pub fn signal(room: &RoomId) -> String {
+    format!("{SIGNAL_PREFIX}.{room}")
 }
 
-/// Wildcard each gateway listens on for every room's typing signals.
-pub fn typing_all() -> String {
-    format!("{TYPING_PREFIX}.>")
+/// Wildcard each gateway listens on for every room's signals.
+pub fn signal_all() -> String {
+    format!("{SIGNAL_PREFIX}.>")
+}
+
+/// `chat.mark.<room>`: a member's read mark, for the workers (JetStream,
+/// stream `MARK_STREAM`).
+pub fn mark(room: &RoomId) -> String {
+    format!("{MARK_PREFIX}.{room}")
+}
+
+/// Wildcard the mark stream captures.
+pub fn mark_all() -> String {
+    format!("{MARK_PREFIX}.>")
 }
 
 /// Wildcard each gateway listens on for every room's announcements.
@@ -322,8 +339,10 @@ mod tests {
         let room = RoomId::parse("lobby").unwrap();
         assert_eq!(announcement(&room), "chat.announce.lobby");
         assert_eq!(announcement_all(), "chat.announce.>");
-        assert_eq!(typing(&room), "chat.typing.lobby");
-        assert_eq!(typing_all(), "chat.typing.>");
+        assert_eq!(signal(&room), "chat.signal.lobby");
+        assert_eq!(signal_all(), "chat.signal.>");
+        assert_eq!(mark(&room), "chat.mark.lobby");
+        assert_eq!(mark_all(), "chat.mark.>");
         assert_eq!(command(&room), "chat.cmd.lobby");
         assert_eq!(command_all(), "chat.cmd.>");
         assert_eq!(dead_command("lobby"), "chat.dead.cmd.lobby");

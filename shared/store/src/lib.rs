@@ -1,6 +1,7 @@
 //! Postgres: the schema migrations and every SQL statement of the system.
 //!
-//! Gateways read (membership, heads, history, a user's rooms, search); workers write (`persist`);
+//! Gateways read (membership, heads, history, a user's rooms, search, read
+//! markers); workers write (`persist`, `markers`);
 //! the admin seam creates rooms and members.
 
 mod apply;
@@ -8,6 +9,7 @@ mod command;
 mod config;
 mod decide;
 mod error;
+mod markers;
 mod migrate;
 mod my_rooms;
 mod persist;
@@ -20,6 +22,7 @@ pub mod sql;
 pub use command::{Applied, Change, MemberChange, NewCommand, Refused};
 pub use config::PostgresConfig;
 pub use error::StoreError;
+pub use markers::{Mark, Marked};
 pub use my_rooms::{RoomsPage, RoomsPosition};
 pub use persist::{NewMessage, Persisted, Refusal};
 pub use pool::Store;

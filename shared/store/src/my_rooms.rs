@@ -77,6 +77,8 @@ fn summary_from_row(row: &Row) -> RoomSummary {
         head_seq: row.get::<_, i64>(ROOM + 1) as u64,
         access: access_from_row(row, ROOM + 2).map(|a| a.to_proto()),
         last_message: last_entry(row),
+        read_seq: row.get::<_, Option<i64>>(ROOM + 6).unwrap_or(0) as u64,
+        unread: row.get::<_, i64>(ROOM + 7) as u32,
     }
 }
 

@@ -19,11 +19,79 @@ pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (i
 /// then does nothing.
 pub const CREATE_DIRECT_ROOM: &str =
     "INSERT INTO rooms (id, direct) VALUES ($1, true) ON CONFLICT (id) DO NOTHING";
-pub const ADD_MEMBER: &str = "INSERT INTO members (room_id, user_id, role, permissions) \
-    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+/// Adds the member with their read marker at the room's head: what was
+/// said before they came is not unread. Counts one row if added.
+pub const ADD_MEMBER: &str =
+    "WITH added AS (INSERT INTO members (room_id, user_id, role, permissions) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING room_id, user_id) \
+    INSERT INTO read_markers (room_id, user_id, seq) \
+    SELECT a.room_id, a.user_id, r.last_seq FROM added a JOIN rooms r ON r.id = a.room_id \
+    ON CONFLICT (room_id, user_id) DO UPDATE SET seq = excluded.seq";
 pub const SET_ACCESS: &str =
     "UPDATE members SET role = $3, permissions = $4 WHERE room_id = $1 AND user_id = $2";
-pub const REMOVE_MEMBER: &str = "DELETE FROM members WHERE room_id = $1 AND user_id = $2";
+/// Removes the member and their read marker.
+pub const REMOVE_MEMBER: &str = "WITH marker AS \
+    (DELETE FROM read_markers WHERE room_id = $1 AND user_id = $2) \
+    DELETE FROM members WHERE room_id = $1 AND user_id = $2";
+/// The unread chat messages of user `$u` in room `$r` after seq `$a` up
+/// to `$h` (each an SQL expression, which must not name the alias `m`):
+/// others' messages, not deleted. The
+/// count stops at 1,000, so that it is one index walk of at most that
+/// many rows.
+macro_rules! unread {
+    ($r:expr, $u:expr, $a:expr, $h:expr) => {
+        concat!(
+            "(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.room_id = ",
+            $r,
+            " AND m.seq > ",
+            $a,
+            " AND m.seq <= ",
+            $h,
+            " AND m.kind = '' AND NOT m.deleted AND m.sender_id <> ",
+            $u,
+            " LIMIT 1000) c)::int8"
+        )
+    };
+}
+/// User $2's read marker in room $1 and their unread messages up to seq
+/// $3; no row unless a member.
+pub const READ_STATE: &str = concat!(
+    "SELECT k.seq, ",
+    unread!("$1", "$2", "k.seq", "$3"),
+    " FROM read_markers k WHERE k.room_id = $1 AND k.user_id = $2"
+);
+/// A batch of marks (rooms $1, users $2, seqs $3, pairs in any order):
+/// each member's marker moves to the highest of their marks at or below
+/// the room's head, never back. The markers are locked in key order, so
+/// batches of several workers never deadlock. One row per mark, in the
+/// order given: `head` and `marker` NULL when not a member, the marker
+/// after the batch, whether this batch moved it, and the unread messages
+/// up to the head.
+pub const MARK_READ: &str = concat!(
+    "WITH req AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) \
+        WITH ORDINALITY AS u (room_id, user_id, seq, idx)), \
+    cur AS (SELECT k.room_id, k.user_id, k.seq, r.last_seq AS head \
+        FROM read_markers k JOIN rooms r ON r.id = k.room_id \
+        WHERE (k.room_id, k.user_id) IN (SELECT room_id, user_id FROM req) \
+        ORDER BY k.room_id, k.user_id FOR UPDATE OF k), \
+    want AS (SELECT q.room_id, q.user_id, max(q.seq) AS seq FROM req q \
+        JOIN cur c ON c.room_id = q.room_id AND c.user_id = q.user_id \
+        WHERE q.seq <= c.head GROUP BY q.room_id, q.user_id), \
+    moved AS (UPDATE read_markers k SET seq = w.seq FROM want w \
+        WHERE k.room_id = w.room_id AND k.user_id = w.user_id AND w.seq > k.seq \
+        RETURNING k.room_id, k.user_id, k.seq) \
+    SELECT c.head, coalesce(mv.seq, c.seq) AS marker, mv.seq IS NOT NULL AS moved, ",
+    unread!(
+        "q.room_id",
+        "q.user_id",
+        "coalesce(mv.seq, c.seq)",
+        "c.head"
+    ),
+    " FROM req q \
+    LEFT JOIN cur c ON c.room_id = q.room_id AND c.user_id = q.user_id \
+    LEFT JOIN moved mv ON mv.room_id = q.room_id AND mv.user_id = q.user_id \
+    ORDER BY q.idx"
+);
 /// Columns in the order `message_from_row` reads them (a macro, so that
 /// `concat!` can build whole statements from them at compile time).
 macro_rules! message_columns {
@@ -108,7 +176,7 @@ macro_rules! micros {
 /// creation. After the position ($3 activity, $4 room) when given; at
 /// most $5 rows. Columns: the last entry as `message_from_row` reads them
 /// (NULLs when none), then room, head, role, permissions, activity,
-/// snapshot.
+/// snapshot, read marker, unread messages.
 pub const MY_ROOMS: &str = concat!(
     "WITH t AS (SELECT coalesce($2::int8, ",
     micros!("statement_timestamp()"),
@@ -128,8 +196,10 @@ pub const MY_ROOMS: &str = concat!(
     page AS (SELECT * FROM mine \
         WHERE $3::int8 IS NULL OR (activity, room_id) < ($3::int8, $4::text) \
         ORDER BY activity DESC, room_id DESC LIMIT $5) \
-    SELECT l.*, p.room_id, p.last_seq, p.role, p.permissions, p.activity, t.snapshot \
-    FROM page p CROSS JOIN t \
+    SELECT l.*, p.room_id, p.last_seq, p.role, p.permissions, p.activity, t.snapshot, k.seq, ",
+    unread!("p.room_id", "$1", "k.seq", "p.last_seq"),
+    " FROM page p CROSS JOIN t \
+    LEFT JOIN read_markers k ON k.room_id = p.room_id AND k.user_id = $1 \
     LEFT JOIN LATERAL (SELECT ",
     message_columns!(),
     " FROM messages WHERE room_id = p.room_id AND seq = p.last_seq) l ON true \

@@ -49,7 +49,7 @@ fn nats(e: impl std::fmt::Display) -> StreamsError {
     StreamsError::Nats(e.to_string())
 }
 
-/// Creates the ingest partitions', bulk, command and dead-letter streams if
+/// Creates the ingest partitions', bulk, command, mark and dead-letter streams if
 /// they do not exist, and narrows a legacy ingest stream so that it no
 /// longer overlaps the partitions'. An error if the partitions' streams
 /// were made for another P.
@@ -70,6 +70,18 @@ pub async fn ensure(js: &jetstream::Context, config: &StreamConfig) -> Result<()
         storage: StorageType::File,
         num_replicas: config.replicas,
         duplicate_window: config.duplicate_window,
+        max_age: config.max_age,
+        ..Default::default()
+    })
+    .await
+    .map_err(nats)?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: subjects::MARK_STREAM.into(),
+        subjects: vec![subjects::mark_all()],
+        // A mark is gone once stored: nothing replays them.
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
         max_age: config.max_age,
         ..Default::default()
     })
@@ -220,8 +232,9 @@ pub fn command_consumer(ack_wait: Duration) -> pull::Config {
     }
 }
 
-/// A durable pull consumer of sends all workers share (`BULK_CONSUMER` on
-/// the bulk stream, `LEGACY_CONSUMER` on the legacy ingest stream).
+/// A durable pull consumer all workers share (`BULK_CONSUMER` on the bulk
+/// stream, `LEGACY_CONSUMER` on the legacy ingest stream, `MARK_CONSUMER`
+/// on the mark stream).
 /// `max_ack_pending` caps the sends delivered to workers and not yet
 /// acknowledged, all workers together.
 pub fn worker_consumer(durable: &str, ack_wait: Duration, max_ack_pending: i64) -> pull::Config {

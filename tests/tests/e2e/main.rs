@@ -25,6 +25,7 @@ mod observability;
 mod ordering;
 mod permissions;
 mod publish;
+mod reads;
 mod redis_cluster;
 mod resilience;
 mod room_api;

@@ -29,12 +29,19 @@ async fn fill_history(cluster: &Cluster, room: &str, count: i64, size: i32) {
     .unwrap();
 }
 
-/// The next frame within `within`, or `None` on silence.
+/// The next frame within `within` (skipping the read marker a join
+/// brings), or `None` on silence.
 async fn frame_within(reader: &mut Reader, within: Duration) -> Option<Kind> {
-    match tokio::time::timeout(within, reader.next()).await {
-        Ok(Some(Ok(chat_client::Event::Frame(frame)))) => frame.kind,
-        Ok(other) => panic!("expected a frame, got {other:?}"),
-        Err(_) => None,
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, reader.next()).await {
+            Ok(Some(Ok(chat_client::Event::Frame(frame)))) => match frame.kind {
+                Some(Kind::ReadMarker(_)) if frame.request_id.is_empty() => continue,
+                kind => return kind,
+            },
+            Ok(other) => panic!("expected a frame, got {other:?}"),
+            Err(_) => return None,
+        }
     }
 }
 

@@ -1,0 +1,250 @@
+//! Read marks, in the bulk class: members' `markRead`s, pulled in batches
+//! from their own stream and stored one batch per statement, never while a
+//! partition has sends waiting (for at most `MAX_HOLD`), so that marking
+//! read never delays a chat message. Then each asker is answered, every
+//! marker the batch moved is signalled to its room (`chat.signal.<room>`,
+//! where gateways push `reads`), and the batch is acked. A crash before the
+//! ack redelivers the batch, which stores nothing twice: a marker only moves
+//! up.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, AckKind};
+use chat_proto::{
+    internal::{room_signal, MarkRead, MarkReply, RoomSignal},
+    v1::ReadMarker,
+};
+use chat_protocol::{subjects, ErrorCode, RoomId, Seq, UserId};
+use chat_store::{Mark, Marked};
+use futures::StreamExt;
+use prost::Message as _;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ctx::Ctx, error::WorkerError, intake::PullConsumer, metrics, retry};
+
+/// The marks consumer's ack wait: a batch may be held `MAX_HOLD`, then
+/// stored in one short statement.
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
+/// How long a pull for marks waits for the first to arrive.
+const LONG_POLL: Duration = Duration::from_secs(5);
+/// Longest a batch of marks waits for the partitions' sends to drain.
+const MAX_HOLD: Duration = Duration::from_secs(2);
+/// How often the partitions' backlog is asked while holding.
+const HOLD_CHECK: Duration = Duration::from_millis(200);
+/// Pause after a failed pull (NATS down, consumer gone) before the next.
+const PULL_RETRY: Duration = Duration::from_millis(250);
+
+/// Stores marks until shutdown; the batch under way is finished first.
+pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationToken) {
+    let max = ctx.config.batch.max_messages;
+    while !shutdown.is_cancelled() {
+        let pulled = consumer
+            .batch()
+            .max_messages(max)
+            .expires(LONG_POLL)
+            .messages()
+            .await;
+        let mut pulled = match pulled {
+            Ok(pulled) => pulled.ready_chunks(max),
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling marks failed");
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_RETRY) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        // A pull whose end never came (its connection lost) ends the round.
+        let round_end = Instant::now() + LONG_POLL + Duration::from_secs(1);
+        loop {
+            let chunk = tokio::select! {
+                chunk = tokio::time::timeout_at(round_end, pulled.next()) => chunk,
+                () = shutdown.cancelled() => return,
+            };
+            let Ok(Some(chunk)) = chunk else { break };
+            let marks = chunk
+                .into_iter()
+                .filter_map(|m| {
+                    m.map_err(|e| tracing::warn!(error = %e, "pulling marks failed"))
+                        .ok()
+                })
+                .collect();
+            hold_while_sends_wait(&ctx).await;
+            store(&ctx, marks).await;
+        }
+    }
+}
+
+/// Waits while any partition has sends waiting, up to `MAX_HOLD`.
+async fn hold_while_sends_wait(ctx: &Ctx) {
+    let until = Instant::now() + MAX_HOLD;
+    while Instant::now() < until {
+        match chat_streams::backlog(&ctx.js, ctx.config.stream.partitions).await {
+            Ok(backlog) if backlog.waiting > 0 => tokio::time::sleep(HOLD_CHECK).await,
+            _ => return,
+        }
+    }
+}
+
+/// A pulled mark, decoded.
+struct Pulled {
+    msg: jetstream::Message,
+    mark: Mark,
+    reply_to: String,
+}
+
+/// Stores one batch, answers its askers, signals the markers it moved and
+/// acks it; a batch Postgres failed is redelivered by the retry settings,
+/// and its askers told `unavailable` once those are spent.
+async fn store(ctx: &Ctx, msgs: Vec<jetstream::Message>) {
+    let mut batch = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        match decode(&msg.payload) {
+            Some((mark, reply_to)) => batch.push(Pulled {
+                msg,
+                mark,
+                reply_to,
+            }),
+            None => {
+                tracing::warn!(subject = %msg.subject, "undecodable mark dropped");
+                metrics::marks("undecodable", 1);
+                settle(&msg, AckKind::Term).await;
+            }
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let marks: Vec<Mark> = batch.iter().map(|p| p.mark.clone()).collect();
+    match ctx.store.mark_read(&marks).await {
+        Ok(outcomes) => {
+            metrics::marks("stored", batch.len());
+            for (pulled, outcome) in batch.iter().zip(&outcomes) {
+                answer(ctx, pulled, reply(&pulled.mark, outcome)).await;
+            }
+            signal_moved(ctx, &batch, &outcomes).await;
+            for pulled in &batch {
+                settle(&pulled.msg, AckKind::Ack).await;
+            }
+        }
+        Err(e) => fail(ctx, &batch, &WorkerError::from(e)).await,
+    }
+}
+
+/// A failed batch: redelivered after a backoff, or, its attempts spent,
+/// given up with an answer to each asker (their marks are not stored;
+/// marking again is safe).
+async fn fail(ctx: &Ctx, batch: &[Pulled], error: &WorkerError) {
+    let attempts = batch
+        .iter()
+        .map(|p| p.msg.info().map_or(1, |i| i.delivered as u32))
+        .max()
+        .unwrap_or(1);
+    match retry::decide(&ctx.config.retry, error, attempts) {
+        retry::Decision::Retry(delay) => {
+            tracing::warn!(error = %error.detail(), attempts, ?delay, "storing marks failed; retrying");
+            metrics::marks("retried", batch.len());
+            for pulled in batch {
+                settle(&pulled.msg, AckKind::Nak(Some(delay))).await;
+            }
+        }
+        retry::Decision::DeadLetter => {
+            tracing::error!(error = %error.detail(), attempts, "storing marks failed; given up");
+            metrics::marks("given_up", batch.len());
+            for pulled in batch {
+                let refusal = MarkReply {
+                    marker: None,
+                    error: ErrorCode::Unavailable.as_str().into(),
+                    reason: "the read marker could not be stored; mark again".into(),
+                };
+                answer(ctx, pulled, refusal).await;
+                settle(&pulled.msg, AckKind::Term).await;
+            }
+        }
+    }
+}
+
+fn decode(payload: &[u8]) -> Option<(Mark, String)> {
+    let mark = MarkRead::decode(payload).ok()?;
+    Some((
+        Mark {
+            room: RoomId::parse(mark.room).ok()?,
+            user: UserId::parse(mark.user).ok()?,
+            seq: Seq::new(mark.seq),
+        },
+        mark.reply_to,
+    ))
+}
+
+fn reply(mark: &Mark, outcome: &Marked) -> MarkReply {
+    let refused = |code: ErrorCode, reason: String| MarkReply {
+        marker: None,
+        error: code.as_str().into(),
+        reason,
+    };
+    match outcome {
+        Marked::Marker {
+            seq, unread, head, ..
+        } => MarkReply {
+            marker: Some(ReadMarker {
+                room: mark.room.to_string(),
+                seq: seq.get(),
+                unread: *unread,
+                head_seq: head.get(),
+            }),
+            error: String::new(),
+            reason: String::new(),
+        },
+        Marked::NotMember => refused(ErrorCode::Forbidden, "not a member of this room".into()),
+        Marked::BeyondHead { head } => refused(
+            ErrorCode::InvalidArgument,
+            format!("seq {} is past the room's last seq, {head}", mark.seq),
+        ),
+    }
+}
+
+/// Answers the asker's inbox (nowhere else: anything may publish a mark).
+async fn answer(ctx: &Ctx, pulled: &Pulled, reply: MarkReply) {
+    if !subjects::is_inbox(&pulled.reply_to) {
+        return;
+    }
+    let payload = reply.encode_to_vec().into();
+    if let Err(e) = ctx.nats.publish(pulled.reply_to.clone(), payload).await {
+        tracing::debug!(error = %e, "mark reply not sent");
+    }
+}
+
+/// Tells each room whose markers moved: one signal per member, with the
+/// highest seq the batch moved it to.
+async fn signal_moved(ctx: &Ctx, batch: &[Pulled], outcomes: &[Marked]) {
+    let mut moved: BTreeMap<(&RoomId, &UserId), u64> = BTreeMap::new();
+    for (pulled, outcome) in batch.iter().zip(outcomes) {
+        if let Marked::Marker {
+            seq, moved: true, ..
+        } = outcome
+        {
+            let newest = moved
+                .entry((&pulled.mark.room, &pulled.mark.user))
+                .or_default();
+            *newest = (*newest).max(seq.get());
+        }
+    }
+    for ((room, user), seq) in moved {
+        let signal = RoomSignal {
+            room: room.to_string(),
+            user: user.to_string(),
+            kind: Some(room_signal::Kind::ReadSeq(seq)),
+        };
+        let payload = signal.encode_to_vec().into();
+        if let Err(e) = ctx.nats.publish(subjects::signal(room), payload).await {
+            tracing::debug!(error = %e, "read signal not sent");
+        }
+    }
+}
+
+async fn settle(msg: &jetstream::Message, kind: AckKind) {
+    if let Err(e) = msg.ack_with(kind).await {
+        tracing::warn!(error = %e, "settling a mark failed");
+    }
+}
