@@ -10,7 +10,8 @@ use std::{
 
 use chat_proto::v1::{
     client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, ListRooms,
-    Message, OpenDirect, RemoveMember, RoomList, Search, SearchResults, SetAccess,
+    MarkRead, Message, OpenDirect, ReadMarker, RemoveMember, RoomList, Search, SearchResults,
+    SetAccess,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -311,6 +312,17 @@ impl Client {
             limit,
         });
         self.ask(fresh_id(), frame, Reply::Rooms).await
+    }
+
+    /// Marks `room` read up to `seq`: the marker as stored (it never moves
+    /// back) and the unread messages after it. Asked again after a
+    /// reconnect until answered.
+    pub async fn mark_read(&self, room: &str, seq: u64) -> Result<ReadMarker, ClientError> {
+        let frame = client_frame::Kind::MarkRead(MarkRead {
+            room: room.into(),
+            seq: wire_seq(seq),
+        });
+        self.ask(fresh_id(), frame, Reply::Marker).await
     }
 
     /// A page of the chat messages matching `query` in this user's rooms

@@ -64,7 +64,8 @@ pub type Admin = RoomApi;
 pub type AdminError = RoomApiError;
 
 pub use chat_proto::v1::{
-    Ack, DirectRoom, HistoryPage, Joined, Message, RoomList, RoomSummary, SearchHit, SearchResults,
+    Ack, DirectRoom, HistoryPage, Joined, Message, ReadMarker, RoomList, RoomSummary, SearchHit,
+    SearchResults,
 };
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

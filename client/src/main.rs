@@ -6,8 +6,9 @@
 //! `/edit SEQ TEXT`, `/delete SEQ`, `/react SEQ EMOJI` and `/unreact SEQ
 //! EMOJI` change messages; `chat edit|delete|react|reply ROOM ...` do the
 //! same once. `chat history <room>` prints a room's history instead, `chat
-//! rooms` one's rooms and `chat search` the messages that match, a page at
-//! a time.
+//! rooms` one's rooms with their unread counts and `chat search` the
+//! messages that match, a page at a time; `chat read <room> <seq>` marks a
+//! room read.
 
 use anyhow::Context;
 use chat_client::{Client, ClientOptions, HistoryCursor, Message, Messages, NewEntry};
@@ -76,6 +77,8 @@ enum Cmd {
         #[arg(long)]
         remove: bool,
     },
+    /// Mark ROOM read up to SEQ; prints the marker and what is still unread.
+    Read { room: String, seq: u64 },
     /// Messages of your rooms matching a query, best match first.
     Search {
         /// Words, "quoted phrases", `or`, `-excluded` words.
@@ -132,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
     let room = match cli.command {
         None => cli.room,
-        Some(lookup @ (Cmd::Rooms { .. } | Cmd::Search { .. })) => {
+        Some(lookup @ (Cmd::Rooms { .. } | Cmd::Search { .. } | Cmd::Read { .. })) => {
             let looked = look_up(&client, lookup).await;
             client.close();
             return looked;
@@ -229,7 +232,10 @@ async fn look_up(client: &Client, lookup: Cmd) -> anyhow::Result<()> {
             for room in list.rooms {
                 let role = room.access.map(|a| a.role).unwrap_or_default();
                 let last = room.last_message.as_ref().map(line).unwrap_or_default();
-                println!("{}\thead {}\t{role}\t{last}", room.room, room.head_seq);
+                println!(
+                    "{}\thead {}\tunread {}\t{role}\t{last}",
+                    room.room, room.head_seq, room.unread
+                );
             }
             list.next_cursor
         }
@@ -243,6 +249,14 @@ async fn look_up(client: &Client, lookup: Cmd) -> anyhow::Result<()> {
                 println!("{:.3}\t{message}", hit.rank);
             }
             found.next_cursor
+        }
+        Cmd::Read { room, seq } => {
+            let marker = client.mark_read(&room, seq).await?;
+            println!(
+                "{}\tread {}\tunread {}",
+                marker.room, marker.seq, marker.unread
+            );
+            String::new()
         }
         _ => return Ok(()),
     };

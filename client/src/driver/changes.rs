@@ -1,14 +1,15 @@
 //! Requests answered once and not answered yet: member commands (add or
-//! remove a member, set access), direct-room opens, history pages and
-//! lookups (my rooms, search). Each
-//! is written again on every new socket until answered; a command's id
-//! makes the server apply it once however often it arrives, opening a
-//! direct room again is harmless, and a read changes nothing.
+//! remove a member, set access), direct-room opens, read marks, history
+//! pages and lookups (my rooms, search). Each is written again on every new
+//! socket until answered; a command's id makes the server apply it once
+//! however often it arrives, opening a direct room or marking read again is
+//! harmless, and a read changes nothing.
 
 use std::collections::HashMap;
 
 use chat_proto::v1::{
-    client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage, RoomList, SearchResults,
+    client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage, ReadMarker, RoomList,
+    SearchResults,
 };
 use tokio::sync::oneshot;
 
@@ -22,6 +23,7 @@ pub(crate) enum Reply {
     Page(oneshot::Sender<Result<HistoryPage, ClientError>>),
     Rooms(oneshot::Sender<Result<RoomList, ClientError>>),
     Search(oneshot::Sender<Result<SearchResults, ClientError>>),
+    Marker(oneshot::Sender<Result<ReadMarker, ClientError>>),
 }
 
 impl Reply {
@@ -33,6 +35,7 @@ impl Reply {
             (Self::Page(reply), Some(Kind::HistoryPage(page))) => drop(reply.send(Ok(page))),
             (Self::Rooms(reply), Some(Kind::RoomList(list))) => drop(reply.send(Ok(list))),
             (Self::Search(reply), Some(Kind::SearchResults(hits))) => drop(reply.send(Ok(hits))),
+            (Self::Marker(reply), Some(Kind::ReadMarker(marker))) => drop(reply.send(Ok(marker))),
             (reply, Some(Kind::Error(e))) => reply.fail(server_error(&e.code, &e.message)),
             (reply, other) => {
                 let what = format!("unexpected reply to a request: {other:?}");
@@ -48,6 +51,7 @@ impl Reply {
             Self::Page(reply) => drop(reply.send(Err(error))),
             Self::Rooms(reply) => drop(reply.send(Err(error))),
             Self::Search(reply) => drop(reply.send(Err(error))),
+            Self::Marker(reply) => drop(reply.send(Err(error))),
         }
     }
 }

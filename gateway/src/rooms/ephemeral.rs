@@ -4,13 +4,19 @@
 //! the next one says it all again.
 
 use chat_proto::v1::{server_frame::Kind, Reads as ReadsFrame, ServerFrame, TypingNow};
-use chat_protocol::RoomId;
+use chat_protocol::{RoomId, Seq, UserId};
 use tokio::time::Instant;
 
 use crate::{
-    rooms::{members::Members, reads::Reads, signals::Signal, typing::Typing},
+    rooms::{members::Members, reads::Reads, typing::Typing},
     socket::outbox::{Member, Outbound},
 };
+
+/// A signal about a member, as a room task takes it (`signals` brings them).
+pub enum Signal {
+    Typing(UserId),
+    Read(UserId, Seq),
+}
 
 pub struct Ephemeral {
     room: RoomId,

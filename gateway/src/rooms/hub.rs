@@ -17,8 +17,8 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    rooms::ephemeral::Signal,
     rooms::room::{self, Registry, RoomCmd, RoomDeps},
-    rooms::signals::Signal,
     socket::outbox::Member,
 };
 

@@ -9,7 +9,7 @@
 //! serves history pages to members who ask for them.
 
 pub mod announcements;
-mod ephemeral;
+pub mod ephemeral;
 pub mod history;
 pub mod hub;
 mod members;

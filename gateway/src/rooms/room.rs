@@ -30,12 +30,11 @@ use crate::{
     error::GatewayError,
     metrics,
     rooms::{
-        ephemeral::Ephemeral,
+        ephemeral::{Ephemeral, Signal},
         history::History,
         members::{Members, Slot},
         reorder::Reorder,
         replay::{CaughtUp, Replay},
-        signals::Signal,
     },
     socket::outbox::{Delivery, Member, Outbound},
 };

@@ -12,13 +12,11 @@ use chat_protocol::{subjects, RoomId, Seq, UserId};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::GatewayError, listen, rooms::hub::Hub};
-
-/// A signal, as a room task takes it.
-pub enum Signal {
-    Typing(UserId),
-    Read(UserId, Seq),
-}
+use crate::{
+    error::GatewayError,
+    listen,
+    rooms::{ephemeral::Signal, hub::Hub},
+};
 
 /// Publishes that `user` is typing in `room`, for every gateway.
 pub async fn publish_typing(
