@@ -41,6 +41,25 @@ impl Cluster {
             .collect()
     }
 
+    /// A member's read marker and unread count as Postgres has them, counted
+    /// here apart from the system's own statements: others' chat messages,
+    /// not deleted, after the marker.
+    pub async fn unread(&self, room: &str, user: &str) -> (u64, u32) {
+        let row = self
+            .postgres
+            .client()
+            .await
+            .query_one(
+                "SELECT k.seq, (SELECT count(*) FROM messages m WHERE m.room_id = k.room_id \
+                 AND m.seq > k.seq AND m.kind = '' AND NOT m.deleted AND m.sender_id <> k.user_id) \
+                 FROM read_markers k WHERE k.room_id = $1 AND k.user_id = $2",
+                &[&room, &user],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u32)
+    }
+
     /// A store on the cluster's Postgres, as a worker holds one.
     pub fn store(&self) -> Store {
         Store::new(&PostgresConfig {

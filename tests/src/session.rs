@@ -7,7 +7,9 @@ use std::sync::{
 };
 
 use chat_client::{Reader, Writer};
-use chat_proto::v1::{client_frame, server_frame::Kind, Ack, Error as ErrorFrame};
+use chat_proto::v1::{
+    client_frame, server_frame::Kind, Ack, Error as ErrorFrame, ListRooms, MarkRead, ReadMarker,
+};
 use tokio::task::JoinHandle;
 
 use crate::frames::Frames;
@@ -79,6 +81,34 @@ impl Session {
                 return frame.kind.expect("a reply has a kind");
             }
         }
+    }
+
+    /// Marks `room` read up to `seq`: the marker as stored, or the error
+    /// code.
+    pub async fn mark_read(&mut self, room: &str, seq: i64) -> Result<ReadMarker, String> {
+        let request = client_frame::Kind::MarkRead(MarkRead {
+            room: room.into(),
+            seq,
+        });
+        match self.ask(request).await {
+            Kind::ReadMarker(marker) => Ok(marker),
+            Kind::Error(e) => Err(e.code),
+            other => panic!("expected readMarker, got {other:?}"),
+        }
+    }
+
+    /// The user's room as the room list shows it: (read marker, unread).
+    pub async fn listed(&mut self, room: &str) -> (u64, u32) {
+        let request = client_frame::Kind::ListRooms(ListRooms {
+            cursor: String::new(),
+            limit: Some(200),
+        });
+        let Kind::RoomList(list) = self.ask(request).await else {
+            panic!("expected roomList");
+        };
+        let summary = list.rooms.into_iter().find(|r| r.room == room);
+        let summary = summary.expect("the room is listed");
+        (summary.read_seq, summary.unread)
     }
 
     /// Sends to `room` one message at a time, each after the previous one's

@@ -119,6 +119,7 @@ async fn store(ctx: &Ctx, msgs: Vec<jetstream::Message>) {
     let marks: Vec<Mark> = batch.iter().map(|p| p.mark.clone()).collect();
     match ctx.store.mark_read(&marks).await {
         Ok(outcomes) => {
+            fail::fail_point!("worker-marks-after-store", |_| std::process::abort());
             metrics::marks("stored", batch.len());
             for (pulled, outcome) in batch.iter().zip(&outcomes) {
                 answer(ctx, pulled, reply(&pulled.mark, outcome)).await;

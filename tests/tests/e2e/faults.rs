@@ -6,7 +6,13 @@
 //! out of seq; each test prints its row of the suite's table (and appends it
 //! to `$FAULT_TABLE`, which scripts/test.sh prints at the end).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use chat_client::{Client, ClientEncoding, ClientOptions};
 use chat_proto::{
@@ -19,7 +25,7 @@ use chat_tests::{
     checker::{Traffic, TrafficOptions},
     event_state::assert_events_applied,
     netns::Namespace,
-    wait_for, Cluster, ClusterOptions, Role,
+    wait_for, Cluster, ClusterOptions, Frames, Role,
 };
 use prost::Message as _;
 
@@ -107,6 +113,47 @@ async fn a_worker_killed_while_applying_edits_and_reactions() {
     let (cluster, rooms) = worker_dies_at("worker-after-commit", fault, options).await;
     let events = assert_events_applied(&cluster, &rooms).await;
     assert!(events >= ACKS, "only {events} edits and reactions");
+}
+
+/// Killed after storing a batch of read marks, before answering and
+/// acking it: JetStream redelivers the batch to the other worker, which
+/// stores it again (harmlessly: a marker only moves up) and answers. No
+/// answered mark is lost, and the unread count shown is Postgres's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_of_read_marks() {
+    let mut cluster = cluster(0).await;
+    let point = "worker-marks-after-store=5*off->return";
+    let doomed = cluster.start_worker_with(&[("FAILPOINTS", point)]).await;
+    cluster.start_worker().await;
+    cluster.create_room("marks", &["ann", "bob"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut ann = cluster.gateway(0).connect("ann").await;
+    ann.join("marks").await;
+    let chatting = ann.chat_steadily("marks", &stop);
+    let mut bob = cluster.gateway(1).connect("bob").await;
+    bob.join("marks").await;
+    let (mut answered, mut asked, mut after_kill) = (0, 0, 0);
+    let started = Instant::now();
+    while after_kill < 20 {
+        let (messages, _) = bob.collect_messages(2, STEP).await;
+        asked = messages.last().unwrap().seq;
+        let marker = bob.mark_read("marks", asked as i64).await.unwrap();
+        assert!(marker.seq >= answered, "an answered mark was lost");
+        answered = marker.seq;
+        if !cluster.workers[doomed].process.is_running() {
+            after_kill += 1;
+        }
+        assert!(started.elapsed() < STEP * 4, "the doomed worker never died");
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(chatting.await.unwrap().iter().all(|(_, r)| r.is_ok()));
+    let (marker, unread) = cluster.unread("marks", "bob").await;
+    assert!(
+        (answered..=asked).contains(&marker),
+        "{marker} not in {answered}..={asked}"
+    );
+    assert_eq!(bob.listed("marks").await, (marker, unread));
+    println!("fault: worker killed mid-batch of read marks: last answered {answered}, stored {marker}, unread {unread}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

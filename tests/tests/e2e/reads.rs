@@ -13,28 +13,10 @@ use std::{
     time::Duration,
 };
 
-use chat_proto::v1::{
-    client_frame::Kind as Ask, server_frame::Kind, ListRooms, MarkRead, ReadMarker, Reads,
-};
+use chat_proto::v1::{server_frame::Kind, Reads};
 use chat_protocol::codec::Encoding;
 use chat_tests::{Cluster, ClusterOptions, Frames, Session, STEP};
 use tokio::time::Instant;
-
-fn mark(room: &str, seq: i64) -> Ask {
-    Ask::MarkRead(MarkRead {
-        room: room.into(),
-        seq,
-    })
-}
-
-/// The marker a `markRead` got, or the error code.
-async fn mark_read(session: &mut Session, room: &str, seq: i64) -> Result<ReadMarker, String> {
-    match session.ask(mark(room, seq)).await {
-        Kind::ReadMarker(marker) => Ok(marker),
-        Kind::Error(e) => Err(e.code),
-        other => panic!("expected readMarker, got {other:?}"),
-    }
-}
 
 /// The next `reads` pushed to the socket (skipping other frames).
 async fn next_reads(session: &mut Session) -> Reads {
@@ -43,37 +25,6 @@ async fn next_reads(session: &mut Session) -> Reads {
             return reads;
         }
     }
-}
-
-/// The user's room as the room list shows it: (read marker, unread).
-async fn listed(session: &mut Session, room: &str) -> (u64, u32) {
-    let request = Ask::ListRooms(ListRooms {
-        cursor: String::new(),
-        limit: Some(200),
-    });
-    let Kind::RoomList(list) = session.ask(request).await else {
-        panic!("expected roomList");
-    };
-    let summary = list.rooms.into_iter().find(|r| r.room == room).unwrap();
-    (summary.read_seq, summary.unread)
-}
-
-/// The unread count as Postgres has it: others' chat messages, not
-/// deleted, after the user's marker.
-async fn unread_in_postgres(cluster: &Cluster, room: &str, user: &str) -> (u64, u32) {
-    let row = cluster
-        .postgres
-        .client()
-        .await
-        .query_one(
-            "SELECT k.seq, (SELECT count(*) FROM messages m WHERE m.room_id = k.room_id \
-             AND m.seq > k.seq AND m.kind = '' AND NOT m.deleted AND m.sender_id <> k.user_id) \
-             FROM read_markers k WHERE k.room_id = $1 AND k.user_id = $2",
-            &[&room, &user],
-        )
-        .await
-        .unwrap();
-    (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u32)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +50,7 @@ async fn markers_move_up_only_and_unread_counts_show_everywhere() {
         .await
         .unwrap();
     // Seqs 1-5 and 7 are ann's, 6 is bob's own.
-    assert_eq!(listed(&mut bob, "team").await, (0, 6));
+    assert_eq!(bob.listed("team").await, (0, 6));
     let (status, body) = cluster
         .gateway(0)
         .get(&cluster.token("bob"), "/v1/me/rooms")
@@ -107,7 +58,7 @@ async fn markers_move_up_only_and_unread_counts_show_everywhere() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rooms"][0]["unread"], 6, "{body}");
 
-    let marked = mark_read(&mut bob, "team", 3).await.unwrap();
+    let marked = bob.mark_read("team", 3).await.unwrap();
     assert_eq!(
         (marked.seq, marked.unread, marked.head_seq),
         (3, 3, 7),
@@ -123,30 +74,27 @@ async fn markers_move_up_only_and_unread_counts_show_everywhere() {
             .collect::<Vec<_>>(),
         [("bob", 3)]
     );
-    assert_eq!(listed(&mut bob, "team").await, (3, 3));
-    assert_eq!(unread_in_postgres(&cluster, "team", "bob").await, (3, 3));
+    assert_eq!(bob.listed("team").await, (3, 3));
+    assert_eq!(cluster.unread("team", "bob").await, (3, 3));
 
     // Backwards: the marker stays where it is, and says so.
-    assert_eq!(mark_read(&mut bob, "team", 2).await.unwrap().seq, 3);
+    assert_eq!(bob.mark_read("team", 2).await.unwrap().seq, 3);
     // Past the head, zero, negative: refused; an outsider: forbidden.
     assert_eq!(
-        mark_read(&mut bob, "team", 8).await.unwrap_err(),
+        bob.mark_read("team", 8).await.unwrap_err(),
         "invalid_argument"
     );
     assert_eq!(
-        mark_read(&mut bob, "team", 0).await.unwrap_err(),
+        bob.mark_read("team", 0).await.unwrap_err(),
         "invalid_argument"
     );
     assert_eq!(
-        mark_read(&mut bob, "team", -4).await.unwrap_err(),
+        bob.mark_read("team", -4).await.unwrap_err(),
         "invalid_argument"
     );
     let mut zed = cluster.gateway(0).connect("zed").await;
-    assert_eq!(
-        mark_read(&mut zed, "team", 1).await.unwrap_err(),
-        "forbidden"
-    );
-    assert_eq!(unread_in_postgres(&cluster, "team", "bob").await, (3, 3));
+    assert_eq!(zed.mark_read("team", 1).await.unwrap_err(), "forbidden");
+    assert_eq!(cluster.unread("team", "bob").await, (3, 3));
 
     // A socket that joins again hears the marker and the unread up to the
     // head it joined at.
@@ -167,7 +115,7 @@ async fn markers_move_up_only_and_unread_counts_show_everywhere() {
     // last with the newest marker.
     let started = Instant::now();
     for seq in 4..=7 {
-        mark_read(&mut bob, "team", seq).await.unwrap();
+        bob.mark_read("team", seq).await.unwrap();
     }
     let mut frames = Vec::new();
     while frames.last().is_none_or(|r: &Reads| r.reads[0].seq < 7) {
@@ -179,8 +127,8 @@ async fn markers_move_up_only_and_unread_counts_show_everywhere() {
         "{} reads in {took:?}",
         frames.len()
     );
-    assert_eq!(unread_in_postgres(&cluster, "team", "bob").await, (7, 0));
-    assert_eq!(listed(&mut bob, "team").await, (7, 0));
+    assert_eq!(cluster.unread("team", "bob").await, (7, 0));
+    assert_eq!(bob.listed("team").await, (7, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +161,7 @@ async fn unread_counts_stay_true_under_concurrent_sends_and_marks() {
         let (messages, _) = bob.collect_messages(5, STEP).await;
         seen = seen.max(messages.last().unwrap().seq);
         let asked = if seen % 3 == 0 { seen / 2 } else { seen };
-        let marker = mark_read(&mut bob, "busy", asked as i64).await.unwrap();
+        let marker = bob.mark_read("busy", asked as i64).await.unwrap();
         assert!(marker.seq >= highest, "moved back to {}", marker.seq);
         highest = highest.max(asked);
         assert_eq!(marker.seq, highest);
@@ -222,10 +170,10 @@ async fn unread_counts_stay_true_under_concurrent_sends_and_marks() {
     for task in chatting {
         assert!(task.await.unwrap().iter().all(|(_, r)| r.is_ok()));
     }
-    let (marker, unread) = unread_in_postgres(&cluster, "busy", "bob").await;
+    let (marker, unread) = cluster.unread("busy", "bob").await;
     assert_eq!(marker, highest);
     assert!(unread > 0, "sends went on after the last mark");
-    assert_eq!(listed(&mut bob, "busy").await, (marker, unread));
+    assert_eq!(bob.listed("busy").await, (marker, unread));
     let (status, body) = cluster
         .gateway(0)
         .get(&cluster.token("bob"), "/v1/me/rooms")
