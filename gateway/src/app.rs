@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use chat_cache::Redis;
 use chat_store::Store;
 use chat_tasks::{Ends, Tasks};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -21,6 +22,7 @@ use crate::{
     config::{GatewayConfig, Limits},
     error::GatewayError,
     http::{self, auth::Verifier, server},
+    presence::{self, Presence},
     rooms::{
         announcements, history::History, hub::Hub, membership::Membership, pages::Pages,
         room::RoomDeps, signals, tail_probe::Prober,
@@ -69,16 +71,7 @@ impl Application {
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let store = Store::reader(&config.postgres)?;
         let redis = chat_cache::connect(config.redis_url.expose()).await?;
-        let membership = Membership::new(
-            store.clone(),
-            redis.clone(),
-            config.delivery.membership_ttl.as_secs(),
-        );
-        let pages = Pages::new(&store, Store::replica(&config.postgres)?, &redis);
-        let history = History {
-            store: store.clone(),
-            redis: redis.clone(),
-        };
+        let (membership, pages, history) = reads(&config, &store, &redis)?;
         // Each background task keeps a promise for every socket: one that
         // dies drains the gateway, and `run` returns the error.
         let stopping = CancellationToken::new();
@@ -99,6 +92,17 @@ impl Application {
         let sockets = Arc::new(Semaphore::new(config.limits.max_connections.get()));
         let publishes = Semaphore::new(config.limits.max_inflight_publishes.get());
         let limiter = limiter(&config.limits, &tasks, &shutdown);
+        let deps = presence::Deps {
+            gateway_id: config.gateway_id.clone(),
+            config: config.presence.clone(),
+            redis: redis.clone(),
+            store: store.clone(),
+            nats: nats.clone(),
+        };
+        let (presence, tracker) = Presence::start(deps, shutdown.clone());
+        // Critical: it holds this gateway's users (other gateways reap them
+        // once it is gone).
+        tasks.spawn_critical("presence", Ends::AtShutdown, tracker);
         let drain = Drain::new(config.drain_spread);
         let state = AppState(Arc::new(Inner {
             config,
@@ -108,6 +112,7 @@ impl Application {
             membership,
             pages,
             hub: paths.hub,
+            presence,
             ingest: paths.ingest,
             nats,
             metrics,
@@ -187,6 +192,26 @@ fn limiter(limits: &Limits, tasks: &Tasks, shutdown: &CancellationToken) -> Arc<
         Arc::clone(&pruned.0).prune(pruned.1.clone())
     });
     limiter
+}
+
+/// What gateways read through the caches: membership, history pages, and
+/// a room's messages for gap fills and replays.
+fn reads(
+    config: &GatewayConfig,
+    store: &Store,
+    redis: &Redis,
+) -> Result<(Membership, Pages, History), GatewayError> {
+    let membership = Membership::new(
+        store.clone(),
+        redis.clone(),
+        config.delivery.membership_ttl.as_secs(),
+    );
+    let pages = Pages::new(store, Store::replica(&config.postgres)?, redis);
+    let history = History {
+        store: store.clone(),
+        redis: redis.clone(),
+    };
+    Ok((membership, pages, history))
 }
 
 /// What the NATS connection's events wake.

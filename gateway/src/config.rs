@@ -40,6 +40,7 @@ pub struct GatewayConfig {
     pub log: LogConfig,
     pub tracing: TracingConfig,
     pub canary: CanaryConfig,
+    pub presence: PresenceConfig,
     /// After SIGTERM, how long the gateway reports not-ready (so the load
     /// balancer stops sending new sockets) before it closes its sockets.
     #[serde(rename = "drain_delay_ms", with = "millis")]
@@ -74,6 +75,7 @@ impl Default for GatewayConfig {
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
             canary: CanaryConfig::default(),
+            presence: PresenceConfig::default(),
             drain_delay: Duration::from_millis(5000),
             drain_spread: Duration::from_millis(10_000),
             drain_timeout: Duration::from_millis(10_000),
@@ -284,6 +286,39 @@ impl Default for CanaryConfig {
     }
 }
 
+/// Who is online (`presence`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PresenceConfig {
+    /// How long a user whose last socket closed still counts as online
+    /// here: a reconnect within it is no change anyone sees.
+    #[serde(rename = "grace_ms", with = "millis")]
+    pub grace: Duration,
+    /// How often this gateway tells Redis it is alive, and looks for
+    /// gateways that stopped.
+    #[serde(rename = "heartbeat_ms", with = "millis::non_zero")]
+    pub heartbeat: Duration,
+    /// A gateway silent this long is dead: its users go offline. At most
+    /// gateway_ttl_ms + heartbeat_ms after a gateway dies.
+    #[serde(rename = "gateway_ttl_ms", with = "millis::non_zero")]
+    pub gateway_ttl: Duration,
+    /// How often the gateway puts its users back into Redis (after Redis
+    /// lost them) and takes out those it no longer holds.
+    #[serde(rename = "mend_every_ms", with = "millis::non_zero")]
+    pub mend_every: Duration,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_millis(5000),
+            heartbeat: Duration::from_millis(2000),
+            gateway_ttl: Duration::from_millis(10_000),
+            mend_every: Duration::from_millis(60_000),
+        }
+    }
+}
+
 /// A default count or rate, never zero.
 fn count(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).expect("defaults are not zero")
@@ -319,6 +354,12 @@ impl Validate for GatewayConfig {
         let d = &self.delivery;
         if d.idle_probe_max < d.head_probe {
             problems.push("delivery.idle_probe_max_ms must be >= delivery.head_probe_ms".into());
+        }
+        let p = &self.presence;
+        if p.gateway_ttl < 2 * p.heartbeat {
+            problems.push(
+                "presence.gateway_ttl_ms must be at least twice presence.heartbeat_ms".into(),
+            );
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod listen;
 pub mod lookup;
 pub mod metrics;
+pub mod presence;
 pub mod rooms;
 pub mod send;
 pub mod socket;

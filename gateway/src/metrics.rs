@@ -48,6 +48,7 @@ const CANARY_OK: &str = "chat_gateway_canary_ok";
 const CANARY_LATENCY: &str = "chat_gateway_canary_seconds";
 const CANARY_FAILURES: &str = "chat_gateway_canary_failures_total";
 const TASK_EXITS: &str = "chat_gateway_task_exits_total";
+const PRESENCE_CHANGES: &str = "chat_gateway_presence_changes_total";
 
 pub fn describe() {
     describe_histogram!(
@@ -61,6 +62,10 @@ pub fn describe() {
         "Connection attempts by result (accepted, unauthorized, forbidden, limit_exceeded, unavailable, at_capacity, handshake_timeout)."
     );
     describe_counter!(DISCONNECTS, "Closed connections by reason.");
+    describe_counter!(
+        PRESENCE_CHANGES,
+        "Users this gateway announced online or offline to their rooms (state: online, offline)."
+    );
     describe_counter!(FRAMES_IN, "Frames received by type and encoding.");
     describe_counter!(FRAMES_OUT, "Frames sent by type and encoding.");
     describe_histogram!(
@@ -298,6 +303,11 @@ pub fn write_timeout() {
 /// A send or a connection refused by `limit` (one of `LIMITS`).
 pub fn limit_refused(limit: &'static str) {
     counter!(LIMIT_REFUSALS, "limit" => limit).increment(1);
+}
+
+pub fn presence_change(online: bool) {
+    let state = if online { "online" } else { "offline" };
+    counter!(PRESENCE_CHANGES, "state" => state).increment(1);
 }
 
 pub fn canary_ok(round_trip: Duration) {

@@ -13,9 +13,9 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::GatewayConfig, http::auth::Verifier, rooms::hub::Hub, rooms::membership::Membership,
-    rooms::pages::Pages, send::canary::CanaryHealth, send::ingest::Ingest, socket::drain::Drain,
-    socket::limits::Limiter,
+    config::GatewayConfig, http::auth::Verifier, presence::Presence, rooms::hub::Hub,
+    rooms::membership::Membership, rooms::pages::Pages, send::canary::CanaryHealth,
+    send::ingest::Ingest, socket::drain::Drain, socket::limits::Limiter,
 };
 
 /// Everything a request handler may touch; cheap to clone.
@@ -31,6 +31,8 @@ pub struct Inner {
     /// History pages: Redis, the replica, the primary.
     pub pages: Pages,
     pub hub: Hub,
+    /// Who is online: this gateway's sockets opening and closing.
+    pub presence: Presence,
     pub ingest: Arc<Ingest>,
     pub nats: async_nats::Client,
     pub metrics: PrometheusHandle,

@@ -1,14 +1,16 @@
 //! What a room's task tells its sockets besides the room's sequence: who
-//! is typing (`typing`) and whose read marker moved (`reads`), both from
-//! the room's signals. A socket whose queue is full misses these frames;
-//! the next one says it all again.
+//! is typing (`typing`), whose read marker moved and who came online or
+//! went offline (`coalesce`), all from the room's signals. A socket whose
+//! queue is full misses these frames; the next one says it again.
 
-use chat_proto::v1::{server_frame::Kind, Reads as ReadsFrame, ServerFrame, TypingNow};
+use chat_proto::v1::{
+    server_frame::Kind, PresenceNow, ReadBy, Reads, ServerFrame, TypingNow, UserPresence,
+};
 use chat_protocol::{RoomId, Seq, UserId};
 use tokio::time::Instant;
 
 use crate::{
-    rooms::{members::Members, reads::Reads, typing::Typing},
+    rooms::{coalesce::Coalesced, members::Members, typing::Typing},
     socket::outbox::{Member, Outbound},
 };
 
@@ -16,12 +18,14 @@ use crate::{
 pub enum Signal {
     Typing(UserId),
     Read(UserId, Seq),
+    Online(UserId, bool),
 }
 
 pub struct Ephemeral {
     room: RoomId,
     typing: Typing,
-    reads: Reads,
+    reads: Coalesced<Seq>,
+    online: Coalesced<bool>,
 }
 
 impl Ephemeral {
@@ -29,40 +33,43 @@ impl Ephemeral {
         Self {
             room,
             typing: Typing::default(),
-            reads: Reads::default(),
+            reads: Coalesced::new(Seq::max),
+            online: Coalesced::new(|_, newest| newest),
         }
     }
 
     /// When `due` should next be called, if anything waits.
     pub fn next_due(&self) -> Option<Instant> {
-        match (self.typing.next_lapse(), self.reads.due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.typing.next_lapse(),
+            self.reads.due(),
+            self.online.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn signal(&mut self, signal: Signal, members: &Members) {
-        let now = Instant::now();
         match signal {
             Signal::Typing(user) => {
-                if self.typing.refresh(user, now) {
+                if self.typing.refresh(user, Instant::now()) {
                     self.tell_typing(members);
                 }
             }
-            Signal::Read(user, seq) => {
-                self.reads.moved(user, seq);
-                self.tell_reads(now, members);
-            }
+            Signal::Read(user, seq) => self.reads.note(user, seq),
+            Signal::Online(user, online) => self.online.note(user, online),
         }
+        self.tell_coalesced(Instant::now(), members);
     }
 
-    /// Typing that lapsed, and reads whose second has come.
+    /// Typing that lapsed, and reads and presence whose second has come.
     pub fn due(&mut self, members: &Members) {
         let now = Instant::now();
         if self.typing.expire(now) {
             self.tell_typing(members);
         }
-        self.tell_reads(now, members);
+        self.tell_coalesced(now, members);
     }
 
     /// A socket that just joined hears who is typing now, if anyone is.
@@ -73,30 +80,49 @@ impl Ephemeral {
     }
 
     fn typing_now(&self) -> Outbound {
-        Outbound::frame(ServerFrame {
-            request_id: String::new(),
-            kind: Some(Kind::TypingNow(TypingNow {
-                room: self.room.to_string(),
-                users: self.typing.users(),
-            })),
-        })
+        self.frame(Kind::TypingNow(TypingNow {
+            room: self.room.to_string(),
+            users: self.typing.users(),
+        }))
     }
 
     fn tell_typing(&self, members: &Members) {
         members.tell(|| self.typing_now());
     }
 
-    fn tell_reads(&mut self, now: Instant, members: &Members) {
+    fn tell_coalesced(&mut self, now: Instant, members: &Members) {
+        let room = self.room.to_string();
         if let Some(reads) = self.reads.take(now) {
-            members.tell(|| {
-                Outbound::frame(ServerFrame {
-                    request_id: String::new(),
-                    kind: Some(Kind::Reads(ReadsFrame {
-                        room: self.room.to_string(),
-                        reads: reads.clone(),
-                    })),
+            let reads = reads
+                .into_iter()
+                .map(|(user, seq)| ReadBy {
+                    user: user.into(),
+                    seq: seq.get(),
                 })
-            });
+                .collect();
+            let room = room.clone();
+            self.tell(members, &Kind::Reads(Reads { room, reads }));
         }
+        if let Some(online) = self.online.take(now) {
+            let users = online
+                .into_iter()
+                .map(|(user, online)| UserPresence {
+                    user: user.into(),
+                    online,
+                })
+                .collect();
+            self.tell(members, &Kind::PresenceNow(PresenceNow { room, users }));
+        }
+    }
+
+    fn tell(&self, members: &Members, kind: &Kind) {
+        members.tell(|| self.frame(kind.clone()));
+    }
+
+    fn frame(&self, kind: Kind) -> Outbound {
+        Outbound::frame(ServerFrame {
+            request_id: String::new(),
+            kind: Some(kind),
+        })
     }
 }

@@ -9,13 +9,13 @@
 //! serves history pages to members who ask for them.
 
 pub mod announcements;
+mod coalesce;
 pub mod ephemeral;
 pub mod history;
 pub mod hub;
 mod members;
 pub mod membership;
 pub mod pages;
-mod reads;
 mod reorder;
 pub mod replay;
 pub mod room;

@@ -1,9 +1,10 @@
 //! Ephemeral signals about a room's members, never stored and not in the
 //! room's sequence, carried over core NATS (`chat.signal.<room>`): a user
-//! typing (published by their socket's gateway) and a read marker that
-//! moved (published by the worker that stored it). Each gateway listens on
+//! typing (published by their socket's gateway), a read marker that moved
+//! (published by the worker that stored it), a user online or offline
+//! (published by the gateway that saw it, `presence`). Each gateway listens on
 //! one wildcard and hands each signal to the room's task, if the room has
-//! one here, which tells its sockets (`typingNow`, `reads`).
+//! one here, which tells its sockets (`typingNow`, `reads`, `presenceNow`).
 
 use std::future::Future;
 
@@ -57,6 +58,7 @@ fn decode(payload: &[u8]) -> Option<(RoomId, Signal)> {
     let kind = match signal.kind? {
         Kind::Typing(_) => Signal::Typing(user),
         Kind::ReadSeq(seq) => Signal::Read(user, Seq::new(seq)),
+        Kind::Online(online) => Signal::Online(user, online),
     };
     Some((RoomId::parse(signal.room).ok()?, kind))
 }

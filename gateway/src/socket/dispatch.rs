@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chat_proto::{
     internal::command::Change,
-    v1::{server_frame::Kind, Applied, DirectRoom, Left, Pong, ServerFrame},
+    v1::{server_frame::Kind, Applied, DirectRoom, Left, Pong, PresenceNow, ServerFrame},
 };
 use chat_protocol::{
     access::{Access, Actor, Permissions},
@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::{
     error::GatewayError,
+    presence,
     rooms::{pages::PageQuery, signals},
     send::{
         commands,
@@ -87,6 +88,17 @@ impl Session {
             }
             Request::Typing { room } => self.typing(room).await,
             Request::MarkRead { room, seq } => self.mark_read(request_id, room, seq).await,
+            Request::Presence { users } => {
+                let state = &self.state;
+                let users =
+                    presence::who(&state.store, &state.redis, &self.member.user, users).await?;
+                let now = PresenceNow {
+                    room: String::new(),
+                    users,
+                };
+                self.reply(request_id, Kind::PresenceNow(now)).await;
+                Ok(())
+            }
             Request::Search(search) => {
                 let page = search.run(&self.state.store, &self.member.user).await?;
                 self.reply(request_id, Kind::SearchResults(page)).await;

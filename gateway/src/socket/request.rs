@@ -63,6 +63,10 @@ pub enum Request {
         room: RoomId,
         seq: Seq,
     },
+    /// Which of these users are online.
+    Presence {
+        users: Vec<String>,
+    },
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -82,6 +86,7 @@ pub enum FrameKind {
     Search,
     Typing,
     MarkRead,
+    Presence,
 }
 
 impl FrameKind {
@@ -102,13 +107,17 @@ impl FrameKind {
             Self::Search => "search",
             Self::Typing => "typing",
             Self::MarkRead => "mark_read",
+            Self::Presence => "presence",
         }
     }
 
     /// Whether the frame spends one of the user's reads (it asks the
-    /// store for a page).
+    /// store for a page, or Redis and Postgres for whom one may see).
     pub fn is_read(self) -> bool {
-        matches!(self, Self::History | Self::ListRooms | Self::Search)
+        matches!(
+            self,
+            Self::History | Self::ListRooms | Self::Search | Self::Presence
+        )
     }
 
     /// Whether the frame spends the socket's send budget. Every send, event
@@ -182,6 +191,12 @@ impl ParsedFrame {
                     });
                 (FrameKind::MarkRead, mark)
             }
+            Some(K::Presence(presence)) => (
+                FrameKind::Presence,
+                Ok(Request::Presence {
+                    users: presence.users,
+                }),
+            ),
             Some(K::ListRooms(list)) => {
                 let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);
                 (FrameKind::ListRooms, list)

@@ -80,7 +80,9 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         state: state.clone(),
     };
     tracing::debug!(user = %session.member.user, "socket open");
+    state.presence.connected(&session.member.user);
     session.read_loop(&mut stream).await;
+    state.presence.disconnected(&session.member.user);
     for room in std::mem::take(&mut session.joined).into_keys() {
         state.hub.leave(&room, info.conn).await;
     }

@@ -1,7 +1,8 @@
 //! The Redis caches: each room's window of recent entries as they stand
 //! (workers write them after commit; gateways read them for gap fills,
-//! replays and history pages before asking Postgres) and each member's
-//! access (set by the worker that changes it).
+//! replays and history pages before asking Postgres), each member's
+//! access (set by the worker that changes it), and who is online
+//! (`presence`).
 
 use std::{sync::LazyLock, time::Duration};
 
@@ -15,6 +16,8 @@ use redis::{
 };
 
 use chat_protocol::{access::Access, keys, RoomId, Seq};
+
+pub mod presence;
 
 /// How long an idle room's window stays in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;

@@ -24,6 +24,22 @@ pub fn window(room: &RoomId) -> String {
     format!("chat:window:{{{room}}}")
 }
 
+/// `chat:presence:{<user>}`: set of the gateways where the user has a
+/// socket (or had one until a few seconds ago); online while not empty.
+pub fn presence(user: &UserId) -> String {
+    format!("chat:presence:{{{user}}}")
+}
+
+/// `chat:gateway-users:{<gateway>}`: set of the users a gateway put in
+/// their presence sets, so that whoever finds it dead takes them out.
+pub fn gateway_users(gateway: &str) -> String {
+    format!("chat:gateway-users:{{{gateway}}}")
+}
+
+/// `chat:gateways`: sorted set of gateway ids scored by their last
+/// heartbeat (ms since the epoch); one whose score grows old is dead.
+pub const GATEWAYS: &str = "chat:gateways";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +52,7 @@ mod tests {
         let user = UserId::parse("ada").unwrap();
         assert_eq!(window(&room), "chat:window:{lobby}");
         assert_eq!(membership(&room, &user), "chat:member:{lobby}:ada");
+        assert_eq!(presence(&user), "chat:presence:{ada}");
+        assert_eq!(gateway_users("gw-1"), "chat:gateway-users:{gw-1}");
     }
 }

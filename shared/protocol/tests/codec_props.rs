@@ -7,8 +7,9 @@ use chat_proto::{
     internal::Envelope,
     v1::{
         client_frame, server_frame, Ack, ClientFrame, Delete, DirectRoom, Edit, Error, Join,
-        Joined, Leave, Left, ListRooms, MemberAccess, Message, OpenDirect, Ping, Pong, React,
-        Reaction, Search, Send, ServerFrame, Typing, TypingNow,
+        Joined, Leave, Left, ListRooms, MarkRead, MemberAccess, Message, OpenDirect, Ping, Pong,
+        Presence, PresenceNow, React, Reaction, ReadBy, ReadMarker, Reads, Search, Send,
+        ServerFrame, Typing, TypingNow, UserPresence,
     },
 };
 use chat_protocol::{
@@ -67,6 +68,10 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         Just(client_frame::Kind::Ping(Ping {})),
         text().prop_map(|room| client_frame::Kind::Typing(Typing { room })),
         text().prop_map(|user| client_frame::Kind::OpenDirect(OpenDirect { user })),
+        (text(), any::<i64>())
+            .prop_map(|(room, seq)| client_frame::Kind::MarkRead(MarkRead { room, seq })),
+        proptest::collection::vec(text(), 0..4)
+            .prop_map(|users| client_frame::Kind::Presence(Presence { users })),
         (text(), any::<Option<u32>>())
             .prop_map(|(cursor, limit)| client_frame::Kind::ListRooms(ListRooms { cursor, limit })),
         (text(), text(), text(), any::<Option<u32>>()).prop_map(|(query, room, cursor, limit)| {
@@ -165,6 +170,38 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (text(), any::<bool>()).prop_map(|(room, created)| server_frame::Kind::DirectRoom(
             DirectRoom { room, created }
         )),
+        (text(), any::<u64>(), any::<u32>(), any::<u64>()).prop_map(
+            |(room, seq, unread, head_seq)| server_frame::Kind::ReadMarker(ReadMarker {
+                room,
+                seq,
+                unread,
+                head_seq
+            })
+        ),
+        (
+            text(),
+            proptest::collection::vec((text(), any::<u64>()), 0..4)
+        )
+            .prop_map(|(room, reads)| server_frame::Kind::Reads(Reads {
+                room,
+                reads: reads
+                    .into_iter()
+                    .map(|(user, seq)| ReadBy { user, seq })
+                    .collect(),
+            })),
+        (
+            text(),
+            proptest::collection::vec((text(), any::<bool>()), 0..4)
+        )
+            .prop_map(
+                |(room, users)| server_frame::Kind::PresenceNow(PresenceNow {
+                    room,
+                    users: users
+                        .into_iter()
+                        .map(|(user, online)| UserPresence { user, online })
+                        .collect(),
+                })
+            ),
     ];
     (text(), proptest::option::of(kind))
         .prop_map(|(request_id, kind)| ServerFrame { request_id, kind })

@@ -1,4 +1,5 @@
-//! What gateways read: membership, room heads and history pages.
+//! What gateways read: membership, room heads, history pages, and whose
+//! rooms are whose (presence).
 
 use chat_proto::v1::Message;
 use chat_protocol::access::Access;
@@ -41,6 +42,33 @@ impl Store {
                 })
                 .collect(),
         ))
+    }
+
+    /// The rooms the user belongs to.
+    pub async fn user_rooms(&self, user: &UserId) -> Result<Vec<RoomId>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::USER_ROOMS).await?;
+        let rows = client.query(&stmt, &[&user.as_str()]).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| RoomId::parse(row.get::<_, String>(0)).ok())
+            .collect())
+    }
+
+    /// Which of `users` share a room with `user`.
+    pub async fn sharing_a_room(
+        &self,
+        user: &UserId,
+        users: &[UserId],
+    ) -> Result<Vec<UserId>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::SHARING_A_ROOM).await?;
+        let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let rows = client.query(&stmt, &[&user.as_str(), &ids]).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| UserId::parse(row.get::<_, String>(0)).ok())
+            .collect())
     }
 
     /// The room's highest stored seq, or `None` if the room does not exist.

@@ -13,6 +13,12 @@ pub const MEMBERS: &str = "SELECT m.user_id, m.role, m.permissions FROM rooms r 
     LEFT JOIN members m ON m.room_id = r.id WHERE r.id = $1 ORDER BY m.user_id";
 pub const COUNT_OWNERS: &str = "SELECT count(*) FROM members WHERE room_id = $1 AND role = 'owner'";
 pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
+/// The rooms user $1 belongs to (by the members_by_user index).
+pub const USER_ROOMS: &str = "SELECT room_id FROM members WHERE user_id = $1";
+/// Which of users $2 share a room with user $1 (themselves included, in
+/// any room).
+pub const SHARING_A_ROOM: &str = "SELECT DISTINCT o.user_id FROM members me \
+    JOIN members o ON o.room_id = me.room_id WHERE me.user_id = $1 AND o.user_id = ANY($2)";
 pub const ROOM_HEADS: &str = "SELECT id, last_seq FROM rooms WHERE id = ANY($1)";
 pub const CREATE_ROOM: &str = "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING";
 /// Two at once for one pair: the second waits for the first's insert,

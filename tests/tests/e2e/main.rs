@@ -24,6 +24,7 @@ mod nats_cluster;
 mod observability;
 mod ordering;
 mod permissions;
+mod presence;
 mod publish;
 mod reads;
 mod redis_cluster;
