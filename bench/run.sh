@@ -16,6 +16,8 @@
 #   bench/run.sh scaling         ingest with 1, 2 and 4 workers: stored sends/s,
 #                                 CPU per stored send, Postgres lock waits
 #   bench/run.sh takeover        20 SIGKILLs of a partition owner: time to a new owner
+#   bench/run.sh presence        10,000 users online in rooms of 10: what presence
+#                                costs Redis and NATS coming online, at rest, going offline
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 #   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
@@ -80,12 +82,12 @@ spawn() { local log=$1; shift; taskset -c "$SERVER_CPU" "$@" >"$TMP/$log.log" 2>
 stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; sleep 0.5; }
 
 # --- shared services: Postgres (durable: fsync on), Redis, NATS -------------
-PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port)
+PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port); NATS_MON=$(free_port)
 mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
 spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB ${PG_ARGS:-}
 spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no; REDIS_PID=$LAST
-spawn nats "$NATS_SERVER_BIN" -c "${NATS_CONF:-deploy/nats.conf}" -js -a 127.0.0.1 -p $NATS_PORT -sd "$TMP/js"; NATS_PID=$LAST
+spawn nats "$NATS_SERVER_BIN" -c "${NATS_CONF:-deploy/nats.conf}" -js -a 127.0.0.1 -p $NATS_PORT -m $NATS_MON -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
@@ -256,6 +258,54 @@ PY
   stop "$client" "${SERVER_PIDS[@]}"
 }
 
+# `presence`: PRESENCE_USERS users (default 10,000), each with one socket
+# joined to one room, over both gateways; each user is a member of the 10
+# rooms of their group of 10. Prints Redis commands and NATS messages per
+# user coming online (connect, join and presence together) and going
+# offline (presence alone: their sockets all close), and per second at rest.
+run_presence() {
+  local users=${PRESENCE_USERS:-10000} secs=${PRESENCE_SECS:-30}
+  export CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_USER=1000000
+  start_ours
+  for _ in $(seq 60); do
+    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'idle-' || g FROM generate_series(0, $users - 1) g ON CONFLICT DO NOTHING" 2>/dev/null && break
+    sleep 1
+  done
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO members (room_id, user_id) SELECT 'idle-' || g, 'idle-' || (g / 10 * 10 + m) FROM generate_series(0, $users - 1) g, generate_series(0, 9) m WHERE g / 10 * 10 + m < $users ON CONFLICT DO NOTHING"
+  commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
+  messages() { curl -s "http://127.0.0.1:$NATS_MON/varz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["in_msgs"])'; }
+  changes() { for port in $G1 $G2; do curl -s "http://127.0.0.1:$port/metrics"; done | awk '/^chat_gateway_presence_changes_total/ {s += $2} END {print s + 0}'; }
+  ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
+  echo "== presence / ours: $users users online over 2 gateways, in rooms of 10"
+  sleep 5
+  local r0 n0; r0=$(commands); n0=$(messages)
+  taskset -c "$LOADGEN_CPU" $BIN/idlerooms --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
+    --jwt-secret $SECRET --rooms "$users" --per-socket 1 --hold 600 >"$TMP/presence.log" 2>&1 &
+  local client=$!
+  for _ in $(seq 300); do grep -q ready "$TMP/presence.log" && break; sleep 1; done
+  grep ready "$TMP/presence.log" || { echo "   presence: the client did not get ready"; cat "$TMP/presence.log"; }
+  sleep 10
+  local r1 n1 c1 t1; r1=$(commands); n1=$(messages); c1=$(changes); t1=$(ticks "${SERVER_PIDS[@]}" $NATS_PID $REDIS_PID)
+  sleep "$secs"
+  local r2 n2 t2; r2=$(commands); n2=$(messages); t2=$(ticks "${SERVER_PIDS[@]}" $NATS_PID $REDIS_PID)
+  stop "$client"
+  # The grace (5 s), then every user's departure.
+  sleep 20
+  local r3 n3 c3; r3=$(commands); n3=$(messages); c3=$(changes)
+  python3 - "$users" "$secs" "$(getconf CLK_TCK)" $r0 $n0 $r1 $n1 $c1 $t1 $r2 $n2 $t2 $r3 $n3 $c3 <<'PY' | tee "$OUT/presence.txt"
+import sys
+users, secs, hz, r0, n0, r1, n1, c1, t1, r2, n2, t2, r3, n3, c3 = map(float, sys.argv[1:])
+print(f"presence: {users:.0f} users online over 2 gateways (each in 10 rooms of 10, one joined)")
+print(f"   coming online (connect, join, presence): {(r1 - r0) / users:.1f} Redis commands and "
+      f"{(n1 - n0) / users:.1f} NATS messages per user; {c1:.0f} announced online")
+print(f"   at rest for {secs:.0f} s: {(r2 - r1) / secs:.1f} Redis commands/s, {(n2 - n1) / secs:.1f} NATS messages/s, "
+      f"servers {100 * (t2 - t1) / hz / secs:.2f}% of a core")
+print(f"   going offline (presence alone): {(r3 - r2) / users:.1f} Redis commands and "
+      f"{(n3 - n2) / users:.1f} NATS messages per user; {c3 - c1:.0f} announced offline")
+PY
+  stop "${SERVER_PIDS[@]}"
+}
+
 # `control-backlog`: CONTROL_BACKLOG sends (default 100,000) queued on the
 # ingest stream, then CONTROL_TRIES (100) removals of a member with a socket
 # on each gateway: how soon each is committed and in effect everywhere.
@@ -411,7 +461,7 @@ for scenario in "${SCENARIOS[@]}"; do
     run_history
     continue
   fi
-  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ]; then
+  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ] || [ "$scenario" = presence ]; then
     "run_$scenario"
     continue
   fi

@@ -24,10 +24,16 @@ pub trait Frames: Send {
     fn reader(&mut self) -> &mut Reader;
 
     /// The next frame, failing the test on close, error or silence. The
-    /// read marker every join brings is skipped: tests that look at it
-    /// read it with `next_read_marker`.
+    /// pushed frames every join and every user's coming and going bring
+    /// (`readMarker`, `reads`, `presenceNow`) are skipped: tests that look
+    /// at them read with `next_read_marker` or `next_any_frame`.
     fn next_frame(&mut self) -> impl Future<Output = ServerFrame> + Send {
         next_frame(self.reader())
+    }
+
+    /// The next frame, whatever it is.
+    fn next_any_frame(&mut self) -> impl Future<Output = ServerFrame> + Send {
+        any_frame(self.reader())
     }
 
     /// The next read marker pushed to the socket (after a join), skipping
@@ -86,10 +92,20 @@ impl Frames for Reader {
 async fn next_frame(reader: &mut Reader) -> ServerFrame {
     loop {
         let frame = any_frame(reader).await;
-        if !matches!(frame.kind, Some(Kind::ReadMarker(_))) || !frame.request_id.is_empty() {
+        if !is_status_push(&frame) {
             return frame;
         }
     }
+}
+
+/// A pushed read marker, read markers moved, or users online or not: what
+/// any socket may get between the frames a test is about.
+pub fn is_status_push(frame: &ServerFrame) -> bool {
+    frame.request_id.is_empty()
+        && matches!(
+            frame.kind,
+            Some(Kind::ReadMarker(_) | Kind::Reads(_) | Kind::PresenceNow(_))
+        )
 }
 
 async fn next_read_marker(reader: &mut Reader) -> ReadMarker {

@@ -20,7 +20,7 @@ pub mod services;
 pub mod session;
 
 pub use cluster::Cluster;
-pub use frames::{assert_gap_free, Frames, STEP};
+pub use frames::{assert_gap_free, is_status_push, Frames, STEP};
 pub use jetstream::{envelope, header, room_in_partition, JetStream};
 pub use metrics::Metrics;
 pub use options::{ClusterOptions, Role, ADMIN_TOKEN};

@@ -3,13 +3,13 @@
 //! closed goes offline (a reconnect within it changes nothing anyone
 //! sees), a heartbeat in Redis, and the reaping of gateways whose
 //! heartbeat stopped: their users leave their sets, and those left with
-//! none go offline. Every so often it puts its users back into their sets
-//! and takes out the ones it no longer holds, so a Redis that lost them,
-//! or a failed call, is mended.
+//! none go offline. Every so often it mends what Redis lost (restarted
+//! empty: every user put back) and what failed calls left undone, at one
+//! command a gateway when nothing did.
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BinaryHeap, HashMap, HashSet},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -37,6 +37,13 @@ struct Tracker {
     users: HashMap<UserId, Local>,
     /// Grace deadlines, soonest first (stale ones are skipped).
     graces: BinaryHeap<Reverse<(Instant, UserId)>>,
+    /// Users whose arrival or departure Redis did not take: done again at
+    /// the next mend (the arrival if they are still here, else the
+    /// departure).
+    unsettled: HashSet<UserId>,
+    /// Whether this gateway's record in Redis may still name users of a
+    /// gateway of its id that died before: checked at the next mend.
+    leftovers: bool,
 }
 
 pub(super) async fn run(
@@ -48,9 +55,11 @@ pub(super) async fn run(
         deps,
         users: HashMap::new(),
         graces: BinaryHeap::new(),
+        unsettled: HashSet::new(),
+        leftovers: true,
     };
     // A gateway of this id that died before: its users leave first.
-    tracker.reap(&tracker.deps.gateway_id.clone()).await;
+    tracker.leave_leftovers().await;
     let mut beat = tokio::time::interval(tracker.deps.config.heartbeat);
     let mut mend = tokio::time::interval(tracker.deps.config.mend_every);
     loop {
@@ -106,12 +115,15 @@ impl Tracker {
         }
     }
 
-    async fn arrive(&self, user: UserId) {
+    async fn arrive(&mut self, user: UserId) {
         let mut redis = self.deps.redis.clone();
         match presence::arrive(&mut redis, &user, &self.deps.gateway_id).await {
             Ok(true) => self.announce(user, true),
             Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "presence not recorded"),
+            Err(e) => {
+                tracing::debug!(error = %e, "presence not recorded");
+                self.unsettled.insert(user);
+            }
         }
     }
 
@@ -126,22 +138,29 @@ impl Tracker {
             let current = self.users.get(&user).and_then(|l| l.leaving);
             if current == Some(at) {
                 self.users.remove(&user);
-                self.depart(user.as_str(), &self.deps.gateway_id.clone())
-                    .await;
+                let gateway = self.deps.gateway_id.clone();
+                if !self.depart(user.as_str(), &gateway).await {
+                    self.unsettled.insert(user);
+                }
             }
         }
     }
 
-    async fn depart(&self, user: &str, gateway: &str) {
+    /// Takes `user` out of their set for `gateway`; false if Redis failed.
+    async fn depart(&self, user: &str, gateway: &str) -> bool {
         let mut redis = self.deps.redis.clone();
         match presence::depart(&mut redis, user, gateway).await {
             Ok(true) => {
                 if let Ok(user) = UserId::parse(user) {
                     self.announce(user, false);
                 }
+                true
             }
-            Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "presence not cleared"),
+            Ok(false) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "presence not cleared");
+                false
+            }
         }
     }
 
@@ -165,56 +184,102 @@ impl Tracker {
         for gateway in silent {
             if presence::claim(&mut redis, &gateway).await.unwrap_or(false) {
                 tracing::info!(gateway, "reaping the presence of a silent gateway");
-                self.reap(&gateway).await;
+                if !self.reap(&gateway).await {
+                    tracing::warn!(gateway, "reaping failed; again at the next heartbeat");
+                }
             }
         }
     }
 
-    /// Takes every user of `gateway` out of their sets, then its own set.
-    async fn reap(&self, gateway: &str) {
+    /// Takes every user of `gateway` out of their sets, then its own set;
+    /// false (and the gateway left to be reaped again) if Redis failed.
+    async fn reap(&self, gateway: &str) -> bool {
         let mut redis = self.deps.redis.clone();
         let Ok(users) = presence::users_of(&mut redis, gateway).await else {
-            return;
+            return false;
         };
+        let mut done = true;
         for user in &users {
-            self.depart(user, gateway).await;
+            done &= self.depart(user, gateway).await;
         }
-        let _ = presence::forget(&mut redis, gateway).await;
+        if done {
+            done = presence::forget(&mut redis, gateway).await.is_ok();
+        }
+        if !done {
+            // Silent since the epoch: the next heartbeat anywhere reaps it.
+            let _ = presence::heartbeat(&mut redis, gateway, 0).await;
+        }
+        done
     }
 
-    /// Puts this gateway's users back into their sets, and takes out those
-    /// its set holds that it no longer has.
-    async fn mend(&mut self) {
+    /// Users that a gateway of this id, dead before this one started, left
+    /// in their sets: out, unless they are back here since.
+    async fn leave_leftovers(&mut self) {
         let mut redis = self.deps.redis.clone();
         let gateway = self.deps.gateway_id.clone();
-        let held: Vec<UserId> = self.users.keys().cloned().collect();
-        for chunk in held.chunks(500) {
-            if presence::reassert(&mut redis, chunk, &gateway)
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
         let Ok(recorded) = presence::users_of(&mut redis, &gateway).await else {
             return;
         };
+        self.leftovers = false;
         for user in recorded {
-            let known = UserId::parse(user.as_str()).is_ok_and(|u| self.users.contains_key(&u));
-            if !known {
-                self.depart(&user, &gateway).await;
+            let Ok(user) = UserId::parse(user) else {
+                continue;
+            };
+            if !self.users.contains_key(&user) && !self.depart(user.as_str(), &gateway).await {
+                self.unsettled.insert(user);
             }
         }
     }
 
-    /// At shutdown: every user still held leaves, then the gateway.
-    async fn goodbye(&mut self) {
-        let gateway = self.deps.gateway_id.clone();
-        for user in std::mem::take(&mut self.users).into_keys() {
-            self.depart(user.as_str(), &gateway).await;
+    /// Settles what failed before, and puts every user back into their
+    /// sets if Redis lost this gateway's record of them (restarted empty).
+    async fn mend(&mut self) {
+        if self.leftovers {
+            self.leave_leftovers().await;
         }
         let mut redis = self.deps.redis.clone();
-        let _ = presence::claim(&mut redis, &gateway).await;
-        let _ = presence::forget(&mut redis, &gateway).await;
+        let gateway = self.deps.gateway_id.clone();
+        for user in std::mem::take(&mut self.unsettled) {
+            if self.users.contains_key(&user) {
+                self.arrive(user).await;
+            } else if !self.depart(user.as_str(), &gateway).await {
+                self.unsettled.insert(user);
+            }
+        }
+        if self.users.is_empty() {
+            return;
+        }
+        match presence::recorded(&mut redis, &gateway).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("presence lost by Redis: putting this gateway's users back");
+                let held: Vec<UserId> = self.users.keys().cloned().collect();
+                for chunk in held.chunks(500) {
+                    if presence::reassert(&mut redis, chunk, &gateway)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "presence not mended"),
+        }
+    }
+
+    /// At shutdown: every user still held leaves, then the gateway. If
+    /// Redis failed any of it, the gateway stays on the heartbeat set, and
+    /// another reaps what is left once its heartbeat is old.
+    async fn goodbye(&mut self) {
+        let gateway = self.deps.gateway_id.clone();
+        let mut done = true;
+        let leaving = std::mem::take(&mut self.users).into_keys();
+        for user in leaving.chain(std::mem::take(&mut self.unsettled)) {
+            done &= self.depart(user.as_str(), &gateway).await;
+        }
+        let mut redis = self.deps.redis.clone();
+        if done && presence::forget(&mut redis, &gateway).await.is_ok() {
+            let _ = presence::claim(&mut redis, &gateway).await;
+        }
     }
 }

@@ -104,6 +104,16 @@ pub async fn online(redis: &mut Redis, users: &[UserId]) -> redis::RedisResult<V
     Ok(found.into_iter().map(|n| n == 1).collect())
 }
 
+/// Whether Redis holds `gateway`'s set of users (false after it restarted
+/// empty).
+pub async fn recorded(redis: &mut Redis, gateway: &str) -> redis::RedisResult<bool> {
+    let found: i32 = redis::cmd("EXISTS")
+        .arg(keys::gateway_users(gateway))
+        .query_async(redis)
+        .await?;
+    Ok(found == 1)
+}
+
 /// The users `gateway` put in their presence sets.
 pub async fn users_of(redis: &mut Redis, gateway: &str) -> redis::RedisResult<Vec<String>> {
     redis::cmd("SMEMBERS")

@@ -109,7 +109,7 @@ async fn a_flooding_socket_is_refused_then_closed_and_a_bystander_loses_nothing(
                 Some(Kind::Ack(ack)) => {
                     acked.insert(ack.client_msg_id);
                 }
-                Some(Kind::Message(_) | Kind::ReadMarker(_)) => {}
+                Some(Kind::Message(_) | Kind::ReadMarker(_) | Kind::PresenceNow(_)) => {}
                 other => panic!("flooder got {other:?}"),
             },
             Ok(Some(Ok(Event::Closed(frame)))) => break frame.expect("a close frame"),

@@ -23,7 +23,7 @@ fn options() -> ClusterOptions {
 async fn pushed(session: &mut Session, user: &str, within: Duration) -> Option<PresenceNow> {
     tokio::time::timeout(within, async {
         loop {
-            if let Some(Kind::PresenceNow(now)) = session.next_frame().await.kind {
+            if let Some(Kind::PresenceNow(now)) = session.next_any_frame().await.kind {
                 if now.users.iter().any(|u| u.user == user) {
                     return now;
                 }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 /// The next `reads` pushed to the socket (skipping other frames).
 async fn next_reads(session: &mut Session) -> Reads {
     loop {
-        if let Some(Kind::Reads(reads)) = session.next_frame().await.kind {
+        if let Some(Kind::Reads(reads)) = session.next_any_frame().await.kind {
             return reads;
         }
     }

@@ -7,7 +7,9 @@ use std::{sync::Arc, time::Duration};
 use chat_client::{Reader, Writer};
 use chat_proto::v1::server_frame::Kind;
 use chat_protocol::codec::Encoding;
-use chat_tests::{assert_gap_free, wait_for, Cluster, ClusterOptions, Frames, Metrics, STEP};
+use chat_tests::{
+    assert_gap_free, is_status_push, wait_for, Cluster, ClusterOptions, Frames, Metrics, STEP,
+};
 use tokio::{sync::Semaphore, time::Instant};
 
 /// Writes `count` messages of `size` bytes straight into a room's history.
@@ -29,16 +31,14 @@ async fn fill_history(cluster: &Cluster, room: &str, count: i64, size: i32) {
     .unwrap();
 }
 
-/// The next frame within `within` (skipping the read marker a join
-/// brings), or `None` on silence.
+/// The next frame within `within` (skipping status pushes: read markers,
+/// presence), or `None` on silence.
 async fn frame_within(reader: &mut Reader, within: Duration) -> Option<Kind> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, reader.next()).await {
-            Ok(Some(Ok(chat_client::Event::Frame(frame)))) => match frame.kind {
-                Some(Kind::ReadMarker(_)) if frame.request_id.is_empty() => continue,
-                kind => return kind,
-            },
+            Ok(Some(Ok(chat_client::Event::Frame(frame)))) if is_status_push(&frame) => continue,
+            Ok(Some(Ok(chat_client::Event::Frame(frame)))) => return frame.kind,
             Ok(other) => panic!("expected a frame, got {other:?}"),
             Err(_) => return None,
         }
