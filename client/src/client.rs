@@ -10,8 +10,8 @@ use std::{
 
 use chat_proto::v1::{
     client_frame, Ack, AddMember, Applied, DirectRoom, History, HistoryPage, Joined, ListRooms,
-    MarkRead, Message, OpenDirect, ReadMarker, RemoveMember, RoomList, Search, SearchResults,
-    SetAccess,
+    MarkRead, Message, OpenDirect, Presence, PresenceNow, ReadMarker, RemoveMember, RoomList,
+    Search, SearchResults, SetAccess, Typing,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -19,7 +19,7 @@ use crate::{
     driver::{changes::Reply, Command, Driver},
     entry::{wire_seq, NewEntry},
     options::ClientOptions,
-    ClientError,
+    ClientError, Signals,
 };
 
 /// A handle on the connection; clone it freely. The connection closes when
@@ -81,8 +81,33 @@ impl Client {
     pub fn connect(options: ClientOptions) -> (Client, Messages) {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (message_tx, messages) = mpsc::unbounded_channel();
-        tokio::spawn(Driver::new(options, command_rx, message_tx).run());
+        tokio::spawn(Driver::new(options, command_rx, message_tx, None).run());
         (Client { commands }, Messages(messages))
+    }
+
+    /// As [`Client::connect`], with the joined rooms' signals too: typing,
+    /// presence, read markers.
+    pub fn connect_with_signals(options: ClientOptions) -> (Client, Messages, Signals) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (message_tx, messages) = mpsc::unbounded_channel();
+        let (signal_tx, signals) = mpsc::unbounded_channel();
+        tokio::spawn(Driver::new(options, command_rx, message_tx, Some(signal_tx)).run());
+        (Client { commands }, Messages(messages), Signals(signals))
+    }
+
+    /// Says this user is typing in `room` (send it again every few seconds
+    /// while they type). Dropped while disconnected: it is ephemeral.
+    pub fn typing(&self, room: &str) -> Result<(), ClientError> {
+        let frame = client_frame::Kind::Typing(Typing { room: room.into() });
+        self.command(Command::Ephemeral(frame))
+    }
+
+    /// Which of `users` (at most 100) are online, as this user may see
+    /// them. Asked again after a reconnect until answered.
+    pub async fn presence(&self, users: &[&str]) -> Result<PresenceNow, ClientError> {
+        let users = users.iter().map(|u| u.to_string()).collect();
+        let frame = client_frame::Kind::Presence(Presence { users });
+        self.ask(fresh_id(), frame, Reply::Presence).await
     }
 
     /// Joins a room. With `since`, every stored message after it comes

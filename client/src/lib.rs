@@ -45,6 +45,7 @@ mod entry;
 mod error;
 mod options;
 mod room_api;
+mod signals;
 mod timeline;
 
 pub use backoff::Backoff;
@@ -54,6 +55,7 @@ pub use entry::NewEntry;
 pub use error::ClientError;
 pub use options::ClientOptions;
 pub use room_api::{RoomApi, RoomApiError};
+pub use signals::{Signal, Signals};
 pub use timeline::Timeline;
 
 /// The room API's handle before it was named for it.
@@ -64,8 +66,8 @@ pub type Admin = RoomApi;
 pub type AdminError = RoomApiError;
 
 pub use chat_proto::v1::{
-    Ack, DirectRoom, HistoryPage, Joined, Message, ReadMarker, RoomList, RoomSummary, SearchHit,
-    SearchResults,
+    Ack, DirectRoom, HistoryPage, Joined, Message, PresenceNow, ReadMarker, Reads, RoomList,
+    RoomSummary, SearchHit, SearchResults, TypingNow, UserPresence,
 };
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

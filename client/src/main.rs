@@ -4,17 +4,23 @@
 //! [`Client`], so it reconnects (to the next `--url`), resumes the room and
 //! resends what was not acked. While chatting, `/reply SEQ TEXT`,
 //! `/edit SEQ TEXT`, `/delete SEQ`, `/react SEQ EMOJI` and `/unreact SEQ
-//! EMOJI` change messages; `chat edit|delete|react|reply ROOM ...` do the
+//! EMOJI` change messages, `/read` marks the room read up to the last
+//! message printed and `/who USER...` asks who is online; who is typing,
+//! coming and going, and reading is printed as it happens; `chat edit|delete|react|reply ROOM ...` do the
 //! same once. `chat history <room>` prints a room's history instead, `chat
 //! rooms` one's rooms with their unread counts and `chat search` the
 //! messages that match, a page at a time; `chat read <room> <seq>` marks a
 //! room read.
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions, HistoryCursor, Message, Messages, NewEntry};
+use chat_client::{Client, ClientOptions, HistoryCursor, Messages, NewEntry, Signals};
 use chat_protocol::codec::Encoding;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+mod render;
+
+use render::{line, said, what};
 
 #[derive(Parser)]
 #[command(about = "Chat from a terminal")]
@@ -132,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
     } else {
         Encoding::Json
     };
-    let (client, mut messages) = Client::connect(ClientOptions::new(cli.urls, cli.token, encoding));
+    let options = ClientOptions::new(cli.urls, cli.token, encoding);
+    let (client, mut messages, mut signals) = Client::connect_with_signals(options);
     let room = match cli.command {
         None => cli.room,
         Some(lookup @ (Cmd::Rooms { .. } | Cmd::Search { .. } | Cmd::Read { .. })) => {
@@ -173,55 +180,94 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    chat(&client, &mut messages, &room).await?;
+    chat(&client, &mut messages, &mut signals, &room).await?;
     client.close();
     Ok(())
 }
 
-/// Chats in `room`: typed lines are sent (or change a message), the room's
-/// entries are printed, until the input ends.
-async fn chat(client: &Client, messages: &mut Messages, room: &str) -> anyhow::Result<()> {
+/// Chats in `room`: typed lines are sent (or change a message, or ask
+/// something), the room's entries and signals are printed, until the input
+/// ends.
+async fn chat(
+    client: &Client,
+    messages: &mut Messages,
+    signals: &mut Signals,
+    room: &str,
+) -> anyhow::Result<()> {
     let joined = client.join(room, None).await.context("joining")?;
     eprintln!("joined {} at seq {}", joined.room, joined.head_seq);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     // Acks still owed; awaited at the end of input so that piped lines
     // (`echo hi | chat ...`) are sent before the client closes.
     let mut unacked = tokio::task::JoinSet::new();
+    let mut last_seen = joined.head_seq;
     loop {
         tokio::select! {
             line = lines.next_line() => {
                 let Some(line) = line? else { break };
-                if !line.trim().is_empty() {
-                    let entry = match typed(&line) {
-                        Ok(entry) => entry,
-                        Err(usage) => {
-                            eprintln!("{usage}");
-                            continue;
-                        }
-                    };
-                    // Not awaited here: the ack may take a reconnect, and
-                    // messages should keep printing meanwhile.
-                    let id = uuid::Uuid::now_v7().to_string();
-                    let ack = client.submit_entry(room, &id, entry);
-                    unacked.spawn(async move {
-                        if let Err(e) = ack.await {
-                            eprintln!("not sent: {e}");
-                        }
-                    });
+                if line.trim().is_empty() || ask(client, room, &line, last_seen).await {
+                    continue;
                 }
+                let entry = match typed(&line) {
+                    Ok(entry) => entry,
+                    Err(usage) => {
+                        eprintln!("{usage}");
+                        continue;
+                    }
+                };
+                // Not awaited here: the ack may take a reconnect, and
+                // messages should keep printing meanwhile.
+                let id = uuid::Uuid::now_v7().to_string();
+                let ack = client.submit_entry(room, &id, entry);
+                unacked.spawn(async move {
+                    if let Err(e) = ack.await {
+                        eprintln!("not sent: {e}");
+                    }
+                });
             }
             message = messages.recv() => match message {
-                Some(m) => println!("{}", line(&m)),
+                Some(m) => {
+                    last_seen = last_seen.max(m.seq);
+                    println!("{}", line(&m));
+                }
                 None => {
                     // The client gave up; a request tells why.
                     let why = client.join(room, None).await.err();
                     anyhow::bail!("disconnected: {}", why.map(|e| e.to_string()).unwrap_or_default());
                 }
             },
+            Some(signal) = signals.recv() => eprintln!("{}", said(&signal)),
         }
     }
     while unacked.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A typed line that asks rather than sends (`/read`, `/who USER...`),
+/// answered here; false for any other line.
+async fn ask(client: &Client, room: &str, line: &str, last_seen: u64) -> bool {
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some("/read") if last_seen > 0 => match client.mark_read(room, last_seen).await {
+            Ok(marker) => eprintln!("* read up to #{}, {} unread", marker.seq, marker.unread),
+            Err(e) => eprintln!("not marked: {e}"),
+        },
+        Some("/read") => eprintln!("* nothing to mark read yet"),
+        Some("/who") => {
+            let users: Vec<&str> = words.collect();
+            match client.presence(&users).await {
+                Ok(now) => {
+                    for u in now.users {
+                        let state = if u.online { "online" } else { "offline" };
+                        eprintln!("* {} {state}", u.user);
+                    }
+                }
+                Err(e) => eprintln!("not asked: {e}"),
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// Prints one page of a lookup, then the cursor of the next (if any).
@@ -290,8 +336,8 @@ fn once(change: Cmd) -> Option<(String, NewEntry)> {
 
 /// A typed line: a message, or a slash command changing one.
 fn typed(line: &str) -> Result<NewEntry, &'static str> {
-    const USAGE: &str =
-        "/reply SEQ TEXT, /edit SEQ TEXT, /delete SEQ, /react SEQ EMOJI, /unreact SEQ EMOJI";
+    const USAGE: &str = "/reply SEQ TEXT, /edit SEQ TEXT, /delete SEQ, /react SEQ EMOJI, \
+        /unreact SEQ EMOJI, /read, /who USER...";
     let Some(command) = line.strip_prefix('/') else {
         return Ok(NewEntry::Message {
             body: line.to_owned(),
@@ -316,34 +362,4 @@ fn typed(line: &str) -> Result<NewEntry, &'static str> {
         },
         _ => return Err(USAGE),
     })
-}
-
-/// An entry on one line: where, who and what (or which change it was).
-fn line(m: &Message) -> String {
-    format!("{}#{} <{}> {}", m.room, m.seq, m.sender, what(m))
-}
-
-/// What an entry says: a message's text, or which change it is.
-fn what(m: &Message) -> String {
-    match m.kind.as_str() {
-        "" if m.deleted => "[deleted]".to_owned(),
-        "" => {
-            let mut text = m.body.clone();
-            if m.reply_to > 0 {
-                text = format!("(re #{}) {text}", m.reply_to);
-            }
-            if m.edited_ts_ms > 0 {
-                text.push_str(" (edited)");
-            }
-            for r in &m.reactions {
-                text.push_str(&format!(" {}{}", r.emoji, r.count));
-            }
-            text
-        }
-        "message_edited" => format!("[edited #{}] {}", m.target_seq, m.body),
-        "message_deleted" => format!("[deleted #{}]", m.target_seq),
-        "reaction_added" => format!("[{} on #{}]", m.emoji, m.target_seq),
-        "reaction_removed" => format!("[took back {} on #{}]", m.emoji, m.target_seq),
-        kind => format!("[{kind} {}]", m.member),
-    }
 }

@@ -11,6 +11,8 @@ use chat_config::{
 };
 use chat_store::PostgresConfig;
 use chat_telemetry::TracingConfig;
+
+pub use crate::presence::PresenceConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the gateway's environment variables.
@@ -118,8 +120,12 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Largest message body accepted in a `send`.
     pub max_body_bytes: NonZeroUsize,
-    /// Frames queued for one socket before it counts as a slow consumer.
+    /// Frames queued for one socket before it counts as a slow consumer:
+    /// its stored messages stop (it is told to resync the room), its
+    /// ephemeral frames wait as their latest state.
     pub socket_queue: NonZeroUsize,
+    /// Bytes of stored messages queued for one socket, likewise.
+    pub socket_queue_bytes: NonZeroUsize,
     /// Sends of one socket awaiting their commit at once.
     pub max_inflight_sends: NonZeroUsize,
     /// Server publishes (`POST /v1/rooms/{room}/messages`) awaiting their
@@ -194,6 +200,7 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             max_body_bytes: count(16 * 1024),
             socket_queue: count(4096),
+            socket_queue_bytes: count(4 << 20),
             max_inflight_sends: count(256),
             max_inflight_publishes: count(1024),
             ws_buffer_bytes: count(2048),
@@ -244,6 +251,11 @@ pub struct DeliveryConfig {
     /// How long a membership answer stays in Redis.
     #[serde(rename = "membership_ttl_secs", with = "secs::non_zero")]
     pub membership_ttl: Duration,
+    /// How long a socket told to resync a room may take to join it again
+    /// (or leave it) while the room goes on, before it is closed as a slow
+    /// consumer (4008).
+    #[serde(rename = "resync_timeout_ms", with = "millis::non_zero")]
+    pub resync_timeout: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -255,6 +267,7 @@ impl Default for DeliveryConfig {
             max_pending: count(10_000),
             replay_page: count(64),
             membership_ttl: Duration::from_secs(60),
+            resync_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -282,39 +295,6 @@ impl Default for CanaryConfig {
         Self {
             interval: Duration::from_millis(5000),
             fail_readiness_after: 0,
-        }
-    }
-}
-
-/// Who is online (`presence`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PresenceConfig {
-    /// How long a user whose last socket closed still counts as online
-    /// here: a reconnect within it is no change anyone sees.
-    #[serde(rename = "grace_ms", with = "millis")]
-    pub grace: Duration,
-    /// How often this gateway tells Redis it is alive, and looks for
-    /// gateways that stopped.
-    #[serde(rename = "heartbeat_ms", with = "millis::non_zero")]
-    pub heartbeat: Duration,
-    /// A gateway silent this long is dead: its users go offline. At most
-    /// gateway_ttl_ms + heartbeat_ms after a gateway dies.
-    #[serde(rename = "gateway_ttl_ms", with = "millis::non_zero")]
-    pub gateway_ttl: Duration,
-    /// How often the gateway puts its users back into Redis (after Redis
-    /// lost them) and takes out those it no longer holds.
-    #[serde(rename = "mend_every_ms", with = "millis::non_zero")]
-    pub mend_every: Duration,
-}
-
-impl Default for PresenceConfig {
-    fn default() -> Self {
-        Self {
-            grace: Duration::from_millis(5000),
-            heartbeat: Duration::from_millis(2000),
-            gateway_ttl: Duration::from_millis(10_000),
-            mend_every: Duration::from_millis(60_000),
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn describe() {
     );
     describe_counter!(
         QUEUE_DROPS,
-        "Sockets closed because their queue was full (slow consumers)."
+        "What a full socket queue cost, by what: ephemeral (a frame kept in the stash as latest state), resync (a socket told to resync a room), closed (a socket closed as a slow consumer)."
     );
     describe_gauge!(
         ROOMS,
@@ -163,12 +163,10 @@ fn describe_health() {
 /// Event counters start at zero, so dashboards and alerts see a series
 /// (and a rate of 0) before the first event instead of nothing.
 pub fn zero_event_counters() {
-    for name in [
-        QUEUE_DROPS,
-        SLOW_CONSUMER,
-        WRITE_TIMEOUTS,
-        PENDING_OVERFLOWS,
-    ] {
+    for what in ["ephemeral", "resync", "closed"] {
+        counter!(QUEUE_DROPS, "what" => what).absolute(0);
+    }
+    for name in [SLOW_CONSUMER, WRITE_TIMEOUTS, PENDING_OVERFLOWS] {
         counter!(name).absolute(0);
     }
     for source in ["redis", "postgres"] {
@@ -239,8 +237,9 @@ pub fn record_delivery(histogram: &Histogram, committed_ms: i64) {
     histogram.record(ms as f64 / 1000.0);
 }
 
-pub fn queue_drop() {
-    counter!(QUEUE_DROPS).increment(1);
+/// A full socket queue: `what` it cost (see the help text).
+pub fn queue_drop(what: &'static str) {
+    counter!(QUEUE_DROPS, "what" => what).increment(1);
 }
 
 pub fn rooms(count: usize) {

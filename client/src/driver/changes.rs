@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use chat_proto::v1::{
-    client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage, ReadMarker, RoomList,
-    SearchResults,
+    client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage, PresenceNow, ReadMarker,
+    RoomList, SearchResults,
 };
 use tokio::sync::oneshot;
 
@@ -24,6 +24,7 @@ pub(crate) enum Reply {
     Rooms(oneshot::Sender<Result<RoomList, ClientError>>),
     Search(oneshot::Sender<Result<SearchResults, ClientError>>),
     Marker(oneshot::Sender<Result<ReadMarker, ClientError>>),
+    Presence(oneshot::Sender<Result<PresenceNow, ClientError>>),
 }
 
 impl Reply {
@@ -36,6 +37,7 @@ impl Reply {
             (Self::Rooms(reply), Some(Kind::RoomList(list))) => drop(reply.send(Ok(list))),
             (Self::Search(reply), Some(Kind::SearchResults(hits))) => drop(reply.send(Ok(hits))),
             (Self::Marker(reply), Some(Kind::ReadMarker(marker))) => drop(reply.send(Ok(marker))),
+            (Self::Presence(reply), Some(Kind::PresenceNow(now))) => drop(reply.send(Ok(now))),
             (reply, Some(Kind::Error(e))) => reply.fail(server_error(&e.code, &e.message)),
             (reply, other) => {
                 let what = format!("unexpected reply to a request: {other:?}");
@@ -52,6 +54,7 @@ impl Reply {
             Self::Rooms(reply) => drop(reply.send(Err(error))),
             Self::Search(reply) => drop(reply.send(Err(error))),
             Self::Marker(reply) => drop(reply.send(Err(error))),
+            Self::Presence(reply) => drop(reply.send(Err(error))),
         }
     }
 }

@@ -38,6 +38,9 @@ pub(crate) enum Command {
         frame: client_frame::Kind,
         reply: Reply,
     },
+    /// A frame that is never answered unless refused (`typing`): written
+    /// if a socket is open, else dropped.
+    Ephemeral(client_frame::Kind),
     Close,
 }
 
@@ -81,6 +84,11 @@ impl Driver {
                     write_change(conn, id.clone(), frame.clone()).await?;
                 }
                 self.changes.insert(id, frame, reply);
+            }
+            Command::Ephemeral(frame) => {
+                if let Some(conn) = conn {
+                    conn.writer.request(frame).await.map_err(retry)?;
+                }
             }
             // Callers end the connection themselves before getting here.
             Command::Close => {}

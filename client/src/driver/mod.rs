@@ -5,7 +5,8 @@
 //!
 //! In: [`Command`]s from the client handles, and frames from the current
 //! socket. Out: frames written to the socket, each command's answer on its
-//! oneshot, and the messages of joined rooms on the application's stream.
+//! oneshot, and the messages of joined rooms on the application's stream
+//! (their signals on another, if asked for).
 //!
 //! Why one task: correlation (request id → waiter), the per-room last seq
 //! and the queue of unacked sends change on every frame and every
@@ -24,7 +25,7 @@ mod session;
 use chat_proto::v1::Message;
 use tokio::sync::mpsc;
 
-use crate::{options::ClientOptions, Backoff, ClientError};
+use crate::{options::ClientOptions, Backoff, ClientError, Signal};
 
 use changes::Changes;
 pub(crate) use commands::Command;
@@ -36,6 +37,8 @@ pub(crate) struct Driver {
     commands: mpsc::UnboundedReceiver<Command>,
     /// `None` once the client stopped, which ends the application's stream.
     messages: Option<mpsc::UnboundedSender<Message>>,
+    /// Where pushed signals go, if the application wants them.
+    signals: Option<mpsc::UnboundedSender<Signal>>,
     rooms: Rooms,
     /// Every unacked send, in the order submitted: resent in this order.
     sends: Sends,
@@ -53,6 +56,7 @@ impl Driver {
         options: ClientOptions,
         commands: mpsc::UnboundedReceiver<Command>,
         messages: mpsc::UnboundedSender<Message>,
+        signals: Option<mpsc::UnboundedSender<Signal>>,
     ) -> Self {
         Self {
             backoff: Backoff::new(options.backoff_base, options.backoff_max),
@@ -60,6 +64,7 @@ impl Driver {
             options,
             commands,
             messages: Some(messages),
+            signals,
             rooms: Rooms::default(),
             changes: Changes::default(),
             next_url: 0,
@@ -71,6 +76,7 @@ impl Driver {
     /// is dropped.
     async fn stop(mut self, reason: String) {
         self.messages = None;
+        self.signals = None;
         self.rooms.stop(&reason);
         self.sends.stop(&reason);
         self.changes.stop(&reason);
@@ -81,6 +87,7 @@ impl Driver {
                 Command::Leave { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Send { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Change { reply, .. } => reply.fail(stopped()),
+                Command::Ephemeral(_) => {}
                 Command::Close => return,
             }
         }

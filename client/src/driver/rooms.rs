@@ -73,6 +73,12 @@ impl Rooms {
             .collect()
     }
 
+    /// Where a followed room resumes after (its last seq handed on), for a
+    /// `resync`; `None` if the room is not followed.
+    pub(super) fn resume_point(&self, room: &str) -> Option<Option<u64>> {
+        self.0.get(room).map(|state| state.last_seq)
+    }
+
     /// The room's `joined` arrived: its waiters learn the head seq.
     pub(super) fn joined(&mut self, room: &str, head_seq: u64) {
         if let Some(state) = self.0.get_mut(room) {

@@ -12,7 +12,7 @@ use super::{
     server_errors::is_transient,
     Command, Driver,
 };
-use crate::{ClientError, Event, Reader, Writer};
+use crate::{ClientError, Event, Reader, Signal, Writer};
 
 impl Driver {
     /// Runs one socket until it is given up, and says why.
@@ -37,7 +37,7 @@ impl Driver {
                     self.options.silence_timeout
                 };
             let outcome = tokio::select! {
-                event = conn.reader.next() => self.on_event(event, &mut conn),
+                event = conn.reader.next() => self.on_event(event, &mut conn).await,
                 command = self.commands.recv() => match command {
                     None | Some(Command::Close) => Err(Disconnect::Shutdown),
                     Some(command) => self.accept(command, Some(&mut conn)).await,
@@ -66,14 +66,14 @@ impl Driver {
         Ok(())
     }
 
-    fn on_event(
+    async fn on_event(
         &mut self,
         event: Option<Result<Event, ClientError>>,
         conn: &mut Conn,
     ) -> Result<(), Disconnect> {
         conn.last_heard = Instant::now();
         match event {
-            Some(Ok(Event::Frame(frame))) => self.on_frame(frame, conn),
+            Some(Ok(Event::Frame(frame))) => self.on_frame(frame, conn).await,
             Some(Ok(Event::Closed(frame))) => {
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
@@ -92,10 +92,17 @@ impl Driver {
         }
     }
 
-    fn on_frame(&mut self, frame: ServerFrame, conn: &mut Conn) -> Result<(), Disconnect> {
+    async fn on_frame(&mut self, frame: ServerFrame, conn: &mut Conn) -> Result<(), Disconnect> {
         if frame.request_id.is_empty() {
             match frame.kind {
                 Some(Kind::Message(message)) => self.deliver(message),
+                // Fell behind in the room: join it again from the last seq
+                // handed on, and the gateway replays the rest.
+                Some(Kind::Resync(resync)) => {
+                    if let Some(since) = self.rooms.resume_point(&resync.room) {
+                        write_join(conn, &resync.room, since).await?;
+                    }
+                }
                 // Removed from the room: not rejoined on reconnect.
                 Some(Kind::Left(left)) => self.rooms.unfollow(
                     &left.room,
@@ -103,7 +110,12 @@ impl Driver {
                     "removed from the room",
                 ),
                 // A pushed error precedes a close, which says what to do.
-                _ => {}
+                Some(kind) => {
+                    if let (Some(signal), Some(signals)) = (Signal::of(kind), &self.signals) {
+                        let _ = signals.send(signal);
+                    }
+                }
+                None => {}
             }
             return Ok(());
         }

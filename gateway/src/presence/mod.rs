@@ -10,16 +10,51 @@
 mod announce;
 mod tracker;
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use chat_cache::Redis;
+use chat_config::millis;
 use chat_proto::v1::UserPresence;
 use chat_protocol::UserId;
 use chat_store::Store;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::PresenceConfig, error::GatewayError};
+use crate::error::GatewayError;
+
+/// Who is online (`presence`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PresenceConfig {
+    /// How long a user whose last socket closed still counts as online
+    /// here: a reconnect within it is no change anyone sees.
+    #[serde(rename = "grace_ms", with = "millis")]
+    pub grace: Duration,
+    /// How often this gateway tells Redis it is alive, and looks for
+    /// gateways that stopped.
+    #[serde(rename = "heartbeat_ms", with = "millis::non_zero")]
+    pub heartbeat: Duration,
+    /// A gateway silent this long is dead: its users go offline. At most
+    /// gateway_ttl_ms + heartbeat_ms after a gateway dies.
+    #[serde(rename = "gateway_ttl_ms", with = "millis::non_zero")]
+    pub gateway_ttl: Duration,
+    /// How often the gateway puts its users back into Redis (after Redis
+    /// lost them) and takes out those it no longer holds.
+    #[serde(rename = "mend_every_ms", with = "millis::non_zero")]
+    pub mend_every: Duration,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_millis(5000),
+            heartbeat: Duration::from_millis(2000),
+            gateway_ttl: Duration::from_millis(10_000),
+            mend_every: Duration::from_millis(60_000),
+        }
+    }
+}
 
 /// Most users one `presence` may ask about.
 pub const MAX_ASKED: usize = 100;

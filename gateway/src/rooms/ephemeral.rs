@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::{
     rooms::{coalesce::Coalesced, members::Members, typing::Typing},
-    socket::outbox::{Member, Outbound},
+    socket::outbox::Member,
 };
 
 /// A signal about a member, as a room task takes it (`signals` brings them).
@@ -79,7 +79,7 @@ impl Ephemeral {
         }
     }
 
-    fn typing_now(&self) -> Outbound {
+    fn typing_now(&self) -> ServerFrame {
         self.frame(Kind::TypingNow(TypingNow {
             room: self.room.to_string(),
             users: self.typing.users(),
@@ -119,10 +119,10 @@ impl Ephemeral {
         members.tell(|| self.frame(kind.clone()));
     }
 
-    fn frame(&self, kind: Kind) -> Outbound {
-        Outbound::frame(ServerFrame {
+    fn frame(&self, kind: Kind) -> ServerFrame {
+        ServerFrame {
             request_id: String::new(),
             kind: Some(kind),
-        })
+        }
     }
 }

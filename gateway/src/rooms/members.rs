@@ -6,14 +6,15 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::Duration,
 };
 
 use chat_proto::v1::{server_frame::Kind, Left, ServerFrame};
 use chat_protocol::{access::Access, kind::EntryKind, RoomId, Seq, UserId};
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::socket::outbox::{Delivery, Member, Outbound};
+use crate::socket::outbox::{Delivery, Member, Offered, Outbound};
 
 pub struct Slot {
     pub member: Member,
@@ -31,19 +32,26 @@ pub struct Members {
     /// join of theirs that was checked before the removal committed is
     /// refused.
     removed: HashSet<UserId>,
+    /// Sockets told to resync (their queue was full), until they join
+    /// again or leave: past the deadline they are closed.
+    resynced: HashMap<u64, (Member, Instant)>,
+    resync_timeout: Duration,
 }
 
 impl Members {
-    pub fn new(room: RoomId) -> Self {
+    pub fn new(room: RoomId, resync_timeout: Duration) -> Self {
         Self {
             room,
             slots: HashMap::new(),
             removed: HashSet::new(),
+            resynced: HashMap::new(),
+            resync_timeout,
         }
     }
 
+    /// No socket here gets the room, and none told to resync it is awaited.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.is_empty() && self.resynced.is_empty()
     }
 
     pub fn is_removed(&self, user: &UserId) -> bool {
@@ -55,18 +63,21 @@ impl Members {
     }
 
     /// An ephemeral frame for every socket of the room (one each, made by
-    /// `frame`); a socket whose queue is full misses it.
-    pub fn tell(&self, frame: impl Fn() -> Outbound) {
+    /// `frame`); a socket whose queue is full gets it later, as the latest
+    /// state of its kind (`outbox`).
+    pub fn tell(&self, frame: impl Fn() -> ServerFrame) {
         for slot in self.slots.values() {
             slot.member.offer_ephemeral(frame());
         }
     }
 
     pub fn insert(&mut self, slot: Slot) {
+        self.resynced.remove(&slot.member.conn);
         self.slots.insert(slot.member.conn, slot);
     }
 
     pub fn leave(&mut self, conn: u64) {
+        self.resynced.remove(&conn);
         if let Some(replay) = self.slots.remove(&conn).and_then(|s| s.replay) {
             replay.cancel();
         }
@@ -90,6 +101,22 @@ impl Members {
                     room: self.room.to_string(),
                 })),
             }));
+            false
+        });
+    }
+
+    /// Sockets told to resync that neither joined again nor left in time:
+    /// closed as slow consumers.
+    fn close_unresynced(&mut self) {
+        if self.resynced.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.resynced.retain(|_, (member, deadline)| {
+            if *deadline > now {
+                return true;
+            }
+            member.slow_consumer("told to resync and did not join again; resume with since_seq");
             false
         });
     }
@@ -126,13 +153,29 @@ impl Members {
     /// Gives a message to every socket that has not had it, then applies
     /// the change to a member it carries.
     pub fn deliver(&mut self, delivery: &Arc<Delivery>) {
-        self.slots.retain(|_, slot| {
-            if slot.replay.is_some() || delivery.seq() <= slot.after {
+        self.close_unresynced();
+        let seq = delivery.seq();
+        self.slots.retain(|conn, slot| {
+            if slot.replay.is_some() || seq <= slot.after {
                 return true;
             }
-            slot.after = delivery.seq();
-            slot.member.offer(Outbound::Message(Arc::clone(delivery)))
+            match slot.member.offer_delivery(delivery) {
+                Offered::Queued => {
+                    slot.after = seq;
+                    true
+                }
+                // The socket stops getting the room until it joins again
+                // from where it fell behind.
+                Offered::Full => {
+                    slot.member.offer_resync(&self.room, seq);
+                    let deadline = Instant::now() + self.resync_timeout;
+                    self.resynced.insert(*conn, (slot.member.clone(), deadline));
+                    false
+                }
+                Offered::Closed => false,
+            }
         });
+
         // The member hears of a change to them, then it applies: a removed
         // member gets nothing after it.
         let message = &delivery.message;

@@ -124,7 +124,7 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
     let shutdown = deps.shutdown.clone();
     next.store(head.next().get(), Ordering::Relaxed);
     let mut room = Room {
-        members: Members::new(id.clone()),
+        members: Members::new(id.clone(), deps.config.resync_timeout),
         ephemeral: Ephemeral::new(id.clone()),
         order: Reorder::new(head, gap_fill_after, deps.config.max_pending.get()),
         id,

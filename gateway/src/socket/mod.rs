@@ -1,6 +1,7 @@
 //! One upgraded WebSocket. In: the client's frames, read by `session`
 //! under the socket's `limits`; the rooms' deliveries and the workers'
-//! answers, queued in its `outbox`. Out: sends and commands to `send`,
+//! answers, queued in its `outbox` (ephemeral frames that found it full
+//! wait in its `stash`). Out: sends and commands to `send`,
 //! joins and leaves to `rooms::hub`, frames to the client. `drain` says
 //! when the socket closes during a shutdown.
 
@@ -11,4 +12,5 @@ mod liveness;
 pub mod outbox;
 pub mod request;
 pub mod session;
+mod stash;
 mod writer;

@@ -1,16 +1,26 @@
-//! What flows to a socket: replies, and stored messages encoded at most once
-//! per encoding however many sockets receive them.
+//! What flows to a socket: replies, stored messages encoded at most once
+//! per encoding however many sockets receive them, and ephemeral frames.
+//! The queue is bounded in frames and, for stored messages, in bytes. When
+//! it is full an ephemeral frame waits in the socket's stash as the latest
+//! state of its kind and room, and a stored message is not queued: its
+//! room tells the socket to resync instead (`resync`, in slots kept for it).
 
 use std::sync::{
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
     Arc, Mutex, OnceLock,
 };
 
 use axum::extract::ws::Message as WsMessage;
-use chat_proto::v1::{server_frame::Kind, Message, ServerFrame};
+use chat_proto::v1::{server_frame::Kind, Message, Resync, ServerFrame};
 use chat_protocol::{access::Access, codec::Encoding, ErrorCode, RoomId, Seq, UserId};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
+
+use crate::socket::stash::Stash;
+
+/// Slots of a socket's queue that only what must get through may take
+/// (a `resync`), so that a full queue can still say why it stops.
+pub const RESERVED: usize = 4;
 
 /// A stored message on its way to many sockets.
 pub struct Delivery {
@@ -60,6 +70,8 @@ pub enum Outbound {
     Replay(Box<(Arc<Delivery>, OwnedSemaphorePermit)>),
     /// A WebSocket ping, to see that a quiet peer is still there.
     Ping,
+    /// Ephemeral frames wait in the stash: the writer sends them.
+    Stashed,
 }
 
 impl Outbound {
@@ -69,6 +81,15 @@ impl Outbound {
 
     pub fn replayed(delivery: Arc<Delivery>, permit: OwnedSemaphorePermit) -> Self {
         Self::Replay(Box::new((delivery, permit)))
+    }
+}
+
+/// Bytes of a data frame's payload (what the byte bound counts).
+pub fn ws_len(msg: &WsMessage) -> usize {
+    match msg {
+        WsMessage::Text(text) => text.len(),
+        WsMessage::Binary(bytes) => bytes.len(),
+        _ => 0,
     }
 }
 
@@ -113,9 +134,55 @@ impl CloseSignal {
 pub struct Member {
     pub conn: u64,
     pub user: UserId,
+    pub encoding: Encoding,
     pub out: mpsc::Sender<Outbound>,
+    pub queue: Arc<QueueState>,
     pub close: Arc<CloseSignal>,
     pub changes: Arc<AccessChanges>,
+}
+
+/// What those who queue for a socket and its writer share besides the
+/// queue itself.
+pub struct QueueState {
+    /// Bytes of the stored messages queued, at most `max_bytes` (a
+    /// message bigger than that alone still goes, to an empty queue).
+    bytes: AtomicUsize,
+    max_bytes: usize,
+    pub stash: Stash,
+}
+
+impl QueueState {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+            stash: Stash::default(),
+        }
+    }
+
+    fn take_bytes(&self, size: usize) -> bool {
+        let before = self.bytes.fetch_add(size, Ordering::AcqRel);
+        if before == 0 || before + size <= self.max_bytes {
+            return true;
+        }
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+        false
+    }
+
+    /// A queued stored message of `size` bytes was written.
+    pub fn written(&self, size: usize) {
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+}
+
+/// What became of a stored message offered to a socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    /// The queue had no room (frames or bytes): nothing was queued.
+    Full,
+    /// The socket is gone.
+    Closed,
 }
 
 /// Changes to the socket's access in rooms it joined, made by room tasks
@@ -146,29 +213,80 @@ impl AccessChanges {
 }
 
 impl Member {
-    /// Queues without waiting: a socket that cannot keep up is closed
-    /// (`slow_consumer`) rather than skipped, so it never sees a gap; it
-    /// reconnects and resumes from its last seq.
-    /// Queues an ephemeral frame (who is typing) if there is room; a full
-    /// queue drops it rather than the socket: the next one says it all.
-    pub fn offer_ephemeral(&self, item: Outbound) {
-        if self.out.try_send(item).is_err() {
-            crate::metrics::queue_drop();
+    /// Queues an ephemeral frame (typing, presence, reads) if there is room
+    /// beyond the reserved slots, else keeps it in the stash as the latest
+    /// state of its kind and room, for the writer to send once it can.
+    pub fn offer_ephemeral(&self, frame: ServerFrame) {
+        if self.out.capacity() > RESERVED {
+            match self.out.try_send(Outbound::frame(frame)) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(Outbound::Frame(frame))) => {
+                    return self.stash(*frame)
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return,
+            }
+        }
+        self.stash(frame);
+    }
+
+    fn stash(&self, frame: ServerFrame) {
+        crate::metrics::queue_drop("ephemeral");
+        self.queue.stash.keep(frame);
+        // Wakes a writer that emptied the queue meanwhile; if the queue is
+        // full, the writer checks the stash after what it holds.
+        let _ = self.out.try_send(Outbound::Stashed);
+    }
+
+    /// Queues a stored message unless the queue is full, in frames (beyond
+    /// the reserved slots) or in bytes.
+    pub fn offer_delivery(&self, delivery: &Arc<Delivery>) -> Offered {
+        let size = ws_len(&delivery.to_ws(self.encoding));
+        if self.out.capacity() <= RESERVED || !self.queue.take_bytes(size) {
+            return Offered::Full;
+        }
+        match self.out.try_send(Outbound::Message(Arc::clone(delivery))) {
+            Ok(()) => Offered::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queue.written(size);
+                Offered::Full
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Offered::Closed,
         }
     }
 
+    /// Tells the socket it fell behind in `room` at `from_seq`, in a
+    /// reserved slot; a socket with none left either is closed
+    /// (`slow_consumer`).
+    pub fn offer_resync(&self, room: &RoomId, from_seq: Seq) {
+        crate::metrics::queue_drop("resync");
+        let resync = Outbound::frame(ServerFrame {
+            request_id: String::new(),
+            kind: Some(Kind::Resync(Resync {
+                room: room.to_string(),
+                from_seq: from_seq.get(),
+            })),
+        });
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(resync) {
+            self.slow_consumer("socket queue full; resume with since_seq");
+        }
+    }
+
+    /// Queues a frame the socket must get (`joined`, `left`, a ping)
+    /// without waiting: a socket without room for it is closed
+    /// (`slow_consumer`) rather than skipped; it reconnects and resumes.
     pub fn offer(&self, item: Outbound) -> bool {
         match self.out.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                crate::metrics::queue_drop();
-                self.close.close(
-                    ErrorCode::SlowConsumer,
-                    "socket queue full; resume with since_seq",
-                );
+                self.slow_consumer("socket queue full; resume with since_seq");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    pub fn slow_consumer(&self, why: &str) {
+        crate::metrics::queue_drop("closed");
+        self.close.close(ErrorCode::SlowConsumer, why);
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     socket::{
         limits::SendBudget,
         liveness::Liveness,
-        outbox::{CloseSignal, Member, Outbound},
+        outbox::{CloseSignal, Member, Outbound, QueueState, RESERVED},
         request::ParsedFrame,
         writer::spawn_writer,
     },
@@ -52,12 +52,14 @@ pub async fn serve(socket: WebSocket, info: SessionInfo, state: AppState) {
 /// before the closing handshake.
 async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let (sink, mut stream) = socket.split();
-    let (out, queue) = mpsc::channel(state.config.limits.socket_queue.get());
+    let limits = &state.config.limits;
+    let (out, queue) = mpsc::channel(limits.socket_queue.get() + RESERVED);
+    let queued = Arc::new(QueueState::new(limits.socket_queue_bytes.get()));
     let close = Arc::new(CloseSignal::default());
-    let write_timeout = state.config.limits.write_timeout;
+    let write_timeout = limits.write_timeout;
     let writer = spawn_writer(
         sink,
-        queue,
+        (queue, Arc::clone(&queued)),
         Arc::clone(&close),
         info.encoding,
         write_timeout,
@@ -66,7 +68,9 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         member: Member {
             conn: info.conn,
             user: info.user,
+            encoding: info.encoding,
             out,
+            queue: queued,
             close: Arc::clone(&close),
             changes: Arc::default(),
         },

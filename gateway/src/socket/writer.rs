@@ -1,6 +1,7 @@
 //! A socket's writer: drains its bounded outbox into the WebSocket, batching
-//! what is queued into one flush, each write under a deadline; then the
-//! close frame.
+//! what is queued into one flush, each write under a deadline, and the
+//! ephemeral frames its stash kept while the queue was full; then the close
+//! frame.
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,14 +15,14 @@ use tracing::Instrument;
 
 use crate::{
     metrics,
-    socket::outbox::{frame_to_ws, CloseSignal, Delivery, Outbound},
+    socket::outbox::{frame_to_ws, ws_len, CloseSignal, Delivery, Outbound, QueueState},
 };
 
 /// Starts the socket's writer. A writer that stopped (peer gone, write
 /// timed out) ends the reader too.
 pub fn spawn_writer(
     sink: SplitSink<WebSocket, WsMessage>,
-    queue: mpsc::Receiver<Outbound>,
+    queue: (mpsc::Receiver<Outbound>, Arc<QueueState>),
     close: Arc<CloseSignal>,
     encoding: Encoding,
     write_timeout: Duration,
@@ -41,7 +42,7 @@ pub fn spawn_writer(
 /// the socket.
 async fn write_loop(
     sink: SplitSink<WebSocket, WsMessage>,
-    mut queue: mpsc::Receiver<Outbound>,
+    (mut queue, state): (mpsc::Receiver<Outbound>, Arc<QueueState>),
     close: Arc<CloseSignal>,
     encoding: Encoding,
     write_timeout: Duration,
@@ -50,34 +51,30 @@ async fn write_loop(
         sink,
         timeout: write_timeout,
     };
-    let counted = OutCounters::new(encoding);
-    let to_ws = |item: Outbound| match item {
-        Outbound::Frame(frame) => {
-            counted.reply(&frame);
-            frame_to_ws(encoding, &frame)
-        }
-        Outbound::Message(delivery) => {
-            counted.message(&delivery);
-            delivery.to_ws(encoding)
-        }
-        // Not in the delivery-latency histogram: replays are old by design.
-        Outbound::Replay(replayed) => {
-            counted.message.increment(1);
-            replayed.0.to_ws(encoding)
-        }
-        Outbound::Ping => WsMessage::Ping(Default::default()),
+    let encoder = Encoder {
+        counted: OutCounters::new(encoding),
+        encoding,
+        state: Arc::clone(&state),
     };
+    let to_ws = |item| encoder.to_ws(item);
     loop {
         tokio::select! {
             biased;
             item = queue.recv() => {
                 let Some(item) = item else { break };
-                if sink.feed(to_ws(item)).await.is_err() {
-                    return;
+                // Batch whatever else is queued into one flush, then what
+                // the stash kept while the queue was full.
+                let mut next = Some(item);
+                while let Some(item) = next {
+                    if let Some(ws) = to_ws(item) {
+                        if sink.feed(ws).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = queue.try_recv().ok();
                 }
-                // Batch whatever else is queued into one flush.
-                while let Ok(item) = queue.try_recv() {
-                    if sink.feed(to_ws(item)).await.is_err() {
+                for frame in state.stash.take() {
+                    if sink.feed(frame_to_ws(encoding, &frame)).await.is_err() {
                         return;
                     }
                 }
@@ -90,8 +87,10 @@ async fn write_loop(
     }
     // Flush replies queued before the close (an error frame, say), then close.
     while let Ok(item) = queue.try_recv() {
-        if sink.feed(to_ws(item)).await.is_err() {
-            return;
+        if let Some(ws) = to_ws(item) {
+            if sink.feed(ws).await.is_err() {
+                return;
+            }
         }
     }
     let frame = match close.reason() {
@@ -107,6 +106,38 @@ async fn write_loop(
     // A peer that cannot take the close frame gets no second wait.
     if sink.send(WsMessage::Close(Some(frame))).await.is_ok() {
         let _ = sink.close().await;
+    }
+}
+
+/// Turns queued items into WebSocket messages, counting them.
+struct Encoder {
+    counted: OutCounters,
+    encoding: Encoding,
+    state: Arc<QueueState>,
+}
+
+impl Encoder {
+    fn to_ws(&self, item: Outbound) -> Option<WsMessage> {
+        match item {
+            Outbound::Frame(frame) => {
+                self.counted.reply(&frame);
+                Some(frame_to_ws(self.encoding, &frame))
+            }
+            Outbound::Message(delivery) => {
+                self.counted.message(&delivery);
+                let ws = delivery.to_ws(self.encoding);
+                self.state.written(ws_len(&ws));
+                Some(ws)
+            }
+            // Not in the delivery-latency histogram: replays are old by design.
+            Outbound::Replay(replayed) => {
+                self.counted.message.increment(1);
+                Some(replayed.0.to_ws(self.encoding))
+            }
+            Outbound::Ping => Some(WsMessage::Ping(Default::default())),
+            // The stash is sent after the batch that holds this.
+            Outbound::Stashed => None,
+        }
     }
 }
 

@@ -33,6 +33,7 @@ mod room_api;
 mod rooms;
 mod search;
 mod sender_order;
+mod slow_consumers;
 mod startup;
 mod store;
 mod typing;
