@@ -3,7 +3,7 @@
 //! The queue is bounded in frames and, for stored messages, in bytes. When
 //! it is full an ephemeral frame waits in the socket's stash as the latest
 //! state of its kind and room, and a stored message is not queued: its
-//! room tells the socket to resync instead (`resync`, in slots kept for it).
+//! room tells the socket to resync instead (a `resync`, in the stash too).
 
 use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::socket::stash::Stash;
 
-/// Slots of a socket's queue that only what must get through may take
-/// (a `resync`), so that a full queue can still say why it stops.
+/// Slots of a socket's queue that stored messages and ephemeral frames
+/// leave free, for the frames a socket must get at once (`joined`,
+/// `left`, a ping).
 pub const RESERVED: usize = 4;
 
 /// A stored message on its way to many sockets.
@@ -231,10 +232,17 @@ impl Member {
 
     fn stash(&self, frame: ServerFrame) {
         crate::metrics::queue_drop("ephemeral");
+        self.keep(frame);
+    }
+
+    fn keep(&self, frame: ServerFrame) {
         self.queue.stash.keep(frame);
-        // Wakes a writer that emptied the queue meanwhile; if the queue is
-        // full, the writer checks the stash after what it holds.
-        let _ = self.out.try_send(Outbound::Stashed);
+        // Wakes a writer that emptied the queue meanwhile. Never in a
+        // reserved slot: with the queue that full, the writer has frames to
+        // write, and sends the stash after them.
+        if self.out.capacity() > RESERVED {
+            let _ = self.out.try_send(Outbound::Stashed);
+        }
     }
 
     /// Queues a stored message unless the queue is full, in frames (beyond
@@ -254,21 +262,18 @@ impl Member {
         }
     }
 
-    /// Tells the socket it fell behind in `room` at `from_seq`, in a
-    /// reserved slot; a socket with none left either is closed
-    /// (`slow_consumer`).
+    /// Tells the socket it fell behind in `room` at `from_seq`: through
+    /// the stash, sent after what the queue holds (which is all of the room
+    /// before `from_seq`).
     pub fn offer_resync(&self, room: &RoomId, from_seq: Seq) {
         crate::metrics::queue_drop("resync");
-        let resync = Outbound::frame(ServerFrame {
+        self.keep(ServerFrame {
             request_id: String::new(),
             kind: Some(Kind::Resync(Resync {
                 room: room.to_string(),
                 from_seq: from_seq.get(),
             })),
         });
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(resync) {
-            self.slow_consumer("socket queue full; resume with since_seq");
-        }
     }
 
     /// Queues a frame the socket must get (`joined`, `left`, a ping)

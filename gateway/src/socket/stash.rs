@@ -1,7 +1,9 @@
-//! A socket's ephemeral frames that found its queue full: who is typing,
-//! who is online, whose marker moved. Kept as their latest state, one frame
-//! per kind and room, merged as more come, for the writer to send once the
-//! queue has drained; so a slow socket costs at most one of each.
+//! What a socket must hear but found its queue full: its resyncs (a room
+//! whose next message did not fit) and the ephemeral frames (who is typing,
+//! who is online, whose marker moved). Kept as their latest state, one
+//! frame per kind and room, merged as more come, for the writer to send
+//! after what the queue holds; so a slow socket costs at most one of each,
+//! and never has to wait for a free slot to be told to resync.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -50,6 +52,11 @@ fn merge(frames: &mut Vec<ServerFrame>, frame: ServerFrame) {
                         None => old.users.push(user.clone()),
                     }
                 }
+                return;
+            }
+            // A room resyncs from the first message the socket missed.
+            (Some(Kind::Resync(old)), Kind::Resync(new)) if old.room == new.room => {
+                old.from_seq = old.from_seq.min(new.from_seq);
                 return;
             }
             (Some(Kind::Reads(old)), Kind::Reads(new)) if old.room == new.room => {
