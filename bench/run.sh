@@ -16,6 +16,8 @@
 #   bench/run.sh scaling         ingest with 1, 2 and 4 workers: stored sends/s,
 #                                 CPU per stored send, Postgres lock waits
 #   bench/run.sh takeover        20 SIGKILLs of a partition owner: time to a new owner
+#   bench/run.sh typing          high's sends beside 10,000 members in 1,000 rooms each
+#                                typing every 3 s (LOADGEN_ARGS="--typing-every 0": without)
 #   bench/run.sh presence        10,000 users online in rooms of 10: what presence
 #                                costs Redis and NATS coming online, at rest, going offline
 #
@@ -442,6 +444,7 @@ run_one() { # scenario target label [extra loadgen args...]
 targets_for() {
   case $1 in
     ingest) echo ours;;                       # peers persist nothing; the floor is pgbench below
+    typing) echo ours;;                       # the peers have no typing signal
     connections) echo "$TARGETS" | sed 's/ nats//; s/^nats //';;
     *) echo "$TARGETS";;
   esac

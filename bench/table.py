@@ -7,7 +7,7 @@ import os
 import re
 
 PRESET_RATES = {"baseline": 100, "moderate": 500, "high": 1000, "extreme": 2000, "fanout": 250,
-                "ingest": 20000, "connections": 0, "churn": 500, "spike": 1000, "slow-consumer": 500,
+                "ingest": 20000, "connections": 0, "churn": 500, "spike": 1000, "slow-consumer": 500, "typing": 1000,
                 "soak": 1000, "smoke": 100}
 
 

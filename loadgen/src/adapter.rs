@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use anyhow::{anyhow, bail, Context};
 use chat_client::{ConnectOptions, Event};
-use chat_proto::v1::server_frame::Kind;
+use chat_proto::v1::{client_frame, server_frame::Kind, Typing};
 use chat_protocol::codec::Encoding;
 use futures::{
     stream::{SplitSink, SplitStream},
@@ -221,6 +221,16 @@ impl Tx {
                     .publish(nats_subject(room), body.to_owned().into())
                     .await?
             }
+        }
+        Ok(())
+    }
+
+    /// Says the user is typing in `room` (ours only; the peers have no
+    /// such signal).
+    pub async fn typing(&mut self, room: &str) -> anyhow::Result<()> {
+        if let Tx::Ours(w) = self {
+            let typing = client_frame::Kind::Typing(Typing { room: room.into() });
+            w.request(typing).await?;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use crate::{adapter::Target, fleet::Fleet, measure::Servers, scenarios::Params};
 #[command(about = "Load generator for the chat system and its peers")]
 struct Cli {
     /// baseline, moderate, high, extreme, fanout, ingest, connections, churn,
-    /// spike, slow-consumer, soak, smoke.
+    /// spike, slow-consumer, typing, soak, smoke.
     #[arg(long, default_value = "baseline")]
     scenario: String,
     #[arg(long, value_enum, default_value = "ours")]
@@ -59,6 +59,9 @@ struct Cli {
     initial_conns: Option<usize>,
     #[arg(long)]
     ramp_secs: Option<f64>,
+    /// Seconds between one member's typing signals (0: none).
+    #[arg(long)]
+    typing_every: Option<f64>,
     /// HS256 secret to mint users' tokens (this system).
     #[arg(long, env = "CHAT_GATEWAY_JWT__HS256_SECRET")]
     jwt_secret: Option<String>,
@@ -104,7 +107,8 @@ impl Cli {
             drain,
             slow_fraction,
             churn_per_sec,
-            ramp_secs
+            ramp_secs,
+            typing_every
         );
         p.initial_conns =
             self.initial_conns

@@ -11,7 +11,7 @@ use crate::{
     conn::{Conns, Tally},
     fleet::Fleet,
     measure::{self, Servers, Usage},
-    scenarios::{chat, churn, connections, spike, Params},
+    scenarios::{chat, churn, connections, spike, typing, Params},
     schedule::Schedule,
     stats::Stats,
 };
@@ -67,6 +67,7 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
         schedule.window.1,
     );
     let pinger = connections::ping_mid_window(conns.list(), schedule.window);
+    let typists = typing::start(conns.list(), params, fleet, schedule.window.1);
 
     let usage = measure::window(&setup.servers, &stats, schedule, setup.quiet).await;
     for s in senders {
@@ -78,6 +79,9 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
         c.abort();
     }
     pinger.abort();
+    for t in typists {
+        t.abort();
+    }
     let connected = conns.list().len();
     let tally = conns.audit().await;
     Ok(Outcome {

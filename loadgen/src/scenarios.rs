@@ -2,13 +2,15 @@
 //! each connection's part in them, and the load each family adds to a run:
 //! [`chat`] (senders on the open-loop schedule: every scenario with a rate),
 //! [`spike`] (late arrivals), [`churn`] (reconnecting receivers) and
-//! [`connections`] (every socket pinged mid-window). Every run receives and
+//! [`connections`] (every socket pinged mid-window), [`typing`] (every
+//! member typing on a period). Every run receives and
 //! audits, slow receivers included: that is `crate::conn`.
 
 pub mod chat;
 pub mod churn;
 pub mod connections;
 pub mod spike;
+pub mod typing;
 
 use serde::Serialize;
 
@@ -38,6 +40,8 @@ pub struct Params {
     /// Connections open at the start; the rest arrive over `ramp_secs`.
     pub initial_conns: usize,
     pub ramp_secs: f64,
+    /// Seconds between one member's `typing` signals (0: none).
+    pub typing_every: f64,
 }
 
 impl Params {
@@ -56,6 +60,7 @@ impl Params {
             churn_per_sec: 0.0,
             initial_conns: conns,
             ramp_secs: 0.0,
+            typing_every: 0.0,
         }
     }
 
@@ -93,6 +98,12 @@ impl Params {
                 body_bytes: 1024,
                 ..Self::base(name, 500, 50, 500.0)
             },
+            // 10,000 members in 1,000 rooms, each typing every 3 s, beside
+            // `high`'s sends.
+            "typing" => Self {
+                typing_every: 3.0,
+                ..Self::base(name, 10_000, 10, 1000.0)
+            },
             "soak" => Self {
                 duration: 120.0,
                 ..Self::base(name, 1000, 10, 1000.0)
@@ -105,7 +116,7 @@ impl Params {
             },
             other => anyhow::bail!(
                 "unknown scenario {other:?}: baseline, moderate, high, extreme, fanout, ingest, \
-                 connections, churn, spike, slow-consumer, soak, smoke"
+                 connections, churn, spike, slow-consumer, typing, soak, smoke"
             ),
         })
     }
