@@ -49,11 +49,30 @@ fn nats(e: impl std::fmt::Display) -> StreamsError {
     StreamsError::Nats(e.to_string())
 }
 
+/// How long `ensure` keeps trying while JetStream cannot place a stream
+/// yet (a cluster still forming, its meta leader being elected).
+const ENSURE_PATIENCE: Duration = Duration::from_secs(20);
+
 /// Creates the ingest partitions', bulk, command, mark and dead-letter streams if
 /// they do not exist, and narrows a legacy ingest stream so that it no
-/// longer overlaps the partitions'. An error if the partitions' streams
-/// were made for another P.
+/// longer overlaps the partitions'. JetStream's refusals are tried again
+/// for `ENSURE_PATIENCE`: a binary that starts beside a NATS cluster still
+/// forming waits for it. An error if the partitions' streams were made for
+/// another P.
 pub async fn ensure(js: &jetstream::Context, config: &StreamConfig) -> Result<(), StreamsError> {
+    let until = tokio::time::Instant::now() + ENSURE_PATIENCE;
+    loop {
+        match ensure_once(js, config).await {
+            Err(StreamsError::Nats(e)) if tokio::time::Instant::now() < until => {
+                tracing::warn!(error = %e, "streams not ready; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn ensure_once(js: &jetstream::Context, config: &StreamConfig) -> Result<(), StreamsError> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: subjects::DEAD_LETTER_STREAM.into(),
         subjects: vec![subjects::dead_letter_all()],
