@@ -197,6 +197,16 @@ PY
   stop "${loadgens[@]}" "${gateways[@]}" "$worker"
 }
 
+# Rooms idle-0 .. idle-(N-1), once the worker has made the schema.
+insert_idle_rooms() {
+  for _ in $(seq 60); do
+    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'idle-' || g FROM generate_series(0, $1 - 1) g ON CONFLICT DO NOTHING" 2>/dev/null && return
+    sleep 1
+  done
+}
+# Commands Redis has processed since it started.
+redis_commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
+
 # `idle-rooms`: IDLE_ROOMS rooms (default 10,000) joined over both gateways
 # and silent. Prints what they cost at rest: the gateways' CPU (share of a
 # core), Postgres statements/s and Redis commands/s, over IDLE_SECS after
@@ -205,10 +215,7 @@ run_idle_rooms() {
   local rooms=${IDLE_ROOMS:-10000} secs=${IDLE_SECS:-60}
   start_ours
   # The worker creates the schema as it starts.
-  for _ in $(seq 60); do
-    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'idle-' || g FROM generate_series(0, $rooms - 1) g ON CONFLICT DO NOTHING" 2>/dev/null && break
-    sleep 1
-  done
+  insert_idle_rooms "$rooms"
   psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO members (room_id, user_id) SELECT 'idle-' || g, 'idle-' || (g / 100) FROM generate_series(0, $rooms - 1) g ON CONFLICT DO NOTHING"
   echo "== idle-rooms / ours: $rooms silent rooms over 2 gateways"
   taskset -c "$LOADGEN_CPU" $BIN/idlerooms --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
@@ -229,7 +236,7 @@ run_idle_rooms() {
     echo $t
   }
   statements() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database"; }
-  commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
+  commands() { redis_commands; }
   probes() { for port in $G1 $G2; do curl -s "http://127.0.0.1:$port/metrics"; done | awk '/^chat_gateway_head_probes_total/ {s += $2} END {print s + 0}'; }
   # Each of the others on its own: worker, NATS, Redis, Postgres.
   each_ticks() {
@@ -269,12 +276,9 @@ run_presence() {
   local users=${PRESENCE_USERS:-10000} secs=${PRESENCE_SECS:-30}
   export CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_USER=1000000
   start_ours
-  for _ in $(seq 60); do
-    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'idle-' || g FROM generate_series(0, $users - 1) g ON CONFLICT DO NOTHING" 2>/dev/null && break
-    sleep 1
-  done
+  insert_idle_rooms "$users"
   psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO members (room_id, user_id) SELECT 'idle-' || g, 'idle-' || (g / 10 * 10 + m) FROM generate_series(0, $users - 1) g, generate_series(0, 9) m WHERE g / 10 * 10 + m < $users ON CONFLICT DO NOTHING"
-  commands() { redis-cli -p $REDIS_PORT info stats | awk -F: '/total_commands_processed/ {print $2+0}'; }
+  commands() { redis_commands; }
   messages() { curl -s "http://127.0.0.1:$NATS_MON/varz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["in_msgs"])'; }
   # The commands presence uses (at rest: only its heartbeats and mends).
   presence_commands() { redis-cli -p $REDIS_PORT info commandstats | awk -F'[:=,]' '/^cmdstat_(zadd|zrangebyscore|exists|sadd|srem|smembers|evalsha|del):/ {s += $3} END {print s + 0}'; }
@@ -305,7 +309,7 @@ print(f"   coming online (connect, join, presence): {(r1 - r0) / users:.1f} Redi
 print(f"   at rest for {secs:.0f} s: {(r2 - r1) / secs:.1f} Redis commands/s of which presence's {(p2 - p1) / secs:.2f}/s "
       f"(the rest: the lost-tail prober of the 10,000 joined rooms), {(n2 - n1) / secs:.1f} NATS messages/s "
       f"(none of them presence's: it publishes only on a change), servers {100 * (t2 - t1) / hz / secs:.2f}% of a core")
-print(f"   going offline (presence alone): {(r3 - r2) / users:.1f} Redis commands and "
+print(f"   going offline (every socket closed, after the grace): {(r3 - r2) / users:.1f} Redis commands and "
       f"{(n3 - n2) / users:.1f} NATS messages per user; {c3 - c1:.0f} announced offline")
 PY
   stop "${SERVER_PIDS[@]}"
