@@ -271,7 +271,7 @@ PY
 # joined to one room, over both gateways; each user is a member of the 10
 # rooms of their group of 10. Prints Redis commands and NATS messages per
 # user coming online (connect, join and presence together) and going
-# offline (presence alone: their sockets all close), and per second at rest.
+# offline (their sockets all close, then the grace), and per second at rest.
 run_presence() {
   local users=${PRESENCE_USERS:-10000} secs=${PRESENCE_SECS:-30}
   export CHAT_GATEWAY_LIMITS__MAX_CONNECTIONS_PER_USER=1000000
