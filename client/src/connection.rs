@@ -218,6 +218,7 @@ impl Writer {
             client_msg_id: client_msg_id.into(),
             body: body.into(),
             reply_to: None,
+            deliver_at_ms: None,
         }))
         .await
     }

@@ -30,6 +30,7 @@ impl NewEntry {
                 client_msg_id,
                 body,
                 reply_to: reply_to.map(wire_seq),
+                deliver_at_ms: None,
             }),
             Self::Edit { seq, body } => Kind::Edit(Edit {
                 room,

@@ -14,6 +14,19 @@ pub fn reply(room: &str, id: &str, body: &str, to: i64) -> Ask {
         client_msg_id: id.into(),
         body: body.into(),
         reply_to: Some(to),
+        deliver_at_ms: None,
+    })
+}
+
+/// A chat message to send at `at` (Unix ms; any value, so that tests can
+/// send bad ones too).
+pub fn scheduled(room: &str, id: &str, body: &str, at: i64) -> Ask {
+    Ask::Send(Send {
+        room: room.into(),
+        client_msg_id: id.into(),
+        body: body.into(),
+        reply_to: None,
+        deliver_at_ms: Some(at),
     })
 }
 

@@ -94,6 +94,7 @@ impl Cluster {
                 body: "dropped fan-out".into(),
                 kind: EntryKind::Message,
                 target: None,
+                id: None,
             }])
             .await
             .unwrap();

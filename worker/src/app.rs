@@ -13,7 +13,7 @@ use chat_tasks::{Ends, Tasks};
 
 use crate::{
     commands, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, intake,
-    intake::PullConsumer, lanes::Lanes, marks, partitions::Partitions,
+    intake::PullConsumer, lanes::Lanes, marks, partitions::Partitions, scheduled,
 };
 
 pub struct Worker {
@@ -147,6 +147,12 @@ impl Worker {
         // Restarting: a batch not acked when it died is redelivered.
         tasks.spawn_restarting("marks", move || {
             marks::run(Arc::clone(&ctx), marks.clone(), shutdown.clone())
+        });
+        let (ctx, shutdown) = (Arc::clone(&self.ctx), self.shutdown.clone());
+        // Restarting: due rows it held when it died are rolled back and
+        // taken again.
+        tasks.spawn_restarting("scheduled", move || {
+            scheduled::run(Arc::clone(&ctx), shutdown.clone())
         });
         let pulling = start_pulling(
             &self.ctx,

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ctx::Ctx, error::WorkerError, fanout, metrics};
+use crate::{ctx::Ctx, error::WorkerError, fanout, metrics, scheduled};
 
 type PullConsumer = jetstream::consumer::Consumer<jetstream::consumer::pull::Config>;
 
@@ -70,7 +70,13 @@ pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationTo
 
 async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
     let (command, reply_to) = match decode(&msg.payload) {
-        Ok(decoded) => decoded,
+        Ok(Decoded::Change(command, reply_to)) => (command, reply_to),
+        Ok(Decoded::Scheduling(id, room, request, reply_to)) => {
+            return match scheduled::answer(ctx, id, request).await {
+                Ok(reply) => answer(ctx, msg, reply_to, reply).await,
+                Err(e) => ctx.fail_command(msg, &room, &e).await,
+            };
+        }
         Err(e) => return ctx.fail_command(msg, "undecodable", &e).await,
     };
     let room = command.room.as_str();
@@ -107,6 +113,12 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
         }
         Err(e) => return ctx.fail_command(msg, room, &WorkerError::from(e)).await,
     };
+    answer(ctx, msg, reply_to, reply).await;
+}
+
+/// Replies to the asker, then acks: a crash in between redelivers the
+/// command, which finds it applied and answers the same.
+async fn answer(ctx: &Ctx, msg: &jetstream::Message, reply_to: String, reply: CommandReply) {
     if subjects::is_inbox(&reply_to) {
         if let Err(e) = ctx
             .nats
@@ -136,9 +148,25 @@ fn refusal_code(refused: &Refused) -> ErrorCode {
     }
 }
 
-fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
+/// A command as the worker takes it: a change to the room's members, or
+/// a scheduled message's (with the room's name, for a dead letter).
+enum Decoded {
+    Change(NewCommand, String),
+    Scheduling(String, String, scheduled::Request, String),
+}
+
+fn decode(payload: &[u8]) -> Result<Decoded, WorkerError> {
     let bad = |e: &dyn std::fmt::Display| WorkerError::BadEnvelope(e.to_string());
     let command = Command::decode(payload).map_err(|e| bad(&e))?;
+    if let Some(request) = scheduled::decode(&command) {
+        let Command {
+            command_id,
+            room,
+            reply_to,
+            ..
+        } = command;
+        return Ok(Decoded::Scheduling(command_id, room, request?, reply_to));
+    }
     let user = |u: String| UserId::parse(u).map_err(|e| bad(&e));
     let users = |list: Vec<String>| list.into_iter().map(user).collect::<Result<_, _>>();
     let flags = |bits: u32| {
@@ -166,14 +194,16 @@ fn decode(payload: &[u8]) -> Result<(NewCommand, String), WorkerError> {
                 revoke: flags(a.revoke)?,
             },
         ),
-        None => return Err(bad(&"command without a change")),
+        Some(Requested::Schedule(_) | Requested::CancelScheduled(_)) | None => {
+            return Err(bad(&"command without a change"))
+        }
     };
     let actor = Actor::parse(command.actor).map_err(|e| bad(&e))?;
     if command.command_id.is_empty() {
         return Err(bad(&"command without an id"));
     }
     let command_id = command.command_id;
-    Ok((
+    Ok(Decoded::Change(
         NewCommand {
             id: command_id,
             room: RoomId::parse(command.room).map_err(|e| bad(&e))?,

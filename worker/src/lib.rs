@@ -20,6 +20,7 @@ pub mod partitions;
 pub mod persist;
 pub mod pulled;
 pub mod retry;
+pub mod scheduled;
 
 pub use app::Worker;
 pub use config::WorkerConfig;

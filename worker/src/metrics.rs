@@ -22,6 +22,7 @@ const PG_POOL: &str = "chat_worker_postgres_pool_connections";
 const CANARIES: &str = "chat_worker_canaries_total";
 const COMMANDS: &str = "chat_worker_commands_total";
 const MARKS: &str = "chat_worker_marks_total";
+const SCHEDULED: &str = "chat_worker_scheduled_total";
 const TASK_EXITS: &str = "chat_worker_task_exits_total";
 const PARTITION_OWNED: &str = "chat_worker_partition_owned";
 const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
@@ -50,6 +51,10 @@ fn describe_partitions() {
 
 pub fn describe() {
     describe_partitions();
+    describe_counter!(
+        SCHEDULED,
+        "Scheduled messages, by what happened (scheduled, cancelled, refused_request, sent, refused_at_time)."
+    );
     describe_counter!(
         MARKS,
         "Read marks handled, by outcome (stored, retried, given_up, undecodable)."
@@ -168,6 +173,10 @@ pub fn command(outcome: &'static str) {
 
 pub fn marks(outcome: &'static str, count: usize) {
     counter!(MARKS, "outcome" => outcome).increment(count as u64);
+}
+
+pub fn scheduled(outcome: &'static str, count: usize) {
+    counter!(SCHEDULED, "outcome" => outcome).increment(count as u64);
 }
 
 pub fn pending(count: u64) {

@@ -42,6 +42,7 @@ impl Item {
             body: self.send.envelope.body.clone(),
             kind: self.send.entry.kind,
             target: self.send.entry.target,
+            id: None,
         }
     }
 }

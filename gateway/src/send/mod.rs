@@ -1,5 +1,6 @@
 //! From a socket to the workers and back. In: a socket's sends, in order
-//! (`publisher`), member commands (`commands`) and read marks (`marks`).
+//! (`publisher`), member commands (`commands`), scheduled messages
+//! (`scheduled`, as commands) and read marks (`marks`).
 //! Out: batches of envelopes on JetStream (`ingest`), commands and marks
 //! on their streams (`ask`);
 //! the workers' receipts and replies come back here and are answered to the
@@ -12,3 +13,4 @@ pub mod commands;
 pub mod ingest;
 pub mod marks;
 pub mod publisher;
+pub mod scheduled;

@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use chat_proto::{
     internal::command::Change,
-    v1::{server_frame::Kind, Applied, DirectRoom, Left, Pong, PresenceNow, ServerFrame},
+    v1::{
+        server_frame::Kind, Applied, DirectRoom, Left, Pong, PresenceNow, ScheduledList,
+        ServerFrame,
+    },
 };
 use chat_protocol::{
     access::{Access, Actor, Permissions},
     kind::EntryKind,
     RoomId, Seq, UserId,
 };
+use chat_store::Scheduled;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -26,6 +30,7 @@ use crate::{
         ingest::Submission,
         marks,
         publisher::{self, Outgoing},
+        scheduled,
     },
     socket::{
         outbox::Outbound,
@@ -97,6 +102,29 @@ impl Session {
                     users,
                 };
                 self.reply(request_id, Kind::PresenceNow(now)).await;
+                Ok(())
+            }
+            Request::Schedule(new) => {
+                if !self.may_send(&new.room).await? {
+                    return Err(GatewayError::Forbidden(
+                        "you may not send messages in this room",
+                    ));
+                }
+                let (nats, user, timeout) = self.to_workers();
+                self.answer_later(request_id, scheduled::schedule(nats, user, new, timeout))
+            }
+            Request::CancelScheduled { room, id } => {
+                self.access(&room).await?;
+                let (nats, user, timeout) = self.to_workers();
+                self.answer_later(request_id, scheduled::cancel(nats, user, room, id, timeout))
+            }
+            Request::ListScheduled { room } => {
+                self.access(&room).await?;
+                let pending = self.state.store.pending_scheduled(&room, &self.member.user);
+                let messages = pending.await?.iter().map(Scheduled::to_proto).collect();
+                let room = room.to_string();
+                let list = ScheduledList { room, messages };
+                self.reply(request_id, Kind::ScheduledList(list)).await;
                 Ok(())
             }
             Request::Search(search) => {
@@ -321,6 +349,17 @@ impl Session {
                 created,
             }))
         })
+    }
+
+    /// What a request to the workers takes along: NATS, who asks, how
+    /// long to wait.
+    fn to_workers(&self) -> (async_nats::Client, UserId, std::time::Duration) {
+        let limits = &self.state.config.limits;
+        (
+            self.state.nats.clone(),
+            self.member.user.clone(),
+            limits.ack_timeout,
+        )
     }
 
     /// Answers a request that goes through the workers from a task of its

@@ -14,7 +14,10 @@ use crate::{
     error::GatewayError,
     lookup::{my_rooms::ListRooms, search::Search},
     rooms::pages::PageQuery,
-    send::commands,
+    send::{
+        commands,
+        scheduled::{self, NewScheduled},
+    },
 };
 
 /// What a client frame asks for.
@@ -67,6 +70,17 @@ pub enum Request {
     Presence {
         users: Vec<String>,
     },
+    /// A chat message to send at a later time.
+    Schedule(NewScheduled),
+    /// Cancels one's own scheduled message.
+    CancelScheduled {
+        room: RoomId,
+        id: uuid::Uuid,
+    },
+    /// One's own scheduled messages in the room not sent yet.
+    ListScheduled {
+        room: RoomId,
+    },
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -87,6 +101,7 @@ pub enum FrameKind {
     Typing,
     MarkRead,
     Presence,
+    ListScheduled,
 }
 
 impl FrameKind {
@@ -108,6 +123,7 @@ impl FrameKind {
             Self::Typing => "typing",
             Self::MarkRead => "mark_read",
             Self::Presence => "presence",
+            Self::ListScheduled => "list_scheduled",
         }
     }
 
@@ -116,7 +132,7 @@ impl FrameKind {
     pub fn is_read(self) -> bool {
         matches!(
             self,
-            Self::History | Self::ListRooms | Self::Search | Self::Presence
+            Self::History | Self::ListRooms | Self::Search | Self::Presence | Self::ListScheduled
         )
     }
 
@@ -197,6 +213,11 @@ impl ParsedFrame {
                     users: presence.users,
                 }),
             ),
+            Some(K::CancelScheduled(cancel)) => (FrameKind::Command, parse_cancel(cancel)),
+            Some(K::ListScheduled(list)) => {
+                let list = RoomId::parse(list.room).map(|room| Request::ListScheduled { room });
+                (FrameKind::ListScheduled, list.map_err(GatewayError::from))
+            }
             Some(K::ListRooms(list)) => {
                 let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);
                 (FrameKind::ListRooms, list)
@@ -224,6 +245,15 @@ fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, Ga
         .reply_to
         .map(|s| target_seq("replyTo", s))
         .transpose()?;
+    if let Some(at) = send.deliver_at_ms {
+        return Ok(Request::Schedule(NewScheduled {
+            room,
+            client_msg_id,
+            body: send.body,
+            reply_to: target,
+            deliver_at_ms: scheduled::check_time(at, chat_protocol::now_ms())?,
+        }));
+    }
     Ok(Request::Send {
         room,
         client_msg_id,
@@ -233,6 +263,14 @@ fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, Ga
             target,
         },
     })
+}
+
+fn parse_cancel(cancel: chat_proto::v1::CancelScheduled) -> Result<Request, GatewayError> {
+    let room = RoomId::parse(cancel.room)?;
+    let id = uuid::Uuid::parse_str(&cancel.id).map_err(|_| {
+        GatewayError::InvalidArgument(format!("{:?} is not a scheduled message's id", cancel.id))
+    })?;
+    Ok(Request::CancelScheduled { room, id })
 }
 
 fn parse_edit(edit: chat_proto::v1::Edit, limits: &Limits) -> Result<Request, GatewayError> {

@@ -9,8 +9,8 @@ use std::{fs, path::Path};
 use chat_proto::{
     internal::{Envelope, EnvelopeBatch},
     v1::{
-        client_frame::Kind, ClientFrame, Edit, Join, Leave, ListRooms, OpenDirect, Ping, React,
-        Search, Send,
+        client_frame::Kind, CancelScheduled, ClientFrame, Edit, Join, Leave, ListRooms, OpenDirect,
+        Ping, React, Search, Send,
     },
 };
 use chat_protocol::codec::{Encoding, Payload};
@@ -60,6 +60,30 @@ fn frames() -> Vec<(&'static str, ClientFrame)> {
                     client_msg_id: "0193-a".into(),
                     body: "hi ✓ \"quoted\" \\ \u{1F600}".into(),
                     reply_to: Some(3),
+                    deliver_at_ms: None,
+                })),
+            ),
+        ),
+        (
+            "send_scheduled",
+            frame(
+                "40",
+                Some(Kind::Send(Send {
+                    room: "lobby".into(),
+                    client_msg_id: "0193-b".into(),
+                    body: "later".into(),
+                    reply_to: None,
+                    deliver_at_ms: Some(1_800_000_000_000),
+                })),
+            ),
+        ),
+        (
+            "cancel_scheduled",
+            frame(
+                "41",
+                Some(Kind::CancelScheduled(CancelScheduled {
+                    room: "lobby".into(),
+                    id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
                 })),
             ),
         ),

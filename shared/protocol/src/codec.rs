@@ -100,6 +100,7 @@ mod tests {
                 client_msg_id: "c1".into(),
                 body: "hi".into(),
                 reply_to: None,
+                deliver_at_ms: None,
             })),
         }
     }

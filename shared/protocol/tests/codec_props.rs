@@ -6,10 +6,11 @@ use bytes::Bytes;
 use chat_proto::{
     internal::Envelope,
     v1::{
-        client_frame, server_frame, Ack, ClientFrame, Delete, DirectRoom, Edit, Error, Join,
-        Joined, Leave, Left, ListRooms, MarkRead, MemberAccess, Message, OpenDirect, Ping, Pong,
-        Presence, PresenceNow, React, Reaction, ReadBy, ReadMarker, Reads, Search, Send,
-        ServerFrame, Typing, TypingNow, UserPresence,
+        client_frame, server_frame, Ack, CancelScheduled, ClientFrame, Delete, DirectRoom, Edit,
+        Error, Join, Joined, Leave, Left, ListRooms, ListScheduled, MarkRead, MemberAccess,
+        Message, OpenDirect, Ping, Pong, Presence, PresenceNow, React, Reaction, ReadBy,
+        ReadMarker, Reads, ScheduledList, ScheduledMessage, Search, Send, ServerFrame, Typing,
+        TypingNow, UserPresence,
     },
 };
 use chat_protocol::{
@@ -29,16 +30,26 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         (text(), any::<Option<u64>>())
             .prop_map(|(room, since_seq)| { client_frame::Kind::Join(Join { room, since_seq }) }),
         text().prop_map(|room| client_frame::Kind::Leave(Leave { room })),
-        (text(), text(), text(), any::<Option<i64>>()).prop_map(
-            |(room, client_msg_id, body, reply_to)| {
+        (
+            text(),
+            text(),
+            text(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>()
+        )
+            .prop_map(|(room, client_msg_id, body, reply_to, deliver_at_ms)| {
                 client_frame::Kind::Send(Send {
                     room,
                     client_msg_id,
                     body,
                     reply_to,
+                    deliver_at_ms,
                 })
-            }
-        ),
+            }),
+        (text(), text()).prop_map(|(room, id)| {
+            client_frame::Kind::CancelScheduled(CancelScheduled { room, id })
+        }),
+        text().prop_map(|room| client_frame::Kind::ListScheduled(ListScheduled { room })),
         (text(), any::<i64>(), text(), text()).prop_map(|(room, seq, body, client_msg_id)| {
             client_frame::Kind::Edit(Edit {
                 room,
@@ -202,6 +213,30 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                         .collect(),
                 })
             ),
+        (
+            text(),
+            text(),
+            any::<i64>(),
+            any::<u64>(),
+            text(),
+            any::<u64>()
+        )
+            .prop_map(|(room, body, deliver_at_ms, reply_to, state, seq)| {
+                let message = ScheduledMessage {
+                    room: room.clone(),
+                    id: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+                    client_msg_id: "m1".into(),
+                    body,
+                    deliver_at_ms,
+                    reply_to,
+                    state,
+                    seq,
+                };
+                server_frame::Kind::ScheduledList(ScheduledList {
+                    room,
+                    messages: vec![message.clone(), message],
+                })
+            }),
     ];
     (text(), proptest::option::of(kind))
         .prop_map(|(request_id, kind)| ServerFrame { request_id, kind })

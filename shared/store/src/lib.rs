@@ -1,7 +1,7 @@
 //! Postgres: the schema migrations and every SQL statement of the system.
 //!
 //! Gateways read (membership, heads, history, a user's rooms, search, read
-//! markers); workers write (`persist`, `markers`);
+//! markers); workers write (`persist`, `markers`, `scheduled`);
 //! the admin seam creates rooms and members.
 
 mod apply;
@@ -16,6 +16,7 @@ mod persist;
 mod pool;
 mod reads;
 mod rows;
+mod scheduled;
 mod search;
 pub mod sql;
 
@@ -26,4 +27,5 @@ pub use markers::{Mark, Marked};
 pub use my_rooms::{RoomsPage, RoomsPosition};
 pub use persist::{NewMessage, Persisted, Refusal};
 pub use pool::Store;
+pub use scheduled::{ScheduleRefused, Scheduled, SentDue, ToSchedule, MAX_PENDING};
 pub use search::{HitPosition, HitsPage, Searched};

@@ -3,6 +3,7 @@
 
 use chat_proto::v1::Message;
 use chat_protocol::{kind::EntryKind, ErrorCode, RoomId, Seq};
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -22,6 +23,8 @@ pub struct NewMessage {
     pub kind: EntryKind,
     /// The message an event changes, or the one a chat message replies to.
     pub target: Option<Seq>,
+    /// The id it was given when scheduled; `None`: a new one.
+    pub id: Option<Uuid>,
 }
 
 /// What became of one `NewMessage` of a batch.
@@ -115,43 +118,8 @@ impl Store {
     /// so one value Postgres refuses (see [`StoreError::is_retryable`])
     /// fails all of it and stores nothing.
     pub async fn persist(&self, batch: &[NewMessage]) -> Result<Vec<Persisted>, StoreError> {
-        let now = chat_protocol::now_ms();
-        let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
-        let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
-        let cmids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
-        let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
-        let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
-        let stamps: Vec<i64> = vec![now; batch.len()];
-        let kinds: Vec<&str> = batch.iter().map(|m| m.kind.as_str()).collect();
-        let targets: Vec<Option<i64>> = batch
-            .iter()
-            .map(|m| m.target.map(|s| s.get() as i64))
-            .collect();
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::PERSIST).await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &rooms, &senders, &cmids, &bodies, &ids, &stamps, &kinds, &targets,
-                ],
-            )
-            .await?;
-        let mut out = vec![Persisted::RoomMissing; batch.len()];
-        for row in rows {
-            let i = (row.get::<_, i32>(0) - 1) as usize;
-            out[i] = match row.get::<_, Option<&str>>(6) {
-                None => Persisted::Stored {
-                    message: stored(&batch[i], &row),
-                    fresh: row.get(5),
-                },
-                Some("unchanged") => Persisted::Unchanged,
-                Some(name) => Persisted::Refused(Refusal::parse(name).ok_or_else(|| {
-                    StoreError::Inconsistent(format!("persist_entries refused as {name:?}"))
-                })?),
-            };
-        }
-        Ok(out)
+        persist_on(&client, batch).await
     }
 
     /// The messages at `seqs` of their rooms as they stand now (for the
@@ -164,6 +132,52 @@ impl Store {
         let rows = client.query(&stmt, &[&rooms, &at]).await?;
         Ok(rows.iter().map(message_from_row).collect())
     }
+}
+
+/// [`Store::persist`] on `client`, which may be a transaction's.
+pub(crate) async fn persist_on(
+    client: &impl GenericClient,
+    batch: &[NewMessage],
+) -> Result<Vec<Persisted>, StoreError> {
+    let now = chat_protocol::now_ms();
+    let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
+    let senders: Vec<&str> = batch.iter().map(|m| m.sender.as_str()).collect();
+    let cmids: Vec<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
+    let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .map(|m| m.id.unwrap_or_else(Uuid::now_v7))
+        .collect();
+    let stamps: Vec<i64> = vec![now; batch.len()];
+    let kinds: Vec<&str> = batch.iter().map(|m| m.kind.as_str()).collect();
+    let targets: Vec<Option<i64>> = batch
+        .iter()
+        .map(|m| m.target.map(|s| s.get() as i64))
+        .collect();
+    let stmt = client.prepare_cached(sql::PERSIST).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &rooms, &senders, &cmids, &bodies, &ids, &stamps, &kinds, &targets,
+            ],
+        )
+        .await?;
+    let mut out = vec![Persisted::RoomMissing; batch.len()];
+    for row in rows {
+        let i = (row.get::<_, i32>(0) - 1) as usize;
+        out[i] = match row.get::<_, Option<&str>>(6) {
+            None => Persisted::Stored {
+                message: stored(&batch[i], &row),
+                fresh: row.get(5),
+            },
+            Some("unchanged") => Persisted::Unchanged,
+            Some(name) => Persisted::Refused(Refusal::parse(name).ok_or_else(|| {
+                StoreError::Inconsistent(format!("persist_entries refused as {name:?}"))
+            })?),
+        };
+    }
+    Ok(out)
 }
 
 /// The entry `persist_entries` stored (or found stored) for `m`, as it is

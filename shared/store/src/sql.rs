@@ -240,3 +240,66 @@ pub const SEARCH: &str = concat!(
     " FROM messages WHERE room_id = p.room_id AND seq = p.seq) l ON true \
     ORDER BY p.rank DESC, p.at DESC, p.room_id DESC, p.seq DESC"
 );
+/// Columns in the order `scheduled::from_row` reads them.
+macro_rules! scheduled_columns {
+    () => {
+        "s.id, s.room_id, s.sender_id, s.client_msg_id, s.body, s.reply_to, \
+        round(extract(epoch FROM s.deliver_at) * 1000)::int8, s.state, s.seq"
+    };
+}
+/// Schedules message $1 (id) of sender $3 in room $2 (`client_msg_id` $4,
+/// body $5, reply target $6, at $7 ms) if the sender may send there and
+/// has fewer than $8 pending in the room; nothing if the key is taken.
+pub const SCHEDULE: &str = concat!(
+    "INSERT INTO scheduled_messages AS s \
+        (id, room_id, sender_id, client_msg_id, body, reply_to, deliver_at) \
+    SELECT $1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0) \
+    WHERE EXISTS (SELECT 1 FROM members mb \
+            WHERE mb.room_id = $2 AND mb.user_id = $3 AND mb.permissions & 1 = 1) \
+        AND (SELECT count(*) FROM scheduled_messages p \
+            WHERE p.room_id = $2 AND p.sender_id = $3 AND p.state = 'pending') < $8 \
+    ON CONFLICT (room_id, sender_id, client_msg_id) DO NOTHING \
+    RETURNING ",
+    scheduled_columns!()
+);
+/// The scheduled message of sender $2 in room $1 with `client_msg_id` $3.
+pub const SCHEDULED_BY_KEY: &str = concat!(
+    "SELECT ",
+    scheduled_columns!(),
+    " FROM scheduled_messages s \
+    WHERE s.room_id = $1 AND s.sender_id = $2 AND s.client_msg_id = $3"
+);
+/// Scheduled message $2 of room $1.
+pub const SCHEDULED_BY_ID: &str = concat!(
+    "SELECT ",
+    scheduled_columns!(),
+    " FROM scheduled_messages s WHERE s.room_id = $1 AND s.id = $2"
+);
+/// Cancels sender $3's pending message $2 of room $1. Waits for a worker
+/// sending it (the row's lock), then finds it sent: never both.
+pub const CANCEL_SCHEDULED: &str = concat!(
+    "UPDATE scheduled_messages s SET state = 'cancelled' \
+    WHERE s.room_id = $1 AND s.id = $2 AND s.sender_id = $3 AND s.state = 'pending' \
+    RETURNING ",
+    scheduled_columns!()
+);
+/// Sender $2's pending messages of room $1, soonest first.
+pub const PENDING_SCHEDULED: &str = concat!(
+    "SELECT ",
+    scheduled_columns!(),
+    " FROM scheduled_messages s \
+    WHERE s.room_id = $1 AND s.sender_id = $2 AND s.state = 'pending' \
+    ORDER BY s.deliver_at, s.id LIMIT 100"
+);
+/// At most $1 pending messages that are due, locked for this transaction;
+/// rows another worker holds are skipped, so workers share the due rows.
+pub const TAKE_DUE: &str = concat!(
+    "SELECT ",
+    scheduled_columns!(),
+    " FROM scheduled_messages s \
+    WHERE s.state = 'pending' AND s.deliver_at <= now() \
+    ORDER BY s.deliver_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+);
+/// Records what sending them did: messages $1 became `state` $2 at `seq` $3.
+pub const SCHEDULED_DONE: &str = "UPDATE scheduled_messages s SET state = u.state, seq = u.seq \
+    FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u (id, state, seq) WHERE s.id = u.id";

@@ -31,6 +31,7 @@ mod redis_cluster;
 mod resilience;
 mod room_api;
 mod rooms;
+mod scheduled;
 mod search;
 mod sender_order;
 mod slow_consumers;

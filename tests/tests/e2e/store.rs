@@ -18,6 +18,7 @@ fn send(room: &str, sender: &str, id: &str) -> NewMessage {
         body: format!("{sender}:{id}"),
         kind: EntryKind::Message,
         target: None,
+        id: None,
     }
 }
 
