@@ -17,12 +17,14 @@ use std::{
 use chat_client::{Client, ClientEncoding, ClientOptions};
 use chat_proto::{
     internal::{Receipt, Receipts},
-    v1::Message,
+    v1::{server_frame::Kind, Message},
 };
-use chat_protocol::subjects;
+use chat_protocol::{now_ms, subjects};
 use chat_tests::STEP;
 use chat_tests::{
+    assert_gap_free,
     checker::{Traffic, TrafficOptions},
+    entries,
     event_state::assert_events_applied,
     netns::Namespace,
     wait_for, Cluster, ClusterOptions, Frames, Role,
@@ -154,6 +156,65 @@ async fn a_worker_killed_mid_batch_of_read_marks() {
     );
     assert_eq!(bob.listed("marks").await, (marker, unread));
     println!("fault: worker killed mid-batch of read marks: last answered {answered}, stored {marker}, unread {unread}");
+}
+
+/// Scheduled messages outlive the workers: the only worker is killed
+/// before their time, and the next one dies right after storing them, before
+/// its fan-out. Each is stored once, with its scheduled id, and a member
+/// gets each once, in seq order (the lost fan-out found by the gateway's
+/// probe of a quiet room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_around_scheduled_messages() {
+    let options = ClusterOptions::new(2, 1)
+        .nats_cluster()
+        .gateway_env("CHAT_GATEWAY_DELIVERY__IDLE_PROBE_MAX_MS", "2000");
+    let mut cluster = Cluster::start(options).await;
+    cluster.create_room("sched", &["ann", "bob"]).await;
+    let mut ann = cluster.gateway(0).connect("ann").await;
+    let mut bob = cluster.gateway(1).connect("bob").await;
+    bob.join("sched").await;
+    let first_due = now_ms() + 4_000;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let ask = entries::scheduled("sched", &format!("s{i}"), &format!("#{i}"), first_due + i);
+        match ann.ask(ask).await {
+            Kind::Scheduled(s) => ids.push(s.id),
+            other => panic!("expected scheduled, got {other:?}"),
+        }
+    }
+    cluster.workers[0].process.kill();
+    let point = "worker-scheduled-after-commit=return";
+    let doomed = cluster.start_worker_with(&[("FAILPOINTS", point)]).await;
+    wait_for("the worker to die after storing them", STEP * 2, || {
+        let dead = !cluster.workers[doomed].process.is_running();
+        async move { dead.then_some(()) }
+    })
+    .await;
+    let died = now_ms();
+    cluster.start_worker().await;
+    let next_due = now_ms() + 1_000;
+    for i in 20..30 {
+        let ask = entries::scheduled("sched", &format!("s{i}"), &format!("#{i}"), next_due);
+        match ann.ask(ask).await {
+            Kind::Scheduled(s) => ids.push(s.id),
+            other => panic!("expected scheduled, got {other:?}"),
+        }
+    }
+    let (messages, _) = bob.collect_messages(30, STEP * 2).await;
+    assert_gap_free(&messages, 30, "bob");
+    let mut seen: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "each scheduled message once, with its id");
+    assert_eq!(cluster.stored("sched").await.len(), 30, "each stored once");
+    let room = chat_protocol::RoomId::parse("sched").unwrap();
+    let ann_id = chat_protocol::UserId::parse("ann").unwrap();
+    let pending = cluster.store().pending_scheduled(&room, &ann_id).await;
+    assert!(pending.unwrap().is_empty(), "none left pending");
+    println!(
+        "fault: workers killed around scheduled messages: 30 sent once, the first 20 {} ms after their time",
+        died - first_due
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
