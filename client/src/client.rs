@@ -274,7 +274,7 @@ impl Client {
     /// Sends a request answered once and waits for its answer; the driver
     /// writes it again after a reconnect until answered. `reply` says
     /// which answer it takes; `id` is a command's id, or a fresh one.
-    async fn ask<T>(
+    pub(crate) async fn ask<T>(
         &self,
         id: String,
         frame: client_frame::Kind,
@@ -381,6 +381,6 @@ impl Client {
 
 /// An id for a request that carries none of its own (a read, a direct
 /// room's open): it names the request to the driver only.
-fn fresh_id() -> String {
+pub(crate) fn fresh_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }

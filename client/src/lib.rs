@@ -45,6 +45,7 @@ mod entry;
 mod error;
 mod options;
 mod room_api;
+mod scheduled;
 mod signals;
 mod timeline;
 
@@ -67,7 +68,8 @@ pub type AdminError = RoomApiError;
 
 pub use chat_proto::v1::{
     Ack, DirectRoom, HistoryPage, Joined, Message, PresenceNow, ReadMarker, Reads, RoomList,
-    RoomSummary, SearchHit, SearchResults, TypingNow, UserPresence,
+    RoomSummary, ScheduledList, ScheduledMessage, SearchHit, SearchResults, TypingNow,
+    UserPresence,
 };
 pub use chat_protocol::codec::Encoding as ClientEncoding;
 pub use tokio_tungstenite::tungstenite::Message as RawMessage;

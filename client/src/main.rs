@@ -10,7 +10,8 @@
 //! same once. `chat history <room>` prints a room's history instead, `chat
 //! rooms` one's rooms with their unread counts and `chat search` the
 //! messages that match, a page at a time; `chat read <room> <seq>` marks a
-//! room read.
+//! room read; `chat schedule|scheduled|unschedule` send a message later,
+//! list and cancel those waiting (`/later SECONDS TEXT` while chatting).
 
 use anyhow::Context;
 use chat_client::{Client, ClientOptions, HistoryCursor, Messages, NewEntry, Signals};
@@ -18,8 +19,10 @@ use chat_protocol::codec::Encoding;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+mod oneshot;
 mod render;
 
+use oneshot::{look_up, once};
 use render::{line, said, what};
 
 #[derive(Parser)]
@@ -85,6 +88,16 @@ enum Cmd {
     },
     /// Mark ROOM read up to SEQ; prints the marker and what is still unread.
     Read { room: String, seq: u64 },
+    /// Send TEXT to ROOM in SECONDS; prints the scheduled message's id.
+    Schedule {
+        room: String,
+        seconds: u64,
+        text: String,
+    },
+    /// Your messages in ROOM waiting for their time.
+    Scheduled { room: String },
+    /// Cancel your scheduled message ID in ROOM.
+    Unschedule { room: String, id: String },
     /// Messages of your rooms matching a query, best match first.
     Search {
         /// Words, "quoted phrases", `or`, `-excluded` words.
@@ -142,7 +155,14 @@ async fn main() -> anyhow::Result<()> {
     let (client, mut messages, mut signals) = Client::connect_with_signals(options);
     let room = match cli.command {
         None => cli.room,
-        Some(lookup @ (Cmd::Rooms { .. } | Cmd::Search { .. } | Cmd::Read { .. })) => {
+        Some(
+            lookup @ (Cmd::Rooms { .. }
+            | Cmd::Search { .. }
+            | Cmd::Read { .. }
+            | Cmd::Schedule { .. }
+            | Cmd::Scheduled { .. }
+            | Cmd::Unschedule { .. }),
+        ) => {
             let looked = look_up(&client, lookup).await;
             client.close();
             return looked;
@@ -243,8 +263,8 @@ async fn chat(
     Ok(())
 }
 
-/// A typed line that asks rather than sends (`/read`, `/who USER...`),
-/// answered here; false for any other line.
+/// A typed line that asks rather than sends (`/read`, `/who USER...`,
+/// `/later SECONDS TEXT`), answered here; false for any other line.
 async fn ask(client: &Client, room: &str, line: &str, last_seen: u64) -> bool {
     let mut words = line.split_whitespace();
     match words.next() {
@@ -253,6 +273,16 @@ async fn ask(client: &Client, room: &str, line: &str, last_seen: u64) -> bool {
             Err(e) => eprintln!("not marked: {e}"),
         },
         Some("/read") => eprintln!("* nothing to mark read yet"),
+        Some("/later") => {
+            let seconds = words.next().and_then(|s| s.parse().ok());
+            let text = words.collect::<Vec<_>>().join(" ");
+            match seconds {
+                Some(seconds) if !text.is_empty() => {
+                    oneshot::later(client, room, seconds, &text).await
+                }
+                _ => eprintln!("/later SECONDS TEXT"),
+            }
+        }
         Some("/who") => {
             let users: Vec<&str> = words.collect();
             match client.presence(&users).await {
@@ -270,74 +300,10 @@ async fn ask(client: &Client, room: &str, line: &str, last_seen: u64) -> bool {
     true
 }
 
-/// Prints one page of a lookup, then the cursor of the next (if any).
-async fn look_up(client: &Client, lookup: Cmd) -> anyhow::Result<()> {
-    let next = match lookup {
-        Cmd::Rooms { page } => {
-            let list = client.rooms(page.cursor.as_deref(), page.limit).await?;
-            for room in list.rooms {
-                let role = room.access.map(|a| a.role).unwrap_or_default();
-                let last = room.last_message.as_ref().map(line).unwrap_or_default();
-                println!(
-                    "{}\thead {}\tunread {}\t{role}\t{last}",
-                    room.room, room.head_seq, room.unread
-                );
-            }
-            list.next_cursor
-        }
-        Cmd::Search { query, room, page } => {
-            let (cursor, limit) = (page.cursor.as_deref(), page.limit);
-            let found = client
-                .search(&query, room.as_deref(), cursor, limit)
-                .await?;
-            for hit in found.hits {
-                let message = hit.message.as_ref().map(line).unwrap_or_default();
-                println!("{:.3}\t{message}", hit.rank);
-            }
-            found.next_cursor
-        }
-        Cmd::Read { room, seq } => {
-            let marker = client.mark_read(&room, seq).await?;
-            println!(
-                "{}\tread {}\tunread {}",
-                marker.room, marker.seq, marker.unread
-            );
-            String::new()
-        }
-        _ => return Ok(()),
-    };
-    if !next.is_empty() {
-        println!("more: --cursor {next}");
-    }
-    Ok(())
-}
-
-/// The entry of a subcommand that changes one message, and its room.
-fn once(change: Cmd) -> Option<(String, NewEntry)> {
-    Some(match change {
-        Cmd::Reply { room, seq, text } => (
-            room,
-            NewEntry::Message {
-                body: text,
-                reply_to: Some(seq),
-            },
-        ),
-        Cmd::Edit { room, seq, text } => (room, NewEntry::Edit { seq, body: text }),
-        Cmd::Delete { room, seq } => (room, NewEntry::Delete { seq }),
-        Cmd::React {
-            room,
-            seq,
-            emoji,
-            remove,
-        } => (room, NewEntry::React { seq, emoji, remove }),
-        _ => return None,
-    })
-}
-
 /// A typed line: a message, or a slash command changing one.
 fn typed(line: &str) -> Result<NewEntry, &'static str> {
     const USAGE: &str = "/reply SEQ TEXT, /edit SEQ TEXT, /delete SEQ, /react SEQ EMOJI, \
-        /unreact SEQ EMOJI, /read, /who USER...";
+        /unreact SEQ EMOJI, /read, /who USER..., /later SECONDS TEXT";
     let Some(command) = line.strip_prefix('/') else {
         return Ok(NewEntry::Message {
             body: line.to_owned(),

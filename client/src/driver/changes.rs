@@ -1,6 +1,7 @@
 //! Requests answered once and not answered yet: member commands (add or
-//! remove a member, set access), direct-room opens, read marks, history
-//! pages and lookups (my rooms, search). Each is written again on every new
+//! remove a member, set access), direct-room opens, read marks, scheduled
+//! messages (kept once per client_msg_id, cancelled once), history pages
+//! and lookups (my rooms, search). Each is written again on every new
 //! socket until answered; a command's id makes the server apply it once
 //! however often it arrives, opening a direct room or marking read again is
 //! harmless, and a read changes nothing.
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 
 use chat_proto::v1::{
     client_frame, server_frame::Kind, Applied, DirectRoom, HistoryPage, PresenceNow, ReadMarker,
-    RoomList, SearchResults,
+    RoomList, ScheduledList, ScheduledMessage, SearchResults,
 };
 use tokio::sync::oneshot;
 
@@ -25,6 +26,8 @@ pub(crate) enum Reply {
     Search(oneshot::Sender<Result<SearchResults, ClientError>>),
     Marker(oneshot::Sender<Result<ReadMarker, ClientError>>),
     Presence(oneshot::Sender<Result<PresenceNow, ClientError>>),
+    Scheduled(oneshot::Sender<Result<ScheduledMessage, ClientError>>),
+    ScheduledList(oneshot::Sender<Result<ScheduledList, ClientError>>),
 }
 
 impl Reply {
@@ -38,6 +41,8 @@ impl Reply {
             (Self::Search(reply), Some(Kind::SearchResults(hits))) => drop(reply.send(Ok(hits))),
             (Self::Marker(reply), Some(Kind::ReadMarker(marker))) => drop(reply.send(Ok(marker))),
             (Self::Presence(reply), Some(Kind::PresenceNow(now))) => drop(reply.send(Ok(now))),
+            (Self::Scheduled(reply), Some(Kind::Scheduled(s))) => drop(reply.send(Ok(s))),
+            (Self::ScheduledList(reply), Some(Kind::ScheduledList(l))) => drop(reply.send(Ok(l))),
             (reply, Some(Kind::Error(e))) => reply.fail(server_error(&e.code, &e.message)),
             (reply, other) => {
                 let what = format!("unexpected reply to a request: {other:?}");
@@ -55,6 +60,8 @@ impl Reply {
             Self::Search(reply) => drop(reply.send(Err(error))),
             Self::Marker(reply) => drop(reply.send(Err(error))),
             Self::Presence(reply) => drop(reply.send(Err(error))),
+            Self::Scheduled(reply) => drop(reply.send(Err(error))),
+            Self::ScheduledList(reply) => drop(reply.send(Err(error))),
         }
     }
 }
