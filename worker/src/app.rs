@@ -135,25 +135,7 @@ impl Worker {
                 self.shutdown.clone(),
             ),
         );
-        let (ctx, commands, shutdown) =
-            (Arc::clone(&self.ctx), self.commands, self.shutdown.clone());
-        // Restarting: the command under way when it died is not acked, so
-        // JetStream redelivers it; a command that makes it panic costs a
-        // restart each time it comes back, not every worker in turn.
-        tasks.spawn_restarting("commands", move || {
-            commands::run(Arc::clone(&ctx), commands.clone(), shutdown.clone())
-        });
-        let (ctx, marks, shutdown) = (Arc::clone(&self.ctx), self.marks, self.shutdown.clone());
-        // Restarting: a batch not acked when it died is redelivered.
-        tasks.spawn_restarting("marks", move || {
-            marks::run(Arc::clone(&ctx), marks.clone(), shutdown.clone())
-        });
-        let (ctx, shutdown) = (Arc::clone(&self.ctx), self.shutdown.clone());
-        // Restarting: due rows it held when it died are rolled back and
-        // taken again.
-        tasks.spawn_restarting("scheduled", move || {
-            scheduled::run(Arc::clone(&ctx), shutdown.clone())
-        });
+        start_beside(&self.ctx, self.commands, self.marks, &self.shutdown);
         let pulling = start_pulling(
             &self.ctx,
             &self.partitions,
@@ -183,6 +165,35 @@ impl Worker {
             .died()
             .map_or(Ok(()), |task| Err(WorkerError::TaskDied(task)))
     }
+}
+
+/// Starts the loops beside the sends, each on its own consumer or table:
+/// commands, read marks, and due scheduled messages.
+fn start_beside(
+    ctx: &Arc<Ctx>,
+    commands: PullConsumer,
+    marks: PullConsumer,
+    shutdown: &CancellationToken,
+) {
+    let tasks = &ctx.tasks;
+    let (c, stop) = (Arc::clone(ctx), shutdown.clone());
+    // Restarting: the command under way when it died is not acked, so
+    // JetStream redelivers it; a command that makes it panic costs a
+    // restart each time it comes back, not every worker in turn.
+    tasks.spawn_restarting("commands", move || {
+        commands::run(Arc::clone(&c), commands.clone(), stop.clone())
+    });
+    let (c, stop) = (Arc::clone(ctx), shutdown.clone());
+    // Restarting: a batch not acked when it died is redelivered.
+    tasks.spawn_restarting("marks", move || {
+        marks::run(Arc::clone(&c), marks.clone(), stop.clone())
+    });
+    let (c, stop) = (Arc::clone(ctx), shutdown.clone());
+    // Restarting: due rows it held when it died are rolled back and
+    // taken again.
+    tasks.spawn_restarting("scheduled", move || {
+        scheduled::run(Arc::clone(&c), stop.clone())
+    });
 }
 
 /// Starts the partitions' owner loops and, while it exists, the legacy

@@ -49,8 +49,8 @@ fn describe_partitions() {
     );
 }
 
-pub fn describe() {
-    describe_partitions();
+/// The work beside the sends: read marks, scheduled messages.
+fn describe_beside() {
     describe_counter!(
         SCHEDULED,
         "Scheduled messages, by what happened (scheduled, cancelled, refused_request, sent, refused_at_time)."
@@ -59,6 +59,11 @@ pub fn describe() {
         MARKS,
         "Read marks handled, by outcome (stored, retried, given_up, undecodable)."
     );
+}
+
+pub fn describe() {
+    describe_partitions();
+    describe_beside();
     describe_counter!(
         ENVELOPES,
         "Sends handled, by outcome (stored, duplicate, forbidden, retried, dead_lettered)."

@@ -44,6 +44,13 @@ pub fn check_time(deliver_at_ms: i64, now_ms: i64) -> Result<i64, GatewayError> 
     Ok(deliver_at_ms)
 }
 
+/// A scheduled message's id as a client gives it.
+pub fn parse_id(id: &str) -> Result<uuid::Uuid, GatewayError> {
+    uuid::Uuid::parse_str(id).map_err(|_| {
+        GatewayError::InvalidArgument(format!("{id:?} is not a scheduled message's id"))
+    })
+}
+
 /// Schedules `user`'s message through the workers; answers `scheduled`.
 pub async fn schedule(
     nats: async_nats::Client,

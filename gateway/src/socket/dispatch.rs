@@ -34,10 +34,12 @@ use crate::{
     },
     socket::{
         outbox::Outbound,
-        request::{ParsedFrame, Request},
+        request::{ParsedFrame, Request, Scheduling},
         session::Session,
     },
 };
+
+const CANNOT_SEND: &str = "you may not send messages in this room";
 
 /// A socket's typing signals for one room are at most this frequent.
 const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -104,29 +106,7 @@ impl Session {
                 self.reply(request_id, Kind::PresenceNow(now)).await;
                 Ok(())
             }
-            Request::Schedule(new) => {
-                if !self.may_send(&new.room).await? {
-                    return Err(GatewayError::Forbidden(
-                        "you may not send messages in this room",
-                    ));
-                }
-                let (nats, user, timeout) = self.to_workers();
-                self.answer_later(request_id, scheduled::schedule(nats, user, new, timeout))
-            }
-            Request::CancelScheduled { room, id } => {
-                self.access(&room).await?;
-                let (nats, user, timeout) = self.to_workers();
-                self.answer_later(request_id, scheduled::cancel(nats, user, room, id, timeout))
-            }
-            Request::ListScheduled { room } => {
-                self.access(&room).await?;
-                let pending = self.state.store.pending_scheduled(&room, &self.member.user);
-                let messages = pending.await?.iter().map(Scheduled::to_proto).collect();
-                let room = room.to_string();
-                let list = ScheduledList { room, messages };
-                self.reply(request_id, Kind::ScheduledList(list)).await;
-                Ok(())
-            }
+            Request::Scheduling(request) => self.scheduling(request_id, request).await,
             Request::Search(search) => {
                 let page = search.run(&self.state.store, &self.member.user).await?;
                 self.reply(request_id, Kind::SearchResults(page)).await;
@@ -203,9 +183,7 @@ impl Session {
         match submission.entry.kind {
             EntryKind::Message | EntryKind::MessageEdited => {
                 if !self.may_send(room).await? {
-                    return Err(GatewayError::Forbidden(
-                        "you may not send messages in this room",
-                    ));
+                    return Err(GatewayError::Forbidden(CANNOT_SEND));
                 }
             }
             _ => {
@@ -349,6 +327,38 @@ impl Session {
                 created,
             }))
         })
+    }
+
+    /// Makes, cancels (through the workers) or lists this user's
+    /// scheduled messages.
+    async fn scheduling(
+        &mut self,
+        request_id: String,
+        request: Scheduling,
+    ) -> Result<(), GatewayError> {
+        match request {
+            Scheduling::Schedule(new) => {
+                if !self.may_send(&new.room).await? {
+                    return Err(GatewayError::Forbidden(CANNOT_SEND));
+                }
+                let (nats, user, timeout) = self.to_workers();
+                self.answer_later(request_id, scheduled::schedule(nats, user, new, timeout))
+            }
+            Scheduling::Cancel { room, id } => {
+                self.access(&room).await?;
+                let (nats, user, timeout) = self.to_workers();
+                self.answer_later(request_id, scheduled::cancel(nats, user, room, id, timeout))
+            }
+            Scheduling::List { room } => {
+                self.access(&room).await?;
+                let pending = self.state.store.pending_scheduled(&room, &self.member.user);
+                let messages = pending.await?.iter().map(Scheduled::to_proto).collect();
+                let room = room.to_string();
+                let list = ScheduledList { room, messages };
+                self.reply(request_id, Kind::ScheduledList(list)).await;
+                Ok(())
+            }
+        }
     }
 
     /// What a request to the workers takes along: NATS, who asks, how

@@ -70,17 +70,18 @@ pub enum Request {
     Presence {
         users: Vec<String>,
     },
+    /// A scheduled message: made, cancelled or listed.
+    Scheduling(Scheduling),
+}
+
+/// What a request does with scheduled messages.
+pub enum Scheduling {
     /// A chat message to send at a later time.
     Schedule(NewScheduled),
     /// Cancels one's own scheduled message.
-    CancelScheduled {
-        room: RoomId,
-        id: uuid::Uuid,
-    },
+    Cancel { room: RoomId, id: uuid::Uuid },
     /// One's own scheduled messages in the room not sent yet.
-    ListScheduled {
-        room: RoomId,
-    },
+    List { room: RoomId },
 }
 
 /// Which kind of frame it was, known even when its content is refused.
@@ -214,10 +215,7 @@ impl ParsedFrame {
                 }),
             ),
             Some(K::CancelScheduled(cancel)) => (FrameKind::Command, parse_cancel(cancel)),
-            Some(K::ListScheduled(list)) => {
-                let list = RoomId::parse(list.room).map(|room| Request::ListScheduled { room });
-                (FrameKind::ListScheduled, list.map_err(GatewayError::from))
-            }
+            Some(K::ListScheduled(list)) => (FrameKind::ListScheduled, parse_list(list)),
             Some(K::ListRooms(list)) => {
                 let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);
                 (FrameKind::ListRooms, list)
@@ -246,13 +244,14 @@ fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, Ga
         .map(|s| target_seq("replyTo", s))
         .transpose()?;
     if let Some(at) = send.deliver_at_ms {
-        return Ok(Request::Schedule(NewScheduled {
+        let deliver_at_ms = scheduled::check_time(at, chat_protocol::now_ms())?;
+        return Ok(Request::Scheduling(Scheduling::Schedule(NewScheduled {
             room,
             client_msg_id,
             body: send.body,
             reply_to: target,
-            deliver_at_ms: scheduled::check_time(at, chat_protocol::now_ms())?,
-        }));
+            deliver_at_ms,
+        })));
     }
     Ok(Request::Send {
         room,
@@ -267,10 +266,13 @@ fn parse_send(send: chat_proto::v1::Send, limits: &Limits) -> Result<Request, Ga
 
 fn parse_cancel(cancel: chat_proto::v1::CancelScheduled) -> Result<Request, GatewayError> {
     let room = RoomId::parse(cancel.room)?;
-    let id = uuid::Uuid::parse_str(&cancel.id).map_err(|_| {
-        GatewayError::InvalidArgument(format!("{:?} is not a scheduled message's id", cancel.id))
-    })?;
-    Ok(Request::CancelScheduled { room, id })
+    let id = scheduled::parse_id(&cancel.id)?;
+    Ok(Request::Scheduling(Scheduling::Cancel { room, id }))
+}
+
+fn parse_list(list: chat_proto::v1::ListScheduled) -> Result<Request, GatewayError> {
+    let room = RoomId::parse(list.room)?;
+    Ok(Request::Scheduling(Scheduling::List { room }))
 }
 
 fn parse_edit(edit: chat_proto::v1::Edit, limits: &Limits) -> Result<Request, GatewayError> {
