@@ -1,11 +1,15 @@
-//! The protobuf bytes docs/protocol.md shows for read markers and presence
+//! The protobuf bytes docs/protocol.md shows for read markers, presence and
+//! scheduled messages
 //! are what the codec writes, so the document cannot drift from the code.
 
 use chat_proto::v1::{
-    client_frame, server_frame, ClientFrame, MarkRead, Presence, PresenceNow, ReadBy, ReadMarker,
-    Reads, ServerFrame, UserPresence,
+    client_frame, server_frame, CancelScheduled, ClientFrame, MarkRead, Presence, PresenceNow,
+    ReadBy, ReadMarker, Reads, Send, ServerFrame, UserPresence,
 };
 use prost::Message as _;
+
+/// The scheduled message's id in the document's example.
+const SCHEDULED_ID: &str = "0193e3a5-7c41-7b2e-9f0a-3d5c8e1f2a40";
 
 fn hex(bytes: &[u8]) -> String {
     bytes
@@ -78,6 +82,25 @@ fn the_documented_bytes_are_the_encoded_frames() {
                     user: "cat".into(),
                     online: true,
                 }],
+            }),
+        )
+        .encode_to_vec(),
+        client(
+            "12",
+            client_frame::Kind::Send(Send {
+                room: "team".into(),
+                client_msg_id: "m9".into(),
+                body: "standup".into(),
+                reply_to: None,
+                deliver_at_ms: Some(1_800_000_000_000),
+            }),
+        )
+        .encode_to_vec(),
+        client(
+            "13",
+            client_frame::Kind::CancelScheduled(CancelScheduled {
+                room: "team".into(),
+                id: SCHEDULED_ID.into(),
             }),
         )
         .encode_to_vec(),
