@@ -12,8 +12,17 @@ use tokio_util::sync::CancellationToken;
 use chat_tasks::{Ends, Tasks};
 
 use crate::{
-    commands, config::WorkerConfig, ctx::Ctx, error::WorkerError, health, intake,
-    intake::PullConsumer, lanes::Lanes, marks, partitions::Partitions, scheduled,
+    commands,
+    config::WorkerConfig,
+    ctx::Ctx,
+    error::WorkerError,
+    health, intake,
+    intake::PullConsumer,
+    lanes::Lanes,
+    marks,
+    notify::{self, webhook::Webhook},
+    partitions::Partitions,
+    scheduled,
 };
 
 pub struct Worker {
@@ -29,6 +38,8 @@ pub struct Worker {
     bulk: PullConsumer,
     /// The read marks' consumer, pulled by a loop of its own (`marks`).
     marks: PullConsumer,
+    /// The notifications' consumer and webhook, when notifications are on.
+    notify: Option<(PullConsumer, Arc<Webhook>)>,
     /// Changes each time the NATS connection is (re)established.
     reconnected: watch::Receiver<()>,
     shutdown: CancellationToken,
@@ -67,7 +78,12 @@ impl Worker {
             bulk,
             commands,
             marks,
+            notify,
         } = shared_consumers(&js, &config).await?;
+        let notify = match (notify, Webhook::new(&config.notify)?) {
+            (Some(consumer), Some(webhook)) => Some((consumer, Arc::new(webhook))),
+            _ => None,
+        };
         let redis = chat_cache::connect(config.redis_url.expose()).await?;
         let ctx = Arc::new(Ctx {
             config,
@@ -87,6 +103,7 @@ impl Worker {
             commands,
             bulk,
             marks,
+            notify,
             reconnected,
             shutdown,
         })
@@ -135,7 +152,13 @@ impl Worker {
                 self.shutdown.clone(),
             ),
         );
-        start_beside(&self.ctx, self.commands, self.marks, &self.shutdown);
+        start_beside(
+            &self.ctx,
+            self.commands,
+            self.marks,
+            self.notify,
+            &self.shutdown,
+        );
         let pulling = start_pulling(
             &self.ctx,
             &self.partitions,
@@ -168,11 +191,12 @@ impl Worker {
 }
 
 /// Starts the loops beside the sends, each on its own consumer or table:
-/// commands, read marks, and due scheduled messages.
+/// commands, read marks, due scheduled messages, and notifications.
 fn start_beside(
     ctx: &Arc<Ctx>,
     commands: PullConsumer,
     marks: PullConsumer,
+    notify: Option<(PullConsumer, Arc<Webhook>)>,
     shutdown: &CancellationToken,
 ) {
     let tasks = &ctx.tasks;
@@ -194,6 +218,14 @@ fn start_beside(
     tasks.spawn_restarting("scheduled", move || {
         scheduled::run(Arc::clone(&c), stop.clone())
     });
+    if let Some((consumer, webhook)) = notify {
+        let (c, stop) = (Arc::clone(ctx), shutdown.clone());
+        // Restarting: calls not acked when it died are redelivered.
+        tasks.spawn_restarting("notify", move || {
+            let (consumer, webhook) = (consumer.clone(), Arc::clone(&webhook));
+            notify::run(Arc::clone(&c), consumer, webhook, stop.clone())
+        });
+    }
 }
 
 /// Starts the partitions' owner loops and, while it exists, the legacy
@@ -235,6 +267,8 @@ struct Shared {
     bulk: PullConsumer,
     commands: PullConsumer,
     marks: PullConsumer,
+    /// The notifications', when notifications are on.
+    notify: Option<PullConsumer>,
 }
 
 /// The consumers all workers share, created or updated with this worker's
@@ -259,33 +293,43 @@ async fn shared_consumers(
         Err(_) => None,
     };
     let max = config.batch.max_messages as i64;
-    let bulk = consumer(
+    let bulk = consumer_of(
         js,
         subjects::BULK_STREAM,
         chat_streams::worker_consumer(subjects::BULK_CONSUMER, ack_wait, max),
     )
     .await?;
-    let commands = consumer(
+    let commands = consumer_of(
         js,
         subjects::COMMAND_STREAM,
         chat_streams::command_consumer(ack_wait),
     )
     .await?;
-    let marks = consumer(
+    let marks = consumer_of(
         js,
         subjects::MARK_STREAM,
         chat_streams::worker_consumer(subjects::MARK_CONSUMER, marks::ACK_WAIT, max),
     )
     .await?;
+    let notify = if config.notify.enabled() {
+        let ack_wait = notify::ack_wait(config.notify.timeout);
+        // Room for several workers' calls in flight.
+        let at_once = 8 * config.notify.concurrency.get() as i64;
+        let consumer = chat_streams::worker_consumer(subjects::NOTIFY_CONSUMER, ack_wait, at_once);
+        Some(consumer_of(js, subjects::NOTIFY_STREAM, consumer).await?)
+    } else {
+        None
+    };
     Ok(Shared {
         legacy,
         bulk,
         commands,
         marks,
+        notify,
     })
 }
 
-async fn consumer(
+async fn consumer_of(
     js: &jetstream::Context,
     stream: &str,
     config: async_nats::jetstream::consumer::pull::Config,

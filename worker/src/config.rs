@@ -6,7 +6,9 @@ use std::{
     time::Duration,
 };
 
-use chat_config::{check_backend_urls, millis, BackendUrl, LogConfig, StreamConfig, Validate};
+use chat_config::{
+    check_backend_urls, millis, BackendUrl, LogConfig, Secret, StreamConfig, Validate,
+};
 use chat_store::PostgresConfig;
 use chat_telemetry::TracingConfig;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,8 @@ pub struct WorkerConfig {
     pub command_retry: RetryConfig,
     /// Recent messages kept per room in Redis for gateways' gap fills.
     pub recent_cache_len: NonZeroUsize,
+    /// Offline notifications by webhook.
+    pub notify: NotifyConfig,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub http_listen: SocketAddr,
     pub log: LogConfig,
@@ -49,6 +53,7 @@ impl Default for WorkerConfig {
                 ..RetryConfig::default()
             },
             recent_cache_len: NonZeroUsize::new(1000).expect("not zero"),
+            notify: NotifyConfig::default(),
             http_listen: "0.0.0.0:9091".parse().expect("valid address"),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),
@@ -104,6 +109,69 @@ impl Default for BatchConfig {
             // dead worker's partitions move within about four seconds.
             priority_timeout: Duration::from_secs(3),
             bulk_concurrency: NonZeroUsize::MIN,
+        }
+    }
+}
+
+/// Offline notifications: the webhook a worker calls when a stored message
+/// mentions a member (`@user`) or is in a direct room, for the recipients
+/// with no socket on any gateway.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifyConfig {
+    /// The `http://` URL to POST each notification to (a push service in
+    /// the cluster); empty: no notifications, none even queued.
+    pub webhook_url: String,
+    /// Key of the HMAC-SHA256 signature of each body, at least 32 bytes
+    /// when `webhook_url` is set.
+    pub secret: Secret,
+    /// How long one call may take before it counts as failed.
+    #[serde(rename = "timeout_ms", with = "millis::non_zero")]
+    pub timeout: Duration,
+    /// Calls in flight at once per worker.
+    pub concurrency: NonZeroUsize,
+    /// How failed calls are retried (in the bulk class) before the
+    /// notification is dead-lettered.
+    pub retry: RetryConfig,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        // About 5 minutes of retrying, at most a minute apart: a push
+        // service restarting or rolling out loses nothing.
+        Self {
+            webhook_url: String::new(),
+            secret: Secret::default(),
+            timeout: Duration::from_secs(5),
+            concurrency: NonZeroUsize::new(16).expect("not zero"),
+            retry: RetryConfig {
+                max_attempts: NonZeroU32::new(10).expect("not zero"),
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Whether notifications are on.
+    pub fn enabled(&self) -> bool {
+        !self.webhook_url.is_empty()
+    }
+
+    fn check(&self, problems: &mut Vec<String>) {
+        self.retry.check("notify.retry", problems);
+        if !self.enabled() {
+            return;
+        }
+        match self.webhook_url.parse::<reqwest::Url>() {
+            Ok(url) if url.scheme() == "http" && url.host().is_some() => {}
+            _ => problems.push("notify.webhook_url must be an http:// URL".into()),
+        }
+        if self.secret.expose().len() < 32 {
+            problems.push(
+                "notify.secret must be at least 32 bytes when notify.webhook_url is set".into(),
+            );
         }
     }
 }
@@ -179,6 +247,7 @@ impl Validate for WorkerConfig {
         }
         self.retry.check("retry", problems);
         self.command_retry.check("command_retry", problems);
+        self.notify.check(problems);
     }
 }
 

@@ -20,6 +20,10 @@ pub enum WorkerError {
     Redis(#[from] redis::RedisError),
     #[error("cannot start: {0}")]
     Startup(String),
+    /// The notification webhook failed; `permanent`: it refused for good
+    /// (a redirect, a 4xx), so trying again cannot help.
+    #[error("webhook: {detail}")]
+    Webhook { detail: String, permanent: bool },
     /// A background task the worker cannot do without died (`tasks`).
     #[error("task {0} died")]
     TaskDied(&'static str),
@@ -28,6 +32,10 @@ pub enum WorkerError {
 impl WorkerError {
     pub fn nats(e: impl std::fmt::Display) -> Self {
         Self::Nats(e.to_string())
+    }
+
+    pub fn webhook(detail: String, permanent: bool) -> Self {
+        Self::Webhook { detail, permanent }
     }
 
     /// Whether another delivery could succeed. Permanent failures go to the
@@ -39,6 +47,7 @@ impl WorkerError {
         match self {
             Self::BadEnvelope(_) | Self::RoomMissing => true,
             Self::Store(e) => !e.is_retryable(),
+            Self::Webhook { permanent, .. } => *permanent,
             Self::Nats(_) | Self::Redis(_) | Self::Startup(_) | Self::TaskDied(_) => false,
         }
     }
@@ -81,6 +90,10 @@ impl WorkerError {
             Self::Store(_) => "store",
             Self::Nats(_) => "nats",
             Self::Redis(_) => "redis",
+            Self::Webhook {
+                permanent: true, ..
+            } => "webhook_refused",
+            Self::Webhook { .. } => "webhook",
             Self::Startup(_) => "startup",
             Self::TaskDied(_) => "task_died",
         }

@@ -151,6 +151,25 @@ pub async fn hand_over(
 /// while bulk stays empty the pause doubles up to `BULK_IDLE_MAX`, so an
 /// idle worker does not ask JetStream for the consumer's state five times
 /// a second. Bulk work may wait that long to start.
+/// Longest bulk work (read marks, notifications) waits for the
+/// partitions' sends to drain.
+pub const MAX_HOLD: Duration = Duration::from_secs(2);
+/// How often the partitions' backlog is asked while holding.
+const HOLD_CHECK: Duration = Duration::from_millis(200);
+
+/// Waits while any partition has sends waiting, up to `MAX_HOLD`: work of
+/// the bulk class that is not stored in lanes (marks, notifications) goes
+/// after the sends.
+pub async fn hold_while_sends_wait(ctx: &Ctx) {
+    let until = tokio::time::Instant::now() + MAX_HOLD;
+    while tokio::time::Instant::now() < until {
+        match chat_streams::backlog(&ctx.js, ctx.config.stream.partitions).await {
+            Ok(backlog) if backlog.waiting > 0 => tokio::time::sleep(HOLD_CHECK).await,
+            _ => return,
+        }
+    }
+}
+
 const BULK_IDLE: Duration = Duration::from_millis(200);
 const BULK_IDLE_MAX: Duration = Duration::from_secs(2);
 

@@ -16,6 +16,7 @@ pub mod intake;
 pub mod lanes;
 pub mod marks;
 pub mod metrics;
+pub mod notify;
 pub mod partitions;
 pub mod persist;
 pub mod pulled;

@@ -1,6 +1,6 @@
 //! Read marks, in the bulk class: members' `markRead`s, pulled in batches
 //! from their own stream and stored one batch per statement, never while a
-//! partition has sends waiting (for at most `MAX_HOLD`), so that marking
+//! partition has sends waiting (`intake::hold_while_sends_wait`), so that marking
 //! read never delays a chat message. Then each asker is answered, every
 //! marker the batch moved is signalled to its room (`chat.signal.<room>`,
 //! where gateways push `reads`), and the batch is acked. A crash before the
@@ -21,17 +21,18 @@ use prost::Message as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ctx::Ctx, error::WorkerError, intake::PullConsumer, metrics, retry};
+use crate::{
+    ctx::Ctx,
+    error::WorkerError,
+    intake::{self, PullConsumer},
+    metrics, retry,
+};
 
-/// The marks consumer's ack wait: a batch may be held `MAX_HOLD`, then
+/// The marks consumer's ack wait: a batch may be held `intake::MAX_HOLD`, then
 /// stored in one short statement.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 /// How long a pull for marks waits for the first to arrive.
 const LONG_POLL: Duration = Duration::from_secs(5);
-/// Longest a batch of marks waits for the partitions' sends to drain.
-const MAX_HOLD: Duration = Duration::from_secs(2);
-/// How often the partitions' backlog is asked while holding.
-const HOLD_CHECK: Duration = Duration::from_millis(200);
 /// Pause after a failed pull (NATS down, consumer gone) before the next.
 const PULL_RETRY: Duration = Duration::from_millis(250);
 
@@ -70,19 +71,8 @@ pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationTo
                         .ok()
                 })
                 .collect();
-            hold_while_sends_wait(&ctx).await;
+            intake::hold_while_sends_wait(&ctx).await;
             store(&ctx, marks).await;
-        }
-    }
-}
-
-/// Waits while any partition has sends waiting, up to `MAX_HOLD`.
-async fn hold_while_sends_wait(ctx: &Ctx) {
-    let until = Instant::now() + MAX_HOLD;
-    while Instant::now() < until {
-        match chat_streams::backlog(&ctx.js, ctx.config.stream.partitions).await {
-            Ok(backlog) if backlog.waiting > 0 => tokio::time::sleep(HOLD_CHECK).await,
-            _ => return,
         }
     }
 }

@@ -23,6 +23,7 @@ const CANARIES: &str = "chat_worker_canaries_total";
 const COMMANDS: &str = "chat_worker_commands_total";
 const MARKS: &str = "chat_worker_marks_total";
 const SCHEDULED: &str = "chat_worker_scheduled_total";
+const NOTIFICATIONS: &str = "chat_worker_notifications_total";
 const TASK_EXITS: &str = "chat_worker_task_exits_total";
 const PARTITION_OWNED: &str = "chat_worker_partition_owned";
 const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
@@ -49,11 +50,15 @@ fn describe_partitions() {
     );
 }
 
-/// The work beside the sends: read marks, scheduled messages.
+/// The work beside the sends: read marks, scheduled messages, notifications.
 fn describe_beside() {
     describe_counter!(
         SCHEDULED,
         "Scheduled messages, by what happened (scheduled, cancelled, refused_request, sent, refused_at_time)."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        "Offline notifications, by outcome (delivered, nobody_offline, retried, dead_lettered)."
     );
     describe_counter!(
         MARKS,
@@ -182,6 +187,10 @@ pub fn marks(outcome: &'static str, count: usize) {
 
 pub fn scheduled(outcome: &'static str, count: usize) {
     counter!(SCHEDULED, "outcome" => outcome).increment(count as u64);
+}
+
+pub fn notification(outcome: &'static str) {
+    counter!(NOTIFICATIONS, "outcome" => outcome).increment(1);
 }
 
 pub fn pending(count: u64) {

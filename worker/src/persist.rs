@@ -14,7 +14,7 @@
 use std::ops::Range;
 
 use chat_proto::v1::Message;
-use chat_protocol::{RoomId, Seq};
+use chat_protocol::{kind::EntryKind, RoomId, Seq};
 use chat_store::{NewMessage, Persisted};
 use tokio::time::Instant;
 use tracing::Span;
@@ -22,7 +22,7 @@ use tracing::Span;
 use crate::{
     ctx::Ctx,
     error::WorkerError,
-    fanout, metrics,
+    fanout, metrics, notify,
     pulled::Pulled,
     retry::{self, Decision, Settle},
 };
@@ -76,12 +76,16 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
         changing,
         answered,
         missing,
-    } = sort(&items, outcomes);
+        notify,
+    } = sort(ctx, &items, outcomes);
     // Before the receipts: whoever is told an entry is stored then finds
     // it, and the message it changed as it stands, in the newest page.
     let changes = !changing.is_empty();
     let window = update_window(ctx, fresh, &changed, changes).await;
-    let unpublished = outbox.publish(&ctx.nats).await;
+    let mut unpublished = outbox.publish(&ctx.nats).await;
+    if !notify.is_empty() {
+        unpublished.extend(notify::enqueue(ctx, &notify).await);
+    }
     // An event whose message's new state was not written to the window
     // is redelivered, found stored, and written again.
     let mut redo: Vec<Option<&WorkerError>> = vec![None; items.len()];
@@ -167,10 +171,12 @@ struct Sorted {
     answered: Vec<usize>,
     /// Items whose room does not exist.
     missing: Vec<usize>,
+    /// Stored chat messages to queue for offline notifications.
+    notify: Vec<(usize, RoomId, Message)>,
 }
 
 /// Sorts a batch's outcomes, gathering what is published for each.
-fn sort(items: &[Item], outcomes: Vec<(usize, Persisted)>) -> Sorted {
+fn sort(ctx: &Ctx, items: &[Item], outcomes: Vec<(usize, Persisted)>) -> Sorted {
     let mut sorted = Sorted::default();
     for (i, outcome) in outcomes {
         let item = &items[i];
@@ -184,6 +190,13 @@ fn sort(items: &[Item], outcomes: Vec<(usize, Persisted)>) -> Sorted {
                     // Found stored (a redelivery): the window may have
                     // missed it, and it may have changed since.
                     sorted.changed.push((room.clone(), Seq::new(message.seq)));
+                }
+                // Queued when stored, and again when redelivered (a crash
+                // may have come between): not for a client's resend.
+                let chat = item.send.entry.kind == EntryKind::Message;
+                let first = fresh || item.send.delivered() > 1;
+                if chat && first && notify::wanted(ctx, room, &message) {
+                    sorted.notify.push((i, room.clone(), message.clone()));
                 }
                 if let Some(target) = item.send.entry.target {
                     sorted.changed.push((room.clone(), target));

@@ -1,6 +1,6 @@
-//! What happens to a send or a command that could not be applied this time:
-//! redelivered after a backoff that grows, by the settings of its class,
-//! then parked on the dead-letter stream.
+//! What happens to a send, a command or a notification that could not be
+//! carried out this time: redelivered after a backoff that grows, by the
+//! settings of its class, then parked on the dead-letter stream.
 
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ pub enum Class {
     Message,
     /// A command changing a room (`command_retry`).
     Command,
+    /// A call of the notification webhook (`notify.retry`).
+    Notification,
 }
 
 impl Class {
@@ -30,6 +32,7 @@ impl Class {
         match self {
             Self::Message => chat_protocol::subjects::dead_letter(room),
             Self::Command => chat_protocol::subjects::dead_command(room),
+            Self::Notification => chat_protocol::subjects::dead_notification(room),
         }
     }
 
@@ -37,6 +40,7 @@ impl Class {
         match self {
             Self::Message => "send",
             Self::Command => "command",
+            Self::Notification => "notification",
         }
     }
 }
@@ -109,6 +113,7 @@ pub async fn fail(
             match class {
                 Class::Message => crate::metrics::retried(error.label()),
                 Class::Command => crate::metrics::command("retried"),
+                Class::Notification => crate::metrics::notification("retried"),
             }
             Settle::Retry(delay)
         }
@@ -117,6 +122,7 @@ pub async fn fail(
             match class {
                 Class::Message => crate::metrics::dead_lettered(error.label()),
                 Class::Command => crate::metrics::command("dead_lettered"),
+                Class::Notification => crate::metrics::notification("dead_lettered"),
             }
             let mut headers = HeaderMap::new();
             headers.insert(dead::DEAD_REASON, error.label());

@@ -16,7 +16,7 @@ use chat_store::{Persisted, ScheduleRefused, SentDue, ToSchedule};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{ctx::Ctx, error::WorkerError, fanout, metrics};
+use crate::{ctx::Ctx, error::WorkerError, fanout, metrics, notify};
 
 /// How often each worker looks for due messages: how late one may be sent.
 const POLL: Duration = Duration::from_millis(250);
@@ -159,6 +159,14 @@ async fn send_due(ctx: &Ctx) -> Result<i64, WorkerError> {
         // Only a cache: a window missing an entry is not whole, and is
         // read from Postgres.
         tracing::warn!(error = %e, "recent-message window not updated");
+    }
+    let notify: Vec<_> = (stored.iter().enumerate())
+        .filter(|(_, (room, message))| notify::wanted(ctx, room, message))
+        .map(|(i, (room, message))| (i, room.clone(), message.clone()))
+        .collect();
+    if !notify::enqueue(ctx, &notify).await.is_empty() {
+        // Committed: nothing redelivers it.
+        tracing::warn!("a scheduled message's notifications were not queued");
     }
     for (room, message) in &stored {
         if let Err(e) = fanout::publish_event(&ctx.nats, room, message).await {

@@ -27,6 +27,11 @@ pub const BULK_CONSUMER: &str = "workers-bulk";
 pub const MARK_STREAM: &str = "CHAT_MARKS";
 /// Durable pull consumer of read marks shared by all workers.
 pub const MARK_CONSUMER: &str = "workers-marks";
+/// JetStream stream of offline notifications to call the webhook with,
+/// worked through by the workers in the bulk class.
+pub const NOTIFY_STREAM: &str = "CHAT_NOTIFY";
+/// Durable pull consumer of notifications shared by all workers.
+pub const NOTIFY_CONSUMER: &str = "workers-notify";
 /// JetStream stream that keeps messages that could not be stored.
 pub const DEAD_LETTER_STREAM: &str = "CHAT_DEAD";
 
@@ -40,6 +45,9 @@ const ANNOUNCEMENT_PREFIX: &str = "chat.announce";
 const SIGNAL_PREFIX: &str = "chat.signal";
 const MARK_PREFIX: &str = "chat.mark";
 const COMMAND_PREFIX: &str = "chat.cmd";
+const NOTIFY_PREFIX: &str = "chat.notify";
+/// Second token of a dead notification's subject.
+const DEAD_NOTIFY_TOKEN: &str = "notify";
 /// Second token of a dead command's subject.
 const DEAD_COMMAND_TOKEN: &str = "cmd";
 /// The same, on commands dead-lettered before 2026-12-06 (kept in
@@ -249,6 +257,38 @@ pub fn dead_letter(room: &str) -> String {
 /// (room ids have no dots, so this never names a room's send letters).
 pub fn dead_command(room: &str) -> String {
     format!("{DEAD_PREFIX}.{DEAD_COMMAND_TOKEN}.{room}")
+}
+
+/// `chat.notify.<room>`: a stored message that may need offline
+/// notifications (a `chat.v1.Message`).
+pub fn notify(room: &RoomId) -> String {
+    format!("{NOTIFY_PREFIX}.{room}")
+}
+
+/// Wildcard the notification stream captures.
+pub fn notify_all() -> String {
+    format!("{NOTIFY_PREFIX}.*")
+}
+
+/// JetStream de-duplication id of a message's notification job: a
+/// redelivered send, found stored, enqueues it again within the window.
+pub fn notify_id(message_id: &str) -> String {
+    format!("notify:{message_id}")
+}
+
+/// `chat.dead.notify.<room>`: where a worker parks a notification it gave
+/// up on (never a room's send letters: room ids have no dots).
+pub fn dead_notification(room: &str) -> String {
+    format!("{DEAD_PREFIX}.{DEAD_NOTIFY_TOKEN}.{room}")
+}
+
+/// Whether a dead letter is a notification.
+pub fn is_dead_notification(subject: &str) -> bool {
+    subject
+        .strip_prefix(DEAD_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_prefix(DEAD_NOTIFY_TOKEN))
+        .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Whether a dead letter is a command (else a send).

@@ -53,7 +53,8 @@ fn nats(e: impl std::fmt::Display) -> StreamsError {
 /// yet (a cluster still forming, its meta leader being elected).
 const ENSURE_PATIENCE: Duration = Duration::from_secs(20);
 
-/// Creates the ingest partitions', bulk, command, mark and dead-letter streams if
+/// Creates the ingest partitions', bulk, command, mark, notification and
+/// dead-letter streams if
 /// they do not exist, and narrows a legacy ingest stream so that it no
 /// longer overlaps the partitions'. JetStream's refusals are tried again
 /// for `ENSURE_PATIENCE`: a binary that starts beside a NATS cluster still
@@ -101,6 +102,19 @@ async fn ensure_once(js: &jetstream::Context, config: &StreamConfig) -> Result<(
         retention: RetentionPolicy::WorkQueue,
         storage: StorageType::File,
         num_replicas: config.replicas,
+        max_age: config.max_age,
+        ..Default::default()
+    })
+    .await
+    .map_err(nats)?;
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: subjects::NOTIFY_STREAM.into(),
+        subjects: vec![subjects::notify_all()],
+        // A notification is gone once delivered or dead-lettered.
+        retention: RetentionPolicy::WorkQueue,
+        storage: StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
         max_age: config.max_age,
         ..Default::default()
     })

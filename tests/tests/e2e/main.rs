@@ -21,6 +21,7 @@ mod loadgen_smoke;
 mod message_path;
 mod my_rooms;
 mod nats_cluster;
+mod notify;
 mod observability;
 mod ordering;
 mod permissions;

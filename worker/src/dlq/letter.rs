@@ -1,8 +1,12 @@
 //! One dead letter: the message as the stream keeps it, what it decodes
-//! to (a send or a command, and its room), and its summary for `list`.
+//! to (a send, a command or a notification, and its room), and its
+//! summary for `list`.
 
 use async_nats::jetstream::message::StreamMessage;
-use chat_proto::internal::{Command, Envelope};
+use chat_proto::{
+    internal::{Command, Envelope},
+    v1::Message,
+};
 use chat_protocol::{subjects, RoomId};
 use prost::Message as _;
 use serde::Serialize;
@@ -27,6 +31,8 @@ pub(super) struct Decoded {
 pub(super) enum Letter {
     Send(Envelope),
     Command(Command),
+    /// A stored message whose offline notifications were given up on.
+    Notification(Message),
 }
 
 impl Decoded {
@@ -35,6 +41,7 @@ impl Decoded {
         match self.letter {
             Letter::Send(_) => subjects::bulk(&self.room),
             Letter::Command(_) => subjects::command(&self.room),
+            Letter::Notification(_) => subjects::notify(&self.room),
         }
     }
 
@@ -43,13 +50,24 @@ impl Decoded {
         match &self.letter {
             Letter::Send(e) => (&e.sender, &e.client_msg_id),
             Letter::Command(c) => (&c.actor, &c.command_id),
+            Letter::Notification(m) => (&m.sender, &m.client_msg_id),
         }
     }
 }
 
 impl DeadLetter {
     pub(super) fn new(msg: StreamMessage) -> Self {
-        let decoded = if subjects::is_dead_command(&msg.subject) {
+        let decoded = if subjects::is_dead_notification(&msg.subject) {
+            Message::decode(&msg.payload[..])
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    let room = RoomId::parse(m.room.clone()).map_err(|e| e.to_string())?;
+                    Ok(Decoded {
+                        letter: Letter::Notification(m),
+                        room,
+                    })
+                })
+        } else if subjects::is_dead_command(&msg.subject) {
             Command::decode(&msg.payload[..])
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
@@ -94,7 +112,9 @@ impl DeadLetter {
             seq: self.msg.sequence,
             time: self.msg.time.format(&Rfc3339).unwrap_or_default(),
             subject: self.msg.subject.to_string(),
-            holds: if subjects::is_dead_command(&self.msg.subject) {
+            holds: if subjects::is_dead_notification(&self.msg.subject) {
+                "notification"
+            } else if subjects::is_dead_command(&self.msg.subject) {
                 "command"
             } else {
                 "send"
@@ -114,7 +134,7 @@ pub(super) struct Summary {
     pub(super) seq: u64,
     pub(super) time: String,
     pub(super) subject: String,
-    /// `send` or `command`.
+    /// `send`, `command` or `notification`.
     holds: &'static str,
     pub(super) room: Option<String>,
     /// The sender (a command's actor).
