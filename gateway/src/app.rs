@@ -21,6 +21,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::{GatewayConfig, Limits},
     error::GatewayError,
+    feed::Feeds,
     http::{self, auth::Verifier, server},
     presence::{self, Presence},
     rooms::{
@@ -112,6 +113,7 @@ impl Application {
             membership,
             pages,
             hub: paths.hub,
+            feeds: paths.feeds,
             presence,
             ingest: paths.ingest,
             nats,
@@ -226,6 +228,7 @@ struct NatsEvents {
 /// The paths to the workers and back, their tasks running under `tasks`.
 struct Paths {
     hub: Hub,
+    feeds: Feeds,
     ingest: Arc<Ingest>,
     canary: Arc<CanaryHealth>,
 }
@@ -253,9 +256,13 @@ impl Paths {
             Ends::AtShutdown,
             prober.run(events.resync, shutdown.clone()),
         );
-        let announced = announcements::listen(nats, hub.clone(), shutdown.clone()).await?;
+        let (feeds, feed) = Feeds::start(nats.clone(), store.clone(), shutdown.clone());
+        // Critical: it holds every watching socket's feed.
+        tasks.spawn_critical("feed", Ends::AtShutdown, feed);
+        let announced =
+            announcements::listen(nats, hub.clone(), feeds.clone(), shutdown.clone()).await?;
         tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
-        let signals = signals::listen(nats, hub.clone(), shutdown.clone()).await?;
+        let signals = signals::listen(nats, hub.clone(), feeds.clone(), shutdown.clone()).await?;
         tasks.spawn_critical("signals", Ends::AtShutdown, signals);
         let (ingest, publisher) = Ingest::new(
             js.clone(),
@@ -283,6 +290,7 @@ impl Paths {
         tasks.spawn_critical("canary", Ends::AtShutdown, probe.run(shutdown.clone()));
         Ok(Self {
             hub,
+            feeds,
             ingest,
             canary,
         })

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod listen;
 pub mod lookup;

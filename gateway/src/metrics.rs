@@ -49,6 +49,9 @@ const CANARY_LATENCY: &str = "chat_gateway_canary_seconds";
 const CANARY_FAILURES: &str = "chat_gateway_canary_failures_total";
 const TASK_EXITS: &str = "chat_gateway_task_exits_total";
 const PRESENCE_CHANGES: &str = "chat_gateway_presence_changes_total";
+const FEED_SOCKETS: &str = "chat_gateway_feed_sockets";
+const FEED_ROOMS: &str = "chat_gateway_feed_rooms";
+const FEED_UPDATES: &str = "chat_gateway_feed_updates_total";
 
 pub fn describe() {
     describe_histogram!(
@@ -113,6 +116,20 @@ pub fn describe() {
         "Messages replayed to resuming sockets, by source."
     );
     describe_health();
+    describe_feeds();
+}
+
+/// The feed of users' rooms (`feed`).
+fn describe_feeds() {
+    describe_gauge!(FEED_SOCKETS, "Sockets watching their user's feed here.");
+    describe_gauge!(
+        FEED_ROOMS,
+        "Rooms this gateway follows for feeds (one fan-out subscription each)."
+    );
+    describe_counter!(
+        FEED_UPDATES,
+        "feed frames pushed to sockets (after the answer to watchFeed)."
+    );
 }
 
 /// What tells an operator the gateway is sick: its own bugs, refusals,
@@ -307,6 +324,15 @@ pub fn limit_refused(limit: &'static str) {
 pub fn presence_change(online: bool) {
     let state = if online { "online" } else { "offline" };
     counter!(PRESENCE_CHANGES, "state" => state).increment(1);
+}
+
+pub fn feeds(sockets: usize, rooms: usize) {
+    gauge!(FEED_SOCKETS).set(sockets as f64);
+    gauge!(FEED_ROOMS).set(rooms as f64);
+}
+
+pub fn feed_update() {
+    counter!(FEED_UPDATES).increment(1);
 }
 
 pub fn canary_ok(round_trip: Duration) {

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::GatewayConfig, http::auth::Verifier, presence::Presence, rooms::hub::Hub,
+    config::GatewayConfig, feed::Feeds, http::auth::Verifier, presence::Presence, rooms::hub::Hub,
     rooms::membership::Membership, rooms::pages::Pages, send::canary::CanaryHealth,
     send::ingest::Ingest, socket::drain::Drain, socket::limits::Limiter,
 };
@@ -31,6 +31,8 @@ pub struct Inner {
     /// History pages: Redis, the replica, the primary.
     pub pages: Pages,
     pub hub: Hub,
+    /// Sockets watching their user's feed of rooms.
+    pub feeds: Feeds,
     /// Who is online: this gateway's sockets opening and closing.
     pub presence: Presence,
     pub ingest: Arc<Ingest>,

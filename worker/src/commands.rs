@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream;
 use chat_proto::internal::{
     announcement::Change as Announced, command::Change as Requested, AccessChanged, Announcement,
-    Command, CommandReply, MemberRemoved,
+    Command, CommandReply, MemberAdded, MemberRemoved,
 };
 use chat_proto::v1::Message;
 use chat_protocol::{
@@ -214,10 +214,11 @@ fn decode(payload: &[u8]) -> Result<Decoded, WorkerError> {
     ))
 }
 
-/// Makes everything outside Postgres true after the commit. For a command
-/// found applied before (a redelivery, a resend: `changed` is empty), the
-/// recent cache and the fan-out are done again (both idempotent), but
-/// nothing is announced again: by now the member may have changed again,
+/// Makes everything outside Postgres true after the commit. Every member
+/// whose access changed is announced: removed, changed (a role change), or
+/// added (for feeds). For a command found applied before (a redelivery, a
+/// resend: `changed` is empty), the recent cache and the fan-out are done
+/// again (both idempotent), but nothing is announced again: by now the member may have changed again,
 /// and the event in the room's sequence applies at the right point anyway.
 async fn after_commit(
     ctx: &Ctx,
@@ -236,29 +237,26 @@ async fn after_commit(
             tracing::warn!(error = %e, "membership cache entry not updated");
         }
     }
-    let Some(event) = event else {
-        return Ok(());
-    };
-    let recent = [(command.room.clone(), event.clone())];
-    if let Err(e) =
-        chat_cache::remember(&mut redis, &recent, ctx.config.recent_cache_len.get()).await
-    {
-        tracing::warn!(error = %e, "recent-message cache not updated");
+    if let Some(event) = event {
+        let recent = [(command.room.clone(), event.clone())];
+        let keep = ctx.config.recent_cache_len.get();
+        if let Err(e) = chat_cache::remember(&mut redis, &recent, keep).await {
+            tracing::warn!(error = %e, "recent-message cache not updated");
+        }
+        fanout::publish_event(&ctx.nats, &command.room, event).await?;
     }
-    fanout::publish_event(&ctx.nats, &command.room, event).await?;
+    let role_changed =
+        event.is_some_and(|e| EntryKind::parse(&e.kind) == Some(EntryKind::RoleChanged));
     for (user, access) in changed {
+        let user = user.to_string();
         let change = match access {
-            None => Announced::MemberRemoved(MemberRemoved {
-                user: user.to_string(),
+            None => Announced::MemberRemoved(MemberRemoved { user }),
+            Some(access) if role_changed => Announced::AccessChanged(AccessChanged {
+                user,
+                access: Some(access.to_proto()),
             }),
-            Some(access) if EntryKind::parse(&event.kind) == Some(EntryKind::RoleChanged) => {
-                Announced::AccessChanged(AccessChanged {
-                    user: user.to_string(),
-                    access: Some(access.to_proto()),
-                })
-            }
-            // A new member has no sockets in the room yet.
-            Some(_) => continue,
+            // A new member has no sockets in the room yet; feeds add it.
+            Some(_) => Announced::MemberAdded(MemberAdded { user }),
         };
         let announcement = Announcement {
             room: command.room.to_string(),

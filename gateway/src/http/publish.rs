@@ -23,7 +23,7 @@ use crate::{
     error::GatewayError,
     http::api::{bad_key, idempotency_key, Body, ErrorBody, Params, Service},
     send::ingest::Submission,
-    socket::request::{check_body, target_seq},
+    socket::checks::{check_body, target_seq},
     state::AppState,
 };
 

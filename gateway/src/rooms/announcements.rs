@@ -5,7 +5,8 @@
 //! their next frame. Core NATS, and a second path: each change is also an
 //! event in the room's sequence (`member_left`, `role_changed`), which each
 //! room task applies when it delivers it, so a gateway that missed the
-//! announcement still applies it, at that exact point of the room.
+//! announcement still applies it, at that exact point of the room. Members
+//! added and removed go to the feeds as well.
 
 use std::future::Future;
 
@@ -14,7 +15,7 @@ use chat_protocol::{access::Access, subjects, RoomId, UserId};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::GatewayError, listen, rooms::hub::Hub};
+use crate::{error::GatewayError, feed::Feeds, listen, rooms::hub::Hub};
 
 /// Subscribes to every room's announcements; the future it returns
 /// applies them until shutdown. Must subscribe before the gateway serves
@@ -22,13 +23,21 @@ use crate::{error::GatewayError, listen, rooms::hub::Hub};
 pub async fn listen(
     nats: &async_nats::Client,
     hub: Hub,
+    feeds: Feeds,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = ()>, GatewayError> {
     listen::until_shutdown(nats, subjects::announcement_all(), shutdown, move |msg| {
-        let hub = hub.clone();
+        let (hub, feeds) = (hub.clone(), feeds.clone());
         async move {
             match decode(&msg.payload) {
-                Some((room, user, access)) => hub.change_access(&room, user, access).await,
+                Some((room, user, Announced::Added)) => feeds.member(&room, &user, true).await,
+                Some((room, user, Announced::Removed)) => {
+                    feeds.member(&room, &user, false).await;
+                    hub.change_access(&room, user, None).await
+                }
+                Some((room, user, Announced::Access(access))) => {
+                    hub.change_access(&room, user, Some(access)).await
+                }
                 None => tracing::warn!(subject = %msg.subject, "undecodable announcement"),
             }
         }
@@ -36,15 +45,24 @@ pub async fn listen(
     .await
 }
 
-/// The room, the user and their access now (`None`: removed).
-fn decode(payload: &[u8]) -> Option<(RoomId, UserId, Option<Access>)> {
+/// What became of a member.
+enum Announced {
+    /// A new member: only feeds care (the user has no socket in the room).
+    Added,
+    Removed,
+    Access(Access),
+}
+
+fn decode(payload: &[u8]) -> Option<(RoomId, UserId, Announced)> {
     let event = Announcement::decode(payload).ok()?;
     let room = RoomId::parse(event.room).ok()?;
-    let (user, access) = match event.change? {
-        Change::MemberRemoved(removed) => (removed.user, None),
-        Change::AccessChanged(changed) => {
-            (changed.user, Some(Access::from_proto(&changed.access?)?))
-        }
+    let (user, announced) = match event.change? {
+        Change::MemberAdded(added) => (added.user, Announced::Added),
+        Change::MemberRemoved(removed) => (removed.user, Announced::Removed),
+        Change::AccessChanged(changed) => (
+            changed.user,
+            Announced::Access(Access::from_proto(&changed.access?)?),
+        ),
     };
-    Some((room, UserId::parse(user).ok()?, access))
+    Some((room, UserId::parse(user).ok()?, announced))
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::GatewayError,
+    feed::Feeds,
     listen,
     rooms::{ephemeral::Signal, hub::Hub},
 };
@@ -36,15 +37,21 @@ pub async fn publish_typing(
 }
 
 /// Subscribes to every room's signals; the future it returns hands them
-/// to the rooms' tasks until shutdown.
+/// to the rooms' tasks (read markers moved to the feeds too) until shutdown.
 pub async fn listen(
     nats: &async_nats::Client,
     hub: Hub,
+    feeds: Feeds,
     shutdown: CancellationToken,
 ) -> Result<impl Future<Output = ()>, GatewayError> {
     listen::until_shutdown(nats, subjects::signal_all(), shutdown, move |msg| {
         match decode(&msg.payload) {
-            Some((room, signal)) => hub.signal(&room, signal),
+            Some((room, signal)) => {
+                if let Signal::Read(user, seq) = &signal {
+                    feeds.read(&room, user, *seq);
+                }
+                hub.signal(&room, signal)
+            }
             None => tracing::debug!(subject = %msg.subject, "undecodable room signal"),
         }
         std::future::ready(())

@@ -7,17 +7,13 @@ use std::sync::Arc;
 
 use chat_proto::{
     internal::command::Change,
-    v1::{
-        server_frame::Kind, Applied, DirectRoom, Left, Pong, PresenceNow, ScheduledList,
-        ServerFrame,
-    },
+    v1::{server_frame::Kind, Applied, DirectRoom, Feed, Left, Pong, PresenceNow, ServerFrame},
 };
 use chat_protocol::{
     access::{Access, Actor, Permissions},
     kind::EntryKind,
     RoomId, Seq, UserId,
 };
-use chat_store::Scheduled;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -30,16 +26,16 @@ use crate::{
         ingest::Submission,
         marks,
         publisher::{self, Outgoing},
-        scheduled,
     },
     socket::{
         outbox::Outbound,
-        request::{ParsedFrame, Request, Scheduling},
+        request::{ParsedFrame, Request},
         session::Session,
     },
 };
 
-const CANNOT_SEND: &str = "you may not send messages in this room";
+/// A send's refusal without `can_send_messages`.
+pub(super) const CANNOT_SEND: &str = "you may not send messages in this room";
 
 /// A socket's typing signals for one room are at most this frequent.
 const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -107,6 +103,18 @@ impl Session {
                 Ok(())
             }
             Request::Scheduling(request) => self.scheduling(request_id, request).await,
+            Request::Feed { watch: true } => {
+                self.watching = true;
+                let member = self.member.clone();
+                self.state.feeds.watch(member, request_id).await;
+                Ok(())
+            }
+            Request::Feed { watch: false } => {
+                self.state.feeds.unwatch(self.member.conn).await;
+                self.watching = false;
+                self.reply(request_id, Kind::Feed(Feed::default())).await;
+                Ok(())
+            }
             Request::Search(search) => {
                 let page = search.run(&self.state.store, &self.member.user).await?;
                 self.reply(request_id, Kind::SearchResults(page)).await;
@@ -214,7 +222,7 @@ impl Session {
     /// while the announcement may reach this gateway a moment after the
     /// answer reached the granter. (A revoke needs no such care: the store
     /// refuses a send its sender may no longer make.)
-    async fn may_send(&mut self, room: &RoomId) -> Result<bool, GatewayError> {
+    pub(super) async fn may_send(&mut self, room: &RoomId) -> Result<bool, GatewayError> {
         if self.access(room).await?.can(Permissions::SEND_MESSAGES) {
             return Ok(true);
         }
@@ -238,7 +246,7 @@ impl Session {
 
     /// The user's access in the room: as held for a joined room (kept
     /// true by its room task), else as the membership cache says.
-    async fn access(&self, room: &RoomId) -> Result<Access, GatewayError> {
+    pub(super) async fn access(&self, room: &RoomId) -> Result<Access, GatewayError> {
         if let Some(access) = self.joined.get(room) {
             return Ok(*access);
         }
@@ -329,52 +337,9 @@ impl Session {
         })
     }
 
-    /// Makes, cancels (through the workers) or lists this user's
-    /// scheduled messages.
-    async fn scheduling(
-        &mut self,
-        request_id: String,
-        request: Scheduling,
-    ) -> Result<(), GatewayError> {
-        match request {
-            Scheduling::Schedule(new) => {
-                if !self.may_send(&new.room).await? {
-                    return Err(GatewayError::Forbidden(CANNOT_SEND));
-                }
-                let (nats, user, timeout) = self.to_workers();
-                self.answer_later(request_id, scheduled::schedule(nats, user, new, timeout))
-            }
-            Scheduling::Cancel { room, id } => {
-                self.access(&room).await?;
-                let (nats, user, timeout) = self.to_workers();
-                self.answer_later(request_id, scheduled::cancel(nats, user, room, id, timeout))
-            }
-            Scheduling::List { room } => {
-                self.access(&room).await?;
-                let pending = self.state.store.pending_scheduled(&room, &self.member.user);
-                let messages = pending.await?.iter().map(Scheduled::to_proto).collect();
-                let room = room.to_string();
-                let list = ScheduledList { room, messages };
-                self.reply(request_id, Kind::ScheduledList(list)).await;
-                Ok(())
-            }
-        }
-    }
-
-    /// What a request to the workers takes along: NATS, who asks, how
-    /// long to wait.
-    fn to_workers(&self) -> (async_nats::Client, UserId, std::time::Duration) {
-        let limits = &self.state.config.limits;
-        (
-            self.state.nats.clone(),
-            self.member.user.clone(),
-            limits.ack_timeout,
-        )
-    }
-
     /// Answers a request that goes through the workers from a task of its
     /// own, so the socket reads on meanwhile. Counted like a send.
-    fn answer_later(
+    pub(super) fn answer_later(
         &mut self,
         request_id: String,
         answer: impl std::future::Future<Output = Result<Kind, GatewayError>> + Send + 'static,

@@ -18,6 +18,7 @@ use crate::{
         commands,
         scheduled::{self, NewScheduled},
     },
+    socket::checks::{check_body, check_emoji, target_seq},
 };
 
 /// What a client frame asks for.
@@ -72,6 +73,10 @@ pub enum Request {
     },
     /// A scheduled message: made, cancelled or listed.
     Scheduling(Scheduling),
+    /// Watch (or stop watching) the feed of the user's rooms.
+    Feed {
+        watch: bool,
+    },
 }
 
 /// What a request does with scheduled messages.
@@ -103,6 +108,7 @@ pub enum FrameKind {
     MarkRead,
     Presence,
     ListScheduled,
+    Feed,
 }
 
 impl FrameKind {
@@ -125,6 +131,7 @@ impl FrameKind {
             Self::MarkRead => "mark_read",
             Self::Presence => "presence",
             Self::ListScheduled => "list_scheduled",
+            Self::Feed => "feed",
         }
     }
 
@@ -133,7 +140,12 @@ impl FrameKind {
     pub fn is_read(self) -> bool {
         matches!(
             self,
-            Self::History | Self::ListRooms | Self::Search | Self::Presence | Self::ListScheduled
+            Self::History
+                | Self::ListRooms
+                | Self::Search
+                | Self::Presence
+                | Self::ListScheduled
+                | Self::Feed
         )
     }
 
@@ -216,6 +228,8 @@ impl ParsedFrame {
             ),
             Some(K::CancelScheduled(cancel)) => (FrameKind::Command, parse_cancel(cancel)),
             Some(K::ListScheduled(list)) => (FrameKind::ListScheduled, parse_list(list)),
+            Some(K::WatchFeed(_)) => (FrameKind::Feed, Ok(Request::Feed { watch: true })),
+            Some(K::UnwatchFeed(_)) => (FrameKind::Feed, Ok(Request::Feed { watch: false })),
             Some(K::ListRooms(list)) => {
                 let list = ListRooms::parse(&list.cursor, list.limit).map(Request::ListRooms);
                 (FrameKind::ListRooms, list)
@@ -328,53 +342,6 @@ fn event(
         body,
         entry: Entry { kind, target },
     })
-}
-
-/// A message's seq as a client names it: seqs start at 1.
-pub fn target_seq(name: &str, seq: i64) -> Result<Seq, GatewayError> {
-    u64::try_from(seq)
-        .ok()
-        .filter(|&s| s >= 1)
-        .map(Seq::new)
-        .ok_or_else(|| GatewayError::InvalidArgument(format!("{name} is {seq}; seqs start at 1")))
-}
-
-/// Most bytes of a reaction's emoji: a grapheme of several code points
-/// (a family, a flag with a skin tone) or a short name (`:party:`).
-const MAX_EMOJI_BYTES: usize = 64;
-
-/// A reaction is one short token: not empty, no spaces or control characters.
-fn check_emoji(emoji: &str) -> Result<(), GatewayError> {
-    if emoji.is_empty() || emoji.len() > MAX_EMOJI_BYTES {
-        return Err(GatewayError::InvalidArgument(format!(
-            "emoji must be 1 to {MAX_EMOJI_BYTES} bytes"
-        )));
-    }
-    if emoji.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(GatewayError::InvalidArgument(
-            "emoji must not contain spaces or control characters".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// The limits of a message's body, the same for a socket's send and a
-/// server publish: at most `max_body_bytes`, no NUL.
-pub fn check_body(body: &str, limits: &Limits) -> Result<(), GatewayError> {
-    let limit = limits.max_body_bytes.get();
-    if body.len() > limit {
-        return Err(GatewayError::InvalidArgument(format!(
-            "body is {} bytes; the limit is {limit}",
-            body.len()
-        )));
-    }
-    // Postgres text cannot hold NUL; refused here, it never reaches a batch.
-    if body.contains('\0') {
-        return Err(GatewayError::InvalidArgument(
-            "body must not contain NUL characters".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn parse_history(history: chat_proto::v1::History) -> Result<Request, GatewayError> {

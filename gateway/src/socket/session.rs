@@ -81,6 +81,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
         publisher: None,
         closing: None,
         typed: HashMap::new(),
+        watching: false,
         state: state.clone(),
     };
     tracing::debug!(user = %session.member.user, "socket open");
@@ -89,6 +90,9 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     state.presence.disconnected(&session.member.user);
     for room in std::mem::take(&mut session.joined).into_keys() {
         state.hub.leave(&room, info.conn).await;
+    }
+    if session.watching {
+        state.feeds.unwatch(info.conn).await;
     }
     close.finish();
     drop(session);
@@ -140,6 +144,8 @@ pub(super) struct Session {
     pub(super) closing: Option<(ErrorCode, &'static str)>,
     /// When this socket last said it was typing, by room.
     pub(super) typed: HashMap<RoomId, Instant>,
+    /// Whether the socket watches its user's feed.
+    pub(super) watching: bool,
 }
 
 impl Session {

@@ -59,6 +59,23 @@ fn merge(frames: &mut Vec<ServerFrame>, frame: ServerFrame) {
                 old.from_seq = old.from_seq.min(new.from_seq);
                 return;
             }
+            // A room's newest summary says it all; removals add up.
+            (Some(Kind::Feed(old)), Kind::Feed(new)) if frame.request_id.is_empty() => {
+                for room in &new.rooms {
+                    old.removed.retain(|r| *r != room.room);
+                    match old.rooms.iter_mut().find(|r| r.room == room.room) {
+                        Some(kept) => *kept = room.clone(),
+                        None => old.rooms.push(room.clone()),
+                    }
+                }
+                for room in &new.removed {
+                    old.rooms.retain(|r| r.room != *room);
+                    if !old.removed.contains(room) {
+                        old.removed.push(room.clone());
+                    }
+                }
+                return;
+            }
             (Some(Kind::Reads(old)), Kind::Reads(new)) if old.room == new.room => {
                 for read in &new.reads {
                     match old.reads.iter_mut().find(|r| r.user == read.user) {

@@ -9,6 +9,7 @@ mod command;
 mod config;
 mod decide;
 mod error;
+mod feed;
 mod markers;
 mod migrate;
 mod my_rooms;

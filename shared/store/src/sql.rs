@@ -303,3 +303,18 @@ pub const TAKE_DUE: &str = concat!(
 /// Records what sending them did: messages $1 became `state` $2 at `seq` $3.
 pub const SCHEDULED_DONE: &str = "UPDATE scheduled_messages s SET state = u.state, seq = u.seq \
     FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u (id, state, seq) WHERE s.id = u.id";
+/// Each room of user $1 (of rooms $2 alone when given) as a feed shows
+/// it, by room id, at most $3: the last entry as `message_from_row` reads
+/// them (NULLs when none), then room, head, role, permissions, read
+/// marker, unread messages up to the head.
+pub const FEED_ROOMS: &str = concat!(
+    "SELECT l.*, mb.room_id, r.last_seq, mb.role, mb.permissions, k.seq, ",
+    unread!("mb.room_id", "$1", "k.seq", "r.last_seq"),
+    " FROM members mb JOIN rooms r ON r.id = mb.room_id \
+    LEFT JOIN read_markers k ON k.room_id = mb.room_id AND k.user_id = $1 \
+    LEFT JOIN LATERAL (SELECT ",
+    message_columns!(),
+    " FROM messages WHERE room_id = mb.room_id AND seq = r.last_seq) l ON true \
+    WHERE mb.user_id = $1 AND ($2::text[] IS NULL OR mb.room_id = ANY($2)) \
+    ORDER BY mb.room_id LIMIT $3"
+);

@@ -12,6 +12,7 @@ mod drain;
 mod event_refusals;
 mod events;
 mod faults;
+mod feed;
 mod history;
 mod lanes;
 mod lifecycle;
