@@ -369,6 +369,14 @@ impl Client {
         self.ask(fresh_id(), frame, Reply::Search).await
     }
 
+    /// Watches the feed of all of the user's rooms, joined or not: every
+    /// room comes as [`Signal::Feed`](crate::Signal::Feed) on the signals
+    /// stream (`whole`), then each room again as it changes. Watched again
+    /// on every reconnect. Needs [`Client::connect_with_signals`].
+    pub fn watch_feed(&self) -> Result<(), ClientError> {
+        self.command(Command::WatchFeed)
+    }
+
     /// Closes the connection; requests still waiting get `Closed`.
     pub fn close(&self) {
         let _ = self.command(Command::Close);

@@ -67,7 +67,7 @@ pub type Admin = RoomApi;
 pub type AdminError = RoomApiError;
 
 pub use chat_proto::v1::{
-    Ack, DirectRoom, HistoryPage, Joined, Message, PresenceNow, ReadMarker, Reads, RoomList,
+    Ack, DirectRoom, Feed, HistoryPage, Joined, Message, PresenceNow, ReadMarker, Reads, RoomList,
     RoomSummary, ScheduledList, ScheduledMessage, SearchHit, SearchResults, TypingNow,
     UserPresence,
 };

@@ -10,7 +10,8 @@
 //! same once. `chat history <room>` prints a room's history instead, `chat
 //! rooms` one's rooms with their unread counts and `chat search` the
 //! messages that match, a page at a time; `chat read <room> <seq>` marks a
-//! room read; `chat schedule|scheduled|unschedule` send a message later,
+//! room read; `chat feed` prints each of one's rooms as it changes;
+//! `chat schedule|scheduled|unschedule` send a message later,
 //! list and cancel those waiting (`/later SECONDS TEXT` while chatting).
 
 use anyhow::Context;
@@ -94,6 +95,8 @@ enum Cmd {
         seconds: u64,
         text: String,
     },
+    /// Watch all of your rooms: a line per room as it changes (unread, last message).
+    Feed,
     /// Your messages in ROOM waiting for their time.
     Scheduled { room: String },
     /// Cancel your scheduled message ID in ROOM.
@@ -175,6 +178,15 @@ async fn main() -> anyhow::Result<()> {
             let read = history(&client, &room, before, limit).await;
             client.close();
             return read;
+        }
+        Some(Cmd::Feed) => {
+            client.watch_feed()?;
+            while let Some(signal) = signals.recv().await {
+                if matches!(signal, chat_client::Signal::Feed { .. }) {
+                    println!("{}", said(&signal));
+                }
+            }
+            return Ok(());
         }
         Some(Cmd::Dm { user }) => {
             let direct = client

@@ -58,5 +58,13 @@ pub fn said(signal: &Signal) -> String {
             "* {}: read up to #{}, {} unread",
             marker.room, marker.seq, marker.unread
         ),
+        Signal::Feed { feed, .. } => {
+            let rooms = feed.rooms.iter().map(|r| {
+                let last = r.last_message.as_ref().map(line).unwrap_or_default();
+                format!("* {}: {} unread\t{last}", r.room, r.unread)
+            });
+            let left = feed.removed.iter().map(|room| format!("* {room}: left"));
+            rooms.chain(left).collect::<Vec<_>>().join("\n")
+        }
     }
 }

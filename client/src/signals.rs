@@ -1,6 +1,6 @@
 //! What a room's sockets hear besides its messages: who is typing, who
 //! came online or went offline, whose read marker moved, and the user's own
-//! read marker after each join. Ephemeral: the server drops them for a
+//! read marker after each join; and the feed of the user's rooms. Ephemeral: the server drops them for a
 //! socket that cannot keep up, and they are not replayed on reconnect (the
 //! next one says it again).
 
@@ -9,7 +9,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use chat_proto::v1::{server_frame::Kind, PresenceNow, ReadMarker, Reads, TypingNow};
+use chat_proto::v1::{server_frame::Kind, Feed, PresenceNow, ReadMarker, Reads, TypingNow};
 use tokio::sync::mpsc;
 
 /// One pushed signal.
@@ -23,6 +23,11 @@ pub enum Signal {
     Reads(Reads),
     /// This user's read marker and unread count in a room just joined.
     ReadMarker(ReadMarker),
+    /// The feed of the user's rooms ([`crate::Client::watch_feed`]): rooms
+    /// as they stand now. `whole`: part of the answer to a watch (after
+    /// each reconnect too), which lists every room; rooms not in it once
+    /// one without `more` arrives are no longer the user's.
+    Feed { feed: Feed, whole: bool },
 }
 
 impl Signal {
@@ -33,6 +38,7 @@ impl Signal {
             Kind::PresenceNow(now) => Self::Presence(now),
             Kind::Reads(reads) => Self::Reads(reads),
             Kind::ReadMarker(marker) => Self::ReadMarker(marker),
+            Kind::Feed(feed) => Self::Feed { feed, whole: false },
             _ => return None,
         })
     }

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::{
     changes::Reply,
-    conn::{retry, write_change, write_join, Conn, Disconnect, Request},
+    conn::{retry, write_change, write_join, write_watch_feed, Conn, Disconnect, Request},
     Driver,
 };
 use crate::ClientError;
@@ -41,6 +41,8 @@ pub(crate) enum Command {
     /// A frame that is never answered unless refused (`typing`): written
     /// if a socket is open, else dropped.
     Ephemeral(client_frame::Kind),
+    /// Watch the feed of the user's rooms, on this socket and every next.
+    WatchFeed,
     Close,
 }
 
@@ -84,6 +86,12 @@ impl Driver {
                     write_change(conn, id.clone(), frame.clone()).await?;
                 }
                 self.changes.insert(id, frame, reply);
+            }
+            Command::WatchFeed => {
+                self.feed = true;
+                if let Some(conn) = conn {
+                    write_watch_feed(conn).await?;
+                }
             }
             Command::Ephemeral(frame) => {
                 if let Some(conn) = conn {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use chat_proto::v1::client_frame;
+use chat_proto::v1::{client_frame, WatchFeed};
 use tokio::{sync::oneshot, time::Instant};
 
 use crate::{ClientError, Reader, Writer};
@@ -21,6 +21,8 @@ pub(super) enum Request {
     Ping,
     /// A member command, by command id.
     Change(String),
+    /// `watchFeed`: answered by feed frames until one without `more`.
+    Feed,
 }
 
 /// One open socket and what is outstanding on it.
@@ -62,6 +64,17 @@ pub(super) async fn write_change(
 ) -> Result<(), Disconnect> {
     let request = conn.writer.request(frame).await.map_err(retry)?;
     conn.requests.insert(request, Request::Change(id));
+    Ok(())
+}
+
+/// Watches the feed on this socket.
+pub(super) async fn write_watch_feed(conn: &mut Conn) -> Result<(), Disconnect> {
+    let request = conn
+        .writer
+        .request(client_frame::Kind::WatchFeed(WatchFeed {}))
+        .await
+        .map_err(retry)?;
+    conn.requests.insert(request, Request::Feed);
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub(crate) struct Driver {
     sends: Sends,
     /// Member commands not answered yet.
     changes: Changes,
+    /// Whether the application watches the feed (every socket then does).
+    feed: bool,
     /// Lookups not answered yet.
     /// Reconnect delays; reset after a connection that lasted.
     backoff: Backoff,
@@ -67,6 +69,7 @@ impl Driver {
             signals,
             rooms: Rooms::default(),
             changes: Changes::default(),
+            feed: false,
             next_url: 0,
         }
     }
@@ -87,7 +90,7 @@ impl Driver {
                 Command::Leave { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Send { reply, .. } => drop(reply.send(Err(stopped()))),
                 Command::Change { reply, .. } => reply.fail(stopped()),
-                Command::Ephemeral(_) => {}
+                Command::Ephemeral(_) | Command::WatchFeed => {}
                 Command::Close => return,
             }
         }

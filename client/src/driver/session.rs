@@ -8,7 +8,7 @@ use chat_protocol::ErrorCode;
 use tokio::time::{sleep_until, Instant};
 
 use super::{
-    conn::{retry, write_change, write_join, Conn, Disconnect, Request},
+    conn::{retry, write_change, write_join, write_watch_feed, Conn, Disconnect, Request},
     server_errors::is_transient,
     Command, Driver,
 };
@@ -55,13 +55,17 @@ impl Driver {
     }
 
     /// Writes on a new socket what the last one left owed: a join per
-    /// followed room and every unanswered member command.
+    /// followed room, every unanswered member command, and the watch of
+    /// the feed (whose answer says it all again).
     async fn resume(&mut self, conn: &mut Conn) -> Result<(), Disconnect> {
         for (room, since) in self.rooms.resume_points() {
             write_join(conn, &room, since).await?;
         }
         for (id, frame) in self.changes.pending() {
             write_change(conn, id, frame).await?;
+        }
+        if self.feed {
+            write_watch_feed(conn).await?;
         }
         Ok(())
     }
@@ -124,6 +128,14 @@ impl Driver {
             return Ok(());
         };
         match (request, frame.kind) {
+            (Request::Feed, Some(Kind::Feed(feed))) => {
+                if feed.more {
+                    conn.requests.insert(frame.request_id, Request::Feed);
+                }
+                if let Some(signals) = &self.signals {
+                    let _ = signals.send(Signal::Feed { feed, whole: true });
+                }
+            }
             (Request::Join(room), Some(Kind::Joined(joined))) => {
                 self.rooms.joined(&room, joined.head_seq)
             }
@@ -147,7 +159,8 @@ impl Driver {
             ) => self.sends.on_reply(conn, &room, &client_msg_id, kind),
             (Request::Change(id), kind) => self.changes.answer(&id, kind),
             // A reply of the wrong kind: a server bug, not worth a panic.
-            (Request::Join(_), _) => {}
+            // A refused watch (too many rooms) is not retried.
+            (Request::Join(_) | Request::Feed, _) => {}
         }
         Ok(())
     }

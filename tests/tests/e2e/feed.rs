@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use chat_client::{Client, ClientEncoding, ClientOptions, Signal, Signals};
 use chat_proto::v1::{
     client_frame::Kind as Ask, server_frame::Kind, Feed, RoomSummary, UnwatchFeed, WatchFeed,
 };
@@ -156,4 +157,69 @@ async fn a_feed_of_500_rooms_shows_each_change_without_joining() {
         .unwrap();
     let quiet = tokio::time::timeout(Duration::from_secs(1), next_feed(&mut bob)).await;
     assert!(quiet.is_err(), "no feed after unwatchFeed: {quiet:?}");
+}
+
+/// The client library watches the feed again after a reconnect: the new
+/// gateway's answer lists every room as it stands, what was said meanwhile
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_watches_the_feed_again_after_its_gateway_dies() {
+    let mut cluster = Cluster::start(ClusterOptions::new(2, 1)).await;
+    for room in ["c1", "c2"] {
+        cluster.create_room(room, &["ann", "bob"]).await;
+    }
+    let options = ClientOptions::new(
+        [cluster.gateway(0).ws_url(), cluster.gateway(1).ws_url()],
+        cluster.token("bob"),
+        ClientEncoding::Json,
+    );
+    let (client, _messages, mut signals) = Client::connect_with_signals(options);
+    client.watch_feed().unwrap();
+    let whole = next_whole(&mut signals).await;
+    assert_eq!(whole.len(), 2);
+
+    let mut ann = cluster.gateway(1).connect("ann").await;
+    ann.send_and_wait("c2", "x1", "while up").await.unwrap();
+    loop {
+        match tokio::time::timeout(STEP, signals.recv())
+            .await
+            .expect("a signal")
+        {
+            Some(Signal::Feed { feed, whole: false })
+                if feed.rooms.iter().any(|r| r.unread == 1) =>
+            {
+                break
+            }
+            Some(_) => {}
+            None => panic!("the client stopped"),
+        }
+    }
+    cluster.gateways[0].process.kill();
+    ann.send_and_wait("c2", "x2", "while bob moves")
+        .await
+        .unwrap();
+    let whole = next_whole(&mut signals).await;
+    let c2 = whole.iter().find(|r| r.room == "c2").unwrap();
+    assert_eq!((c2.unread, c2.head_seq), (2, 2), "counted while away");
+    client.close();
+}
+
+/// The rooms of the next whole answer (all its frames).
+async fn next_whole(signals: &mut Signals) -> Vec<RoomSummary> {
+    let mut rooms = Vec::new();
+    loop {
+        match tokio::time::timeout(STEP, signals.recv())
+            .await
+            .expect("a signal")
+        {
+            Some(Signal::Feed { feed, whole: true }) => {
+                rooms.extend(feed.rooms);
+                if !feed.more {
+                    return rooms;
+                }
+            }
+            Some(_) => {}
+            None => panic!("the client stopped"),
+        }
+    }
 }
