@@ -20,6 +20,9 @@
 #                                typing every 3 s (LOADGEN_ARGS="--typing-every 0": without)
 #   bench/run.sh presence        10,000 users online in rooms of 10: what presence
 #                                costs Redis and NATS coming online, at rest, going offline
+#   bench/run.sh feed            100 users each watching the feed of the same 500 rooms
+#                                while a sender sends to them: the gateways' CPU per
+#                                message with and without the watchers, send -> feed latency
 #
 # Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
 #   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
@@ -315,6 +318,49 @@ PY
   stop "${SERVER_PIDS[@]}"
 }
 
+# `feed`: FEED_WATCHERS users (default 100), spread over both gateways, each
+# watching the feed of the same FEED_ROOMS rooms (500) without joining any;
+# a sender sends FEED_RATE messages a second (200) to the rooms in turn for
+# FEED_SECS (20). Run without watchers, then with them: the gateways' CPU
+# per message side by side, what the feed adds per message and per feed
+# frame, and the send -> feed latency.
+run_feed() {
+  local watchers=${FEED_WATCHERS:-100} rooms=${FEED_ROOMS:-500} rate=${FEED_RATE:-200} secs=${FEED_SECS:-20}
+  local knob
+  for knob in SEND_RATE_PER_CONNECTION SEND_BURST_PER_CONNECTION SEND_RATE_PER_USER SEND_BURST_PER_USER; do
+    export "CHAT_GATEWAY_LIMITS__$knob=1000000"
+  done
+  start_ours
+  for _ in $(seq 60); do
+    psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id) SELECT 'feed-r' || g FROM generate_series(0, $rooms - 1) g ON CONFLICT DO NOTHING" 2>/dev/null && break
+    sleep 1
+  done
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO members (room_id, user_id) SELECT 'feed-r' || g, u FROM generate_series(0, $rooms - 1) g, (SELECT 'feed-w' || w AS u FROM generate_series(0, $watchers - 1) w UNION ALL SELECT 'feed-sender') us ON CONFLICT DO NOTHING; INSERT INTO read_markers (room_id, user_id, seq) SELECT room_id, user_id, 0 FROM members WHERE room_id LIKE 'feed-r%' ON CONFLICT DO NOTHING"
+  gw_ticks() { local t=0 p; for p in "${SERVER_PIDS[1]}" "${SERVER_PIDS[2]}"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+  local w results=()
+  for w in 0 "$watchers"; do
+    echo "== feed / ours: $w watchers of $rooms rooms, $rate messages/s for $secs s"
+    taskset -c "$LOADGEN_CPU" $BIN/feedbench --url "ws://127.0.0.1:$G1/v1/ws" --url "ws://127.0.0.1:$G2/v1/ws" \
+      --jwt-secret $SECRET --watchers "$w" --rooms "$rooms" --rate "$rate" --secs "$secs" >"$TMP/feed-$w.log" 2>&1 &
+    local client=$!
+    for _ in $(seq 300); do grep -q ready "$TMP/feed-$w.log" && break; sleep 0.2; done
+    local t1; t1=$(gw_ticks)
+    wait "$client" || true
+    local t2; t2=$(gw_ticks)
+    grep -E "^sent" "$TMP/feed-$w.log" | tee -a "$OUT/feed.txt" || cat "$TMP/feed-$w.log"
+    results+=("$(grep -oE '^sent [0-9]+' "$TMP/feed-$w.log" | awk '{print $2}') $((t2 - t1)) $(grep -oE 'got [0-9]+ feed frames' "$TMP/feed-$w.log" | awk '{print $2}')")
+  done
+  python3 - "$(getconf CLK_TCK)" "$watchers" ${results[@]} <<'PY' | tee -a "$OUT/feed.txt"
+import sys
+hz, watchers, n0, t0, _f0, n1, t1, f1 = (float(x or 0) for x in sys.argv[1:])
+per0, per1 = 1e6 * t0 / hz / n0, 1e6 * t1 / hz / n1
+print(f"feed: gateways' CPU per message without watchers {per0:.0f} us, with {watchers:.0f} watchers {per1:.0f} us: "
+      f"the feed adds {per1 - per0:.0f} us a message, {(per1 - per0) / max(watchers, 1):.1f} us per message per watcher "
+      f"(each frame carries the rooms changed in a flush: {f1 / n1:.1f} frames a message in all)")
+PY
+  stop "${SERVER_PIDS[@]}"
+}
+
 # `control-backlog`: CONTROL_BACKLOG sends (default 100,000) queued on the
 # ingest stream, then CONTROL_TRIES (100) removals of a member with a socket
 # on each gateway: how soon each is committed and in effect everywhere.
@@ -471,7 +517,7 @@ for scenario in "${SCENARIOS[@]}"; do
     run_history
     continue
   fi
-  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ] || [ "$scenario" = presence ]; then
+  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ] || [ "$scenario" = presence ] || [ "$scenario" = feed ]; then
     "run_$scenario"
     continue
   fi
