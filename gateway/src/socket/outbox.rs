@@ -5,9 +5,12 @@
 //! state of its kind and room, and a stored message is not queued: its
 //! room tells the socket to resync instead (a `resync`, in the stash too).
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering},
-    Arc, Mutex, OnceLock,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::Duration,
 };
 
 use axum::extract::ws::Message as WsMessage;
@@ -99,14 +102,56 @@ pub fn frame_to_ws(encoding: Encoding, frame: &ServerFrame) -> WsMessage {
     encoding.encode(frame).into_message()
 }
 
-/// Asks a socket to close, once, with the first reason given.
-#[derive(Default)]
+/// Asks a socket to close, once, with the first reason given: at once
+/// (`close`), or once its session has answered the sends it accepted
+/// (`ask`, for a close by the gateway's choice made outside the session).
 pub struct CloseSignal {
     token: CancellationToken,
     reason: OnceLock<(ErrorCode, String)>,
+    asked: CancellationToken,
+    asked_reason: OnceLock<(ErrorCode, String)>,
+    /// How long an asked close waits for the session at most: a session
+    /// stuck writing to a peer that reads nothing is closed anyway.
+    answer_within: Duration,
 }
 
 impl CloseSignal {
+    pub fn new(answer_within: Duration) -> Self {
+        Self {
+            token: CancellationToken::new(),
+            reason: OnceLock::new(),
+            asked: CancellationToken::new(),
+            asked_reason: OnceLock::new(),
+            answer_within,
+        }
+    }
+
+    /// Asks the session to answer what it accepted, then close; closes
+    /// anyway after `answer_within`.
+    pub fn ask(self: &Arc<Self>, code: ErrorCode, why: impl Into<String>) {
+        let why = why.into();
+        if self.asked_reason.set((code, why.clone())).is_err() {
+            return;
+        }
+        self.asked.cancel();
+        let close = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(close.answer_within) => close.close(code, why),
+                () = close.closed() => {}
+            }
+        });
+    }
+
+    /// Resolves once a close was asked for; its reason.
+    pub async fn asked(&self) -> (ErrorCode, String) {
+        self.asked.cancelled().await;
+        self.asked_reason
+            .get()
+            .cloned()
+            .unwrap_or((ErrorCode::SlowConsumer, String::new()))
+    }
+
     pub fn close(&self, code: ErrorCode, why: impl Into<String>) {
         let _ = self.reason.set((code, why.into()));
         self.token.cancel();
@@ -290,8 +335,10 @@ impl Member {
         }
     }
 
+    /// Closes the socket (4008) once its session has answered the sends
+    /// it accepted: they may be stored, and the client should know.
     pub fn slow_consumer(&self, why: &str) {
         crate::metrics::queue_drop("closed");
-        self.close.close(ErrorCode::SlowConsumer, why);
+        self.close.ask(ErrorCode::SlowConsumer, why);
     }
 }

@@ -55,7 +55,7 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let limits = &state.config.limits;
     let (out, queue) = mpsc::channel(limits.socket_queue.get() + RESERVED);
     let queued = Arc::new(QueueState::new(limits.socket_queue_bytes.get()));
-    let close = Arc::new(CloseSignal::default());
+    let close = Arc::new(CloseSignal::new(state.config.drain_timeout));
     let write_timeout = limits.write_timeout;
     let writer = spawn_writer(
         sink,
@@ -168,6 +168,7 @@ impl Session {
                     return self.answer_then_close(ErrorCode::Timeout, "no pong in time").await;
                 }
                 () = close.closed() => return,
+                (code, why) = close.asked() => return self.answer_then_close(code, &why).await,
                 () = self.state.drain.closing(), if close_at.is_none() => {
                     close_at = Some(self.state.drain.moment());
                     continue;
@@ -213,7 +214,7 @@ impl Session {
     }
 
     /// Closes the socket by the gateway's choice (a drain, a flood, a
-    /// client gone silent): nothing more is read, and the sends already
+    /// client gone silent, a slow consumer): nothing more is read, and the sends already
     /// accepted are answered first (at most `drain_timeout_ms`), so that
     /// the client knows which of them are stored.
     async fn answer_then_close(&self, code: ErrorCode, why: &str) {

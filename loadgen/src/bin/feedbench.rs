@@ -44,42 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let sent: Sent = Arc::default();
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let frames = Arc::new(Mutex::new(0u64));
-    let mut watchers = Vec::new();
-    for i in 0..cli.watchers {
-        let url = cli.urls[i % cli.urls.len()].clone();
-        let token = chat_auth::mint_hs256(&cli.jwt_secret, &format!("feed-w{i}"), 3600);
-        let (client, _messages, mut signals) =
-            Client::connect_with_signals(ClientOptions::new([url], token, ClientEncoding::Proto));
-        client.watch_feed()?;
-        // The answer first: every room.
-        let mut listed = 0;
-        while listed < cli.rooms {
-            match tokio::time::timeout(Duration::from_secs(60), signals.recv()).await? {
-                Some(Signal::Feed { feed, whole: true }) => listed += feed.rooms.len(),
-                Some(_) => {}
-                None => anyhow::bail!("watcher {i} stopped"),
-            }
-        }
-        let (sent, latency, frames) =
-            (Arc::clone(&sent), Arc::clone(&latency), Arc::clone(&frames));
-        watchers.push(tokio::spawn(async move {
-            while let Some(signal) = signals.recv().await {
-                let Signal::Feed { feed, whole: false } = signal else {
-                    continue;
-                };
-                *frames.lock().unwrap() += 1;
-                let now = Instant::now();
-                for room in feed.rooms {
-                    let Some(m) = room.last_message else { continue };
-                    if let Some(at) = sent.lock().unwrap().get(&m.client_msg_id) {
-                        let us = now.duration_since(*at).as_micros() as u64;
-                        let _ = latency.lock().unwrap().record(us);
-                    }
-                }
-            }
-            drop(client);
-        }));
-    }
+    let _watchers = watch(&cli, &sent, &latency, &frames).await?;
     println!(
         "ready: {} watchers, each with {} rooms",
         cli.watchers, cli.rooms
@@ -122,4 +87,50 @@ async fn main() -> anyhow::Result<()> {
         latency.len()
     );
     Ok(())
+}
+
+/// Starts each watcher once its feed's answer listed every room; each
+/// records the send -> feed time of every room its updates carry.
+async fn watch(
+    cli: &Cli,
+    sent: &Sent,
+    latency: &Arc<Mutex<Histogram<u64>>>,
+    frames: &Arc<Mutex<u64>>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut watchers = Vec::new();
+    for i in 0..cli.watchers {
+        let url = cli.urls[i % cli.urls.len()].clone();
+        let token = chat_auth::mint_hs256(&cli.jwt_secret, &format!("feed-w{i}"), 3600);
+        let (client, _messages, mut signals) =
+            Client::connect_with_signals(ClientOptions::new([url], token, ClientEncoding::Proto));
+        client.watch_feed()?;
+        // The answer first: every room.
+        let mut listed = 0;
+        while listed < cli.rooms {
+            match tokio::time::timeout(Duration::from_secs(60), signals.recv()).await? {
+                Some(Signal::Feed { feed, whole: true }) => listed += feed.rooms.len(),
+                Some(_) => {}
+                None => anyhow::bail!("watcher {i} stopped"),
+            }
+        }
+        let (sent, latency, frames) = (Arc::clone(sent), Arc::clone(latency), Arc::clone(frames));
+        watchers.push(tokio::spawn(async move {
+            while let Some(signal) = signals.recv().await {
+                let Signal::Feed { feed, whole: false } = signal else {
+                    continue;
+                };
+                *frames.lock().unwrap() += 1;
+                let now = Instant::now();
+                for room in feed.rooms {
+                    let Some(m) = room.last_message else { continue };
+                    if let Some(at) = sent.lock().unwrap().get(&m.client_msg_id) {
+                        let us = now.duration_since(*at).as_micros() as u64;
+                        let _ = latency.lock().unwrap().record(us);
+                    }
+                }
+            }
+            drop(client);
+        }));
+    }
+    Ok(watchers)
 }

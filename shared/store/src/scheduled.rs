@@ -227,6 +227,10 @@ impl Store {
     /// worker holds are left to it.
     pub async fn send_due(&self, limit: i64) -> Result<Vec<SentDue>, StoreError> {
         let mut client = self.pool.get().await?;
+        let any = client.prepare_cached(sql::ANY_DUE).await?;
+        if !client.query_one(&any, &[]).await?.get::<_, bool>(0) {
+            return Ok(Vec::new());
+        }
         let tx = client.transaction().await?;
         let take = tx.prepare_cached(sql::TAKE_DUE).await?;
         let due: Vec<Scheduled> = tx

@@ -291,6 +291,10 @@ pub const PENDING_SCHEDULED: &str = concat!(
     WHERE s.room_id = $1 AND s.sender_id = $2 AND s.state = 'pending' \
     ORDER BY s.deliver_at, s.id LIMIT 100"
 );
+/// Whether any pending message is due: one index probe, no transaction,
+/// so an idle worker's poll costs Postgres one statement.
+pub const ANY_DUE: &str = "SELECT EXISTS (SELECT 1 FROM scheduled_messages \
+    WHERE state = 'pending' AND deliver_at <= now())";
 /// At most $1 pending messages that are due, locked for this transaction;
 /// rows another worker holds are skipped, so workers share the due rows.
 pub const TAKE_DUE: &str = concat!(

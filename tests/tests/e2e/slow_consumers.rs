@@ -125,24 +125,61 @@ async fn a_socket_that_falls_behind_is_told_to_resync_and_catches_up_without_a_g
 async fn a_socket_that_ignores_its_resync_is_closed_with_4008_and_resumes() {
     let cluster = Cluster::start(options("1000")).await;
     cluster.create_room("room", &["sleepy", "talker"]).await;
-    let mut sleepy = cluster
+    let sleepy = cluster
         .gateway(0)
         .connect_with("sleepy", Encoding::Proto)
         .await;
-    sleepy.join("room").await;
+    let (mut writer, mut reader) = sleepy.into_parts();
+    writer.join("room", None).await.unwrap();
+    // It reads nothing while the room is flooded, and keeps sending (under
+    // its send rate): its acks wait behind the full queue, so sends are in
+    // flight when the gateway closes it.
+    let sending = tokio::spawn(async move {
+        for i in 0.. {
+            if writer
+                .send("room", &format!("late{i:03}"), "late")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
     flood(&cluster, "room").await;
-    let (got, resync, _) = until_resync(&mut sleepy.reader).await;
-    let last = got.last().map_or(0, |m| m.seq);
-    assert_eq!(resync.expect("told to resync").from_seq, last + 1);
-    // It does not join again; the room goes on past the deadline.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // It never joins again; the room goes on past the deadline.
     let mut talker = cluster.gateway(0).connect("talker").await;
     talker
         .send_and_wait("room", "after", "still here")
         .await
         .unwrap();
-    let close = sleepy.expect_close().await.expect("a close frame");
+    let (mut got, mut resync, mut acked) = (Vec::new(), None, std::collections::BTreeSet::new());
+    let close = loop {
+        match tokio::time::timeout(STEP * 2, reader.next()).await {
+            Ok(Some(Ok(Event::Frame(f)))) => match f.kind {
+                Some(Kind::Message(m)) if resync.is_none() => got.push(m),
+                Some(Kind::Resync(r)) => resync = Some(r),
+                Some(Kind::Ack(ack)) => drop(acked.insert(ack.client_msg_id)),
+                _ => {}
+            },
+            Ok(Some(Ok(Event::Closed(frame)))) => break frame.expect("a close frame"),
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    };
     assert_eq!(u16::from(close.code), 4008);
+    let last = got.last().map_or(0, |m| m.seq);
+    assert_eq!(resync.expect("told to resync").from_seq, last + 1);
+    sending.await.unwrap();
+    let stored = cluster.stored("room").await;
+    let late: std::collections::BTreeSet<String> = (stored.iter())
+        .filter(|m| m.2.starts_with("late"))
+        .map(|m| m.2.clone())
+        .collect();
+    assert!(!late.is_empty(), "some sends were accepted");
+    assert_eq!(
+        acked, late,
+        "every send stored was answered before the close"
+    );
     let metrics = cluster.gateway(0).metrics().await;
     assert_eq!(
         metrics.total("chat_gateway_queue_drops_total", &[("what", "closed")]),
@@ -154,7 +191,7 @@ async fn a_socket_that_ignores_its_resync_is_closed_with_4008_and_resumes() {
         .connect_with("sleepy", Encoding::Proto)
         .await;
     resumed.writer.join("room", Some(last)).await.unwrap();
-    let total = SENDS + 1;
+    let total = SENDS + 1 + late.len();
     let (rest, _) = resumed.collect_messages(total - last as usize, STEP).await;
     let seqs: Vec<u64> = rest.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (last + 1..=total as u64).collect::<Vec<_>>());
