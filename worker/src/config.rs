@@ -33,6 +33,10 @@ pub struct WorkerConfig {
     pub recent_cache_len: NonZeroUsize,
     /// Offline notifications by webhook.
     pub notify: NotifyConfig,
+    /// How often each worker looks for scheduled messages that are due:
+    /// how late one may be sent. An idle look is one index probe.
+    #[serde(rename = "scheduled_poll_ms", with = "millis::non_zero")]
+    pub scheduled_poll: Duration,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     pub http_listen: SocketAddr,
     pub log: LogConfig,
@@ -54,6 +58,7 @@ impl Default for WorkerConfig {
             },
             recent_cache_len: NonZeroUsize::new(1000).expect("not zero"),
             notify: NotifyConfig::default(),
+            scheduled_poll: Duration::from_millis(250),
             http_listen: "0.0.0.0:9091".parse().expect("valid address"),
             log: LogConfig::default(),
             tracing: TracingConfig::default(),

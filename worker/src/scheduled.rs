@@ -8,7 +8,7 @@
 //! read from Postgres: a scheduled message is sent once, whichever worker
 //! is alive at its time.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chat_proto::internal::{command::Change as Requested, Command, CommandReply};
 use chat_protocol::{ClientMsgId, RoomId, Seq, UserId};
@@ -18,8 +18,6 @@ use uuid::Uuid;
 
 use crate::{ctx::Ctx, error::WorkerError, fanout, metrics, notify};
 
-/// How often each worker looks for due messages: how late one may be sent.
-const POLL: Duration = Duration::from_millis(250);
 /// Due messages taken in one transaction.
 const BATCH: i64 = 100;
 
@@ -112,7 +110,7 @@ fn refusal(command_id: String, refused: ScheduleRefused) -> CommandReply {
 
 /// Sends due messages until shutdown.
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(POLL);
+    let mut tick = tokio::time::interval(ctx.config.scheduled_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -142,7 +142,8 @@ impl Task {
                 Some((room, msg)) = self.subs.next(), if !self.subs.is_empty() => {
                     self.fanned_out(&room, &msg.payload);
                 }
-                _ = flush.tick() => self.flush(),
+                // Nothing to tell while nobody watches: no wake-ups.
+                _ = flush.tick(), if !self.watching.is_empty() => self.flush(),
                 () = shutdown.cancelled() => return,
             }
         }
