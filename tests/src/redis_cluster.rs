@@ -4,17 +4,39 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use crate::{free_port, process::Process, wait_for};
+use crate::{process::Process, wait_for};
 
 pub struct RedisCluster {
     ports: Vec<u16>,
     processes: Vec<Option<Process>>,
 }
 
+/// Redis listens for its cluster bus on the port + 10,000 as well: a port
+/// free with its bus port, both below the ephemeral range (where another
+/// process's outgoing connection could take one meanwhile), and apart from
+/// the ports `free_port` hands out (its range starts at 10,000).
+fn node_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const BUS_OFFSET: u16 = 10_000;
+    const LOWEST: u16 = 2_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    // The span below 10,000 whose bus ports stay below 20,000.
+    let span = 10_000 - LOWEST;
+    let start = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if free(port) && free(port + BUS_OFFSET) {
+            return port;
+        }
+    }
+    panic!("no port free with its cluster bus port");
+}
+
 impl RedisCluster {
     /// Starts three masters and joins them; waits until every slot is served.
     pub async fn start(dir: &Path) -> Self {
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..3).map(|_| node_port()).collect();
         let processes = ports
             .iter()
             .map(|&port| {
