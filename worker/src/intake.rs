@@ -151,6 +151,56 @@ pub async fn hand_over(
 /// while bulk stays empty the pause doubles up to `BULK_IDLE_MAX`, so an
 /// idle worker does not ask JetStream for the consumer's state five times
 /// a second. Bulk work may wait that long to start.
+/// Pulls a shared consumer of work beside the sends (read marks,
+/// notifications) in rounds of at most `max`, handing on each chunk as soon
+/// as it is ready, until shutdown; the chunk under way is finished first.
+pub async fn pull_chunks<F, Fut>(
+    consumer: &PullConsumer,
+    max: usize,
+    what: &'static str,
+    shutdown: &CancellationToken,
+    mut handle: F,
+) where
+    F: FnMut(Vec<jetstream::Message>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    while !shutdown.is_cancelled() {
+        let pulled = consumer
+            .batch()
+            .max_messages(max)
+            .expires(LONG_POLL)
+            .messages()
+            .await;
+        let mut pulled = match pulled {
+            Ok(pulled) => pulled.ready_chunks(max),
+            Err(e) => {
+                tracing::warn!(error = %e, what, "pulling failed");
+                tokio::select! {
+                    () = tokio::time::sleep(PULL_RETRY) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        // A pull whose end never came (its connection lost) ends the round.
+        let round_end = tokio::time::Instant::now() + ROUND_LIMIT;
+        loop {
+            let chunk = tokio::select! {
+                chunk = tokio::time::timeout_at(round_end, pulled.next()) => chunk,
+                () = shutdown.cancelled() => return,
+            };
+            let Ok(Some(chunk)) = chunk else { break };
+            let msgs = chunk
+                .into_iter()
+                .filter_map(|m| {
+                    m.map_err(|e| tracing::warn!(error = %e, what, "pulling failed"))
+                        .ok()
+                })
+                .collect();
+            handle(msgs).await;
+        }
+    }
+}
+
 /// Longest bulk work (read marks, notifications) waits for the
 /// partitions' sends to drain.
 pub const MAX_HOLD: Duration = Duration::from_secs(2);

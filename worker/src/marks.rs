@@ -16,9 +16,7 @@ use chat_proto::{
 };
 use chat_protocol::{subjects, ErrorCode, RoomId, Seq, UserId};
 use chat_store::{Mark, Marked};
-use futures::StreamExt;
 use prost::Message as _;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -31,50 +29,18 @@ use crate::{
 /// The marks consumer's ack wait: a batch may be held `intake::MAX_HOLD`, then
 /// stored in one short statement.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
-/// How long a pull for marks waits for the first to arrive.
-const LONG_POLL: Duration = Duration::from_secs(5);
-/// Pause after a failed pull (NATS down, consumer gone) before the next.
-const PULL_RETRY: Duration = Duration::from_millis(250);
 
 /// Stores marks until shutdown; the batch under way is finished first.
 pub async fn run(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationToken) {
     let max = ctx.config.batch.max_messages;
-    while !shutdown.is_cancelled() {
-        let pulled = consumer
-            .batch()
-            .max_messages(max)
-            .expires(LONG_POLL)
-            .messages()
-            .await;
-        let mut pulled = match pulled {
-            Ok(pulled) => pulled.ready_chunks(max),
-            Err(e) => {
-                tracing::warn!(error = %e, "pulling marks failed");
-                tokio::select! {
-                    () = tokio::time::sleep(PULL_RETRY) => continue,
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        };
-        // A pull whose end never came (its connection lost) ends the round.
-        let round_end = Instant::now() + LONG_POLL + Duration::from_secs(1);
-        loop {
-            let chunk = tokio::select! {
-                chunk = tokio::time::timeout_at(round_end, pulled.next()) => chunk,
-                () = shutdown.cancelled() => return,
-            };
-            let Ok(Some(chunk)) = chunk else { break };
-            let marks = chunk
-                .into_iter()
-                .filter_map(|m| {
-                    m.map_err(|e| tracing::warn!(error = %e, "pulling marks failed"))
-                        .ok()
-                })
-                .collect();
+    intake::pull_chunks(&consumer, max, "marks", &shutdown, |marks| {
+        let ctx = Arc::clone(&ctx);
+        async move {
             intake::hold_while_sends_wait(&ctx).await;
             store(&ctx, marks).await;
         }
-    }
+    })
+    .await
 }
 
 /// A pulled mark, decoded.

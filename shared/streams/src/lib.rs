@@ -95,31 +95,25 @@ async fn ensure_once(js: &jetstream::Context, config: &StreamConfig) -> Result<(
     })
     .await
     .map_err(nats)?;
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: subjects::MARK_STREAM.into(),
-        subjects: vec![subjects::mark_all()],
-        // A mark is gone once stored: nothing replays them.
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        num_replicas: config.replicas,
-        max_age: config.max_age,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats)?;
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: subjects::NOTIFY_STREAM.into(),
-        subjects: vec![subjects::notify_all()],
-        // A notification is gone once delivered or dead-lettered.
-        retention: RetentionPolicy::WorkQueue,
-        storage: StorageType::File,
-        num_replicas: config.replicas,
-        duplicate_window: config.duplicate_window,
-        max_age: config.max_age,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats)?;
+    // A mark is gone once stored, a notification once delivered or
+    // dead-lettered: nothing replays them.
+    for (name, subject) in [
+        (subjects::MARK_STREAM, subjects::mark_all()),
+        (subjects::NOTIFY_STREAM, subjects::notify_all()),
+    ] {
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: name.into(),
+            subjects: vec![subject],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: config.duplicate_window,
+            max_age: config.max_age,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    }
     js.get_or_create_stream(sends_stream(
         subjects::BULK_STREAM,
         subjects::bulk_all(),

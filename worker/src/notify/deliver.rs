@@ -9,9 +9,8 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream;
 use chat_proto::v1::Message;
 use chat_protocol::{RoomId, UserId};
-use futures::{future::join_all, StreamExt};
+use futures::future::join_all;
 use prost::Message as _;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -25,11 +24,6 @@ use crate::{
     metrics,
     retry::{self, Class},
 };
-
-/// How long a pull waits for the first notification.
-const LONG_POLL: Duration = Duration::from_secs(5);
-/// Pause after a failed pull (NATS down, consumer gone) before the next.
-const PULL_RETRY: Duration = Duration::from_millis(250);
 
 /// The notification consumer's ack wait: a batch may be held, then each
 /// call may take the whole timeout.
@@ -45,35 +39,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let at_once = ctx.config.notify.concurrency.get();
-    while !shutdown.is_cancelled() {
-        let pulled = consumer
-            .batch()
-            .max_messages(at_once)
-            .expires(LONG_POLL)
-            .messages()
-            .await;
-        let mut pulled = match pulled {
-            Ok(pulled) => pulled.ready_chunks(at_once),
-            Err(e) => {
-                tracing::warn!(error = %e, "pulling notifications failed");
-                tokio::select! {
-                    () = tokio::time::sleep(PULL_RETRY) => continue,
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        };
-        let round_end = Instant::now() + LONG_POLL + Duration::from_secs(1);
-        loop {
-            let chunk = tokio::select! {
-                chunk = tokio::time::timeout_at(round_end, pulled.next()) => chunk,
-                () = shutdown.cancelled() => return,
-            };
-            let Ok(Some(chunk)) = chunk else { break };
-            let msgs: Vec<jetstream::Message> = chunk.into_iter().filter_map(Result::ok).collect();
+    intake::pull_chunks(&consumer, at_once, "notifications", &shutdown, |msgs| {
+        let (ctx, webhook) = (Arc::clone(&ctx), Arc::clone(&webhook));
+        async move {
             intake::hold_while_sends_wait(&ctx).await;
             join_all(msgs.iter().map(|msg| handle(&ctx, &webhook, msg))).await;
         }
-    }
+    })
+    .await
 }
 
 /// One notification, settled.
