@@ -306,4 +306,23 @@ impl Cluster {
     pub fn token(&self, user: &str) -> String {
         token(user)
     }
+
+    /// Runs the `chat` CLI as `user` against gateway 0 and returns what it
+    /// printed, failing the test if it did not succeed.
+    pub async fn chat(&self, user: &str, args: &[&str]) -> String {
+        let out = tokio::process::Command::new(bin("chat"))
+            .args([
+                "--url",
+                &self.gateway(0).ws_url(),
+                "--token",
+                &self.token(user),
+            ])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }

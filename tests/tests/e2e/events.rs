@@ -251,32 +251,28 @@ async fn deleting_anothers_message_takes_the_flag() {
 async fn the_cli_replies_edits_reacts_and_deletes() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("cli", &["ann"]).await;
-    let (url, token) = (cluster.gateway(0).ws_url(), cluster.token("ann"));
-    let chat = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(chat_tests::cluster::bin("chat"));
-        command.args(["--url", &url, "--token", &token]).args(args);
-        let what = format!("{args:?}");
-        async move {
-            let out = command.output().await.unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "{what}: {stderr}");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    };
     let mut ann = cluster.gateway(0).connect("ann").await;
     ann.send_and_wait("cli", "a1", "first draft").await.unwrap();
     assert_eq!(
-        chat(&["reply", "cli", "1", "an answer"]).await.trim(),
+        cluster
+            .chat("ann", &["reply", "cli", "1", "an answer"])
+            .await
+            .trim(),
         "stored as #2"
     );
-    chat(&["edit", "cli", "1", "final text"]).await;
-    chat(&["react", "cli", "1", "👍"]).await;
+    cluster
+        .chat("ann", &["edit", "cli", "1", "final text"])
+        .await;
+    cluster.chat("ann", &["react", "cli", "1", "👍"]).await;
     assert_eq!(
-        chat(&["react", "cli", "1", "👍"]).await.trim(),
+        cluster
+            .chat("ann", &["react", "cli", "1", "👍"])
+            .await
+            .trim(),
         "nothing to change"
     );
-    chat(&["delete", "cli", "2"]).await;
-    let printed = chat(&["history", "cli"]).await;
+    cluster.chat("ann", &["delete", "cli", "2"]).await;
+    let printed = cluster.chat("ann", &["history", "cli"]).await;
     let lines: Vec<&str> = printed.lines().collect();
     assert_eq!(
         lines,

@@ -201,28 +201,18 @@ async fn bad_schedules_get_their_code_and_keep_nothing() {
 async fn the_cli_schedules_lists_and_cancels() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("cli", &["ann"]).await;
-    let (url, token) = (cluster.gateway(0).ws_url(), cluster.token("ann"));
-    let chat = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(chat_tests::cluster::bin("chat"));
-        command.args(["--url", &url, "--token", &token]).args(args);
-        let what = format!("{args:?}");
-        async move {
-            let out = command.output().await.unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "{what}: {stderr}");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        }
-    };
-    let printed = chat(&["schedule", "cli", "3600", "see you in an hour"]).await;
+    let printed = cluster
+        .chat("ann", &["schedule", "cli", "3600", "see you in an hour"])
+        .await;
     let id = printed.split('\t').next().unwrap().to_owned();
     assert!(
         printed.trim_end().ends_with("see you in an hour"),
         "{printed}"
     );
-    let listed = chat(&["scheduled", "cli"]).await;
+    let listed = cluster.chat("ann", &["scheduled", "cli"]).await;
     assert!(listed.starts_with(&format!("{id}\t")), "{listed}");
     assert_eq!(listed.lines().count(), 1, "{listed}");
-    let cancelled = chat(&["unschedule", "cli", &id]).await;
+    let cancelled = cluster.chat("ann", &["unschedule", "cli", &id]).await;
     assert_eq!(cancelled.trim(), format!("{id}\tcancelled"));
-    assert_eq!(chat(&["scheduled", "cli"]).await, "");
+    assert_eq!(cluster.chat("ann", &["scheduled", "cli"]).await, "");
 }
