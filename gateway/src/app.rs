@@ -26,12 +26,13 @@ use crate::{
     presence::{self, Presence},
     rooms::{
         announcements, history::History, hub::Hub, membership::Membership, pages::Pages,
-        room::RoomDeps, signals, tail_probe::Prober,
+        room::RoomDeps, tail_probe::Prober,
     },
     send::{
         canary::{Canary, CanaryHealth},
         ingest::Ingest,
     },
+    signals::{self, Signals},
     socket::{drain::Drain, limits::Limiter},
     state::{AppState, Inner},
 };
@@ -98,12 +99,9 @@ impl Application {
             config: config.presence.clone(),
             redis: redis.clone(),
             store: store.clone(),
-            nats: nats.clone(),
+            signals: paths.signals.clone(),
         };
-        let (presence, tracker) = Presence::start(deps, shutdown.clone());
-        // Critical: it holds this gateway's users (other gateways reap them
-        // once it is gone).
-        tasks.spawn_critical("presence", Ends::AtShutdown, tracker);
+        let presence = start_presence(deps, &tasks, &shutdown);
         let drain = Drain::new(config.drain_spread);
         let state = AppState(Arc::new(Inner {
             config,
@@ -114,6 +112,7 @@ impl Application {
             pages,
             hub: paths.hub,
             feeds: paths.feeds,
+            signals: paths.signals,
             presence,
             ingest: paths.ingest,
             nats,
@@ -216,6 +215,14 @@ fn reads(
     Ok((membership, pages, history))
 }
 
+/// Presence's handle; its tracker runs under `tasks`, critical: it holds
+/// this gateway's users (other gateways reap them once it is gone).
+fn start_presence(deps: presence::Deps, tasks: &Tasks, shutdown: &CancellationToken) -> Presence {
+    let (presence, tracker) = Presence::start(deps, shutdown.clone());
+    tasks.spawn_critical("presence", Ends::AtShutdown, tracker);
+    presence
+}
+
 /// What the NATS connection's events wake.
 struct NatsEvents {
     /// Fan-out may have been lost (a slow subscription, a reconnect):
@@ -229,6 +236,7 @@ struct NatsEvents {
 struct Paths {
     hub: Hub,
     feeds: Feeds,
+    signals: Signals,
     ingest: Arc<Ingest>,
     canary: Arc<CanaryHealth>,
 }
@@ -264,6 +272,8 @@ impl Paths {
         tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
         let signals = signals::listen(nats, hub.clone(), feeds.clone(), shutdown.clone()).await?;
         tasks.spawn_critical("signals", Ends::AtShutdown, signals);
+        let (signals, signal_publisher) = Signals::start(nats.clone(), shutdown.clone());
+        tasks.spawn_critical("signal_publisher", Ends::AtShutdown, signal_publisher);
         let (ingest, publisher) = Ingest::new(
             js.clone(),
             store.clone(),
@@ -291,6 +301,7 @@ impl Paths {
         Ok(Self {
             hub,
             feeds,
+            signals,
             ingest,
             canary,
         })

@@ -6,7 +6,9 @@
 //! `socket` serves one upgraded WebSocket, `send` takes its sends and
 //! commands to the workers and brings their answers back, `rooms` delivers
 //! each room's committed messages to the sockets that joined it; `lookup`
-//! answers a user's reads outside a room's sequence (their rooms, search).
+//! answers a user's reads outside a room's sequence (their rooms, search);
+//! `signals` carries what is never stored (typing, read markers, presence)
+//! between gateways.
 
 pub mod app;
 pub mod config;
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod presence;
 pub mod rooms;
 pub mod send;
+pub mod signals;
 pub mod socket;
 pub mod state;
 

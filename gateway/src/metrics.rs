@@ -49,6 +49,7 @@ const CANARY_LATENCY: &str = "chat_gateway_canary_seconds";
 const CANARY_FAILURES: &str = "chat_gateway_canary_failures_total";
 const TASK_EXITS: &str = "chat_gateway_task_exits_total";
 const PRESENCE_CHANGES: &str = "chat_gateway_presence_changes_total";
+const SIGNALS_OUT: &str = "chat_gateway_signals_out_total";
 const FEED_SOCKETS: &str = "chat_gateway_feed_sockets";
 const FEED_ROOMS: &str = "chat_gateway_feed_rooms";
 const FEED_UPDATES: &str = "chat_gateway_feed_updates_total";
@@ -68,6 +69,10 @@ pub fn describe() {
     describe_counter!(
         PRESENCE_CHANGES,
         "Users this gateway announced online or offline to their rooms (state: online, offline)."
+    );
+    describe_counter!(
+        SIGNALS_OUT,
+        "Signals (typing, online) this gateway queued for its next batch, and those dropped because its queue was full (outcome: queued, dropped)."
     );
     describe_counter!(FRAMES_IN, "Frames received by type and encoding.");
     describe_counter!(FRAMES_OUT, "Frames sent by type and encoding.");
@@ -324,6 +329,11 @@ pub fn limit_refused(limit: &'static str) {
 pub fn presence_change(online: bool) {
     let state = if online { "online" } else { "offline" };
     counter!(PRESENCE_CHANGES, "state" => state).increment(1);
+}
+
+pub fn signal_out(queued: bool) {
+    let outcome = if queued { "queued" } else { "dropped" };
+    counter!(SIGNALS_OUT, "outcome" => outcome).increment(1);
 }
 
 pub fn feeds(sockets: usize, rooms: usize) {

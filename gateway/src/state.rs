@@ -15,7 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::GatewayConfig, feed::Feeds, http::auth::Verifier, presence::Presence, rooms::hub::Hub,
     rooms::membership::Membership, rooms::pages::Pages, send::canary::CanaryHealth,
-    send::ingest::Ingest, socket::drain::Drain, socket::limits::Limiter,
+    send::ingest::Ingest, signals::Signals, socket::drain::Drain, socket::limits::Limiter,
 };
 
 /// Everything a request handler may touch; cheap to clone.
@@ -33,6 +33,8 @@ pub struct Inner {
     pub hub: Hub,
     /// Sockets watching their user's feed of rooms.
     pub feeds: Feeds,
+    /// This gateway's outgoing signals (typing, online).
+    pub signals: Signals,
     /// Who is online: this gateway's sockets opening and closing.
     pub presence: Presence,
     pub ingest: Arc<Ingest>,

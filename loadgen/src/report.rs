@@ -74,6 +74,8 @@ pub struct Report {
     pub closes: std::collections::BTreeMap<String, u64>,
     pub reconnects: u64,
     pub pongs: u64,
+    /// `typing` signals sent over the whole run (not only the window).
+    pub typing_sent: u64,
     pub loadgen_cpu_pct: f64,
     pub max_send_lag_ms: f64,
     /// True when the generator itself was the bottleneck: its figures
@@ -137,6 +139,7 @@ pub fn build(label: String, target: Target, params: &Params, outcome: &Outcome) 
         closes: stats.closes.lock().unwrap().clone(),
         reconnects: stats.reconnects.load(std::sync::atomic::Ordering::Relaxed),
         pongs: stats.pongs.load(std::sync::atomic::Ordering::Relaxed),
+        typing_sent: stats.typing_sent.load(std::sync::atomic::Ordering::Relaxed),
         loadgen_cpu_pct,
         max_send_lag_ms,
         loadgen_saturated: loadgen_cpu_pct > 90.0 || max_send_lag_ms > 100.0,
@@ -168,7 +171,7 @@ pub fn build(label: String, target: Target, params: &Params, outcome: &Outcome) 
 
 pub fn print_summary(r: &Report) {
     println!(
-        "{} [{}] conns={} sent/s={:.0} acks/s={:.0} deliveries/s={:.0} | ack p50/p99={:.1}/{:.1}ms | delivery p50/p95/p99/p99.9={:.1}/{:.1}/{:.1}/{:.1}ms | missing={} dup={} errors={:?} | loadgen cpu={:.0}%{} | server cpu/1k deliveries={:.3}s rss/1k conns={:.0}KiB",
+        "{} [{}] conns={} sent/s={:.0} acks/s={:.0} deliveries/s={:.0} | ack p50/p99={:.1}/{:.1}ms | delivery p50/p95/p99/p99.9={:.1}/{:.1}/{:.1}/{:.1}ms | missing={} dup={} errors={:?} | loadgen cpu={:.0}%{} | server cpu/1k deliveries={:.3}s rss/1k conns={:.0}KiB{}",
         r.label,
         r.params.scenario,
         r.connected,
@@ -188,6 +191,11 @@ pub fn print_summary(r: &Report) {
         if r.loadgen_saturated { " (SATURATED)" } else { "" },
         r.server.cpu_seconds_per_1000_deliveries,
         r.server.rss_per_1000_conns_bytes / 1024.0,
+        if r.typing_sent > 0 {
+            format!(" | typing signals sent={}", r.typing_sent)
+        } else {
+            String::new()
+        },
     );
 }
 

@@ -67,7 +67,7 @@ pub async fn run(params: &Params, setup: &Setup) -> anyhow::Result<Outcome> {
         schedule.window.1,
     );
     let pinger = connections::ping_mid_window(conns.list(), schedule.window);
-    let typists = typing::start(conns.list(), params, fleet, schedule.window.1);
+    let typists = typing::start(conns.list(), params, fleet, &stats, schedule.window.1);
 
     let usage = measure::window(&setup.servers, &stats, schedule, setup.quiet).await;
     for s in senders {

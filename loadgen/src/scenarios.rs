@@ -99,9 +99,12 @@ impl Params {
                 ..Self::base(name, 500, 50, 500.0)
             },
             // 10,000 members in 1,000 rooms, each typing every 3 s, beside
-            // `high`'s sends.
+            // `high`'s sends. A longer warm-up: 10,000 joins and the
+            // first round of everyone coming online settle before the window.
             "typing" => Self {
                 typing_every: 3.0,
+                warmup: 10.0,
+                duration: 20.0,
                 ..Self::base(name, 10_000, 10, 1000.0)
             },
             "soak" => Self {

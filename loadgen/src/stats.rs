@@ -63,6 +63,8 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     pub max_send_lag_us: AtomicU64,
     pub pongs: AtomicU64,
+    /// `typing` signals sent (the `typing` scenario), to cost each.
+    pub typing_sent: AtomicU64,
 }
 
 impl Stats {
@@ -77,6 +79,7 @@ impl Stats {
             reconnects: AtomicU64::new(0),
             max_send_lag_us: AtomicU64::new(0),
             pongs: AtomicU64::new(0),
+            typing_sent: AtomicU64::new(0),
         }
     }
 

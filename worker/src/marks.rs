@@ -2,8 +2,8 @@
 //! from their own stream and stored one batch per statement, never while a
 //! partition has sends waiting (`intake::hold_while_sends_wait`), so that marking
 //! read never delays a chat message. Then each asker is answered, every
-//! marker the batch moved is signalled to its room (`chat.signal.<room>`,
-//! where gateways push `reads`), and the batch is acked. A crash before the
+//! marker the batch moved is signalled to its room (one `RoomSignals` on
+//! `chat.signals`, from which gateways push `reads`), and the batch is acked. A crash before the
 //! ack redelivers the batch, which stores nothing twice: a marker only moves
 //! up.
 
@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream::{self, AckKind};
 use chat_proto::{
-    internal::{room_signal, MarkRead, MarkReply, RoomSignal},
+    internal::{room_signal, MarkRead, MarkReply, RoomSignal, RoomSignals},
     v1::ReadMarker,
 };
 use chat_protocol::{subjects, ErrorCode, RoomId, Seq, UserId};
@@ -172,8 +172,8 @@ async fn answer(ctx: &Ctx, pulled: &Pulled, reply: MarkReply) {
     }
 }
 
-/// Tells each room whose markers moved: one signal per member, with the
-/// highest seq the batch moved it to.
+/// Tells each room whose markers moved, in one message: one signal per
+/// member, with the highest seq the batch moved it to.
 async fn signal_moved(ctx: &Ctx, batch: &[Pulled], outcomes: &[Marked]) {
     let mut moved: BTreeMap<(&RoomId, &UserId), u64> = BTreeMap::new();
     for (pulled, outcome) in batch.iter().zip(outcomes) {
@@ -187,16 +187,20 @@ async fn signal_moved(ctx: &Ctx, batch: &[Pulled], outcomes: &[Marked]) {
             *newest = (*newest).max(seq.get());
         }
     }
-    for ((room, user), seq) in moved {
-        let signal = RoomSignal {
+    if moved.is_empty() {
+        return;
+    }
+    let signals = moved
+        .into_iter()
+        .map(|((room, user), seq)| RoomSignal {
             room: room.to_string(),
             user: user.to_string(),
             kind: Some(room_signal::Kind::ReadSeq(seq)),
-        };
-        let payload = signal.encode_to_vec().into();
-        if let Err(e) = ctx.nats.publish(subjects::signal(room), payload).await {
-            tracing::debug!(error = %e, "read signal not sent");
-        }
+        })
+        .collect();
+    let payload = RoomSignals { signals }.encode_to_vec().into();
+    if let Err(e) = ctx.nats.publish(subjects::signals(), payload).await {
+        tracing::debug!(error = %e, "read signals not sent");
     }
 }
 

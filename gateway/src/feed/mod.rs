@@ -2,7 +2,7 @@
 //! room the user is in, the head, the last entry, the read marker and the
 //! unread count as they change, without joining the rooms (a socket may
 //! join at most `max_rooms_per_connection`). In: `watchFeed` and
-//! `unwatchFeed` from sockets, read markers moved (`rooms::signals`),
+//! `unwatchFeed` from sockets, read markers moved (`signals`),
 //! members added and removed (`rooms::announcements`). Out: `feed` frames.
 
 mod read;

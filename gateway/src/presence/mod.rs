@@ -1,8 +1,8 @@
 //! Who is online, across the gateways. In: this gateway's sockets opening
 //! and closing (`Presence::connected`, `disconnected`) and `presence`
 //! frames. Out: each user's set of gateways in Redis
-//! (`chat_cache::presence`), and `online` signals on the user's rooms'
-//! subjects when they come online or go offline (`announce`), which the
+//! (`chat_cache::presence`), and `online` signals to the user's rooms when
+//! they come online or go offline (`announce`, through `signals`), which the
 //! rooms' tasks push as `presenceNow`. `tracker` owns the local counts,
 //! the grace before a user goes offline, the heartbeat and the reaping of
 //! gateways that died without a goodbye.
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::GatewayError;
+use crate::{error::GatewayError, signals::Signals};
 
 /// Who is online (`presence`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,7 +76,7 @@ pub struct Deps {
     pub gateway_id: String,
     pub redis: Redis,
     pub store: Store,
-    pub nats: async_nats::Client,
+    pub signals: Signals,
     pub config: PresenceConfig,
 }
 

@@ -165,8 +165,8 @@ impl Tracker {
     }
 
     fn announce(&self, user: UserId, online: bool) {
-        let (store, nats) = (self.deps.store.clone(), self.deps.nats.clone());
-        tokio::spawn(announce::to_rooms(store, nats, user, online));
+        let (store, signals) = (self.deps.store.clone(), self.deps.signals.clone());
+        tokio::spawn(announce::to_rooms(store, signals, user, online));
     }
 
     /// This gateway is alive; gateways silent for longer than the TTL are

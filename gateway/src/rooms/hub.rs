@@ -104,12 +104,15 @@ impl Hub {
         }
     }
 
-    /// A signal about a member (typing, a read marker moved): the room's
-    /// task here, if any, tells its sockets. Dropped when the task's inbox
-    /// is full (it is ephemeral).
-    pub fn signal(&self, room: &RoomId, signal: Signal) {
-        if let Some(tx) = self.running(room) {
-            let _ = tx.try_send(RoomCmd::Signal(signal));
+    /// Signals about members (typing, a read marker moved, online): each
+    /// room's task here, if any, tells its sockets. Dropped when the task's
+    /// inbox is full (they are ephemeral). One lock for a whole batch.
+    pub fn signals(&self, signals: impl Iterator<Item = (RoomId, Signal)>) {
+        let rooms = self.inner.rooms.lock().expect("poisoned");
+        for (room, signal) in signals {
+            if let Some(entry) = rooms.get(&room) {
+                let _ = entry.tx.try_send(RoomCmd::Signal(signal));
+            }
         }
     }
 

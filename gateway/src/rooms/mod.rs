@@ -2,7 +2,7 @@
 //! In: joins and leaves (`hub`, which runs one `room` task per room with
 //! local members), the workers' fan-out on `chat.room.<room>`, committed
 //! member changes (`announcements`), the heads seen by the `tail_probe`,
-//! members typing and read markers that moved (`signals`).
+//! members typing, read markers that moved and users online (`crate::signals`).
 //! Out: each message once, in seq order, to every member socket's outbox,
 //! with gaps filled and resuming sockets caught up (`replay`) from the
 //! store (`history`). `membership` answers who may join or send; `pages`
@@ -19,6 +19,5 @@ pub mod pages;
 mod reorder;
 pub mod replay;
 pub mod room;
-pub mod signals;
 pub mod tail_probe;
 pub mod typing;

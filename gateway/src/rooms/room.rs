@@ -66,7 +66,7 @@ pub enum RoomCmd {
     /// The user's access changed (`None`: no longer a member, and their
     /// sockets leave the room).
     Access(UserId, Option<Access>),
-    /// A member typing, or their read marker moved (`signals`).
+    /// A member typing, their read marker moved, or online (`crate::signals`).
     Signal(Signal),
 }
 

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::{
     error::GatewayError,
     presence,
-    rooms::{pages::PageQuery, signals},
+    rooms::pages::PageQuery,
     send::{
         commands,
         ingest::Submission,
@@ -269,7 +269,7 @@ impl Session {
             }
             _ => {}
         }
-        signals::publish_typing(&self.state.nats, &room, &self.member.user).await?;
+        self.state.signals.typing(&room, &self.member.user);
         // Bounded by the rooms a socket may be in at once, give or take
         // the rooms it left: forgotten once it holds twice that many.
         if self.typed.len() >= 2 * self.state.config.limits.max_rooms_per_connection.get() {

@@ -3,14 +3,28 @@
 //! `typing` scenario, or any with `--typing-every`). Ephemeral: nothing to
 //! audit; what it costs is the servers' CPU and the sends' latency beside it.
 
-use std::time::Duration;
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use tokio::task::JoinHandle;
 
-use crate::{conn::Conn, fleet::Fleet, scenarios::Params, stats::now_us};
+use crate::{
+    conn::Conn,
+    fleet::Fleet,
+    scenarios::Params,
+    stats::{now_us, Stats},
+};
 
 /// Starts a typist on every connection, if the scenario types.
-pub fn start(conns: &[Conn], params: &Params, fleet: &Fleet, end_us: u64) -> Vec<JoinHandle<()>> {
+pub fn start(
+    conns: &[Conn],
+    params: &Params,
+    fleet: &Fleet,
+    stats: &Arc<Stats>,
+    end_us: u64,
+) -> Vec<JoinHandle<()>> {
     if params.typing_every <= 0.0 {
         return Vec::new();
     }
@@ -20,6 +34,7 @@ pub fn start(conns: &[Conn], params: &Params, fleet: &Fleet, end_us: u64) -> Vec
         .iter()
         .map(|conn| {
             let (tx, room) = (conn.tx.clone(), fleet.room_name(conn.room));
+            let stats = Arc::clone(stats);
             let first = Duration::from_micros(spread * conn.idx as u64);
             tokio::spawn(async move {
                 tokio::time::sleep(first).await;
@@ -29,6 +44,7 @@ pub fn start(conns: &[Conn], params: &Params, fleet: &Fleet, end_us: u64) -> Vec
                     if now_us() >= end_us || tx.lock().await.typing(&room).await.is_err() {
                         return;
                     }
+                    stats.typing_sent.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })

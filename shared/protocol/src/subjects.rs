@@ -42,7 +42,7 @@ const RECEIPT_PREFIX: &str = "chat.receipt";
 const DEAD_PREFIX: &str = "chat.dead";
 const CANARY_PREFIX: &str = "chat.canary";
 const ANNOUNCEMENT_PREFIX: &str = "chat.announce";
-const SIGNAL_PREFIX: &str = "chat.signal";
+const SIGNALS: &str = "chat.signals";
 const MARK_PREFIX: &str = "chat.mark";
 const COMMAND_PREFIX: &str = "chat.cmd";
 const NOTIFY_PREFIX: &str = "chat.notify";
@@ -221,15 +221,12 @@ pub fn announcement(room: &RoomId) -> String {
     format!("{ANNOUNCEMENT_PREFIX}.{room}")
 }
 
-/// `chat.signal.<room>`: ephemeral signals about a member of the room (is
-/// typing, read up to), for every gateway with the room's task (core NATS).
-pub fn signal(room: &RoomId) -> String {
-    format!("{SIGNAL_PREFIX}.{room}")
-}
-
-/// Wildcard each gateway listens on for every room's signals.
-pub fn signal_all() -> String {
-    format!("{SIGNAL_PREFIX}.>")
+/// `chat.signals`: ephemeral signals about members of rooms (typing, read
+/// up to, online), published in batches by gateways and workers, for every
+/// gateway (core NATS). One subject, not one per room: a batch carries
+/// many rooms' signals in one message.
+pub fn signals() -> String {
+    SIGNALS.to_owned()
 }
 
 /// `chat.mark.<room>`: a member's read mark, for the workers (JetStream,
@@ -379,8 +376,7 @@ mod tests {
         let room = RoomId::parse("lobby").unwrap();
         assert_eq!(announcement(&room), "chat.announce.lobby");
         assert_eq!(announcement_all(), "chat.announce.>");
-        assert_eq!(signal(&room), "chat.signal.lobby");
-        assert_eq!(signal_all(), "chat.signal.>");
+        assert_eq!(signals(), "chat.signals");
         assert_eq!(mark(&room), "chat.mark.lobby");
         assert_eq!(mark_all(), "chat.mark.>");
         assert_eq!(command(&room), "chat.cmd.lobby");
