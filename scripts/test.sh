@@ -35,6 +35,10 @@ cargo clippy --workspace --all-targets "${features[@]}" -- -D warnings
 # The Helm chart, kustomize overlays and Dockerfile, checked offline (the
 # property check asks the binaries just built which variables they read).
 bash scripts/check-deploy.sh
+# The TypeScript SDK, built for its tests (tests/tests/e2e/ts_sdk.rs runs
+# them against a real cluster).
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+(cd clients/ts && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
 # The fault suite writes its table here, a row per fault; printed at the end.

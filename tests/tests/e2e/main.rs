@@ -39,4 +39,5 @@ mod sender_order;
 mod slow_consumers;
 mod startup;
 mod store;
+mod ts_sdk;
 mod typing;
