@@ -118,6 +118,8 @@ export class ChatClient {
   /** Unacknowledged sends, in the order they were made. */
   private readonly sends = new Map<string, Send>();
   private readonly loaded: Promise<void>;
+  /** Whether the app watches the feed: watched again on each socket. */
+  private watching = false;
 
   constructor(options: ChatClientOptions) {
     this.options = {
@@ -214,7 +216,6 @@ export class ChatClient {
     this.watching = true;
     this.write(create(ClientFrameSchema, { requestId: this.id(), kind: { case: "watchFeed", value: {} } }));
   }
-  private watching = false;
 
   /** Sends not yet acknowledged, oldest first. */
   unacknowledged(): Outgoing[] {

@@ -84,27 +84,30 @@ async fn ensure_once(js: &jetstream::Context, config: &StreamConfig) -> Result<(
     })
     .await
     .map_err(nats)?;
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: subjects::COMMAND_STREAM.into(),
-        subjects: vec![subjects::command_all()],
-        storage: StorageType::File,
-        num_replicas: config.replicas,
-        duplicate_window: config.duplicate_window,
-        max_age: config.max_age,
-        ..Default::default()
-    })
-    .await
-    .map_err(nats)?;
-    // A mark is gone once stored, a notification once delivered or
-    // dead-lettered: nothing replays them.
-    for (name, subject) in [
-        (subjects::MARK_STREAM, subjects::mark_all()),
-        (subjects::NOTIFY_STREAM, subjects::notify_all()),
+    // Commands stay until `max_age` (limits, the default); a mark is gone once
+    // stored, a notification once delivered or dead-lettered: nothing
+    // replays them.
+    for (name, subject, retention) in [
+        (
+            subjects::COMMAND_STREAM,
+            subjects::command_all(),
+            RetentionPolicy::Limits,
+        ),
+        (
+            subjects::MARK_STREAM,
+            subjects::mark_all(),
+            RetentionPolicy::WorkQueue,
+        ),
+        (
+            subjects::NOTIFY_STREAM,
+            subjects::notify_all(),
+            RetentionPolicy::WorkQueue,
+        ),
     ] {
         js.get_or_create_stream(jetstream::stream::Config {
             name: name.into(),
             subjects: vec![subject],
-            retention: RetentionPolicy::WorkQueue,
+            retention,
             storage: StorageType::File,
             num_replicas: config.replicas,
             duplicate_window: config.duplicate_window,
