@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Starts the whole system locally: Postgres, Redis and NATS (JetStream), the
-# schema, one worker and two gateways (ports 8080 and 8081). Uses servers
+# schema, one worker and two gateways (ports 8080 and 8081), each serving
+# the web chat page (clients/web) at /. Uses servers
 # already listening on the standard ports, else starts private ones in .dev/.
 # Ctrl-C stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 cargo build --workspace --bins
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+(cd clients/ts && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+(cd clients/web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 BIN=target/debug
 STATE=.dev
 mkdir -p "$STATE"
@@ -57,6 +61,7 @@ export CHAT_WORKER_POSTGRES__URL=$CHAT_GATEWAY_POSTGRES__URL
 export CHAT_GATEWAY_JWT__HS256_SECRET=${CHAT_GATEWAY_JWT__HS256_SECRET:-dev-secret-change-me-dev-secret-change-me}
 export CHAT_GATEWAY_ADMIN_TOKEN=${CHAT_GATEWAY_ADMIN_TOKEN:-dev-admin-token}
 export CHAT_GATEWAY_ALLOWED_ORIGINS='["http://localhost:8000"]'
+export CHAT_GATEWAY_WEB__ENABLED=true CHAT_GATEWAY_WEB__DIR=clients/web/dist
 
 $BIN/worker migrate
 $BIN/worker >"$STATE/worker.log" 2>&1 & pids+=($!)
@@ -70,6 +75,7 @@ curl -sf -X POST http://127.0.0.1:8080/v1/rooms \
 cat <<MSG
 
 Chat is running (logs in $STATE/).
+  Web chat:        http://127.0.0.1:8080/   http://127.0.0.1:8081/  (sign in with a token below)
   WebSocket URLs:  ws://127.0.0.1:8080/v1/ws   ws://127.0.0.1:8081/v1/ws
   Room "lobby" has members alice and bob.
   alice's token:   $($BIN/gateway dev-token alice)

@@ -39,6 +39,13 @@ bash scripts/check-deploy.sh
 # them against a real cluster).
 command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 (cd clients/ts && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+# The web page, built for the gateways to serve, and the browser its tests
+# drive (tests/tests/e2e/web_page.rs): Debian's Chromium, as Playwright's own
+# download cannot work here, and an emoji font so screenshots show reactions.
+if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "color emoji"; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji >/dev/null
+fi
+(cd clients/web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
 # The fault suite writes its table here, a row per fault; printed at the end.

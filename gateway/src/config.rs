@@ -12,7 +12,7 @@ use chat_config::{
 use chat_store::PostgresConfig;
 use chat_telemetry::TracingConfig;
 
-pub use crate::presence::PresenceConfig;
+pub use crate::{http::web::WebConfig, presence::PresenceConfig};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the gateway's environment variables.
@@ -43,6 +43,8 @@ pub struct GatewayConfig {
     pub tracing: TracingConfig,
     pub canary: CanaryConfig,
     pub presence: PresenceConfig,
+    /// The web chat page at `/`.
+    pub web: WebConfig,
     /// After SIGTERM, how long the gateway reports not-ready (so the load
     /// balancer stops sending new sockets) before it closes its sockets.
     #[serde(rename = "drain_delay_ms", with = "millis")]
@@ -78,6 +80,7 @@ impl Default for GatewayConfig {
             tracing: TracingConfig::default(),
             canary: CanaryConfig::default(),
             presence: PresenceConfig::default(),
+            web: WebConfig::default(),
             drain_delay: Duration::from_millis(5000),
             drain_spread: Duration::from_millis(10_000),
             drain_timeout: Duration::from_millis(10_000),
@@ -317,6 +320,7 @@ impl Validate for GatewayConfig {
         self.stream.validate(problems);
         self.tracing.validate(problems);
         self.jwt.validate(problems);
+        self.web.validate(problems);
         if !self
             .gateway_id
             .bytes()

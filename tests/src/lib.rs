@@ -11,6 +11,7 @@ pub mod frames;
 pub mod jetstream;
 pub mod metrics;
 pub mod netns;
+pub mod node;
 pub mod nodes;
 pub mod options;
 pub mod process;

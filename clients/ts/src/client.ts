@@ -17,8 +17,15 @@ import {
   type Joined,
   type Message,
   type PresenceNow,
+  type Applied,
+  type DirectRoom,
   type ReadMarker,
   type Reads,
+  type Resync,
+  type RoomList,
+  type ScheduledList,
+  type ScheduledMessage,
+  type SearchResults,
   type ServerFrame,
   type TypingNow,
 } from "./gen/chat/v1/chat_pb.js";
@@ -38,6 +45,9 @@ export interface ChatEvents {
   reads: Reads;
   readMarker: ReadMarker;
   feed: Feed;
+  /** A room fell behind on this socket; the client joins it again from its
+   * last seq by itself, and the missed messages follow as `message`s. */
+  resync: Resync;
   /** A socket is open to `url` (again). */
   connected: { url: string };
   /** The socket closed; the client reconnects unless closed. */
@@ -117,9 +127,15 @@ export class ChatClient {
   private readonly asks = new Map<string, Waiter>();
   /** Unacknowledged sends, in the order they were made. */
   private readonly sends = new Map<string, Send>();
+  /** After a send was refused for now, nothing more is written until
+   * then, so the ones after it do not overtake it. */
+  private holdUntil = 0;
   private readonly loaded: Promise<void>;
   /** Whether the app watches the feed: watched again on each socket. */
   private watching = false;
+  /** In a browser, a socket is dropped when the network goes (browsers may
+   * keep a dead one open for minutes) and none is tried until it is back. */
+  private readonly offline = () => this.socket?.close(4000, "offline");
 
   constructor(options: ChatClientOptions) {
     this.options = {
@@ -133,6 +149,7 @@ export class ChatClient {
       for (const s of kept) this.sends.set(s.clientMsgId, { ...s, onWire: false });
       this.pump();
     });
+    if (typeof window !== "undefined") window.addEventListener("offline", this.offline);
     void this.run();
   }
 
@@ -217,6 +234,67 @@ export class ChatClient {
     this.write(create(ClientFrameSchema, { requestId: this.id(), kind: { case: "watchFeed", value: {} } }));
   }
 
+  unwatchFeed(): Promise<Feed> {
+    this.watching = false;
+    return this.ask({ case: "unwatchFeed", value: {} }).then((f) => expect(f, "feed"));
+  }
+
+  /** A page of the user's rooms, newest activity first. */
+  async listRooms(cursor = "", limit?: number): Promise<RoomList> {
+    return expect(await this.ask({ case: "listRooms", value: { cursor, limit } }), "roomList");
+  }
+
+  async search(query: string, options: { room?: string; cursor?: string; limit?: number } = {}): Promise<SearchResults> {
+    const value = { query, room: options.room ?? "", cursor: options.cursor ?? "", limit: options.limit };
+    return expect(await this.ask({ case: "search", value }), "searchResults");
+  }
+
+  /** The direct room of this user and `user`, made on first use. */
+  async openDirect(user: string): Promise<DirectRoom> {
+    return expect(await this.ask({ case: "openDirect", value: { user } }), "directRoom");
+  }
+
+  async addMember(room: string, user: string, commandId = crypto.randomUUID()): Promise<Applied> {
+    return expect(await this.ask({ case: "addMember", value: { room, user, commandId } }), "applied");
+  }
+
+  async removeMember(room: string, user: string, commandId = crypto.randomUUID()): Promise<Applied> {
+    return expect(await this.ask({ case: "removeMember", value: { room, user, commandId } }), "applied");
+  }
+
+  /** A new `role` (or "" to keep it), then flags granted and revoked. */
+  async setAccess(
+    room: string,
+    user: string,
+    change: { role?: string; grant?: string[]; revoke?: string[] },
+    commandId = crypto.randomUUID(),
+  ): Promise<Applied> {
+    const value = { room, user, role: change.role ?? "", grant: change.grant ?? [], revoke: change.revoke ?? [], commandId };
+    return expect(await this.ask({ case: "setAccess", value }), "applied");
+  }
+
+  /** Sends `body` at `at` (at most 30 days ahead); answered with the
+   * pending scheduled message. Asked again with the same clientMsgId after
+   * a reconnect, so it is kept once. */
+  async schedule(room: string, body: string, at: Date, extra: { replyTo?: bigint; clientMsgId?: string } = {}): Promise<ScheduledMessage> {
+    const value = {
+      room,
+      body,
+      clientMsgId: extra.clientMsgId ?? crypto.randomUUID(),
+      replyTo: extra.replyTo,
+      deliverAtMs: BigInt(at.getTime()),
+    };
+    return expect(await this.ask({ case: "send", value }), "scheduled");
+  }
+
+  async cancelScheduled(room: string, id: string): Promise<ScheduledMessage> {
+    return expect(await this.ask({ case: "cancelScheduled", value: { room, id } }), "scheduled");
+  }
+
+  async listScheduled(room: string): Promise<ScheduledList> {
+    return expect(await this.ask({ case: "listScheduled", value: { room } }), "scheduledList");
+  }
+
   /** Sends not yet acknowledged, oldest first. */
   unacknowledged(): Outgoing[] {
     return [...this.sends.values()].map(({ clientMsgId, frame }) => ({ clientMsgId, frame }));
@@ -224,6 +302,7 @@ export class ChatClient {
 
   close(): void {
     this.closed = true;
+    if (typeof window !== "undefined") window.removeEventListener("offline", this.offline);
     this.socket?.close(1000);
     const closed = new ChatError("closed", "the client was closed");
     for (const w of this.asks.values()) w.reject(closed);
@@ -238,6 +317,7 @@ export class ChatClient {
     let attempt = 0;
     for (let i = 0; !this.closed; i++) {
       const url = this.options.urls[i % this.options.urls.length];
+      await online();
       try {
         const socket = await this.open(url);
         attempt = 0;
@@ -337,6 +417,7 @@ export class ChatClient {
 
   /** Writes unacknowledged sends in order, up to the window. */
   private pump() {
+    if (Date.now() < this.holdUntil) return;
     let onWire = 0;
     for (const s of this.sends.values()) {
       if (onWire >= this.options.window) return;
@@ -374,7 +455,7 @@ export class ChatClient {
       case "resync": {
         // Join again from the last seq delivered: the gateway replays the rest.
         if (this.rooms.has(kind.value.room)) this.sendJoin(kind.value.room);
-        return;
+        return this.emit("resync", kind.value);
       }
       case "error":
         return this.refused(frame.requestId, kind.value);
@@ -389,7 +470,8 @@ export class ChatClient {
         if (!frame.requestId || frame.requestId.startsWith("join:")) return this.emit("readMarker", kind.value);
         break;
       case "feed":
-        return this.emit("feed", kind.value);
+        if (!frame.requestId || this.watching) return this.emit("feed", kind.value);
+        break;
     }
     const waiter = this.asks.get(frame.requestId);
     if (waiter) {
@@ -428,7 +510,9 @@ export class ChatClient {
       if (RETRYABLE.has(error.code)) {
         // Written again after a pause, in its place.
         send.onWire = false;
-        setTimeout(() => this.pump(), 200 + Math.random() * 300);
+        const pause = 200 + Math.random() * 300;
+        this.holdUntil = Date.now() + pause;
+        setTimeout(() => this.pump(), pause);
         return;
       }
       this.sends.delete(send.clientMsgId);
@@ -447,6 +531,12 @@ export class ChatClient {
     this.asks.delete(requestId);
     waiter.reject(new ChatError(error.code, error.message));
   }
+}
+
+/** Resolves when the browser says the network is up (at once in Node). */
+function online(): Promise<void> {
+  if (typeof window === "undefined" || navigator.onLine) return Promise.resolve();
+  return new Promise((resolve) => window.addEventListener("online", () => resolve(), { once: true }));
 }
 
 type ReplyOf<C> = Extract<ServerFrame["kind"], { case: C }> extends { value: infer V } ? V : never;

@@ -109,16 +109,28 @@ pub fn ticket_cors(allowed: &[String]) -> CorsLayer {
 
 /// Refuses browsers whose `Origin` is not allowlisted. Clients that send no
 /// `Origin` (not browsers) pass: they authenticate with a bearer token.
-pub fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), GatewayError> {
-    match headers.get(header::ORIGIN) {
-        None => Ok(()),
-        Some(origin) => {
-            let origin = origin.to_str().unwrap_or_default();
-            if allowed.iter().any(|a| a == "*" || a == origin) {
-                Ok(())
-            } else {
-                Err(GatewayError::Forbidden("origin not allowed"))
-            }
-        }
+/// With `own_page` (the gateway serves the web page), a page from the host
+/// the request is addressed to passes too: browsers do not let other pages
+/// claim that origin.
+pub fn check_origin(
+    headers: &HeaderMap,
+    allowed: &[String],
+    own_page: bool,
+) -> Result<(), GatewayError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let same_origin = || {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        host.is_some() && origin_host == host
+    };
+    if allowed.iter().any(|a| a == "*" || a == origin) || (own_page && same_origin()) {
+        Ok(())
+    } else {
+        Err(GatewayError::Forbidden("origin not allowed"))
     }
 }

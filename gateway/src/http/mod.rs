@@ -3,7 +3,7 @@
 //! calls (`room_api`), history pages (`history`), a user's lookups
 //! (`lookups`), server publishes (`publish`) and direct rooms (`direct`),
 //! all under the OpenAPI document `api` serves, health and metrics scrapes
-//! (`health`).
+//! (`health`), and the web chat page (`web`).
 //! Out: an authenticated socket handed to `socket::session`, commands to
 //! `send::commands`, published messages to `send::ingest`, answers as HTTP
 //! statuses (`error::GatewayError`).
@@ -18,6 +18,7 @@ pub mod publish;
 pub mod room_api;
 pub mod server;
 pub mod upgrade;
+pub mod web;
 
 use axum::Router;
 
@@ -34,5 +35,6 @@ pub fn router(state: AppState) -> Router {
         .merge(upgrade::router(&state.config.allowed_origins))
         .merge(health::router())
         .merge(api::router(resources))
+        .merge(web::router(&state.config.web))
         .with_state(state)
 }

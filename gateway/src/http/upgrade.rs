@@ -65,7 +65,11 @@ async fn accept(
     if state.is_draining() {
         return Err(GatewayError::ShuttingDown);
     }
-    auth::check_origin(&headers, &state.config.allowed_origins)?;
+    auth::check_origin(
+        &headers,
+        &state.config.allowed_origins,
+        state.config.web.enabled,
+    )?;
     let slot = Arc::clone(&state.sockets)
         .try_acquire_owned()
         .map_err(|_| GatewayError::AtCapacity)?;
@@ -108,7 +112,11 @@ async fn ticket(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, GatewayError> {
-    auth::check_origin(&headers, &state.config.allowed_origins)?;
+    auth::check_origin(
+        &headers,
+        &state.config.allowed_origins,
+        state.config.web.enabled,
+    )?;
     let user = state.verifier.verify_bearer(&headers)?;
     let ttl = state.config.jwt.ticket_ttl.as_secs();
     let ticket = auth::issue_ticket(&mut state.redis.clone(), &user, ttl).await?;

@@ -41,3 +41,4 @@ mod startup;
 mod store;
 mod ts_sdk;
 mod typing;
+mod web_page;

@@ -88,6 +88,15 @@ fn each_invalid_setting_is_named_on_one_line_with_exit_status_2() {
             "postgres.url",
         ),
         (
+            "gateway",
+            &[
+                SECRET,
+                ("CHAT_GATEWAY_WEB__ENABLED", "true"),
+                ("CHAT_GATEWAY_WEB__DIR", "/nonexistent/web"),
+            ],
+            "web.dir",
+        ),
+        (
             "worker",
             &[("CHAT_WORKER_BATCH__MAX_MESSAGES", "0")],
             "batch.max_messages",
