@@ -66,6 +66,18 @@ test("two users on two gateways chat, see typing, receipts and unread, and one c
   const ann = await signIn(browser, "ann", pages[0], { width: 1100, height: 720 });
   const bob = await signIn(browser, "bob", `${pages[1]}?encoding=json`, { width: 390, height: 760 });
   try {
+    // History: the newest page first, then older ones on request.
+    const earlier = (await bodies(bob.page)).filter((b) => b.startsWith("earlier "));
+    assert.ok(earlier.length < 60 && earlier.at(-1) === "earlier 59", `the newest page: ${earlier.length}`);
+    await bob.page.getByRole("button", { name: "Load older messages" }).click();
+    await until("bob has paged back to the first message", has(bob.page, "earlier 0"));
+    assert.deepEqual(
+      (await bodies(bob.page)).filter((b) => b.startsWith("earlier ")),
+      Array.from({ length: 60 }, (_, i) => `earlier ${i}`),
+      "every earlier message once, in order",
+    );
+    await until("nothing older is offered", () => bob.page.locator("#older").isHidden());
+
     // Typing, each way.
     await ann.page.getByLabel("Message", { exact: true }).fill("hello b");
     await until("bob sees ann typing", async () => (await bob.page.locator("#typing").textContent()) === "ann is typing…");

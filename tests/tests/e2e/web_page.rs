@@ -31,6 +31,15 @@ async fn two_users_chat_in_browsers_on_two_gateways() {
     let cluster = Cluster::start(serving_the_page(2)).await;
     cluster.create_room("web", &["ann", "bob"]).await;
     cluster.create_room("side", &["ann", "bob"]).await;
+    // More than the page's first history page (50), to page back through.
+    let mut ann = cluster.gateway(0).connect("ann").await;
+    for i in 0..60 {
+        let body = format!("earlier {i}");
+        ann.send_and_wait("web", &format!("earlier-{i}"), &body)
+            .await
+            .unwrap();
+    }
+    drop(ann);
     let pages: Vec<String> = (0..2).map(|i| cluster.gateway(i).url("/")).collect();
     let tokens = serde_json::json!({ "ann": cluster.token("ann"), "bob": cluster.token("bob") });
     // Screenshots of every run (and of a failure) are kept there.
