@@ -123,3 +123,28 @@ test("a gateway SIGKILLed mid-burst loses and duplicates nothing", async () => {
   ann.close();
   bob.close();
 });
+
+test("every client frame in docs/protocol.md names an SDK call that exists", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const doc = await readFile(new URL("../../../docs/protocol.md", import.meta.url), "utf8");
+  const table = doc.split("\n").filter((l) => l.startsWith("| `"));
+  const frames = new Set();
+  for (const row of table.slice(0, table.findIndex((l) => l.startsWith("| `unwatchFeed")) + 1)) {
+    const [frame, , sdk] = row.split(" | ");
+    frames.add(frame.slice(3).split(/[ `]/)[0]);
+    for (const [, call] of sdk.matchAll(/`(\w+)\(/g)) {
+      assert.equal(typeof ChatClient.prototype[call], "function", `${frame}: ChatClient has no ${call}()`);
+    }
+  }
+  assert.ok(frames.size >= 21, `the frames table was read: ${[...frames]}`);
+  // The proto's client frames, each with its row.
+  const proto = await readFile(new URL("../../../proto/chat/v1/chat.proto", import.meta.url), "utf8");
+  let checked = 0;
+  const oneof = proto.slice(proto.indexOf("message ClientFrame"), proto.indexOf("// Start receiving"));
+  for (const [, type] of oneof.matchAll(/^\s+([A-Z]\w*) \w+ = \d+;/gm)) {
+    const name = type[0].toLowerCase() + type.slice(1);
+    assert.ok(frames.has(name), `${name} has no row in docs/protocol.md`);
+    checked++;
+  }
+  assert.equal(checked, 21, "every frame of ClientFrame's oneof was looked for");
+});

@@ -27,5 +27,5 @@ async fn the_typescript_sdk_passes_its_tests_against_a_real_cluster() {
         ("CHAT_TS_TOKENS", tokens.to_string()),
         ("CHAT_TS_ROOM", "sdk".to_string()),
     ];
-    node_tests(&sdk, &env, 120_000, 2).await;
+    node_tests(&sdk, &env, 120_000, 3).await;
 }
