@@ -46,6 +46,10 @@ if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "color e
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji >/dev/null
 fi
 (cd clients/web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+# The Python example's virtualenv (tests/tests/e2e/python_client.rs).
+python3 -c "import venv, ensurepip" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+[ -x .tools/py/bin/python ] || python3 -m venv .tools/py
+.tools/py/bin/pip install -q --disable-pip-version-check -r clients/python/requirements.txt
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
 # The fault suite writes its table here, a row per fault; printed at the end.

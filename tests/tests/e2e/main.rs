@@ -28,6 +28,7 @@ mod ordering;
 mod permissions;
 mod presence;
 mod publish;
+mod python_client;
 mod reads;
 mod redis_cluster;
 mod resilience;
