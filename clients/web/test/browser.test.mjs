@@ -147,6 +147,21 @@ test("two users on two gateways chat, see typing, receipts and unread, and one c
       assert.equal(got.filter((b) => b === "written offline").length, 1, "the offline send stored once");
       assert.equal(await page.locator("#messages li.pending").count(), 0, "nothing left unsent");
     }
+    // A send made offline survives closing the page (IndexedDB outbox): the
+    // next page load sends it, once.
+    await bob.context.setOffline(true);
+    await until("bob's page is offline", () => bob.page.locator("#banner").isVisible());
+    await send(bob.page, "kept across a reload");
+    await until("it waits as pending", async () => (await bob.page.locator("#messages li.pending").count()) === 1);
+    await bob.page.close();
+    await bob.context.setOffline(false);
+    bob.page = await bob.context.newPage();
+    await bob.page.goto(`${pages[1]}?encoding=json#web`);
+    await until("ann gets the kept send", has(ann.page, "kept across a reload"));
+    await until("bob's new page shows it stored", has(bob.page, "kept across a reload"));
+    for (const { page } of [ann, bob]) {
+      assert.equal((await bodies(page)).filter((b) => b === "kept across a reload").length, 1, "stored once");
+    }
     await shot(bob.page, "bob-phone");
     await shot(ann.page, "ann-desktop-after");
   } catch (e) {
