@@ -15,8 +15,6 @@ use tower_http::{
     compression::CompressionLayer, services::ServeDir, set_header::SetResponseHeaderLayer,
 };
 
-use crate::state::AppState;
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WebConfig {
@@ -54,7 +52,7 @@ const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:;
                    style-src 'self'; script-src 'self'; frame-ancestors 'none'";
 
 /// The page's files for every path no other route takes, when enabled.
-pub fn router(config: &WebConfig) -> Router<AppState> {
+pub fn router<S: Clone + Send + Sync + 'static>(config: &WebConfig) -> Router<S> {
     if !config.enabled {
         return Router::new();
     }
