@@ -72,7 +72,7 @@ impl Application {
             .await
             .map_err(|e| GatewayError::Startup(e.to_string()))?;
         let store = Store::reader(&config.postgres)?;
-        let redis = chat_cache::connect(config.redis_url.expose()).await?;
+        let redis = chat_cache::connect(config.redis_url.expose(), &config.redis).await?;
         let (membership, pages, history) = reads(&config, &store, &redis)?;
         // Each background task keeps a promise for every socket: one that
         // dies drains the gateway, and `run` returns the error.

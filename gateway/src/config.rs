@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use chat_cache::RedisConfig;
 use chat_config::{
     check_backend_urls, millis, secs, BackendUrl, LogConfig, Secret, StreamConfig, Validate,
 };
@@ -27,6 +28,7 @@ pub struct GatewayConfig {
     pub gateway_id: String,
     pub nats_url: BackendUrl,
     pub redis_url: BackendUrl,
+    pub redis: RedisConfig,
     pub postgres: PostgresConfig,
     pub jwt: JwtConfig,
     /// Browser origins allowed to open sockets; requests without `Origin`
@@ -69,6 +71,7 @@ impl Default for GatewayConfig {
             gateway_id: String::new(),
             nats_url: BackendUrl::new("nats://127.0.0.1:4222"),
             redis_url: BackendUrl::new("redis://127.0.0.1:6379"),
+            redis: RedisConfig::default(),
             postgres: PostgresConfig::default(),
             jwt: JwtConfig::default(),
             allowed_origins: Vec::new(),

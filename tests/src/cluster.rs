@@ -204,7 +204,7 @@ impl Cluster {
             })
             .env(
                 "CHAT_GATEWAY_REDIS_URL",
-                format!("redis://{}:{}", ns.host, self.redis.port),
+                format!("redis://{}:{}", ns.redis_host, self.redis.port),
             )
             .env(
                 "CHAT_GATEWAY_POSTGRES__URL",

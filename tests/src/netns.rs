@@ -1,8 +1,9 @@
 //! A network namespace joined to the host by a veth pair (iproute2), for a
-//! process whose link to NATS a test cuts and restores. The host end holds
-//! two addresses: `host`, for Postgres, Redis and the namespace's clients,
-//! and `nats_host`, the only way to NATS, which `cut_nats` blackholes inside
-//! the namespace (packets vanish: a partition, not a refused connection).
+//! process whose link to NATS or Redis a test cuts and restores. The host
+//! end holds three addresses: `host`, for Postgres and the namespace's
+//! clients, `nats_host`, the only way to NATS, and `redis_host`, the only
+//! way to Redis, which `cut_nats` and `cut_redis` blackhole inside the
+//! namespace (packets vanish: a partition, not a refused connection).
 
 use std::process::Command;
 
@@ -12,6 +13,8 @@ pub struct Namespace {
     pub host: String,
     /// The host's second address, used only to reach NATS.
     pub nats_host: String,
+    /// The host's third address, used only to reach Redis.
+    pub redis_host: String,
     /// The namespace's own address, as the host sees it.
     pub inside: String,
 }
@@ -39,6 +42,7 @@ impl Namespace {
             host: format!("10.213.{k}.1"),
             inside: format!("10.213.{k}.2"),
             nats_host: format!("10.214.{k}.1"),
+            redis_host: format!("10.215.{k}.1"),
             name,
         };
         ip(&["netns", "add", &ns.name]);
@@ -61,6 +65,13 @@ impl Namespace {
             "dev",
             &outside,
         ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", ns.redis_host),
+            "dev",
+            &outside,
+        ]);
         ip(&["link", "set", &outside, "up"]);
         ns.exec(&[
             "ip",
@@ -73,6 +84,7 @@ impl Namespace {
         ns.exec(&["ip", "link", "set", &inside_link, "up"]);
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         ns.heal_nats();
+        ns.heal_redis();
         ns
     }
 
@@ -110,14 +122,32 @@ impl Namespace {
 
     /// Packets from the namespace to NATS are dropped from now on.
     pub fn cut_nats(&self) {
-        let nats = format!("{}/32", self.nats_host);
-        self.exec(&["ip", "route", "replace", "blackhole", &nats]);
+        self.blackhole(&self.nats_host);
     }
 
     /// NATS is reachable again.
     pub fn heal_nats(&self) {
-        let nats = format!("{}/32", self.nats_host);
-        self.exec(&["ip", "route", "replace", &nats, "via", &self.host]);
+        self.route(&self.nats_host);
+    }
+
+    /// Packets from the namespace to Redis are dropped from now on.
+    pub fn cut_redis(&self) {
+        self.blackhole(&self.redis_host);
+    }
+
+    /// Redis is reachable again.
+    pub fn heal_redis(&self) {
+        self.route(&self.redis_host);
+    }
+
+    fn blackhole(&self, address: &str) {
+        let address = format!("{address}/32");
+        self.exec(&["ip", "route", "replace", "blackhole", &address]);
+    }
+
+    fn route(&self, address: &str) {
+        let address = format!("{address}/32");
+        self.exec(&["ip", "route", "replace", &address, "via", &self.host]);
     }
 }
 

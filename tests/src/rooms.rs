@@ -66,13 +66,16 @@ impl Cluster {
             url: Secret::new(self.postgres.url()),
             pool_size: std::num::NonZeroUsize::MIN,
             read_url: None,
+            ..PostgresConfig::default()
         })
         .unwrap()
     }
 
     /// The entries of a room's Redis window (`chat_cache`), by seq.
     pub async fn window(&self, room: &str) -> Vec<chat_proto::v1::Message> {
-        let mut redis = chat_cache::connect(&self.redis_url()).await.unwrap();
+        let mut redis = chat_cache::connect(&self.redis_url(), &Default::default())
+            .await
+            .unwrap();
         let (room, all) = (
             RoomId::parse(room).unwrap(),
             chat_protocol::Seq::new(u64::MAX >> 1),

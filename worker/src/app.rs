@@ -84,7 +84,7 @@ impl Worker {
             (Some(consumer), Some(webhook)) => Some((consumer, Arc::new(webhook))),
             _ => None,
         };
-        let redis = chat_cache::connect(config.redis_url.expose()).await?;
+        let redis = chat_cache::connect(config.redis_url.expose(), &config.redis).await?;
         let ctx = Arc::new(Ctx {
             config,
             nats,

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use chat_cache::RedisConfig;
 use chat_config::{
     check_backend_urls, millis, BackendUrl, LogConfig, Secret, StreamConfig, Validate,
 };
@@ -21,6 +22,7 @@ pub const ENV_PREFIX: &str = "CHAT_WORKER_";
 pub struct WorkerConfig {
     pub nats_url: BackendUrl,
     pub redis_url: BackendUrl,
+    pub redis: RedisConfig,
     pub postgres: PostgresConfig,
     pub stream: StreamConfig,
     pub batch: BatchConfig,
@@ -48,6 +50,7 @@ impl Default for WorkerConfig {
         Self {
             nats_url: BackendUrl::new("nats://127.0.0.1:4222"),
             redis_url: BackendUrl::new("redis://127.0.0.1:6379"),
+            redis: RedisConfig::default(),
             postgres: PostgresConfig::default(),
             stream: StreamConfig::default(),
             batch: BatchConfig::default(),

@@ -4,89 +4,22 @@
 //! access (set by the worker that changes it), and who is online
 //! (`presence`).
 
-use std::{sync::LazyLock, time::Duration};
+use std::sync::LazyLock;
 
 use chat_proto::v1::Message;
 use prost::Message as _;
-use redis::{
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
-    cluster::ClusterClient,
-    cluster_async::ClusterConnection,
-    Cmd, ErrorKind, Pipeline, RedisFuture, Script, ServerErrorKind, Value,
-};
+use redis::{ErrorKind, Script, ServerErrorKind};
 
 use chat_protocol::{access::Access, keys, RoomId, Seq};
 
+mod breaker;
+mod connection;
 pub mod presence;
+
+pub use connection::{connect, Redis, RedisConfig};
 
 /// How long an idle room's window stays in Redis.
 const RECENT_TTL_SECS: i64 = 24 * 3600;
-/// How long a call may wait for Redis to connect or to answer: Redis is
-/// only a cache, and every caller has Postgres to fall back on.
-const PATIENCE: Duration = Duration::from_millis(500);
-
-/// The cache's connection: one Redis server, or a Redis Cluster, whose
-/// commands go to the node that holds their key's slot. Every key of a
-/// room carries the room as its hash tag (`keys`), so a room's keys share a
-/// slot. Cheap to clone; calls fail fast while Redis is down.
-#[derive(Clone)]
-pub enum Redis {
-    Server(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-/// Connects to Redis at `url`, or to a Redis Cluster when `url` lists
-/// several nodes (comma-separated). One server's connection is lazy, so a
-/// binary starts without Redis, and each call after a failure tries to
-/// reconnect once. A cluster's is made at once (its client must read the
-/// slot map), with the same short timeouts.
-pub async fn connect(url: &str) -> redis::RedisResult<Redis> {
-    if url.contains(',') {
-        let client = ClusterClient::builder(url.split(',').map(str::trim))
-            .connection_timeout(PATIENCE)
-            .response_timeout(PATIENCE)
-            .retries(1)
-            .build()?;
-        return Ok(Redis::Cluster(client.get_async_connection().await?));
-    }
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(10))
-        .set_max_delay(Duration::from_millis(50))
-        .set_connection_timeout(Some(PATIENCE))
-        .set_response_timeout(Some(PATIENCE));
-    let manager = ConnectionManager::new_lazy_with_config(redis::Client::open(url)?, config)?;
-    Ok(Redis::Server(manager))
-}
-
-impl ConnectionLike for Redis {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Server(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Server(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Server(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 /// How long a cached membership answer lives (`chat:member:{<room>}:<user>`).
 /// Workers set it after every change; gateways cache what Postgres said on
 /// a miss, for their own `delivery.membership_ttl_secs`.

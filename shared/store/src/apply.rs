@@ -90,6 +90,12 @@ async fn change_member(
     if head.get::<_, bool>(1) && matches!(change, MemberChange::Add) {
         return Ok(Applied::Refused(Refused::DirectRoom));
     }
+    // Test builds: a process frozen holding the room's row
+    // (`return(<ms>)`), for `idle_in_transaction_timeout_ms` to cut.
+    if let Some(ms) = fail::eval("store-command-room-locked", |ms| ms?.parse().ok()).flatten() {
+        tracing::warn!(ms, "failpoint: holding the room's row");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let (kind, access) = match decide(&tx, command, user, change).await? {
         Decision::Refused(refused) => return Ok(Applied::Refused(refused)),
         Decision::Unchanged => return finish(tx, command, false, None, Vec::new()).await,

@@ -1,8 +1,9 @@
-//! Where Postgres is and how many connections to keep, checked at startup.
+//! Where Postgres is, how many connections to keep, and how long anything
+//! may wait on it, checked at startup.
 
-use std::num::NonZeroUsize;
+use std::{num::NonZeroUsize, time::Duration};
 
-use chat_config::{Secret, Validate};
+use chat_config::{millis, Secret, Validate};
 use serde::{Deserialize, Serialize};
 
 /// Postgres connection settings.
@@ -17,6 +18,22 @@ pub struct PostgresConfig {
     /// gateway's only use of it), keeping those reads off the primary.
     /// Pages the replica has not replayed yet still come from the primary.
     pub read_url: Option<Secret>,
+    /// Longest a statement may run before Postgres cancels it
+    /// (`statement_timeout`): a lock never released or a query gone wrong
+    /// fails, and is retried, instead of holding its caller. 0: no limit.
+    #[serde(rename = "statement_timeout_ms", with = "millis")]
+    pub statement_timeout: Duration,
+    /// A session idle inside a transaction this long is ended by Postgres
+    /// (`idle_in_transaction_session_timeout`), releasing its locks: a
+    /// process frozen mid-transaction cannot hold rooms' rows past it.
+    /// 0: no limit.
+    #[serde(rename = "idle_in_transaction_timeout_ms", with = "millis")]
+    pub idle_in_transaction_timeout: Duration,
+    /// Longest wait to open a connection, and for a free one from the pool.
+    #[serde(rename = "connect_timeout_ms", with = "millis::non_zero")]
+    pub connect_timeout: Duration,
+    #[serde(rename = "pool_wait_timeout_ms", with = "millis::non_zero")]
+    pub pool_wait_timeout: Duration,
 }
 
 impl Default for PostgresConfig {
@@ -25,7 +42,22 @@ impl Default for PostgresConfig {
             url: Secret::new("postgres://postgres@127.0.0.1:5432/chat"),
             pool_size: NonZeroUsize::new(16).expect("not zero"),
             read_url: None,
+            statement_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            pool_wait_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl PostgresConfig {
+    /// The session settings every pooled connection starts with.
+    pub(crate) fn session_options(&self) -> String {
+        format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            self.statement_timeout.as_millis(),
+            self.idle_in_transaction_timeout.as_millis()
+        )
     }
 }
 

@@ -2,7 +2,7 @@
 //! opened on first use.
 
 use chat_config::Secret;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::config::PostgresConfig;
@@ -45,9 +45,11 @@ impl Store {
             .expose()
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let mut session = config.session_options();
         if let Some(options) = options {
-            pg.options(options);
+            session = format!("{session} {options}");
         }
+        pg.options(&session).connect_timeout(config.connect_timeout);
         let manager = Manager::from_config(
             pg,
             NoTls,
@@ -57,6 +59,10 @@ impl Store {
         );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.get())
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.pool_wait_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         Ok(Self { pool })

@@ -17,7 +17,7 @@ use std::{
 use chat_client::{Client, ClientEncoding, ClientOptions};
 use chat_proto::{
     internal::{Receipt, Receipts},
-    v1::{server_frame::Kind, Message},
+    v1::{client_frame, server_frame::Kind, History, Message},
 };
 use chat_protocol::{now_ms, subjects};
 use chat_tests::STEP;
@@ -27,7 +27,7 @@ use chat_tests::{
     entries,
     event_state::assert_events_applied,
     netns::Namespace,
-    wait_for, Cluster, ClusterOptions, Frames, Role,
+    wait_for, Cluster, ClusterOptions, Frames, Role, ADMIN_TOKEN,
 };
 use prost::Message as _;
 
@@ -298,6 +298,112 @@ async fn redis_hung() {
     cluster.redis.resume();
     traffic.healed();
     finish(traffic, &cluster, "redis hung").await;
+}
+
+/// Redis drops every packet from one gateway (a blackholed route, as in a
+/// partition). Each call first waits out `redis.timeout_ms`; after
+/// `redis.breaker_failures` such calls in a row the breaker opens and calls
+/// fail at once (membership comes from Postgres instead), with one probe a
+/// `breaker_open_ms` (1 s here), until a probe gets through after the heal.
+/// Sends through that gateway go on throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_blackholed() {
+    let ns = Namespace::create();
+    let options = ClusterOptions::new(1, 1)
+        .nats_cluster()
+        .reachable_from_namespaces()
+        .gateway_env("CHAT_GATEWAY_REDIS__BREAKER_OPEN_MS", "1000");
+    let mut cluster = Cluster::start(options).await;
+    let cut_off = cluster.start_gateway_in(&ns).await;
+    let mut traffic = start(&cluster, "k").await;
+    let gateway = cluster.gateway(cut_off);
+    let count = |name: &'static str| async move { gateway.metric(name, &[]).await };
+    traffic.fault();
+    ns.cut_redis();
+    wait_for("the breaker to open", STEP, || async {
+        (count("chat_redis_breaker_trips_total").await >= 1.0).then_some(())
+    })
+    .await;
+    let failed = count("chat_redis_failed_calls_total").await;
+    let short = count("chat_redis_short_circuited_total").await;
+    // History pages ask Redis first: 20 of them through the cut-off gateway.
+    let room = traffic.rooms()[0].clone();
+    let mut reader = gateway.connect(&format!("{room}u1")).await;
+    for _ in 0..20 {
+        let page = reader
+            .ask(client_frame::Kind::History(History {
+                room: room.clone(),
+                ..History::default()
+            }))
+            .await;
+        assert!(matches!(page, Kind::HistoryPage(_)), "{page:?}");
+    }
+    let failed = count("chat_redis_failed_calls_total").await - failed;
+    let short = count("chat_redis_short_circuited_total").await - short;
+    assert!(short >= 10.0, "calls failed at once while open: {short}");
+    // The calls in flight when it opened, and a probe a second.
+    assert!(
+        failed <= 20.0,
+        "only probes reached the blackholed Redis once the breaker was open: {failed} slow calls"
+    );
+    ns.heal_redis();
+    wait_for("the breaker to close", STEP, || async {
+        (count("chat_redis_breaker_open").await == 0.0).then_some(())
+    })
+    .await;
+    traffic.healed();
+    finish(traffic, &cluster, "redis blackholed").await;
+}
+
+/// A transaction hangs holding a room's row: the worker applying a member
+/// command to a traffic room freezes (a failpoint sleeps two minutes) right
+/// after locking it, so every send to the room waits on that lock. Postgres
+/// ends the frozen session after `idle_in_transaction_timeout_ms` (1 s
+/// here), the lock goes with it, and the sends are stored; without that
+/// bound they would wait out the two minutes. The command (adding a member
+/// already there: no entry joins the traffic's), cut with its transaction,
+/// is redelivered to the other worker and answered from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_transaction_hung_holding_a_room() {
+    const IDLE: (&str, &str) = (
+        "CHAT_WORKER_POSTGRES__IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        "1000",
+    );
+    let mut cluster = cluster(0).await;
+    let frozen = cluster
+        .start_worker_with(&[
+            ("FAILPOINTS", "store-command-room-locked=1*return(120000)"),
+            IDLE,
+        ])
+        .await;
+    let mut traffic = start(&cluster, "t").await;
+    let room = traffic.rooms()[0].clone();
+    let path = format!("/v1/rooms/{room}/members/{room}u1");
+    let gateway = cluster.gateway(0).url("");
+    traffic.fault();
+    // Answered only once applied, so it runs beside the traffic.
+    let add = tokio::spawn(async move {
+        reqwest::Client::new()
+            .put(format!("{gateway}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+    });
+    wait_for("the worker to freeze holding the room", STEP, || {
+        let log = cluster.workers[frozen].process.log();
+        async move { log.contains("holding the room's row").then_some(()) }
+    })
+    .await;
+    cluster.start_worker_with(&[IDLE]).await;
+    traffic.until_acked(ACKS, STEP).await;
+    traffic.healed();
+    finish(traffic, &cluster, "postgres transaction hung").await;
+    let answer = add.await.unwrap().expect("the gateway answers");
+    assert!(
+        answer.status().is_success(),
+        "the cut command was applied by the other worker: {}",
+        answer.status()
+    );
 }
 
 /// The clients of the killed gateway resume on the other from their last

@@ -45,7 +45,9 @@ async fn a_lost_last_message_is_found_by_the_head_probe() {
     // The last message's fan-out is lost and nothing follows it; the worker
     // had cached it in Redis, which the gateway's probe reads.
     let lost = cluster.store_without_fanout("tail", "last").await;
-    let mut redis = chat_cache::connect(&cluster.redis.url()).await.unwrap();
+    let mut redis = chat_cache::connect(&cluster.redis.url(), &Default::default())
+        .await
+        .unwrap();
     chat_cache::remember(&mut redis, &[(RoomId::parse("tail").unwrap(), lost)], 100)
         .await
         .unwrap();

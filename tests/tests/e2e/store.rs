@@ -28,6 +28,7 @@ fn store_of(cluster: &Cluster, pool_size: usize) -> Store {
         url: Secret::new(cluster.postgres.url()),
         pool_size: pool_size.try_into().expect("a pool of one or more"),
         read_url: None,
+        ..PostgresConfig::default()
     })
     .unwrap()
 }
@@ -261,6 +262,7 @@ async fn refused_input_is_not_retryable_and_an_unreachable_store_is() {
         url: Secret::new(format!("postgres://postgres@127.0.0.1:{closed_port}/chat")),
         pool_size: std::num::NonZeroUsize::MIN,
         read_url: None,
+        ..PostgresConfig::default()
     })
     .unwrap();
     let e = unreachable
