@@ -272,7 +272,11 @@ impl Paths {
         tasks.spawn_critical("announcements", Ends::AtShutdown, announced);
         let signals = signals::listen(nats, hub.clone(), feeds.clone(), shutdown.clone()).await?;
         tasks.spawn_critical("signals", Ends::AtShutdown, signals);
-        let (signals, signal_publisher) = Signals::start(nats.clone(), shutdown.clone());
+        let (signals, signal_publisher) = Signals::start(
+            nats.clone(),
+            config.stream.publish_timeout,
+            shutdown.clone(),
+        );
         tasks.spawn_critical("signal_publisher", Ends::AtShutdown, signal_publisher);
         let (ingest, publisher) = Ingest::new(
             js.clone(),

@@ -7,16 +7,16 @@ use async_nats::jetstream;
 use chat_proto::internal::Envelope;
 use prost::Message as _;
 
-use crate::{fanout, metrics};
+use crate::{ctx::Ctx, fanout, metrics};
 
 /// Answers a canary and acks it; a canary that cannot be answered is
 /// dropped all the same (its gateway counts it failed; a later one is
 /// worth more than a redelivered one).
-pub async fn answer(nats: &async_nats::Client, msg: jetstream::Message) {
+pub async fn answer(ctx: &Ctx, msg: jetstream::Message) {
     metrics::canary();
     match Envelope::decode(msg.payload.clone()) {
         Ok(envelope) => {
-            if let Err(e) = fanout::answer_canary(nats, &envelope).await {
+            if let Err(e) = fanout::answer_canary(ctx, &envelope).await {
                 tracing::warn!(error = %e, "canary not answered");
             }
         }

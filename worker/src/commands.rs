@@ -121,8 +121,7 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
 async fn answer(ctx: &Ctx, msg: &jetstream::Message, reply_to: String, reply: CommandReply) {
     if subjects::is_inbox(&reply_to) {
         if let Err(e) = ctx
-            .nats
-            .publish(reply_to, reply.encode_to_vec().into())
+            .publish(reply_to, None, reply.encode_to_vec().into())
             .await
         {
             // The asker times out and asks again; the command is applied.
@@ -243,7 +242,7 @@ async fn after_commit(
         if let Err(e) = chat_cache::remember(&mut redis, &recent, keep).await {
             tracing::warn!(error = %e, "recent-message cache not updated");
         }
-        fanout::publish_event(&ctx.nats, &command.room, event).await?;
+        fanout::publish_event(ctx, &command.room, event).await?;
     }
     let role_changed =
         event.is_some_and(|e| EntryKind::parse(&e.kind) == Some(EntryKind::RoleChanged));
@@ -262,13 +261,12 @@ async fn after_commit(
             room: command.room.to_string(),
             change: Some(change),
         };
-        ctx.nats
-            .publish(
-                subjects::announcement(&command.room),
-                announcement.encode_to_vec().into(),
-            )
-            .await
-            .map_err(WorkerError::nats)?;
+        ctx.publish(
+            subjects::announcement(&command.room),
+            None,
+            announcement.encode_to_vec().into(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use chat_protocol::{subjects, ErrorCode, RoomId};
 use prost::Message as _;
 use tracing::Span;
 
-use crate::error::WorkerError;
+use crate::{ctx::Ctx, error::WorkerError};
 
 /// What one stored batch publishes, gathered per room and per gateway.
 #[derive(Default)]
@@ -106,7 +106,7 @@ impl Outbox {
     /// published: they must not be acked. A receipt that cannot be
     /// published is only logged: the gateway reads the send back from the
     /// store when NATS returns.
-    pub async fn publish(self, nats: &async_nats::Client) -> Vec<usize> {
+    pub async fn publish(self, ctx: &Ctx) -> Vec<usize> {
         let mut failed = Vec::new();
         for out in self.rooms {
             let payload = Fanout {
@@ -115,10 +115,7 @@ impl Outbox {
             .encode_to_vec()
             .into();
             let subject = subjects::fanout(&out.room);
-            let published = match out.headers {
-                Some(headers) => nats.publish_with_headers(subject, headers, payload).await,
-                None => nats.publish(subject, payload).await,
-            };
+            let published = ctx.publish(subject, out.headers, payload).await;
             if let Err(e) = published {
                 tracing::warn!(room = %out.room, error = %e, "fan-out not published");
                 failed.extend(out.items);
@@ -126,7 +123,7 @@ impl Outbox {
         }
         for (subject, receipts) in self.receipts {
             let payload = Receipts { receipts }.encode_to_vec().into();
-            if let Err(e) = nats.publish(subject, payload).await {
+            if let Err(e) = ctx.publish(subject, None, payload).await {
                 tracing::warn!(error = %e, "receipts not published");
             }
         }
@@ -146,26 +143,18 @@ fn identity(envelope: &Envelope) -> Message {
 
 /// Publishes a room's change (an event in its sequence) on its fan-out
 /// subject, like a stored message; no gateway waits for a receipt.
-pub async fn publish_event(
-    nats: &async_nats::Client,
-    room: &RoomId,
-    event: &Message,
-) -> Result<(), WorkerError> {
+pub async fn publish_event(ctx: &Ctx, room: &RoomId, event: &Message) -> Result<(), WorkerError> {
     let payload = Fanout {
         messages: vec![event.clone()],
     };
-    nats.publish(subjects::fanout(room), payload.encode_to_vec().into())
-        .await
-        .map_err(WorkerError::nats)
+    let payload = payload.encode_to_vec().into();
+    ctx.publish(subjects::fanout(room), None, payload).await
 }
 
 /// Answers a gateway's delivery canary on its canary subject: a receipt
 /// with the canary's ticket and no message. Any other reply subject is
 /// ignored, as for receipts: anything can publish to the ingest stream.
-pub async fn answer_canary(
-    nats: &async_nats::Client,
-    envelope: &Envelope,
-) -> Result<(), WorkerError> {
+pub async fn answer_canary(ctx: &Ctx, envelope: &Envelope) -> Result<(), WorkerError> {
     if !subjects::is_canary_answers(&envelope.reply_to) {
         return Ok(());
     }
@@ -174,9 +163,8 @@ pub async fn answer_canary(
         message: None,
         ..Receipt::default()
     };
-    nats.publish(envelope.reply_to.clone(), answer.encode_to_vec().into())
-        .await
-        .map_err(WorkerError::nats)
+    let payload = answer.encode_to_vec().into();
+    ctx.publish(envelope.reply_to.clone(), None, payload).await
 }
 
 #[cfg(test)]

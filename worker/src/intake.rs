@@ -121,7 +121,7 @@ pub async fn hand_over(
     for msg in pulled {
         match msg {
             Ok(msg) if subjects::ingest_kind(msg.subject.as_str()) == Ingest::Canary => {
-                canary::answer(&ctx.nats, msg).await
+                canary::answer(ctx, msg).await
             }
             Ok(msg) => match Pulled::split(msg) {
                 Ok(split) => sends.extend(split),

@@ -167,7 +167,7 @@ async fn answer(ctx: &Ctx, pulled: &Pulled, reply: MarkReply) {
         return;
     }
     let payload = reply.encode_to_vec().into();
-    if let Err(e) = ctx.nats.publish(pulled.reply_to.clone(), payload).await {
+    if let Err(e) = ctx.publish(pulled.reply_to.clone(), None, payload).await {
         tracing::debug!(error = %e, "mark reply not sent");
     }
 }
@@ -199,7 +199,7 @@ async fn signal_moved(ctx: &Ctx, batch: &[Pulled], outcomes: &[Marked]) {
         })
         .collect();
     let payload = RoomSignals { signals }.encode_to_vec().into();
-    if let Err(e) = ctx.nats.publish(subjects::signals(), payload).await {
+    if let Err(e) = ctx.publish(subjects::signals(), None, payload).await {
         tracing::debug!(error = %e, "read signals not sent");
     }
 }

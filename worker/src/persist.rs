@@ -82,7 +82,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     // it, and the message it changed as it stands, in the newest page.
     let changes = !changing.is_empty();
     let window = update_window(ctx, fresh, &changed, changes).await;
-    let mut unpublished = outbox.publish(&ctx.nats).await;
+    let mut unpublished = outbox.publish(ctx).await;
     if !notify.is_empty() {
         unpublished.extend(notify::enqueue(ctx, &notify).await);
     }

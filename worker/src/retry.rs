@@ -45,6 +45,14 @@ impl Class {
     }
 }
 
+/// Where a failure given up on is parked: JetStream, and how long the
+/// publish of its dead letter may take.
+#[derive(Clone, Copy)]
+pub struct Parking<'a> {
+    pub js: &'a jetstream::Context,
+    pub limit: Duration,
+}
+
 /// The decision for one failed delivery.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -96,7 +104,7 @@ impl Settle {
 /// with only once its dead letter is safely stored.
 #[allow(clippy::too_many_arguments)]
 pub async fn fail(
-    js: &jetstream::Context,
+    parking: Parking<'_>,
     config: &RetryConfig,
     class: Class,
     payload: Bytes,
@@ -129,11 +137,9 @@ pub async fn fail(
             headers.insert(dead::DEAD_DETAIL, detail(error));
             headers.insert(dead::ATTEMPTS, HeaderValue::from(attempts));
             let subject = class.dead_letter_subject(room);
-            let stored = match js.publish_with_headers(subject, headers, payload).await {
-                Ok(ack) => ack.await.is_ok(),
-                Err(_) => false,
-            };
-            if stored {
+            let stored =
+                chat_streams::stored(parking.js, subject, headers, payload, parking.limit).await;
+            if stored.is_ok() {
                 Settle::Done
             } else {
                 Settle::Retry(config.max_delay)
@@ -145,7 +151,7 @@ pub async fn fail(
 /// [`fail`] for a whole JetStream message (a command, or a payload that is
 /// no send at all), which it then acks or naks.
 pub async fn fail_message(
-    js: &jetstream::Context,
+    parking: Parking<'_>,
     config: &RetryConfig,
     class: Class,
     msg: &jetstream::Message,
@@ -154,7 +160,7 @@ pub async fn fail_message(
 ) {
     let delivered = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
     let payload = msg.payload.clone();
-    let settle = fail(js, config, class, payload, delivered, room, error, 1).await;
+    let settle = fail(parking, config, class, payload, delivered, room, error, 1).await;
     if let Err(e) = msg.ack_with(settle.ack_kind()).await {
         tracing::warn!(error = %e, "ack failed");
     }

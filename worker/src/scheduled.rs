@@ -167,7 +167,7 @@ async fn send_due(ctx: &Ctx) -> Result<i64, WorkerError> {
         tracing::warn!("a scheduled message's notifications were not queued");
     }
     for (room, message) in &stored {
-        if let Err(e) = fanout::publish_event(&ctx.nats, room, message).await {
+        if let Err(e) = fanout::publish_event(ctx, room, message).await {
             // Committed: gateways find the gap and read it from Postgres.
             tracing::warn!(error = %e, "scheduled message not fanned out");
         }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -25,10 +26,9 @@ pub async fn workers(
     // No `Nats-Msg-Id`: JetStream would drop a resend within its window,
     // and the resend's asker would never hear back. The workers apply each
     // question once (a command once per id; a mark moves a marker up only).
-    async_nats::jetstream::new(nats.clone())
-        .publish(subject, payload(inbox).into())
-        .await
-        .map_err(GatewayError::nats)?
+    let js = async_nats::jetstream::new(nats.clone());
+    let question = payload(inbox).into();
+    chat_streams::stored(&js, subject, HeaderMap::new(), question, timeout)
         .await
         .map_err(GatewayError::nats)?;
     let reply = tokio::time::timeout(timeout, replies.next())

@@ -171,14 +171,11 @@ async fn publish_batch(
     headers.insert(NATS_MESSAGE_ID, id);
     let mut pause = Duration::from_millis(20);
     loop {
-        let ack = match js
-            .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
-            .await
-        {
-            Ok(ack) => ack.await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match ack {
+        // Bounded too while NATS is away, when the publish itself waits.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let subject = subject.to_owned();
+        let ack = chat_streams::stored(js, subject, headers.clone(), payload.clone(), left).await;
+        match ack.map_err(|e| e.to_string()) {
             // A duplicate ack means an earlier try got through.
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() + pause < deadline => {

@@ -34,11 +34,14 @@ pub struct Signals {
 
 impl Signals {
     /// The handle, and the publisher to run until shutdown.
+    /// Each publish may take `limit` (`stream.publish_timeout_ms`).
     pub fn start(
         nats: async_nats::Client,
+        limit: Duration,
         shutdown: CancellationToken,
     ) -> (Self, impl Future<Output = ()> + Send) {
         let (queue, queued) = mpsc::channel(QUEUED);
+        let nats = Publisher { nats, limit };
         (Self { queue }, run(nats, queued, shutdown))
     }
 
@@ -65,11 +68,7 @@ impl Signals {
 
 /// Publishes what queued every [`LINGER`], once something has; after
 /// shutdown, what still comes until it has been [`QUIET`].
-async fn run(
-    nats: async_nats::Client,
-    mut queued: mpsc::Receiver<RoomSignal>,
-    shutdown: CancellationToken,
-) {
+async fn run(nats: Publisher, mut queued: mpsc::Receiver<RoomSignal>, shutdown: CancellationToken) {
     loop {
         let first = tokio::select! {
             first = queued.recv() => first,
@@ -88,18 +87,20 @@ async fn run(
     {
         publish(&nats, first, &mut queued).await;
     }
-    if let Err(e) = nats.flush().await {
+    if let Err(e) = chat_streams::within(nats.limit, nats.nats.flush()).await {
         tracing::debug!(error = %e, "last signals not flushed");
     }
 }
 
 /// Publishes `first` and whatever else has queued, [`PER_MESSAGE`] to a
 /// message.
-async fn publish(
-    nats: &async_nats::Client,
-    first: RoomSignal,
-    queued: &mut mpsc::Receiver<RoomSignal>,
-) {
+/// The client, and how long a publish may wait.
+struct Publisher {
+    nats: async_nats::Client,
+    limit: Duration,
+}
+
+async fn publish(nats: &Publisher, first: RoomSignal, queued: &mut mpsc::Receiver<RoomSignal>) {
     let mut signals = vec![first];
     loop {
         while signals.len() < PER_MESSAGE {
@@ -110,10 +111,9 @@ async fn publish(
         let batch = RoomSignals {
             signals: std::mem::take(&mut signals),
         };
-        if let Err(e) = nats
-            .publish(subjects::signals(), batch.encode_to_vec().into())
-            .await
-        {
+        let payload = batch.encode_to_vec().into();
+        let published = nats.nats.publish(subjects::signals(), payload);
+        if let Err(e) = chat_streams::within(nats.limit, published).await {
             tracing::debug!(error = %e, "signals not published");
         }
         if !more {

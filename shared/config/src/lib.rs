@@ -249,6 +249,10 @@ pub struct StreamConfig {
     /// stream and a consumer of its own, and at 16 NATS spent 40–65 % more
     /// CPU per send (bench/RESULTS.md §10).
     pub partitions: u32,
+    /// Longest any publish to NATS, or the wait for JetStream's ack, may
+    /// take: while NATS is away a publish would otherwise wait for it.
+    #[serde(rename = "publish_timeout_ms", with = "millis::non_zero")]
+    pub publish_timeout: Duration,
 }
 
 impl Default for StreamConfig {
@@ -259,6 +263,7 @@ impl Default for StreamConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
             partitions: 4,
+            publish_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -460,7 +465,7 @@ mod tests {
         assert!(vars.contains(&"DEMO_POOL__SIZE".to_string()));
         assert!(vars.contains(&"DEMO_POOL__TIMEOUT_MS".to_string()));
         assert!(vars.contains(&"DEMO_STREAM__MAX_AGE_SECS".to_string()));
-        assert_eq!(vars.len(), 7, "{vars:?}");
+        assert_eq!(vars.len(), 8, "{vars:?}");
     }
 
     #[test]

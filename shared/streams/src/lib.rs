@@ -12,6 +12,10 @@ use async_nats::jetstream::{
 use chat_config::StreamConfig;
 use chat_protocol::subjects;
 
+mod deadline;
+
+pub use deadline::{stored, within, Late};
+
 /// The servers of a NATS URL setting: one URL, or a cluster's,
 /// comma-separated (async-nats takes a list, not a joined string).
 pub fn servers(url: &str) -> Vec<&str> {

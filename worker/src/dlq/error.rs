@@ -18,7 +18,7 @@ pub enum DlqError {
     #[error("reading dead letter {seq}: {source}")]
     Read { seq: u64, source: RawMessageError },
     #[error("republishing: {0}")]
-    Publish(#[from] PublishError),
+    Publish(#[from] chat_streams::Late<PublishError>),
     #[error("deleting the dead letter: {0}")]
     Delete(#[from] DeleteMessageError),
     #[error("the dead letter was already gone when deleted")]

@@ -2,6 +2,8 @@
 //! consumer, but it leaves nothing behind on the server, and the dead
 //! letters an incident leaves are read in seconds.
 
+use std::time::Duration;
+
 use async_nats::{
     header::NATS_MESSAGE_ID,
     jetstream::{
@@ -21,6 +23,8 @@ use crate::config::WorkerConfig;
 /// The dead-letter stream, and JetStream to republish to.
 pub(super) struct DeadLetters {
     js: jetstream::Context,
+    /// How long a republish may take (`stream.publish_timeout_ms`).
+    limit: Duration,
     pub(super) stream: Stream,
 }
 
@@ -31,7 +35,8 @@ impl DeadLetters {
             .await?;
         let js = jetstream::new(nats);
         let stream = js.get_stream(subjects::DEAD_LETTER_STREAM).await?;
-        Ok(Self { js, stream })
+        let limit = config.stream.publish_timeout;
+        Ok(Self { js, limit, stream })
     }
 
     pub(super) async fn get(&self, seq: u64) -> Result<DeadLetter, DlqError> {
@@ -61,11 +66,9 @@ impl DeadLetters {
             chat_streams::headers::REPLAY_OF,
             HeaderValue::from(letter.msg.sequence),
         );
-        let ack = self
-            .js
-            .publish_with_headers(decoded.subject(), headers, letter.msg.payload.clone())
-            .await?
-            .await?;
+        let payload = letter.msg.payload.clone();
+        let ack =
+            chat_streams::stored(&self.js, decoded.subject(), headers, payload, self.limit).await?;
         Ok(ack.sequence)
     }
 

@@ -73,7 +73,7 @@ async fn handle(ctx: &Ctx, webhook: &Webhook, msg: &jetstream::Message) {
         }
         Err(e) => {
             let config = &ctx.config.notify.retry;
-            retry::fail_message(&ctx.js, config, Class::Notification, msg, &room, &e).await
+            retry::fail_message(ctx.parking(), config, Class::Notification, msg, &room, &e).await
         }
     }
 }

@@ -33,15 +33,10 @@ pub async fn enqueue(ctx: &Ctx, messages: &[(usize, RoomId, Message)]) -> Vec<us
         let mut headers = HeaderMap::new();
         headers.insert(NATS_MESSAGE_ID, subjects::notify_id(&message.id).as_str());
         let payload = message.encode_to_vec().into();
-        let acked = match ctx
-            .js
-            .publish_with_headers(subjects::notify(room), headers, payload)
-            .await
-        {
-            Ok(ack) => ack.await.is_ok(),
-            Err(_) => false,
-        };
-        (!acked).then_some(*i)
+        let limit = ctx.publish_timeout();
+        let acked =
+            chat_streams::stored(&ctx.js, subjects::notify(room), headers, payload, limit).await;
+        acked.is_err().then_some(*i)
     });
     let unqueued: Vec<usize> = join_all(published).await.into_iter().flatten().collect();
     if !unqueued.is_empty() {
