@@ -1,7 +1,8 @@
 //! What arrives over HTTP. In: TCP connections (`server`), WebSocket
 //! upgrades and ticket requests (`upgrade`, checked by `auth`), room API
 //! calls (`room_api`), history pages (`history`), a user's lookups
-//! (`lookups`), server publishes (`publish`) and direct rooms (`direct`),
+//! (`lookups`), server publishes (`publish`), direct rooms (`direct`) and
+//! a user's data, exported or erased (`users`),
 //! all under the OpenAPI document `api` serves, health and metrics scrapes
 //! (`health`), and the web chat page (`web`).
 //! Out: an authenticated socket handed to `socket::session`, commands to
@@ -18,6 +19,7 @@ pub mod publish;
 pub mod room_api;
 pub mod server;
 pub mod upgrade;
+pub mod users;
 pub mod web;
 
 use axum::Router;
@@ -30,7 +32,8 @@ pub fn router(state: AppState) -> Router {
         .merge(history::routes())
         .merge(publish::routes())
         .merge(direct::routes())
-        .merge(lookups::routes());
+        .merge(lookups::routes())
+        .merge(users::routes());
     Router::new()
         .merge(upgrade::router(&state.config.allowed_origins))
         .merge(health::router())

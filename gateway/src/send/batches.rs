@@ -157,7 +157,11 @@ fn linger() -> Option<u64> {
 }
 
 /// Publishes one batch, retried with the same `Nats-Msg-Id` (JetStream
-/// drops a copy it already has) until `deadline`.
+/// drops a copy it already has) until `deadline`. An attempt under way at
+/// the deadline is let finish (JetStream's own timeout bounds its ack, 5 s),
+/// not cut: a cut attempt may not have reached JetStream, and the socket's
+/// next send, released by the failure, would then be stored before this
+/// one's resend.
 async fn publish_batch(
     js: &jetstream::Context,
     subject: &str,
@@ -171,11 +175,14 @@ async fn publish_batch(
     headers.insert(NATS_MESSAGE_ID, id);
     let mut pause = Duration::from_millis(20);
     loop {
-        // Bounded too while NATS is away, when the publish itself waits.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let subject = subject.to_owned();
-        let ack = chat_streams::stored(js, subject, headers.clone(), payload.clone(), left).await;
-        match ack.map_err(|e| e.to_string()) {
+        let ack = match js
+            .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match ack {
             // A duplicate ack means an earlier try got through.
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() + pause < deadline => {

@@ -78,6 +78,20 @@ async fn cache_membership(
     set.arg("EX").arg(ttl_secs).query_async(redis).await
 }
 
+/// Drops rooms' windows whose entries changed outside the sequence (a
+/// user's erased entries): readers go to Postgres until workers write new
+/// ones, and a window that lacks older entries is not whole, so it is
+/// never read for them.
+pub async fn forget_windows(redis: &mut Redis, rooms: &[RoomId]) -> redis::RedisResult<()> {
+    for room in rooms {
+        redis::cmd("DEL")
+            .arg(keys::window(room))
+            .query_async::<()>(redis)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Writes entries into their rooms' windows, keeping each room's newest
 /// `keep`: a stored entry, or the new state of a message an event changed.
 /// Each entry is versioned by the newest seq its state includes

@@ -2,7 +2,8 @@
 //!
 //! Gateways read (membership, heads, history, a user's rooms, search, read
 //! markers); workers write (`persist`, `markers`, `scheduled`);
-//! the admin seam creates rooms and members.
+//! the admin seam creates rooms and members; `users` exports and erases
+//! one user's data.
 
 mod apply;
 mod command;
@@ -20,6 +21,7 @@ mod rows;
 mod scheduled;
 mod search;
 pub mod sql;
+mod users;
 
 pub use command::{Applied, Change, MemberChange, NewCommand, Refused};
 pub use config::PostgresConfig;
@@ -30,3 +32,4 @@ pub use persist::{NewMessage, Persisted, Refusal};
 pub use pool::Store;
 pub use scheduled::{ScheduleRefused, Scheduled, SentDue, ToSchedule, MAX_PENDING};
 pub use search::{HitPosition, HitsPage, Searched};
+pub use users::{EntryCursor, Exported};

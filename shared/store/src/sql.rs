@@ -322,3 +322,34 @@ pub const FEED_ROOMS: &str = concat!(
     WHERE mb.user_id = $1 AND ($2::text[] IS NULL OR mb.room_id = ANY($2)) \
     ORDER BY mb.room_id LIMIT $3"
 );
+
+/// A user's data, for export: their memberships, read markers, entries
+/// (keyset by room and seq from `($2, $3)`, `$4` at a time, by the
+/// messages_by_sender index) and reactions.
+pub const EXPORT_MEMBERSHIPS: &str =
+    "SELECT room_id, role, permissions FROM members WHERE user_id = $1 ORDER BY room_id";
+pub const EXPORT_MARKERS: &str =
+    "SELECT room_id, seq FROM read_markers WHERE user_id = $1 ORDER BY room_id";
+pub const EXPORT_ENTRIES: &str = "SELECT room_id, seq, id, kind, body, \
+    (extract(epoch from created_at) * 1000)::int8, deleted, target_seq \
+    FROM messages WHERE sender_id = $1 AND (room_id, seq) > ($2, $3) \
+    ORDER BY room_id, seq LIMIT $4";
+pub const EXPORT_REACTIONS: &str =
+    "SELECT room_id, seq, emoji FROM reactions WHERE user_id = $1 ORDER BY room_id, seq, emoji";
+/// Erases up to `$2` of user `$1`'s entries not erased yet: no body, a
+/// chat message a tombstone without reactions (its seq kept). Each entry is locked as it is changed, not its
+/// room: sends go on meanwhile.
+pub const ERASE_ENTRIES: &str = "WITH todo AS (SELECT room_id, seq FROM messages \
+    WHERE sender_id = $1 \
+    AND (body <> '' OR (kind = '' AND NOT deleted) OR reactions IS NOT NULL) \
+    ORDER BY room_id, seq LIMIT $2 FOR UPDATE), \
+    gone AS (DELETE FROM reactions r USING todo t WHERE r.room_id = t.room_id AND r.seq = t.seq) \
+    UPDATE messages m SET body = '', deleted = m.deleted OR m.kind = '', reactions = NULL \
+    FROM todo t WHERE m.room_id = t.room_id AND m.seq = t.seq";
+pub const ROOMS_WITH_ENTRIES: &str = "SELECT DISTINCT room_id FROM messages WHERE sender_id = $1";
+/// The member of room `$1` other than `$2` who has been in it longest:
+/// who is handed a room whose last owner is erased.
+pub const LONGEST_OTHER_MEMBER: &str = "SELECT user_id FROM members \
+    WHERE room_id = $1 AND user_id <> $2 ORDER BY added_at, user_id LIMIT 1";
+/// Deletes user `$1`'s scheduled messages, whatever their state.
+pub const ERASE_SCHEDULED: &str = "DELETE FROM scheduled_messages WHERE sender_id = $1";

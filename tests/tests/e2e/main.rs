@@ -42,4 +42,5 @@ mod startup;
 mod store;
 mod ts_sdk;
 mod typing;
+mod users;
 mod web_page;
