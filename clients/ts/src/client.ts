@@ -133,9 +133,11 @@ export class ChatClient {
   private readonly loaded: Promise<void>;
   /** Whether the app watches the feed: watched again on each socket. */
   private watching = false;
-  /** In a browser, a socket is dropped when the network goes (browsers may
-   * keep a dead one open for minutes) and none is tried until it is back. */
-  private readonly offline = () => this.socket?.close(4000, "offline");
+  /** In a browser, a socket is given up when the network goes (browsers
+   * may keep a dead one open for minutes) and none is tried until it is
+   * back. */
+  private abandon?: () => void;
+  private readonly offline = () => this.abandon?.();
 
   constructor(options: ChatClientOptions) {
     this.options = {
@@ -354,17 +356,28 @@ export class ChatClient {
     return socket;
   }
 
-  /** Serves one open socket until it closes: rooms resumed, asks and
-   * sends written again, frames handled. */
+  /** Serves one open socket until it closes, or is given up (the network
+   * went): rooms resumed, asks and sends written again, frames handled. */
   private serve(socket: WebSocket, url: string): Promise<void> {
     return new Promise<void>((done) => {
-      socket.onmessage = (event) => this.receive(event.data);
-      socket.onerror = () => {};
-      socket.onclose = (event) => {
-        this.socket = undefined;
+      let ended = false;
+      const end = (code: number, reason: string) => {
+        if (ended) return;
+        ended = true;
+        if (this.socket === socket) this.socket = undefined;
         for (const s of this.sends.values()) s.onWire = false;
-        this.emit("disconnected", { code: event.code, reason: event.reason });
+        this.emit("disconnected", { code, reason });
         done();
+      };
+      socket.onmessage = (event) => {
+        if (!ended) this.receive(event.data);
+      };
+      socket.onerror = () => {};
+      socket.onclose = (event) => end(event.code, event.reason);
+      // Without waiting for a close handshake that may never come back.
+      this.abandon = () => {
+        end(4000, "offline");
+        socket.close(4000, "offline");
       };
       this.socket = socket;
       this.emit("connected", { url });

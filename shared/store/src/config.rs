@@ -29,9 +29,13 @@ pub struct PostgresConfig {
     /// 0: no limit.
     #[serde(rename = "idle_in_transaction_timeout_ms", with = "millis")]
     pub idle_in_transaction_timeout: Duration,
-    /// Longest wait to open a connection, and for a free one from the pool.
+    /// Longest wait to open a connection.
     #[serde(rename = "connect_timeout_ms", with = "millis::non_zero")]
     pub connect_timeout: Duration,
+    /// Longest wait for a free connection from the pool. Generous: under a
+    /// burst (every socket of a drained gateway rejoining another) waits of
+    /// seconds are load, not a dead Postgres, which the two timeouts above
+    /// and `connect_timeout_ms` already bound.
     #[serde(rename = "pool_wait_timeout_ms", with = "millis::non_zero")]
     pub pool_wait_timeout: Duration,
 }
@@ -45,7 +49,7 @@ impl Default for PostgresConfig {
             statement_timeout: Duration::from_secs(10),
             idle_in_transaction_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
-            pool_wait_timeout: Duration::from_secs(5),
+            pool_wait_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -139,9 +139,11 @@ async fn the_room_api_keeps_to_its_openapi_document() {
             "GET /v1/rooms/{room}/messages",
             "GET /v1/rooms/{room}/search",
             "GET /v1/search",
+            "GET /v1/users/{user}/export",
             "POST /v1/direct/{user}",
             "POST /v1/rooms",
             "POST /v1/rooms/{room}/messages",
+            "POST /v1/users/{user}/erase",
             "PUT /v1/rooms/{room}/members/{user}",
             "PUT /v1/rooms/{room}/members/{user}/access",
         ]
