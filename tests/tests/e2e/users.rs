@@ -3,7 +3,7 @@
 //! a user in 100 rooms and more.
 
 use chat_proto::v1::{client_frame, server_frame::Kind, Edit, History, React};
-use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Frames};
+use chat_tests::{cluster::ADMIN_TOKEN, Cluster, ClusterOptions, Frames, STEP};
 use serde_json::Value;
 
 const ROOMS: usize = 100;
@@ -20,6 +20,19 @@ async fn call(
     }
     let response = request.send().await.expect("the gateway answers");
     (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// Erases zed as the service: the answer, once 200.
+async fn erase_zed(cluster: &Cluster) -> Value {
+    let (status, answer) = call(
+        cluster,
+        reqwest::Method::POST,
+        "/v1/users/zed/erase",
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str(&answer).unwrap()
 }
 
 fn records(export: &str) -> Vec<Value> {
@@ -159,15 +172,7 @@ async fn a_user_in_100_rooms_is_exported_then_erased_and_erasing_again_changes_n
         .any(|e| e["kind"] == "message_edited" && e["body"] == "secret edited"));
 
     // Erase.
-    let (status, answer) = call(
-        &cluster,
-        reqwest::Method::POST,
-        "/v1/users/zed/erase",
-        Some(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    let erased: Value = serde_json::from_str(&answer).unwrap();
+    let erased = erase_zed(&cluster).await;
     assert_eq!(
         erased["roomsLeft"].as_array().unwrap().len(),
         ROOMS + 1,
@@ -240,15 +245,7 @@ async fn a_user_in_100_rooms_is_exported_then_erased_and_erasing_again_changes_n
     );
 
     // Asking again changes nothing.
-    let (status, again) = call(
-        &cluster,
-        reqwest::Method::POST,
-        "/v1/users/zed/erase",
-        Some(ADMIN_TOKEN),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let again: Value = serde_json::from_str(&again).unwrap();
+    let again = erase_zed(&cluster).await;
     assert_eq!(again["roomsLeft"], serde_json::json!([]));
     assert_eq!(again["entriesErased"], 0);
     let (_, export) = call(
@@ -262,5 +259,68 @@ async fn a_user_in_100_rooms_is_exported_then_erased_and_erasing_again_changes_n
     assert!(
         of_type(&after, "entry").iter().all(|e| e["body"] == ""),
         "no body exported after the erase"
+    );
+}
+
+/// An erase whose gateway is SIGKILLed part-way (some rooms left, some
+/// not, no entry erased yet) is finished by asking again on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erase_cut_short_by_its_gateway_dying_is_finished_by_asking_again() {
+    let mut cluster = Cluster::start(ClusterOptions::new(2, 2)).await;
+    for i in 0..ROOMS {
+        cluster.create_room(&format!("c{i}"), &["zed", "amy"]).await;
+    }
+    let mut zed = cluster.gateway(1).connect("zed").await;
+    for i in 0..ROOMS {
+        let room = format!("c{i}");
+        zed.send_and_wait(&room, &format!("zed-{i}"), &format!("secret {i}"))
+            .await
+            .unwrap();
+    }
+    let first = cluster.gateway(0).url("/v1/users/zed/erase");
+    let cut = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(first)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+    });
+    let rooms_left = "SELECT count(*) FROM members WHERE user_id = 'zed'";
+    let started = std::time::Instant::now();
+    loop {
+        let left = count(&cluster, rooms_left).await;
+        if left < ROOMS as i64 {
+            assert!(
+                left > 0,
+                "the erase was not caught part-way ({:?})",
+                started.elapsed()
+            );
+            break;
+        }
+        assert!(started.elapsed() < STEP, "the erase never started");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cluster.gateways[0].process.kill();
+    assert!(
+        cut.await.unwrap().is_err(),
+        "the first ask died with its gateway"
+    );
+    let part_way = count(&cluster, rooms_left).await;
+    assert!(part_way > 0, "rooms still to leave after the cut");
+
+    let erased = erase_zed(&cluster).await;
+    // A removal already on its way when the gateway died may land after
+    // the count above.
+    let finished = erased["roomsLeft"].as_array().unwrap().len() as i64;
+    assert!((1..=part_way).contains(&finished), "{erased}");
+    assert_eq!(erased["entriesErased"], ROOMS as u64);
+    assert_eq!(count(&cluster, rooms_left).await, 0);
+    assert_eq!(
+        count(
+            &cluster,
+            "SELECT count(*) FROM messages WHERE sender_id = 'zed' AND body <> ''"
+        )
+        .await,
+        0
     );
 }
