@@ -17,6 +17,7 @@ const DISCONNECTS: &str = "chat_gateway_disconnects_total";
 const FRAMES_IN: &str = "chat_gateway_frames_in_total";
 const FRAMES_OUT: &str = "chat_gateway_frames_out_total";
 const SEND_ACK: &str = "chat_gateway_send_ack_seconds";
+const SENDS: &str = "chat_gateway_sends_total";
 const PUBLISH_BATCH: &str = "chat_gateway_publish_batch_size";
 const DELIVERY: &str = "chat_gateway_delivery_seconds";
 const QUEUE_DROPS: &str = "chat_gateway_queue_drops_total";
@@ -80,6 +81,10 @@ pub fn describe() {
         SEND_ACK,
         Unit::Seconds,
         "From a send frame's arrival to its ack being queued."
+    );
+    describe_counter!(
+        SENDS,
+        "Sends past the checks, by how each was answered: acked, or the error code (timeout, unavailable, internal): the send SLO's events."
     );
     describe_histogram!(
         DELIVERY,
@@ -242,6 +247,11 @@ pub fn frames_out(kind: &'static str, encoding: Encoding) -> Counter {
 
 pub fn publish_batch(sends: usize) {
     histogram!(PUBLISH_BATCH).record(sends as f64);
+}
+
+/// A send past the checks was answered: `acked` or an error code.
+pub fn send_answered(outcome: &'static str) {
+    counter!(SENDS, "outcome" => outcome).increment(1);
 }
 
 pub fn send_acked(elapsed: Duration) {

@@ -105,6 +105,10 @@ async fn reply(
     request_id: String,
     result: Result<chat_proto::v1::Message, GatewayError>,
 ) {
+    metrics::send_answered(match &result {
+        Ok(_) => "acked",
+        Err(e) => e.code().as_str(),
+    });
     let kind = match result {
         Ok(m) => Kind::Ack(Ack {
             room: m.room,

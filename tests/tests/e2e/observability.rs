@@ -261,7 +261,7 @@ async fn one_message_is_one_trace_across_gateway_worker_and_delivering_gateway()
 /// Every metric the Grafana dashboard queries is served by a running
 /// gateway or worker (event counters included, before any event).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_queries_only_metrics_the_binaries_serve() {
+async fn the_dashboard_and_the_alerts_query_only_metrics_the_binaries_serve() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("dash", &["d"]).await;
     let mut d = cluster.gateway(0).connect("d").await;
@@ -287,6 +287,13 @@ async fn the_dashboard_queries_only_metrics_the_binaries_serve() {
         .map(|t| t["expr"].as_str().unwrap().to_owned())
         .collect();
     assert!(exprs.len() >= 10);
+    // The alert rules too: an SLI over a metric nobody serves never fires.
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/chat-rules.yml")).unwrap();
+    let rules: String = rules
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    let exprs = exprs.into_iter().chain([rules]).collect::<Vec<_>>();
     for expr in &exprs {
         for name in metric_names(expr) {
             // Histograms are parsed as one metric under their base name.
