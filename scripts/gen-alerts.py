@@ -2,7 +2,8 @@
 """Writes deploy/prometheus/chat-rules.yml (the SLOs' error ratios, their
 burn-rate alerts and the cause alerts) and chat-rules.test.yml (promtool
 unit tests: each alert fired by synthetic series, and kept quiet by series
-that must not fire it). One source, so the alerts, their runbook links and
+that must not fire it), and the chart's copy of the rules. One source, so
+the alerts, their runbook links and
 their tests cannot drift apart. With --check it writes nothing and fails
 if the files are not what it would write or a runbook link names no
 section of docs/operations.md; scripts/test.sh runs that, then
@@ -16,6 +17,9 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "deploy" / "prometheus"
+# The chart's copy, which its PrometheusRule renders (a chart reads only
+# files inside it).
+CHART_COPY = ROOT / "helm" / "chat" / "files" / "chat-rules.yml"
 RUNBOOK = "https://github.com/example/chat/blob/main/docs/operations.md#"
 WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
 
@@ -225,13 +229,15 @@ def anchors():
 if __name__ == "__main__":
     doc = rules()
     files = {"chat-rules.yml": dump(doc, HEADER), "chat-rules.test.yml": dump(tests(doc), TEST_HEADER)}
+    paths = {OUT / name: text for name, text in files.items()}
+    paths[CHART_COPY] = files["chat-rules.yml"]
     if "--check" not in sys.argv:
-        OUT.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (OUT / name).write_text(text)
+        for path, text in paths.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
         sys.exit(0)
-    problems = [f"{name} is stale: run scripts/gen-alerts.py" for name, text in files.items()
-                if not (OUT / name).exists() or (OUT / name).read_text() != text]
+    problems = [f"{path.relative_to(ROOT)} is stale: run scripts/gen-alerts.py" for path, text in paths.items()
+                if not path.exists() or path.read_text() != text]
     known = anchors()
     for group in doc["groups"]:
         for rule in group["rules"]:

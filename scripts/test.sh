@@ -50,14 +50,8 @@ fi
 python3 -c "import venv, ensurepip" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
 [ -x .tools/py/bin/python ] || python3 -m venv .tools/py
 .tools/py/bin/pip install -q --disable-pip-version-check -r clients/python/requirements.txt
-# The alert rules: current with their generator, every runbook link a
-# section of docs/operations.md, valid, and their promtool unit tests
-# (Debian's prometheus package ships promtool).
-command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-# PyYAML from the deploy checks' tools (scripts/check-deploy.sh, above).
-.tools/venv/bin/python scripts/gen-alerts.py --check
-promtool check rules deploy/prometheus/chat-rules.yml
-(cd deploy/prometheus && promtool test rules chat-rules.test.yml)
+# The alert rules, their promtool unit tests and the chart's PrometheusRule.
+bash scripts/check-alerts.sh
 # Each e2e test runs a whole cluster; three at a time suit a 2-core machine.
 log=$(mktemp)
 # The fault suite writes its table here, a row per fault; printed at the end.

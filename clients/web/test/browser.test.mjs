@@ -67,6 +67,7 @@ test("two users on two gateways chat, see typing, receipts and unread, and one c
   const bob = await signIn(browser, "bob", `${pages[1]}?encoding=json`, { width: 390, height: 760 });
   try {
     // History: the newest page first, then older ones on request.
+    await until("bob's page shows the newest page", has(bob.page, "earlier 59"));
     const earlier = (await bodies(bob.page)).filter((b) => b.startsWith("earlier "));
     assert.ok(earlier.length < 60 && earlier.at(-1) === "earlier 59", `the newest page: ${earlier.length}`);
     await bob.page.getByRole("button", { name: "Load older messages" }).click();
