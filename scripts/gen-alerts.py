@@ -49,6 +49,12 @@ CAUSES = [
      "Workers gave up on sends or commands: they wait on the dead-letter stream.", "dead-letters"),
     ("ChatCanaryFailing", "min by (instance) (chat_gateway_canary_ok) == 0\n", "2m", "page",
      "A gateway's delivery canary is not answered: its sends are not stored or not delivered.", "canary-failing"),
+    ("ChatDependencyDown", 'chat_dependency_up{dependency=~"nats|postgres"} == 0\n', "2m", "page",
+     "A gateway or worker cannot reach NATS or Postgres (its /readyz fails): it serves nothing.", "dependency-down"),
+    ("ChatRedisDown", 'chat_dependency_up{dependency="redis"} == 0\n', "5m", "ticket",
+     "A gateway or worker cannot reach Redis: served from Postgres meanwhile, slower.", "redis-down"),
+    ("ChatGatewayNearCapacity", "chat_gateway_connections / chat_gateway_max_connections > 0.9\n", "5m", "ticket",
+     "A gateway holds over 90 % of the sockets it may (limits.max_connections).", "gateway-near-capacity"),
     ("ChatSlowConsumersClosed", 'sum(rate(chat_gateway_queue_drops_total{what="closed"}[5m])) > 0.1\n', "10m", "ticket",
      "Gateways close sockets that cannot keep up (4008), more than one every 10 s.", "slow-consumers"),
     ("ChatPanics", "sum(increase(chat_gateway_panics_total[15m])) > 0\n", None, "ticket",
@@ -72,6 +78,10 @@ CAUSE_CASES = [
     ("ChatDeadLetters", "5m", "chat_worker_dead_letters_total", "0 0 0 1 1 1 1", "3x10", {}),
     ("ChatCanaryFailing", "10m", 'chat_gateway_canary_ok{instance="g1"}', "1x5 0x10", "1x8 0 1x5",
      {"instance": "g1"}),
+    ("ChatDependencyDown", "5m", 'chat_dependency_up{dependency="postgres", instance="g1"}', "1 0 0 0 0 0", "1 0 1 1 1 1",
+     {"dependency": "postgres", "instance": "g1"}),
+    ("ChatRedisDown", "10m", 'chat_dependency_up{dependency="redis", instance="w1"}', "1 0 0 0 0 0 0 0 0 0 0",
+     "1 0 0 1 1 1 1 1 1 1 1", {"dependency": "redis", "instance": "w1"}),
     ("ChatSlowConsumersClosed", "20m", 'chat_gateway_queue_drops_total{what="closed"}', "0+12x30", "0+3x30", {}),
     ("ChatPanics", "5m", "chat_gateway_panics_total", "0 0 1 1 1 1", "0x10", {}),
     ("ChatPodRestarting", "10m", 'kube_pod_container_status_restarts_total{container="worker", pod="chat-worker-0"}',
@@ -180,6 +190,11 @@ def tests(rules_doc):
     for alert, at, name, fire, quiet, extra in CAUSE_CASES:
         out.append(case(at, alert, [series(name, fire)], True, fired(alert, extra)))
         out.append(case(at, alert, [series(name, quiet)], False))
+    near = "ChatGatewayNearCapacity"
+    limit = series('chat_gateway_max_connections{instance="g1"}', "1000x20")
+    out.append(case("10m", near, [series('chat_gateway_connections{instance="g1"}', "950x20"), limit], True,
+                    fired(near, {"instance": "g1"})))
+    out.append(case("10m", near, [series('chat_gateway_connections{instance="g1"}', "800x20"), limit], False))
     cpu = "ChatCpuHigh"
     where = {"namespace": "chat", "pod": "chat-gateway-0", "container": "gateway"}
     sel = 'namespace="chat", pod="chat-gateway-0", container="gateway"'

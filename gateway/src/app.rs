@@ -60,6 +60,7 @@ impl Application {
         metrics: PrometheusHandle,
     ) -> Result<Self, GatewayError> {
         crate::metrics::describe();
+        crate::metrics::max_connections(config.limits.max_connections.get());
         // Fires once every socket has drained; everything else stops then.
         let shutdown = CancellationToken::new();
         let verifier = Verifier::new(&config.jwt)

@@ -18,6 +18,7 @@ const FRAMES_IN: &str = "chat_gateway_frames_in_total";
 const FRAMES_OUT: &str = "chat_gateway_frames_out_total";
 const SEND_ACK: &str = "chat_gateway_send_ack_seconds";
 const SENDS: &str = "chat_gateway_sends_total";
+const MAX_CONNECTIONS: &str = "chat_gateway_max_connections";
 const PUBLISH_BATCH: &str = "chat_gateway_publish_batch_size";
 const DELIVERY: &str = "chat_gateway_delivery_seconds";
 const QUEUE_DROPS: &str = "chat_gateway_queue_drops_total";
@@ -247,6 +248,12 @@ pub fn frames_out(kind: &'static str, encoding: Encoding) -> Counter {
 
 pub fn publish_batch(sends: usize) {
     histogram!(PUBLISH_BATCH).record(sends as f64);
+}
+
+/// The sockets this gateway may hold (`limits.max_connections`), beside
+/// `chat_gateway_connections`, for alerts on how full it is.
+pub fn max_connections(max: usize) {
+    gauge!(MAX_CONNECTIONS).set(max as f64);
 }
 
 /// A send past the checks was answered: `acked` or an error code.

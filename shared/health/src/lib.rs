@@ -9,6 +9,8 @@ use chat_store::Store;
 
 /// How long one dependency may take to answer before it counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// 1 if the dependency answered the last `/readyz`, else 0.
+const UP: &str = "chat_dependency_up";
 
 /// What `/readyz` found.
 pub struct Probe {
@@ -36,6 +38,10 @@ pub async fn probe(nats: &async_nats::Client, store: &Store, redis: &Redis) -> P
     let mut degraded = Vec::new();
     if !matches!(rd, Ok(Ok(_))) {
         degraded.push("redis");
+    }
+    for dependency in ["nats", "postgres", "redis"] {
+        let down = failing.contains(&dependency) || degraded.contains(&dependency);
+        metrics::gauge!(UP, "dependency" => dependency).set(if down { 0.0 } else { 1.0 });
     }
     Probe { failing, degraded }
 }

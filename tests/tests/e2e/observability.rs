@@ -154,6 +154,10 @@ async fn readiness_follows_nats_down_and_back() {
     }
     let body: serde_json::Value = reqwest::get(&gateway).await.unwrap().json().await.unwrap();
     assert_eq!(body["failing"], serde_json::json!(["nats"]));
+    // What ChatDependencyDown alerts on.
+    let up = |labels| cluster.gateway(0).metric("chat_dependency_up", labels);
+    assert_eq!(up(&[("dependency", "nats")]).await, 0.0);
+    assert_eq!(up(&[("dependency", "postgres")]).await, 1.0);
     assert_eq!(
         status(cluster.gateway(0).url("/healthz")).await,
         200,
@@ -169,6 +173,11 @@ async fn readiness_follows_nats_down_and_back() {
         )
         .await;
     }
+    let nats_up = cluster
+        .gateway(0)
+        .metric("chat_dependency_up", &[("dependency", "nats")])
+        .await;
+    assert_eq!(nats_up, 1.0);
 }
 
 /// Spans received by the test's OTLP/HTTP receiver: (service, trace id, span name).
@@ -269,6 +278,13 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_binaries_serve() {
     d.send_and_wait("dash", "d1", "for the dashboard")
         .await
         .unwrap();
+    // Readiness probes set chat_dependency_up.
+    for url in [
+        cluster.gateway(0).url("/readyz"),
+        cluster.worker(0).url("/readyz"),
+    ] {
+        reqwest::get(url).await.unwrap();
+    }
     let served: HashSet<String> = Metrics::merge([
         cluster.gateway(0).metrics().await,
         cluster.worker(0).metrics().await,
