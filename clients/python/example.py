@@ -56,6 +56,7 @@ class Client:
         self.acked_up_to = 0
         # Frames a received one calls for, written after it is handled.
         self.outgoing = []
+        self.joined = False
 
     def frame(self, request_id, **kind):
         return self.pb.ClientFrame(request_id=request_id, **kind).SerializeToString()
@@ -77,6 +78,11 @@ class Client:
     async def serve(self, ws):
         """One socket: join (resuming), write the unacked sends, handle frames."""
         await ws.send(self.join())
+        # Sends wait for `joined`: one committed before the join is read
+        # would be at or below the head it reports, and not delivered.
+        self.joined = False
+        while not self.joined:
+            self.handle(await ws.recv())
         for cmid in list(self.unacked):
             await ws.send(self.send(cmid))
         while not self.done():
@@ -95,6 +101,7 @@ class Client:
         f = self.pb.ServerFrame.FromString(data)
         kind = f.WhichOneof("kind")
         if kind == "joined":
+            self.joined = True
             if self.last is None:
                 self.last = f.joined.head_seq
         elif kind == "message":

@@ -434,6 +434,12 @@ export class ChatClient {
     let onWire = 0;
     for (const s of this.sends.values()) {
       if (onWire >= this.options.window) return;
+      // A room's first join reports its head: a send stored before that
+      // would be at or below it, and never delivered. Its sends wait.
+      const room = (s.frame.kind.value as { room?: string } | undefined)?.room;
+      if (!s.onWire && room !== undefined && this.rooms.has(room) && this.rooms.get(room)?.last === undefined) {
+        continue;
+      }
       if (!s.onWire) {
         s.frame.requestId = `send:${s.clientMsgId}`;
         if (!this.write(s.frame)) return;
@@ -463,6 +469,7 @@ export class ChatClient {
         if (!room) return;
         room.last ??= kind.value.headSeq;
         for (const w of room.waiting.splice(0)) w.resolve(kind.value);
+        this.pump();
         return;
       }
       case "resync": {
