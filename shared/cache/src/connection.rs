@@ -89,11 +89,12 @@ pub async fn connect(url: &str, config: &RedisConfig) -> RedisResult<Redis> {
 
 impl ConnectionLike for Redis {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let breaker = Arc::clone(&self.breaker);
+        // Borrowed apart from the connection: no reference count per call.
+        let Self { conn, breaker } = self;
         if let Err(open) = breaker.admit() {
             return Box::pin(std::future::ready(Err(open)));
         }
-        let call = match &mut self.conn {
+        let call = match conn {
             Conn::Server(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
         };
@@ -106,11 +107,11 @@ impl ConnectionLike for Redis {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let breaker = Arc::clone(&self.breaker);
+        let Self { conn, breaker } = self;
         if let Err(open) = breaker.admit() {
             return Box::pin(std::future::ready(Err(open)));
         }
-        let call = match &mut self.conn {
+        let call = match conn {
             Conn::Server(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         };
