@@ -23,3 +23,10 @@ pub use chat::internal::v1 as internal;
 /// Client-facing protocol, version 1.
 pub use chat::v1;
 pub use prost::Message as ProstMessage;
+
+impl v1::Left {
+    /// The server made the socket leave: no longer a member.
+    pub const REMOVED: &'static str = "removed";
+    /// The server made the socket leave: the room is deleted.
+    pub const DELETED: &'static str = "deleted";
+}

@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use async_nats::jetstream;
 use chat_proto::internal::{
     announcement::Change as Announced, command::Change as Requested, AccessChanged, Announcement,
-    Command, CommandReply, MemberAdded, MemberRemoved,
+    Command, CommandReply, MemberAdded, MemberRemoved, RoomDeleted,
 };
 use chat_proto::v1::Message;
 use chat_protocol::{
@@ -87,7 +87,11 @@ async fn handle(ctx: &Ctx, msg: &jetstream::Message) {
             changed,
             ..
         }) => {
-            if let Err(e) = after_commit(ctx, &command, event.as_ref(), &changed).await {
+            let done = match command.change {
+                Change::DeleteRoom => after_deletion(ctx, &command.room, &changed).await,
+                _ => after_commit(ctx, &command, created, event.as_ref(), &changed).await,
+            };
+            if let Err(e) = done {
                 return ctx.fail_command(msg, room, &e).await;
             }
             metrics::command(if event.is_some() || created {
@@ -143,7 +147,7 @@ fn refusal_code(refused: &Refused) -> ErrorCode {
         Refused::Rule(Refusal::LastOwner) | Refused::RoomExists | Refused::DirectRoom => {
             ErrorCode::Conflict
         }
-        Refused::Rule(_) => ErrorCode::Forbidden,
+        Refused::Rule(_) | Refused::NotOwner => ErrorCode::Forbidden,
     }
 }
 
@@ -182,6 +186,7 @@ fn decode(payload: &[u8]) -> Result<Decoded, WorkerError> {
         Some(Requested::AddMember(m)) => Change::Member(user(m.user)?, MemberChange::Add),
         Some(Requested::RemoveMember(m)) => Change::Member(user(m.user)?, MemberChange::Remove),
         Some(Requested::OpenDirect(pair)) => Change::OpenDirect(user(pair.peer)?),
+        Some(Requested::DeleteRoom(_)) => Change::DeleteRoom,
         Some(Requested::SetAccess(a)) => Change::Member(
             user(a.user)?,
             MemberChange::SetAccess {
@@ -222,19 +227,16 @@ fn decode(payload: &[u8]) -> Result<Decoded, WorkerError> {
 async fn after_commit(
     ctx: &Ctx,
     command: &NewCommand,
+    created: bool,
     event: Option<&Message>,
     changed: &[(UserId, Option<Access>)],
 ) -> Result<(), WorkerError> {
     let mut redis = ctx.redis.clone();
-    for (user, access) in changed {
-        // Set, not deleted: a gateway that read Postgres before the
-        // commit caches its answer only where none is (SET NX), so it
-        // cannot put the old answer back. A failure leaves the old answer
-        // for its TTL at most.
-        let key = keys::membership(&command.room, user);
-        if let Err(e) = chat_cache::set_membership(&mut redis, &key, *access).await {
-            tracing::warn!(error = %e, "membership cache entry not updated");
-        }
+    set_memberships(&mut redis, &command.room, changed).await;
+    if created {
+        // A room made again under a deleted one's id: a window a late
+        // writer left of the old one must not pass for this one's.
+        forget_window(&mut redis, &command.room).await;
     }
     if let Some(event) = event {
         let recent = [(command.room.clone(), event.clone())];
@@ -261,12 +263,68 @@ async fn after_commit(
             room: command.room.to_string(),
             change: Some(change),
         };
-        ctx.publish(
-            subjects::announcement(&command.room),
-            None,
-            announcement.encode_to_vec().into(),
-        )
-        .await?;
+        announce(ctx, &command.room, announcement).await?;
     }
     Ok(())
+}
+
+/// Members' announcements per message when a room is deleted: a large
+/// room's list is split, well under NATS's payload limit.
+const DELETED_MEMBERS_PER_ANNOUNCEMENT: usize = 1000;
+
+/// Makes everything outside Postgres true after a room's deletion: its
+/// members' cache entries say "not a member", its window is gone, and every
+/// gateway is told, so its sockets in the room hear `left` (reason
+/// `deleted`) and feeds drop it. A redelivery or resend (`changed` empty)
+/// forgets the window again but announces nothing: the id may have a new
+/// room by now. A gateway that missed the announcement finds the room
+/// gone when it next probes the room's head.
+async fn after_deletion(
+    ctx: &Ctx,
+    room: &RoomId,
+    changed: &[(UserId, Option<Access>)],
+) -> Result<(), WorkerError> {
+    let mut redis = ctx.redis.clone();
+    set_memberships(&mut redis, room, changed).await;
+    forget_window(&mut redis, room).await;
+    let members: Vec<String> = changed.iter().map(|(user, _)| user.to_string()).collect();
+    for chunk in members.chunks(DELETED_MEMBERS_PER_ANNOUNCEMENT) {
+        let announcement = Announcement {
+            room: room.to_string(),
+            change: Some(Announced::RoomDeleted(RoomDeleted {
+                members: chunk.to_vec(),
+            })),
+        };
+        announce(ctx, room, announcement).await?;
+    }
+    Ok(())
+}
+
+async fn announce(ctx: &Ctx, room: &RoomId, announcement: Announcement) -> Result<(), WorkerError> {
+    let payload = announcement.encode_to_vec().into();
+    ctx.publish(subjects::announcement(room), None, payload)
+        .await
+}
+
+/// Sets, not deletes, each changed member's cache entry: a gateway that
+/// read Postgres before the commit caches its answer only where none is
+/// (SET NX), so it cannot put the old answer back. A failure leaves the
+/// old answer for its TTL at most.
+async fn set_memberships(
+    redis: &mut chat_cache::Redis,
+    room: &RoomId,
+    changed: &[(UserId, Option<Access>)],
+) {
+    for (user, access) in changed {
+        let key = keys::membership(room, user);
+        if let Err(e) = chat_cache::set_membership(redis, &key, *access).await {
+            tracing::warn!(error = %e, "membership cache entry not updated");
+        }
+    }
+}
+
+async fn forget_window(redis: &mut chat_cache::Redis, room: &RoomId) {
+    if let Err(e) = chat_cache::forget_windows(redis, std::slice::from_ref(room)).await {
+        tracing::warn!(room = %room, error = %e, "room's cached window not deleted");
+    }
 }

@@ -1,5 +1,5 @@
-//! The room API (`/v1/rooms`): create rooms, list, add and remove members,
-//! change their roles and flags. Trusted backends call it with the service
+//! The room API (`/v1/rooms`): create and delete rooms, list, add and
+//! remove members, change their roles and flags. Trusted backends call it with the service
 //! token (`admin_token`; may do anything the rules leave to the service),
 //! users with their JWT (the rules of `chat_protocol::access` apply, as for
 //! their WebSocket frames). Every change runs through the workers and is
@@ -32,6 +32,7 @@ use crate::{
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_room))
+        .routes(routes!(delete_room))
         .routes(routes!(list_members))
         .routes(routes!(add_member, remove_member))
         .routes(routes!(set_access))
@@ -90,7 +91,7 @@ enum ChangeRefused {
     /// No valid service token or JWT.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
-    /// The rules of who may change whom do not allow it.
+    /// The rules of who may change whom do not allow it (deleting: not an owner).
     #[response(status = 403)]
     Forbidden(ErrorBody),
     /// No such room (or, for access, no such member).
@@ -175,6 +176,31 @@ async fn create_room(
     } else {
         StatusCode::OK
     })
+}
+
+/// Deletes the room with everything stored for it (its owners; the
+/// service). Its sockets hear `left` with reason `deleted`; a room made
+/// again under its id starts empty, at seq 1.
+#[utoipa::path(
+    delete, path = "/v1/rooms/{room}", tag = "rooms",
+    params(
+        ("room" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Applies a retried request once"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (or, resent with its key, deleted before)"),
+        ChangeRefused,
+    )
+)]
+async fn delete_room(
+    Authenticated(actor): Authenticated,
+    State(state): State<AppState>,
+    id: CommandId,
+    Params(room): Params<String>,
+) -> Result<StatusCode, GatewayError> {
+    let delete = Change::DeleteRoom(chat_proto::internal::DeleteRoom {});
+    change(&state, &actor, id, &RoomId::parse(room)?, delete).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The room's members with their roles and flags, for the service or a

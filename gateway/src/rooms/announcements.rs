@@ -6,7 +6,9 @@
 //! event in the room's sequence (`member_left`, `role_changed`), which each
 //! room task applies when it delivers it, so a gateway that missed the
 //! announcement still applies it, at that exact point of the room. Members
-//! added and removed go to the feeds as well.
+//! added and removed go to the feeds as well. A room deleted makes every
+//! socket in it leave (its second path is the tail prober, which finds the
+//! room gone).
 
 use std::future::Future;
 
@@ -29,40 +31,53 @@ pub async fn listen(
     listen::until_shutdown(nats, subjects::announcement_all(), shutdown, move |msg| {
         let (hub, feeds) = (hub.clone(), feeds.clone());
         async move {
-            match decode(&msg.payload) {
-                Some((room, user, Announced::Added)) => feeds.member(&room, &user, true).await,
-                Some((room, user, Announced::Removed)) => {
+            let Some((room, announced)) = decode(&msg.payload) else {
+                return tracing::warn!(subject = %msg.subject, "undecodable announcement");
+            };
+            match announced {
+                Announced::Added(user) => feeds.member(&room, &user, true).await,
+                Announced::Removed(user) => {
                     feeds.member(&room, &user, false).await;
                     hub.change_access(&room, user, None).await
                 }
-                Some((room, user, Announced::Access(access))) => {
+                Announced::Access(user, access) => {
                     hub.change_access(&room, user, Some(access)).await
                 }
-                None => tracing::warn!(subject = %msg.subject, "undecodable announcement"),
+                Announced::Deleted(members) => {
+                    for user in &members {
+                        feeds.member(&room, user, false).await;
+                    }
+                    hub.room_deleted(&room).await
+                }
             }
         }
     })
     .await
 }
 
-/// What became of a member.
+/// What became of a member, or of the room.
 enum Announced {
     /// A new member: only feeds care (the user has no socket in the room).
-    Added,
-    Removed,
-    Access(Access),
+    Added(UserId),
+    Removed(UserId),
+    Access(UserId, Access),
+    /// The room is gone, with these members (some of them, for a large room).
+    Deleted(Vec<UserId>),
 }
 
-fn decode(payload: &[u8]) -> Option<(RoomId, UserId, Announced)> {
+fn decode(payload: &[u8]) -> Option<(RoomId, Announced)> {
     let event = Announcement::decode(payload).ok()?;
     let room = RoomId::parse(event.room).ok()?;
-    let (user, announced) = match event.change? {
-        Change::MemberAdded(added) => (added.user, Announced::Added),
-        Change::MemberRemoved(removed) => (removed.user, Announced::Removed),
-        Change::AccessChanged(changed) => (
-            changed.user,
-            Announced::Access(Access::from_proto(&changed.access?)?),
-        ),
+    let user = |u: String| UserId::parse(u).ok();
+    let announced = match event.change? {
+        Change::MemberAdded(added) => Announced::Added(user(added.user)?),
+        Change::MemberRemoved(removed) => Announced::Removed(user(removed.user)?),
+        Change::AccessChanged(changed) => {
+            Announced::Access(user(changed.user)?, Access::from_proto(&changed.access?)?)
+        }
+        Change::RoomDeleted(deleted) => {
+            Announced::Deleted(deleted.members.into_iter().filter_map(user).collect())
+        }
     };
-    Some((room, UserId::parse(user).ok()?, announced))
+    Some((room, announced))
 }

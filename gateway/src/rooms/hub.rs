@@ -104,6 +104,13 @@ impl Hub {
         }
     }
 
+    /// The room is deleted: its sockets here leave it.
+    pub async fn room_deleted(&self, room: &RoomId) {
+        if let Some(tx) = self.running(room) {
+            let _ = tx.send(RoomCmd::Deleted).await;
+        }
+    }
+
     /// Signals about members (typing, a read marker moved, online): each
     /// room's task here, if any, tells its sockets. Dropped when the task's
     /// inbox is full (they are ephemeral). One lock for a whole batch.

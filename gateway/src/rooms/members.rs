@@ -87,8 +87,19 @@ impl Members {
     /// server's doing) and gets nothing more of the room; its session
     /// forgets the room, so its next send is checked and refused.
     pub fn remove(&mut self, user: &UserId) {
+        self.drop_where(|member| member.user == *user, Left::REMOVED);
+    }
+
+    /// The room is deleted: every socket hears `left` (reason `deleted`),
+    /// as in `remove`, and none told to resync is awaited.
+    pub fn remove_all(&mut self) {
+        self.drop_where(|_| true, Left::DELETED);
+        self.resynced.clear();
+    }
+
+    fn drop_where(&mut self, which: impl Fn(&Member) -> bool, reason: &str) {
         self.slots.retain(|_, slot| {
-            if slot.member.user != *user {
+            if !which(&slot.member) {
                 return true;
             }
             if let Some(replay) = slot.replay.take() {
@@ -99,6 +110,7 @@ impl Members {
                 request_id: String::new(),
                 kind: Some(Kind::Left(Left {
                     room: self.room.to_string(),
+                    reason: reason.to_owned(),
                 })),
             }));
             false

@@ -68,6 +68,9 @@ pub enum RoomCmd {
     Access(UserId, Option<Access>),
     /// A member typing, their read marker moved, or online (`crate::signals`).
     Signal(Signal),
+    /// The room is deleted: every socket leaves it, and the task retires
+    /// (a room made again under its id gets a new task, from its head).
+    Deleted,
 }
 
 impl From<CaughtUp> for RoomCmd {
@@ -229,6 +232,10 @@ impl Room {
             RoomCmd::Access(user, Some(access)) => self.members.change_access(&user, access),
             RoomCmd::Access(user, None) => self.members.remove(&user),
             RoomCmd::Signal(signal) => self.ephemeral.signal(signal, &self.members),
+            RoomCmd::Deleted => {
+                tracing::info!(room = %self.id, "room deleted: its sockets leave it");
+                self.members.remove_all()
+            }
             RoomCmd::Head(head) => {
                 if self.order.saw_head(head) {
                     self.fetch_up_to(head).await;

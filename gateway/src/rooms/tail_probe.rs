@@ -7,7 +7,8 @@
 //! activity, then at doubling intervals up to `idle_probe_max_ms`, so idle
 //! rooms cost almost nothing. The events that actually lose fan-out (the
 //! NATS client dropping messages as a slow consumer, a reconnect) probe
-//! every room at once.
+//! every room at once. A room found in neither was deleted: its sockets
+//! leave it, as when the deletion's announcement arrives.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -120,20 +121,28 @@ impl Prober {
             .filter(|(_, hint)| hint.is_none())
             .map(|(id, _)| id.clone())
             .collect();
-        let stored: HashMap<RoomId, Seq> = if unknown.is_empty() {
-            HashMap::new()
+        // `None`: Postgres could not be asked, so a room it lacks is not
+        // known to be gone.
+        let stored: Option<HashMap<RoomId, Seq>> = if unknown.is_empty() {
+            Some(HashMap::new())
         } else {
             match self.history.store.room_heads(&unknown).await {
-                Ok(heads) => heads.into_iter().collect(),
+                Ok(heads) => Some(heads.into_iter().collect()),
                 Err(e) => {
                     tracing::warn!(error = %e, "probing room heads in Postgres failed");
-                    HashMap::new()
+                    None
                 }
             }
         };
         metrics::probed(ids.len(), unknown.len());
         for (room, hint) in rooms.iter().zip(hints) {
-            let head = hint.or_else(|| stored.get(&room.id).copied());
+            let head = hint.or_else(|| stored.as_ref()?.get(&room.id).copied());
+            if head.is_none() && stored.is_some() {
+                // Deleted, and this gateway missed the announcement.
+                tracing::info!(room = %room.id, "probed room is gone");
+                let _ = room.tx.try_send(RoomCmd::Deleted);
+                continue;
+            }
             if let Some(head) = head.filter(|&h| h >= room.next) {
                 tracing::debug!(room = %room.id, from = %room.next, to = %head, "lost tail");
                 // A full inbox means a busy room: the next probe will do.

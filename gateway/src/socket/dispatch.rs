@@ -170,6 +170,7 @@ impl Session {
             request_id,
             Kind::Left(Left {
                 room: room.to_string(),
+                reason: String::new(),
             }),
         )
         .await;

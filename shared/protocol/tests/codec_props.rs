@@ -175,7 +175,7 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         Just(server_frame::Kind::Pong(Pong {})),
         (text(), any::<u64>())
             .prop_map(|(room, head_seq)| server_frame::Kind::Joined(Joined { room, head_seq })),
-        text().prop_map(|room| server_frame::Kind::Left(Left { room })),
+        (text(), text()).prop_map(|(room, reason)| server_frame::Kind::Left(Left { room, reason })),
         (text(), proptest::collection::vec(text(), 0..4))
             .prop_map(|(room, users)| server_frame::Kind::TypingNow(TypingNow { room, users })),
         (text(), any::<bool>()).prop_map(|(room, created)| server_frame::Kind::DirectRoom(

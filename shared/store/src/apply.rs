@@ -8,7 +8,7 @@ use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::command::{Applied, Change, MemberChange, NewCommand, Refused};
-use crate::decide::{decide, Decision};
+use crate::decide::{access_in, decide, Decision};
 use crate::error::StoreError;
 use crate::pool::Store;
 use crate::rows::message_from_row;
@@ -42,6 +42,7 @@ impl Store {
             }
             Change::Member(user, change) => change_member(tx, command, user, change).await,
             Change::OpenDirect(peer) => open_direct(tx, command, peer).await,
+            Change::DeleteRoom => delete_room(tx, command).await,
         }
     }
 }
@@ -171,6 +172,36 @@ async fn open_direct(
     let event = append_event(&tx, command, me, seq, kind, Some(access)).await?;
     let changed = vec![(me.clone(), Some(access))];
     finish(tx, command, false, Some(event), changed).await
+}
+
+/// Deletes the room with everything stored for it, after the claim, with
+/// its row locked (a batch of sends for it waits, then finds no room). The
+/// deleting command's own record stays, so a resend is answered as done.
+/// One transaction: no reader sees half a room, and a room made again
+/// under its id starts empty, at seq 1.
+async fn delete_room(tx: Transaction<'_>, command: &NewCommand) -> Result<Applied, StoreError> {
+    let room = command.room.as_str();
+    if tx.query_opt(sql::LOCK_ROOM, &[&room]).await?.is_none() {
+        return Ok(Applied::Refused(Refused::RoomMissing));
+    }
+    if let Actor::User(me) = &command.actor {
+        let access = access_in(&tx, &command.room, me).await?;
+        if access.is_none_or(|a| a.role != Role::Owner) {
+            return Ok(Applied::Refused(Refused::NotOwner));
+        }
+    }
+    let members = tx.query(sql::DELETE_ROOM_MEMBERS, &[&room]).await?;
+    let changed = members
+        .iter()
+        .filter_map(|row| UserId::parse(row.get::<_, String>(0)).ok())
+        .map(|user| (user, None))
+        .collect();
+    tx.execute(sql::DELETE_ROOM_MARKERS, &[&room]).await?;
+    tx.execute(sql::DELETE_ROOM_SCHEDULED, &[&room]).await?;
+    tx.execute(sql::DELETE_ROOM_COMMANDS, &[&room, &command.id])
+        .await?;
+    tx.execute(sql::DELETE_ROOM, &[&room]).await?;
+    finish(tx, command, false, None, changed).await
 }
 
 /// Stores the event of a change to `user` at `seq` and moves the room's

@@ -20,6 +20,8 @@ pub enum Change {
     /// Opens the direct room of the actor (a user) and this peer: made
     /// with both as members if new; the actor is added back if they left.
     OpenDirect(UserId),
+    /// Deletes the room and everything stored for it (`delete_room`).
+    DeleteRoom,
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +55,7 @@ impl NewCommand {
                 format!("create:{}:{}", members.len(), owners.len())
             }
             Change::OpenDirect(peer) => format!("direct:{peer}"),
+            Change::DeleteRoom => "delete".to_owned(),
             Change::Member(user, MemberChange::Add) => format!("add:{user}"),
             Change::Member(user, MemberChange::Remove) => format!("remove:{user}"),
             Change::Member(
@@ -115,6 +118,8 @@ pub enum Refused {
     DirectWithSelf,
     #[error("a direct room is opened by one of its pair, at the pair's room id")]
     NotThePair,
+    #[error("only the room's owners may delete it")]
+    NotOwner,
     #[error("{0}")]
     Rule(#[from] Refusal),
 }

@@ -101,7 +101,7 @@ fn operation(change: &MemberChange, target: Option<Access>) -> Option<(Op, Optio
 }
 
 /// The user's access in the room, read inside the transaction.
-async fn access_in(
+pub(crate) async fn access_in(
     tx: &Transaction<'_>,
     room: &RoomId,
     user: &UserId,

@@ -125,6 +125,16 @@ pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
 pub const INSERT_EVENT: &str = "INSERT INTO messages \
     (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind, access) \
     VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0), $8, $9)";
+/// Deleting a room, in the deleting command's transaction (`delete_room`):
+/// its members (their ids returned, for the caches and their sockets),
+/// read markers, scheduled messages and other commands, then its row,
+/// whose trigger deletes its messages and reactions (and so their search
+/// terms).
+pub const DELETE_ROOM_MEMBERS: &str = "DELETE FROM members WHERE room_id = $1 RETURNING user_id";
+pub const DELETE_ROOM_MARKERS: &str = "DELETE FROM read_markers WHERE room_id = $1";
+pub const DELETE_ROOM_SCHEDULED: &str = "DELETE FROM scheduled_messages WHERE room_id = $1";
+pub const DELETE_ROOM_COMMANDS: &str = "DELETE FROM commands WHERE room_id = $1 AND id <> $2";
+pub const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 pub const RECORD_COMMAND: &str = "UPDATE commands SET event_seq = $2, created = $3 WHERE id = $1";
 pub const MESSAGES_BETWEEN: &str = concat!(
     "SELECT ",

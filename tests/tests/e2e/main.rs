@@ -33,6 +33,7 @@ mod reads;
 mod redis_cluster;
 mod resilience;
 mod room_api;
+mod room_deletion;
 mod rooms;
 mod scheduled;
 mod search;

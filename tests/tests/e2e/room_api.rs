@@ -133,6 +133,7 @@ async fn the_room_api_keeps_to_its_openapi_document() {
     assert_eq!(
         operations,
         [
+            "DELETE /v1/rooms/{room}",
             "DELETE /v1/rooms/{room}/members/{user}",
             "GET /v1/me/rooms",
             "GET /v1/rooms/{room}/members",
