@@ -73,10 +73,18 @@ impl Rooms {
             .collect()
     }
 
-    /// Where a followed room resumes after (its last seq handed on), for a
-    /// `resync`; `None` if the room is not followed.
-    pub(super) fn resume_point(&self, room: &str) -> Option<Option<u64>> {
-        self.0.get(room).map(|state| state.last_seq)
+    /// Where a followed room resumes after a `resync` from `from_seq`
+    /// (its last seq handed on); `None` if the room is not followed. A
+    /// `from_seq` at or below that seq means the room's store was restored
+    /// from a backup taken before it: the seqs from there on will be new
+    /// messages, so the room goes back to just before them.
+    pub(super) fn resync_from(&mut self, room: &str, from_seq: u64) -> Option<Option<u64>> {
+        let state = self.0.get_mut(room)?;
+        let before = from_seq.saturating_sub(1);
+        if state.last_seq.is_some_and(|last| last > before) {
+            state.last_seq = Some(before);
+        }
+        Some(state.last_seq)
     }
 
     /// The room's `joined` arrived: its waiters learn the head seq.
@@ -115,5 +123,41 @@ impl Rooms {
                 let _ = waiter.send(Err(ClientError::Stopped(reason.to_owned())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn following(last: u64) -> Rooms {
+        let mut rooms = Rooms::default();
+        let (reply, _) = oneshot::channel();
+        rooms.follow("r".into(), Some(last), reply);
+        rooms
+    }
+
+    #[test]
+    fn a_resync_from_just_past_the_last_seq_resumes_there() {
+        let mut rooms = following(10);
+        assert_eq!(rooms.resync_from("r", 11), Some(Some(10)));
+    }
+
+    #[test]
+    fn a_resync_from_at_or_below_the_last_seq_drops_the_copy_past_it() {
+        let mut rooms = following(10);
+        assert_eq!(rooms.resync_from("r", 8), Some(Some(7)));
+        let replayed = Message {
+            room: "r".into(),
+            seq: 8,
+            ..Message::default()
+        };
+        assert!(rooms.admit(&replayed), "seq 8 is a new message now");
+    }
+
+    #[test]
+    fn a_resync_of_a_room_not_followed_is_ignored() {
+        let mut rooms = following(10);
+        assert_eq!(rooms.resync_from("other", 3), None);
     }
 }

@@ -101,9 +101,10 @@ impl Driver {
             match frame.kind {
                 Some(Kind::Message(message)) => self.deliver(message),
                 // Fell behind in the room: join it again from the last seq
-                // handed on, and the gateway replays the rest.
+                // handed on, and the gateway replays the rest. (From
+                // before it, after a restore: see `resync_from`.)
                 Some(Kind::Resync(resync)) => {
-                    if let Some(since) = self.rooms.resume_point(&resync.room) {
+                    if let Some(since) = self.rooms.resync_from(&resync.room, resync.from_seq) {
                         write_join(conn, &resync.room, since).await?;
                     }
                 }

@@ -473,8 +473,15 @@ export class ChatClient {
         return;
       }
       case "resync": {
-        // Join again from the last seq delivered: the gateway replays the rest.
-        if (this.rooms.has(kind.value.room)) this.sendJoin(kind.value.room);
+        // Join again from the last seq delivered: the gateway replays the
+        // rest. From before it: the store was restored from a backup, and
+        // the seqs from fromSeq on will be new messages.
+        const room = this.rooms.get(kind.value.room);
+        if (room) {
+          const before = kind.value.fromSeq - 1n;
+          if (room.last !== undefined && room.last > before) room.last = before;
+          this.sendJoin(kind.value.room);
+        }
         return this.emit("resync", kind.value);
       }
       case "error":

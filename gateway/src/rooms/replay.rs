@@ -12,7 +12,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chat_proto::v1::{server_frame::Kind, ReadMarker, ServerFrame};
+use chat_proto::v1::{server_frame::Kind, ReadMarker, Resync, ServerFrame};
 use chat_protocol::{ErrorCode, RoomId, Seq};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -68,6 +68,9 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
 
     async fn replay(mut self) {
         self.tell_read_marker().await;
+        if self.after > self.target {
+            self.resync_if_rolled_back().await;
+        }
         let window = Arc::new(Semaphore::new(self.page));
         loop {
             while self.after < self.target {
@@ -89,6 +92,54 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
                 Ok(Some(target)) => self.target = target,
                 // Live now, or the socket left the room.
                 Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// The socket resumes past what the room has delivered here: the room
+    /// may lag behind the store, or the store was restored from a backup
+    /// taken before the socket's seqs were stored. In the second case the
+    /// seqs past the store's head will be new messages: the socket hears
+    /// `resync` from the head's next seq (at or below what it holds, which
+    /// is how it knows to drop its copy) and gets the room from there.
+    async fn resync_if_rolled_back(&mut self) {
+        let head = match self.history.store.room_head(&self.room).await {
+            Ok(Some(head)) if head < self.after => head,
+            Ok(_) => return,
+            Err(e) => return tracing::warn!(room = %self.room, error = %e, "room head not read"),
+        };
+        tracing::warn!(room = %self.room, since = %self.after, %head, "a socket resumes past the stored head: told to resync");
+        let frame = ServerFrame {
+            request_id: String::new(),
+            kind: Some(Kind::Resync(Resync {
+                room: self.room.to_string(),
+                from_seq: head.next().get(),
+            })),
+        };
+        let _ =
+            tokio::time::timeout(SEND_TIMEOUT, self.member.out.send(Outbound::frame(frame))).await;
+        self.after = head;
+    }
+
+    /// The next seq is missing: a restore skipped it (the replay goes on
+    /// after the gap), or the store has a hole (`None`).
+    async fn step_over_gap(&mut self) -> Option<()> {
+        let gap = self
+            .history
+            .store
+            .restore_gap(&self.room, self.after.next());
+        match gap.await {
+            Ok(Some(to)) => {
+                self.after = to;
+                Some(())
+            }
+            Ok(None) => {
+                tracing::error!(room = %self.room, after = %self.after, "store has a hole");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(room = %self.room, error = %e, "restore gaps not read");
+                None
             }
         }
     }
@@ -136,8 +187,7 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
                 UNAVAILABLE
             })?;
         if page.first().map(|m| Seq::new(m.seq)) != Some(self.after.next()) {
-            tracing::error!(room = %self.room, after = %self.after, "store has a hole");
-            return Err(UNAVAILABLE);
+            return self.step_over_gap().await.ok_or(UNAVAILABLE);
         }
         metrics::replayed(source, page.len());
         for message in page {

@@ -200,6 +200,7 @@ async fn delete_room(tx: Transaction<'_>, command: &NewCommand) -> Result<Applie
     tx.execute(sql::DELETE_ROOM_SCHEDULED, &[&room]).await?;
     tx.execute(sql::DELETE_ROOM_COMMANDS, &[&room, &command.id])
         .await?;
+    tx.execute(sql::DELETE_ROOM_GAPS, &[&room]).await?;
     tx.execute(sql::DELETE_ROOM, &[&room]).await?;
     finish(tx, command, false, None, changed).await
 }

@@ -81,6 +81,18 @@ impl Store {
             .map(|row| Seq::new(row.get::<_, i64>(0) as u64)))
     }
 
+    /// If `seq` lies in a gap a restore left (seqs it skipped, which no
+    /// message has), the gap's last seq.
+    pub async fn restore_gap(&self, room: &RoomId, seq: Seq) -> Result<Option<Seq>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql::RESTORE_GAP).await?;
+        let seq = seq.get() as i64;
+        Ok(client
+            .query_opt(&stmt, &[&room.as_str(), &seq])
+            .await?
+            .map(|row| Seq::new(row.get::<_, i64>(0) as u64)))
+    }
+
     /// The highest stored seq of each of `rooms` that exists, in one query.
     pub async fn room_heads(&self, rooms: &[RoomId]) -> Result<Vec<(RoomId, Seq)>, StoreError> {
         let client = self.pool.get().await?;

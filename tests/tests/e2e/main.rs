@@ -1,6 +1,7 @@
 //! End-to-end tests: real NATS, Postgres and Redis, real gateway and worker
 //! processes, real WebSocket clients. One binary, one module per concern.
 
+mod backup;
 mod bad_input;
 mod canary;
 mod client_library;
