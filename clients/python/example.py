@@ -111,7 +111,10 @@ class Client:
                 self.acked_up_to = max(self.acked_up_to, f.ack.seq)
                 print(f"ack #{f.ack.seq} {f.ack.client_msg_id}", flush=True)
         elif kind == "resync":
-            # Fell behind: join again from the last seq delivered.
+            # The room goes on from from_seq: join again from just before
+            # it. Usually the last seq delivered; past it, retention deleted
+            # what lies between; at or below it, a restore from a backup.
+            self.last = f.resync.from_seq - 1
             self.outgoing.append(self.join())
         elif kind == "error":
             self.refused(f.request_id, f.error)

@@ -22,7 +22,7 @@ use crate::{
     marks,
     notify::{self, webhook::Webhook},
     partitions::Partitions,
-    scheduled,
+    retention, scheduled,
 };
 
 pub struct Worker {
@@ -217,6 +217,11 @@ fn start_beside(
     // taken again.
     tasks.spawn_restarting("scheduled", move || {
         scheduled::run(Arc::clone(&c), stop.clone())
+    });
+    let (c, stop) = (Arc::clone(ctx), shutdown.clone());
+    // Restarting: a batch cut short is rolled back and taken again.
+    tasks.spawn_restarting("retention", move || {
+        retention::run(Arc::clone(&c), stop.clone())
     });
     if let Some((consumer, webhook)) = notify {
         let (c, stop) = (Arc::clone(ctx), shutdown.clone());

@@ -23,7 +23,7 @@ use chat_protocol::{
     kind::EntryKind,
     subjects, ErrorCode, RoomId, UserId,
 };
-use chat_store::{Applied, Change, MemberChange, NewCommand, Refused};
+use chat_store::{Applied, Change, Limits, MemberChange, NewCommand, Refused};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -187,6 +187,17 @@ fn decode(payload: &[u8]) -> Result<Decoded, WorkerError> {
         Some(Requested::RemoveMember(m)) => Change::Member(user(m.user)?, MemberChange::Remove),
         Some(Requested::OpenDirect(pair)) => Change::OpenDirect(user(pair.peer)?),
         Some(Requested::DeleteRoom(_)) => Change::DeleteRoom,
+        Some(Requested::SetRetention(set)) => {
+            let limit = |n: i64| match n {
+                0 => Ok(None),
+                n if n > 0 => Ok(Some(n)),
+                _ => Err(bad(&"a retention limit below zero")),
+            };
+            Change::SetRetention(Limits {
+                max_age_secs: limit(set.max_age_secs)?,
+                count: limit(set.max_count)?,
+            })
+        }
         Some(Requested::SetAccess(a)) => Change::Member(
             user(a.user)?,
             MemberChange::SetAccess {

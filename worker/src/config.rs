@@ -2,7 +2,7 @@
 
 use std::{
     net::SocketAddr,
-    num::{NonZeroU32, NonZeroUsize},
+    num::{NonZeroU32, NonZeroU64, NonZeroUsize},
     time::Duration,
 };
 
@@ -35,6 +35,8 @@ pub struct WorkerConfig {
     pub recent_cache_len: NonZeroUsize,
     /// Offline notifications by webhook.
     pub notify: NotifyConfig,
+    /// How long messages are kept, by default.
+    pub retention: RetentionConfig,
     /// How often each worker looks for scheduled messages that are due:
     /// how late one may be sent. An idle look is one index probe.
     #[serde(rename = "scheduled_poll_ms", with = "millis::non_zero")]
@@ -61,6 +63,7 @@ impl Default for WorkerConfig {
             },
             recent_cache_len: NonZeroUsize::new(1000).expect("not zero"),
             notify: NotifyConfig::default(),
+            retention: RetentionConfig::default(),
             scheduled_poll: Duration::from_millis(250),
             http_listen: "0.0.0.0:9091".parse().expect("valid address"),
             log: LogConfig::default(),
@@ -117,6 +120,41 @@ impl Default for BatchConfig {
             // dead worker's partitions move within about four seconds.
             priority_timeout: Duration::from_secs(3),
             bulk_concurrency: NonZeroUsize::MIN,
+        }
+    }
+}
+
+/// Retention: how long messages are kept unless a room says otherwise
+/// (`PUT /v1/rooms/{room}/retention` replaces both limits for the room).
+/// Unset: kept for ever. Workers delete what expires in the bulk class, a
+/// batch per short transaction, while no send waits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionConfig {
+    /// Messages older than this many seconds are deleted.
+    pub max_age_secs: Option<NonZeroU64>,
+    /// Only each room's newest this many entries are kept.
+    pub max_count: Option<NonZeroU64>,
+    /// How often each worker looks for rooms with entries to delete.
+    #[serde(rename = "sweep_ms", with = "millis::non_zero")]
+    pub sweep: Duration,
+    /// Entries deleted per transaction (1..=10000): the room's row is
+    /// locked only for its commit.
+    pub batch: NonZeroU32,
+    /// Entries younger than this are never deleted, whatever the limits:
+    /// a gateway filling a gap may still read them.
+    #[serde(rename = "grace_ms", with = "millis")]
+    pub grace: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            max_age_secs: None,
+            max_count: None,
+            sweep: Duration::from_secs(60),
+            batch: NonZeroU32::new(1000).expect("not zero"),
+            grace: Duration::from_secs(300),
         }
     }
 }
@@ -256,6 +294,9 @@ impl Validate for WorkerConfig {
         self.retry.check("retry", problems);
         self.command_retry.check("command_retry", problems);
         self.notify.check(problems);
+        if self.retention.batch.get() > 10_000 {
+            problems.push("retention.batch must be 1..=10000".into());
+        }
     }
 }
 
@@ -283,6 +324,8 @@ mod tests {
             ),
             ("RECENT_CACHE_LEN", "recent_cache_len"),
             ("POSTGRES__POOL_SIZE", "postgres.pool_size"),
+            ("RETENTION__MAX_COUNT", "retention.max_count"),
+            ("RETENTION__MAX_AGE_SECS", "retention.max_age_secs"),
         ] {
             figment::Jail::expect_with(|jail| {
                 jail.set_env(format!("{ENV_PREFIX}{var}"), "0");

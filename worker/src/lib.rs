@@ -20,6 +20,7 @@ pub mod notify;
 pub mod partitions;
 pub mod persist;
 pub mod pulled;
+pub mod retention;
 pub mod retry;
 pub mod scheduled;
 

@@ -29,6 +29,7 @@ const PARTITION_OWNED: &str = "chat_worker_partition_owned";
 const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
 const GATE_HOLDS: &str = "chat_worker_gate_holds_total";
 const PARTITION_RELEASES: &str = "chat_worker_partition_releases_total";
+const EXPIRED: &str = "chat_worker_retention_deleted_total";
 
 /// The ingest partitions' metrics (`partitions`).
 fn describe_partitions() {
@@ -63,6 +64,10 @@ fn describe_beside() {
     describe_counter!(
         MARKS,
         "Read marks handled, by outcome (stored, retried, given_up, undecodable)."
+    );
+    describe_counter!(
+        EXPIRED,
+        "Rows deleted by retention, by what (entries: rooms' entries; scheduled: scheduled messages done with a week ago)."
     );
 }
 
@@ -187,6 +192,10 @@ pub fn marks(outcome: &'static str, count: usize) {
 
 pub fn scheduled(outcome: &'static str, count: usize) {
     counter!(SCHEDULED, "outcome" => outcome).increment(count as u64);
+}
+
+pub fn expired(what: &'static str, count: u64) {
+    counter!(EXPIRED, "what" => what).increment(count);
 }
 
 pub fn notification(outcome: &'static str) {

@@ -73,17 +73,14 @@ impl Rooms {
             .collect()
     }
 
-    /// Where a followed room resumes after a `resync` from `from_seq`
-    /// (its last seq handed on); `None` if the room is not followed. A
-    /// `from_seq` at or below that seq means the room's store was restored
-    /// from a backup taken before it: the seqs from there on will be new
-    /// messages, so the room goes back to just before them.
+    /// Where a followed room resumes after a `resync` from `from_seq`:
+    /// just before it; `None` if the room is not followed. Usually that is
+    /// the last seq handed on. Past it: retention deleted what lies between.
+    /// At or below it: the store was restored from a backup taken before
+    /// it, and the seqs from there on will be new messages.
     pub(super) fn resync_from(&mut self, room: &str, from_seq: u64) -> Option<Option<u64>> {
         let state = self.0.get_mut(room)?;
-        let before = from_seq.saturating_sub(1);
-        if state.last_seq.is_some_and(|last| last > before) {
-            state.last_seq = Some(before);
-        }
+        state.last_seq = Some(from_seq.saturating_sub(1));
         Some(state.last_seq)
     }
 
@@ -141,6 +138,18 @@ mod tests {
     fn a_resync_from_just_past_the_last_seq_resumes_there() {
         let mut rooms = following(10);
         assert_eq!(rooms.resync_from("r", 11), Some(Some(10)));
+    }
+
+    #[test]
+    fn a_resync_from_further_on_skips_what_expired() {
+        let mut rooms = following(10);
+        assert_eq!(rooms.resync_from("r", 201), Some(Some(200)));
+        let kept = Message {
+            room: "r".into(),
+            seq: 201,
+            ..Message::default()
+        };
+        assert!(rooms.admit(&kept));
     }
 
     #[test]

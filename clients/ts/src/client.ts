@@ -473,13 +473,14 @@ export class ChatClient {
         return;
       }
       case "resync": {
-        // Join again from the last seq delivered: the gateway replays the
-        // rest. From before it: the store was restored from a backup, and
-        // the seqs from fromSeq on will be new messages.
+        // The room goes on from fromSeq: join again from just before it
+        // and the gateway replays the rest. Usually that is the last seq
+        // delivered; past it, retention deleted what lies between; at or
+        // below it, the store was restored from a backup, and the seqs
+        // from fromSeq on will be new messages.
         const room = this.rooms.get(kind.value.room);
         if (room) {
-          const before = kind.value.fromSeq - 1n;
-          if (room.last !== undefined && room.last > before) room.last = before;
+          room.last = kind.value.fromSeq - 1n;
           this.sendJoin(kind.value.room);
         }
         return this.emit("resync", kind.value);

@@ -1,5 +1,6 @@
-//! The room API (`/v1/rooms`): create and delete rooms, list, add and
-//! remove members, change their roles and flags. Trusted backends call it with the service
+//! The room API (`/v1/rooms`): create and delete rooms, set how long their
+//! messages are kept, list, add and remove members, change their roles and
+//! flags. Trusted backends call it with the service
 //! token (`admin_token`; may do anything the rules leave to the service),
 //! users with their JWT (the rules of `chat_protocol::access` apply, as for
 //! their WebSocket frames). Every change runs through the workers and is
@@ -33,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_room))
         .routes(routes!(delete_room))
+        .routes(routes!(set_retention))
         .routes(routes!(list_members))
         .routes(routes!(add_member, remove_member))
         .routes(routes!(set_access))
@@ -79,6 +81,19 @@ struct SetAccess {
     grant: Vec<String>,
     #[serde(default)]
     revoke: Vec<String>,
+}
+
+/// A room's own retention limits, each replacing the workers' default
+/// (`retention.*`); absent or null: the default.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Retention {
+    /// Messages older than this many seconds are deleted (at least 1).
+    #[serde(default)]
+    max_age_seconds: Option<i64>,
+    /// Only the room's newest this many entries are kept (at least 1).
+    #[serde(default)]
+    max_count: Option<i64>,
 }
 
 /// What a change to a member may be answered with, besides success.
@@ -200,6 +215,44 @@ async fn delete_room(
 ) -> Result<StatusCode, GatewayError> {
     let delete = Change::DeleteRoom(chat_proto::internal::DeleteRoom {});
     change(&state, &actor, id, &RoomId::parse(room)?, delete).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets how long the room's messages are kept (its owners; the service).
+/// Workers delete what is past the limits from the oldest, in the
+/// background; history and search stop showing them, and a resume from
+/// before the oldest kept gets `resync` from it.
+#[utoipa::path(
+    put, path = "/v1/rooms/{room}/retention", tag = "rooms",
+    params(
+        ("room" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Applies a retried request once"),
+    ),
+    request_body = Retention,
+    responses(
+        (status = 204, description = "Committed"),
+        ChangeRefused,
+    )
+)]
+async fn set_retention(
+    Authenticated(actor): Authenticated,
+    State(state): State<AppState>,
+    id: CommandId,
+    Params(room): Params<String>,
+    Body(req): Body<Retention>,
+) -> Result<StatusCode, GatewayError> {
+    let limit = |name: &str, n: Option<i64>| match n {
+        None => Ok(0),
+        Some(n) if n > 0 => Ok(n),
+        Some(_) => Err(GatewayError::InvalidArgument(format!(
+            "{name} must be at least 1 (leave it out for the default)"
+        ))),
+    };
+    let set = Change::SetRetention(chat_proto::internal::SetRetention {
+        max_age_secs: limit("maxAgeSeconds", req.max_age_seconds)?,
+        max_count: limit("maxCount", req.max_count)?,
+    });
+    change(&state, &actor, id, &RoomId::parse(room)?, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

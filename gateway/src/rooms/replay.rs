@@ -109,28 +109,33 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
             Err(e) => return tracing::warn!(room = %self.room, error = %e, "room head not read"),
         };
         tracing::warn!(room = %self.room, since = %self.after, %head, "a socket resumes past the stored head: told to resync");
+        self.tell_resync(head.next()).await;
+        self.after = head;
+    }
+
+    /// Tells the socket that the room goes on from `from`: what it holds
+    /// or lacks before that is not coming.
+    async fn tell_resync(&self, from: Seq) {
         let frame = ServerFrame {
             request_id: String::new(),
             kind: Some(Kind::Resync(Resync {
                 room: self.room.to_string(),
-                from_seq: head.next().get(),
+                from_seq: from.get(),
             })),
         };
         let _ =
             tokio::time::timeout(SEND_TIMEOUT, self.member.out.send(Outbound::frame(frame))).await;
-        self.after = head;
     }
 
-    /// The next seq is missing: a restore skipped it (the replay goes on
-    /// after the gap), or the store has a hole (`None`).
+    /// The next seq is missing: a restore skipped it or retention deleted
+    /// it (the socket hears `resync` from the seq after those skipped, and
+    /// the replay goes on from there), or the store has a hole (`None`).
     async fn step_over_gap(&mut self) -> Option<()> {
-        let gap = self
-            .history
-            .store
-            .restore_gap(&self.room, self.after.next());
-        match gap.await {
-            Ok(Some(to)) => {
-                self.after = to;
+        let skipped = self.history.store.skipped_at(&self.room, self.after.next());
+        match skipped.await {
+            Ok(Some(through)) => {
+                self.tell_resync(through.next()).await;
+                self.after = through;
                 Some(())
             }
             Ok(None) => {
@@ -138,7 +143,7 @@ impl<C: From<CaughtUp> + Send> Replay<C> {
                 None
             }
             Err(e) => {
-                tracing::warn!(room = %self.room, error = %e, "restore gaps not read");
+                tracing::warn!(room = %self.room, error = %e, "skipped seqs not read");
                 None
             }
         }

@@ -92,6 +92,17 @@ pub async fn forget_windows(redis: &mut Redis, rooms: &[RoomId]) -> redis::Redis
     Ok(())
 }
 
+/// Drops a room's window entries up to `seq` (retention deleted them);
+/// the rest stays whole.
+pub async fn forget_through(redis: &mut Redis, room: &RoomId, seq: u64) -> redis::RedisResult<()> {
+    redis::cmd("ZREMRANGEBYSCORE")
+        .arg(keys::window(room))
+        .arg("-inf")
+        .arg(seq)
+        .query_async(redis)
+        .await
+}
+
 /// Writes entries into their rooms' windows, keeping each room's newest
 /// `keep`: a stored entry, or the new state of a message an event changed.
 /// Each entry is versioned by the newest seq its state includes

@@ -7,7 +7,7 @@ use chat_protocol::{kind::EntryKind, RoomId, UserId};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use crate::command::{Applied, Change, MemberChange, NewCommand, Refused};
+use crate::command::{Applied, Change, Limits, MemberChange, NewCommand, Refused};
 use crate::decide::{access_in, decide, Decision};
 use crate::error::StoreError;
 use crate::pool::Store;
@@ -43,6 +43,7 @@ impl Store {
             Change::Member(user, change) => change_member(tx, command, user, change).await,
             Change::OpenDirect(peer) => open_direct(tx, command, peer).await,
             Change::DeleteRoom => delete_room(tx, command).await,
+            Change::SetRetention(limits) => set_retention(tx, command, *limits).await,
         }
     }
 }
@@ -174,6 +175,25 @@ async fn open_direct(
     finish(tx, command, false, Some(event), changed).await
 }
 
+/// Locks the room's row and checks that the actor may change the room
+/// itself (an owner, or the service); the refusal if not.
+async fn lock_as_owner(
+    tx: &Transaction<'_>,
+    command: &NewCommand,
+) -> Result<Option<Refused>, StoreError> {
+    let room = command.room.as_str();
+    if tx.query_opt(sql::LOCK_ROOM, &[&room]).await?.is_none() {
+        return Ok(Some(Refused::RoomMissing));
+    }
+    if let Actor::User(me) = &command.actor {
+        let access = access_in(tx, &command.room, me).await?;
+        if access.is_none_or(|a| a.role != Role::Owner) {
+            return Ok(Some(Refused::NotOwner));
+        }
+    }
+    Ok(None)
+}
+
 /// Deletes the room with everything stored for it, after the claim, with
 /// its row locked (a batch of sends for it waits, then finds no room). The
 /// deleting command's own record stays, so a resend is answered as done.
@@ -181,14 +201,8 @@ async fn open_direct(
 /// under its id starts empty, at seq 1.
 async fn delete_room(tx: Transaction<'_>, command: &NewCommand) -> Result<Applied, StoreError> {
     let room = command.room.as_str();
-    if tx.query_opt(sql::LOCK_ROOM, &[&room]).await?.is_none() {
-        return Ok(Applied::Refused(Refused::RoomMissing));
-    }
-    if let Actor::User(me) = &command.actor {
-        let access = access_in(&tx, &command.room, me).await?;
-        if access.is_none_or(|a| a.role != Role::Owner) {
-            return Ok(Applied::Refused(Refused::NotOwner));
-        }
+    if let Some(refused) = lock_as_owner(&tx, command).await? {
+        return Ok(Applied::Refused(refused));
     }
     let members = tx.query(sql::DELETE_ROOM_MEMBERS, &[&room]).await?;
     let changed = members
@@ -203,6 +217,23 @@ async fn delete_room(tx: Transaction<'_>, command: &NewCommand) -> Result<Applie
     tx.execute(sql::DELETE_ROOM_GAPS, &[&room]).await?;
     tx.execute(sql::DELETE_ROOM, &[&room]).await?;
     finish(tx, command, false, None, changed).await
+}
+
+/// Sets the room's own limits (the service, or an owner), after the
+/// claim, with the room's row locked; no event.
+async fn set_retention(
+    tx: Transaction<'_>,
+    command: &NewCommand,
+    limits: Limits,
+) -> Result<Applied, StoreError> {
+    let room = command.room.as_str();
+    if let Some(refused) = lock_as_owner(&tx, command).await? {
+        return Ok(Applied::Refused(refused));
+    }
+    let (secs, count) = (limits.max_age_secs, limits.count);
+    tx.execute(sql::SET_RETENTION, &[&room, &secs, &count])
+        .await?;
+    finish(tx, command, false, None, Vec::new()).await
 }
 
 /// Stores the event of a change to `user` at `seq` and moves the room's

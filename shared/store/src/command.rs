@@ -22,6 +22,8 @@ pub enum Change {
     OpenDirect(UserId),
     /// Deletes the room and everything stored for it (`delete_room`).
     DeleteRoom,
+    /// The room's own retention limits (`None`: the workers' default).
+    SetRetention(Limits),
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +37,14 @@ pub enum MemberChange {
         grant: Permissions,
         revoke: Permissions,
     },
+}
+
+/// Limits: at most `count` newest entries, none older than `max_age_secs`
+/// (either or both; neither: kept for ever).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    pub count: Option<i64>,
+    pub max_age_secs: Option<i64>,
 }
 
 /// A command to apply once, by id.
@@ -56,6 +66,11 @@ impl NewCommand {
             }
             Change::OpenDirect(peer) => format!("direct:{peer}"),
             Change::DeleteRoom => "delete".to_owned(),
+            Change::SetRetention(limits) => format!(
+                "retention:{}:{}",
+                limits.max_age_secs.unwrap_or(0),
+                limits.count.unwrap_or(0)
+            ),
             Change::Member(user, MemberChange::Add) => format!("add:{user}"),
             Change::Member(user, MemberChange::Remove) => format!("remove:{user}"),
             Change::Member(
@@ -118,7 +133,7 @@ pub enum Refused {
     DirectWithSelf,
     #[error("a direct room is opened by one of its pair, at the pair's room id")]
     NotThePair,
-    #[error("only the room's owners may delete it")]
+    #[error("only the room's owners may do this")]
     NotOwner,
     #[error("{0}")]
     Rule(#[from] Refusal),

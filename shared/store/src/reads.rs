@@ -81,11 +81,11 @@ impl Store {
             .map(|row| Seq::new(row.get::<_, i64>(0) as u64)))
     }
 
-    /// If `seq` lies in a gap a restore left (seqs it skipped, which no
-    /// message has), the gap's last seq.
-    pub async fn restore_gap(&self, room: &RoomId, seq: Seq) -> Result<Option<Seq>, StoreError> {
+    /// If `seq` has no entry because a restore skipped it or retention
+    /// deleted it, the last seq skipped with it.
+    pub async fn skipped_at(&self, room: &RoomId, seq: Seq) -> Result<Option<Seq>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::RESTORE_GAP).await?;
+        let stmt = client.prepare_cached(sql::SKIPPED_AT).await?;
         let seq = seq.get() as i64;
         Ok(client
             .query_opt(&stmt, &[&room.as_str(), &seq])

@@ -33,6 +33,7 @@ mod python_client;
 mod reads;
 mod redis_cluster;
 mod resilience;
+mod retention;
 mod room_api;
 mod room_deletion;
 mod rooms;

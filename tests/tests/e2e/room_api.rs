@@ -147,6 +147,7 @@ async fn the_room_api_keeps_to_its_openapi_document() {
             "POST /v1/users/{user}/erase",
             "PUT /v1/rooms/{room}/members/{user}",
             "PUT /v1/rooms/{room}/members/{user}/access",
+            "PUT /v1/rooms/{room}/retention",
         ]
     );
 

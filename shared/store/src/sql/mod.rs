@@ -1,6 +1,10 @@
 //! Every statement of the system, named for what it does: the one place
 //! its SQL is written, so a schema change is checked against all of it.
 
+mod lifecycle;
+
+pub use lifecycle::*;
+
 /// Whether Postgres answers at all.
 pub const PING: &str = "SELECT 1";
 /// Session-level advisory lock held while migrating (dropped with the connection).
@@ -13,10 +17,6 @@ pub const MEMBERS: &str = "SELECT m.user_id, m.role, m.permissions FROM rooms r 
     LEFT JOIN members m ON m.room_id = r.id WHERE r.id = $1 ORDER BY m.user_id";
 pub const COUNT_OWNERS: &str = "SELECT count(*) FROM members WHERE room_id = $1 AND role = 'owner'";
 pub const ROOM_HEAD: &str = "SELECT last_seq FROM rooms WHERE id = $1";
-/// The last seq of the gap a restore left around seq $2, if any
-/// (`scripts/restore.sh` makes them).
-pub const RESTORE_GAP: &str = "SELECT to_seq FROM restore_gaps \
-    WHERE room_id = $1 AND after_seq < $2 AND to_seq >= $2";
 /// The rooms user $1 belongs to (by the members_by_user index).
 pub const USER_ROOMS: &str = "SELECT room_id FROM members WHERE user_id = $1";
 /// Which of users $2 share a room with user $1 (themselves included, in
@@ -129,17 +129,6 @@ pub const SET_ROOM_HEAD: &str = "UPDATE rooms SET last_seq = $2 WHERE id = $1";
 pub const INSERT_EVENT: &str = "INSERT INTO messages \
     (room_id, seq, id, sender_id, client_msg_id, body, created_at, kind, access) \
     VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::int8 / 1000.0), $8, $9)";
-/// Deleting a room, in the deleting command's transaction (`delete_room`):
-/// its members (their ids returned, for the caches and their sockets),
-/// read markers, scheduled messages, other commands and restore gaps, then its row,
-/// whose trigger deletes its messages and reactions (and so their search
-/// terms).
-pub const DELETE_ROOM_MEMBERS: &str = "DELETE FROM members WHERE room_id = $1 RETURNING user_id";
-pub const DELETE_ROOM_MARKERS: &str = "DELETE FROM read_markers WHERE room_id = $1";
-pub const DELETE_ROOM_SCHEDULED: &str = "DELETE FROM scheduled_messages WHERE room_id = $1";
-pub const DELETE_ROOM_COMMANDS: &str = "DELETE FROM commands WHERE room_id = $1 AND id <> $2";
-pub const DELETE_ROOM_GAPS: &str = "DELETE FROM restore_gaps WHERE room_id = $1";
-pub const DELETE_ROOM: &str = "DELETE FROM rooms WHERE id = $1";
 pub const RECORD_COMMAND: &str = "UPDATE commands SET event_seq = $2, created = $3 WHERE id = $1";
 pub const MESSAGES_BETWEEN: &str = concat!(
     "SELECT ",
