@@ -20,6 +20,9 @@
 #                                typing every 3 s (LOADGEN_ARGS="--typing-every 0": without)
 #   bench/run.sh presence        10,000 users online in rooms of 10: what presence
 #                                costs Redis and NATS coming online, at rest, going offline
+#   bench/run.sh retention       high's sends (LOADGEN_ARGS apply) with nothing to delete,
+#                                then while retention deletes 1,000,000 old entries of one
+#                                room (at retention.rows_per_sec), on the same servers: p99 and CPU side by side
 #   bench/run.sh feed            100 users each watching the feed of the same 500 rooms
 #                                while a sender sends to them: the gateways' CPU per
 #                                message with and without the watchers, send -> feed latency
@@ -388,6 +391,38 @@ run_history() {
   stop "${SERVER_PIDS[@]}"
 }
 
+# `retention`: RETENTION_ROWS (1,000,000) old entries seeded in one room;
+# `high` runs four times on the same servers, taking turns: with nothing to
+# delete ("quiet": the room has no limit), and while retention deletes the
+# room's entries ("purging": its limit is 1 entry). Prints how many entries
+# went during each run.
+run_retention() {
+  local rows=${RETENTION_ROWS:-1000000}
+  export CHAT_WORKER_RETENTION__SWEEP_MS=1000 CHAT_WORKER_RETENTION__GRACE_MS=0
+  start_ours
+  insert_idle_rooms 1
+  echo "== retention / ours: seeding $rows old entries in one room"
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -qc "INSERT INTO rooms (id, last_seq) VALUES ('archive', $rows)" \
+    -c "INSERT INTO messages (room_id, seq, id, sender_id, client_msg_id, body, created_at) SELECT 'archive', g, gen_random_uuid(), 'seed', 'seed-' || g, 'an old message ' || g, now() - interval '1 day' FROM generate_series(1, $rows) g" \
+    -c "VACUUM ANALYZE messages"
+  deleted() { for port in "${WORKER_PORTS[@]}"; do curl -s "http://127.0.0.1:$port/metrics"; done | awk '/^chat_worker_retention_deleted_total\{what="entries"\}/ {s += $2} END {print s + 0}'; }
+  local label limit
+  for label in quiet-1 purging-1 quiet-2 purging-2; do
+    case $label in quiet*) limit='{}';; *) limit='{"maxCount": 1}';; esac
+    curl -sf -X PUT -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+      -d "$limit" "http://127.0.0.1:$G1/v1/rooms/archive/retention"
+    local before; before=$(deleted)
+    echo "== retention / ours-$label"
+    taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario high --target ours "${URLS[@]}" \
+      --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "ours-$label" \
+      --report "$OUT/retention--ours-$label.json" ${LOADGEN_ARGS:-} || echo "   ours-$label failed"
+    echo "   entries deleted by retention during the run: $(( $(deleted) - before ))" | tee -a "$OUT/retention.txt"
+  done
+  echo "   entries left in the room: $(psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT count(*) FROM messages WHERE room_id = 'archive'")" | tee -a "$OUT/retention.txt"
+  stop "${SERVER_PIDS[@]}"
+  unset CHAT_WORKER_RETENTION__SWEEP_MS CHAT_WORKER_RETENTION__GRACE_MS
+}
+
 loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 # Every server process's CPU ticks: gateways, workers, NATS, Redis, Postgres.
@@ -537,7 +572,7 @@ for scenario in "${SCENARIOS[@]}"; do
     run_history
     continue
   fi
-  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ] || [ "$scenario" = presence ] || [ "$scenario" = feed ]; then
+  if [ "$scenario" = scaling ] || [ "$scenario" = takeover ] || [ "$scenario" = presence ] || [ "$scenario" = feed ] || [ "$scenario" = retention ]; then
     "run_$scenario"
     continue
   fi

@@ -15,6 +15,7 @@ pub mod node;
 pub mod nodes;
 pub mod options;
 pub mod process;
+pub mod prometheus;
 pub mod redis_cluster;
 pub mod rooms;
 pub mod services;

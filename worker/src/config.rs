@@ -141,6 +141,9 @@ pub struct RetentionConfig {
     /// Entries deleted per transaction (1..=10000): the room's row is
     /// locked only for its commit.
     pub batch: NonZeroU32,
+    /// Most entries each worker deletes a second: a steady trickle that
+    /// sends do not feel (bench/RESULTS.md), rather than a burst.
+    pub rows_per_sec: NonZeroU32,
     /// Entries younger than this are never deleted, whatever the limits:
     /// a gateway filling a gap may still read them.
     #[serde(rename = "grace_ms", with = "millis")]
@@ -153,7 +156,8 @@ impl Default for RetentionConfig {
             max_age_secs: None,
             max_count: None,
             sweep: Duration::from_secs(60),
-            batch: NonZeroU32::new(1000).expect("not zero"),
+            batch: NonZeroU32::new(500).expect("not zero"),
+            rows_per_sec: NonZeroU32::new(1000).expect("not zero"),
             grace: Duration::from_secs(300),
         }
     }

@@ -1,7 +1,8 @@
 //! Retention: every `retention.sweep_ms`, each worker looks for rooms with
 //! entries past their limits (a room's own, else `retention.*`) and
 //! deletes them from the oldest, one batch per short transaction, in the
-//! bulk class: before each batch it waits while sends wait. Workers share
+//! bulk class: before each batch it waits while sends wait, and after it
+//! long enough to stay under `retention.rows_per_sec`. Workers share
 //! the rooms (a room's batch is one worker's at a time), and each batch
 //! takes its entries out of the room's Redis window. Scheduled messages
 //! done with a week ago go the same way.
@@ -31,11 +32,11 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 
 async fn sweep(ctx: &Ctx, shutdown: &CancellationToken) {
     let config = &ctx.config.retention;
-    let defaults = Limits {
-        count: config.max_count.map(|n| n.get() as i64),
-        max_age_secs: config.max_age_secs.map(|n| n.get() as i64),
-    };
-    match ctx.store.retention_due(defaults, ROOMS_PER_SWEEP).await {
+    match ctx
+        .store
+        .retention_due(defaults(ctx), ROOMS_PER_SWEEP)
+        .await
+    {
         Ok(rooms) => {
             for room in rooms {
                 if shutdown.is_cancelled() {
@@ -62,6 +63,15 @@ async fn sweep(ctx: &Ctx, shutdown: &CancellationToken) {
     }
 }
 
+/// The workers' default limits.
+fn defaults(ctx: &Ctx) -> Limits {
+    let config = &ctx.config.retention;
+    Limits {
+        count: config.max_count.map(|n| n.get() as i64),
+        max_age_secs: config.max_age_secs.map(|n| n.get() as i64),
+    }
+}
+
 /// Deletes the room's expired entries, a batch at a time, until none
 /// may go now.
 async fn expire(ctx: &Ctx, mut room: Due, shutdown: &CancellationToken) {
@@ -69,17 +79,26 @@ async fn expire(ctx: &Ctx, mut room: Due, shutdown: &CancellationToken) {
     let batch = i64::from(config.batch.get());
     while !shutdown.is_cancelled() {
         intake::hold_while_sends_wait(ctx).await;
+        let started = tokio::time::Instant::now();
         let grace_before = chat_protocol::now_ms() - config.grace.as_millis() as i64;
-        match ctx.store.expire_batch(&room, batch, grace_before).await {
-            Ok(Some((cut, deleted))) => {
+        match (ctx.store)
+            .expire_batch(&mut room, defaults(ctx), batch, grace_before)
+            .await
+        {
+            Ok(Some(deleted)) => {
+                let pace = deleted as f64 / f64::from(config.rows_per_sec.get());
+                let paced = started + std::time::Duration::from_secs_f64(pace);
                 metrics::expired("entries", deleted);
                 let mut redis = ctx.redis.clone();
-                if let Err(e) = chat_cache::forget_through(&mut redis, &room.room, cut as u64).await
-                {
+                let cut = room.expired_to as u64;
+                if let Err(e) = chat_cache::forget_through(&mut redis, &room.room, cut).await {
                     // Its TTL ends it; until then history may show them.
                     tracing::warn!(room = %room.room, error = %e, "expired entries left in the window");
                 }
-                room.expired_to = cut;
+                tokio::select! {
+                    () = tokio::time::sleep_until(paced) => {}
+                    () = shutdown.cancelled() => return,
+                }
             }
             Ok(None) => return,
             Err(e) => {

@@ -11,3 +11,7 @@ ALTER TABLE rooms
 -- their time, found by this index rather than a scan.
 CREATE INDEX scheduled_messages_done ON scheduled_messages (deliver_at)
     WHERE state <> 'pending';
+
+-- Without default limits, a sweep looks only at rooms with their own.
+CREATE INDEX rooms_with_retention ON rooms (id)
+    WHERE retain_count IS NOT NULL OR retain_secs IS NOT NULL;

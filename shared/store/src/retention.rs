@@ -45,7 +45,11 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Due>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(sql::RETENTION_DUE).await?;
+        let statement = match defaults == Limits::default() {
+            true => sql::RETENTION_DUE_OWN,
+            false => sql::RETENTION_DUE,
+        };
+        let stmt = client.prepare_cached(statement).await?;
         let rows = client
             .query(&stmt, &[&defaults.count, &defaults.max_age_secs, &limit])
             .await?;
@@ -66,17 +70,29 @@ impl Store {
     }
 
     /// Deletes the room's next batch of at most `batch` expired entries,
-    /// all of them older than `grace_before_ms`: the new `expired_to` and
-    /// the rows deleted, or `None` if nothing may go now (or another worker
-    /// has the room).
+    /// all of them older than `grace_before_ms`, by its limits as they
+    /// stand now (`due` is brought up to date): the rows deleted, or `None`
+    /// if nothing may go now (or another worker has the room).
     pub async fn expire_batch(
         &self,
-        due: &Due,
+        due: &mut Due,
+        defaults: Limits,
         batch: i64,
         grace_before_ms: i64,
-    ) -> Result<Option<(i64, u64)>, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut client = self.pool.get().await?;
         let room = due.room.as_str();
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&room, &defaults.count, &defaults.max_age_secs];
+        let Some(now) = client.query_opt(sql::ROOM_RETENTION, &args).await? else {
+            return Ok(None);
+        };
+        due.expired_to = now.get(0);
+        due.last_seq = now.get(1);
+        due.limits = Limits {
+            count: now.get(2),
+            max_age_secs: now.get(3),
+        };
         let oldest: Vec<(i64, i64)> = client
             .query(sql::RETENTION_OLDEST, &[&room, &due.expired_to, &batch])
             .await?
@@ -94,6 +110,7 @@ impl Store {
         {
             return Ok(None);
         }
+        tx.batch_execute(sql::RETENTION_ASYNC_COMMIT).await?;
         let from = &due.expired_to;
         let deleted = tx
             .execute(sql::EXPIRE_MESSAGES, &[&room, from, &cut])
@@ -102,7 +119,8 @@ impl Store {
             .await?;
         tx.execute(sql::SET_EXPIRED_TO, &[&room, &cut]).await?;
         tx.commit().await?;
-        Ok(Some((cut, deleted)))
+        due.expired_to = cut;
+        Ok(Some(deleted))
     }
 
     /// Deletes up to `batch` scheduled messages done with a week ago; how many.

@@ -27,6 +27,7 @@ use chat_tests::{
     entries,
     event_state::assert_events_applied,
     netns::Namespace,
+    prometheus::Prometheus,
     wait_for, Cluster, ClusterOptions, Frames, Role, ADMIN_TOKEN,
 };
 use prost::Message as _;
@@ -471,21 +472,45 @@ async fn a_gateway_paused_until_nats_cuts_it_off() {
 /// Postgres down longer than the worker's whole retry budget: the sends
 /// go to the dead-letter stream unacked; their senders resend them (same
 /// client_msg_id) after the ack timeout, and the resends are stored and
-/// acked once Postgres is back, not dropped as JetStream duplicates.
+/// acked once Postgres is back, not dropped as JetStream duplicates. A real
+/// Prometheus scrapes the cluster with the project's alert rules: the
+/// outage lasts until the dead-letter and consumer-lag alerts have gone
+/// pending, then firing (a flood of sends to a room of its own keeps more
+/// than 100 waiting, as a busy system would).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_past_the_retry_budget() {
     let options = ClusterOptions::new(2, 1)
         .nats_cluster()
-        .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_ATTEMPTS", "3")
-        .env(Role::Workers, "CHAT_WORKER_RETRY__BASE_DELAY_MS", "50")
-        .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_DELAY_MS", "200")
+        .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_ATTEMPTS", "4")
+        .env(Role::Workers, "CHAT_WORKER_RETRY__BASE_DELAY_MS", "1000")
+        .env(Role::Workers, "CHAT_WORKER_RETRY__MAX_DELAY_MS", "2000")
         .gateway_env("CHAT_GATEWAY_LIMITS__ACK_TIMEOUT_MS", "2000");
     let mut cluster = Cluster::start(options).await;
+    cluster.create_room("flood", &["flo"]).await;
+    let prometheus = Prometheus::start(&cluster).await;
     let mut traffic = start(&cluster, "b").await;
     traffic.fault();
     cluster.postgres.crash();
-    // The outage lasts a set time: that is the fault under test.
-    tokio::time::sleep(OUTAGE).await;
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = {
+        let (js, flooding) = (cluster.jetstream().await, Arc::clone(&flooding));
+        tokio::spawn(async move {
+            let mut n = 0;
+            while flooding.load(Ordering::Relaxed) {
+                let payload = chat_tests::envelope("flood", "flo", &format!("flood-{n}"), "x");
+                js.publish_ingest("flood", payload).await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let within = Duration::from_secs(60);
+    tokio::join!(
+        prometheus.wait_pending_then_firing("ChatDeadLetters", within),
+        prometheus.wait_pending_then_firing("ChatConsumerLagGrowing", within),
+    );
+    flooding.store(false, Ordering::Relaxed);
+    flood.await.unwrap();
     cluster.postgres.restart().await;
     traffic.healed();
     finish(traffic, &cluster, "postgres down past retry budget").await;

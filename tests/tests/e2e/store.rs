@@ -5,7 +5,7 @@
 use chat_config::Secret;
 use chat_protocol::{kind::EntryKind, RoomId};
 use chat_store::{
-    PostgresConfig, {NewMessage, Persisted, Refusal, Store, StoreError},
+    Limits, PostgresConfig, {NewMessage, Persisted, Refusal, Store, StoreError},
 };
 use chat_tests::{Cluster, ClusterOptions};
 use tokio_postgres::error::SqlState;
@@ -349,4 +349,51 @@ fn rooms_by_id(query: &str) -> bool {
     ]
     .iter()
     .any(|k| q.contains(k))
+}
+
+/// Without default limits, a sweep finds only the rooms with limits of
+/// their own that are past them; with defaults, the others too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_past_their_retention_are_found_with_and_without_defaults() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    for room in ["own", "plain"] {
+        cluster.create_room(room, &["ann"]).await;
+    }
+    let store = store_of(&cluster, 2);
+    let sends: Vec<NewMessage> = (0..3)
+        .flat_map(|i| {
+            [
+                send("own", "ann", &format!("o{i}")),
+                send("plain", "ann", &format!("p{i}")),
+            ]
+        })
+        .collect();
+    store.persist(&sends).await.unwrap();
+    let client = cluster.postgres.client().await;
+    client
+        .execute("UPDATE rooms SET retain_count = 1 WHERE id = 'own'", &[])
+        .await
+        .unwrap();
+    let due = |limits| {
+        let store = store.clone();
+        async move {
+            let mut rooms: Vec<String> = (store.retention_due(limits, 10).await.unwrap())
+                .into_iter()
+                .map(|d| d.room.to_string())
+                .collect();
+            rooms.sort();
+            rooms
+        }
+    };
+    assert_eq!(due(Limits::default()).await, ["own"]);
+    let defaults = Limits {
+        count: Some(2),
+        max_age_secs: None,
+    };
+    assert_eq!(due(defaults).await, ["own", "plain"]);
+    let ages = Limits {
+        count: None,
+        max_age_secs: Some(3600),
+    };
+    assert_eq!(due(ages).await, ["own"], "nothing is an hour old");
 }
