@@ -38,7 +38,7 @@ source scripts/deps.sh
 
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(baseline moderate high extreme fanout ingest connections connections-many churn spike slow-consumer soak)
-TARGETS=${TARGETS:-"ours socketio fastapi wsfloor nats"}
+TARGETS=${TARGETS:-"ours durablefloor socketio fastapi wsfloor nats"}
 P99_BOUND_MS=${P99_BOUND_MS:-100}
 PGB_BATCH=${PGB_BATCH:-100}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -149,6 +149,14 @@ start_fastapi() {
 start_wsfloor() {
   P1=$(free_port)
   spawn wsfloor $BIN/wsfloor 127.0.0.1:$P1; SERVER_PIDS=("$LAST"); wait_port $P1
+  URLS=(--url ws://127.0.0.1:$P1); WATCH=${SERVER_PIDS[0]}
+}
+# The durable floor: the least code that keeps "committed before delivered"
+# (loadgen/src/bin/durablefloor.rs), on the same NATS and Postgres.
+start_durablefloor() {
+  P1=$(free_port)
+  spawn durablefloor $BIN/durablefloor 127.0.0.1:$P1 nats://127.0.0.1:$NATS_PORT postgres://postgres@127.0.0.1:$PG_PORT/chat
+  SERVER_PIDS=("$LAST"); wait_port $P1
   URLS=(--url ws://127.0.0.1:$P1); WATCH=${SERVER_PIDS[0]}
 }
 start_nats() { SERVER_PIDS=(); URLS=(--url nats://127.0.0.1:$NATS_PORT); WATCH=$NATS_PID; }
@@ -423,7 +431,7 @@ run_retention() {
   unset CHAT_WORKER_RETENTION__SWEEP_MS CHAT_WORKER_RETENTION__GRACE_MS
 }
 
-loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
+loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor|durablefloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 # Every server process's CPU ticks: gateways, workers, NATS, Redis, Postgres.
 server_ticks() {
@@ -530,6 +538,12 @@ names = ("gateways", "workers", "NATS", "Postgres", "Redis")
 print("   CPU s over the run: " + ", ".join(f"{n} {(t[i + 5] - t[i]) / hz:.2f}" for i, n in enumerate(names)))
 PY
   fi
+  if [ "$target" = ours ]; then
+    # Where the time went, by stage (the servers' stage histograms).
+    local urls=() port
+    for port in $G1 $G2 "${WORKER_PORTS[@]}"; do urls+=("http://127.0.0.1:$port/metrics"); done
+    python3 bench/stages.py "${urls[@]}" | tee "$OUT/$scenario--$label.stages.md" || true
+  fi
   if [ -n "$perf" ]; then
     kill -INT "$perf"; wait "$perf" 2>/dev/null || true
     perf script -i "$OUT/$scenario--$label.perf.data" 2>/dev/null | inferno-collapse-perf --all >"$OUT/$scenario--$label.folded"
@@ -548,7 +562,7 @@ PY
 
 targets_for() {
   case $1 in
-    ingest) echo ours;;                       # peers persist nothing; the floor is pgbench below
+    ingest) echo "ours durablefloor";;        # peers persist nothing; the floors: durablefloor, and pgbench below
     typing) echo ours;;                       # the peers have no typing signal
     connections) echo "$TARGETS" | sed 's/ nats//; s/^nats //';;
     *) echo "$TARGETS";;

@@ -55,8 +55,14 @@ const SIGNALS_OUT: &str = "chat_gateway_signals_out_total";
 const FEED_SOCKETS: &str = "chat_gateway_feed_sockets";
 const FEED_ROOMS: &str = "chat_gateway_feed_rooms";
 const FEED_UPDATES: &str = "chat_gateway_feed_updates_total";
+const STAGE: &str = "chat_gateway_stage_seconds";
 
 pub fn describe() {
+    describe_histogram!(
+        STAGE,
+        Unit::Seconds,
+        "Where a send's time goes on the gateways, by stage: publish (taken from its socket -> JetStream holds it), fanout_transit (a worker published its fan-out -> it reached this gateway), socket_write (the fan-out reached this gateway -> written to a socket)."
+    );
     describe_histogram!(
         PUBLISH_BATCH,
         "Sends per JetStream message the gateway published (one batch)."
@@ -259,6 +265,11 @@ pub fn max_connections(max: usize) {
 /// A send past the checks was answered: `acked` or an error code.
 pub fn send_answered(outcome: &'static str) {
     counter!(SENDS, "outcome" => outcome).increment(1);
+}
+
+/// One observation of a stage of sends' way (`STAGE`).
+pub fn stage(stage: &'static str, secs: f64) {
+    histogram!(STAGE, "stage" => stage).record(secs);
 }
 
 pub fn send_acked(elapsed: Duration) {

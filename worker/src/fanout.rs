@@ -111,6 +111,7 @@ impl Outbox {
         for out in self.rooms {
             let payload = Fanout {
                 messages: out.messages,
+                published_us: chat_protocol::now_us(),
             }
             .encode_to_vec()
             .into();
@@ -146,6 +147,7 @@ fn identity(envelope: &Envelope) -> Message {
 pub async fn publish_event(ctx: &Ctx, room: &RoomId, event: &Message) -> Result<(), WorkerError> {
     let payload = Fanout {
         messages: vec![event.clone()],
+        published_us: chat_protocol::now_us(),
     };
     let payload = payload.encode_to_vec().into();
     ctx.publish(subjects::fanout(room), None, payload).await

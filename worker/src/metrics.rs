@@ -30,6 +30,7 @@ const PARTITIONS_TARGET: &str = "chat_worker_partitions_target";
 const GATE_HOLDS: &str = "chat_worker_gate_holds_total";
 const PARTITION_RELEASES: &str = "chat_worker_partition_releases_total";
 const EXPIRED: &str = "chat_worker_retention_deleted_total";
+const STAGE: &str = "chat_worker_stage_seconds";
 
 /// The ingest partitions' metrics (`partitions`).
 fn describe_partitions() {
@@ -71,9 +72,19 @@ fn describe_beside() {
     );
 }
 
+/// Where a send's time goes (bench/stages.py reads them).
+fn describe_stages() {
+    describe_histogram!(
+        STAGE,
+        Unit::Seconds,
+        "Where a send's time goes on the workers, by stage: queued (taken by its gateway -> pulled here: the gateway's publish and JetStream's queue), store (pulled -> committed), fanout (committed -> its fan-out and receipts published)."
+    );
+}
+
 pub fn describe() {
     describe_partitions();
     describe_beside();
+    describe_stages();
     describe_counter!(
         ENVELOPES,
         "Sends handled, by outcome (stored, duplicate, forbidden, retried, dead_lettered)."
@@ -196,6 +207,11 @@ pub fn scheduled(outcome: &'static str, count: usize) {
 
 pub fn expired(what: &'static str, count: u64) {
     counter!(EXPIRED, "what" => what).increment(count);
+}
+
+/// One observation of a stage of sends' way (`STAGE`).
+pub fn stage(stage: &'static str, secs: f64) {
+    histogram!(STAGE, "stage" => stage).record(secs);
 }
 
 pub fn notification(outcome: &'static str) {

@@ -67,6 +67,10 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     // Test builds: a worker that dies holding a pulled, unstored batch.
     fail::fail_point!("worker-before-store", |_| std::process::abort());
     let (outcomes, failed) = store(ctx, &items).await;
+    let committed = std::time::Instant::now();
+    for item in &items {
+        metrics::stage("store", (committed - item.send.pulled_at()).as_secs_f64());
+    }
     // Test builds: a worker that dies between the commit and the fan-out.
     fail::fail_point!("worker-after-commit", |_| std::process::abort());
     let Sorted {
@@ -83,6 +87,10 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     let changes = !changing.is_empty();
     let window = update_window(ctx, fresh, &changed, changes).await;
     let mut unpublished = outbox.publish(ctx).await;
+    let fanout = committed.elapsed().as_secs_f64();
+    for _ in &items {
+        metrics::stage("fanout", fanout);
+    }
     if !notify.is_empty() {
         unpublished.extend(notify::enqueue(ctx, &notify).await);
     }

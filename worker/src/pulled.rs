@@ -15,7 +15,7 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_nats::jetstream::{self, AckKind};
@@ -48,6 +48,8 @@ struct Delivery {
     open: AtomicUsize,
     /// The longest redelivery delay one of its sends asked for.
     retry: Mutex<Option<Duration>>,
+    /// When it was pulled: its sends' stages are timed from here.
+    pulled_at: Instant,
 }
 
 impl Pulled {
@@ -65,11 +67,18 @@ impl Pulled {
             Ok(sends) => sends,
             Err(e) => return Err(Box::new((msg, e))),
         };
+        for send in &sends {
+            if send.envelope.received_us > 0 {
+                let queued = chat_protocol::secs_since_us(send.envelope.received_us);
+                metrics::stage("queued", queued);
+            }
+        }
         let delivery = Arc::new(Delivery {
             msg,
             batch,
             open: AtomicUsize::new(sends.len()),
             retry: Mutex::new(None),
+            pulled_at: Instant::now(),
         });
         Ok(sends
             .into_iter()
@@ -80,6 +89,11 @@ impl Pulled {
                 delivery: Arc::clone(&delivery),
             })
             .collect())
+    }
+
+    /// When the message it came in was pulled.
+    pub fn pulled_at(&self) -> Instant {
+        self.delivery.pulled_at
     }
 
     /// How many times JetStream has delivered the message it came in.

@@ -302,7 +302,13 @@ impl Room {
     /// A worker batch's messages of this room (or one change's event).
     fn on_fanout(&mut self, msg: async_nats::Message) {
         let messages = match Fanout::decode(msg.payload) {
-            Ok(batch) => batch.messages,
+            Ok(batch) => {
+                if batch.published_us > 0 {
+                    let transit = chat_protocol::secs_since_us(batch.published_us);
+                    metrics::stage("fanout_transit", transit);
+                }
+                batch.messages
+            }
             Err(e) => {
                 tracing::warn!(room = %self.id, error = %e, "undecodable fan-out");
                 return;
@@ -317,7 +323,7 @@ impl Room {
         });
         let _entered = span.as_ref().map(Span::enter);
         for message in messages {
-            self.accept(Delivery::new(message));
+            self.accept(Delivery::live(message));
         }
     }
 

@@ -133,6 +133,7 @@ async fn publish_batches(
         let deadline = batch.iter().map(|q| q.deadline).min().expect("not empty");
         let (envelopes, waiting): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|q| (q.envelope, q.stored)).unzip();
+        let received: Vec<i64> = envelopes.iter().map(|e| e.received_us).collect();
         let payload = Bytes::from(EnvelopeBatch { envelopes }.encode_to_vec());
         let id = subjects::publish_id(&gateway_id, number);
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
@@ -142,6 +143,11 @@ async fn publish_batches(
         tokio::spawn(async move {
             let outcome = publish_batch(&js, &subject, &id, payload, deadline).await;
             drop(permit);
+            if outcome.is_ok() {
+                for us in received {
+                    metrics::stage("publish", chat_protocol::secs_since_us(us));
+                }
+            }
             for stored in waiting {
                 let _ = stored.send(outcome.clone());
             }

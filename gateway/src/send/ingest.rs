@@ -188,6 +188,7 @@ impl Ingest {
             client_msg_id: send.client_msg_id.as_str().to_owned(),
             body: send.body,
             received_ts_ms: chat_protocol::now_ms(),
+            received_us: chat_protocol::now_us(),
             reply_to: self.receipts_subject.clone(),
             ticket,
             trace: chat_telemetry::trace_map(),

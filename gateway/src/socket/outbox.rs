@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, OnceLock,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::extract::ws::Message as WsMessage;
@@ -29,6 +29,8 @@ pub const RESERVED: usize = 4;
 /// A stored message on its way to many sockets.
 pub struct Delivery {
     pub message: Message,
+    /// When its fan-out reached this gateway (`None`: read from a store).
+    pub arrived: Option<Instant>,
     /// The encoded frame per encoding (cheap to clone: shared bytes).
     json: OnceLock<WsMessage>,
     proto: OnceLock<WsMessage>,
@@ -36,8 +38,18 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(message: Message) -> Arc<Self> {
+        Self::at(message, None)
+    }
+
+    /// A message as its fan-out brings it, now.
+    pub fn live(message: Message) -> Arc<Self> {
+        Self::at(message, Some(Instant::now()))
+    }
+
+    fn at(message: Message, arrived: Option<Instant>) -> Arc<Self> {
         Arc::new(Self {
             message,
+            arrived,
             json: OnceLock::new(),
             proto: OnceLock::new(),
         })

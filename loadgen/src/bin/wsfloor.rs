@@ -7,16 +7,14 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use futures::{stream::SplitSink, SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{broadcast, mpsc},
+    sync::broadcast,
 };
-use tokio_tungstenite::{
-    tungstenite::{protocol::WebSocketConfig, Message, Utf8Bytes},
-    WebSocketStream,
-};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+mod floors;
 
 type Rooms = Arc<Mutex<HashMap<String, broadcast::Sender<Utf8Bytes>>>>;
 
@@ -38,20 +36,10 @@ async fn main() -> anyhow::Result<()> {
 /// One socket: this task relays what it reads, a writer task sends what the
 /// socket's rooms and acks queue for it.
 async fn serve(stream: TcpStream, rooms: Rooms) {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(4096);
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+    let Some((mut source, out_tx, writer)) = floors::accept(stream).await else {
         return;
     };
-    let (sink, mut source) = ws.split();
-    let (out_tx, out_rx) = mpsc::channel::<Utf8Bytes>(4096);
-    let writer = tokio::spawn(write(sink, out_rx));
-    while let Some(Ok(Message::Text(text))) = source.next().await {
-        let Ok(frame) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        let room = frame["room"].as_str().unwrap_or_default().to_owned();
+    while let Some((frame, room)) = floors::next_frame(&mut source).await {
         match frame["type"].as_str() {
             Some("join") => {
                 let mut rx = rooms
@@ -86,24 +74,4 @@ async fn serve(stream: TcpStream, rooms: Rooms) {
         }
     }
     writer.abort();
-}
-
-/// Writes queued frames, flushing only once the queue is empty.
-async fn write(
-    mut sink: SplitSink<WebSocketStream<TcpStream>, Message>,
-    mut out_rx: mpsc::Receiver<Utf8Bytes>,
-) {
-    while let Some(text) = out_rx.recv().await {
-        if sink.feed(Message::Text(text)).await.is_err() {
-            return;
-        }
-        while let Ok(text) = out_rx.try_recv() {
-            if sink.feed(Message::Text(text)).await.is_err() {
-                return;
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-    }
 }

@@ -153,6 +153,7 @@ fn envelopes() -> Vec<(&'static str, Envelope)> {
         client_msg_id: "0193-a".into(),
         body: "hi".into(),
         received_ts_ms: 1_700_000_000_000,
+        received_us: 1_700_000_000_000_000,
         reply_to: "chat.receipt.gw1".into(),
         ticket: 42,
         kind: String::new(),

@@ -83,6 +83,14 @@ impl Drop for Telemetry {
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// The stage histograms (`chat_gateway_stage_seconds`,
+/// `chat_worker_stage_seconds`): where a send's milliseconds go, so finer
+/// than other latencies below 50 ms.
+const STAGE_METRICS: [&str; 2] = ["chat_gateway_stage_seconds", "chat_worker_stage_seconds"];
+const STAGE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
+    0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 /// Buckets for every `*_size` histogram.
 const SIZE_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
@@ -115,8 +123,14 @@ pub fn init(service: &'static str, log: &LogConfig, tracing: &TracingConfig) -> 
     if let Err(e) = result {
         eprintln!("tracing subscriber already installed: {e}");
     }
-    let metrics = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+    // A full name is matched before any suffix.
+    let stages = STAGE_METRICS
+        .iter()
+        .try_fold(PrometheusBuilder::new(), |b, name| {
+            b.set_buckets_for_metric(Matcher::Full((*name).into()), STAGE_BUCKETS)
+        });
+    let metrics = stages
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZE_BUCKETS))
         .expect("static buckets are valid")
         .install_recorder()
