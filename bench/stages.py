@@ -15,7 +15,8 @@ import urllib.request
 STAGES = [
     ("chat_gateway_stage_seconds", "publish", "gateway took it -> JetStream holds it"),
     ("chat_worker_stage_seconds", "queued", "gateway took it -> a worker pulled it"),
-    ("chat_worker_stage_seconds", "store", "pulled -> committed"),
+    ("chat_worker_stage_seconds", "lane", "pulled -> its batch's transaction began"),
+    ("chat_worker_stage_seconds", "commit", "the transaction"),
     ("chat_worker_stage_seconds", "fanout", "committed -> fan-out published"),
     ("chat_gateway_stage_seconds", "fanout_transit", "fan-out published -> at the gateway"),
     ("chat_gateway_stage_seconds", "socket_write", "at the gateway -> written to the socket"),

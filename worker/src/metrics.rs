@@ -77,7 +77,7 @@ fn describe_stages() {
     describe_histogram!(
         STAGE,
         Unit::Seconds,
-        "Where a send's time goes on the workers, by stage: queued (taken by its gateway -> pulled here: the gateway's publish and JetStream's queue), store (pulled -> committed), fanout (committed -> its fan-out and receipts published)."
+        "Where a send's time goes on the workers, by stage: queued (taken by its gateway -> pulled here: the gateway's publish and JetStream's queue), lane (pulled -> its batch's transaction began: the partition's gate, the room's lane, the batch forming), commit (the transaction, retries in place included), fanout (committed -> its fan-out and receipts published)."
     );
 }
 

@@ -66,10 +66,13 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
         .collect();
     // Test builds: a worker that dies holding a pulled, unstored batch.
     fail::fail_point!("worker-before-store", |_| std::process::abort());
+    let began = std::time::Instant::now();
     let (outcomes, failed) = store(ctx, &items).await;
     let committed = std::time::Instant::now();
+    let commit = (committed - began).as_secs_f64();
     for item in &items {
-        metrics::stage("store", (committed - item.send.pulled_at()).as_secs_f64());
+        metrics::stage("lane", (began - item.send.pulled_at()).as_secs_f64());
+        metrics::stage("commit", commit);
     }
     // Test builds: a worker that dies between the commit and the fan-out.
     fail::fail_point!("worker-after-commit", |_| std::process::abort());

@@ -99,6 +99,24 @@ async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
     // Each send waited for the previous one's ack, so each was a batch of its own.
     assert_eq!(workers.total("chat_worker_batch_size", &[]), N as f64);
     assert_eq!(workers.total("chat_worker_batch_size_sum", &[]), N as f64);
+    // Each send is timed at every stage of its way (bench/stages.py).
+    let stage = |stage| [("stage", stage)];
+    for name in ["queued", "lane", "commit", "fanout"] {
+        let timed = workers.total("chat_worker_stage_seconds", &stage(name));
+        assert_eq!(timed, N as f64, "{name}");
+    }
+    let published = gateways.total("chat_gateway_stage_seconds", &stage("publish"));
+    assert_eq!(published, N as f64);
+    let arrived = gateways.total("chat_gateway_stage_seconds", &stage("fanout_transit"));
+    assert!(
+        arrived >= N as f64,
+        "every fan-out reached a gateway: {arrived}"
+    );
+    let written = gateways.total("chat_gateway_stage_seconds", &stage("socket_write"));
+    assert!(
+        written >= 1.0,
+        "live deliveries were timed to their sockets"
+    );
 
     // Logs are JSON lines, carry connection ids, and never a token or a body.
     let token = cluster.token("s");
