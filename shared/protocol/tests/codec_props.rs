@@ -268,7 +268,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                     client_msg_id,
                     body,
                     received_ts_ms,
-                    received_us: received_ts_ms * 1000,
+                    received_us: received_ts_ms.wrapping_mul(1000),
                     reply_to,
                     ticket,
                     trace: Default::default(),
