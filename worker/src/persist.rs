@@ -71,8 +71,9 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     let committed = std::time::Instant::now();
     let commit = (committed - began).as_secs_f64();
     for item in &items {
-        metrics::stage("lane", (began - item.send.pulled_at()).as_secs_f64());
-        metrics::stage("commit", commit);
+        let lane = (began - item.send.pulled_at()).as_secs_f64();
+        metrics::stage(metrics::Stage::Lane, lane);
+        metrics::stage(metrics::Stage::Commit, commit);
     }
     // Test builds: a worker that dies between the commit and the fan-out.
     fail::fail_point!("worker-after-commit", |_| std::process::abort());
@@ -92,7 +93,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     let mut unpublished = outbox.publish(ctx).await;
     let fanout = committed.elapsed().as_secs_f64();
     for _ in &items {
-        metrics::stage("fanout", fanout);
+        metrics::stage(metrics::Stage::Fanout, fanout);
     }
     if !notify.is_empty() {
         unpublished.extend(notify::enqueue(ctx, &notify).await);

@@ -70,7 +70,7 @@ impl Pulled {
         for send in &sends {
             if send.envelope.received_us > 0 {
                 let queued = chat_protocol::secs_since_us(send.envelope.received_us);
-                metrics::stage("queued", queued);
+                metrics::stage(metrics::Stage::Queued, queued);
             }
         }
         let delivery = Arc::new(Delivery {

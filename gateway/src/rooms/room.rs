@@ -305,7 +305,7 @@ impl Room {
             Ok(batch) => {
                 if batch.published_us > 0 {
                     let transit = chat_protocol::secs_since_us(batch.published_us);
-                    metrics::stage("fanout_transit", transit);
+                    metrics::stage(metrics::Stage::FanoutTransit, transit);
                 }
                 batch.messages
             }
@@ -323,7 +323,7 @@ impl Room {
         });
         let _entered = span.as_ref().map(Span::enter);
         for message in messages {
-            self.accept(Delivery::live(message));
+            self.accept(Delivery::new(message));
         }
     }
 

@@ -145,7 +145,8 @@ async fn publish_batches(
             drop(permit);
             if outcome.is_ok() {
                 for us in received {
-                    metrics::stage("publish", chat_protocol::secs_since_us(us));
+                    let publish = chat_protocol::secs_since_us(us);
+                    metrics::stage(metrics::Stage::Publish, publish);
                 }
             }
             for stored in waiting {

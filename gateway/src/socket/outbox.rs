@@ -10,7 +10,7 @@ use std::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, OnceLock,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::extract::ws::Message as WsMessage;
@@ -29,8 +29,6 @@ pub const RESERVED: usize = 4;
 /// A stored message on its way to many sockets.
 pub struct Delivery {
     pub message: Message,
-    /// When its fan-out reached this gateway (`None`: read from a store).
-    pub arrived: Option<Instant>,
     /// The encoded frame per encoding (cheap to clone: shared bytes).
     json: OnceLock<WsMessage>,
     proto: OnceLock<WsMessage>,
@@ -38,18 +36,8 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(message: Message) -> Arc<Self> {
-        Self::at(message, None)
-    }
-
-    /// A message as its fan-out brings it, now.
-    pub fn live(message: Message) -> Arc<Self> {
-        Self::at(message, Some(Instant::now()))
-    }
-
-    fn at(message: Message, arrived: Option<Instant>) -> Arc<Self> {
         Arc::new(Self {
             message,
-            arrived,
             json: OnceLock::new(),
             proto: OnceLock::new(),
         })

@@ -65,12 +65,7 @@ async fn write_loop(
                 // Batch whatever else is queued into one flush, then what
                 // the stash kept while the queue was full.
                 let mut next = Some(item);
-                // The first live message of the flush: the stage it ends.
-                let mut arrived = None;
                 while let Some(item) = next {
-                    if let Outbound::Message(delivery) = &item {
-                        arrived = arrived.or(delivery.arrived);
-                    }
                     if let Some(ws) = to_ws(item) {
                         if sink.feed(ws).await.is_err() {
                             return;
@@ -85,9 +80,6 @@ async fn write_loop(
                 }
                 if sink.flush().await.is_err() {
                     return;
-                }
-                if let Some(arrived) = arrived {
-                    metrics::stage("socket_write", arrived.elapsed().as_secs_f64());
                 }
             }
             () = close.closed() => break,

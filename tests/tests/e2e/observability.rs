@@ -112,11 +112,6 @@ async fn metrics_and_logs_agree_with_what_was_sent_and_delivered() {
         arrived >= N as f64,
         "every fan-out reached a gateway: {arrived}"
     );
-    let written = gateways.total("chat_gateway_stage_seconds", &stage("socket_write"));
-    assert!(
-        written >= 1.0,
-        "live deliveries were timed to their sockets"
-    );
 
     // Logs are JSON lines, carry connection ids, and never a token or a body.
     let token = cluster.token("s");
