@@ -241,17 +241,7 @@ async fn set_retention(
     Params(room): Params<String>,
     Body(req): Body<Retention>,
 ) -> Result<StatusCode, GatewayError> {
-    let limit = |name: &str, n: Option<i64>| match n {
-        None => Ok(0),
-        Some(n) if n > 0 => Ok(n),
-        Some(_) => Err(GatewayError::InvalidArgument(format!(
-            "{name} must be at least 1 (leave it out for the default)"
-        ))),
-    };
-    let set = Change::SetRetention(chat_proto::internal::SetRetention {
-        max_age_secs: limit("maxAgeSeconds", req.max_age_seconds)?,
-        max_count: limit("maxCount", req.max_count)?,
-    });
+    let set = commands::set_retention(req.max_age_seconds, req.max_count)?;
     change(&state, &actor, id, &RoomId::parse(room)?, set).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chat_proto::internal::{
-    command::Change, AccessChange, Command, CommandReply, DirectPair, MemberChange,
+    command::Change, AccessChange, Command, CommandReply, DirectPair, MemberChange, SetRetention,
 };
 use chat_protocol::{
     access::{Actor, Permissions, Role},
@@ -59,6 +59,25 @@ pub fn set_access(
         role: role.to_owned(),
         grant: flags(grant)?.bits().into(),
         revoke: flags(revoke)?.bits().into(),
+    }))
+}
+
+/// A room's own retention limits, each at least 1 (`None`: the workers'
+/// default, sent as 0).
+pub fn set_retention(
+    max_age_secs: Option<i64>,
+    max_count: Option<i64>,
+) -> Result<Change, GatewayError> {
+    let limit = |name: &str, n: Option<i64>| match n {
+        None => Ok(0),
+        Some(n) if n > 0 => Ok(n),
+        Some(_) => Err(GatewayError::InvalidArgument(format!(
+            "{name} must be at least 1 (leave it out for the default)"
+        ))),
+    };
+    Ok(Change::SetRetention(SetRetention {
+        max_age_secs: limit("maxAgeSeconds", max_age_secs)?,
+        max_count: limit("maxCount", max_count)?,
     }))
 }
 
