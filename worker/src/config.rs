@@ -78,9 +78,15 @@ impl Default for WorkerConfig {
 pub struct BatchConfig {
     /// Most sends stored in one transaction.
     pub max_messages: usize,
-    /// Transactions in flight at once (each holds one Postgres connection);
-    /// sends are spread over them by room, so each room stays in order.
+    /// Most transactions in flight at once (each holds one Postgres
+    /// connection). A room has at most one, so it stays in order.
     pub concurrency: NonZeroUsize,
+    /// Milliseconds sends wait for the transaction in flight to finish, to
+    /// join the next one, before another starts beside it (a full batch
+    /// starts at once): on a busy core, transactions side by side commit
+    /// later than one (bench/RESULTS.md §18). 0 starts one at once.
+    #[serde(rename = "patience_ms", with = "millis")]
+    pub patience: Duration,
     /// Milliseconds JetStream waits for an ack before redelivering. Sends a
     /// lane holds longer (queued behind a busy room, or in a slow
     /// transaction) are kept alive with in-progress acks, so this only bounds
@@ -112,6 +118,7 @@ impl Default for BatchConfig {
         Self {
             max_messages: 256,
             concurrency: NonZeroUsize::new(4).expect("not zero"),
+            patience: Duration::from_millis(4),
             ack_wait: Duration::from_millis(800),
             // About two batches per lane: enough to keep every lane busy,
             // few enough that a held send rarely needs an in-progress ack.

@@ -16,12 +16,11 @@ use chat_protocol::{codec::Encoding, subjects, RoomId};
 use chat_tests::{envelope, wait_for, Cluster, ClusterOptions, Frames, Role, Session, STEP};
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 
-/// A room named `hot` and another whose sends a worker with `lanes` lanes
-/// stores on a different lane.
-fn rooms_on_different_lanes(lanes: usize) -> (String, String) {
+/// A room named `hot` and another whose sends a worker stores on a
+/// different lane.
+fn rooms_on_different_lanes() -> (String, String) {
     let partitions = chat_config::StreamConfig::default().partitions;
-    let lane =
-        |room: &str| chat_worker::lanes::lane_of(&RoomId::parse(room).unwrap(), partitions, lanes);
+    let lane = |room: &str| chat_worker::lanes::lane_of(&RoomId::parse(room).unwrap(), partitions);
     let quiet = (0..)
         .map(|n| format!("quiet{n}"))
         .find(|room| lane(room) != lane("hot"))
@@ -160,7 +159,7 @@ async fn a_flooded_room_does_not_slow_down_sends_to_other_rooms() {
         .env(Role::Workers, "CHAT_WORKER_BATCH__CONCURRENCY", "2")
         .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "8");
     let cluster = Cluster::start(options).await;
-    let (hot, quiet) = rooms_on_different_lanes(2);
+    let (hot, quiet) = rooms_on_different_lanes();
     let flooders = ["f0", "f1", "f2", "f3"];
     cluster.create_room(&hot, &flooders).await;
     cluster.create_room(&quiet, &["q"]).await;
@@ -223,7 +222,7 @@ async fn sends_held_past_ack_wait_are_kept_alive_and_other_rooms_carry_on() {
         )
         .env(Role::Workers, "CHAT_WORKER_BATCH__MAX_MESSAGES", "16");
     let cluster = Cluster::start(options).await;
-    let (hot, quiet) = rooms_on_different_lanes(4);
+    let (hot, quiet) = rooms_on_different_lanes();
     cluster.create_room(&hot, &["h"]).await;
     cluster.create_room(&quiet, &["q"]).await;
     let js = cluster.jetstream().await;
