@@ -6,6 +6,8 @@
 #   bench/run.sh                 every scenario
 #   bench/run.sh high fanout     some scenarios
 #   TARGETS="ours socketio" bench/run.sh high      some targets
+#     (targets: ours, durablefloor, socketio, socketio-pg (Socket.IO that stores
+#      each send in Postgres, then emits), fastapi, wsfloor, nats)
 #   SWEEP=1 bench/run.sh high    also sweep the rate to find throughput at P99_BOUND_MS
 #   CONNS=100000 bench/run.sh connections-many   idle sockets beyond one process's file limit
 #   bench/run.sh idle-rooms      what 10,000 joined, silent rooms cost at rest
@@ -38,7 +40,7 @@ source scripts/deps.sh
 
 SCENARIOS=("$@")
 [ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(baseline moderate high extreme fanout ingest connections connections-many churn spike slow-consumer soak)
-TARGETS=${TARGETS:-"ours durablefloor socketio fastapi wsfloor nats"}
+TARGETS=${TARGETS:-"ours durablefloor socketio socketio-pg fastapi wsfloor nats"}
 P99_BOUND_MS=${P99_BOUND_MS:-100}
 PGB_BATCH=${PGB_BATCH:-100}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -134,6 +136,16 @@ start_socketio() {
   P1=$(free_port); P2=$(free_port)
   spawn sio1 node bench/peers/socketio/server.js $P1; SERVER_PIDS=("$LAST")
   spawn sio2 node bench/peers/socketio/server.js $P2; SERVER_PIDS+=("$LAST")
+  wait_port $P1; wait_port $P2
+  URLS=(--url ws://127.0.0.1:$P1 --url ws://127.0.0.1:$P2); WATCH=${SERVER_PIDS[0]},${SERVER_PIDS[1]}
+}
+# Target `socketio-pg`: the same stack, each send stored in Postgres (its
+# own sio_ tables in the chat database) before it is emitted and acked.
+start_socketio_pg() {
+  P1=$(free_port); P2=$(free_port)
+  local pg=postgres://postgres@127.0.0.1:$PG_PORT/chat
+  PG_URL=$pg spawn sio-pg1 node bench/peers/socketio/store.js $P1; SERVER_PIDS=("$LAST")
+  PG_URL=$pg spawn sio-pg2 node bench/peers/socketio/store.js $P2; SERVER_PIDS+=("$LAST")
   wait_port $P1; wait_port $P2
   URLS=(--url ws://127.0.0.1:$P1 --url ws://127.0.0.1:$P2); WATCH=${SERVER_PIDS[0]},${SERVER_PIDS[1]}
 }
@@ -431,7 +443,7 @@ run_retention() {
   unset CHAT_WORKER_RETENTION__SWEEP_MS CHAT_WORKER_RETENTION__GRACE_MS
 }
 
-loadgen_target() { case $1 in socketio) echo socketio;; fastapi|wsfloor|durablefloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
+loadgen_target() { case $1 in socketio|socketio-pg) echo socketio;; fastapi|wsfloor|durablefloor) echo json;; nats) echo nats;; *) echo ours;; esac; }
 
 # Every server process's CPU ticks: gateways, workers, NATS, Redis, Postgres.
 server_ticks() {
@@ -518,7 +530,7 @@ run_takeover() {
 
 run_one() { # scenario target label [extra loadgen args...]
   local scenario=$1 target=$2 label=$3; shift 3
-  "start_$target"
+  "start_${target//-/_}"
   echo "== $scenario / $label"
   local perf=
   if [ "${PERF:-0}" = 1 ] && [ "$target" = ours ]; then
@@ -558,11 +570,17 @@ PY
       "$TMP/names" - | sort -rn | tee "$OUT/$scenario--$label.cpu.txt"
   fi
   stop "${SERVER_PIDS[@]}"
+  if [ "$target" = durablefloor ]; then
+    # The floor prints its stage table as it stops.
+    sed -n '/^| stage/,$p' "$TMP/durablefloor.log" | tee "$OUT/$scenario--$label.stages.md"
+  fi
 }
 
 targets_for() {
   case $1 in
-    ingest) echo "ours durablefloor";;        # peers persist nothing; the floors: durablefloor, and pgbench below
+    # Those that store sends (the others persist nothing); the floors:
+    # durablefloor, and pgbench below.
+    ingest) for t in $TARGETS; do case $t in ours|durablefloor|socketio-pg) echo "$t";; esac; done;;
     typing) echo ours;;                       # the peers have no typing signal
     connections) echo "$TARGETS" | sed 's/ nats//; s/^nats //';;
     *) echo "$TARGETS";;

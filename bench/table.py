@@ -45,7 +45,8 @@ def main():
             d = r["delivery_latency"]
             ratio = (ours["deliveries_per_sec"] / r["deliveries_per_sec"]) if ours and r["deliveries_per_sec"] else None
             sat = " (saturated)" if r["loadgen_saturated"] else ""
-            # Acks are the stored messages (the peers store nothing: per acked send).
+            # Acks are the stored messages (socketio-pg stores each acked send; the
+            # other peers store nothing: per acked send).
             acked = r["acks_per_sec"] * r["params"]["duration"]
             per_msg = 1e6 * r["server"]["cpu_seconds"] / acked if acked else None
             print(f"| {scenario} | {r['_label']} | {r['connected']} | {fmt(r['deliveries_per_sec'], 0)} | {fmt(r['acks_per_sec'], 0)} "

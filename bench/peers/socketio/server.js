@@ -6,10 +6,10 @@ const { Server } = require("socket.io");
 const { createAdapter } = require("@socket.io/redis-adapter");
 const { createClient } = require("redis");
 
-const port = Number(process.argv[2] || 9400);
-const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
-
-(async () => {
+// Starts the server on `port`; `onSend(io, socket, m)` answers a send.
+// store.js serves with its own.
+async function serve(port, name, onSend) {
+  const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
   const pub = createClient({ url: redisUrl });
   const sub = pub.duplicate();
   await Promise.all([pub.connect(), sub.connect()]);
@@ -24,10 +24,16 @@ const redisUrl = process.env.REDIS_URL || "redis://127.0.0.1:6379";
       socket.join(room);
       socket.emit("joined", room);
     });
-    socket.on("send", (m) => {
-      io.to(m.room).emit("message", { room: m.room, id: m.id, body: m.body });
-      socket.emit("ack", m.id);
-    });
+    socket.on("send", (m) => onSend(io, socket, m));
   });
-  httpServer.listen(port, "127.0.0.1", () => console.error(`socket.io peer on ${port}`));
-})();
+  httpServer.listen(port, "127.0.0.1", () => console.error(`${name} on ${port}`));
+}
+
+if (require.main === module) {
+  serve(Number(process.argv[2] || 9400), "socket.io peer", (io, socket, m) => {
+    io.to(m.room).emit("message", { room: m.room, id: m.id, body: m.body });
+    socket.emit("ack", m.id);
+  });
+}
+
+module.exports = { serve };

@@ -7,19 +7,28 @@
 //! and the senders' acks, WebSocket out. No limits, membership or caches.
 //! It speaks the plain JSON protocol of `wsfloor` and the FastAPI peer.
 //!
+//! It times each send's stages as the product does (`bench/stages.py`) and
+//! prints them as a table when it gets SIGTERM.
+//!
 //! `durablefloor <listen> <nats-url> <postgres-url>`
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, LazyLock, Mutex},
     time::Duration,
 };
 
-use async_nats::jetstream::{self, consumer::pull, stream};
+use async_nats::{
+    jetstream::{self, consumer::pull, stream},
+    HeaderMap,
+};
+use chat_protocol::now_us;
 use futures::{FutureExt, StreamExt};
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::{
     net::{TcpListener, TcpStream},
+    signal::unix::{signal, SignalKind},
     sync::mpsc,
 };
 use tokio_postgres::NoTls;
@@ -51,6 +60,51 @@ const RESERVE: &str = "INSERT INTO floor_rooms (id, last_seq) VALUES ($1, $2) \
 const INSERT: &str = "INSERT INTO floor_messages (room_id, seq, client_msg_id, body) \
     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[]) \
     ON CONFLICT (room_id, client_msg_id) DO NOTHING RETURNING room_id, seq";
+
+/// A send's stages, in path order, as `bench/stages.py` names them, and
+/// what each spans.
+const STAGES: [(&str, &str); 5] = [
+    ("publish", "took it -> JetStream holds it"),
+    (
+        "queued",
+        "took it -> pulled (the floor's one consumer: includes the wait for the commit before)",
+    ),
+    ("commit", "the transaction"),
+    ("fanout", "committed -> fan-out published"),
+    (
+        "fanout_transit",
+        "fan-out published -> at a socket's subscription",
+    ),
+];
+/// Microseconds per stage, each index of `STAGES`.
+static TIMES: LazyLock<Mutex<Vec<Histogram<u64>>>> = LazyLock::new(|| {
+    let histogram = || Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    Mutex::new(STAGES.iter().map(|_| histogram()).collect())
+});
+/// The header on a fan-out saying when it was published.
+const PUBLISHED_US: &str = "Published-Us";
+
+/// Records that stage `stage` took from `since_us` until now, `count` times.
+fn time(stage: usize, since_us: i64, count: u64) {
+    let us = (now_us() - since_us).clamp(1, 60_000_000) as u64;
+    let _ = TIMES.lock().unwrap()[stage].record_n(us, count);
+}
+
+/// The stage table, in bench/stages.py's format (exact quantiles here).
+fn print_stages() {
+    let times = TIMES.lock().unwrap();
+    println!("| stage | spans | observations | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
+    for ((stage, spans), h) in STAGES.iter().zip(times.iter()) {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let n = h.len();
+        println!(
+            "| {stage} | {spans} | {n} | {:.2} | {:.2} |",
+            ms(0.5),
+            ms(0.99)
+        );
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -86,8 +140,15 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(store(consumer, pg, nats.clone(), Arc::clone(&waiting)));
     let listener = TcpListener::bind(listen).await?;
     eprintln!("durablefloor listening on {listen}");
+    let mut term = signal(SignalKind::terminate())?;
     loop {
-        let (socket, _) = listener.accept().await?;
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = term.recv() => {
+                print_stages();
+                return Ok(());
+            }
+        };
         let _ = socket.set_nodelay(true);
         tokio::spawn(serve(
             socket,
@@ -123,13 +184,23 @@ async fn store(
         let sends: Vec<Value> = (batch.iter())
             .filter_map(|m| serde_json::from_slice(&m.payload).ok())
             .collect();
-        match commit(&mut pg, &sends).await {
+        let took = |send: &Value| send["t0"].as_i64().unwrap_or_else(now_us);
+        sends.iter().for_each(|send| time(1, took(send), 1));
+        let began = now_us();
+        let committed = commit(&mut pg, &sends).await;
+        time(2, began, sends.len() as u64);
+        match committed {
             Ok(stored) => {
+                let committed = now_us();
                 for (room, messages) in stored {
                     let payload = serde_json::to_vec(&messages).expect("json");
+                    let mut headers = HeaderMap::new();
+                    headers.insert(PUBLISHED_US, now_us().to_string().as_str());
+                    let subject = format!("floor.room.{room}");
                     let _ = nats
-                        .publish(format!("floor.room.{room}"), payload.into())
+                        .publish_with_headers(subject, headers, payload.into())
                         .await;
+                    time(3, committed, messages.len() as u64);
                 }
                 for send in &sends {
                     let id = send["id"].as_str().unwrap_or_default();
@@ -212,6 +283,12 @@ async fn serve(
                 let out = out_tx.clone();
                 rooms.push(tokio::spawn(async move {
                     while let Some(msg) = sub.next().await {
+                        let published = (msg.headers.as_ref())
+                            .and_then(|h| h.get(PUBLISHED_US))
+                            .and_then(|v| v.as_str().parse().ok());
+                        if let Some(published) = published {
+                            time(4, published, 1);
+                        }
                         let Ok(batch) = serde_json::from_slice::<Vec<Value>>(&msg.payload) else {
                             continue;
                         };
@@ -228,11 +305,18 @@ async fn serve(
             Some("send") => {
                 let id = frame["id"].as_str().unwrap_or_default().to_owned();
                 waiting.lock().unwrap().insert(id, out_tx.clone());
+                let t0 = now_us();
+                let mut frame = frame;
+                frame["t0"] = t0.into();
                 let payload = serde_json::to_vec(&frame).expect("json");
                 // The publish's ack is awaited on a task of its own, so the
                 // socket's next send is read at once.
                 if let Ok(ack) = js.publish(SUBJECT, payload.into()).await {
-                    tokio::spawn(std::future::IntoFuture::into_future(ack));
+                    tokio::spawn(async move {
+                        if ack.await.is_ok() {
+                            time(0, t0, 1);
+                        }
+                    });
                 }
             }
             _ => {}
