@@ -229,6 +229,11 @@ pub fn stage(stage: Stage, secs: f64) {
     STAGES[stage as usize].record(secs);
 }
 
+/// The same observation for `count` sends (a batch's commit, say).
+pub fn stage_many(stage: Stage, secs: f64, count: usize) {
+    STAGES[stage as usize].record_many(secs, count);
+}
+
 pub fn notification(outcome: &'static str) {
     counter!(NOTIFICATIONS, "outcome" => outcome).increment(1);
 }

@@ -73,8 +73,8 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     for item in &items {
         let lane = (began - item.send.pulled_at()).as_secs_f64();
         metrics::stage(metrics::Stage::Lane, lane);
-        metrics::stage(metrics::Stage::Commit, commit);
     }
+    metrics::stage_many(metrics::Stage::Commit, commit, items.len());
     // Test builds: a worker that dies between the commit and the fan-out.
     fail::fail_point!("worker-after-commit", |_| std::process::abort());
     let Sorted {
@@ -92,9 +92,7 @@ pub async fn handle_batch(ctx: &Ctx, chunk: Vec<Pulled>) {
     let window = update_window(ctx, fresh, &changed, changes).await;
     let mut unpublished = outbox.publish(ctx).await;
     let fanout = committed.elapsed().as_secs_f64();
-    for _ in &items {
-        metrics::stage(metrics::Stage::Fanout, fanout);
-    }
+    metrics::stage_many(metrics::Stage::Fanout, fanout, items.len());
     if !notify.is_empty() {
         unpublished.extend(notify::enqueue(ctx, &notify).await);
     }
