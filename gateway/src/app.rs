@@ -33,7 +33,7 @@ use crate::{
         ingest::Ingest,
     },
     signals::{self, Signals},
-    socket::{drain::Drain, limits::Limiter},
+    socket::{drain::Drain, limits::Limiter, session::CLOSE_GRACE},
     state::{AppState, Inner},
 };
 
@@ -316,14 +316,15 @@ impl Paths {
 /// Not ready at once (new sockets refused) for `drain_delay_ms`, so the
 /// load balancer stops sending any; then every socket closes at its moment
 /// in the `drain_spread_ms` window, each first answering its sends in
-/// flight (`drain_timeout_ms`). Rooms, receipts and `/readyz` keep running
-/// throughout; returns once the last socket is gone, or when that took
-/// longer than it may.
+/// flight (`drain_timeout_ms`) and then waiting for the client's answer to
+/// its close frame (`CLOSE_GRACE`). Rooms, receipts and `/readyz` keep
+/// running throughout; returns once the last socket is gone, or when that
+/// took longer than it may.
 async fn drain(state: &AppState) {
     let config = &state.config;
     let delay = config.drain_delay;
     let spread = config.drain_spread;
-    let in_flight = config.drain_timeout;
+    let in_flight = config.drain_timeout + CLOSE_GRACE;
     tracing::info!(
         ?delay,
         ?spread,

@@ -58,8 +58,9 @@ pub struct GatewayConfig {
     pub drain_spread: Duration,
     /// How long a closing socket waits for the answers to its sends in
     /// flight. The whole drain takes at most drain_delay_ms +
-    /// drain_spread_ms + drain_timeout_ms: keep the orchestrator's grace
-    /// period (Kubernetes terminationGracePeriodSeconds) above that.
+    /// drain_spread_ms + drain_timeout_ms + 2 s (the clients' answers to
+    /// the close frames): keep the orchestrator's grace period (Kubernetes
+    /// terminationGracePeriodSeconds) above that.
     #[serde(rename = "drain_timeout_ms", with = "millis::non_zero")]
     pub drain_timeout: Duration,
 }

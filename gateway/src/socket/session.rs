@@ -32,6 +32,11 @@ use crate::{
     state::AppState,
 };
 
+/// How long a closed socket waits for the peer to answer our close frame.
+/// A client answers within a round trip; this only has to outlast a busy
+/// moment, and it bounds the tail of a drain (see `app::drain`).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// Who is on the socket and how it speaks; settled before the upgrade.
 pub struct SessionInfo {
     pub conn: u64,
@@ -99,15 +104,15 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let reason = close.reason().map_or("normal", |(code, _)| code.as_str());
     tracing::debug!(reason, "socket closed");
     metrics::closed(reason);
-    let _ = tokio::join!(writer, closing_handshake(&mut stream, write_timeout));
+    let _ = tokio::join!(writer, closing_handshake(&mut stream));
 }
 
 /// Reads (and drops) what the peer still sends until it answers our close
-/// frame, its socket ends, or `timeout` passes. Dropping the socket with
+/// frame, its socket ends, or [`CLOSE_GRACE`] passes. Dropping the socket with
 /// the peer's pongs unread would make the kernel reset it, and a reset
 /// throws away what the peer has yet to read: the frames before our close,
 /// and the close itself.
-async fn closing_handshake(stream: &mut SplitStream<WebSocket>, timeout: Duration) {
+async fn closing_handshake(stream: &mut SplitStream<WebSocket>) {
     let answered = async {
         while let Some(Ok(msg)) = stream.next().await {
             if matches!(msg, WsMessage::Close(_)) {
@@ -115,7 +120,7 @@ async fn closing_handshake(stream: &mut SplitStream<WebSocket>, timeout: Duratio
             }
         }
     };
-    let _ = tokio::time::timeout(timeout, answered).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
 }
 
 fn is_too_large(e: axum::Error) -> bool {
