@@ -37,11 +37,13 @@ trap cleanup EXIT
 psql_() { psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 # One loop of CALLS batches; $1 = 1 stores them, 0 only builds the arguments.
-# $4 is the call that stores them. Prints the backend's CPU ns over the loop.
+# $4 is the call that stores them. Prints the backend's CPU ns over the loop
+# and the WAL bytes it wrote.
 loop_sql() {
   local store=$1 shape=$2 db=$3 persist=$4
   cat <<SQL
-SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS t0 \gset
+SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS t0,
+       pg_current_wal_insert_lsn() AS w0 \gset
 DO \$\$
 DECLARE
   k INT;
@@ -65,12 +67,13 @@ BEGIN
   END LOOP;
 END
 \$\$;
-SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :t0;
+SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :t0,
+       pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'w0')::bigint;
 SQL
 }
 
 echo "Postgres CPU per stored send (batches of $BATCH, $CALLS per figure, fsync off, on CPU $CPU)"
-printf '%-8s %-24s %-24s\n' variant "µs per send, all rooms" "µs per send, one room"
+printf '%-8s %-24s %-24s %-24s\n' variant "µs per send, all rooms" "µs per send, one room" "WAL bytes per send, all/one"
 for variant in "${VARIANTS[@]}"; do
   db=db_$(echo "$variant" | tr -cd "[:alnum:]" | tr "[:upper:]" "[:lower:]")
   psql_ -c "CREATE DATABASE $db"
@@ -86,17 +89,19 @@ for variant in "${VARIANTS[@]}"; do
   psql_ -d "$db" -c "INSERT INTO rooms (id) SELECT 'r' || g FROM generate_series(1, $ROOMS) g;
     INSERT INTO members (room_id, user_id) SELECT 'r' || g, 'u' || g || s FROM generate_series(1, $ROOMS) g, unnest(ARRAY['a', 'b']) s;"
   results=()
+  wal=""
   for shape in all one; do
     # A warm-up loop first: plans cached, pages in shared buffers.
     loop_sql 1 "$shape" "$db-warm" "$persist" | psql_ -d "$db" >/dev/null
     rounds=""
     for round in 1 2 3; do
-      stored=$(loop_sql 1 "$shape" "$db-$round" "$persist" | psql_ -d "$db" | tail -1)
-      built=$(loop_sql 0 "$shape" "$db-$round" "$persist" | psql_ -d "$db" | tail -1)
+      IFS='|' read -r stored written < <(loop_sql 1 "$shape" "$db-$round" "$persist" | psql_ -d "$db" | tail -1)
+      IFS='|' read -r built _ < <(loop_sql 0 "$shape" "$db-$round" "$persist" | psql_ -d "$db" | tail -1)
       us=$(python3 -c "print(f'{($stored - $built) / 1000 / ($CALLS * $BATCH):.1f}')")
       rounds="$rounds $us"
     done
     results+=("$rounds")
+    wal="$wal/$((written / (CALLS * BATCH)))"
   done
-  printf '%-8s %-24s %-24s\n' "$variant" "${results[0]# }" "${results[1]# }"
+  printf '%-8s %-24s %-24s %-24s\n' "$variant" "${results[0]# }" "${results[1]# }" "${wal#/}"
 done

@@ -108,10 +108,11 @@ impl Refusal {
 }
 
 impl Store {
-    /// Stores a batch in one statement (`persist_entries`, see migration
-    /// V10), idempotently on (room, sender, client_msg_id). Each room's row
-    /// is locked (rooms in id order, so two workers never deadlock) and its
-    /// new entries that pass the checks get the next seqs, in batch order;
+    /// Stores a batch in one statement (`persist_entries`, see migrations
+    /// V10 and V17), idempotently on (room, sender, client_msg_id). Each
+    /// room's row is locked (rooms in id order, so two workers never
+    /// deadlock) and its new entries that pass the checks get the next
+    /// seqs, in batch order;
     /// an event changes its message in the same transaction. Returns one
     /// outcome per input, in input order. An error means nothing is known:
     /// the caller must not acknowledge the batch. A batch is one statement,

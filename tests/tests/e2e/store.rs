@@ -104,6 +104,54 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     assert_eq!(cluster.stored("b").await.len(), 2);
 }
 
+/// A batch of new sends only takes the one-INSERT path (migration V17);
+/// a resend among new sends makes that INSERT fail on the idempotency key,
+/// and the batch is answered entry by entry instead, with no seq lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_new_sends_is_stored_at_once_and_a_resend_among_them_still_lands_once() {
+    let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
+    cluster.create_room("a", &["u1", "u2"]).await;
+    cluster.create_room("b", &["u1"]).await;
+    let store = store_of(&cluster, 2);
+    let out = store
+        .persist(&[
+            send("a", "u1", "x"),
+            send("b", "u1", "x"),
+            send("nope", "u1", "x"),
+            send("a", "u2", "x"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(seq_of(&out[0]), (1, true));
+    assert_eq!(seq_of(&out[1]), (1, true));
+    assert_eq!(out[2], Persisted::RoomMissing);
+    assert_eq!(seq_of(&out[3]), (2, true));
+    assert_heads_match(&cluster, &store, &["a", "b"]).await;
+
+    let again = store
+        .persist(&[
+            send("a", "u1", "y"),
+            send("a", "u2", "x"), // stored by the batch above
+            send("b", "u1", "y"),
+            send("a", "u1", "z"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(seq_of(&again[0]), (3, true));
+    assert_eq!(seq_of(&again[1]), (2, false));
+    assert_eq!(seq_of(&again[2]), (2, true));
+    assert_eq!(seq_of(&again[3]), (4, true));
+    assert_heads_match(&cluster, &store, &["a", "b"]).await;
+    let ids: Vec<String> = cluster
+        .stored("a")
+        .await
+        .into_iter()
+        .map(|(_, _, id, _)| id)
+        .collect();
+    assert_eq!(ids, ["x", "x", "y", "z"]);
+    assert_eq!(cluster.stored("b").await.len(), 2);
+}
+
 /// The store has the last word on who may send: a stranger's send and the
 /// send of a member whose `can_send_messages` was revoked are refused and
 /// take no seq, while a resend of what that member stored before is still
