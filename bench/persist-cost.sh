@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Postgres's own CPU per stored send, as the worker's function spends it
-# (`persist_entries` from V10 on, with chat messages only; before that
+# (`persist_entries` from V10 on, with chat messages only, and from V17
+# `persist_messages_at_once` for batches of 32 or more; before V10
 # `persist_messages`).
 #
 #   bash bench/persist-cost.sh            every migration, i.e. the committed function
@@ -85,6 +86,10 @@ for variant in "${VARIANTS[@]}"; do
   persist="persist_messages(rooms, senders, cmids, bodies, ids, stamps)"
   if [ "$(psql_ -d "$db" -c "SELECT count(*) FROM pg_proc WHERE proname = 'persist_entries'")" = 1 ]; then
     persist="persist_entries(rooms, senders, cmids, bodies, ids, stamps, array_fill(''::text, ARRAY[$BATCH]), array_fill(NULL::int8, ARRAY[$BATCH]))"
+  fi
+  # From V17 the store sends a batch of AT_ONCE_FROM (32) or more here.
+  if [ "$BATCH" -ge 32 ] && [ "$(psql_ -d "$db" -c "SELECT count(*) FROM pg_proc WHERE proname = 'persist_messages_at_once'")" = 1 ]; then
+    persist="persist_messages_at_once(rooms, senders, cmids, bodies, ids, stamps)"
   fi
   psql_ -d "$db" -c "INSERT INTO rooms (id) SELECT 'r' || g FROM generate_series(1, $ROOMS) g;
     INSERT INTO members (room_id, user_id) SELECT 'r' || g, 'u' || g || s FROM generate_series(1, $ROOMS) g, unnest(ARRAY['a', 'b']) s;"

@@ -1,36 +1,37 @@
--- A batch of plain chat messages (no event, no reply: nearly every batch)
--- is stored by one INSERT of all its rows, instead of V10's statement per
--- row. V10's loop paid, per message, a statement's start-up, a membership
--- subquery and ON CONFLICT's speculative insertion; `bench/persist-cost.sh`
--- puts the difference at about 40 % of Postgres's CPU per send
--- (bench/RESULTS.md §19). Any other batch takes V10's loop, kept as
--- persist_entries_each, and so does a batch the fast path cannot answer
--- alone; the answers are the same either way, entry by entry.
+-- A large batch of new chat messages is stored by one INSERT of all its
+-- rows, instead of `persist_entries`' statement per row, which pays for
+-- each message a statement's start-up, a membership subquery and ON
+-- CONFLICT's speculative insertion. bench/persist-cost.sh (Postgres's CPU
+-- per send, bench/RESULTS.md §19): about half at 256 a batch; at a few a
+-- batch the loop costs less. So the store calls this function for a batch
+-- of `chat_store::AT_ONCE_FROM` (32) or more chat messages, and
+-- `persist_entries` for any other: batches grow large when sends arrive
+-- faster than transactions commit (a burst, a backlog after an outage),
+-- which is where a cheaper row matters.
 --
--- The fast path takes a batch whose every entry (of a room that exists)
--- is from a sender who may send, under a key not repeated in the batch:
--- each takes its room's next seq in batch order. A resend among them (its
--- key already stored) fails the INSERT on the idempotency key; that undoes
--- the fast path's writes and the loop answers the batch, resend included.
--- The rooms are locked first (in id order, as the loop does) by a
--- statement of their own, so that the INSERT, whose snapshot is taken
--- after any wait for a lock, sees what the transaction it waited for
--- stored.
-ALTER FUNCTION persist_entries(TEXT[], TEXT[], TEXT[], TEXT[], UUID[], BIGINT[], TEXT[], BIGINT[])
-    RENAME TO persist_entries_each;
-
-CREATE FUNCTION persist_entries(
+-- It answers as `persist_entries` does, entry by entry. It takes a batch
+-- whose every entry (of a room that exists) is from a sender who may send,
+-- under a key not repeated in the batch: each takes its room's next seq
+-- in batch order. A resend among them (its key already stored) fails the
+-- INSERT on the idempotency key, which undoes this function's writes, and
+-- `persist_entries` answers the batch, resend included; so does it any
+-- batch this one does not take.
+--
+-- The rooms are locked first (in id order, as `persist_entries` does) by
+-- a statement of their own, so that the one reading their last seqs takes
+-- its snapshot after any wait for a lock, and reads what the transaction
+-- it waited for wrote. Plans are generic (plan_cache_mode): planning each
+-- call's arrays afresh cost more than running the statements.
+CREATE FUNCTION persist_messages_at_once(
     p_rooms   TEXT[],
     p_senders TEXT[],
     p_cmids   TEXT[],
     p_bodies  TEXT[],
     p_ids     UUID[],
-    p_ts      BIGINT[],
-    p_kinds   TEXT[],
-    p_targets BIGINT[]
+    p_ts      BIGINT[]
 ) RETURNS TABLE (idx INT, seq BIGINT, id UUID, body TEXT, ts BIGINT, fresh BOOLEAN,
                  refusal TEXT, target_id UUID)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_idx     INT[];     -- the entries of rooms that exist, in batch order
     v_seqs    BIGINT[];  -- the seq each takes
@@ -38,13 +39,6 @@ DECLARE
     n_senders INT;       -- of them, from a sender who may send
     n_keys    INT;       -- distinct (room, sender, client_msg_id)
 BEGIN
-    IF EXISTS (SELECT 1 FROM unnest(p_kinds, p_targets) AS u (kind, target)
-                WHERE u.kind <> '' OR u.target IS NOT NULL) THEN
-        RETURN QUERY SELECT * FROM persist_entries_each(
-            p_rooms, p_senders, p_cmids, p_bodies, p_ids, p_ts, p_kinds, p_targets);
-        RETURN;
-    END IF;
-
     PERFORM 1 FROM rooms r WHERE r.id = ANY (p_rooms) ORDER BY r.id FOR UPDATE;
 
     -- One key per lookup, whatever the planner thinks of the tables'
@@ -75,11 +69,13 @@ BEGIN
               FROM unnest(v_idx, v_seqs) AS x (i, seq);
             RETURN;
         EXCEPTION WHEN unique_violation THEN
-            -- A resend: the loop below answers it as stored.
+            -- A resend: persist_entries answers it as stored.
         END;
     END IF;
 
-    RETURN QUERY SELECT * FROM persist_entries_each(
-        p_rooms, p_senders, p_cmids, p_bodies, p_ids, p_ts, p_kinds, p_targets);
+    RETURN QUERY SELECT * FROM persist_entries(
+        p_rooms, p_senders, p_cmids, p_bodies, p_ids, p_ts,
+        array_fill(''::TEXT, ARRAY[cardinality(p_rooms)]),
+        array_fill(NULL::BIGINT, ARRAY[cardinality(p_rooms)]));
 END
 $$;

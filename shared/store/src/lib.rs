@@ -29,7 +29,7 @@ pub use config::PostgresConfig;
 pub use error::StoreError;
 pub use markers::{Mark, Marked};
 pub use my_rooms::{RoomsPage, RoomsPosition};
-pub use persist::{NewMessage, Persisted, Refusal};
+pub use persist::{NewMessage, Persisted, Refusal, AT_ONCE_FROM};
 pub use pool::Store;
 pub use retention::Due;
 pub use scheduled::{ScheduleRefused, Scheduled, SentDue, ToSchedule, MAX_PENDING};

@@ -4,12 +4,18 @@
 use chat_proto::v1::Message;
 use chat_protocol::{kind::EntryKind, ErrorCode, RoomId, Seq};
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::pool::Store;
 use crate::rows::{message_from_row, place_entry};
 use crate::sql;
+
+/// From this many chat messages (and nothing else) a batch is stored by one
+/// INSERT (`sql::PERSIST_MESSAGES_AT_ONCE`); below it, a statement a row
+/// costs Postgres less (bench/RESULTS.md §19).
+pub const AT_ONCE_FROM: usize = 32;
 
 /// A send to store, as the worker received it.
 #[derive(Clone, Debug)]
@@ -108,8 +114,9 @@ impl Refusal {
 }
 
 impl Store {
-    /// Stores a batch in one statement (`persist_entries`, see migrations
-    /// V10 and V17), idempotently on (room, sender, client_msg_id). Each
+    /// Stores a batch in one statement (`persist_entries`, migration V10;
+    /// for [`AT_ONCE_FROM`] chat messages or more, `persist_messages_at_once`,
+    /// V17), idempotently on (room, sender, client_msg_id). Each
     /// room's row is locked (rooms in id order, so two workers never
     /// deadlock) and its new entries that pass the checks get the next
     /// seqs, in batch order;
@@ -150,20 +157,26 @@ pub(crate) async fn persist_on(
         .map(|m| m.id.unwrap_or_else(Uuid::now_v7))
         .collect();
     let stamps: Vec<i64> = vec![now; batch.len()];
-    let kinds: Vec<&str> = batch.iter().map(|m| m.kind.as_str()).collect();
-    let targets: Vec<Option<i64>> = batch
-        .iter()
-        .map(|m| m.target.map(|s| s.get() as i64))
-        .collect();
-    let stmt = client.prepare_cached(sql::PERSIST).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &rooms, &senders, &cmids, &bodies, &ids, &stamps, &kinds, &targets,
-            ],
-        )
-        .await?;
+    let at_once = batch.len() >= AT_ONCE_FROM
+        && batch
+            .iter()
+            .all(|m| m.kind == EntryKind::Message && m.target.is_none());
+    let rows = if at_once {
+        let stmt = client.prepare_cached(sql::PERSIST_MESSAGES_AT_ONCE).await?;
+        let params: [&(dyn ToSql + Sync); 6] = [&rooms, &senders, &cmids, &bodies, &ids, &stamps];
+        client.query(&stmt, &params).await?
+    } else {
+        let kinds: Vec<&str> = batch.iter().map(|m| m.kind.as_str()).collect();
+        let targets: Vec<Option<i64>> = batch
+            .iter()
+            .map(|m| m.target.map(|s| s.get() as i64))
+            .collect();
+        let stmt = client.prepare_cached(sql::PERSIST).await?;
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &rooms, &senders, &cmids, &bodies, &ids, &stamps, &kinds, &targets,
+        ];
+        client.query(&stmt, &params).await?
+    };
     let mut out = vec![Persisted::RoomMissing; batch.len()];
     for row in rows {
         let i = (row.get::<_, i32>(0) - 1) as usize;

@@ -5,7 +5,7 @@
 use chat_config::Secret;
 use chat_protocol::{kind::EntryKind, RoomId};
 use chat_store::{
-    Limits, PostgresConfig, {NewMessage, Persisted, Refusal, Store, StoreError},
+    Limits, PostgresConfig, {NewMessage, Persisted, Refusal, Store, StoreError, AT_ONCE_FROM},
 };
 use chat_tests::{Cluster, ClusterOptions};
 use tokio_postgres::error::SqlState;
@@ -104,52 +104,65 @@ async fn a_batch_gets_consecutive_seqs_per_room_and_stores_each_key_once() {
     assert_eq!(cluster.stored("b").await.len(), 2);
 }
 
-/// A batch of new sends only takes the one-INSERT path (migration V17);
-/// a resend among new sends makes that INSERT fail on the idempotency key,
-/// and the batch is answered entry by entry instead, with no seq lost.
+/// A batch of `AT_ONCE_FROM` chat messages or more is one INSERT
+/// (migration V17); a resend among new sends makes that INSERT fail on the
+/// idempotency key, and the batch is answered entry by entry instead, with
+/// no seq lost. Answers and heads are as for a small batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_of_new_sends_is_stored_at_once_and_a_resend_among_them_still_lands_once() {
+async fn a_large_batch_of_new_sends_is_stored_at_once_and_a_resend_among_them_still_lands_once() {
     let cluster = Cluster::start(ClusterOptions::new(1, 1)).await;
     cluster.create_room("a", &["u1", "u2"]).await;
     cluster.create_room("b", &["u1"]).await;
     let store = store_of(&cluster, 2);
-    let out = store
-        .persist(&[
-            send("a", "u1", "x"),
-            send("b", "u1", "x"),
-            send("nope", "u1", "x"),
-            send("a", "u2", "x"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(seq_of(&out[0]), (1, true));
-    assert_eq!(seq_of(&out[1]), (1, true));
-    assert_eq!(out[2], Persisted::RoomMissing);
-    assert_eq!(seq_of(&out[3]), (2, true));
+    // a, b, a, b, ... with one send to a room that does not exist.
+    let mut first: Vec<NewMessage> = (0..AT_ONCE_FROM)
+        .map(|i| {
+            send(
+                ["a", "b"][i % 2],
+                ["u1", "u1", "u2", "u1"][i % 4],
+                &format!("m{i}"),
+            )
+        })
+        .collect();
+    first.insert(5, send("nope", "u1", "lost"));
+    let out = store.persist(&first).await.unwrap();
+    assert_eq!(out[5], Persisted::RoomMissing);
+    let seqs: Vec<(u64, bool)> = out
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, p)| seq_of(p))
+        .collect();
+    let expected: Vec<(u64, bool)> = (0..AT_ONCE_FROM as u64)
+        .map(|i| (i / 2 + 1, true))
+        .collect();
+    assert_eq!(seqs, expected, "each room counts on in batch order");
     assert_heads_match(&cluster, &store, &["a", "b"]).await;
 
-    let again = store
-        .persist(&[
-            send("a", "u1", "y"),
-            send("a", "u2", "x"), // stored by the batch above
-            send("b", "u1", "y"),
-            send("a", "u1", "z"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(seq_of(&again[0]), (3, true));
-    assert_eq!(seq_of(&again[1]), (2, false));
-    assert_eq!(seq_of(&again[2]), (2, true));
-    assert_eq!(seq_of(&again[3]), (4, true));
-    assert_heads_match(&cluster, &store, &["a", "b"]).await;
-    let ids: Vec<String> = cluster
-        .stored("a")
-        .await
-        .into_iter()
-        .map(|(_, _, id, _)| id)
+    let half = AT_ONCE_FROM as u64 / 2;
+    let mut again: Vec<NewMessage> = (0..AT_ONCE_FROM)
+        .map(|i| send("a", "u1", &format!("n{i}")))
         .collect();
-    assert_eq!(ids, ["x", "x", "y", "z"]);
-    assert_eq!(cluster.stored("b").await.len(), 2);
+    again.insert(3, send("a", "u2", "m2")); // stored by the batch above, as a's seq 2
+    let out = store.persist(&again).await.unwrap();
+    assert_eq!(seq_of(&out[3]), (2, false));
+    let fresh: Vec<u64> = out
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3)
+        .map(|(_, p)| match seq_of(p) {
+            (seq, true) => seq,
+            other => panic!("a new send answered as {other:?}"),
+        })
+        .collect();
+    let expected: Vec<u64> = (half + 1..=half + AT_ONCE_FROM as u64).collect();
+    assert_eq!(fresh, expected, "no seq lost to the undone INSERT");
+    assert_heads_match(&cluster, &store, &["a", "b"]).await;
+    assert_eq!(
+        cluster.stored("a").await.len() as u64,
+        half + AT_ONCE_FROM as u64
+    );
+    assert_eq!(cluster.stored("b").await.len() as u64, half);
 }
 
 /// The store has the last word on who may send: a stranger's send and the

@@ -155,11 +155,16 @@ pub const FIND_SENT: &str = concat!(
     " FROM messages \
     WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3"
 );
-/// One round trip per batch: see `migrations/V10__message_events.sql` and
-/// `V17__persist_plain_batches_at_once.sql`.
+/// One round trip per batch: see `migrations/V10__message_events.sql`.
 pub const PERSIST: &str = "SELECT idx, seq, id, body, ts, fresh, refusal, target_id \
     FROM persist_entries($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[], \
     $7::text[], $8::int8[])";
+/// [`PERSIST`] for a large batch of chat messages only, one INSERT for all
+/// of them: see `migrations/V17__persist_plain_batches_at_once.sql`.
+pub const PERSIST_MESSAGES_AT_ONCE: &str =
+    "SELECT idx, seq, id, body, ts, fresh, refusal, target_id \
+    FROM persist_messages_at_once($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], \
+    $6::int8[])";
 /// The current rows of the messages at seqs `$2` of rooms `$1` (pairs),
 /// for the caches after events changed them: a lookup of the primary key
 /// per pair, whatever the planner thinks of the list's length.
