@@ -95,11 +95,20 @@ stop() { for p in "$@"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null 
 PG_PORT=$(free_port); REDIS_PORT=$(free_port); NATS_PORT=$(free_port); NATS_MON=$(free_port)
 mkdir -p "$TMP/pg"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg"
 "${as_pg[@]}" initdb -U postgres --auth=trust -D "$TMP/pg" >/dev/null
-spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB ${PG_ARGS:-}
+spawn postgres "${as_pg[@]}" postgres -D "$TMP/pg" -p $PG_PORT -k "$TMP/pg" -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c min_wal_size=512MB ${PG_ARGS:-}
 spawn redis redis-server --port $REDIS_PORT --bind 127.0.0.1 --save "" --appendonly no; REDIS_PID=$LAST
 spawn nats "$NATS_SERVER_BIN" -c "${NATS_CONF:-deploy/nats.conf}" -js -a 127.0.0.1 -p $NATS_PORT -m $NATS_MON -sd "$TMP/js"; NATS_PID=$LAST
 wait_port $PG_PORT; wait_port $REDIS_PORT; wait_port $NATS_PORT; sleep 1
 psql -h 127.0.0.1 -p $PG_PORT -U postgres -qc "CREATE DATABASE chat"
+# A Postgres that has run a while reuses its WAL segments (recycled at each
+# checkpoint); a fresh one creates, zero-fills and syncs a new 16 MB file
+# every few seconds under load, stalling commits meanwhile. Write about
+# 300 MB of WAL and checkpoint, so that runs find recycled segments as on a
+# server in service (min_wal_size above keeps them).
+psql -h 127.0.0.1 -p $PG_PORT -U postgres -q \
+  -c "CREATE TABLE wal_warmup AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 1000000) g" \
+  -c "DROP TABLE wal_warmup" -c "CHECKPOINT"
+echo "   WAL segments ready for reuse: $(find "$TMP/pg/pg_wal" -maxdepth 1 -name '0*' | wc -l)"
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 SECRET=bench-secret-bench-secret-bench-secret
 ADMIN=bench-admin
