@@ -33,6 +33,8 @@
 #   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
 #   PERF=1 bench/run.sh ingest                also a flame graph of the server CPU
 #   NATS_CONF=other.conf bench/run.sh ingest  another nats-server configuration
+#   ONE_GATEWAY=1 bench/run.sh high           ours: every socket on the first gateway
+#                                             (the second starts, and idles)
 # Reports, charts and the table land in bench/out/<timestamp>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -133,7 +135,8 @@ start_ours() {
   # WORKERS=N: N workers sharing the ingest partitions (scaling, takeover).
   for _ in $(seq 2 "${WORKERS:-1}"); do start_worker; SERVER_PIDS+=("$LAST"); done
   wait_port $G1; wait_port $G2
-  URLS=(--url ws://127.0.0.1:$G1/v1/ws --url ws://127.0.0.1:$G2/v1/ws --admin-url http://127.0.0.1:$G1 --admin-token $ADMIN --jwt-secret $SECRET)
+  local g2=$G2; [ "${ONE_GATEWAY:-0}" = 1 ] && g2=$G1
+  URLS=(--url ws://127.0.0.1:$G1/v1/ws --url ws://127.0.0.1:$g2/v1/ws --admin-url http://127.0.0.1:$G1 --admin-token $ADMIN --jwt-secret $SECRET)
   WATCH=${SERVER_PIDS[1]},${SERVER_PIDS[2]}
 }
 start_worker() {
