@@ -467,11 +467,17 @@ server_ticks() {
 }
 # Each kind of server's CPU ticks, for ours: gateways, workers, NATS,
 # Postgres (and its backends), Redis.
+# The CPU ticks so far of: gateways, workers, NATS, Postgres, Redis (the
+# durable floor: its one process counts as the gateways, workers 0).
 each_server_ticks() {
   local postmaster pg=0 gw=0 wk=0 p; postmaster=$(head -1 "$TMP/pg/postmaster.pid")
   ticks() { awk '{print $14 + $15}' /proc/$1/stat 2>/dev/null || echo 0; }
-  for p in "${SERVER_PIDS[1]}" "${SERVER_PIDS[2]}"; do gw=$((gw + $(ticks $p))); done
-  for p in "${WORKER_PIDS[@]}"; do wk=$((wk + $(ticks $p))); done
+  if [ "${1:-}" = durablefloor ]; then
+    gw=$(ticks "${SERVER_PIDS[0]}")
+  else
+    for p in "${SERVER_PIDS[1]}" "${SERVER_PIDS[2]}"; do gw=$((gw + $(ticks $p))); done
+    for p in "${WORKER_PIDS[@]}"; do wk=$((wk + $(ticks $p))); done
+  fi
   for p in $postmaster $(pgrep -P $postmaster); do pg=$((pg + $(ticks $p))); done
   echo "$gw $wk $(ticks $NATS_PID) $pg $(ticks $REDIS_PID)"
 }
@@ -548,18 +554,21 @@ run_one() { # scenario target label [extra loadgen args...]
   if [ "${PERF:-0}" = 1 ] && [ "$target" = ours ]; then
     perf record -q -F 997 -g -C "$SERVER_CPU" -o "$OUT/$scenario--$label.perf.data" 2>/dev/null & perf=$!
   fi
-  local each1=; [ "$target" = ours ] && each1=$(each_server_ticks)
+  local each1=; case $target in ours|durablefloor) each1=$(each_server_ticks "$target");; esac
   taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario "$scenario" --target "$(loadgen_target "$target")" "${URLS[@]}" \
     --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "$label" \
     --report "$OUT/$scenario--$label.json" --chart "$OUT/$scenario--$label.svg" ${LOADGEN_ARGS:-} "$@" \
     || echo "   $label failed on $scenario (see $TMP logs)"
   if [ -n "$each1" ]; then
     # Over the whole run (connecting included): what each kind of server spent.
-    python3 - "$(getconf CLK_TCK)" $each1 $(each_server_ticks) <<'PY' | tee "$OUT/$scenario--$label.cpu-each.txt"
+    python3 - "$target" "$(getconf CLK_TCK)" $each1 $(each_server_ticks "$target") <<'PY' | tee "$OUT/$scenario--$label.cpu-each.txt"
 import sys
-hz, *t = map(float, sys.argv[1:])
+target = sys.argv[1]
+hz, *t = map(float, sys.argv[2:])
 names = ("gateways", "workers", "NATS", "Postgres", "Redis")
-print("   CPU s over the run: " + ", ".join(f"{n} {(t[i + 5] - t[i]) / hz:.2f}" for i, n in enumerate(names)))
+if target == "durablefloor":
+    names = ("durablefloor", "-", "NATS", "Postgres", "-")
+print("   CPU s over the run: " + ", ".join(f"{n} {(t[i + 5] - t[i]) / hz:.2f}" for i, n in enumerate(names) if n != "-"))
 PY
   fi
   if [ "$target" = ours ]; then
