@@ -481,6 +481,7 @@ each_server_ticks() {
   for p in $postmaster $(pgrep -P $postmaster); do pg=$((pg + $(ticks $p))); done
   echo "$gw $wk $(ticks $NATS_PID) $pg $(ticks $REDIS_PID)"
 }
+nats_varz() { curl -s "http://127.0.0.1:$NATS_MON/varz"; }
 stored_count() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT count(*) FROM messages"; }
 
 # `scaling`: the ingest load at SCALING_RATE (2,000 sends/s) with 1, 2 and
@@ -554,7 +555,7 @@ run_one() { # scenario target label [extra loadgen args...]
   if [ "${PERF:-0}" = 1 ] && [ "$target" = ours ]; then
     perf record -q -F 997 -g -C "$SERVER_CPU" -o "$OUT/$scenario--$label.perf.data" 2>/dev/null & perf=$!
   fi
-  local each1=; case $target in ours|durablefloor) each1=$(each_server_ticks "$target");; esac
+  local each1= varz1=; case $target in ours|durablefloor) each1=$(each_server_ticks "$target"); varz1=$(nats_varz);; esac
   taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario "$scenario" --target "$(loadgen_target "$target")" "${URLS[@]}" \
     --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "$label" \
     --report "$OUT/$scenario--$label.json" --chart "$OUT/$scenario--$label.svg" ${LOADGEN_ARGS:-} "$@" \
@@ -569,6 +570,17 @@ names = ("gateways", "workers", "NATS", "Postgres", "Redis")
 if target == "durablefloor":
     names = ("durablefloor", "-", "NATS", "Postgres", "-")
 print("   CPU s over the run: " + ", ".join(f"{n} {(t[i + 5] - t[i]) / hz:.2f}" for i, n in enumerate(names) if n != "-"))
+PY
+    # What NATS carried over the run (connecting included), per send of
+    # the run (rate x (warm-up + duration), from the report).
+    python3 - "$OUT/$scenario--$label.json" "$varz1" "$(nats_varz)" <<'PY' | tee -a "$OUT/$scenario--$label.cpu-each.txt"
+import json, sys
+params = json.load(open(sys.argv[1]))["params"]
+sends = params["rate"] * (params["warmup"] + params["duration"])
+before, after = (json.loads(v) for v in sys.argv[2:4])
+d = {k: after[k] - before[k] for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")}
+print(f"   NATS over the run: {d['in_msgs']:,} msgs in, {d['out_msgs']:,} out; per send {d['in_msgs'] / sends:.2f} in,"
+      f" {d['out_msgs'] / sends:.2f} out, {(d['in_bytes'] + d['out_bytes']) / sends:,.0f} bytes")
 PY
   fi
   if [ "$target" = ours ]; then
