@@ -465,10 +465,9 @@ server_ticks() {
   done
   echo $t
 }
-# Each kind of server's CPU ticks, for ours: gateways, workers, NATS,
-# Postgres (and its backends), Redis.
-# The CPU ticks so far of: gateways, workers, NATS, Postgres, Redis (the
-# durable floor: its one process counts as the gateways, workers 0).
+# Each kind of server's CPU ticks so far: gateways, workers, NATS, Postgres
+# (and its backends), Redis. For the durable floor ($1), its one process
+# counts as the gateways, and workers as 0.
 each_server_ticks() {
   local postmaster pg=0 gw=0 wk=0 p; postmaster=$(head -1 "$TMP/pg/postmaster.pid")
   ticks() { awk '{print $14 + $15}' /proc/$1/stat 2>/dev/null || echo 0; }
