@@ -135,6 +135,9 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
         tx,
         shared_next: next,
     };
+    // Made once, not per message: it registers a waiter under a lock.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         let gap_deadline = room.order.gap_due();
         let ephemeral_due = room.ephemeral.next_due();
@@ -142,7 +145,7 @@ pub async fn run(id: RoomId, deps: RoomDeps, inbox: Inbox, registry: impl Regist
         // always ready, and a gap must still be filled.
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break,
+            () = &mut stopping => break,
             cmd = rx.recv() => match cmd {
                 // The slow paths are boxed so an idle room's task stays small.
                 Some(cmd) => Box::pin(room.handle(cmd)).await,

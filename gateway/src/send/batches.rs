@@ -101,6 +101,9 @@ async fn publish_batches(
     let mut number = rand::random::<u64>() >> 1;
     let mut left_over = None;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    // Made once, not per batch: it registers a waiter under a lock.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         let first = match left_over.take() {
             Some(queued) => queued,
@@ -109,7 +112,7 @@ async fn publish_batches(
                     Some(queued) => queued,
                     None => return,
                 },
-                () = shutdown.cancelled() => return,
+                () = &mut stopping => return,
             },
         };
         // Test builds: wait before gathering, so that sends sent together

@@ -157,9 +157,15 @@ impl Session {
     /// Reads frames until the socket ends, dies, or the gateway shuts down.
     async fn read_loop(&mut self, stream: &mut SplitStream<WebSocket>) {
         let close = Arc::clone(&self.member.close);
+        let state = self.state.clone();
         let mut live = Liveness::new(&self.state.config.limits);
         // Once the gateway drains: this socket's moment to close.
         let mut close_at: Option<Instant> = None;
+        // Made once, not per frame: each registers a waiter under a lock.
+        let closed = close.closed();
+        let asked = close.asked();
+        let draining = state.drain.closing();
+        tokio::pin!(closed, asked, draining);
         loop {
             let next = tokio::select! {
                 next = stream.next() => next,
@@ -172,9 +178,9 @@ impl Session {
                 () = tokio::time::sleep_until(live.pong_due.unwrap_or_else(Instant::now)), if live.pong_due.is_some() => {
                     return self.answer_then_close(ErrorCode::Timeout, "no pong in time").await;
                 }
-                () = close.closed() => return,
-                (code, why) = close.asked() => return self.answer_then_close(code, &why).await,
-                () = self.state.drain.closing(), if close_at.is_none() => {
+                () = &mut closed => return,
+                (code, why) = &mut asked => return self.answer_then_close(code, &why).await,
+                () = &mut draining, if close_at.is_none() => {
                     close_at = Some(self.state.drain.moment());
                     continue;
                 }

@@ -57,6 +57,9 @@ async fn write_loop(
         state: Arc::clone(&state),
     };
     let to_ws = |item| encoder.to_ws(item);
+    // Made once, not per batch: it registers a waiter under a lock.
+    let closed = close.closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
@@ -82,7 +85,7 @@ async fn write_loop(
                     return;
                 }
             }
-            () = close.closed() => break,
+            () = &mut closed => break,
         }
     }
     // Flush replies queued before the close (an error frame, say), then close.

@@ -147,21 +147,30 @@ pub async fn remember(
 
 /// KEYS[1] a room's window; ARGV: keep, ttl, then (seq, member) pairs, a
 /// member being its version (16 hex digits) and the encoded `Message`.
+/// An entry above the window's top (a new message, the usual case) is
+/// added without looking for what the window holds at its seq.
 static WINDOW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local key = KEYS[1]
+local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+local high = tonumber(top[2])
 for i = 3, #ARGV, 2 do
     local seq, member = ARGV[i], ARGV[i + 1]
-    local held = redis.call('ZRANGE', key, seq, seq, 'BYSCORE')
-    if #held == 0 then
-        local low = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-        if #low == 0 or tonumber(low[2]) <= tonumber(seq) then
+    if high == nil or tonumber(seq) > high then
+        redis.call('ZADD', key, seq, member)
+        high = tonumber(seq)
+    else
+        local held = redis.call('ZRANGE', key, seq, seq, 'BYSCORE')
+        if #held == 0 then
+            local low = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+            if tonumber(low[2]) <= tonumber(seq) then
+                redis.call('ZADD', key, seq, member)
+            end
+        elseif tonumber(string.sub(held[1], 1, 16), 16) < tonumber(string.sub(member, 1, 16), 16) then
+            redis.call('ZREM', key, held[1])
             redis.call('ZADD', key, seq, member)
         end
-    elseif tonumber(string.sub(held[1], 1, 16), 16) < tonumber(string.sub(member, 1, 16), 16) then
-        redis.call('ZREM', key, held[1])
-        redis.call('ZADD', key, seq, member)
     end
 end
 redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[1]) - 1)

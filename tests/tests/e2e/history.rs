@@ -748,3 +748,55 @@ async fn replayed(standby: &tokio_postgres::Client, seq: i64) {
     })
     .await;
 }
+
+/// The window's rules, against a real Redis: new entries append, an entry
+/// older than everything held is left out, a newer state of an entry
+/// replaces it and an older one does not, and out-of-order entries in one
+/// write land as if written one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_keeps_the_newest_state_of_each_entry_and_stays_whole() {
+    use chat_proto::v1::Message;
+    use chat_protocol::{RoomId, Seq};
+    let dir = tempfile::tempdir().unwrap();
+    let server = chat_tests::services::Redis::start(dir.path(), "127.0.0.1").await;
+    let redis = chat_cache::connect(&server.url(), &Default::default())
+        .await
+        .unwrap();
+    let room = RoomId::parse("w").unwrap();
+    let entry = |seq: u64, changed_seq: u64, body: &str| {
+        let message = Message {
+            room: "w".into(),
+            seq,
+            changed_seq,
+            body: body.into(),
+            ..Default::default()
+        };
+        (room.clone(), message)
+    };
+    let write = |entries: Vec<(RoomId, Message)>| {
+        let mut redis = redis.clone();
+        async move { chat_cache::remember(&mut redis, &entries, 4).await.unwrap() }
+    };
+    let held = || {
+        let mut redis = redis.clone();
+        let room = room.clone();
+        async move {
+            chat_cache::between(&mut redis, &room, Seq::ZERO, Seq::new(1 << 40), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.body)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Into an empty window, out of order: 5 lands; 3, older than all held, does not.
+    write(vec![entry(5, 0, "five"), entry(3, 0, "three")]).await;
+    assert_eq!(held().await, ["five"]);
+    // New entries append; past the 4 kept, the oldest go.
+    write((6..=9).map(|s| entry(s, 0, &s.to_string())).collect()).await;
+    assert_eq!(held().await, ["6", "7", "8", "9"]);
+    // An edit (seq 7 changed at 12) replaces 7; a late, older state does not.
+    write(vec![entry(7, 12, "seven edited")]).await;
+    write(vec![entry(7, 10, "seven stale"), entry(10, 0, "10")]).await;
+    assert_eq!(held().await, ["seven edited", "8", "9", "10"]);
+}
