@@ -481,6 +481,11 @@ each_server_ticks() {
   echo "$gw $wk $(ticks $NATS_PID) $pg $(ticks $REDIS_PID)"
 }
 nats_varz() { curl -s "http://127.0.0.1:$NATS_MON/varz"; }
+# Postgres's committed transactions and WAL so far, as JSON.
+pg_wal() {
+  psql -h 127.0.0.1 -p $PG_PORT -U postgres -Atc "SELECT json_build_object('xacts', (SELECT sum(xact_commit) FROM pg_stat_database),
+    'records', wal_records, 'fpi', wal_fpi, 'bytes', wal_bytes) FROM pg_stat_wal"
+}
 stored_count() { psql -h 127.0.0.1 -p $PG_PORT -U postgres -d chat -Atc "SELECT count(*) FROM messages"; }
 
 # `scaling`: the ingest load at SCALING_RATE (2,000 sends/s) with 1, 2 and
@@ -554,7 +559,7 @@ run_one() { # scenario target label [extra loadgen args...]
   if [ "${PERF:-0}" = 1 ] && [ "$target" = ours ]; then
     perf record -q -F 997 -g -C "$SERVER_CPU" -o "$OUT/$scenario--$label.perf.data" 2>/dev/null & perf=$!
   fi
-  local each1= varz1=; case $target in ours|durablefloor) each1=$(each_server_ticks "$target"); varz1=$(nats_varz);; esac
+  local each1= varz1= wal1=; case $target in ours|durablefloor) each1=$(each_server_ticks "$target"); varz1=$(nats_varz); wal1=$(pg_wal);; esac
   taskset -c "$LOADGEN_CPU" $BIN/loadgen --scenario "$scenario" --target "$(loadgen_target "$target")" "${URLS[@]}" \
     --watch-pid "$WATCH" --server-cpus "$SERVER_CPU" --label "$label" \
     --report "$OUT/$scenario--$label.json" --chart "$OUT/$scenario--$label.svg" ${LOADGEN_ARGS:-} "$@" \
@@ -580,6 +585,17 @@ before, after = (json.loads(v) for v in sys.argv[2:4])
 d = {k: after[k] - before[k] for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")}
 print(f"   NATS over the run: {d['in_msgs']:,} msgs in, {d['out_msgs']:,} out; per send {d['in_msgs'] / sends:.2f} in,"
       f" {d['out_msgs'] / sends:.2f} out, {(d['in_bytes'] + d['out_bytes']) / sends:,.0f} bytes")
+PY
+    # What Postgres committed and logged over the run, per send: the WAL
+    # every commit must write and sync before it answers.
+    python3 - "$OUT/$scenario--$label.json" "$wal1" "$(pg_wal)" <<'PY' | tee -a "$OUT/$scenario--$label.cpu-each.txt"
+import json, sys
+params = json.load(open(sys.argv[1]))["params"]
+sends = params["rate"] * (params["warmup"] + params["duration"])
+before, after = (json.loads(v) for v in sys.argv[2:4])
+d = {k: float(after[k]) - float(before[k]) for k in before}
+print(f"   Postgres over the run: {d['xacts']:,.0f} transactions (reads included), {d['bytes'] / 1e6:,.1f} MB of WAL;"
+      f" per send {d['records'] / sends:.1f} WAL records, {d['bytes'] / sends:,.0f} bytes, {d['fpi'] / sends:.3f} full-page images")
 PY
   fi
   if [ "$target" = ours ]; then
