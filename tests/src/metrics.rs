@@ -30,16 +30,38 @@ impl Metrics {
     /// Sum of a counter, gauge or histogram count over samples whose labels
     /// match (a histogram's sum is the untyped sample `<name>_sum`).
     pub fn total(&self, metric: &str, labels: &[(&str, &str)]) -> f64 {
-        self.0
-            .iter()
-            .flat_map(|s| &s.samples)
-            .filter(|s| s.metric == metric)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
-            .map(|s| match &s.value {
+        self.matching(metric, labels)
+            .map(|value| match value {
                 Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
                 Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
                 Value::Summary(_) => 0.0,
             })
             .sum()
+    }
+
+    /// Observations of histogram `metric` at or below its bucket bound `le`,
+    /// over the samples whose labels match.
+    pub fn at_most(&self, metric: &str, labels: &[(&str, &str)], le: f64) -> f64 {
+        self.matching(metric, labels)
+            .filter_map(|value| match value {
+                Value::Histogram(buckets) => buckets.iter().find(|b| b.less_than == le),
+                _ => None,
+            })
+            .map(|b| b.count)
+            .sum()
+    }
+
+    /// The values of `metric`'s samples whose labels match.
+    fn matching<'a>(
+        &'a self,
+        metric: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.0
+            .iter()
+            .flat_map(|s| &s.samples)
+            .filter(move |s| s.metric == metric)
+            .filter(move |s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| &s.value)
     }
 }
