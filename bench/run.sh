@@ -575,27 +575,21 @@ if target == "durablefloor":
     names = ("durablefloor", "-", "NATS", "Postgres", "-")
 print("   CPU s over the run: " + ", ".join(f"{n} {(t[i + 5] - t[i]) / hz:.2f}" for i, n in enumerate(names) if n != "-"))
 PY
-    # What NATS carried over the run (connecting included), per send of
-    # the run (rate x (warm-up + duration), from the report).
-    python3 - "$OUT/$scenario--$label.json" "$varz1" "$(nats_varz)" <<'PY' | tee -a "$OUT/$scenario--$label.cpu-each.txt"
+    # Over the whole run (connecting included), per send of the run (rate x
+    # (warm-up + duration), from the report): what NATS carried, and what
+    # Postgres committed and logged (the WAL every commit writes and syncs
+    # before it answers).
+    python3 - "$OUT/$scenario--$label.json" "$varz1" "$(nats_varz)" "$wal1" "$(pg_wal)" <<'PY' | tee -a "$OUT/$scenario--$label.cpu-each.txt"
 import json, sys
 params = json.load(open(sys.argv[1]))["params"]
 sends = params["rate"] * (params["warmup"] + params["duration"])
-before, after = (json.loads(v) for v in sys.argv[2:4])
-d = {k: after[k] - before[k] for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")}
-print(f"   NATS over the run: {d['in_msgs']:,} msgs in, {d['out_msgs']:,} out; per send {d['in_msgs'] / sends:.2f} in,"
-      f" {d['out_msgs'] / sends:.2f} out, {(d['in_bytes'] + d['out_bytes']) / sends:,.0f} bytes")
-PY
-    # What Postgres committed and logged over the run, per send: the WAL
-    # every commit must write and sync before it answers.
-    python3 - "$OUT/$scenario--$label.json" "$wal1" "$(pg_wal)" <<'PY' | tee -a "$OUT/$scenario--$label.cpu-each.txt"
-import json, sys
-params = json.load(open(sys.argv[1]))["params"]
-sends = params["rate"] * (params["warmup"] + params["duration"])
-before, after = (json.loads(v) for v in sys.argv[2:4])
-d = {k: float(after[k]) - float(before[k]) for k in before}
-print(f"   Postgres over the run: {d['xacts']:,.0f} transactions (reads included), {d['bytes'] / 1e6:,.1f} MB of WAL;"
-      f" per send {d['records'] / sends:.1f} WAL records, {d['bytes'] / sends:,.0f} bytes, {d['fpi'] / sends:.3f} full-page images")
+varz0, varz1, wal0, wal1 = (json.loads(v) for v in sys.argv[2:6])
+n = {k: varz1[k] - varz0[k] for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")}
+w = {k: float(wal1[k]) - float(wal0[k]) for k in wal0}
+print(f"   NATS over the run: {n['in_msgs']:,} msgs in, {n['out_msgs']:,} out; per send {n['in_msgs'] / sends:.2f} in,"
+      f" {n['out_msgs'] / sends:.2f} out, {(n['in_bytes'] + n['out_bytes']) / sends:,.0f} bytes")
+print(f"   Postgres over the run: {w['xacts']:,.0f} transactions (reads included), {w['bytes'] / 1e6:,.1f} MB of WAL;"
+      f" per send {w['records'] / sends:.1f} WAL records, {w['bytes'] / sends:,.0f} bytes, {w['fpi'] / sends:.3f} full-page images")
 PY
   fi
   if [ "$target" = ours ]; then

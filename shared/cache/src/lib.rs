@@ -157,14 +157,15 @@ local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
 local high = tonumber(top[2])
 for i = 3, #ARGV, 2 do
     local seq, member = ARGV[i], ARGV[i + 1]
-    if high == nil or tonumber(seq) > high then
+    local at = tonumber(seq)
+    if high == nil or at > high then
         redis.call('ZADD', key, seq, member)
-        high = tonumber(seq)
+        high = at
     else
         local held = redis.call('ZRANGE', key, seq, seq, 'BYSCORE')
         if #held == 0 then
             local low = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-            if tonumber(low[2]) <= tonumber(seq) then
+            if tonumber(low[2]) <= at then
                 redis.call('ZADD', key, seq, member)
             end
         elseif tonumber(string.sub(held[1], 1, 16), 16) < tonumber(string.sub(member, 1, 16), 16) then
