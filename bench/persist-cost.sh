@@ -6,6 +6,7 @@
 #
 #   bash bench/persist-cost.sh            every migration, i.e. the committed function
 #   bash bench/persist-cost.sh V5 V6      each variant: migrations up to and including it
+#   BODIES=words bash bench/persist-cost.sh V8 V17   with bodies of English text
 #
 # A private cluster with fsync off (this counts CPU, not disk waits) gets the
 # schema, ROOMS rooms of two members, then CALLS batches of BATCH sends, each
@@ -14,11 +15,19 @@
 # The backend's CPU time comes from its /proc/self/schedstat, measured around
 # the batches and around the same loop that only builds the arguments; the
 # difference is what storing costs. Prints µs per send.
+#
+# BODIES picks what the messages say, which is what the search index (V9)
+# pays for: `x` (64 x's: one term), `loadgen` (the loadgen's bodies,
+# `sender:n:intended_us:` and x's: a number no message had before, and
+# three terms that recur), `words` (8 words in a row from a random place in
+# the GPL's text, a natural spread of common and rare words).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
 BATCH=${BATCH:-256}
+BODIES=${BODIES:-x}
+case $BODIES in x|loadgen|words) ;; *) echo "BODIES must be x, loadgen or words, not '$BODIES'" >&2; exit 2;; esac
 CALLS=${CALLS:-40}
 ROOMS=${ROOMS:-100000}
 CPU=${CPU:-0}
@@ -55,7 +64,7 @@ BEGIN
     SELECT array_agg(CASE WHEN '$shape' = 'one' THEN 'r1' ELSE 'r' || ((k * $BATCH + g) % $ROOMS + 1) END ORDER BY g),
            array_agg(CASE WHEN '$shape' = 'one' THEN 'u1a' ELSE 'u' || ((k * $BATCH + g) % $ROOMS + 1) || 'a' END ORDER BY g),
            array_agg('$db-$shape-' || k || '-' || g ORDER BY g),
-           array_agg(repeat('x', 64) ORDER BY g),
+           array_agg(bench_body('$BODIES', k, g) ORDER BY g),
            array_agg(gen_random_uuid() ORDER BY g),
            array_agg((extract(epoch FROM now()) * 1000)::BIGINT ORDER BY g)
       INTO rooms, senders, cmids, bodies, ids, stamps
@@ -73,7 +82,7 @@ SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :t0,
 SQL
 }
 
-echo "Postgres CPU per stored send (batches of $BATCH, $CALLS per figure, fsync off, on CPU $CPU)"
+echo "Postgres CPU per stored send (batches of $BATCH, $CALLS per figure, bodies: $BODIES, fsync off, on CPU $CPU)"
 printf '%-8s %-24s %-24s %-24s\n' variant "µs per send, all rooms" "µs per send, one room" "WAL bytes per send, all/one"
 for variant in "${VARIANTS[@]}"; do
   db=db_$(echo "$variant" | tr -cd "[:alnum:]" | tr "[:upper:]" "[:lower:]")
@@ -91,6 +100,16 @@ for variant in "${VARIANTS[@]}"; do
   if [ "$BATCH" -ge 32 ] && [ "$(psql_ -d "$db" -c "SELECT count(*) FROM pg_proc WHERE proname = 'persist_messages_at_once'")" = 1 ]; then
     persist="persist_messages_at_once(rooms, senders, cmids, bodies, ids, stamps)"
   fi
+  psql_ -d "$db" -c "CREATE TABLE bench_corpus (i SERIAL PRIMARY KEY, w TEXT)"
+  tr -cs 'A-Za-z' '\n' < /usr/share/common-licenses/GPL-3 | grep -v '^$' |
+    psql_ -d "$db" -c "COPY bench_corpus (w) FROM STDIN"
+  psql_ -d "$db" -c "CREATE FUNCTION bench_body(shape TEXT, k INT, g INT) RETURNS TEXT LANGUAGE sql AS \$\$
+    SELECT CASE shape
+      WHEN 'x' THEN repeat('x', 64)
+      WHEN 'loadgen' THEN rpad(g || ':' || k || ':' || (extract(epoch FROM clock_timestamp()) * 1e6)::BIGINT || ':', 64, 'x')
+      WHEN 'words' THEN (SELECT string_agg(w, ' ' ORDER BY i) FROM bench_corpus
+             WHERE i >= o.o AND i < o.o + 8)
+    END FROM (SELECT 1 + floor(random() * (SELECT count(*) - 8 FROM bench_corpus))::INT AS o) o \$\$"
   psql_ -d "$db" -c "INSERT INTO rooms (id) SELECT 'r' || g FROM generate_series(1, $ROOMS) g;
     INSERT INTO members (room_id, user_id) SELECT 'r' || g, 'u' || g || s FROM generate_series(1, $ROOMS) g, unnest(ARRAY['a', 'b']) s;"
   results=()
