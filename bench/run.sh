@@ -29,7 +29,8 @@
 #                                while a sender sends to them: the gateways' CPU per
 #                                message with and without the watchers, send -> feed latency
 #
-# Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000").
+# Any loadgen flag can be passed through LOADGEN_ARGS (e.g. "--conns 20000", or
+# "--body-text /usr/share/common-licenses/GPL-3": bodies of English text, not x's).
 #   BIN=/tmp/bin-before bench/run.sh ingest   binaries built elsewhere (A/B runs)
 #   PERF=1 bench/run.sh ingest                also a flame graph of the server CPU
 #   NATS_CONF=other.conf bench/run.sh ingest  another nats-server configuration

@@ -45,6 +45,11 @@ struct Cli {
     rate: Option<f64>,
     #[arg(long)]
     body_bytes: Option<usize>,
+    /// A text whose words fill the bodies (x's otherwise): each body takes
+    /// a run of them from a place of its own, as chat spreads over common
+    /// and rare words. What a search index pays for depends on it.
+    #[arg(long)]
+    body_text: Option<PathBuf>,
     #[arg(long)]
     warmup: Option<f64>,
     #[arg(long)]
@@ -110,6 +115,9 @@ impl Cli {
             ramp_secs,
             typing_every
         );
+        if let Some(path) = &self.body_text {
+            p.body_text = Some(scenarios::chat::BodyText::load(path)?);
+        }
         p.initial_conns =
             self.initial_conns
                 .unwrap_or(if self.conns.is_some() && p.ramp_secs == 0.0 {

@@ -27,6 +27,8 @@ pub struct Params {
     pub rate: f64,
     /// Bytes of each message body.
     pub body_bytes: usize,
+    /// What bodies say after their `sender:n:intended_us:` (x's if none).
+    pub body_text: Option<chat::BodyText>,
     /// Seconds of load before measuring.
     pub warmup: f64,
     /// Seconds measured.
@@ -53,6 +55,7 @@ impl Params {
             senders_per_room: room_size.min(2),
             rate,
             body_bytes: 64,
+            body_text: None,
             warmup: 3.0,
             duration: 10.0,
             drain: 3.0,
