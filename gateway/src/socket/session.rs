@@ -104,23 +104,49 @@ async fn serve_socket(socket: WebSocket, info: SessionInfo, state: AppState) {
     let reason = close.reason().map_or("normal", |(code, _)| code.as_str());
     tracing::debug!(reason, "socket closed");
     metrics::closed(reason);
-    let _ = tokio::join!(writer, closing_handshake(&mut stream));
+    closing_handshake(writer, &mut stream, write_timeout).await;
 }
 
 /// Reads (and drops) what the peer still sends until it answers our close
-/// frame, its socket ends, or [`CLOSE_GRACE`] passes. Dropping the socket with
-/// the peer's pongs unread would make the kernel reset it, and a reset
-/// throws away what the peer has yet to read: the frames before our close,
-/// and the close itself.
-async fn closing_handshake(stream: &mut SplitStream<WebSocket>) {
-    let answered = async {
-        while let Some(Ok(msg)) = stream.next().await {
-            if matches!(msg, WsMessage::Close(_)) {
-                break;
+/// frame or its socket ends. The wait starts once the writer has sent the
+/// close (each of its writes is bounded by `write_timeout`), since a peer
+/// reading a backlog meets the close only after it; it ends after
+/// [`CLOSE_GRACE`] of silence, or `patience` after the close for a peer
+/// that keeps talking (its pongs and sends say it is reading). Dropping
+/// the socket with the peer's frames unread would make the kernel reset
+/// it, and a reset throws away what the peer has yet to read: the frames
+/// before our close, and the close itself.
+async fn closing_handshake(
+    writer: tokio::task::JoinHandle<()>,
+    stream: &mut SplitStream<WebSocket>,
+    patience: Duration,
+) {
+    tokio::pin!(writer);
+    {
+        let answered = async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, WsMessage::Close(_)) {
+                    break;
+                }
             }
+        };
+        tokio::pin!(answered);
+        tokio::select! {
+            () = &mut answered => {
+                let _ = writer.await;
+                return;
+            }
+            _ = &mut writer => {}
         }
-    };
-    let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
+    }
+    let deadline = Instant::now() + patience;
+    loop {
+        let quiet = (Instant::now() + CLOSE_GRACE).min(deadline);
+        match tokio::time::timeout_at(quiet, stream.next()).await {
+            Ok(Some(Ok(WsMessage::Close(_)) | Err(_)) | None) | Err(_) => return,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
 }
 
 fn is_too_large(e: axum::Error) -> bool {
