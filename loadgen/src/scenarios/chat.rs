@@ -139,7 +139,7 @@ impl BodyText {
             ^ n.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
         .rotate_left(29);
         let start = (mixed % self.words.len() as u64) as usize;
-        for word in self.words.iter().cycle().skip(start) {
+        for word in self.words[start..].iter().chain(self.words.iter().cycle()) {
             if body.len() >= len {
                 break;
             }
