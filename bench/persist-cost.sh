@@ -107,9 +107,10 @@ for variant in "${VARIANTS[@]}"; do
     SELECT CASE shape
       WHEN 'x' THEN repeat('x', 64)
       WHEN 'loadgen' THEN rpad(g || ':' || k || ':' || (extract(epoch FROM clock_timestamp()) * 1e6)::BIGINT || ':', 64, 'x')
-      WHEN 'words' THEN (SELECT string_agg(w, ' ' ORDER BY i) FROM bench_corpus
+      WHEN 'words' THEN (SELECT string_agg(w, ' ' ORDER BY i) FROM bench_corpus,
+             (SELECT 1 + floor(random() * (SELECT count(*) - 8 FROM bench_corpus))::INT AS o) o
              WHERE i >= o.o AND i < o.o + 8)
-    END FROM (SELECT 1 + floor(random() * (SELECT count(*) - 8 FROM bench_corpus))::INT AS o) o \$\$"
+    END \$\$"
   psql_ -d "$db" -c "INSERT INTO rooms (id) SELECT 'r' || g FROM generate_series(1, $ROOMS) g;
     INSERT INTO members (room_id, user_id) SELECT 'r' || g, 'u' || g || s FROM generate_series(1, $ROOMS) g, unnest(ARRAY['a', 'b']) s;"
   results=()

@@ -122,30 +122,25 @@ async fn closing_handshake(
     patience: Duration,
 ) {
     tokio::pin!(writer);
-    {
-        let answered = async {
-            while let Some(Ok(msg)) = stream.next().await {
-                if matches!(msg, WsMessage::Close(_)) {
-                    break;
-                }
+    // Set once the writer is done: the latest the wait may last.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let quiet = deadline.map(|d| (Instant::now() + CLOSE_GRACE).min(d));
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = &mut writer, if deadline.is_none() => {
+                deadline = Some(Instant::now() + patience);
+                continue;
             }
+            () = tokio::time::sleep_until(quiet.unwrap_or_else(Instant::now)), if quiet.is_some() => return,
         };
-        tokio::pin!(answered);
-        tokio::select! {
-            () = &mut answered => {
-                let _ = writer.await;
-                return;
-            }
-            _ = &mut writer => {}
+        match next {
+            Some(Ok(WsMessage::Close(_)) | Err(_)) | None => break,
+            Some(Ok(_)) => {}
         }
     }
-    let deadline = Instant::now() + patience;
-    loop {
-        let quiet = (Instant::now() + CLOSE_GRACE).min(deadline);
-        match tokio::time::timeout_at(quiet, stream.next()).await {
-            Ok(Some(Ok(WsMessage::Close(_)) | Err(_)) | None) | Err(_) => return,
-            Ok(Some(Ok(_))) => {}
-        }
+    if deadline.is_none() {
+        let _ = writer.await;
     }
 }
 
